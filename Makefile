@@ -1,0 +1,104 @@
+# meshd - build, test, demo.
+#
+# Every .c under common/ lua/ agents/ daemon/ (except each binary's main.c)
+# goes into one static library; binaries and tests link against it, so a new
+# module needs no Makefile edit.  tools/<name>.c is the binary build/<name>;
+# tests/unit/test_<x>.c is build/tests/test_<x>; tests/helpers/<x>.c is
+# build/tests/<x>.
+#
+#   make deps    install the Debian packages the project needs (idempotent, quiet)
+#   make         build/meshd build/mesh-agent build/meshctl build/mesh-gen
+#   make test    unit tests, rule tests, integration tests
+#   make asan    the same tests under AddressSanitizer + UBSan (build-asan/)
+#   make demo    the embedded default end to end
+#   make install PREFIX=/usr/local DESTDIR=
+
+B        ?= build
+CC       ?= cc
+PKGS     := libczmq libzmq rdkafka lua5.4 yaml-0.1 libcurl jansson libsodium libsystemd libmicrohttpd
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
+            -Icommon -Iagents -Ilua -Idaemon -D_GNU_SOURCE \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+
+DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua5.4-dev \
+        libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
+        libsystemd-dev libmicrohttpd-dev kcat
+
+LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c lua/*.c agents/*.c daemon/*.c))
+LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
+TOOLS    := $(patsubst tools/%.c,$(B)/%,$(wildcard tools/*.c))
+UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
+HELPERS  := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*.c))
+BINS     := $(B)/meshd $(B)/mesh-agent $(TOOLS)
+
+.PHONY: all deps test unit integration rules-test asan demo bench install clean format
+all: $(BINS) $(UNITS) $(HELPERS)
+
+deps:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(B)/obj/%.o: %.c $(wildcard common/*.h agents/*.h lua/*.h daemon/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libmesh.a: $(LIBOBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/meshd: $(B)/obj/daemon/main.o $(B)/libmesh.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+$(B)/mesh-agent: $(B)/obj/agents/main.o $(B)/libmesh.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+$(B)/%: $(B)/obj/tools/%.o $(B)/libmesh.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+$(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(B)/libmesh.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
+$(B)/tests/%: $(B)/obj/tests/helpers/%.o $(B)/libmesh.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# The build of the tests depends on deps so that a fresh machine gets there.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@B=$(B) tests/run.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory B=build-asan \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	@B=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@B=$(B) config/demo.sh
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/meshd/rules \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)/etc/meshd $(DESTDIR)/lib/systemd/system \
+	  $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
+	install -m 0755 $(B)/meshd $(B)/mesh-agent $(B)/meshctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 rules/*.lua $(DESTDIR)$(PREFIX)/share/meshd/rules/
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0640 config/meshd.yaml $(DESTDIR)/etc/meshd/meshd.yaml
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/meshd.service > $(DESTDIR)/lib/systemd/system/meshd.service
+	install -m 0644 systemd/meshd.sysusers $(DESTDIR)/usr/lib/sysusers.d/meshd.conf
+	install -m 0644 systemd/meshd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/meshd.conf
+
+format:
+	clang-format -i $(wildcard */*.c */*.h tests/*/*.c)
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,176 @@
+/*  config - the YAML configuration, loaded strictly into typed structs.
+ *
+ *  One file (config/meshd.yaml documents every key and its default).  Unknown
+ *  keys, wrong types, bad values, duplicate keys, anchors/aliases and more than one
+ *  document are errors, each reported as "FILE:LINE:COL: what is wrong, and what
+ *  would be right" (1-based line and column).  Relative paths in the file
+ *  (rules, backend files, directories, the decision log) are resolved against
+ *  the directory of the config file, so a config can be moved with its rules.
+ *
+ *  Ownership: mesh_config_load returns a config the caller owns; everything in it
+ *  is owned by the config and freed by mesh_config_destroy.  Secrets are never
+ *  stored here: only the paths of the files that hold them.
+ */
+#ifndef MESH_CONFIG_H
+#define MESH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+//  Where a value came from, for messages about it after loading (rule files that
+//  do not compile are reported at the line that names them).
+typedef struct {
+    int line, col;                  //  1-based; 0 when unknown
+} mesh_config_pos_t;
+
+typedef enum {
+    MESH_PARAM_STRING,
+    MESH_PARAM_INTEGER,
+    MESH_PARAM_NUMBER,
+    MESH_PARAM_BOOLEAN,
+} mesh_param_type_t;
+
+//  One typed parameter of a declared action.
+typedef struct {
+    char *name;
+    mesh_param_type_t type;
+    bool required;                  //  default true
+    char *pattern;                  //  strings: POSIX ERE matched against the whole value; NULL = any
+    size_t max_length;              //  strings: default 256
+    char **enum_values;             //  strings: allowed values; NULL/0 = any
+    size_t enum_count;
+    bool has_min, has_max;          //  integer/number bounds (inclusive)
+    double min, max;
+} mesh_param_spec_t;
+
+typedef enum {
+    MESH_ACTION_LOG,                //  record only
+    MESH_ACTION_KAFKA,              //  produce a JSON message to `topic`, keyed by the decision id
+} mesh_action_kind_t;
+
+//  An action the model may propose, declared once at top level (`actions:`).
+typedef struct {
+    char *name;
+    mesh_action_kind_t kind;
+    char *description;              //  shown to the model in the prompt
+    char *topic;                    //  kafka: destination topic
+    mesh_param_spec_t *params;
+    size_t param_count;
+} mesh_action_spec_t;
+
+typedef enum {
+    MESH_BACKEND_SCRIPTED,          //  canned model outputs from a JSON-lines file
+    MESH_BACKEND_OPENAI,            //  POST {url}/v1/chat/completions
+} mesh_backend_kind_t;
+
+typedef struct {
+    char *name;
+    mesh_backend_kind_t kind;
+    char *file;                     //  scripted: the responses file
+    char *url;                      //  openai: base URL, e.g. http://127.0.0.1:8080
+    char *model;                    //  openai: model name sent in requests
+    char *api_key_file;             //  openai: optional file holding a bearer token
+    int timeout_ms;                 //  whole request deadline (default 30000)
+    int connect_timeout_ms;         //  default 2000
+    double temperature;             //  default 0
+    bool json_schema;               //  send response_format json_schema (default true)
+} mesh_backend_config_t;
+
+typedef struct {
+    char *kind;                     //  "ewma" (the only one so far)
+    double alpha;                   //  EWMA smoothing factor, (0,1], default 0.05
+    int warmup;                     //  points per series before any score, default 30
+    double threshold;               //  score in [0,1] at or above which a point is anomalous, default 0.99
+    size_t max_series;              //  bounded series table (LRU), default 10000
+} mesh_detector_config_t;
+
+typedef struct {
+    int cooldown_s;                 //  per series, in event time; default 300
+} mesh_incident_config_t;
+
+typedef struct {
+    char *backend;                  //  name of an entry in `backends:`
+    int max_steps;                  //  model calls per incident, including reasks; default 3
+    int max_tokens;                 //  per call; default 256
+    int incident_token_cap;         //  per incident, prompt+completion; default 4000
+    long budget_tokens;             //  per agent per window; default 200000
+    int budget_window_s;            //  default 3600
+    int queue_size;                 //  incidents waiting for a worker; default 64
+    int workers;                    //  reasoning threads; default 1
+} mesh_reason_config_t;
+
+typedef struct {
+    char *name;                     //  [a-z0-9][a-z0-9_.-]*, unique
+    char **topics;
+    size_t topic_count;
+    char *group;                    //  consumer group; default "meshd.<name>"
+    bool observe;                   //  mode: observe (shadow) runs all but the action itself
+    char **key_fields;              //  event fields that form the series key
+    size_t key_field_count;
+    char *value_field;              //  numeric field; default "value"
+    char *time_field;               //  event time: epoch seconds/ms number or RFC 3339 string; default "ts"
+    mesh_detector_config_t detector;
+    mesh_incident_config_t incident;
+    mesh_reason_config_t reason;
+    char **actions;                 //  names of declared actions this agent may take
+    size_t action_count;
+    char *fallback;                 //  action taken when no proposal is accepted; must be in actions
+    char **rules;                   //  rule files (resolved paths), after the global chain
+    mesh_config_pos_t *rule_pos;
+    size_t rule_count;
+} mesh_agent_config_t;
+
+typedef struct {
+    char *path;                     //  the file loaded
+    //  daemon:
+    char *runtime_dir;              //  sockets; default /run/meshd
+    char *state_dir;                //  durable state; default /var/lib/meshd
+    char *decision_log;             //  default <state_dir>/decisions.jsonl
+    int heartbeat_ms;               //  agent heartbeat period; default 1000
+    int liveness_timeout_ms;        //  no heartbeat for this long -> agent killed, restarted; default 10000
+    int backoff_initial_ms;         //  first restart delay; default 100
+    int backoff_max_ms;             //  default 30000
+    int healthy_after_s;            //  up this long -> backoff resets; default 60
+    int restart_intensity;          //  more than this many restarts ...; default 5
+    int restart_period_s;           //  ... within this many seconds -> agent marked failed; default 60
+    int drain_timeout_ms;           //  on stop, how long agents may take to drain; default 10000
+    char *agent_binary;             //  default: mesh-agent beside the meshd binary
+    //  kafka:
+    char *brokers;                  //  "host:port,..." or "embedded"
+    bool embedded;                  //  brokers == "embedded": meshd runs librdkafka's mock cluster
+    int embedded_partitions;        //  partitions of each topic the embedded broker creates; default 4
+    char **embedded_topics;         //  topics created at start
+    size_t embedded_topic_count;
+    int session_timeout_ms;         //  consumer group session timeout; default 10000
+    int commit_interval_ms;         //  auto-commit of stored offsets; default 1000
+    //  gates:
+    long lua_instructions;          //  per rule evaluation; default 1000000
+    size_t lua_memory;              //  bytes per rule state; default 8 MiB
+    int lua_time_ms;                //  wall clock per rule evaluation; default 50
+    char **global_rules;            //  applied to every agent, before its own
+    mesh_config_pos_t *global_rule_pos;
+    size_t global_rule_count;
+    mesh_backend_config_t *backends;
+    size_t backend_count;
+    mesh_action_spec_t *actions;
+    size_t action_count;
+    mesh_agent_config_t *agents;
+    size_t agent_count;
+} mesh_config_t;
+
+//  Load and validate PATH.  Returns the number of problems found; each is printed
+//  to ERR (may be NULL) as one "FILE:LINE:COL: message" line.  On 0, *config_p is
+//  set and the caller owns it; otherwise *config_p is NULL.
+int mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err);
+
+//  Destroy; sets *self_p to NULL; safe on NULL.
+void mesh_config_destroy (mesh_config_t **self_p);
+
+//  Lookups (borrowed pointers, NULL when absent).
+const mesh_agent_config_t *mesh_config_agent (const mesh_config_t *self, const char *name);
+const mesh_backend_config_t *mesh_config_backend (const mesh_config_t *self, const char *name);
+const mesh_action_spec_t *mesh_config_action (const mesh_config_t *self, const char *name);
+
+#endif
