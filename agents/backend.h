@@ -1,0 +1,75 @@
+/*  backend - one model call: messages in, verbatim model text and usage out.
+ *  Data path: event -> detect -> incident -> [reason] -> gate -> act -> record
+ *  (the reasoning loop's only way to reach a model).
+ *
+ *  A backend kind is a callback table (mesh_backend_ops_t, Fluent Bit style):
+ *  backend_scripted.c (canned outputs from a JSON-lines file, for the demo and the
+ *  tests) and backend_openai.c (POST {url}/v1/chat/completions with libcurl: llama.cpp
+ *  server, vLLM, Ollama, TGI).  backend.c picks the table from the config and keeps
+ *  the promises below the same for every kind.
+ *
+ *  Nothing here interprets the model's text: content is returned verbatim, parsing
+ *  and judging it is the reasoning loop's and the gates' business.  A backend object
+ *  is used by one thread at a time (one per reasoning worker); objects are
+ *  independent of each other.
+ */
+#ifndef MESH_BACKEND_H
+#define MESH_BACKEND_H
+
+#include "config.h"
+#include "fail.h"
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    char *content;              //  verbatim model text (owned)
+    char *model;                //  model name the server reported (owned, may be NULL)
+    long prompt_tokens;         //  server-reported usage; estimated (bytes/4, rounded up)
+    long completion_tokens;     //  if absent, and then `estimated` is set
+    bool estimated;
+    long latency_ms;            //  set on failure too (time until the failure was known)
+    char *finish_reason;        //  owned, may be NULL
+} mesh_backend_reply_t;
+
+typedef struct _mesh_backend_t mesh_backend_t;
+
+//  The callback table of one backend kind.  STATE is what create returned.  call has
+//  the contract of mesh_backend_call; backend.c clears REPLY before and after a failure.
+typedef struct {
+    const char *kind;
+    void *(*create) (const mesh_backend_config_t *cfg);             //  NULL (logged) if unusable
+    void (*destroy) (void *state);
+    int (*call) (void *state, json_t *messages, int max_tokens, json_t *schema,
+                 const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
+                 char **detail);
+} mesh_backend_ops_t;
+
+extern const mesh_backend_ops_t mesh_backend_scripted_ops;
+extern const mesh_backend_ops_t mesh_backend_openai_ops;
+
+//  Create a backend of cfg->kind; NULL (logged) if the config is unusable (a scripted
+//  file that does not load, an openai backend without url, an unreadable key file).
+//  CFG is copied as needed; it need not outlive the backend.
+mesh_backend_t *mesh_backend_new (const mesh_backend_config_t *cfg);
+//  Destroy; sets *self_p to NULL; safe on NULL.
+void mesh_backend_destroy (mesh_backend_t **self_p);
+//  MESSAGES: a JSON array of {"role","content"} (borrowed).  SCHEMA: JSON Schema for the
+//  proposal (borrowed, may be NULL).  SEED_KEY: "<decision id>/<step>" (the scripted
+//  backend derives its choice from it; may be NULL).  0 and *reply filled (clear it with
+//  mesh_backend_reply_clear), or -1 with *why (MODEL_TIMEOUT, MODEL_ERROR,
+//  MODEL_MALFORMED) and *detail (a one-line message, caller frees) set, and of *reply
+//  only latency_ms.
+int mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_t *schema,
+                       const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
+                       char **detail);
+//  Free what REPLY owns and zero it; safe on a zeroed reply.
+void mesh_backend_reply_clear (mesh_backend_reply_t *reply);
+//  The backend's configured name (borrowed).
+const char *mesh_backend_name (const mesh_backend_t *self);
+//  Token estimate used wherever a server does not report usage: BYTES / 4, rounded up.
+long mesh_backend_estimate_tokens (size_t bytes);
+//  Estimate for a JSON value as it is sent (compact serialisation).
+long mesh_backend_estimate_json (json_t *value);
+
+#endif

@@ -1,0 +1,406 @@
+/*  fake_llm - a test inference server speaking the OpenAI chat-completions format.
+ *
+ *      fake_llm --port P | --port-file F  [--responses FILE]  [--mode MODE]
+ *               [--hang-ms N] [--requests LOG]
+ *
+ *  Serves, on 127.0.0.1 only:
+ *      POST /v1/chat/completions   the next canned output, cycling through FILE
+ *                                  (same format as config/demo-responses.jsonl)
+ *      GET  /v1/models             one model, "fake-model"
+ *      GET  /health                {"status":"ok"}
+ *
+ *  MODE simulates what real servers do to a client:
+ *      ok             a normal answer with usage (prompt tokens = request bytes / 4)
+ *      500            HTTP 500 with the OpenAI/llama.cpp error shape
+ *      timeout        hangs --hang-ms (default 10000) before answering
+ *      malformed      HTTP 200 with a body that is not JSON
+ *      no-usage       a normal answer without "usage"
+ *      reject-schema  HTTP 400 naming response_format when the request has one
+ *                     (as a server without structured output would); normal otherwise
+ *      tgi-error      HTTP 422 with TGI's flat {"error","error_type"} shape
+ *
+ *  --port 0 (or --port-file alone) binds an ephemeral port and writes it to the
+ *  port file (written to a temporary name and renamed, so a reader never sees half a
+ *  number).  --requests appends one JSON line per completion request:
+ *  {"authorization": header or null, "body": the request}, so tests can see what
+ *  the client sent.  The process exits on SIGTERM/SIGINT, or when its parent dies.
+ *
+ *  Not covered: streaming (SSE), tool calls, real tokenisation (usage is a byte
+ *  estimate), context-length errors, the servers' many other endpoints and quirks.
+ *  It is a test double for the client's request/response handling, not a model.
+ */
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_MAX_UPLOAD (1024 * 1024)
+
+typedef enum { S_OK, S_500, S_TIMEOUT, S_MALFORMED, S_NO_USAGE, S_REJECT_SCHEMA, S_TGI } s_mode_t;
+
+static const char *s_mode_names[] = {
+    "ok", "500", "timeout", "malformed", "no-usage", "reject-schema", "tgi-error", NULL
+};
+
+typedef struct {
+    char *content;
+    long completion_tokens;         //  -1: estimate
+} s_output_t;
+
+static s_output_t *s_outputs;
+static size_t s_output_count;
+static atomic_size_t s_next;
+static s_mode_t s_mode = S_OK;
+static long s_hang_ms = 10000;
+static const char *s_requests_path;
+static pthread_mutex_t s_log_mutex = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool s_stopping;
+
+typedef struct {
+    char *data;
+    size_t size;
+    bool too_big;
+} s_upload_t;
+
+static int
+s_load_responses (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file) {
+        fprintf (stderr, "fake_llm: %s: %s\n", path, strerror (errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t size = 0;
+    ssize_t len;
+    int lineno = 0;
+    while ((len = getline (&line, &size, file)) >= 0) {
+        lineno++;
+        size_t lead = strspn (line, " \t\r\n");
+        if (line[lead] == 0 || line[lead] == '#')
+            continue;
+        json_error_t err;
+        json_t *obj = json_loadb (line, (size_t) len, JSON_REJECT_DUPLICATES, &err);
+        json_t *content = json_object_get (obj, "content");
+        json_t *tokens = json_object_get (obj, "completion_tokens");
+        if (!json_is_string (content) || (tokens && !json_is_integer (tokens))) {
+            fprintf (stderr, "fake_llm: %s:%d: expected {\"content\": string}\n", path, lineno);
+            json_decref (obj);
+            free (line);
+            fclose (file);
+            return -1;
+        }
+        s_outputs = realloc (s_outputs, (s_output_count + 1) * sizeof *s_outputs);
+        s_outputs[s_output_count].content = strdup (json_string_value (content));
+        s_outputs[s_output_count].completion_tokens =
+          tokens ? (long) json_integer_value (tokens) : -1;
+        s_output_count++;
+        json_decref (obj);
+    }
+    free (line);
+    fclose (file);
+    return 0;
+}
+
+static enum MHD_Result
+s_send (struct MHD_Connection *connection, unsigned int status, const char *body,
+        const char *content_type)
+{
+    struct MHD_Response *response =
+      MHD_create_response_from_buffer (strlen (body), (void *) body, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header (response, "Content-Type", content_type);
+    enum MHD_Result rc = MHD_queue_response (connection, status, response);
+    MHD_destroy_response (response);
+    return rc;
+}
+
+static enum MHD_Result
+s_send_json (struct MHD_Connection *connection, unsigned int status, json_t *value)
+{
+    char *text = json_dumps (value, JSON_COMPACT);
+    json_decref (value);
+    enum MHD_Result rc = s_send (connection, status, text ? text : "{}", "application/json");
+    free (text);
+    return rc;
+}
+
+static enum MHD_Result
+s_openai_error (struct MHD_Connection *connection, unsigned int status, const char *message,
+                const char *type)
+{
+    return s_send_json (connection, status,
+                        json_pack ("{s:{s:i, s:s, s:s}}", "error", "code", (int) status,
+                                   "message", message, "type", type));
+}
+
+static void
+s_log_request (struct MHD_Connection *connection, json_t *body)
+{
+    if (!s_requests_path)
+        return;
+    const char *auth =
+      MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Authorization");
+    json_t *entry = json_pack ("{s:o, s:O}", "authorization",
+                               auth ? json_string (auth) : json_null (), "body", body);
+    char *line = json_dumps (entry, JSON_COMPACT);
+    json_decref (entry);
+    if (!line)
+        return;
+    pthread_mutex_lock (&s_log_mutex);
+    int fd = open (s_requests_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+        size_t len = strlen (line);
+        line[len] = '\n';
+        ssize_t rc = write (fd, line, len + 1);
+        (void) rc;
+        close (fd);
+    }
+    pthread_mutex_unlock (&s_log_mutex);
+    free (line);
+}
+
+static enum MHD_Result
+s_completion (struct MHD_Connection *connection, s_upload_t *upload)
+{
+    if (upload->too_big)
+        return s_openai_error (connection, 413, "request body too large",
+                               "invalid_request_error");
+    json_error_t err;
+    json_t *body = json_loadb (upload->data ? upload->data : "", upload->size, 0, &err);
+    json_t *messages = json_object_get (body, "messages");
+    if (!json_is_array (messages) || json_array_size (messages) == 0) {
+        json_decref (body);
+        return s_openai_error (connection, 400, "'messages' must be a non-empty array",
+                               "invalid_request_error");
+    }
+    s_log_request (connection, body);
+    bool has_schema = json_object_get (body, "response_format") != NULL;
+    const char *model = json_string_value (json_object_get (body, "model"));
+    json_t *reply = NULL;
+    unsigned int status = 200;
+    switch (s_mode) {
+        case S_500:
+            json_decref (body);
+            return s_openai_error (connection, 500, "fake_llm: simulated server error",
+                                   "server_error");
+        case S_TGI:
+            json_decref (body);
+            return s_send_json (connection, 422,
+                                json_pack ("{s:s, s:s}", "error",
+                                           "Input validation error: simulated by fake_llm",
+                                           "error_type", "validation"));
+        case S_MALFORMED:
+            json_decref (body);
+            return s_send (connection, 200, "<html>this is not JSON</html>", "text/html");
+        case S_REJECT_SCHEMA:
+            if (has_schema) {
+                json_decref (body);
+                return s_openai_error (connection, 400,
+                                       "response_format is not supported by this server",
+                                       "invalid_request_error");
+            }
+            break;
+        case S_TIMEOUT:
+            for (long waited = 0; waited < s_hang_ms && !atomic_load (&s_stopping); waited += 10)
+                usleep (10000);
+            break;
+        default:
+            break;
+    }
+    const char *content = "{\"action\":\"escalate\",\"params\":{},\"confidence\":0.9,"
+                          "\"rationale\":\"fake_llm default output\"}";
+    long completion_tokens = -1;
+    if (s_output_count) {
+        size_t index = atomic_fetch_add (&s_next, 1) % s_output_count;
+        content = s_outputs[index].content;
+        completion_tokens = s_outputs[index].completion_tokens;
+    }
+    if (completion_tokens < 0)
+        completion_tokens = (long) (strlen (content) + 3) / 4;
+    char *prompt = json_dumps (messages, JSON_COMPACT);
+    long prompt_tokens = prompt ? (long) (strlen (prompt) + 3) / 4 : 0;
+    free (prompt);
+    char id[64];
+    snprintf (id, sizeof id, "chatcmpl-fake%zu", atomic_load (&s_next));
+    reply = json_pack ("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id", id,
+                       "object", "chat.completion", "created", (json_int_t) time (NULL),
+                       "model", model ? model : "fake-model", "choices", "index", 0,
+                       "message", "role", "assistant", "content", content,
+                       "finish_reason", "stop");
+    if (s_mode != S_NO_USAGE)
+        json_object_set_new (reply, "usage",
+                             json_pack ("{s:I, s:I, s:I}", "prompt_tokens",
+                                        (json_int_t) prompt_tokens, "completion_tokens",
+                                        (json_int_t) completion_tokens, "total_tokens",
+                                        (json_int_t) (prompt_tokens + completion_tokens)));
+    json_decref (body);
+    return s_send_json (connection, status, reply);
+}
+
+static enum MHD_Result
+s_handler (void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+           const char *version, const char *upload_data, size_t *upload_data_size,
+           void **con_cls)
+{
+    (void) cls;
+    (void) version;
+    if (!*con_cls) {
+        *con_cls = calloc (1, sizeof (s_upload_t));
+        return *con_cls ? MHD_YES : MHD_NO;
+    }
+    s_upload_t *upload = *con_cls;
+    if (*upload_data_size) {
+        if (upload->size + *upload_data_size > S_MAX_UPLOAD)
+            upload->too_big = true;
+        else {
+            upload->data = realloc (upload->data, upload->size + *upload_data_size + 1);
+            memcpy (upload->data + upload->size, upload_data, *upload_data_size);
+            upload->size += *upload_data_size;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (!strcmp (method, "POST") && !strcmp (url, "/v1/chat/completions"))
+        return s_completion (connection, upload);
+    if (!strcmp (method, "GET") && !strcmp (url, "/v1/models"))
+        return s_send_json (connection, 200,
+                            json_pack ("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list",
+                                       "data", "id", "fake-model", "object", "model",
+                                       "created", 0, "owned_by", "fake_llm"));
+    if (!strcmp (method, "GET") && !strcmp (url, "/health"))
+        return s_send (connection, 200, "{\"status\":\"ok\"}", "application/json");
+    return s_openai_error (connection, 404, "not found", "not_found_error");
+}
+
+static void
+s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
+             enum MHD_RequestTerminationCode code)
+{
+    (void) cls;
+    (void) connection;
+    (void) code;
+    s_upload_t *upload = *con_cls;
+    if (upload) {
+        free (upload->data);
+        free (upload);
+        *con_cls = NULL;
+    }
+}
+
+static int
+s_write_port_file (const char *path, unsigned port)
+{
+    char tmp[4096];
+    snprintf (tmp, sizeof tmp, "%s.tmp", path);
+    FILE *file = fopen (tmp, "w");
+    if (!file)
+        return -1;
+    fprintf (file, "%u\n", port);
+    if (fclose (file) != 0)
+        return -1;
+    return rename (tmp, path);
+}
+
+static void
+s_usage (void)
+{
+    fprintf (stderr, "usage: fake_llm --port P | --port-file F [--responses FILE] "
+                     "[--mode ok|500|timeout|malformed|no-usage|reject-schema|tgi-error] "
+                     "[--hang-ms N] [--requests LOG]\n");
+    exit (2);
+}
+
+int
+main (int argc, char **argv)
+{
+    long port = -1;
+    const char *port_file = NULL, *responses = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!value)
+            s_usage ();
+        i++;
+        if (!strcmp (arg, "--port"))
+            port = strtol (value, NULL, 10);
+        else if (!strcmp (arg, "--port-file"))
+            port_file = value;
+        else if (!strcmp (arg, "--responses"))
+            responses = value;
+        else if (!strcmp (arg, "--hang-ms"))
+            s_hang_ms = strtol (value, NULL, 10);
+        else if (!strcmp (arg, "--requests"))
+            s_requests_path = value;
+        else if (!strcmp (arg, "--mode")) {
+            int m = 0;
+            while (s_mode_names[m] && strcmp (s_mode_names[m], value))
+                m++;
+            if (!s_mode_names[m])
+                s_usage ();
+            s_mode = (s_mode_t) m;
+        }
+        else
+            s_usage ();
+    }
+    if (port < 0 && !port_file)
+        s_usage ();
+    if (port < 0)
+        port = 0;
+    if (port > 65535)
+        s_usage ();
+    if (responses && s_load_responses (responses))
+        return 1;
+
+    //  Die with the test that started us; take signals only in the main thread.
+    prctl (PR_SET_PDEATHSIG, SIGTERM);
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    struct sockaddr_in addr = { 0 };
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons ((uint16_t) port);
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    struct MHD_Daemon *daemon =
+      MHD_start_daemon (MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD
+                          | MHD_USE_ERROR_LOG,
+                        0, NULL, NULL, s_handler, NULL,
+                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+                        MHD_OPTION_NOTIFY_COMPLETED, s_completed, NULL,
+                        MHD_OPTION_END);
+    if (!daemon) {
+        fprintf (stderr, "fake_llm: cannot listen on 127.0.0.1:%ld\n", port);
+        return 1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned bound = info ? info->port : (unsigned) port;
+    if (port_file && s_write_port_file (port_file, bound)) {
+        fprintf (stderr, "fake_llm: cannot write %s: %s\n", port_file, strerror (errno));
+        MHD_stop_daemon (daemon);
+        return 1;
+    }
+    int sig = 0;
+    sigwait (&signals, &sig);
+    atomic_store (&s_stopping, true);
+    MHD_stop_daemon (daemon);
+    for (size_t i = 0; i < s_output_count; i++)
+        free (s_outputs[i].content);
+    free (s_outputs);
+    return 0;
+}
