@@ -1,0 +1,472 @@
+/*  agent - the front door of mesh-agent: the stages, in order, on one screen.
+ *  Data path: event -> detect -> incident -> reason -> gate -> act -> record.
+ *
+ *  Threads.  The consumer thread (mesh_agent_run) owns the Kafka consumer, the
+ *  detector and the incident table, and the control socket to the supervisor
+ *  (hello, heartbeats, shutdown).  `workers` reasoning threads each own a
+ *  backend handle, a gate chain and a record socket.  They meet in two places
+ *  guarded by one mutex: the bounded incident queue (consumer -> workers) and
+ *  the completion list (workers -> consumer, offsets to store).
+ *
+ *  Exactly-once effect.  Before reasoning, a worker asks the ledger about the
+ *  decision id: complete -> skip (a re-delivery after a crash); decided but no
+ *  outcome -> carry out the recorded decision again (every action kind here is
+ *  idempotent by its key) and record the outcome; unknown -> reason, record the
+ *  decision and wait for the ack, and only then act.
+ */
+#include "agent.h"
+#include "act.h"
+#include "budget.h"
+#include "detect.h"
+#include "event_kafka.h"
+#include "gate.h"
+#include "incident.h"
+#include "log.h"
+#include "proto.h"
+#include "reason.h"
+#include "record.h"
+
+#include <czmq.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_HISTORY_MAX 64
+
+//  Counters sent with every heartbeat; the names are the JSON keys.
+#define S_COUNTERS(X)                                                                        \
+    X (events) X (malformed) X (anomalies) X (incidents) X (suppressed) X (loops)            \
+    X (accepted) X (rejected) X (fallback) X (budget_exhausted) X (model_failed) X (tokens)  \
+    X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (ledger_errors)
+
+typedef struct {
+#define S_FIELD(name) atomic_ullong name;
+    S_COUNTERS (S_FIELD)
+#undef S_FIELD
+} s_counters_t;
+
+typedef struct {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} s_done_t;
+
+typedef struct {
+    mesh_agent_t *agent;
+    int index;
+    pthread_t thread;
+} s_worker_t;
+
+struct _mesh_agent_t {
+    const mesh_config_t *cfg;
+    const mesh_agent_config_t *acfg;
+    char *instance, *endpoint, *brokers;
+    pid_t parent;
+    zsock_t *ctl;
+    mesh_event_kafka_t *events;
+    mesh_detect_t *detect;
+    mesh_incidents_t *incidents;
+    mesh_budget_t *budget;
+    mesh_act_t *act;
+    s_counters_t n;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    mesh_incident_t **queue;            //  ring of queue_cap
+    size_t queue_cap, queue_head, queue_len, busy;
+    s_done_t *done;                     //  completions waiting for the consumer thread
+    size_t done_len, done_cap;
+    json_t *history;                    //  recent accepted actions, newest last
+    bool stopping;                      //  workers: finish the queue, then exit
+    atomic_bool fatal;                  //  the ledger stopped answering: exit, re-deliver
+    s_worker_t *workers;
+};
+
+//  --- worker side ----------------------------------------------------------------
+
+static void
+s_complete (mesh_agent_t *self, const mesh_incident_t *incident)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->done_len == self->done_cap) {
+        self->done_cap = self->done_cap ? self->done_cap * 2 : 16;
+        self->done = realloc (self->done, self->done_cap * sizeof *self->done);
+    }
+    self->done[self->done_len++] = (s_done_t) {strdup (incident->topic), incident->partition,
+                                               incident->offset};
+    self->busy--;
+    pthread_mutex_unlock (&self->lock);
+}
+
+static void
+s_count_decision (mesh_agent_t *self, json_t *decision)
+{
+    const char *verdict = json_string_value (json_object_get (decision, "verdict"));
+    self->n.loops++;
+    self->n.tokens += (unsigned long long) json_integer_value (json_object_get (decision,
+                                                                                "tokens"));
+    if (verdict && strcmp (verdict, "accepted") == 0)
+        self->n.accepted++;
+    else
+    if (verdict && strcmp (verdict, "budget_exhausted") == 0)
+        self->n.budget_exhausted++;
+    else
+    if (verdict && strcmp (verdict, "model_failed") == 0)
+        self->n.model_failed++;
+    else
+        self->n.rejected++;
+    if (json_is_true (json_object_get (decision, "fallback")))
+        self->n.fallback++;
+}
+
+static void
+s_remember (mesh_agent_t *self, json_t *decision, const mesh_incident_t *incident)
+{
+    if (!json_is_true (json_object_get (decision, "fallback"))) {
+        json_t *action = json_object_get (decision, "action");
+        json_t *params = json_object_get (action, "params");
+        json_t *entry = json_pack ("{sO sO* sf}", "action", json_object_get (action, "name"),
+                                   "target", json_object_get (params, "service"), "at",
+                                   incident->ts_ms / 1000.0);
+        pthread_mutex_lock (&self->lock);
+        json_array_append_new (self->history, entry);
+        if (json_array_size (self->history) > S_HISTORY_MAX)
+            json_array_remove (self->history, 0);
+        pthread_mutex_unlock (&self->lock);
+    }
+}
+
+//  One incident, start to finish.  Returns false if the ledger did not answer.
+static bool
+s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
+          mesh_incident_t *incident)
+{
+    mesh_record_state_t state;
+    json_t *decision = NULL;
+    if (mesh_record_lookup (record, incident->id, &state, &decision) != 0)
+        return false;
+    if (state == MESH_RECORD_COMPLETE) {
+        self->n.duplicates++;           //  re-delivered after a crash: already done
+        json_decref (decision);
+        return true;
+    }
+    if (state == MESH_RECORD_NONE) {
+        pthread_mutex_lock (&self->lock);
+        json_t *history = json_deep_copy (self->history);
+        pthread_mutex_unlock (&self->lock);
+        decision = mesh_reason_run (reason, incident, history);        //  reason + gate
+        json_decref (history);
+        if (!decision)
+            return false;
+        if (mesh_record_decision (record, decision, NULL) != 0) {     //  durable first
+            json_decref (decision);
+            return false;
+        }
+        s_count_decision (self, decision);
+    }
+    else
+    if (!decision)
+        return false;
+    json_t *outcome = mesh_act_run (self->act, decision);                //  act
+    const char *status = json_string_value (json_object_get (outcome, "status"));
+    if (strcmp (status, "done") == 0)
+        self->n.actions_done++;
+    else
+    if (strcmp (status, "observed") == 0)
+        self->n.actions_observed++;
+    else
+        self->n.actions_failed++;
+    int rc = mesh_record_outcome (record, outcome, NULL);                //  record
+    if (rc == 0)
+        s_remember (self, decision, incident);
+    json_decref (outcome);
+    json_decref (decision);
+    return rc == 0;
+}
+
+static void *
+s_worker (void *arg)
+{
+    s_worker_t *w = arg;
+    mesh_agent_t *self = w->agent;
+    char identity[128];
+    snprintf (identity, sizeof identity, "%s/w%d", self->instance, w->index);
+    char *err = NULL;
+    mesh_gate_t *gate = mesh_gate_new (self->cfg, self->acfg, &err);
+    mesh_record_t *record = mesh_record_new (self->endpoint, identity, 10000);
+    mesh_reason_t *reason = gate ? mesh_reason_new (self->cfg, self->acfg, gate, self->budget)
+                                 : NULL;
+    if (!gate || !record || !reason) {
+        mesh_err ("worker %d cannot start: %s", w->index, err ? err : "see above");
+        free (err);
+        self->fatal = true;
+    }
+    while (!self->fatal) {
+        pthread_mutex_lock (&self->lock);
+        while (self->queue_len == 0 && !self->stopping)
+            pthread_cond_wait (&self->wake, &self->lock);
+        if (self->queue_len == 0) {
+            pthread_mutex_unlock (&self->lock);
+            break;
+        }
+        mesh_incident_t *incident = self->queue[self->queue_head];
+        self->queue_head = (self->queue_head + 1) % self->queue_cap;
+        self->queue_len--;
+        pthread_cond_broadcast (&self->wake);
+        pthread_mutex_unlock (&self->lock);
+
+        if (s_handle (self, reason, record, incident))
+            s_complete (self, incident);
+        else {
+            self->n.ledger_errors++;
+            self->fatal = true;         //  never act without a durable record: restart
+        }
+        mesh_incident_destroy (&incident);
+    }
+    mesh_reason_destroy (&reason);
+    mesh_record_destroy (&record);
+    mesh_gate_destroy (&gate);
+    return NULL;
+}
+
+//  --- consumer side ---------------------------------------------------------------
+
+static void
+s_store_completions (mesh_agent_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    s_done_t *done = self->done;
+    size_t len = self->done_len;
+    self->done = NULL;
+    self->done_len = self->done_cap = 0;
+    pthread_mutex_unlock (&self->lock);
+    for (size_t i = 0; i < len; i++) {
+        mesh_event_kafka_done (self->events, done[i].topic, done[i].partition, done[i].offset);
+        free (done[i].topic);
+    }
+    free (done);
+}
+
+static json_t *
+s_counters (mesh_agent_t *self)
+{
+    json_t *c = json_object ();
+#define S_PUT(name) json_object_set_new (c, #name, json_integer ((json_int_t) self->n.name));
+    S_COUNTERS (S_PUT)
+#undef S_PUT
+    pthread_mutex_lock (&self->lock);
+    json_object_set_new (c, "queue", json_integer ((json_int_t) self->queue_len));
+    json_object_set_new (c, "inflight", json_integer ((json_int_t) (self->queue_len
+                                                                     + self->busy)));
+    pthread_mutex_unlock (&self->lock);
+    json_object_set_new (c, "series", json_integer ((json_int_t) mesh_detect_series (self->detect)));
+    json_object_set_new (c, "evictions",
+                         json_integer ((json_int_t) mesh_detect_evictions (self->detect)));
+    json_object_set_new (c, "budget_used", json_integer (mesh_budget_used (self->budget)));
+    return c;
+}
+
+static void
+s_heartbeat (mesh_agent_t *self)
+{
+    self->n.malformed = mesh_event_kafka_malformed (self->events);
+    json_t *body = json_pack ("{ss so}", "instance", self->instance, "counters",
+                              s_counters (self));
+    mesh_proto_send (self->ctl, NULL, MESH_MSG_HEARTBEAT, body);
+    json_decref (body);
+}
+
+//  Detect and de-duplicate one event; queue an incident or mark the event done.
+static void
+s_consume (mesh_agent_t *self, mesh_event_t *event)
+{
+    self->n.events++;
+    mesh_detect_info_t info;
+    double score = mesh_detect_update (self->detect, event->series, event->value, event->ts_ms,
+                                       &info);                                 //  detect
+    bool opened = false;
+    if (mesh_detect_is_anomaly (self->detect, score)) {
+        self->n.anomalies++;
+        opened = mesh_incidents_admit (self->incidents, event->series, event->ts_ms);  //  incident
+        if (!opened)
+            self->n.suppressed++;
+    }
+    if (!opened) {
+        mesh_event_kafka_done (self->events, event->topic, event->partition, event->offset);
+        return;
+    }
+    self->n.incidents++;
+    mesh_incident_t *incident = mesh_incident_new (self->acfg->name, event,
+                                                   mesh_detect_name (self->detect), &info);
+    mesh_event_kafka_hold (self->events, event->topic, event->partition, event->offset);
+    pthread_mutex_lock (&self->lock);
+    size_t tail = (self->queue_head + self->queue_len) % self->queue_cap;
+    self->queue[tail] = incident;                                              //  -> reason
+    self->queue_len++;
+    self->busy++;
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
+}
+
+static bool
+s_queue_full (mesh_agent_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    bool full = self->queue_len >= self->queue_cap;
+    pthread_mutex_unlock (&self->lock);
+    return full;
+}
+
+//  True when the supervisor asked us to stop.
+static bool
+s_control (mesh_agent_t *self)
+{
+    bool stop = false;
+    while (zsock_events (self->ctl) & ZMQ_POLLIN) {
+        const char *why = NULL;
+        mesh_msg_t *msg = mesh_proto_recv (self->ctl, false, &why, NULL);
+        if (!msg) {
+            mesh_warn ("dropped a message from the supervisor: %s", why);
+            continue;
+        }
+        if (msg->type == MESH_MSG_SHUTDOWN) {
+            mesh_info ("shutdown requested: %s",
+                       json_string_value (json_object_get (msg->body, "reason")));
+            stop = true;
+        }
+        mesh_msg_destroy (&msg);
+    }
+    return stop;
+}
+
+int
+mesh_agent_run (mesh_agent_t *self)
+{
+    json_t *hello = json_pack ("{ss ss si}", "agent", self->acfg->name, "instance",
+                               self->instance, "pid", (int) getpid ());
+    mesh_proto_send (self->ctl, NULL, MESH_MSG_HELLO, hello);
+    json_decref (hello);
+    mesh_info ("consuming %s as group %s", self->acfg->topics[0], self->acfg->group);
+
+    int64_t next_beat = 0;
+    bool stop = false;
+    while (!stop && !zsys_interrupted && !self->fatal) {
+        if (zclock_mono () >= next_beat) {
+            s_heartbeat (self);
+            next_beat = zclock_mono () + self->cfg->heartbeat_ms;
+        }
+        stop = s_control (self);
+        if (getppid () != self->parent) {
+            mesh_err ("the supervisor is gone; stopping");
+            break;
+        }
+        s_store_completions (self);
+        if (s_queue_full (self)) {      //  backpressure: stop polling until there is room
+            usleep (20 * 1000);
+            continue;
+        }
+        mesh_event_t event;
+        if (mesh_event_kafka_poll (self->events, 100, &event) == 1)           //  event
+            s_consume (self, &event);
+    }
+    //  Drain: workers finish what is queued; offsets of finished work are stored.
+    pthread_mutex_lock (&self->lock);
+    self->stopping = true;
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
+    int64_t deadline = zclock_mono () + self->cfg->drain_timeout_ms;
+    while (!self->fatal && zclock_mono () < deadline) {
+        pthread_mutex_lock (&self->lock);
+        bool idle = self->busy == 0;
+        pthread_mutex_unlock (&self->lock);
+        s_store_completions (self);
+        if (idle)
+            break;
+        usleep (20 * 1000);
+    }
+    for (int i = 0; i < self->acfg->reason.workers; i++)
+        pthread_join (self->workers[i].thread, NULL);
+    s_store_completions (self);
+    s_heartbeat (self);
+    int code = self->fatal ? 75 : 0;    //  EX_TEMPFAIL: restart me, re-deliver the rest
+    mesh_info ("stopped (%s)", code ? "ledger unavailable" : "drained");
+    return code;
+}
+
+//  --- lifecycle ---------------------------------------------------------------------
+
+mesh_agent_t *
+mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *instance,
+                const char *endpoint, const char *brokers)
+{
+    const mesh_agent_config_t *acfg = mesh_config_agent (cfg, agent_name);
+    if (!acfg) {
+        mesh_err ("no agent '%s' in %s", agent_name, cfg->path);
+        return NULL;
+    }
+    mesh_agent_t *self = calloc (1, sizeof *self);
+    self->cfg = cfg;
+    self->acfg = acfg;
+    self->instance = strdup (instance);
+    self->endpoint = strdup (endpoint);
+    self->brokers = strdup (brokers);
+    self->parent = getppid ();
+    pthread_mutex_init (&self->lock, NULL);
+    pthread_cond_init (&self->wake, NULL);
+    self->queue_cap = (size_t) acfg->reason.queue_size;
+    self->queue = calloc (self->queue_cap, sizeof *self->queue);
+    self->history = json_array ();
+    self->ctl = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (self->ctl, instance);
+    zsock_set_linger (self->ctl, 1000);
+    if (zsock_connect (self->ctl, "%s", endpoint) != 0) {
+        mesh_err ("cannot connect to the supervisor at %s", endpoint);
+        mesh_agent_destroy (&self);
+        return NULL;
+    }
+    self->detect = mesh_detect_new (&acfg->detector);
+    self->incidents = mesh_incidents_new (&acfg->incident, acfg->detector.max_series);
+    self->budget = mesh_budget_new (acfg->reason.budget_tokens, acfg->reason.budget_window_s);
+    self->act = mesh_act_new (cfg, acfg, brokers);
+    self->events = mesh_event_kafka_new (cfg, acfg, brokers, instance);
+    if (!self->detect || !self->incidents || !self->budget || !self->act || !self->events) {
+        mesh_agent_destroy (&self);
+        return NULL;
+    }
+    self->workers = calloc ((size_t) acfg->reason.workers, sizeof *self->workers);
+    for (int i = 0; i < acfg->reason.workers; i++) {
+        self->workers[i] = (s_worker_t) {.agent = self, .index = i};
+        pthread_create (&self->workers[i].thread, NULL, s_worker, &self->workers[i]);
+    }
+    return self;
+}
+
+void
+mesh_agent_destroy (mesh_agent_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mesh_agent_t *self = *self_p;
+    mesh_event_kafka_destroy (&self->events);   //  commits stored offsets, leaves the group
+    mesh_act_destroy (&self->act);
+    mesh_budget_destroy (&self->budget);
+    mesh_incidents_destroy (&self->incidents);
+    mesh_detect_destroy (&self->detect);
+    zsock_destroy (&self->ctl);
+    for (size_t i = 0; i < self->queue_len; i++)
+        mesh_incident_destroy (&self->queue[(self->queue_head + i) % self->queue_cap]);
+    free (self->queue);
+    for (size_t i = 0; i < self->done_len; i++)
+        free (self->done[i].topic);
+    free (self->done);
+    free (self->workers);
+    json_decref (self->history);
+    pthread_mutex_destroy (&self->lock);
+    pthread_cond_destroy (&self->wake);
+    free (self->instance);
+    free (self->endpoint);
+    free (self->brokers);
+    free (self);
+    *self_p = NULL;
+}

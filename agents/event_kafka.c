@@ -1,0 +1,383 @@
+/*  event_kafka - stage 1: consume, decode, and keep the offset watermark.
+ *  Data path: [event] -> detect -> incident -> reason -> gate -> act -> record.
+ *
+ *  At-least-once input: enable.auto.offset.store=false, and an offset is stored
+ *  (offset + 1, as librdkafka wants) only when everything below it on that
+ *  partition is handled.  Auto-commit then commits the stored offsets in the
+ *  background.  A rebalance callback commits what is stored before partitions
+ *  are revoked and forgets their watermarks; an event still in flight on a
+ *  revoked partition is re-delivered to the new owner, whose ledger lookup finds
+ *  the decision already recorded and does not repeat it.
+ */
+#include "event_kafka.h"
+#include "log.h"
+
+#include <librdkafka/rdkafka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define S_MAX_HELD 4096
+
+typedef struct {
+    char *topic;
+    int32_t partition;
+    int64_t next;                   //  one past the highest offset seen
+    int64_t *held;                  //  offsets in flight, unsorted (few)
+    size_t held_count, held_cap;
+} s_partition_t;
+
+struct _mesh_event_kafka_t {
+    const mesh_agent_config_t *agent;
+    rd_kafka_t *rk;
+    rd_kafka_message_t *current;
+    json_t *current_json;
+    s_partition_t *parts;
+    size_t part_count;
+    uint64_t malformed;
+    size_t held_total;
+    uint32_t warned;                //  bit per malformed reason already logged
+};
+
+static s_partition_t *
+s_partition (mesh_event_kafka_t *self, const char *topic, int32_t partition, bool create)
+{
+    for (size_t i = 0; i < self->part_count; i++)
+        if (self->parts[i].partition == partition && strcmp (self->parts[i].topic, topic) == 0)
+            return &self->parts[i];
+    if (!create)
+        return NULL;
+    self->parts = realloc (self->parts, (self->part_count + 1) * sizeof *self->parts);
+    s_partition_t *p = &self->parts[self->part_count++];
+    *p = (s_partition_t) {.topic = strdup (topic), .partition = partition, .next = -1};
+    return p;
+}
+
+static void
+s_partition_forget (mesh_event_kafka_t *self, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < self->part_count; i++) {
+        s_partition_t *p = &self->parts[i];
+        if (p->partition == partition && strcmp (p->topic, topic) == 0) {
+            self->held_total -= p->held_count;
+            free (p->topic);
+            free (p->held);
+            self->parts[i] = self->parts[--self->part_count];
+            return;
+        }
+    }
+}
+
+//  Store the watermark of P: the lowest held offset, or one past the last seen.
+static void
+s_store (mesh_event_kafka_t *self, s_partition_t *p)
+{
+    if (p->next < 0)
+        return;
+    int64_t mark = p->next;
+    for (size_t i = 0; i < p->held_count; i++)
+        if (p->held[i] < mark)
+            mark = p->held[i];
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (1);
+    rd_kafka_topic_partition_list_add (list, p->topic, p->partition)->offset = mark;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store (self->rk, list);
+    //  __STATE: the partition is no longer assigned to us (revoked meanwhile); its new
+    //  owner re-reads from the last commit, which is what at-least-once wants.
+    if (err && list->elems[0].err != RD_KAFKA_RESP_ERR__STATE)
+        mesh_warn ("event: cannot store offset %s[%d]@%lld: %s", p->topic, p->partition,
+                   (long long) mark, rd_kafka_err2str (list->elems[0].err ?: err));
+    rd_kafka_topic_partition_list_destroy (list);
+}
+
+static void
+s_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+             void *opaque)
+{
+    mesh_event_kafka_t *self = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        mesh_info ("event: assigned %d partition(s)", parts->cnt);
+        for (int i = 0; i < parts->cnt; i++)
+            s_partition_forget (self, parts->elems[i].topic, parts->elems[i].partition);
+        rd_kafka_assign (rk, parts);
+    }
+    else {
+        mesh_info ("event: %d partition(s) revoked", parts->cnt);
+        if (!rd_kafka_assignment_lost (rk))
+            rd_kafka_commit (rk, NULL, 0);      //  synchronously, what is stored
+        for (int i = 0; i < parts->cnt; i++)
+            s_partition_forget (self, parts->elems[i].topic, parts->elems[i].partition);
+        rd_kafka_assign (rk, NULL);
+    }
+}
+
+static bool
+s_set (rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+    char err[512];
+    if (rd_kafka_conf_set (conf, key, value, err, sizeof err) != RD_KAFKA_CONF_OK) {
+        mesh_err ("event: kafka setting %s: %s", key, err);
+        return false;
+    }
+    return true;
+}
+
+mesh_event_kafka_t *
+mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
+                      const char *brokers, const char *instance)
+{
+    char session[32], commit[32];
+    snprintf (session, sizeof session, "%d", cfg->session_timeout_ms);
+    snprintf (commit, sizeof commit, "%d", cfg->commit_interval_ms);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+    if (!s_set (conf, "bootstrap.servers", brokers) || !s_set (conf, "group.id", agent->group)
+        || !s_set (conf, "client.id", instance)
+        || !s_set (conf, "enable.auto.offset.store", "false")
+        || !s_set (conf, "enable.auto.commit", "true")
+        || !s_set (conf, "auto.commit.interval.ms", commit)
+        || !s_set (conf, "auto.offset.reset", "earliest")
+        || !s_set (conf, "session.timeout.ms", session)
+        || !s_set (conf, "heartbeat.interval.ms", "500")
+        || !s_set (conf, "partition.assignment.strategy", "range,roundrobin")) {
+        rd_kafka_conf_destroy (conf);
+        return NULL;
+    }
+    mesh_event_kafka_t *self = calloc (1, sizeof *self);
+    self->agent = agent;
+    rd_kafka_conf_set_rebalance_cb (conf, s_rebalance);
+    rd_kafka_conf_set_opaque (conf, self);
+    char err[512];
+    self->rk = rd_kafka_new (RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!self->rk) {
+        mesh_err ("event: cannot create consumer: %s", err);
+        free (self);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer (self->rk);
+    rd_kafka_topic_partition_list_t *topics =
+        rd_kafka_topic_partition_list_new ((int) agent->topic_count);
+    for (size_t i = 0; i < agent->topic_count; i++)
+        rd_kafka_topic_partition_list_add (topics, agent->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t rc = rd_kafka_subscribe (self->rk, topics);
+    rd_kafka_topic_partition_list_destroy (topics);
+    if (rc) {
+        mesh_err ("event: cannot subscribe: %s", rd_kafka_err2str (rc));
+        mesh_event_kafka_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+mesh_event_kafka_destroy (mesh_event_kafka_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mesh_event_kafka_t *self = *self_p;
+    if (self->current)
+        rd_kafka_message_destroy (self->current);
+    json_decref (self->current_json);
+    rd_kafka_consumer_close (self->rk);     //  revokes (commits stored offsets), leaves
+    rd_kafka_destroy (self->rk);
+    while (self->part_count)
+        s_partition_forget (self, self->parts[0].topic, self->parts[0].partition);
+    free (self->parts);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Event time: a number is epoch seconds (or milliseconds when > 1e11); a string is
+//  RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)".
+static int
+s_time (json_t *v, int64_t *ts_ms)
+{
+    if (json_is_number (v)) {
+        double t = json_number_value (v);
+        if (!isfinite (t) || t < 0)
+            return -1;
+        *ts_ms = t > 1e11 ? (int64_t) t : (int64_t) llround (t * 1000.0);
+        return 0;
+    }
+    const char *s = json_string_value (v);
+    if (!s)
+        return -1;
+    struct tm tm = {0};
+    const char *rest = strptime (s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest)
+        return -1;
+    double frac = 0;
+    if (*rest == '.') {
+        char *end;
+        frac = strtod (rest, &end);
+        rest = end;
+    }
+    long offset_s = 0;
+    if (*rest == 'Z')
+        rest++;
+    else
+    if (*rest == '+' || *rest == '-') {
+        int hh, mm;
+        if (sscanf (rest + 1, "%2d:%2d", &hh, &mm) != 2)
+            return -1;
+        offset_s = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
+        rest += 6;
+    }
+    else
+        return -1;
+    if (*rest)
+        return -1;
+    *ts_ms = ((int64_t) timegm (&tm) - offset_s) * 1000 + (int64_t) (frac * 1000.0);
+    return 0;
+}
+
+int
+mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t len,
+                   mesh_event_t *event, json_t **json_p, const char **why)
+{
+    *json_p = NULL;
+    json_error_t jerr;
+    json_t *json = payload ? json_loadb (payload, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!json_is_object (json)) {
+        *why = "not a JSON object";
+        json_decref (json);
+        return -1;
+    }
+    size_t used = 0;
+    event->series[0] = 0;
+    for (size_t i = 0; i < agent->key_field_count; i++) {
+        json_t *v = json_object_get (json, agent->key_fields[i]);
+        char part[MESH_SERIES_KEY_MAX];
+        if (json_is_string (v))
+            snprintf (part, sizeof part, "%s", json_string_value (v));
+        else
+        if (json_is_integer (v))
+            snprintf (part, sizeof part, "%lld", (long long) json_integer_value (v));
+        else {
+            *why = "a key field is missing or not a string/integer";
+            json_decref (json);
+            return -1;
+        }
+        for (char *c = part; *c; c++)
+            if ((unsigned char) *c < 0x20 || *c == 0x7f) {
+                *why = "a key field holds control characters";
+                json_decref (json);
+                return -1;
+            }
+        int n = snprintf (event->series + used, sizeof event->series - used, "%s%s",
+                          i ? "/" : "", part);
+        if (n < 0 || (size_t) n >= sizeof event->series - used) {
+            *why = "series key too long";
+            json_decref (json);
+            return -1;
+        }
+        used += (size_t) n;
+    }
+    json_t *value = json_object_get (json, agent->value_field);
+    if (!json_is_number (value) || !isfinite (json_number_value (value))) {
+        *why = "value field missing or not a finite number";
+        json_decref (json);
+        return -1;
+    }
+    event->value = json_number_value (value);
+    json_t *t = json_object_get (json, agent->time_field);
+    if (t && s_time (t, &event->ts_ms) != 0) {
+        *why = "time field is neither epoch seconds nor RFC 3339";
+        json_decref (json);
+        return -1;
+    }
+    if (!t)
+        event->ts_ms = -1;              //  the caller falls back to the broker timestamp
+    event->json = json;
+    *json_p = json;
+    return 0;
+}
+
+int
+mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event)
+{
+    if (self->current)
+        rd_kafka_message_destroy (self->current);
+    self->current = NULL;
+    json_decref (self->current_json);
+    self->current_json = NULL;
+
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll (self->rk, timeout_ms);
+    if (!msg)
+        return 0;
+    if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            mesh_warn ("event: consumer: %s", rd_kafka_message_errstr (msg));
+        rd_kafka_message_destroy (msg);
+        return 0;
+    }
+    self->current = msg;
+    const char *topic = rd_kafka_topic_name (msg->rkt);
+    s_partition_t *p = s_partition (self, topic, msg->partition, true);
+    if (msg->offset + 1 > p->next)
+        p->next = msg->offset + 1;
+    memset (event, 0, sizeof *event);
+    event->topic = topic;
+    event->partition = msg->partition;
+    event->offset = msg->offset;
+    const char *why = "?";
+    if (mesh_event_decode (self->agent, msg->payload, msg->len, event, &self->current_json, &why)
+        != 0) {
+        self->malformed++;
+        unsigned bit = (unsigned) (((uintptr_t) why >> 3) % 32);
+        if (!(self->warned & (1u << bit))) {
+            self->warned |= 1u << bit;
+            mesh_warn ("event: malformed message %s[%d]@%lld skipped: %s (further ones of "
+                       "this kind are only counted)",
+                       topic, msg->partition, (long long) msg->offset, why);
+        }
+        s_store (self, p);
+        return -1;
+    }
+    if (event->ts_ms < 0) {
+        rd_kafka_timestamp_type_t tstype;
+        int64_t ts = rd_kafka_message_timestamp (msg, &tstype);
+        event->ts_ms = ts >= 0 ? ts : 0;
+    }
+    return 1;
+}
+
+void
+mesh_event_kafka_hold (mesh_event_kafka_t *self, const char *topic, int32_t partition,
+                       int64_t offset)
+{
+    s_partition_t *p = s_partition (self, topic, partition, true);
+    if (p->held_count == p->held_cap) {
+        p->held_cap = p->held_cap ? p->held_cap * 2 : 8;
+        p->held = realloc (p->held, p->held_cap * sizeof *p->held);
+    }
+    p->held[p->held_count++] = offset;
+    self->held_total++;
+}
+
+void
+mesh_event_kafka_done (mesh_event_kafka_t *self, const char *topic, int32_t partition,
+                       int64_t offset)
+{
+    s_partition_t *p = s_partition (self, topic, partition, false);
+    if (!p)
+        return;                         //  revoked meanwhile: the new owner re-reads it
+    for (size_t i = 0; i < p->held_count; i++)
+        if (p->held[i] == offset) {
+            p->held[i] = p->held[--p->held_count];
+            self->held_total--;
+            break;
+        }
+    s_store (self, p);
+}
+
+uint64_t
+mesh_event_kafka_malformed (const mesh_event_kafka_t *self)
+{
+    return self->malformed;
+}
+
+size_t
+mesh_event_kafka_held (const mesh_event_kafka_t *self)
+{
+    return self->held_total;
+}

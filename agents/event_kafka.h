@@ -1,0 +1,46 @@
+/*  event_kafka - stage 1: the agent's Kafka consumer.
+ *  Data path: [event] -> detect -> incident -> reason -> gate -> act -> record.
+ *
+ *  A librdkafka high-level consumer in the agent's consumer group.  Messages are
+ *  JSON, decoded through the agent's field map into a mesh_event_t.  Offsets are
+ *  stored (and auto-committed in the background) only once an event is fully
+ *  handled: a message that opened an incident is "held" until its decision and
+ *  outcome are recorded, and per partition the stored offset never passes the
+ *  lowest held one (a watermark), so a crash re-delivers exactly what was not
+ *  finished.  Malformed messages are counted, logged once per kind, and their
+ *  offsets stored: garbage is "handled" by being counted, it never stalls a
+ *  partition.  Not thread-safe: the consumer thread owns it; workers report
+ *  completions through mesh_event_kafka_done called on that thread.
+ */
+#ifndef MESH_EVENT_KAFKA_H
+#define MESH_EVENT_KAFKA_H
+
+#include "config.h"
+#include "event.h"
+
+typedef struct _mesh_event_kafka_t mesh_event_kafka_t;
+
+mesh_event_kafka_t *mesh_event_kafka_new (const mesh_config_t *cfg,
+                                          const mesh_agent_config_t *agent, const char *brokers,
+                                          const char *instance);
+//  Commit what is stored, leave the group, destroy; sets *self_p to NULL; safe on NULL.
+void mesh_event_kafka_destroy (mesh_event_kafka_t **self_p);
+//  Wait up to TIMEOUT_MS for one message.  1: *event filled (valid until the next poll);
+//  0: nothing; -1: a malformed message was consumed (counted, its offset stored).
+//  The caller must then call either mesh_event_kafka_done or mesh_event_kafka_hold.
+int mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event);
+//  Decode one message body through AGENT's field map (used by poll; exposed for tests).
+//  0, or -1 with *why set to a static reason.
+int mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t len,
+                       mesh_event_t *event, json_t **json_p, const char **why);
+//  The event at (topic, partition, offset) is in flight: do not store past it.
+void mesh_event_kafka_hold (mesh_event_kafka_t *self, const char *topic, int32_t partition,
+                            int64_t offset);
+//  The event is handled: release it and store the partition's new watermark.
+void mesh_event_kafka_done (mesh_event_kafka_t *self, const char *topic, int32_t partition,
+                            int64_t offset);
+uint64_t mesh_event_kafka_malformed (const mesh_event_kafka_t *self);
+//  Events held (in flight) right now.
+size_t mesh_event_kafka_held (const mesh_event_kafka_t *self);
+
+#endif

@@ -1,0 +1,145 @@
+/*  record - stage 7: request/reply to the supervisor's decision ledger.
+ *  Data path: event -> detect -> incident -> reason -> gate -> act -> [record].
+ *
+ *  Each call sends one message and waits up to timeout_ms for the reply that
+ *  names the same id; replies to earlier requests that timed out are skipped.
+ *  Nothing here retries: the caller decides what an unanswered request means
+ *  (never "act anyway").
+ */
+#include "record.h"
+#include "log.h"
+#include "proto.h"
+
+#include <czmq.h>
+#include <string.h>
+
+struct _mesh_record_t {
+    zsock_t *sock;
+    zpoller_t *poller;
+    int timeout_ms;
+};
+
+mesh_record_t *
+mesh_record_new (const char *endpoint, const char *identity, int timeout_ms)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    zsock_set_identity (sock, identity);
+    zsock_set_linger (sock, 0);
+    if (zsock_connect (sock, "%s", endpoint) != 0) {
+        mesh_err ("record: cannot connect to %s", endpoint);
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    mesh_record_t *self = calloc (1, sizeof *self);
+    self->sock = sock;
+    self->poller = zpoller_new (sock, NULL);
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    return self;
+}
+
+void
+mesh_record_destroy (mesh_record_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mesh_record_t *self = *self_p;
+    zpoller_destroy (&self->poller);
+    zsock_destroy (&self->sock);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Wait for a reply about ID of type WANT (or ERROR).  Returns the message or NULL.
+static mesh_msg_t *
+s_await (mesh_record_t *self, const char *id, mesh_msg_type_t want)
+{
+    int64_t deadline = zclock_mono () + self->timeout_ms;
+    while (true) {
+        int64_t left = deadline - zclock_mono ();
+        if (left <= 0)
+            break;
+        if (!zpoller_wait (self->poller, (int) left))
+            continue;
+        const char *why = NULL;
+        mesh_msg_t *msg = mesh_proto_recv (self->sock, false, &why, NULL);
+        if (!msg) {
+            mesh_warn ("record: dropped a reply from the supervisor: %s", why);
+            continue;
+        }
+        const char *rid = json_string_value (json_object_get (msg->body, "id"));
+        if ((msg->type == want || msg->type == MESH_MSG_ERROR) && rid && strcmp (rid, id) == 0)
+            return msg;
+        mesh_msg_destroy (&msg);        //  a late reply to an earlier request
+    }
+    mesh_err ("record: no reply from the supervisor about %.12s within %d ms", id,
+              self->timeout_ms);
+    return NULL;
+}
+
+static int
+s_append (mesh_record_t *self, mesh_msg_type_t type, json_t *record, int64_t *seq_p)
+{
+    const char *id = json_string_value (json_object_get (record, "id"));
+    if (!id)
+        return -1;
+    json_t *body = json_pack ("{sO}", "record", record);
+    int rc = mesh_proto_send (self->sock, NULL, type, body);
+    json_decref (body);
+    if (rc != 0)
+        return -1;
+    mesh_msg_t *reply = s_await (self, id, MESH_MSG_ACK);
+    if (!reply)
+        return -1;
+    rc = -1;
+    if (reply->type == MESH_MSG_ACK) {
+        if (seq_p)
+            *seq_p = json_integer_value (json_object_get (reply->body, "seq"));
+        rc = 0;
+    }
+    else
+        mesh_err ("record: the ledger refused %s %.12s: %s", mesh_msg_type_name (type), id,
+                  json_string_value (json_object_get (reply->body, "reason")));
+    mesh_msg_destroy (&reply);
+    return rc;
+}
+
+int
+mesh_record_decision (mesh_record_t *self, json_t *decision, int64_t *seq_p)
+{
+    return s_append (self, MESH_MSG_DECISION, decision, seq_p);
+}
+
+int
+mesh_record_outcome (mesh_record_t *self, json_t *outcome, int64_t *seq_p)
+{
+    return s_append (self, MESH_MSG_OUTCOME, outcome, seq_p);
+}
+
+int
+mesh_record_lookup (mesh_record_t *self, const char *id, mesh_record_state_t *state_p,
+                    json_t **decision_p)
+{
+    if (decision_p)
+        *decision_p = NULL;
+    json_t *body = json_pack ("{ss}", "id", id);
+    int rc = mesh_proto_send (self->sock, NULL, MESH_MSG_LOOKUP, body);
+    json_decref (body);
+    if (rc != 0)
+        return -1;
+    mesh_msg_t *reply = s_await (self, id, MESH_MSG_LOOKUP_REPLY);
+    if (!reply || reply->type != MESH_MSG_LOOKUP_REPLY) {
+        mesh_msg_destroy (&reply);
+        return -1;
+    }
+    const char *state = json_string_value (json_object_get (reply->body, "state"));
+    *state_p = strcmp (state, "complete") == 0  ? MESH_RECORD_COMPLETE
+               : strcmp (state, "decided") == 0 ? MESH_RECORD_DECIDED
+                                                : MESH_RECORD_NONE;
+    json_t *decision = json_object_get (reply->body, "decision");
+    if (decision_p && json_is_object (decision))
+        *decision_p = json_incref (decision);
+    mesh_msg_destroy (&reply);
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*  record - stage 7: the agent's side of the decision ledger.
+ *  Data path: event -> detect -> incident -> reason -> gate -> act -> [record].
+ *
+ *  One DEALER socket to the supervisor's agents.ipc per thread that records (ZeroMQ
+ *  sockets are not thread-safe).  Every call is a request that waits for its reply:
+ *  a decision is durable (written and fsync'd by the supervisor) only when
+ *  mesh_record_decision returns 0, and the agent acts only after that.
+ */
+#ifndef MESH_RECORD_H
+#define MESH_RECORD_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+typedef struct _mesh_record_t mesh_record_t;
+
+typedef enum { MESH_RECORD_NONE, MESH_RECORD_DECIDED, MESH_RECORD_COMPLETE } mesh_record_state_t;
+
+//  Connect to ENDPOINT with routing id IDENTITY ("<instance>/<n>").  NULL on failure.
+mesh_record_t *mesh_record_new (const char *endpoint, const char *identity, int timeout_ms);
+void mesh_record_destroy (mesh_record_t **self_p);
+//  Append a decision (borrowed); 0 once the supervisor acknowledged it durable (*seq_p set),
+//  -1 on timeout or refusal (logged).
+int mesh_record_decision (mesh_record_t *self, json_t *decision, int64_t *seq_p);
+//  Append the outcome of decision ID; same contract.
+int mesh_record_outcome (mesh_record_t *self, json_t *outcome, int64_t *seq_p);
+//  What the ledger knows of ID.  *decision_p set (caller owns) when DECIDED and the ledger
+//  returned the record.  -1 when the supervisor did not answer.
+int mesh_record_lookup (mesh_record_t *self, const char *id, mesh_record_state_t *state_p,
+                        json_t **decision_p);
+
+#endif

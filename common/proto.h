@@ -1,0 +1,68 @@
+/*  proto - every message that crosses a process boundary, in one place.
+ *
+ *  Supervisor and agents talk over ZeroMQ ipc:// sockets in the runtime
+ *  directory: the supervisor binds a ROUTER for agents (agents.ipc) and one for
+ *  meshctl (control.ipc); each agent thread that talks to the supervisor has its
+ *  own DEALER.  A message is two frames (plus the routing id on a ROUTER):
+ *
+ *      [ header: 'M' 'S' version type ]  [ body: one compact JSON object ]
+ *
+ *  Only bytes cross the boundary.  On arrival the header (magic, version, known
+ *  type) and the body (size, JSON, the fields the type requires, with their
+ *  types) are checked before anyone looks at the message; a message that fails
+ *  is dropped with the reason, never guessed at.  Bumping MESH_PROTO_VERSION is
+ *  how an incompatible change is made: old peers are refused, not misread.
+ */
+#ifndef MESH_PROTO_H
+#define MESH_PROTO_H
+
+#include <czmq.h>
+#include <jansson.h>
+
+#define MESH_PROTO_VERSION  1
+#define MESH_PROTO_MAX_BODY (4 * 1024 * 1024)
+
+typedef enum {
+    MESH_MSG_HELLO = 1,         //  agent -> sup   {agent, instance, pid}
+    MESH_MSG_HEARTBEAT,         //  agent -> sup   {instance, counters{}}
+    MESH_MSG_SHUTDOWN,          //  sup -> agent   {reason}: drain, store offsets, exit 0
+    MESH_MSG_DECISION,          //  agent -> sup   {record{type:"decision", id, agent}}
+    MESH_MSG_OUTCOME,           //  agent -> sup   {record{type:"outcome", id, agent, status}}
+    MESH_MSG_ACK,               //  sup -> agent   {id, seq}: written and fsync'd
+    MESH_MSG_LOOKUP,            //  agent -> sup   {id}
+    MESH_MSG_LOOKUP_REPLY,      //  sup -> agent   {id, state: none|decided|complete, decision?}
+    MESH_MSG_ERROR,             //  either way     {reason, id?}
+    MESH_MSG_CTL_REQUEST,       //  meshctl -> sup {cmd, args?}
+    MESH_MSG_CTL_REPLY,         //  sup -> meshctl {ok, result?, error?}
+    MESH_MSG_COUNT_
+} mesh_msg_type_t;
+
+typedef struct {
+    mesh_msg_type_t type;
+    json_t *body;               //  owned
+    char *routing_id;           //  owned; set only for messages received on a ROUTER
+} mesh_msg_t;
+
+//  Send TYPE with BODY (borrowed; NULL sends {}).  ROUTING_ID addresses a peer on a
+//  ROUTER socket, NULL on a DEALER.  0, or -1 if the body is invalid for the type
+//  (a programming error, logged) or the send failed.
+int mesh_proto_send (zsock_t *sock, const char *routing_id, mesh_msg_type_t type, json_t *body);
+
+//  Receive one message (blocks; use a poller first).  ROUTER says whether SOCK is a
+//  ROUTER (first frame is the routing id).  Returns the validated message (caller
+//  owns), or NULL with *why set to a static reason; when the message was invalid but
+//  its sender is known, *routing_id_p (if not NULL) receives the sender's id (caller
+//  frees) so the caller can act on the peer.
+mesh_msg_t *mesh_proto_recv (zsock_t *sock, bool router, const char **why, char **routing_id_p);
+
+//  Check a body against TYPE's schema.  NULL if valid, else a static reason.
+const char *mesh_proto_check (mesh_msg_type_t type, json_t *body);
+
+void mesh_msg_destroy (mesh_msg_t **self_p);
+const char *mesh_msg_type_name (mesh_msg_type_t type);
+
+//  Socket endpoints inside RUNTIME_DIR ("ipc://<dir>/agents.ipc"); caller frees.
+char *mesh_proto_agents_endpoint (const char *runtime_dir);
+char *mesh_proto_control_endpoint (const char *runtime_dir);
+
+#endif

@@ -1,0 +1,324 @@
+/*  meshctl - the operator's command line.
+ *
+ *      meshctl [--json] [--config FILE] status
+ *      meshctl [--json] [--config FILE] audit list [--agent A] [--verdict V] [--action X]
+ *                                       [--since EPOCH_S] [--until EPOCH_S] [--log FILE]
+ *      meshctl [--json] [--config FILE] audit show ID [--log FILE]
+ *      meshctl [--json] [--config FILE] audit verify [--log FILE]
+ *      meshctl [--json] [--config FILE] summary [--labels FILE] [--log FILE]
+ *
+ *  Human tables by default, --json for scripts.  The config (default
+ *  /etc/meshd/meshd.yaml, or $MESHD_CONFIG) says where the runtime directory and
+ *  the decision log are; --log overrides the log.  Exit codes scripts can rely
+ *  on: 0 ok; 1 the answer is "no" (verify failed, id not found); 2 cannot read
+ *  the log; 3 meshd not reachable; 64 usage; 78 config unusable.
+ */
+#include "audit.h"
+#include "config.h"
+#include "labels.h"
+#include "log.h"
+#include "proto.h"
+
+#include <czmq.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXIT_NO = 1, EXIT_READ = 2, EXIT_DOWN = 3, EXIT_USAGE = 64, EXIT_CONFIG = 78 };
+
+typedef struct {
+    bool json;
+    const char *config_path;
+    const char *log;
+    const char *labels;
+    mesh_audit_filter_t filter;
+    mesh_config_t *cfg;
+} s_opts_t;
+
+static void
+s_usage (void)
+{
+    fprintf (stderr,
+             "usage: meshctl [--json] [--config FILE] COMMAND\n"
+             "  status                         agents with pid, state, restarts, counters\n"
+             "  audit list [filters]           decisions (--agent --verdict --action --since "
+             "--until)\n"
+             "  audit show ID                  one decision and its outcome (ID or prefix >= 8)\n"
+             "  audit verify                   check the hash chain and the head file\n"
+             "  summary [--labels FILE]        counters, decisions, tokens, detection quality\n"
+             "  options: --log FILE (decision log), --json (machine-readable)\n");
+}
+
+static int
+s_load_config (s_opts_t *o)
+{
+    if (o->cfg)
+        return 0;
+    if (mesh_config_load (o->config_path, &o->cfg, stderr) != 0) {
+        fprintf (stderr, "meshctl: cannot use config %s\n", o->config_path);
+        return EXIT_CONFIG;
+    }
+    return 0;
+}
+
+static const char *
+s_log_path (s_opts_t *o)
+{
+    if (o->log)
+        return o->log;
+    return s_load_config (o) == 0 ? o->cfg->decision_log : NULL;
+}
+
+//  Ask meshd; the result object (caller owns) or NULL.
+static json_t *
+s_request (s_opts_t *o, const char *cmd)
+{
+    if (s_load_config (o) != 0)
+        return NULL;
+    char *endpoint = mesh_proto_control_endpoint (o->cfg->runtime_dir);
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (sock, 0);
+    json_t *result = NULL;
+    if (zsock_connect (sock, "%s", endpoint) == 0) {
+        json_t *req = json_pack ("{ss}", "cmd", cmd);
+        mesh_proto_send (sock, NULL, MESH_MSG_CTL_REQUEST, req);
+        json_decref (req);
+        zpoller_t *poller = zpoller_new (sock, NULL);
+        if (zpoller_wait (poller, 3000)) {
+            const char *why = NULL;
+            mesh_msg_t *reply = mesh_proto_recv (sock, false, &why, NULL);
+            if (reply && json_is_true (json_object_get (reply->body, "ok")))
+                result = json_incref (json_object_get (reply->body, "result"));
+            else
+                fprintf (stderr, "meshctl: bad reply from meshd: %s\n",
+                         reply ? json_string_value (json_object_get (reply->body, "error"))
+                               : why);
+            mesh_msg_destroy (&reply);
+        }
+        zpoller_destroy (&poller);
+    }
+    if (!result)
+        fprintf (stderr, "meshctl: meshd is not answering at %s\n", endpoint);
+    zsock_destroy (&sock);
+    free (endpoint);
+    return result;
+}
+
+static json_int_t
+s_counter (json_t *agent, const char *name)
+{
+    return json_integer_value (json_object_get (json_object_get (agent, "counters"), name));
+}
+
+static int
+s_status (s_opts_t *o)
+{
+    json_t *status = s_request (o, "status");
+    if (!status)
+        return EXIT_DOWN;
+    if (o->json)
+        json_dumpf (status, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    else {
+        json_t *d = json_object_get (status, "daemon");
+        printf ("meshd pid %lld, up %llds, %s, log %s (seq %lld), brokers %s\n",
+                (long long) json_integer_value (json_object_get (d, "pid")),
+                (long long) json_integer_value (json_object_get (d, "uptime_s")),
+                json_is_true (json_object_get (d, "ready")) ? "ready" : "starting",
+                json_string_value (json_object_get (d, "decision_log")),
+                (long long) json_integer_value (json_object_get (d, "ledger_seq")),
+                json_string_value (json_object_get (d, "brokers")));
+        printf ("%-16s %7s %-9s %8s %9s %9s %9s %9s %8s\n", "AGENT", "PID", "STATE", "RESTARTS",
+                "EVENTS", "INCIDENTS", "DECISIONS", "ACCEPTED", "TOKENS");
+        size_t i;
+        json_t *a;
+        json_array_foreach (json_object_get (status, "agents"), i, a) {
+            printf ("%-16s %7lld %-9s %8lld %9lld %9lld %9lld %9lld %8lld\n",
+                    json_string_value (json_object_get (a, "name")),
+                    (long long) json_integer_value (json_object_get (a, "pid")),
+                    json_string_value (json_object_get (a, "state")),
+                    (long long) json_integer_value (json_object_get (a, "restarts")),
+                    (long long) s_counter (a, "events"), (long long) s_counter (a, "incidents"),
+                    (long long) s_counter (a, "loops"), (long long) s_counter (a, "accepted"),
+                    (long long) s_counter (a, "tokens"));
+        }
+    }
+    printf ("\n");
+    json_decref (status);
+    return 0;
+}
+
+typedef struct {
+    mesh_labels_t *labels;
+    mesh_labels_score_t score;
+} s_score_ctx_t;
+
+static void
+s_score_one (json_t *decision, void *arg)
+{
+    s_score_ctx_t *ctx = arg;
+    json_t *incident = json_object_get (decision, "incident");
+    const char *series = json_string_value (json_object_get (incident, "series"));
+    json_t *ts = json_object_get (incident, "ts_ms");
+    if (series && json_is_integer (ts))
+        mesh_labels_score_add (ctx->labels, &ctx->score, series, json_integer_value (ts));
+}
+
+static int
+s_summary (s_opts_t *o)
+{
+    const char *log = s_log_path (o);
+    if (!log)
+        return EXIT_CONFIG;
+    json_t *status = s_request (o, "status");       //  optional: counters need meshd up
+    json_int_t events = 0, malformed = 0, anomalies = 0, incidents = 0, suppressed = 0,
+               loops = 0, restarts = 0;
+    size_t i;
+    json_t *a;
+    json_array_foreach (json_object_get (status, "agents"), i, a) {
+        events += s_counter (a, "events");
+        malformed += s_counter (a, "malformed");
+        anomalies += s_counter (a, "anomalies");
+        incidents += s_counter (a, "incidents");
+        suppressed += s_counter (a, "suppressed");
+        loops += s_counter (a, "loops");
+        restarts += json_integer_value (json_object_get (a, "restarts"));
+    }
+    mesh_audit_stats_t st;
+    if (mesh_audit_stats (log, &st) != 0) {
+        fprintf (stderr, "meshctl: cannot read %s\n", log);
+        json_decref (status);
+        return EXIT_READ;
+    }
+    s_score_ctx_t sc = {0};
+    if (o->labels) {
+        sc.labels = mesh_labels_load (o->labels);
+        if (!sc.labels) {
+            json_decref (status);
+            return EXIT_READ;
+        }
+        mesh_labels_score_begin (sc.labels, &sc.score);
+        mesh_audit_each_decision (log, s_score_one, &sc);
+        mesh_labels_score_end (sc.labels, &sc.score);
+    }
+    json_t *out = json_pack (
+        "{sI sI sI sI sI sI sI s{sI sI sI sI sI sI} sI sf ss}", "events", events, "malformed",
+        malformed, "anomalies", anomalies, "incidents", incidents, "suppressed", suppressed,
+        "reasoning_loops", loops, "restarts", restarts, "decisions", "total",
+        (json_int_t) st.decisions, "accepted", (json_int_t) st.accepted, "rejected",
+        (json_int_t) st.rejected, "fallback", (json_int_t) st.fallback, "budget_exhausted",
+        (json_int_t) st.budget_exhausted, "outcomes", (json_int_t) st.outcomes, "tokens",
+        (json_int_t) st.tokens, "tokens_per_accepted", st.tokens_per_accepted, "decision_log",
+        log);
+    if (sc.labels)
+        json_object_set_new (out, "detection",
+                             json_pack ("{sI sI sI sI sf sf}", "incidents",
+                                        (json_int_t) sc.score.incidents, "true_incidents",
+                                        (json_int_t) sc.score.true_incidents, "windows",
+                                        (json_int_t) sc.score.windows, "windows_hit",
+                                        (json_int_t) sc.score.windows_hit, "precision",
+                                        sc.score.precision, "recall", sc.score.recall));
+    if (o->json) {
+        json_dumpf (out, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+        printf ("\n");
+    }
+    else {
+        printf ("meshd summary\n");
+        printf ("  events consumed          %lld (+%lld malformed, counted and skipped)\n",
+                (long long) events, (long long) malformed);
+        printf ("  anomalies                %lld\n", (long long) anomalies);
+        printf ("  incidents                %lld (%lld anomalous points suppressed by cooldown)\n",
+                (long long) incidents, (long long) suppressed);
+        printf ("  reasoning loops          %lld\n", (long long) loops);
+        printf ("  decisions                %llu: %llu accepted, %llu rejected, %llu fallback, "
+                "%llu budget exhausted\n",
+                (unsigned long long) st.decisions, (unsigned long long) st.accepted,
+                (unsigned long long) st.rejected, (unsigned long long) st.fallback,
+                (unsigned long long) st.budget_exhausted);
+        printf ("  tokens used              %llu\n", (unsigned long long) st.tokens);
+        printf ("  tokens per accepted      %.1f\n", st.tokens_per_accepted);
+        if (sc.labels)
+            printf ("  detection                precision %.2f (%llu/%llu incidents in a labelled "
+                    "window), recall %.2f (%llu/%llu windows)\n",
+                    sc.score.precision, (unsigned long long) sc.score.true_incidents,
+                    (unsigned long long) sc.score.incidents, sc.score.recall,
+                    (unsigned long long) sc.score.windows_hit,
+                    (unsigned long long) sc.score.windows);
+        printf ("  agent restarts           %lld\n", (long long) restarts);
+        printf ("  decision log             %s\n", log);
+    }
+    json_decref (out);
+    json_decref (status);
+    mesh_labels_destroy (&sc.labels);
+    return 0;
+}
+
+static int
+s_audit (s_opts_t *o, int argc, char **argv)
+{
+    if (argc < 1) {
+        s_usage ();
+        return EXIT_USAGE;
+    }
+    const char *log = s_log_path (o);
+    if (!log)
+        return EXIT_CONFIG;
+    if (strcmp (argv[0], "verify") == 0)
+        return mesh_audit_verify (log, o->json, stdout);
+    if (strcmp (argv[0], "list") == 0)
+        return mesh_audit_list (log, &o->filter, o->json, stdout);
+    if (strcmp (argv[0], "show") == 0 && argc == 2)
+        return mesh_audit_show (log, argv[1], o->json, stdout);
+    s_usage ();
+    return EXIT_USAGE;
+}
+
+int
+main (int argc, char **argv)
+{
+    mesh_log_set_tag ("meshctl");
+    s_opts_t o = {.config_path = getenv ("MESHD_CONFIG") ?: "/etc/meshd/meshd.yaml"};
+    static struct option opts[] = {
+        {"json", 0, 0, 'j'},  {"config", 1, 0, 'c'},  {"log", 1, 0, 'l'},
+        {"labels", 1, 0, 'L'}, {"agent", 1, 0, 'a'},  {"verdict", 1, 0, 'v'},
+        {"action", 1, 0, 'x'}, {"since", 1, 0, 's'},  {"until", 1, 0, 'u'},
+        {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    int c;
+    //  "+" would stop at the first non-option; we allow options anywhere.
+    while ((c = getopt_long (argc, argv, "jc:l:L:a:v:x:s:u:h", opts, NULL)) != -1) {
+        switch (c) {
+            case 'j': o.json = true; break;
+            case 'c': o.config_path = optarg; break;
+            case 'l': o.log = optarg; break;
+            case 'L': o.labels = optarg; break;
+            case 'a': o.filter.agent = optarg; break;
+            case 'v': o.filter.verdict = optarg; break;
+            case 'x': o.filter.action = optarg; break;
+            case 's': o.filter.since_ms = (int64_t) (atof (optarg) * 1000); break;
+            case 'u': o.filter.until_ms = (int64_t) (atof (optarg) * 1000); break;
+            case 'h': s_usage (); return 0;
+            default: s_usage (); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        s_usage ();
+        return EXIT_USAGE;
+    }
+    zsys_init ();
+    zsys_set_logstream (NULL);
+    const char *cmd = argv[optind];
+    int rc;
+    if (strcmp (cmd, "status") == 0)
+        rc = s_status (&o);
+    else
+    if (strcmp (cmd, "audit") == 0)
+        rc = s_audit (&o, argc - optind - 1, argv + optind + 1);
+    else
+    if (strcmp (cmd, "summary") == 0)
+        rc = s_summary (&o);
+    else {
+        s_usage ();
+        rc = EXIT_USAGE;
+    }
+    mesh_config_destroy (&o.cfg);
+    return rc;
+}
