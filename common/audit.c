@@ -1,0 +1,722 @@
+/*  audit - a read-only view of a decision log.
+ *
+ *  Two kinds of reading live here.  The chain scanner (mesh_audit_scan) is strict:
+ *  it checks every line of the log in order and stops at the first one that is not
+ *  exactly what the ledger writes, reporting the line, the seq it should have had and
+ *  whether its bytes are damaged (a torn write, an edit) or the order is broken (a
+ *  record removed or moved).  The ledger runs the same scanner when it opens the log,
+ *  so "valid" means one thing for the writer and for the auditor.
+ *
+ *  The views (list, show, stats, each_decision) are tolerant: they read every line
+ *  that is a JSON object, whether or not the chain holds, because an auditor looking
+ *  at a damaged log after an incident still wants to see what is in it.  Verify is the
+ *  one place that judges the chain; docs/audit.md says so to its readers.
+ *
+ *  Everything here streams the file line by line with getline(3), so a log of any
+ *  length is read in the memory of its longest line (list and show keep only the
+ *  records they print).
+ */
+#include "audit.h"
+#include "log.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+//  `,"hash":"` + 64 hex + `"}`
+#define S_HASH_KEY     ",\"hash\":\""
+#define S_HASH_KEY_LEN 9
+#define S_SUFFIX_LEN   (S_HASH_KEY_LEN + MESH_AUDIT_HASH_HEX + 2)
+
+static const char s_zero_hash[MESH_AUDIT_HASH_HEX + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+static bool
+s_is_hex (const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+//  Check one line (LEN bytes without its newline).  0 and *record_p set (caller owns) and
+//  HASH filled, or -1 with SCAN->why and SCAN->bad_content set.
+static int
+s_check_line (const char *line, size_t len, bool has_newline, int64_t expect_seq,
+              const char *prev_hash, mesh_audit_scan_t *scan, json_t **record_p, char *hash)
+{
+    *record_p = NULL;
+    scan->bad_content = true;
+    if (!has_newline) {
+        snprintf (scan->why, sizeof scan->why,
+                  "truncated last line (%zu bytes, no newline: a torn write?)", len);
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *record = json_loadb (line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!record) {
+        snprintf (scan->why, sizeof scan->why, "not JSON: %s (column %d)", jerr.text,
+                  jerr.column);
+        return -1;
+    }
+    if (!json_is_object (record)) {
+        snprintf (scan->why, sizeof scan->why, "not a JSON object");
+        goto bad;
+    }
+    const char *suffix = line + len - S_SUFFIX_LEN;
+    if (len < S_SUFFIX_LEN + 1
+        || memcmp (suffix, S_HASH_KEY, S_HASH_KEY_LEN) != 0
+        || !s_is_hex (suffix + S_HASH_KEY_LEN, MESH_AUDIT_HASH_HEX)
+        || memcmp (line + len - 2, "\"}", 2) != 0) {
+        snprintf (scan->why, sizeof scan->why,
+                  "no \"hash\" of 64 lower-case hex digits as the last field");
+        goto bad;
+    }
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (digest, (const unsigned char *) line, len - S_SUFFIX_LEN);
+    sodium_bin2hex (hash, MESH_AUDIT_HASH_HEX + 1, digest, sizeof digest);
+    if (memcmp (hash, suffix + S_HASH_KEY_LEN, MESH_AUDIT_HASH_HEX) != 0) {
+        snprintf (scan->why, sizeof scan->why,
+                  "hash mismatch: the record's bytes are not the ones that were hashed");
+        goto bad;
+    }
+    //  From here on the bytes are as written; what can be wrong is the order.
+    scan->bad_content = false;
+    json_t *seq = json_object_get (record, "seq");
+    if (!json_is_integer (seq)) {
+        snprintf (scan->why, sizeof scan->why, "no integer \"seq\"");
+        goto bad;
+    }
+    if (json_integer_value (seq) != expect_seq) {
+        snprintf (scan->why, sizeof scan->why,
+                  "seq is %" PRId64 ", expected %" PRId64
+                  " (a record is missing or out of order)",
+                  (int64_t) json_integer_value (seq), expect_seq);
+        goto bad;
+    }
+    const char *prev = json_string_value (json_object_get (record, "prev"));
+    if (!prev || strcmp (prev, prev_hash) != 0) {
+        if (expect_seq == 1)
+            snprintf (scan->why, sizeof scan->why,
+                      "prev is not 64 zeros although this is the first record");
+        else
+            snprintf (scan->why, sizeof scan->why,
+                      "prev does not match the hash of seq %" PRId64
+                      " (a record is missing or out of order)", expect_seq - 1);
+        goto bad;
+    }
+    if (!json_is_integer (json_object_get (record, "ts"))) {
+        snprintf (scan->why, sizeof scan->why, "no integer \"ts\"");
+        goto bad;
+    }
+    if (!json_is_string (json_object_get (record, "type"))) {
+        snprintf (scan->why, sizeof scan->why, "no string \"type\"");
+        goto bad;
+    }
+    *record_p = record;
+    return 0;
+bad:
+    json_decref (record);
+    return -1;
+}
+
+int
+mesh_audit_scan (FILE *file, mesh_audit_scan_t *scan, mesh_audit_record_fn *fn, void *arg)
+{
+    assert (file && scan);
+    memset (scan, 0, sizeof *scan);
+    memcpy (scan->last_hash, s_zero_hash, sizeof scan->last_hash);
+    if (sodium_init () < 0) {
+        mesh_err ("audit: libsodium cannot be initialised");
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    int64_t lineno = 0;
+    while ((n = getline (&line, &cap, file)) >= 0) {
+        lineno++;
+        size_t len = (size_t) n;
+        bool has_newline = len > 0 && line[len - 1] == '\n';
+        if (has_newline)
+            len--;
+        json_t *record;
+        char hash[MESH_AUDIT_HASH_HEX + 1];
+        if (s_check_line (line, len, has_newline, scan->last_seq + 1, scan->last_hash, scan,
+                          &record, hash) != 0) {
+            scan->bad_line = lineno;
+            scan->bad_seq = scan->last_seq + 1;
+            scan->bad_is_last = !has_newline || getc (file) == EOF;
+            break;
+        }
+        scan->records++;
+        scan->last_seq++;
+        memcpy (scan->last_hash, hash, sizeof hash);
+        scan->good_bytes += (uint64_t) n;
+        int stop = fn ? fn (record, hash, arg) : 0;
+        json_decref (record);
+        if (stop != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (ferror (file)) {
+        mesh_err ("audit: read error at line %" PRId64 ": %s", lineno + 1, strerror (errno));
+        rc = -1;
+    }
+    free (line);
+    return rc;
+}
+
+int
+mesh_audit_read_head (const char *log_path, int64_t *seq_p, char *hash, char *why)
+{
+    char path[4096];
+    snprintf (path, sizeof path, "%s.head", log_path);
+    FILE *file = fopen (path, "re");
+    if (!file) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf (why, 128, "cannot be read: %s", strerror (errno));
+        return -1;
+    }
+    char buf[512];
+    size_t n = fread (buf, 1, sizeof buf, file);
+    bool too_long = n == sizeof buf;
+    fclose (file);
+    json_error_t jerr;
+    json_t *head = too_long ? NULL : json_loadb (buf, n, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *seq = json_object_get (head, "seq");
+    const char *hex = json_string_value (json_object_get (head, "hash"));
+    if (!json_is_integer (seq) || json_integer_value (seq) < 0
+        || !hex || strlen (hex) != MESH_AUDIT_HASH_HEX || !s_is_hex (hex, MESH_AUDIT_HASH_HEX)) {
+        snprintf (why, 128, "is not {\"seq\":N,\"hash\":\"<64 hex>\"}");
+        json_decref (head);
+        return -1;
+    }
+    *seq_p = json_integer_value (seq);
+    memcpy (hash, hex, MESH_AUDIT_HASH_HEX + 1);
+    json_decref (head);
+    return 1;
+}
+
+static FILE *
+s_open (const char *path)
+{
+    FILE *file = path ? fopen (path, "re") : NULL;
+    if (!file)
+        mesh_err ("audit: cannot read %s: %s", path ? path : "(null)",
+                  path ? strerror (errno) : "no path");
+    return file;
+}
+
+//  ---------------------------------------------------------------------------------------
+//  verify
+
+typedef struct {
+    int64_t want_seq;               //  the head's seq, when it is behind the log
+    char hash[MESH_AUDIT_HASH_HEX + 1];
+} s_mark_t;
+
+static int
+s_mark_fn (json_t *record, const char *hash, void *arg)
+{
+    s_mark_t *mark = (s_mark_t *) arg;
+    if (json_integer_value (json_object_get (record, "seq")) == mark->want_seq)
+        memcpy (mark->hash, hash, sizeof mark->hash);
+    return 0;
+}
+
+//  SEQ 0: the problem is not in a record (a malformed head file).
+static void
+s_verify_fail (FILE *out, bool json, int64_t seq, int64_t line, const char *what)
+{
+    if (json) {
+        json_t *res = json_pack ("{s:b, s:s}", "ok", 0, "error", what);
+        if (seq > 0) {
+            json_object_set_new (res, "seq", json_integer (seq));
+            json_object_set_new (res, "line", json_integer (line));
+        }
+        json_dumpf (res, out, JSON_COMPACT);
+        fputc ('\n', out);
+        json_decref (res);
+    }
+    else
+    if (seq > 0)
+        fprintf (out, "FAIL: record seq %" PRId64 " (line %" PRId64 "): %s\n", seq, line, what);
+    else
+        fprintf (out, "FAIL: %s\n", what);
+}
+
+int
+mesh_audit_verify (const char *path, bool json, FILE *out)
+{
+    FILE *file = s_open (path);
+    if (!file)
+        return 2;
+    int64_t head_seq = 0;
+    char head_hash[MESH_AUDIT_HASH_HEX + 1] = "";
+    char why[256];
+    int head = mesh_audit_read_head (path, &head_seq, head_hash, why);
+
+    s_mark_t mark = { .want_seq = head == 1 ? head_seq : -1 };
+    mesh_audit_scan_t scan;
+    int rc = mesh_audit_scan (file, &scan, s_mark_fn, &mark);
+    fclose (file);
+    if (rc != 0)
+        return 2;
+    if (scan.bad_line) {
+        s_verify_fail (out, json, scan.bad_seq, scan.bad_line, scan.why);
+        return 1;
+    }
+    //  The chain holds; now the tail, against the head file.  In an intact chain the
+    //  record with seq S is on line S.
+    if (head < 0) {
+        char what[4200];
+        snprintf (what, sizeof what, "head file %s.head %s", path, why);
+        s_verify_fail (out, json, 0, 0, what);
+        return 1;
+    }
+    const char *head_state = "absent";
+    if (head == 1) {
+        if (head_seq > scan.last_seq) {
+            snprintf (why, sizeof why,
+                      "missing: the head file says the log ends at seq %" PRId64
+                      ", it ends at seq %" PRId64 " (records removed from the tail?)",
+                      head_seq, scan.last_seq);
+            s_verify_fail (out, json, scan.last_seq + 1, scan.records + 1, why);
+            return 1;
+        }
+        const char *have = head_seq == 0 ? s_zero_hash : mark.hash;
+        if (strcmp (have, head_hash) != 0) {
+            snprintf (why, sizeof why,
+                      "its hash differs from the one in the head file (record replaced?)");
+            s_verify_fail (out, json, head_seq, head_seq, why);
+            return 1;
+        }
+        head_state = head_seq == scan.last_seq ? "matches" : "behind";
+    }
+    if (json) {
+        json_t *res = json_pack ("{s:b, s:I, s:I, s:s}", "ok", 1, "records",
+                                 (json_int_t) scan.records, "last_seq",
+                                 (json_int_t) scan.last_seq, "head", head_state);
+        if (head == 1)
+            json_object_set_new (res, "head_seq", json_integer (head_seq));
+        json_dumpf (res, out, JSON_COMPACT);
+        fputc ('\n', out);
+        json_decref (res);
+    }
+    else {
+        fprintf (out, "ok: %" PRId64 " records, last seq %" PRId64 ", ", scan.records,
+                 scan.last_seq);
+        if (head == 0)
+            fprintf (out, "no head file\n");
+        else if (head_seq == scan.last_seq)
+            fprintf (out, "head matches\n");
+        else
+            fprintf (out, "head behind at seq %" PRId64 " (the log was written after it; "
+                     "a crash before the head was updated)\n", head_seq);
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------------------
+//  The tolerant reader behind the views.
+
+typedef void (s_record_fn) (json_t *record, void *arg);
+
+static int
+s_each_record (const char *path, s_record_fn *fn, void *arg)
+{
+    FILE *file = s_open (path);
+    if (!file)
+        return 2;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int64_t lineno = 0, skipped = 0, first_skipped = 0;
+    while ((n = getline (&line, &cap, file)) >= 0) {
+        lineno++;
+        json_t *record = json_loadb (line, (size_t) n, 0, NULL);
+        if (json_is_object (record))
+            fn (record, arg);
+        else if (skipped++ == 0)
+            first_skipped = lineno;
+        json_decref (record);
+    }
+    int rc = 0;
+    if (ferror (file)) {
+        mesh_err ("audit: read error in %s at line %" PRId64 ": %s", path, lineno + 1,
+                  strerror (errno));
+        rc = 2;
+    }
+    if (skipped)
+        mesh_warn ("audit: %s: skipped %" PRId64 " line(s) that are not JSON objects, the "
+                   "first at line %" PRId64 "; run verify", path, skipped, first_skipped);
+    free (line);
+    fclose (file);
+    return rc;
+}
+
+static bool
+s_type_is (json_t *record, const char *type)
+{
+    const char *value = json_string_value (json_object_get (record, "type"));
+    return value && strcmp (value, type) == 0;
+}
+
+static const char *
+s_str (json_t *record, const char *key)
+{
+    return json_string_value (json_object_get (record, key));
+}
+
+static bool
+s_eq (const char *a, const char *b)
+{
+    return a && b && strcmp (a, b) == 0;
+}
+
+//  ISO 8601 UTC with milliseconds, or "-" without a usable time.
+static void
+s_iso (json_t *ts, char *buf, size_t size)
+{
+    if (!json_is_integer (ts) || json_integer_value (ts) < 0) {
+        snprintf (buf, size, "-");
+        return;
+    }
+    int64_t ms = json_integer_value (ts);
+    time_t secs = (time_t) (ms / 1000);
+    struct tm tm;
+    if (!gmtime_r (&secs, &tm)) {
+        snprintf (buf, size, "-");
+        return;
+    }
+    char date[32];
+    strftime (date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf (buf, size, "%s.%03dZ", date, (int) (ms % 1000));
+}
+
+//  A copy of S fit for one column of a terminal table: control characters become '?',
+//  at most SIZE-1 bytes, "-" for NULL or empty.
+static const char *
+s_cell (const char *s, char *buf, size_t size)
+{
+    if (!s || !*s)
+        return "-";
+    size_t i = 0;
+    for (; s[i] && i < size - 1; i++)
+        buf[i] = (iscntrl ((unsigned char) s[i]) || s[i] == ' ') ? '?' : s[i];
+    buf[i] = 0;
+    return buf;
+}
+
+//  ---------------------------------------------------------------------------------------
+//  list
+
+typedef struct {
+    const mesh_audit_filter_t *f;
+    json_t *decisions;              //  array of the matching decision records, in order
+    json_t *outcomes;               //  object: id -> first outcome status
+} s_list_t;
+
+static bool
+s_matches (const mesh_audit_filter_t *f, json_t *decision)
+{
+    if (!f)
+        return true;
+    json_t *ts = json_object_get (decision, "ts");
+    if (f->since_ms && (!json_is_integer (ts) || json_integer_value (ts) < f->since_ms))
+        return false;
+    if (f->until_ms && (!json_is_integer (ts) || json_integer_value (ts) >= f->until_ms))
+        return false;
+    if (f->agent && !s_eq (s_str (decision, "agent"), f->agent))
+        return false;
+    if (f->verdict && !s_eq (s_str (decision, "verdict"), f->verdict))
+        return false;
+    if (f->action
+        && !s_eq (json_string_value (json_object_get (json_object_get (decision, "action"),
+                                                      "name")), f->action))
+        return false;
+    return true;
+}
+
+static void
+s_list_fn (json_t *record, void *arg)
+{
+    s_list_t *self = (s_list_t *) arg;
+    const char *id = s_str (record, "id");
+    if (s_type_is (record, "decision")) {
+        if (s_matches (self->f, record))
+            json_array_append (self->decisions, record);
+    }
+    else
+    if (s_type_is (record, "outcome") && id && !json_object_get (self->outcomes, id)) {
+        json_t *status = json_object_get (record, "status");
+        json_object_set_new (self->outcomes, id,
+                             json_is_string (status) ? json_copy (status) : json_string ("?"));
+    }
+}
+
+static json_t *
+s_string_or_null (const char *s)
+{
+    return s ? json_string (s) : json_null ();
+}
+
+static json_t *
+s_integer_or_null (json_t *value)
+{
+    return json_is_integer (value) ? json_incref (value) : json_null ();
+}
+
+int
+mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, FILE *out)
+{
+    s_list_t self = { f, json_array (), json_object () };
+    int rc = s_each_record (path, s_list_fn, &self);
+    if (rc == 0) {
+        json_t *rows = json ? json_array () : NULL;
+        if (!json)
+            fprintf (out, "%-6s %-24s %-12s %-16s %-16s %-20s %7s %s\n", "SEQ", "TIME", "ID",
+                     "AGENT", "VERDICT", "ACTION", "TOKENS", "OUTCOME");
+        size_t index;
+        json_t *d;
+        json_array_foreach (self.decisions, index, d) {
+            char time[40];
+            s_iso (json_object_get (d, "ts"), time, sizeof time);
+            const char *id = s_str (d, "id");
+            json_t *action = json_object_get (json_object_get (d, "action"), "name");
+            json_t *tokens = json_object_get (d, "tokens");
+            const char *outcome = id ? json_string_value (json_object_get (self.outcomes, id))
+                                     : NULL;
+            if (json) {
+                json_t *agent = json_object_get (d, "agent");
+                json_t *verdict = json_object_get (d, "verdict");
+                json_t *row = json_object ();
+                json_object_set_new (row, "seq", s_integer_or_null (json_object_get (d, "seq")));
+                json_object_set_new (row, "ts", s_integer_or_null (json_object_get (d, "ts")));
+                json_object_set_new (row, "time", json_string (time));
+                json_object_set_new (row, "id", s_string_or_null (id));
+                json_object_set_new (row, "agent", s_string_or_null (json_string_value (agent)));
+                json_object_set_new (row, "verdict",
+                                     s_string_or_null (json_string_value (verdict)));
+                json_object_set_new (row, "action",
+                                     s_string_or_null (json_string_value (action)));
+                json_object_set_new (row, "tokens", s_integer_or_null (tokens));
+                json_object_set_new (row, "fallback",
+                                     json_boolean (json_is_true (json_object_get (d, "fallback"))));
+                json_object_set_new (row, "outcome", s_string_or_null (outcome));
+                json_array_append_new (rows, row);
+            }
+            else {
+                char c_id[13], c_agent[64], c_verdict[64], c_action[64], c_outcome[32];
+                char c_seq[24], c_tokens[24];
+                json_t *seq = json_object_get (d, "seq");
+                snprintf (c_seq, sizeof c_seq, "%" JSON_INTEGER_FORMAT,
+                          json_is_integer (seq) ? json_integer_value (seq) : 0);
+                if (json_is_integer (tokens))
+                    snprintf (c_tokens, sizeof c_tokens, "%" JSON_INTEGER_FORMAT,
+                              json_integer_value (tokens));
+                else
+                    snprintf (c_tokens, sizeof c_tokens, "-");
+                fprintf (out, "%-6s %-24s %-12s %-16s %-16s %-20s %7s %s\n",
+                         json_is_integer (seq) ? c_seq : "-", time,
+                         s_cell (id, c_id, sizeof c_id),
+                         s_cell (s_str (d, "agent"), c_agent, sizeof c_agent),
+                         s_cell (s_str (d, "verdict"), c_verdict, sizeof c_verdict),
+                         s_cell (json_string_value (action), c_action, sizeof c_action),
+                         c_tokens, s_cell (outcome, c_outcome, sizeof c_outcome));
+            }
+        }
+        if (json) {
+            json_dumpf (rows, out, JSON_COMPACT);
+            fputc ('\n', out);
+            json_decref (rows);
+        }
+    }
+    json_decref (self.decisions);
+    json_decref (self.outcomes);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------------------
+//  show
+
+typedef struct {
+    const char *id;
+    size_t id_len;
+    bool prefix;                    //  ID is a prefix (no exact match required)
+    json_t *decision;               //  the first decision that matched
+    json_t *outcomes;               //  object: matching id -> its first outcome
+    char *other_id;                 //  a second, different id that matched the prefix
+} s_show_t;
+
+static void
+s_show_fn (json_t *record, void *arg)
+{
+    s_show_t *self = (s_show_t *) arg;
+    const char *id = s_str (record, "id");
+    if (!id)
+        return;
+    bool exact = strcmp (id, self->id) == 0;
+    bool match = exact || (self->prefix && strncasecmp (id, self->id, self->id_len) == 0);
+    if (!match)
+        return;
+    if (s_type_is (record, "decision")) {
+        const char *have = self->decision ? s_str (self->decision, "id") : NULL;
+        if (!self->decision
+            || (exact && !s_eq (have, self->id))) {
+            //  An exact match wins over a prefix match seen before it.
+            if (self->decision && !self->other_id)
+                self->other_id = strdup (have);
+            json_decref (self->decision);
+            self->decision = json_incref (record);
+        }
+        else
+        if (!s_eq (have, id) && !self->other_id)
+            self->other_id = strdup (id);
+    }
+    else
+    if (s_type_is (record, "outcome") && !json_object_get (self->outcomes, id))
+        json_object_set (self->outcomes, id, record);
+}
+
+static void
+s_show_human (FILE *out, const char *what, json_t *record)
+{
+    char time[40];
+    s_iso (json_object_get (record, "ts"), time, sizeof time);
+    json_t *seq = json_object_get (record, "seq");
+    fprintf (out, "%s (seq %" JSON_INTEGER_FORMAT ", %s):\n", what,
+             json_is_integer (seq) ? json_integer_value (seq) : 0, time);
+    json_dumpf (record, out, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    fputc ('\n', out);
+}
+
+int
+mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
+{
+    if (!id || !*id) {
+        mesh_err ("audit show: no decision id given");
+        return 1;
+    }
+    s_show_t self = { .id = id, .id_len = strlen (id), .prefix = strlen (id) >= 8,
+                      .outcomes = json_object () };
+    int rc = s_each_record (path, s_show_fn, &self);
+    if (rc == 0) {
+        const char *found = self.decision ? s_str (self.decision, "id") : NULL;
+        bool exact = s_eq (found, id);
+        if (!found) {
+            if (strlen (id) < 8)
+                mesh_err ("audit show: no decision with id '%s' (an id prefix needs at least "
+                          "8 characters)", id);
+            else
+                mesh_err ("audit show: no decision with id or id prefix '%s'", id);
+            rc = 1;
+        }
+        else
+        if (!exact && self.other_id) {
+            mesh_err ("audit show: id prefix '%s' is ambiguous: it matches %s and %s; give "
+                      "more characters", id, found, self.other_id);
+            rc = 1;
+        }
+        else {
+            json_t *outcome = json_object_get (self.outcomes, found);
+            if (json) {
+                json_t *res = json_pack ("{s:O, s:O}", "decision", self.decision, "outcome",
+                                         outcome ? outcome : json_null ());
+                json_dumpf (res, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                fputc ('\n', out);
+                json_decref (res);
+            }
+            else {
+                s_show_human (out, "decision", self.decision);
+                if (outcome)
+                    s_show_human (out, "outcome", outcome);
+                else
+                    fprintf (out, "outcome: none recorded\n");
+            }
+        }
+    }
+    json_decref (self.decision);
+    json_decref (self.outcomes);
+    free (self.other_id);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------------------
+//  stats and each_decision
+
+static void
+s_stats_fn (json_t *record, void *arg)
+{
+    mesh_audit_stats_t *stats = (mesh_audit_stats_t *) arg;
+    stats->records++;
+    if (s_type_is (record, "decision")) {
+        stats->decisions++;
+        const char *verdict = s_str (record, "verdict");
+        if (s_eq (verdict, "accepted"))
+            stats->accepted++;
+        else
+        if (s_eq (verdict, "rejected"))
+            stats->rejected++;
+        else
+        if (s_eq (verdict, "budget_exhausted"))
+            stats->budget_exhausted++;
+        if (json_is_true (json_object_get (record, "fallback")))
+            stats->fallback++;
+        json_t *tokens = json_object_get (record, "tokens");
+        if (json_is_integer (tokens) && json_integer_value (tokens) > 0)
+            stats->tokens += (uint64_t) json_integer_value (tokens);
+        json_t *attempts = json_object_get (record, "attempts");
+        if (json_is_array (attempts))
+            stats->attempts += json_array_size (attempts);
+    }
+    else
+    if (s_type_is (record, "outcome")) {
+        stats->outcomes++;
+        if (s_eq (s_str (record, "status"), "failed"))
+            stats->outcomes_failed++;
+    }
+}
+
+int
+mesh_audit_stats (const char *path, mesh_audit_stats_t *stats)
+{
+    memset (stats, 0, sizeof *stats);
+    int rc = s_each_record (path, s_stats_fn, stats);
+    if (stats->accepted)
+        stats->tokens_per_accepted = (double) stats->tokens / (double) stats->accepted;
+    return rc;
+}
+
+typedef struct {
+    void (*fn) (json_t *decision, void *arg);
+    void *arg;
+} s_each_t;
+
+static void
+s_each_fn (json_t *record, void *arg)
+{
+    s_each_t *self = (s_each_t *) arg;
+    if (s_type_is (record, "decision"))
+        self->fn (record, self->arg);
+}
+
+int
+mesh_audit_each_decision (const char *path, void (*fn) (json_t *decision, void *arg),
+                          void *arg)
+{
+    s_each_t self = { fn, arg };
+    return s_each_record (path, s_each_fn, &self);
+}

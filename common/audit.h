@@ -1,0 +1,106 @@
+/*  audit - a read-only view of a decision log: verify the chain, list, show, stats.
+ *
+ *  The decision log is written only by daemon/ledger.c, one JSON object per line:
+ *  {"seq":N,"prev":"<hex>","ts":MS, <the caller's fields>, "hash":"<hex>"} where
+ *  hash = SHA-256 of the line's bytes up to (not including) `,"hash":"`.  docs/audit.md
+ *  describes the format for auditors.  This module is used by `meshctl audit ...`,
+ *  and its chain scanner is also what the ledger runs when it opens the log, so the
+ *  writer and the auditor can never disagree about what a valid record is.
+ *
+ *  Return codes are exit-code shaped, for the CLI: 0 ok, 1 (verify: broken chain; show:
+ *  not found or ambiguous), 2 the log cannot be read.  Diagnostics go to the log module;
+ *  only results are printed to OUT.
+ */
+#ifndef MESH_AUDIT_H
+#define MESH_AUDIT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+//  Filter for mesh_audit_list; 0/NULL fields match anything.  since_ms <= ts < until_ms
+//  (ts is the ledger's timestamp of the record, epoch milliseconds).  agent and verdict
+//  match the decision's fields exactly; action matches action.name exactly.
+typedef struct {
+    int64_t since_ms, until_ms;
+    const char *agent, *verdict, *action;
+} mesh_audit_filter_t;
+
+//  Verify the chain of PATH (and <PATH>.head if it exists).  Prints to OUT
+//  "ok: N records, last seq S, head matches" (or "..., no head file", or "..., head behind
+//  at seq H" after a crash between the log's fsync and the head's update), or
+//  "FAIL: record seq S (line L): <what is wrong>" naming the FIRST bad record.  Returns 0 ok,
+//  1 broken, 2 cannot read.  json=true prints one JSON object instead: {"ok":true,
+//  "records":N,"last_seq":S,"head":"matches"|"behind"|"absent"} or {"ok":false,"seq":S,
+//  "line":L,"error":"..."}.
+int mesh_audit_verify (const char *path, bool json, FILE *out);
+
+//  One line per decision record matching F (F may be NULL), after a header line: seq, time
+//  (ISO 8601 UTC), short id (12 hex), agent, verdict, action, tokens, outcome status ("-" if
+//  none recorded).  json=true: a JSON array of {"seq","ts","time","id","agent","verdict",
+//  "action","tokens","fallback","outcome"} (null for missing values).  Reads every line that
+//  is a JSON object without checking the chain (that is verify's job); lines that are not
+//  are skipped with one warning.  Returns 0, or 2 cannot read.
+int mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, FILE *out);
+
+//  The decision with ID (or a unique id prefix of at least 8 characters) and its outcome:
+//  human (pretty, indented) or JSON {"decision":..,"outcome":..|null}.  Returns 0, 1 not
+//  found or ambiguous (logged), 2 cannot read.
+int mesh_audit_show (const char *path, const char *id, bool json, FILE *out);
+
+//  Aggregates over the log for summaries.  records counts every JSON record (ledger events
+//  included); accepted/rejected/budget_exhausted count decision verdicts; fallback counts
+//  decisions with "fallback": true; outcomes_failed counts outcomes with status "failed";
+//  tokens sums the decisions' integer "tokens"; attempts sums the sizes of their "attempts"
+//  arrays.
+typedef struct {
+    uint64_t records, decisions, accepted, rejected, fallback, budget_exhausted, outcomes,
+             outcomes_failed;
+    uint64_t tokens, attempts;
+    double tokens_per_accepted;      //  tokens / accepted (0 if none accepted)
+} mesh_audit_stats_t;
+
+//  Fill *STATS (zeroed first).  Returns 0, or 2 cannot read.
+int mesh_audit_stats (const char *path, mesh_audit_stats_t *stats);
+
+//  Calls FN for every decision record in log order (DECISION is borrowed for the call).
+//  Returns 0, or 2 cannot read.
+int mesh_audit_each_decision (const char *path, void (*fn) (json_t *decision, void *arg),
+                              void *arg);
+
+//  ---------------------------------------------------------------------------------------
+//  The chain scanner shared with daemon/ledger.c.
+
+#define MESH_AUDIT_HASH_HEX 64
+
+//  What a scan found.  The chain is intact iff bad_line == 0.
+typedef struct {
+    int64_t records;                //  valid records before the first bad one
+    int64_t last_seq;               //  seq of the last valid record (0 if none)
+    char last_hash[MESH_AUDIT_HASH_HEX + 1];   //  its hash (64 zeros if none)
+    uint64_t good_bytes;            //  offset just past the last valid record's newline
+    int64_t bad_line;               //  1-based line of the first bad record; 0 if none
+    int64_t bad_seq;                //  the seq that record should have had (last_seq + 1)
+    bool bad_is_last;               //  the bad line is the last line of the file
+    bool bad_content;               //  its bytes are damaged (torn, not JSON, no or wrong
+                                    //  hash), as opposed to a break of seq/prev order
+    char why[256];                  //  what is wrong with it
+} mesh_audit_scan_t;
+
+//  Called for every valid record in order with the record (borrowed) and its hex hash.
+//  Return 0 to go on, -1 to stop the scan (mesh_audit_scan then returns -1).
+typedef int (mesh_audit_record_fn) (json_t *record, const char *hash, void *arg);
+
+//  Read the chain from FILE (from its current position) and check every line: a trailing
+//  newline, a JSON object, the hash suffix, SHA-256 of the prefix, seq = previous + 1,
+//  prev = previous hash, integer ts, string type.  Stops at the first bad line.  FN may be
+//  NULL.  Returns 0 (see SCAN->bad_line), or -1 on a read error or if FN stopped it.
+int mesh_audit_scan (FILE *file, mesh_audit_scan_t *scan, mesh_audit_record_fn *fn, void *arg);
+
+//  Read <LOG_PATH>.head.  Returns 1 and sets *seq_p and HASH (65 bytes) if it exists and is
+//  well formed, 0 if it does not exist, -1 if it is unreadable or malformed (WHY, 128 bytes,
+//  says what is wrong, without the path: "is not ...", "cannot be read: ...").
+int mesh_audit_read_head (const char *log_path, int64_t *seq_p, char *hash, char *why);
+
+#endif

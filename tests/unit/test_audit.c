@@ -1,0 +1,717 @@
+/*  test_audit - the decision log reader: verify, list, show, stats, the scanner.
+ *
+ *  The logs here are written by a small writer in this file that follows the format
+ *  as documented (docs/audit.md), not by daemon/ledger.c: that way these tests pin the
+ *  format itself, and test_ledger.c checks that the ledger writes what verify accepts.
+ */
+#include "audit.h"
+#include "log.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ID_A "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
+#define ID_B "deadbeef00000000000000000000000000000000000000000000000000000001"
+#define ID_C "deadbeef11111111111111111111111111111111111111111111111111111111"
+#define ID_D "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    char *text;                     //  the log as written by s_build
+    size_t len;
+} fixture_t;
+
+//  ---------------------------------------------------------------------------------------
+//  A writer that follows the documented format.
+
+typedef struct {
+    char *buf;
+    size_t len;
+    FILE *out;
+    int64_t seq;
+    char hash[65];
+} writer_t;
+
+static void
+s_writer_init (writer_t *w)
+{
+    memset (w, 0, sizeof *w);
+    w->out = open_memstream (&w->buf, &w->len);
+    memset (w->hash, '0', 64);
+}
+
+//  Append FIELDS (stolen) with the given ts.
+static void
+s_writer_add (writer_t *w, int64_t ts, json_t *fields)
+{
+    json_t *obj = json_pack ("{s:I, s:s, s:I}", "seq", (json_int_t) (w->seq + 1), "prev",
+                             w->hash, "ts", (json_int_t) ts);
+    json_object_update (obj, fields);
+    json_decref (fields);
+    char *text = json_dumps (obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t prefix = strlen (text) - 1;
+    unsigned char digest[32];
+    crypto_hash_sha256 (digest, (unsigned char *) text, prefix);
+    sodium_bin2hex (w->hash, sizeof w->hash, digest, sizeof digest);
+    fwrite (text, 1, prefix, w->out);
+    fprintf (w->out, ",\"hash\":\"%s\"}\n", w->hash);
+    w->seq++;
+    free (text);
+    json_decref (obj);
+}
+
+static char *
+s_writer_done (writer_t *w, size_t *len_p)
+{
+    fclose (w->out);
+    *len_p = w->len;
+    return w->buf;
+}
+
+static void
+s_write_file (const char *path, const char *data, size_t len)
+{
+    FILE *file = fopen (path, "w");
+    assert_non_null (file);
+    assert_int_equal (fwrite (data, 1, len, file), len);
+    fclose (file);
+}
+
+static void
+s_write_head (const char *path, int64_t seq, const char *hash)
+{
+    char head_path[256], text[128];
+    snprintf (head_path, sizeof head_path, "%s.head", path);
+    int n = snprintf (text, sizeof text, "{\"seq\":%lld,\"hash\":\"%s\"}\n", (long long) seq,
+                      hash);
+    s_write_file (head_path, text, (size_t) n);
+}
+
+static void
+s_remove_head (const char *path)
+{
+    char head_path[256];
+    snprintf (head_path, sizeof head_path, "%s.head", path);
+    unlink (head_path);
+}
+
+//  The hash of line SEQ (1-based) of TEXT.
+static void
+s_line_hash (const char *text, int seq, char *hash)
+{
+    const char *line = text;
+    for (int i = 1; i < seq; i++)
+        line = strchr (line, '\n') + 1;
+    const char *end = strchr (line, '\n');
+    memcpy (hash, end - 66, 64);
+    hash[64] = 0;
+}
+
+//  [start, end) of line N (1-based) of TEXT, end including the newline.
+static void
+s_line_span (const char *text, int n, size_t *start, size_t *end)
+{
+    const char *line = text;
+    for (int i = 1; i < n; i++)
+        line = strchr (line, '\n') + 1;
+    *start = (size_t) (line - text);
+    *end = (size_t) (strchr (line, '\n') + 1 - text);
+}
+
+//  Six records: ledger open, three decisions (two with outcomes), a note, one more
+//  decision.  Timestamps 1000, 2000, ... 6000.
+static void
+s_build (fixture_t *fx)
+{
+    writer_t w;
+    s_writer_init (&w);
+    s_writer_add (&w, 1000, json_pack ("{s:s, s:s}", "type", "ledger", "event", "open"));
+    s_writer_add (&w, 2000, json_pack (
+        "{s:s, s:s, s:s, s:s, s:b, s:{s:s, s:s, s:{}}, s:i, s:[{}, {}], s:{s:s}}",
+        "type", "decision", "id", ID_A, "agent", "cpu", "verdict", "accepted",
+        "fallback", 0, "action", "name", "restart", "kind", "exec", "params",
+        "tokens", 120, "attempts", "incident", "series", "web1/cpu"));
+    s_writer_add (&w, 3000, json_pack (
+        "{s:s, s:s, s:s, s:s, s:b, s:{s:s}, s:i, s:[{}]}",
+        "type", "decision", "id", ID_B, "agent", "disk", "verdict", "rejected",
+        "fallback", 1, "action", "name", "notify", "tokens", 300, "attempts"));
+    s_writer_add (&w, 4000, json_pack ("{s:s, s:s, s:s, s:s}", "type", "outcome", "id", ID_A,
+                                       "status", "done", "detail", "restarted"));
+    s_writer_add (&w, 5000, json_pack ("{s:s, s:s, s:s, s:s}", "type", "outcome", "id", ID_B,
+                                       "status", "failed", "detail", "timeout"));
+    s_writer_add (&w, 6000, json_pack (
+        "{s:s, s:s, s:s, s:s, s:b, s:{s:s}, s:i, s:[]}",
+        "type", "decision", "id", ID_C, "agent", "cpu", "verdict", "budget_exhausted",
+        "fallback", 1, "action", "name", "notify", "tokens", 0, "attempts"));
+    fx->text = s_writer_done (&w, &fx->len);
+    s_write_file (fx->path, fx->text, fx->len);
+    char hash[65];
+    s_line_hash (fx->text, 6, hash);
+    s_write_head (fx->path, 6, hash);
+}
+
+static int
+s_setup (void **state)
+{
+    fixture_t *fx = (fixture_t *) calloc (1, sizeof *fx);
+    snprintf (fx->dir, sizeof fx->dir, "/tmp/test_audit.XXXXXX");
+    if (!mkdtemp (fx->dir))
+        return -1;
+    snprintf (fx->path, sizeof fx->path, "%s/decisions.log", fx->dir);
+    s_build (fx);
+    *state = fx;
+    return 0;
+}
+
+static int
+s_rm (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove (path);
+}
+
+static int
+s_teardown (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    nftw (fx->dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
+    free (fx->text);
+    free (fx);
+    return 0;
+}
+
+//  Run FN-like calls into a memory stream; the caller frees *out_p.
+#define CAPTURE(rc, out_p, call) \
+    do { \
+        size_t cap_len_; \
+        FILE *out = open_memstream (out_p, &cap_len_); \
+        rc = (call); \
+        fclose (out); \
+    } while (0)
+
+//  ---------------------------------------------------------------------------------------
+//  verify
+
+static void
+test_verify_ok (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *text;
+    int rc;
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 0);
+    assert_string_equal (text, "ok: 6 records, last seq 6, head matches\n");
+    free (text);
+
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, true, out));
+    assert_int_equal (rc, 0);
+    json_t *res = json_loads (text, 0, NULL);
+    assert_non_null (res);
+    assert_true (json_is_true (json_object_get (res, "ok")));
+    assert_int_equal (json_integer_value (json_object_get (res, "records")), 6);
+    assert_int_equal (json_integer_value (json_object_get (res, "last_seq")), 6);
+    assert_string_equal (json_string_value (json_object_get (res, "head")), "matches");
+    json_decref (res);
+    free (text);
+
+    //  Without a head file the chain alone is checked, and the output says so.
+    s_remove_head (fx->path);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 0);
+    assert_string_equal (text, "ok: 6 records, last seq 6, no head file\n");
+    free (text);
+
+    //  A head one record behind (crash between the log's fsync and the head's rename).
+    char hash[65];
+    s_line_hash (fx->text, 5, hash);
+    s_write_head (fx->path, 5, hash);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, "head behind at seq 5"));
+    free (text);
+}
+
+static void
+test_verify_empty_and_unreadable (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *text;
+    int rc;
+    s_write_file (fx->path, "", 0);
+    s_remove_head (fx->path);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 0);
+    assert_string_equal (text, "ok: 0 records, last seq 0, no head file\n");
+    free (text);
+
+    //  An empty log with a head that names records: they were removed.
+    char hash[65];
+    s_line_hash (fx->text, 6, hash);
+    s_write_head (fx->path, 6, hash);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 1 (line 1): missing"));
+    free (text);
+
+    char missing[256];
+    snprintf (missing, sizeof missing, "%s/nope.log", fx->dir);
+    CAPTURE (rc, &text, mesh_audit_verify (missing, false, out));
+    assert_int_equal (rc, 2);
+    free (text);
+}
+
+//  Every single-bit change of any byte of record 3, its newline included, is found and
+//  blamed on record 3.
+static void
+test_verify_flip_every_byte (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    size_t start, end;
+    s_line_span (fx->text, 3, &start, &end);
+    assert_true (end - start > 100);
+    char *copy = (char *) malloc (fx->len);
+    for (size_t i = start; i < end; i++) {
+        memcpy (copy, fx->text, fx->len);
+        copy[i] ^= 0x01;
+        s_write_file (fx->path, copy, fx->len);
+        char *text;
+        int rc;
+        CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+        if (rc != 1 || strncmp (text, "FAIL: record seq 3 (line 3): ", 29) != 0)
+            fail_msg ("byte %zu flipped: rc %d, output %s", i - start, rc, text);
+        free (text);
+    }
+    //  The JSON form names the same record.
+    memcpy (copy, fx->text, fx->len);
+    copy[start + 10] ^= 0x01;
+    s_write_file (fx->path, copy, fx->len);
+    char *text;
+    int rc;
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, true, out));
+    assert_int_equal (rc, 1);
+    json_t *res = json_loads (text, 0, NULL);
+    assert_false (json_is_true (json_object_get (res, "ok")));
+    assert_int_equal (json_integer_value (json_object_get (res, "seq")), 3);
+    assert_int_equal (json_integer_value (json_object_get (res, "line")), 3);
+    assert_non_null (strstr (json_string_value (json_object_get (res, "error")), "hash"));
+    json_decref (res);
+    free (text);
+    free (copy);
+}
+
+//  Write the fixture's log with line REMOVE (1-based) left out.
+static void
+s_write_without (fixture_t *fx, int remove)
+{
+    size_t start, end;
+    s_line_span (fx->text, remove, &start, &end);
+    char *copy = (char *) malloc (fx->len);
+    memcpy (copy, fx->text, start);
+    memcpy (copy + start, fx->text + end, fx->len - end);
+    s_write_file (fx->path, copy, fx->len - (end - start));
+    free (copy);
+}
+
+static void
+test_verify_removed_and_reordered (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *text;
+    int rc;
+    //  A record removed in the middle: the next one's seq and prev break.
+    s_write_without (fx, 3);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 3 (line 3): seq is 4, expected 3"));
+    free (text);
+
+    //  The first record removed.
+    s_write_without (fx, 1);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 1 (line 1)"));
+    free (text);
+
+    //  The last record removed: the chain holds, the head does not.
+    s_write_without (fx, 6);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 6 (line 6): missing"));
+    free (text);
+
+    //  Two records swapped.
+    size_t s3, e3, s4, e4;
+    s_line_span (fx->text, 3, &s3, &e3);
+    s_line_span (fx->text, 4, &s4, &e4);
+    char *copy = (char *) malloc (fx->len);
+    memcpy (copy, fx->text, s3);
+    memcpy (copy + s3, fx->text + s4, e4 - s4);
+    memcpy (copy + s3 + (e4 - s4), fx->text + s3, e3 - s3);
+    memcpy (copy + e4, fx->text + e4, fx->len - e4);
+    s_write_file (fx->path, copy, fx->len);
+    free (copy);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 3 (line 3): seq is 4"));
+    free (text);
+}
+
+static void
+test_verify_bad_lines_and_head (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *text;
+    int rc;
+    //  A line that is not JSON, inserted after record 2.
+    size_t start, end;
+    s_line_span (fx->text, 3, &start, &end);
+    char *copy = (char *) malloc (fx->len + 32);
+    memcpy (copy, fx->text, start);
+    memcpy (copy + start, "not json at all\n", 16);
+    memcpy (copy + start + 16, fx->text + start, fx->len - start);
+    s_write_file (fx->path, copy, fx->len + 16);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 3 (line 3): not JSON"));
+    free (text);
+
+    //  A truncated last line (a torn write).
+    s_line_span (fx->text, 6, &start, &end);
+    s_write_file (fx->path, fx->text, start + 40);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 6 (line 6): truncated last line"));
+    free (text);
+
+    //  A valid record without the ledger's fields in front is refused on order, not bytes.
+    writer_t w;
+    s_writer_init (&w);
+    s_writer_add (&w, 1, json_pack ("{s:s}", "event", "no type"));
+    size_t len;
+    char *one = s_writer_done (&w, &len);
+    s_write_file (fx->path, one, len);
+    s_remove_head (fx->path);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 1 (line 1): no string \"type\""));
+    free (text);
+    free (one);
+
+    //  The log intact, but the head names another hash for the last record.
+    s_write_file (fx->path, fx->text, fx->len);
+    char hash[65];
+    s_line_hash (fx->text, 5, hash);
+    s_write_head (fx->path, 6, hash);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 6 (line 6): its hash differs"));
+    free (text);
+
+    //  A malformed head file.
+    char head_path[256];
+    snprintf (head_path, sizeof head_path, "%s.head", fx->path);
+    s_write_file (head_path, "{\"seq\":\"six\"}", 13);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_int_equal (strncmp (text, "FAIL: head file ", 16), 0);
+    assert_non_null (strstr (text, ".head is not"));
+    free (text);
+    free (copy);
+}
+
+static void
+test_scan_reports_position (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_audit_scan_t scan;
+    //  A torn last line: damaged content, last line, good bytes end before it.
+    size_t start, end;
+    s_line_span (fx->text, 6, &start, &end);
+    s_write_file (fx->path, fx->text, start + 40);
+    FILE *file = fopen (fx->path, "r");
+    assert_int_equal (mesh_audit_scan (file, &scan, NULL, NULL), 0);
+    fclose (file);
+    assert_int_equal (scan.records, 5);
+    assert_int_equal (scan.last_seq, 5);
+    assert_int_equal (scan.bad_line, 6);
+    assert_int_equal (scan.bad_seq, 6);
+    assert_true (scan.bad_is_last);
+    assert_true (scan.bad_content);
+    assert_int_equal (scan.good_bytes, start);
+    char hash[65];
+    s_line_hash (fx->text, 5, hash);
+    assert_string_equal (scan.last_hash, hash);
+
+    //  A removed middle record: an order break, not the last line.
+    s_write_without (fx, 2);
+    file = fopen (fx->path, "r");
+    assert_int_equal (mesh_audit_scan (file, &scan, NULL, NULL), 0);
+    fclose (file);
+    assert_int_equal (scan.bad_line, 2);
+    assert_false (scan.bad_is_last);
+    assert_false (scan.bad_content);
+
+    //  Intact.
+    s_write_file (fx->path, fx->text, fx->len);
+    file = fopen (fx->path, "r");
+    assert_int_equal (mesh_audit_scan (file, &scan, NULL, NULL), 0);
+    fclose (file);
+    assert_int_equal (scan.bad_line, 0);
+    assert_int_equal (scan.records, 6);
+    assert_int_equal (scan.good_bytes, fx->len);
+}
+
+//  ---------------------------------------------------------------------------------------
+//  list, show, stats, each_decision
+
+static int
+s_count_lines (const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+static void
+test_list_filters (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *text;
+    int rc;
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, NULL, false, out));
+    assert_int_equal (rc, 0);
+    assert_int_equal (s_count_lines (text), 1 + 3);     //  header + three decisions
+    assert_non_null (strstr (text, "SEQ"));
+    //  seq, ISO time, short id, agent, verdict, action, tokens, outcome.
+    assert_non_null (strstr (text, "2      1970-01-01T00:00:02.000Z a1b2c3d4e5f6 cpu"));
+    assert_non_null (strstr (text, "accepted"));
+    assert_non_null (strstr (text, "restart"));
+    assert_non_null (strstr (text, "120 done"));
+    assert_non_null (strstr (text, "300 failed"));
+    assert_null (strstr (text, ID_A));                  //  short ids only
+    free (text);
+
+    mesh_audit_filter_t f = { .agent = "cpu" };
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, &f, false, out));
+    assert_int_equal (s_count_lines (text), 1 + 2);
+    assert_null (strstr (text, "disk"));
+    free (text);
+
+    f = (mesh_audit_filter_t) { .verdict = "rejected" };
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, &f, false, out));
+    assert_int_equal (s_count_lines (text), 1 + 1);
+    assert_non_null (strstr (text, "deadbeef0000"));
+    free (text);
+
+    f = (mesh_audit_filter_t) { .action = "notify", .agent = "cpu" };
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, &f, false, out));
+    assert_int_equal (s_count_lines (text), 1 + 1);
+    assert_non_null (strstr (text, "deadbeef1111"));
+    assert_non_null (strstr (text, "budget_exhausted"));
+    free (text);
+
+    //  since inclusive, until exclusive.
+    f = (mesh_audit_filter_t) { .since_ms = 3000, .until_ms = 6000 };
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, &f, true, out));
+    assert_int_equal (rc, 0);
+    json_t *rows = json_loads (text, 0, NULL);
+    assert_true (json_is_array (rows));
+    assert_int_equal (json_array_size (rows), 1);
+    json_t *row = json_array_get (rows, 0);
+    assert_string_equal (json_string_value (json_object_get (row, "id")), ID_B);
+    assert_int_equal (json_integer_value (json_object_get (row, "seq")), 3);
+    assert_int_equal (json_integer_value (json_object_get (row, "tokens")), 300);
+    assert_string_equal (json_string_value (json_object_get (row, "outcome")), "failed");
+    assert_string_equal (json_string_value (json_object_get (row, "time")),
+                         "1970-01-01T00:00:03.000Z");
+    assert_true (json_is_true (json_object_get (row, "fallback")));
+    json_decref (rows);
+    free (text);
+
+    f = (mesh_audit_filter_t) { .agent = "nobody" };
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, &f, true, out));
+    assert_string_equal (text, "[]\n");
+    free (text);
+
+    char missing[256];
+    snprintf (missing, sizeof missing, "%s/nope.log", fx->dir);
+    CAPTURE (rc, &text, mesh_audit_list (missing, NULL, false, out));
+    assert_int_equal (rc, 2);
+    free (text);
+}
+
+//  Decisions with missing and wrong-typed fields, and a line that is not JSON, are shown
+//  as far as they go and never crash the views.
+static void
+test_views_tolerate_odd_records (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    const char *odd =
+        "{\"type\":\"decision\"}\n"
+        "garbage\n"
+        "{\"type\":\"decision\",\"id\":7,\"agent\":[1],\"verdict\":null,\"action\":\"x\","
+        "\"tokens\":\"many\",\"attempts\":{},\"fallback\":\"yes\",\"ts\":-5}\n"
+        "{\"type\":\"outcome\",\"status\":3}\n";
+    s_write_file (fx->path, odd, strlen (odd));
+    char *text;
+    int rc;
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, NULL, false, out));
+    assert_int_equal (rc, 0);
+    assert_int_equal (s_count_lines (text), 1 + 2);
+    free (text);
+    CAPTURE (rc, &text, mesh_audit_list (fx->path, NULL, true, out));
+    json_t *rows = json_loads (text, 0, NULL);
+    assert_int_equal (json_array_size (rows), 2);
+    assert_true (json_is_null (json_object_get (json_array_get (rows, 1), "tokens")));
+    json_decref (rows);
+    free (text);
+
+    mesh_audit_stats_t stats;
+    assert_int_equal (mesh_audit_stats (fx->path, &stats), 0);
+    assert_int_equal (stats.records, 3);
+    assert_int_equal (stats.decisions, 2);
+    assert_int_equal (stats.tokens, 0);
+    assert_int_equal (stats.attempts, 0);
+    assert_int_equal (stats.fallback, 0);
+    assert_int_equal (stats.outcomes, 1);
+    assert_int_equal (stats.outcomes_failed, 0);
+    assert_true (stats.tokens_per_accepted == 0.0);
+}
+
+static void
+test_show_by_prefix (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *text;
+    int rc;
+    //  A unique 8-character prefix: decision and outcome, pretty printed.
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, "a1b2c3d4", false, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, "decision (seq 2, 1970-01-01T00:00:02.000Z):\n{\n"));
+    assert_non_null (strstr (text, "  \"id\": \"" ID_A "\""));
+    assert_non_null (strstr (text, "outcome (seq 4, "));
+    assert_non_null (strstr (text, "\"detail\": \"restarted\""));
+    free (text);
+
+    //  The full id, JSON.
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, ID_B, true, out));
+    assert_int_equal (rc, 0);
+    json_t *res = json_loads (text, 0, NULL);
+    assert_non_null (res);
+    json_t *decision = json_object_get (res, "decision");
+    assert_string_equal (json_string_value (json_object_get (decision, "id")), ID_B);
+    assert_int_equal (json_integer_value (json_object_get (decision, "seq")), 3);
+    assert_string_equal (json_string_value (json_object_get (json_object_get (res, "outcome"),
+                                                             "status")), "failed");
+    json_decref (res);
+    free (text);
+
+    //  No outcome recorded.
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, ID_C, true, out));
+    assert_int_equal (rc, 0);
+    res = json_loads (text, 0, NULL);
+    assert_true (json_is_null (json_object_get (res, "outcome")));
+    json_decref (res);
+    free (text);
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, ID_C, false, out));
+    assert_non_null (strstr (text, "outcome: none recorded\n"));
+    free (text);
+
+    //  Ambiguous prefix, too short a prefix, unknown id: 1 and nothing printed.
+    const char *bad[] = { "deadbeef", "a1b2c3d", "ffffffffff", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CAPTURE (rc, &text, mesh_audit_show (fx->path, bad[i], false, out));
+        assert_int_equal (rc, 1);
+        assert_string_equal (text, "");
+        free (text);
+    }
+    //  A longer prefix settles the ambiguity.
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, "deadbeef1", true, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, ID_C));
+    free (text);
+
+    char missing[256];
+    snprintf (missing, sizeof missing, "%s/nope.log", fx->dir);
+    CAPTURE (rc, &text, mesh_audit_show (missing, ID_A, false, out));
+    assert_int_equal (rc, 2);
+    free (text);
+}
+
+static void
+test_stats_numbers (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_audit_stats_t stats;
+    assert_int_equal (mesh_audit_stats (fx->path, &stats), 0);
+    assert_int_equal (stats.records, 6);
+    assert_int_equal (stats.decisions, 3);
+    assert_int_equal (stats.accepted, 1);
+    assert_int_equal (stats.rejected, 1);
+    assert_int_equal (stats.budget_exhausted, 1);
+    assert_int_equal (stats.fallback, 2);
+    assert_int_equal (stats.outcomes, 2);
+    assert_int_equal (stats.outcomes_failed, 1);
+    assert_int_equal (stats.tokens, 420);
+    assert_int_equal (stats.attempts, 3);
+    assert_true (stats.tokens_per_accepted == 420.0);
+
+    char missing[256];
+    snprintf (missing, sizeof missing, "%s/nope.log", fx->dir);
+    assert_int_equal (mesh_audit_stats (missing, &stats), 2);
+}
+
+static void
+s_collect (json_t *decision, void *arg)
+{
+    json_array_append (arg, json_object_get (decision, "id"));
+}
+
+static void
+test_each_decision (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    json_t *ids = json_array ();
+    assert_int_equal (mesh_audit_each_decision (fx->path, s_collect, ids), 0);
+    assert_int_equal (json_array_size (ids), 3);
+    assert_string_equal (json_string_value (json_array_get (ids, 0)), ID_A);
+    assert_string_equal (json_string_value (json_array_get (ids, 1)), ID_B);
+    assert_string_equal (json_string_value (json_array_get (ids, 2)), ID_C);
+    json_decref (ids);
+    char missing[256];
+    snprintf (missing, sizeof missing, "%s/nope.log", fx->dir);
+    assert_int_equal (mesh_audit_each_decision (missing, s_collect, NULL), 2);
+}
+
+int
+main (void)
+{
+    if (!getenv ("MESH_LOG_LEVEL"))
+        mesh_log_set_level (MESH_LOG_ERR - 1);      //  the failure paths log on purpose
+    if (sodium_init () < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_verify_ok, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_verify_empty_and_unreadable, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_verify_flip_every_byte, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_verify_removed_and_reordered, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_verify_bad_lines_and_head, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_scan_reports_position, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_list_filters, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_views_tolerate_odd_records, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_show_by_prefix, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_stats_numbers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_each_decision, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name ("audit", tests, NULL, NULL);
+}
