@@ -26,7 +26,7 @@ DESTDIR  ?=
 
 DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua5.4-dev \
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
-        libsystemd-dev libmicrohttpd-dev kcat
+        libsystemd-dev libmicrohttpd-dev kcat python3
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c lua/*.c agents/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
@@ -81,7 +81,7 @@ asan: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@B=$(B) config/demo.sh
+	@B=$(B) tools/demo.sh
 
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/meshd/rules \

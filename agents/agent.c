@@ -264,6 +264,7 @@ s_counters (mesh_agent_t *self)
     json_object_set_new (c, "evictions",
                          json_integer ((json_int_t) mesh_detect_evictions (self->detect)));
     json_object_set_new (c, "budget_used", json_integer (mesh_budget_used (self->budget)));
+    json_object_set_new (c, "lag", json_integer (mesh_event_kafka_lag (self->events)));
     return c;
 }
 

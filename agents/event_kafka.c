@@ -18,8 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-#define S_MAX_HELD 4096
-
 typedef struct {
     char *topic;
     int32_t partition;
@@ -374,6 +372,31 @@ uint64_t
 mesh_event_kafka_malformed (const mesh_event_kafka_t *self)
 {
     return self->malformed;
+}
+
+int64_t
+mesh_event_kafka_lag (mesh_event_kafka_t *self)
+{
+    rd_kafka_topic_partition_list_t *list = NULL;
+    if (rd_kafka_assignment (self->rk, &list) != 0 || !list || list->cnt == 0) {
+        if (list)
+            rd_kafka_topic_partition_list_destroy (list);
+        return -1;
+    }
+    int64_t lag = 0;
+    rd_kafka_position (self->rk, list);
+    for (int i = 0; i < list->cnt; i++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_get_watermark_offsets (self->rk, list->elems[i].topic,
+                                            list->elems[i].partition, &lo, &hi) != 0
+            || hi < 0)
+            continue;
+        int64_t pos = list->elems[i].offset >= 0 ? list->elems[i].offset : lo;
+        if (hi > pos)
+            lag += hi - pos;
+    }
+    rd_kafka_topic_partition_list_destroy (list);
+    return lag;
 }
 
 size_t

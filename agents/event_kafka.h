@@ -40,6 +40,9 @@ void mesh_event_kafka_hold (mesh_event_kafka_t *self, const char *topic, int32_t
 void mesh_event_kafka_done (mesh_event_kafka_t *self, const char *topic, int32_t partition,
                             int64_t offset);
 uint64_t mesh_event_kafka_malformed (const mesh_event_kafka_t *self);
+//  Messages on the assigned partitions not yet consumed (from cached watermarks; no broker
+//  round trip).  -1 while nothing is assigned.
+int64_t mesh_event_kafka_lag (mesh_event_kafka_t *self);
 //  Events held (in flight) right now.
 size_t mesh_event_kafka_held (const mesh_event_kafka_t *self);
 

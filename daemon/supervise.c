@@ -52,7 +52,7 @@ static bool
 s_is_gauge (const char *key)
 {
     return !strcmp (key, "queue") || !strcmp (key, "inflight") || !strcmp (key, "series")
-           || !strcmp (key, "budget_used");
+           || !strcmp (key, "budget_used") || !strcmp (key, "lag");
 }
 
 static void

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# make demo: the embedded default, end to end, in under two minutes.
+#
+#  1. meshd starts with config/demo.yaml: embedded broker, two agents, scripted backend
+#     (or the OpenAI-compatible server at $MESH_LLM_URL with model $MESH_LLM_MODEL);
+#  2. mesh-gen feeds it a labelled synthetic metric stream (plus a few malformed messages);
+#  3. one agent is killed with SIGKILL mid-stream, to show it coming back;
+#  4. when every event is handled, the summary is printed, meshd is stopped (SIGTERM),
+#     and the decision log's hash chain is verified.
+# Exit 0 only if all of that worked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${B:-build}
+DEMO=build/demo
+CONFIG=config/demo.yaml
+POINTS=${DEMO_POINTS:-720}
+LIMIT_S=${DEMO_LIMIT_S:-110}
+
+say() { printf '\033[1m== %s\033[0m\n' "$*"; }
+fail() { printf 'demo: FAILED: %s\n' "$*" >&2; exit 1; }
+
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+if [ -n "${MESH_LLM_URL:-}" ]; then
+    # Same config, the agents pointed at an OpenAI-compatible server instead.
+    CONFIG=config/demo-llm.local.yaml
+    sed -e "s#^backends:#backends:\n  llm:\n    kind: openai\n    url: ${MESH_LLM_URL}\n    model: ${MESH_LLM_MODEL:-default}\n    timeout_ms: 60000#" \
+        -e "s#backend: scripted#backend: llm#" config/demo.yaml > "$CONFIG"
+    say "backend: $MESH_LLM_URL (model ${MESH_LLM_MODEL:-default})"
+else
+    say "backend: scripted (config/demo-responses.jsonl)"
+fi
+
+MESHCTL=("$B/meshctl" --config "$CONFIG")
+"$B/meshd" --check-config "$CONFIG"
+
+pid=
+cleanup() {
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+start=$(date +%s)
+"$B/meshd" --config "$CONFIG" 2> "$DEMO/meshd.log" &
+pid=$!
+
+status_json() { "${MESHCTL[@]}" --json status 2>/dev/null || true; }
+jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1" 2>/dev/null; }
+
+for _ in $(seq 100); do
+    [ "$(status_json | jq_py 'print(d["daemon"]["ready"])')" = "True" ] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$DEMO/meshd.log" >&2; fail "meshd exited during start"; }
+    sleep 0.2
+done
+[ "$(status_json | jq_py 'print(d["daemon"]["ready"])')" = "True" ] || fail "meshd not ready in 20 s"
+BROKERS=$(cat "$DEMO/run/brokers")
+say "meshd ready (pid $pid), embedded broker at $BROKERS"
+
+say "producing the synthetic stream"
+"$B/mesh-gen" --brokers "$BROKERS" --topic metrics --points "$POINTS" --malformed 6 \
+    --labels "$DEMO/labels.json" &
+gen=$!
+
+# Kill the acting agent mid-stream and time its return.
+sleep 1
+victim=$(status_json | jq_py 'print([a["pid"] for a in d["agents"] if a["name"]=="ops"][0])')
+kill -KILL "$victim"
+t0=$(date +%s%N)
+back=
+for _ in $(seq 100); do
+    now=$(status_json | jq_py 'a=[a for a in d["agents"] if a["name"]=="ops"][0]; print(a["pid"], a["state"], a["restarts"])')
+    set -- $now
+    if [ "${1:-0}" != "0" ] && [ "$1" != "$victim" ] && [ "${2:-}" = running ]; then
+        back=$(( ($(date +%s%N) - t0) / 1000000 )); break
+    fi
+    sleep 0.05
+done
+[ -n "$back" ] || fail "agent ops did not come back after SIGKILL"
+say "agent ops (pid $victim) killed with SIGKILL: back as pid $1 in ${back} ms, restarts=$3"
+wait "$gen" || fail "mesh-gen failed"
+
+expected=$(python3 -c "import json; d=json.load(open('$DEMO/labels.json')); print(d['events']+d.get('malformed',0))")
+say "waiting until every agent has handled all $expected messages"
+while :; do
+    done_=$(status_json | jq_py "
+ok = all(a['state']=='running' and a['counters'].get('lag',-1)==0 and a['counters'].get('inflight',1)==0
+         and a['counters'].get('events',0)+a['counters'].get('malformed',0) >= $expected
+         for a in d['agents'])
+print('yes' if ok else 'no')")
+    [ "$done_" = yes ] && break
+    [ $(( $(date +%s) - start )) -lt "$LIMIT_S" ] || { "${MESHCTL[@]}" status; fail "not done within ${LIMIT_S} s"; }
+    sleep 0.3
+done
+
+"${MESHCTL[@]}" status
+"${MESHCTL[@]}" summary --labels "$DEMO/labels.json"
+
+say "stopping meshd (SIGTERM)"
+kill -TERM "$pid"
+wait "$pid" && rc=0 || rc=$?
+pid=
+[ "$rc" = 0 ] || { tail -20 "$DEMO/meshd.log" >&2; fail "meshd exited with $rc"; }
+
+say "meshctl audit verify"
+"${MESHCTL[@]}" audit verify || fail "the decision log does not verify"
+say "demo done in $(( $(date +%s) - start )) s; diagnostics in $DEMO/meshd.log"
