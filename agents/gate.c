@@ -1,0 +1,648 @@
+/*  gate - stage 5: the validator chain every model proposal must pass.
+ *  Data path: event -> detect -> incident -> reason -> [gate] -> act -> record.
+ *
+ *  Two layers, in this order:
+ *
+ *  1. The built-in check ("builtin" in the verdicts): the proposal is a JSON object;
+ *     "action" is a string naming, byte for byte, one of the agent's actions; "params"
+ *     is an object (absent means {}) holding every required parameter, no undeclared
+ *     one, each of its declared type (an integer must be a JSON integer; a number may
+ *     be an integer or a real), strings without control characters or NUL, within
+ *     max_length bytes, matching the whole of the declared POSIX ERE (we wrap it in
+ *     ^(...)$) and in the enum; numbers within min/max; "confidence", if present, a
+ *     number in [0,1]; "rationale", if present, a string.  Every problem found is
+ *     listed in the reason, so one reask can fix them all.  When the built-in check
+ *     fails, the Lua rules are NOT run: the proposal does not have the shape they are
+ *     written against, so their verdicts would say nothing.  Only the builtin verdict
+ *     is recorded then.
+ *  2. Every Lua rule (lua/sandbox.c): the global chain, then the agent's own, all of
+ *     them evaluated even after a rejection, so the record and the reask carry every
+ *     reason.
+ *
+ *  What rules see: the proposal as given, with "params" set to {} when it was absent;
+ *  the ctx as given, with "action" set to the declared spec of the proposed action
+ *  ({name, kind, params = {NAME = {type, required, max_length, pattern, enum, min,
+ *  max}}}) when the caller did not put one there.  Both are copies; the caller's JSON
+ *  is never changed.  A replay through the gate with the same config adds the same.
+ *
+ *  The rules hash is SHA-256 over, for each rule in chain order, its file's basename,
+ *  a NUL and its content: what a decision record needs to name the rules in force.
+ *  A gate holds no mutable state after mesh_gate_new, so mesh_gate_check may be
+ *  called from several threads at once.
+ */
+#include "gate.h"
+#include "log.h"
+#include "sandbox.h"
+
+#include <assert.h>
+#include <regex.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DEFAULT_MAX_LENGTH    256     //  a param spec with max_length 0 gets this
+#define S_MAX_PROBLEMS          8       //  listed in one builtin reason
+
+typedef struct {
+    char *name;
+    mesh_param_type_t type;
+    bool required;
+    size_t max_length;
+    char *pattern;                      //  as declared, for messages
+    regex_t regex;                      //  ^(pattern)$, valid when pattern != NULL
+    char **enum_values;
+    size_t enum_count;
+    bool has_min, has_max;
+    double min, max;
+} s_param_t;
+
+typedef struct {
+    char *name;
+    s_param_t *params;
+    size_t param_count;
+    json_t *spec;                       //  ctx.action as rules see it
+} s_action_t;
+
+struct _mesh_gate_t {
+    mesh_sandbox_t **rules;
+    size_t rule_count;
+    s_action_t *actions;
+    size_t action_count;
+    char *allowed;                      //  "a, b, c" for reasons
+    char hash[65];
+};
+
+//  --------------------------------------------------------------------------------
+//  A growing list of problems, joined by a separator
+
+typedef struct {
+    char *text;
+    int count;
+    int max;                            //  items kept in text; 0 = all
+} s_list_t;
+
+static void
+s_list_add (s_list_t *list, const char *sep, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_list_add (s_list_t *list, const char *sep, const char *fmt, ...)
+{
+    if (list->max && list->count >= list->max) {
+        list->count++;
+        return;
+    }
+    va_list ap;
+    va_start (ap, fmt);
+    char *item = NULL;
+    int rc = vasprintf (&item, fmt, ap);
+    va_end (ap);
+    list->count++;
+    if (rc < 0)
+        return;
+    if (!list->text) {
+        list->text = item;
+        return;
+    }
+    char *joined = NULL;
+    if (asprintf (&joined, "%s%s%s", list->text, sep, item) >= 0) {
+        free (list->text);
+        list->text = joined;
+    }
+    free (item);
+}
+
+//  Model-supplied text quoted for a reason: printable ASCII kept, the rest as \xNN,
+//  cut at 40 bytes.  OUT must hold 4 * 40 + 8 bytes.
+#define S_QUOTE_MAX 40
+#define S_QUOTE_SIZE (4 * S_QUOTE_MAX + 8)
+
+static const char *
+s_quote (const char *s, size_t len, char *out)
+{
+    size_t o = 0;
+    out [o++] = '"';
+    for (size_t i = 0; i < len && i < S_QUOTE_MAX; i++) {
+        unsigned char c = (unsigned char) s [i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            out [o++] = (char) c;
+        else
+            o += (size_t) sprintf (out + o, "\\x%02x", c);
+    }
+    out [o++] = '"';
+    if (len > S_QUOTE_MAX) {
+        memcpy (out + o, "...", 3);
+        o += 3;
+    }
+    out [o] = 0;
+    return out;
+}
+
+static const char *
+s_json_type (json_t *value)
+{
+    switch (json_typeof (value)) {
+        case JSON_OBJECT:   return "an object";
+        case JSON_ARRAY:    return "an array";
+        case JSON_STRING:   return "a string";
+        case JSON_INTEGER:  return "an integer";
+        case JSON_REAL:     return "a real number";
+        case JSON_TRUE:
+        case JSON_FALSE:    return "a boolean";
+        case JSON_NULL:     return "null";
+    }
+    return "something else";
+}
+
+static const char *
+s_type_name (mesh_param_type_t type)
+{
+    switch (type) {
+        case MESH_PARAM_STRING:  return "string";
+        case MESH_PARAM_INTEGER: return "integer";
+        case MESH_PARAM_NUMBER:  return "number";
+        case MESH_PARAM_BOOLEAN: return "boolean";
+    }
+    return "unknown";
+}
+
+//  --------------------------------------------------------------------------------
+//  Action specs, copied from the config so the gate does not depend on its lifetime
+
+static void
+s_action_free (s_action_t *action)
+{
+    for (size_t i = 0; i < action->param_count; i++) {
+        s_param_t *p = &action->params [i];
+        if (p->pattern)
+            regfree (&p->regex);
+        free (p->pattern);
+        free (p->name);
+        for (size_t j = 0; j < p->enum_count; j++)
+            free (p->enum_values [j]);
+        free (p->enum_values);
+    }
+    free (action->params);
+    free (action->name);
+    json_decref (action->spec);
+}
+
+//  Integer bounds of integer params stay integers for the rules (1, not 1.0).
+static json_t *
+s_bound_json (const s_param_t *p, double bound)
+{
+    if (p->type == MESH_PARAM_INTEGER && bound > -9e15 && bound < 9e15
+    &&  bound == (double) (json_int_t) bound)
+        return json_integer ((json_int_t) bound);
+    return json_real (bound);
+}
+
+static json_t *
+s_param_json (const s_param_t *p)
+{
+    json_t *j = json_pack ("{s:s, s:b}", "type", s_type_name (p->type), "required", p->required);
+    if (p->type == MESH_PARAM_STRING) {
+        json_object_set_new (j, "max_length", json_integer ((json_int_t) p->max_length));
+        if (p->pattern)
+            json_object_set_new (j, "pattern", json_string (p->pattern));
+        if (p->enum_count) {
+            json_t *values = json_array ();
+            for (size_t i = 0; i < p->enum_count; i++)
+                json_array_append_new (values, json_string (p->enum_values [i]));
+            json_object_set_new (j, "enum", values);
+        }
+    }
+    if (p->has_min)
+        json_object_set_new (j, "min", s_bound_json (p, p->min));
+    if (p->has_max)
+        json_object_set_new (j, "max", s_bound_json (p, p->max));
+    return j;
+}
+
+static void
+s_action_init (s_action_t *action, const mesh_action_spec_t *spec, s_list_t *problems)
+{
+    action->name = strdup (spec->name);
+    action->params = calloc (spec->param_count ? spec->param_count : 1, sizeof (s_param_t));
+    action->spec = json_pack ("{s:s, s:s, s:o}", "name", spec->name,
+                              "kind", spec->kind == MESH_ACTION_KAFKA ? "kafka" : "log",
+                              "params", json_object ());
+    if (!action->name || !action->params || !action->spec) {
+        s_list_add (problems, "\n", "action %s: out of memory", spec->name);
+        return;
+    }
+    json_t *params = json_object_get (action->spec, "params");
+    for (size_t i = 0; i < spec->param_count; i++) {
+        const mesh_param_spec_t *from = &spec->params [i];
+        s_param_t *p = &action->params [action->param_count++];
+        p->name = strdup (from->name);
+        p->type = from->type;
+        p->required = from->required;
+        p->max_length = from->max_length ? from->max_length : S_DEFAULT_MAX_LENGTH;
+        p->has_min = from->has_min;
+        p->has_max = from->has_max;
+        p->min = from->min;
+        p->max = from->max;
+        if (from->enum_count) {
+            p->enum_values = calloc (from->enum_count, sizeof (char *));
+            for (size_t j = 0; p->enum_values && j < from->enum_count; j++)
+                p->enum_values [p->enum_count++] = strdup (from->enum_values [j]);
+        }
+        if (from->pattern) {
+            char *anchored = NULL;
+            if (asprintf (&anchored, "^(%s)$", from->pattern) < 0)
+                anchored = NULL;
+            int rc = anchored ? regcomp (&p->regex, anchored, REG_EXTENDED | REG_NOSUB) : -1;
+            free (anchored);
+            if (rc == 0)
+                p->pattern = strdup (from->pattern);
+            else {
+                char msg[128] = "out of memory";
+                if (rc > 0)
+                    regerror (rc, &p->regex, msg, sizeof msg);
+                s_list_add (problems, "\n", "action %s: param %s: pattern \"%s\" is not a "
+                            "valid POSIX extended regular expression: %s",
+                            spec->name, from->name, from->pattern, msg);
+            }
+        }
+        json_object_set_new (params, from->name, s_param_json (p));
+    }
+}
+
+static const mesh_action_spec_t *
+s_find_action (const mesh_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->action_count; i++)
+        if (strcmp (cfg->actions [i].name, name) == 0)
+            return &cfg->actions [i];
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------------
+//  Construction
+
+static mesh_sandbox_limits_t
+s_limits (const mesh_config_t *cfg)
+{
+    mesh_sandbox_limits_t limits = { 0, 0, 0 };
+    if (cfg) {
+        limits.instructions = cfg->lua_instructions;
+        limits.memory = cfg->lua_memory;
+        limits.time_ms = cfg->lua_time_ms;
+    }
+    return limits;
+}
+
+static void
+s_add_rule (mesh_gate_t *self, const char *path, const mesh_sandbox_limits_t *limits,
+            s_list_t *problems)
+{
+    char *msg = NULL;
+    mesh_sandbox_t *rule = mesh_sandbox_load (path, limits, &msg);
+    if (!rule) {
+        s_list_add (problems, "\n", "%s", msg ? msg : "out of memory");
+        free (msg);
+        return;
+    }
+    for (size_t i = 0; i < self->rule_count; i++)
+        if (strcmp (mesh_sandbox_name (self->rules [i]), mesh_sandbox_name (rule)) == 0) {
+            s_list_add (problems, "\n", "%s: rule name \"%s\" is already used by %s", path,
+                        mesh_sandbox_name (rule), mesh_sandbox_path (self->rules [i]));
+            mesh_sandbox_destroy (&rule);
+            return;
+        }
+    self->rules [self->rule_count++] = rule;
+}
+
+static void
+s_hash (mesh_gate_t *self)
+{
+    crypto_hash_sha256_state state;
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_init (&state);
+    for (size_t i = 0; i < self->rule_count; i++) {
+        const char *path = mesh_sandbox_path (self->rules [i]);
+        const char *slash = strrchr (path, '/');
+        const char *base = slash ? slash + 1 : path;
+        size_t size;
+        const char *source = mesh_sandbox_source (self->rules [i], &size);
+        crypto_hash_sha256_update (&state, (const unsigned char *) base, strlen (base) + 1);
+        crypto_hash_sha256_update (&state, (const unsigned char *) source, size);
+    }
+    crypto_hash_sha256_final (&state, digest);
+    sodium_bin2hex (self->hash, sizeof self->hash, digest, sizeof digest);
+}
+
+mesh_gate_t *
+mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char **err)
+{
+    assert (cfg);
+    assert (agent);
+    if (err)
+        *err = NULL;
+    s_list_t problems = { NULL, 0, 0 };
+    mesh_gate_t *self = calloc (1, sizeof *self);
+    if (self) {
+        self->rules = calloc (cfg->global_rule_count + agent->rule_count + 1,
+                              sizeof (mesh_sandbox_t *));
+        self->actions = calloc (agent->action_count + 1, sizeof (s_action_t));
+    }
+    if (!self || !self->rules || !self->actions || sodium_init () < 0) {
+        s_list_add (&problems, "\n", "agent %s: cannot set up its gate", agent->name);
+        goto failed;
+    }
+    mesh_sandbox_limits_t limits = s_limits (cfg);
+    for (size_t i = 0; i < cfg->global_rule_count; i++)
+        s_add_rule (self, cfg->global_rules [i], &limits, &problems);
+    for (size_t i = 0; i < agent->rule_count; i++)
+        s_add_rule (self, agent->rules [i], &limits, &problems);
+
+    s_list_t allowed = { NULL, 0, 0 };
+    for (size_t i = 0; i < agent->action_count; i++) {
+        const mesh_action_spec_t *spec = s_find_action (cfg, agent->actions [i]);
+        if (!spec) {
+            s_list_add (&problems, "\n", "agent %s: action \"%s\" is not declared under "
+                        "actions", agent->name, agent->actions [i]);
+            continue;
+        }
+        s_action_init (&self->actions [self->action_count++], spec, &problems);
+        s_list_add (&allowed, ", ", "%s", spec->name);
+    }
+    self->allowed = allowed.text ? allowed.text : strdup ("(none)");
+    if (problems.count)
+        goto failed;
+    s_hash (self);
+    return self;
+
+failed:
+    if (err)
+        *err = problems.text ? problems.text : strdup ("out of memory");
+    else {
+        mesh_err ("%s", problems.text ? problems.text : "out of memory");
+        free (problems.text);
+    }
+    mesh_gate_destroy (&self);
+    return NULL;
+}
+
+void
+mesh_gate_destroy (mesh_gate_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mesh_gate_t *self = *self_p;
+    for (size_t i = 0; self->rules && i < self->rule_count; i++)
+        mesh_sandbox_destroy (&self->rules [i]);
+    free (self->rules);
+    for (size_t i = 0; self->actions && i < self->action_count; i++)
+        s_action_free (&self->actions [i]);
+    free (self->actions);
+    free (self->allowed);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+mesh_gate_rules_hash (const mesh_gate_t *self)
+{
+    assert (self);
+    return self->hash;
+}
+
+int
+mesh_gate_check_file (const char *path, const mesh_config_t *cfg, char **err)
+{
+    assert (path);
+    mesh_sandbox_limits_t limits = s_limits (cfg);
+    mesh_sandbox_t *rule = mesh_sandbox_load (path, &limits, err);
+    if (!rule)
+        return -1;
+    mesh_sandbox_destroy (&rule);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------------
+//  The built-in check
+
+static void
+s_check_bounds (const s_param_t *p, double v, s_list_t *why)
+{
+    if (p->has_min && !(v >= p->min))
+        s_list_add (why, "; ", "params.%s is %g, below the minimum %g", p->name, v, p->min);
+    if (p->has_max && !(v <= p->max))
+        s_list_add (why, "; ", "params.%s is %g, above the maximum %g", p->name, v, p->max);
+}
+
+static void
+s_check_param (const s_param_t *p, json_t *value, s_list_t *why)
+{
+    const char *want = s_type_name (p->type);
+    switch (p->type) {
+        case MESH_PARAM_STRING: {
+            if (!json_is_string (value))
+                break;
+            const char *s = json_string_value (value);
+            size_t len = json_string_length (value);
+            for (size_t i = 0; i < len; i++)
+                if ((unsigned char) s [i] < 0x20 || s [i] == 0x7f) {
+                    s_list_add (why, "; ", "params.%s contains a control character", p->name);
+                    return;
+                }
+            if (len > p->max_length) {
+                s_list_add (why, "; ", "params.%s is longer than %zu bytes", p->name,
+                            p->max_length);
+                return;
+            }
+            char q[S_QUOTE_SIZE];
+            if (p->pattern && regexec (&p->regex, s, 0, NULL, 0) != 0)
+                s_list_add (why, "; ", "params.%s %s does not match the pattern %s", p->name,
+                            s_quote (s, len, q), p->pattern);
+            if (p->enum_count) {
+                bool found = false;
+                for (size_t i = 0; !found && i < p->enum_count; i++)
+                    found = strcmp (s, p->enum_values [i]) == 0;
+                if (!found) {
+                    s_list_t values = { NULL, 0, 0 };
+                    for (size_t i = 0; i < p->enum_count; i++)
+                        s_list_add (&values, ", ", "%s", p->enum_values [i]);
+                    s_list_add (why, "; ", "params.%s %s is not one of: %s", p->name,
+                                s_quote (s, len, q), values.text ? values.text : "");
+                    free (values.text);
+                }
+            }
+            return;
+        }
+        case MESH_PARAM_INTEGER:
+            if (!json_is_integer (value))
+                break;
+            s_check_bounds (p, (double) json_integer_value (value), why);
+            return;
+        case MESH_PARAM_NUMBER:
+            if (!json_is_number (value))
+                break;
+            s_check_bounds (p, json_number_value (value), why);
+            return;
+        case MESH_PARAM_BOOLEAN:
+            if (!json_is_boolean (value))
+                break;
+            return;
+    }
+    s_list_add (why, "; ", "params.%s must be %s %s, not %s", p->name,
+                p->type == MESH_PARAM_INTEGER ? "an" : "a", want, s_json_type (value));
+}
+
+static const s_action_t *
+s_find (const mesh_gate_t *self, json_t *name)
+{
+    const char *s = json_string_value (name);
+    size_t len = json_string_length (name);
+    for (size_t i = 0; i < self->action_count; i++)
+        if (strlen (self->actions [i].name) == len && memcmp (self->actions [i].name, s, len) == 0)
+            return &self->actions [i];
+    return NULL;
+}
+
+static void
+s_check_params (const s_action_t *action, json_t *params, s_list_t *why)
+{
+    for (size_t i = 0; i < action->param_count; i++) {
+        const s_param_t *p = &action->params [i];
+        json_t *value = params ? json_object_get (params, p->name) : NULL;
+        if (value)
+            s_check_param (p, value, why);
+        else
+        if (p->required)
+            s_list_add (why, "; ", "params.%s is required by %s", p->name, action->name);
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach (params, key, value) {
+        bool declared = false;
+        for (size_t i = 0; !declared && i < action->param_count; i++)
+            declared = strcmp (action->params [i].name, key) == 0;
+        char q[S_QUOTE_SIZE];
+        if (!declared)
+            s_list_add (why, "; ", "params %s is not a parameter of %s", s_quote (key,
+                        strlen (key), q), action->name);
+    }
+}
+
+//  NULL when the proposal has the declared shape; otherwise every problem, "; "-joined.
+static char *
+s_builtin (const mesh_gate_t *self, json_t *proposal, const s_action_t **action_p)
+{
+    s_list_t why = { NULL, 0, S_MAX_PROBLEMS };
+    *action_p = NULL;
+    if (!json_is_object (proposal)) {
+        s_list_add (&why, "; ", "the proposal must be a JSON object, not %s",
+                    proposal ? s_json_type (proposal) : "nothing");
+        return why.text ? why.text : strdup ("out of memory");
+    }
+    json_t *name = json_object_get (proposal, "action");
+    const s_action_t *action = NULL;
+    char q[S_QUOTE_SIZE];
+    if (!json_is_string (name))
+        s_list_add (&why, "; ", "\"action\" must be a string naming one of: %s", self->allowed);
+    else
+    if (!(action = s_find (self, name)))
+        s_list_add (&why, "; ", "action %s is not allowed here; allowed: %s",
+                    s_quote (json_string_value (name), json_string_length (name), q),
+                    self->allowed);
+    json_t *params = json_object_get (proposal, "params");
+    if (params && !json_is_object (params))
+        s_list_add (&why, "; ", "\"params\" must be an object, not %s", s_json_type (params));
+    else
+    if (action)
+        s_check_params (action, params, &why);
+    json_t *confidence = json_object_get (proposal, "confidence");
+    if (confidence && !(json_is_number (confidence) && json_number_value (confidence) >= 0
+                        && json_number_value (confidence) <= 1))
+        s_list_add (&why, "; ", "\"confidence\" must be a number from 0 to 1, not %s",
+                    json_is_number (confidence) ? "one outside that range"
+                                                : s_json_type (confidence));
+    json_t *rationale = json_object_get (proposal, "rationale");
+    if (rationale && !json_is_string (rationale))
+        s_list_add (&why, "; ", "\"rationale\" must be a string, not %s",
+                    s_json_type (rationale));
+    if (why.count == 0) {
+        *action_p = action;
+        return NULL;
+    }
+    if (why.count > S_MAX_PROBLEMS) {
+        int count = why.count;
+        why.max = 0;
+        s_list_add (&why, "; ", "... (%d problems in all)", count);
+    }
+    return why.text ? why.text : strdup ("out of memory");
+}
+
+//  --------------------------------------------------------------------------------
+//  The check
+
+static void
+s_record (json_t *verdicts, const char *rule, const char *verdict, const char *reason)
+{
+    if (!verdicts)
+        return;
+    json_array_append_new (verdicts, json_pack ("{s:s, s:s, s:o}", "rule", rule,
+                                                "verdict", verdict, "reason",
+                                                reason ? json_string (reason) : json_null ()));
+}
+
+static int
+s_rank (mesh_fail_t fail)
+{
+    return fail == MESH_FAIL_RULE_LIMIT ? 3 : fail == MESH_FAIL_RULE_ERROR ? 2
+         : fail == MESH_FAIL_RULE_REJECT ? 1 : 0;
+}
+
+bool
+mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdicts,
+                 mesh_fail_t *fail_p)
+{
+    assert (self);
+    const s_action_t *action;
+    char *why = s_builtin (self, proposal, &action);
+    s_record (verdicts, "builtin", why ? "reject" : "accept", why);
+    if (why) {
+        free (why);
+        if (fail_p)
+            *fail_p = MESH_FAIL_RULE_REJECT;
+        return false;
+    }
+    //  What the rules see: params defaulted, ctx.action filled in (copies).
+    json_t *seen_proposal = json_incref (proposal);
+    if (!json_object_get (proposal, "params")) {
+        json_decref (seen_proposal);
+        seen_proposal = json_copy (proposal);
+        json_object_set_new (seen_proposal, "params", json_object ());
+    }
+    json_t *seen_ctx = json_incref (ctx);
+    if (!ctx || (json_is_object (ctx) && !json_object_get (ctx, "action"))) {
+        json_decref (seen_ctx);
+        seen_ctx = ctx ? json_copy (ctx) : json_object ();
+        json_object_set (seen_ctx, "action", action->spec);
+    }
+    mesh_fail_t worst = MESH_FAIL_NONE;
+    for (size_t i = 0; i < self->rule_count; i++) {
+        char *reason = NULL;
+        mesh_verdict_t verdict = mesh_sandbox_eval (self->rules [i], seen_proposal, seen_ctx,
+                                                    &reason);
+        s_record (verdicts, mesh_sandbox_name (self->rules [i]), mesh_verdict_name (verdict),
+                  reason);
+        free (reason);
+        mesh_fail_t fail = verdict == MESH_VERDICT_ACCEPT ? MESH_FAIL_NONE
+                         : verdict == MESH_VERDICT_REJECT ? MESH_FAIL_RULE_REJECT
+                         : verdict == MESH_VERDICT_LIMIT ? MESH_FAIL_RULE_LIMIT
+                         : MESH_FAIL_RULE_ERROR;
+        if (s_rank (fail) > s_rank (worst))
+            worst = fail;
+    }
+    json_decref (seen_proposal);
+    json_decref (seen_ctx);
+    if (fail_p)
+        *fail_p = worst;
+    return worst == MESH_FAIL_NONE;
+}
