@@ -1,0 +1,2070 @@
+/*  config - the YAML configuration, loaded strictly into typed structs.
+ *
+ *  Loading is three passes over one file of at most 1 MiB:
+ *
+ *  1. parse: libyaml's event parser builds a small tree of our own (scalars,
+ *     mappings, sequences, each with its 1-based position).  We do not use
+ *     libyaml's document loader, because it resolves aliases into shared nodes:
+ *     a billion-laughs file or a cyclic alias would make a recursive walker
+ *     explode or never end.  Here every anchor, alias and explicit tag is an
+ *     error at its position, nesting deeper than 64 stops the parse, and a
+ *     second document is refused.  A syntax error ends the load (libyaml cannot
+ *     go on after one) with its problem and position.
+ *
+ *  2. walk: each section is described by a table of fields (key, type, where it
+ *     goes in the struct, bounds, a syntax check), in the manner of Fluent Bit's
+ *     config maps, and one generic walker fills the struct from the tree.  The
+ *     tables are the single place where keys, types and bounds live; unknown keys,
+ *     duplicate keys, wrong types and values out of range are reported there, so
+ *     every section gets the same strictness for free.  Sections whose keys are
+ *     names chosen by the operator (backends, actions, params) and the agent list
+ *     are small hand-written functions that call the walker per entry.
+ *
+ *  3. cross-check: what needs more than one value (an agent's backend and actions
+ *     must be declared, its fallback must be one of its actions, agent names are
+ *     unique, defaults that derive from other keys) runs after the walk; agents
+ *     are walked last so that their references can be resolved whatever the order
+ *     of sections in the file.
+ *
+ *  Every problem is collected (up to 100) instead of stopping at the first, sorted
+ *  by position and printed as "FILE:LINE:COL: message", so an operator fixes a
+ *  file in one round.  The config is built as the walk goes and destroyed if any
+ *  problem was found: there is one ownership rule (the config owns all it points
+ *  to) and one cleanup path.  Rule files are only resolved and positioned here;
+ *  whether they load is the gate module's business (meshd --check-config).
+ */
+#include "config.h"
+#include "log.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define S_MAX_BYTES     (1024 * 1024)   //  larger config files are refused
+#define S_MAX_DEPTH     64              //  deeper nesting is refused
+#define S_MAX_PROBLEMS  100             //  problems kept and printed per load
+#define S_MAX_FIELDS    24              //  keys in one section table
+#define S_PATH_MAX      320             //  key paths in messages ("agents[3].reason.backend")
+
+//  --------------------------------------------------------------------------
+//  The tree the parser builds: what the walker reads.
+
+typedef enum {
+    S_SCALAR,
+    S_MAPPING,                          //  kids: key, value, key, value, ...
+    S_SEQUENCE,                         //  kids: items
+    S_INVALID,                          //  an alias, already reported: skipped quietly
+} s_kind_t;
+
+typedef struct _s_node_t s_node_t;
+struct _s_node_t {
+    s_kind_t kind;
+    int line, col;                      //  1-based
+    char *text;                         //  scalars: the value, NUL-terminated
+    size_t length;                      //  scalars: bytes in text (a "\0" escape makes it differ)
+    bool plain;                         //  scalars: unquoted (may be null, number, boolean)
+    s_node_t **kids;
+    size_t count, alloc;
+};
+
+//  --------------------------------------------------------------------------
+//  The state of one load.
+
+typedef struct {
+    int line, col;
+    size_t seq;                         //  order found, to keep the sort stable
+    char *msg;                          //  NULL if formatting it ran out of memory
+} s_problem_t;
+
+typedef struct {
+    const char *file;                   //  as given, for messages
+    char *dir;                          //  directory of the file, for relative paths
+    s_problem_t problems [S_MAX_PROBLEMS];
+    size_t stored;
+    size_t found;
+    int over_line, over_col;            //  where the first problem that was not stored is
+    bool oom_reported;
+    s_node_t *agents;                   //  walked last, after backends and actions
+    bool embedded_topics_given;
+} s_ctx_t;
+
+static void s_problem (s_ctx_t *ctx, int line, int col, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static void
+s_problem (s_ctx_t *ctx, int line, int col, const char *fmt, ...)
+{
+    ctx->found++;
+    if (ctx->stored == S_MAX_PROBLEMS) {
+        if (ctx->found == S_MAX_PROBLEMS + 1) {
+            ctx->over_line = line;
+            ctx->over_col = col;
+        }
+        return;
+    }
+    s_problem_t *problem = &ctx->problems [ctx->stored];
+    problem->line = line;
+    problem->col = col;
+    problem->seq = ctx->stored++;
+    va_list ap;
+    va_start (ap, fmt);
+    if (vasprintf (&problem->msg, fmt, ap) < 0)
+        problem->msg = NULL;
+    va_end (ap);
+}
+
+#define s_at(ctx, node, ...) s_problem ((ctx), (node)->line, (node)->col, __VA_ARGS__)
+
+static void
+s_oom (s_ctx_t *ctx)
+{
+    if (!ctx->oom_reported)
+        s_problem (ctx, 1, 1, "out of memory while loading the configuration");
+    ctx->oom_reported = true;
+}
+
+static char *
+s_strdup (s_ctx_t *ctx, const char *text)
+{
+    char *copy = strdup (text);
+    if (!copy)
+        s_oom (ctx);
+    return copy;
+}
+
+static void *
+s_calloc (s_ctx_t *ctx, size_t count, size_t size)
+{
+    void *block = calloc (count ? count : 1, size);
+    if (!block)
+        s_oom (ctx);
+    return block;
+}
+
+static int
+s_problem_cmp (const void *a, const void *b)
+{
+    const s_problem_t *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : (x->seq > y->seq);
+}
+
+//  Sort, print and free the problems; returns how many were printed.
+static int
+s_report (s_ctx_t *ctx, FILE *err)
+{
+    qsort (ctx->problems, ctx->stored, sizeof ctx->problems [0], s_problem_cmp);
+    for (size_t i = 0; i < ctx->stored; i++) {
+        s_problem_t *problem = &ctx->problems [i];
+        if (err)
+            fprintf (err, "%s:%d:%d: %s\n", ctx->file, problem->line, problem->col,
+                     problem->msg ? problem->msg : "(out of memory formatting a problem)");
+        free (problem->msg);
+    }
+    if (err && ctx->found > ctx->stored)
+        fprintf (err, "%s:%d:%d: too many problems (%zu); only the first %d are shown\n",
+                 ctx->file, ctx->over_line, ctx->over_col, ctx->found, S_MAX_PROBLEMS);
+    return (int) ctx->stored;
+}
+
+//  A value as it may appear in a message: at most 40 bytes, control characters
+//  replaced, so that neither a huge nor a hostile value makes an unreadable line.
+static const char *
+s_show (const char *text, char *buf, size_t size)
+{
+    size_t out = 0, limit = size - 4;
+    for (const char *p = text; *p; p++) {
+        if (out == limit || out == 40) {
+            memcpy (buf + out, "...", 4);
+            return buf;
+        }
+        unsigned char c = (unsigned char) *p;
+        buf [out++] = (c < 0x20 || c == 0x7f) ? '?' : (char) c;
+    }
+    buf [out] = 0;
+    return buf;
+}
+
+//  Key paths for messages: "agents[0].detector", "backends.local.url".  Keys in
+//  them are cut at 40 bytes, so a path never nears S_PATH_MAX in practice; if it
+//  did, it would be cut too.
+static void
+s_join (char *out, const char *parent, const char *key)
+{
+    char shown [64];
+    s_show (key, shown, sizeof shown);
+    snprintf (out, S_PATH_MAX, "%.*s%s%s", S_PATH_MAX - 72, parent, *parent ? "." : "",
+              shown);
+}
+
+static void
+s_index (char *out, const char *parent, size_t index)
+{
+    snprintf (out, S_PATH_MAX, "%.*s[%zu]", S_PATH_MAX - 24, parent, index);
+}
+
+//  --------------------------------------------------------------------------
+//  Pass 1: parse into a tree, refusing what the walker must never see.
+
+static s_node_t *
+s_node_new (s_ctx_t *ctx, s_kind_t kind, int line, int col)
+{
+    s_node_t *self = s_calloc (ctx, 1, sizeof *self);
+    if (self) {
+        self->kind = kind;
+        self->line = line;
+        self->col = col;
+    }
+    return self;
+}
+
+static void
+s_node_destroy (s_node_t **self_p)
+{
+    s_node_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->count; i++)
+        s_node_destroy (&self->kids [i]);
+    free (self->kids);
+    free (self->text);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Takes ownership of CHILD; -1 (child destroyed) if out of memory.
+static int
+s_node_append (s_ctx_t *ctx, s_node_t *self, s_node_t *child)
+{
+    if (self->count == self->alloc) {
+        size_t alloc = self->alloc ? self->alloc * 2 : 8;
+        s_node_t **kids = realloc (self->kids, alloc * sizeof *kids);
+        if (!kids) {
+            s_oom (ctx);
+            s_node_destroy (&child);
+            return -1;
+        }
+        self->kids = kids;
+        self->alloc = alloc;
+    }
+    self->kids [self->count++] = child;
+    return 0;
+}
+
+//  Line and column of a byte offset (the reader reports bad UTF-8 by offset only).
+static void
+s_offset_pos (const char *buf, size_t len, size_t offset, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < offset && i < len; i++) {
+        if (buf [i] == '\n') {
+            ++*line;
+            *col = 1;
+        }
+        else
+            ++*col;
+    }
+}
+
+static void
+s_syntax_error (s_ctx_t *ctx, yaml_parser_t *parser, const char *buf, size_t len)
+{
+    if (parser->error == YAML_MEMORY_ERROR) {
+        s_oom (ctx);
+        return;
+    }
+    const char *problem = parser->problem ? parser->problem : "unknown problem";
+    int line, col;
+    if (parser->error == YAML_READER_ERROR) {
+        s_offset_pos (buf, len, parser->problem_offset, &line, &col);
+        if (parser->problem_value != -1)
+            s_problem (ctx, line, col, "YAML syntax error: %s (byte 0x%02x); the file must be "
+                       "UTF-8", problem, (unsigned) parser->problem_value & 0xff);
+        else
+            s_problem (ctx, line, col, "YAML syntax error: %s", problem);
+        return;
+    }
+    line = (int) parser->problem_mark.line + 1;
+    col = (int) parser->problem_mark.column + 1;
+    if (parser->context)
+        s_problem (ctx, line, col, "YAML syntax error: %s (%s that starts at %d:%d)", problem,
+                   parser->context, (int) parser->context_mark.line + 1,
+                   (int) parser->context_mark.column + 1);
+    else
+        s_problem (ctx, line, col, "YAML syntax error: %s", problem);
+}
+
+//  Anchors, aliases and tags are refused where they appear.  Refusing them
+//  outright (rather than capping expansions) makes alias bombs and cycles
+//  impossible, and a config never needs them.
+static void
+s_check_properties (s_ctx_t *ctx, int line, int col, const yaml_char_t *anchor,
+                    const yaml_char_t *tag)
+{
+    char shown [64];
+    if (anchor)
+        s_problem (ctx, line, col, "anchor '&%s' is not allowed: anchors and aliases are refused; "
+                   "write the value out in full",
+                   s_show ((const char *) anchor, shown, sizeof shown));
+    if (tag)
+        s_problem (ctx, line, col, "tag '%s' is not allowed: quote a value to make it a string",
+                   s_show ((const char *) tag, shown, sizeof shown));
+}
+
+//  Returns the root (a mapping, sequence or scalar; an empty mapping for an empty
+//  file), or NULL if the file could not be parsed (problems were reported).
+static s_node_t *
+s_parse (s_ctx_t *ctx, const char *buf, size_t len)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize (&parser)) {
+        s_oom (ctx);
+        return NULL;
+    }
+    yaml_parser_set_input_string (&parser, (const unsigned char *) buf, len);
+
+    s_node_t *root = NULL;
+    s_node_t *stack [S_MAX_DEPTH];
+    size_t depth = 0;
+    int documents = 0;
+    bool ok = true, done = false;
+    while (ok && !done) {
+        yaml_event_t event;
+        if (!yaml_parser_parse (&parser, &event)) {
+            s_syntax_error (ctx, &parser, buf, len);
+            ok = false;
+            break;
+        }
+        int line = (int) event.start_mark.line + 1;
+        int col = (int) event.start_mark.column + 1;
+        s_node_t *node = NULL;
+        bool opens = false;
+        char shown [64];
+        switch (event.type) {
+            case YAML_STREAM_END_EVENT:
+                done = true;
+                break;
+            case YAML_DOCUMENT_START_EVENT:
+                if (++documents > 1) {
+                    s_problem (ctx, line, col, "a second YAML document starts here: the config is "
+                               "exactly one document (remove the '---' or split the file)");
+                    done = true;
+                }
+                break;
+            case YAML_ALIAS_EVENT:
+                s_problem (ctx, line, col, "alias '*%s' is not allowed: anchors and aliases are "
+                           "refused; write the value out in full",
+                           s_show ((const char *) event.data.alias.anchor, shown, sizeof shown));
+                node = s_node_new (ctx, S_INVALID, line, col);
+                ok = node != NULL;
+                break;
+            case YAML_SCALAR_EVENT:
+                s_check_properties (ctx, line, col, event.data.scalar.anchor,
+                                    event.data.scalar.tag);
+                node = s_node_new (ctx, S_SCALAR, line, col);
+                if (node) {
+                    node->length = event.data.scalar.length;
+                    node->text = malloc (node->length + 1);
+                    if (node->text) {
+                        memcpy (node->text, event.data.scalar.value, node->length);
+                        node->text [node->length] = 0;
+                    }
+                    else {
+                        s_oom (ctx);
+                        s_node_destroy (&node);
+                    }
+                    if (node)
+                        node->plain = event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                }
+                ok = node != NULL;
+                break;
+            case YAML_SEQUENCE_START_EVENT:
+            case YAML_MAPPING_START_EVENT:
+                if (event.type == YAML_SEQUENCE_START_EVENT)
+                    s_check_properties (ctx, line, col, event.data.sequence_start.anchor,
+                                        event.data.sequence_start.tag);
+                else
+                    s_check_properties (ctx, line, col, event.data.mapping_start.anchor,
+                                        event.data.mapping_start.tag);
+                if (depth == S_MAX_DEPTH) {
+                    s_problem (ctx, line, col, "nesting deeper than %d levels is not allowed",
+                               S_MAX_DEPTH);
+                    ok = false;
+                    break;
+                }
+                node = s_node_new (ctx, event.type == YAML_SEQUENCE_START_EVENT
+                                   ? S_SEQUENCE : S_MAPPING, line, col);
+                ok = node != NULL;
+                opens = true;
+                break;
+            case YAML_SEQUENCE_END_EVENT:
+            case YAML_MAPPING_END_EVENT:
+                assert (depth > 0);
+                depth--;
+                break;
+            default:
+                break;
+        }
+        yaml_event_delete (&event);
+        if (node) {
+            if (depth > 0) {
+                if (s_node_append (ctx, stack [depth - 1], node))
+                    ok = false;
+            }
+            else {
+                assert (!root);
+                root = node;
+            }
+            if (ok && opens)
+                stack [depth++] = node;
+        }
+    }
+    yaml_parser_delete (&parser);
+    if (!ok) {
+        s_node_destroy (&root);
+        return NULL;
+    }
+    if (!root)                          //  an empty file: an empty mapping, so that the
+        root = s_node_new (ctx, S_MAPPING, 1, 1);   //  missing required keys are reported
+    return root;
+}
+
+//  --------------------------------------------------------------------------
+//  Scalars: strict readings of strings, integers, numbers and booleans.
+
+static bool
+s_is_null (const s_node_t *node)
+{
+    if (node->kind != S_SCALAR || !node->plain)
+        return false;
+    const char *text = node->text;
+    return !*text || !strcmp (text, "~") || !strcmp (text, "null") || !strcmp (text, "Null")
+        || !strcmp (text, "NULL");
+}
+
+//  Present with a value (not absent, not null, not an alias already reported).
+static bool
+s_given (const s_node_t *node)
+{
+    return node && node->kind != S_INVALID && !s_is_null (node);
+}
+
+static const char *
+s_what (const s_node_t *node, char *buf, size_t size)
+{
+    if (node->kind == S_INVALID)
+        return "an alias";
+    if (node->kind == S_MAPPING)
+        return "a mapping";
+    if (node->kind == S_SEQUENCE)
+        return "a sequence";
+    if (s_is_null (node))
+        return "nothing (null)";
+    char shown [64];
+    snprintf (buf, size, "%s'%s'", node->plain ? "" : "the quoted string ",
+              s_show (node->text, shown, sizeof shown));
+    return buf;
+}
+
+//  A string: any scalar style; not null, not empty, no NUL byte.
+static bool
+s_get_string (s_ctx_t *ctx, const s_node_t *node, const char *path, const char **text_p)
+{
+    char what [96];
+    if (node->kind == S_INVALID)
+        return false;
+    if (node->kind != S_SCALAR || s_is_null (node)) {
+        s_at (ctx, node, "%s: expected a string, got %s", path, s_what (node, what, sizeof what));
+        return false;
+    }
+    if (strlen (node->text) != node->length) {
+        s_at (ctx, node, "%s: must not contain a NUL character", path);
+        return false;
+    }
+    if (node->length == 0) {
+        s_at (ctx, node, "%s: must not be empty", path);
+        return false;
+    }
+    *text_p = node->text;
+    return true;
+}
+
+//  A decimal integer, written plainly: no quotes, no fraction, no exponent, no
+//  leading zeros (YAML 1.1 reads 010 as octal), within the range of long long.
+static bool
+s_get_integer (s_ctx_t *ctx, const s_node_t *node, const char *path, long long *value_p)
+{
+    char what [96];
+    if (node->kind == S_INVALID)
+        return false;
+    bool good = node->kind == S_SCALAR && node->plain && !s_is_null (node);
+    const char *digits = good ? node->text : "";
+    if (*digits == '+' || *digits == '-')
+        digits++;
+    good = good && isdigit ((unsigned char) *digits);
+    for (const char *p = digits; good && *p; p++)
+        good = isdigit ((unsigned char) *p);
+    if (!good) {
+        s_at (ctx, node, "%s: expected an integer, got %s", path, s_what (node, what, sizeof what));
+        return false;
+    }
+    if (digits [0] == '0' && digits [1]) {
+        s_at (ctx, node, "%s: expected a decimal integer without leading zeros, got %s", path,
+              s_what (node, what, sizeof what));
+        return false;
+    }
+    errno = 0;
+    long long value = strtoll (node->text, NULL, 10);
+    if (errno == ERANGE) {
+        s_at (ctx, node, "%s: integer out of range, got %s", path,
+              s_what (node, what, sizeof what));
+        return false;
+    }
+    *value_p = value;
+    return true;
+}
+
+//  A finite decimal number, plain: 0.05, 1, -2.5e3 (no .inf, .nan or hex).
+static bool
+s_get_number (s_ctx_t *ctx, const s_node_t *node, const char *path, double *value_p)
+{
+    char what [96];
+    if (node->kind == S_INVALID)
+        return false;
+    bool good = node->kind == S_SCALAR && node->plain && !s_is_null (node)
+             && strspn (node->text, "0123456789+-.eE") == node->length;
+    char *end = NULL;
+    double value = 0;
+    if (good) {
+        errno = 0;
+        value = strtod (node->text, &end);
+        good = end == node->text + node->length && errno != ERANGE && isfinite (value);
+    }
+    if (!good) {
+        s_at (ctx, node, "%s: expected a number, got %s", path, s_what (node, what, sizeof what));
+        return false;
+    }
+    *value_p = value;
+    return true;
+}
+
+//  true or false (YAML 1.2 core spellings); yes/no/on/off are refused on purpose.
+static bool
+s_get_bool (s_ctx_t *ctx, const s_node_t *node, const char *path, bool *value_p)
+{
+    char what [96];
+    if (node->kind == S_INVALID)
+        return false;
+    if (node->kind == S_SCALAR && node->plain) {
+        const char *text = node->text;
+        if (!strcmp (text, "true") || !strcmp (text, "True") || !strcmp (text, "TRUE")) {
+            *value_p = true;
+            return true;
+        }
+        if (!strcmp (text, "false") || !strcmp (text, "False") || !strcmp (text, "FALSE")) {
+            *value_p = false;
+            return true;
+        }
+    }
+    s_at (ctx, node, "%s: expected true or false, got %s", path, s_what (node, what, sizeof what));
+    return false;
+}
+
+//  --------------------------------------------------------------------------
+//  Syntax checks for strings: NULL if TEXT is fine, else what would be right.
+
+static bool
+s_has_control (const char *text, bool allow_newline)
+{
+    for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+        if ((*p < 0x20 || *p == 0x7f) && !(allow_newline && (*p == '\n' || *p == '\t')))
+            return true;
+    return false;
+}
+
+//  Names of agents, backends and actions: they appear in logs, metric labels,
+//  socket names and the prompt, so they are short, ASCII and lower case.
+static const char *
+s_check_name (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length <= 48 && (islower ((unsigned char) text [0])
+                                 || isdigit ((unsigned char) text [0]));
+    for (size_t i = 1; good && i < length; i++) {
+        unsigned char c = (unsigned char) text [i];
+        good = islower (c) || isdigit (c) || c == '_' || c == '.' || c == '-';
+    }
+    return good ? NULL : "a name matching [a-z0-9][a-z0-9_.-]{0,47}";
+}
+
+//  Parameter names become JSON keys in proposals and Lua table keys in rules.
+static const char *
+s_check_param_name (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length <= 64 && (isalpha ((unsigned char) text [0]) || text [0] == '_');
+    for (size_t i = 1; good && i < length; i++)
+        good = isalnum ((unsigned char) text [i]) || text [i] == '_';
+    return good ? NULL : "a parameter name matching [A-Za-z_][A-Za-z0-9_]{0,63}";
+}
+
+static const char *
+s_check_topic (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length <= 249 && strcmp (text, ".") && strcmp (text, "..");
+    for (size_t i = 0; good && i < length; i++)
+        good = isalnum ((unsigned char) text [i]) || strchr ("._-", text [i]);
+    return good ? NULL : "a Kafka topic name (1-249 of [a-zA-Z0-9._-], not '.' or '..')";
+}
+
+static const char *
+s_check_line (const char *text)
+{
+    return strlen (text) <= 255 && !s_has_control (text, false)
+        ? NULL : "at most 255 characters without control characters";
+}
+
+static const char *
+s_check_text (const char *text)
+{
+    return strlen (text) <= 1024 && !s_has_control (text, true)
+        ? NULL : "at most 1024 characters without control characters other than newline and tab";
+}
+
+static const char *
+s_check_path (const char *text)
+{
+    return strlen (text) < 4096 && !s_has_control (text, false)
+        ? NULL : "a file path without control characters";
+}
+
+//  The base URL of an OpenAI-compatible server.  Credentials never go inline
+//  (they would end up in logs and in `ps`); the value is not echoed on error.
+static const char *
+s_check_url (const char *text)
+{
+    const char *rest = !strncmp (text, "http://", 7) ? text + 7
+                     : !strncmp (text, "https://", 8) ? text + 8 : NULL;
+    if (!rest)
+        return "an http:// or https:// base URL, e.g. http://127.0.0.1:8080";
+    for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return "a URL without spaces or control characters";
+    size_t authority = strcspn (rest, "/?#");
+    if (authority == 0)
+        return "a URL with a host, e.g. http://127.0.0.1:8080";
+    if (memchr (rest, '@', authority))
+        return "a URL without credentials (put a bearer token in the file named by api_key_file)";
+    if (strpbrk (rest, "?#"))
+        return "a base URL without query or fragment";
+    const char *tail = rest + authority;
+    size_t length = strlen (tail);
+    while (length && tail [length - 1] == '/')
+        length--;
+    if ((length >= 3 && !strncmp (tail + length - 3, "/v1", 3))
+    ||  (length >= 17 && !strncmp (tail + length - 17, "/chat/completions", 17)))
+        return "the server's base URL without /v1 (meshd appends /v1/chat/completions)";
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Pass 2: the generic walker and the tables it reads.
+
+typedef enum {
+    F_STRING,                           //  char *
+    F_PATH,                             //  char *, resolved against the config's directory
+    F_ENUM,                             //  an enum (int-sized), the index of the value in choices
+    F_INT,                              //  int
+    F_LONG,                             //  long
+    F_SIZE,                             //  size_t
+    F_DOUBLE,                           //  double
+    F_BOOL,                             //  bool
+    F_LIST,                             //  char ** and size_t count; paths may keep positions
+    F_SECTION,                          //  a nested mapping whose fields use the same base
+    F_CALL,                             //  a hand-written handler
+} s_type_t;
+
+typedef struct _s_field_t s_field_t;
+typedef void (s_handler_fn) (s_ctx_t *ctx, s_node_t *value, const char *path, void *base);
+
+struct _s_field_t {
+    const char *key;
+    s_type_t type;
+    size_t offset;                      //  of the value in base
+    bool required;
+    double lo, hi;                      //  numbers: inclusive bounds
+    bool lo_open;                       //  numbers: lo itself is excluded
+    bool no_hi;                         //  numbers: no upper bound (beyond the C type's)
+    const char *const *choices;         //  F_STRING, F_ENUM: the allowed values (NULL-terminated)
+    const char *(*check) (const char *);  //  F_STRING, F_PATH, F_LIST items: syntax
+    bool no_echo;                       //  never repeat the value in a message
+    size_t count_offset;                //  F_LIST: the size_t count
+    size_t pos_offset;                  //  F_LIST of paths: the mesh_config_pos_t array
+    bool is_path;                       //  F_LIST: items are paths (resolved, positioned)
+    bool unique;                        //  F_LIST: no value twice
+    size_t min_items;                   //  F_LIST
+    const s_field_t *sub;               //  F_SECTION
+    s_handler_fn *handler;              //  F_CALL
+};
+
+static char *
+s_resolve (s_ctx_t *ctx, const char *value)
+{
+    if (value [0] == '/')
+        return s_strdup (ctx, value);
+    char *path = NULL;
+    if (asprintf (&path, "%s/%s", ctx->dir, value) < 0) {
+        s_oom (ctx);
+        return NULL;
+    }
+    return path;
+}
+
+static void
+s_strv_free (char ***list_p, size_t count)
+{
+    char **list = *list_p;
+    if (!list)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free (list [i]);
+    free (list);
+    *list_p = NULL;
+}
+
+static int
+s_choice (const char *const *choices, const char *text)
+{
+    for (int i = 0; choices [i]; i++)
+        if (!strcmp (choices [i], text))
+            return i;
+    return -1;
+}
+
+static void
+s_choices_text (const char *const *choices, char *buf, size_t size)
+{
+    buf [0] = 0;
+    for (int i = 0; choices [i]; i++) {
+        size_t used = strlen (buf);
+        snprintf (buf + used, size - used, "%s%s", i ? ", " : "", choices [i]);
+    }
+}
+
+static void
+s_field_keys (const s_field_t *fields, char *buf, size_t size)
+{
+    buf [0] = 0;
+    for (int i = 0; fields [i].key; i++) {
+        size_t used = strlen (buf);
+        snprintf (buf + used, size - used, "%s%s", i ? ", " : "", fields [i].key);
+    }
+}
+
+static const char *
+s_location (const char *path, char *buf, size_t size)
+{
+    if (!*path)
+        return "at top level";
+    snprintf (buf, size, "in %s", path);
+    return buf;
+}
+
+//  For each of N nodes (NULL entries skipped), the index of an earlier node with
+//  the same text, or SIZE_MAX.  Sorting keeps this O(n log n) however large the
+//  file.  NULL if out of memory.
+static int
+s_order_cmp (const void *a, const void *b, void *arg)
+{
+    s_node_t **nodes = arg;
+    size_t x = *(const size_t *) a, y = *(const size_t *) b;
+    int cmp = strcmp (nodes [x]->text, nodes [y]->text);
+    return cmp ? cmp : (x < y ? -1 : (x > y));
+}
+
+static size_t *
+s_duplicates (s_ctx_t *ctx, s_node_t **nodes, size_t count)
+{
+    size_t *first = s_calloc (ctx, count, sizeof *first);
+    size_t *order = s_calloc (ctx, count, sizeof *order);
+    if (!first || !order) {
+        free (first);
+        free (order);
+        return NULL;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        first [i] = SIZE_MAX;
+        if (nodes [i])
+            order [used++] = i;
+    }
+    qsort_r (order, used, sizeof *order, s_order_cmp, nodes);
+    for (size_t i = 1; i < used; i++) {
+        size_t earlier = order [i - 1];
+        if (!strcmp (nodes [order [i]]->text, nodes [earlier]->text))
+            first [order [i]] = first [earlier] == SIZE_MAX ? earlier : first [earlier];
+    }
+    free (order);
+    return first;
+}
+
+static void
+s_range_text (const s_field_t *field, bool integral, char *buf, size_t size)
+{
+    const char *format = integral ? "%.0f" : "%g";
+    char lo [32], hi [32];
+    snprintf (lo, sizeof lo, format, field->lo);
+    snprintf (hi, sizeof hi, format, field->hi);
+    if (field->no_hi)
+        snprintf (buf, size, "%s %s", field->lo_open ? ">" : ">=", lo);
+    else
+        snprintf (buf, size, "in %c%s,%s]", field->lo_open ? '(' : '[', lo, hi);
+}
+
+static bool
+s_in_range (s_ctx_t *ctx, const s_field_t *field, const s_node_t *node, const char *path,
+            double value, bool integral)
+{
+    bool good = field->lo_open ? value > field->lo : value >= field->lo;
+    if (!field->no_hi)
+        good = good && value <= field->hi;
+    if (!good) {
+        char range [96], shown [64];
+        s_range_text (field, integral, range, sizeof range);
+        s_at (ctx, node, "%s: must be %s, got %s", path, range,
+              s_show (node->text, shown, sizeof shown));
+    }
+    return good;
+}
+
+static void s_walk (s_ctx_t *ctx, s_node_t *map, const char *path, const s_field_t *fields,
+                    void *base, s_node_t **seen);
+
+static void
+s_list (s_ctx_t *ctx, const s_field_t *field, s_node_t *node, const char *path, void *base)
+{
+    char ***list_p = (char ***) ((char *) base + field->offset);
+    size_t *count_p = (size_t *) ((char *) base + field->count_offset);
+    mesh_config_pos_t **pos_p = field->is_path
+        ? (mesh_config_pos_t **) ((char *) base + field->pos_offset) : NULL;
+    char what [96], shown [64], item_path [S_PATH_MAX];
+
+    s_strv_free (list_p, *count_p);
+    *count_p = 0;
+    if (pos_p) {
+        free (*pos_p);
+        *pos_p = NULL;
+    }
+    size_t count = 0;
+    if (!s_is_null (node)) {
+        if (node->kind != S_SEQUENCE) {
+            s_at (ctx, node, "%s: expected a sequence such as [a, b], got %s", path,
+                  s_what (node, what, sizeof what));
+            return;
+        }
+        count = node->count;
+    }
+    if (count < field->min_items) {
+        s_at (ctx, node, "%s: must list at least %zu entr%s", path, field->min_items,
+              field->min_items == 1 ? "y" : "ies");
+        return;
+    }
+    //  Keep the items that are good strings, then drop repeats.
+    s_node_t **good = s_calloc (ctx, count, sizeof *good);
+    char **list = s_calloc (ctx, count, sizeof *list);
+    mesh_config_pos_t *pos = pos_p ? s_calloc (ctx, count, sizeof *pos) : NULL;
+    size_t *first = NULL;
+    if (!good || !list || (pos_p && !pos))
+        goto done;
+    for (size_t i = 0; i < count; i++) {
+        s_node_t *item = node->kids [i];
+        const char *text;
+        s_index (item_path, path, i);
+        if (!s_get_string (ctx, item, item_path, &text))
+            continue;
+        const char *why = field->check ? field->check (text) : NULL;
+        if (why)
+            s_at (ctx, item, "%s: expected %s, got '%s'", item_path, why,
+                  s_show (text, shown, sizeof shown));
+        else
+            good [i] = item;
+    }
+    if (field->unique && !(first = s_duplicates (ctx, good, count)))
+        goto done;
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!good [i])
+            continue;
+        if (first && first [i] != SIZE_MAX) {
+            s_index (item_path, path, i);
+            s_at (ctx, good [i], "%s: '%s' is listed twice (first at %d:%d)", item_path,
+                  s_show (good [i]->text, shown, sizeof shown), node->kids [first [i]]->line,
+                  node->kids [first [i]]->col);
+            continue;
+        }
+        list [used] = field->is_path ? s_resolve (ctx, good [i]->text)
+                                     : s_strdup (ctx, good [i]->text);
+        if (!list [used])
+            continue;
+        if (pos)
+            pos [used] = (mesh_config_pos_t) { good [i]->line, good [i]->col };
+        used++;
+    }
+    *list_p = list;
+    *count_p = used;
+    if (pos_p)
+        *pos_p = pos;
+    list = NULL;
+    pos = NULL;
+done:
+    free (good);
+    free (list);
+    free (pos);
+    free (first);
+}
+
+//  One known key's value into its place in BASE.
+static void
+s_field (s_ctx_t *ctx, const s_field_t *field, s_node_t *node, const char *path, void *base)
+{
+    void *at = (char *) base + field->offset;
+    char shown [64], choices [256];
+    const char *text;
+    long long integer;
+    double number;
+
+    switch (field->type) {
+        case F_STRING:
+        case F_PATH:
+            if (!s_get_string (ctx, node, path, &text))
+                return;
+            if (field->choices && s_choice (field->choices, text) < 0) {
+                s_choices_text (field->choices, choices, sizeof choices);
+                s_at (ctx, node, "%s: must be one of: %s; got '%s'", path, choices,
+                      s_show (text, shown, sizeof shown));
+                return;
+            }
+            const char *why = field->check ? field->check (text) : NULL;
+            if (why) {
+                if (field->no_echo)
+                    s_at (ctx, node, "%s: expected %s", path, why);
+                else
+                    s_at (ctx, node, "%s: expected %s, got '%s'", path, why,
+                          s_show (text, shown, sizeof shown));
+                return;
+            }
+            char *copy = field->type == F_PATH ? s_resolve (ctx, text) : s_strdup (ctx, text);
+            free (*(char **) at);
+            *(char **) at = copy;
+            return;
+        case F_ENUM:
+            if (!s_get_string (ctx, node, path, &text))
+                return;
+            int choice = s_choice (field->choices, text);
+            if (choice < 0) {
+                s_choices_text (field->choices, choices, sizeof choices);
+                s_at (ctx, node, "%s: must be one of: %s; got '%s'", path, choices,
+                      s_show (text, shown, sizeof shown));
+                return;
+            }
+            *(int *) at = choice;
+            return;
+        case F_INT:
+        case F_LONG:
+        case F_SIZE:
+            if (!s_get_integer (ctx, node, path, &integer)
+            ||  !s_in_range (ctx, field, node, path, (double) integer, true))
+                return;
+            if (field->type == F_INT) {
+                if (integer < INT_MIN || integer > INT_MAX) {
+                    s_at (ctx, node, "%s: integer out of range, got %s", path, node->text);
+                    return;
+                }
+                *(int *) at = (int) integer;
+            }
+            else
+            if (field->type == F_LONG)
+                *(long *) at = (long) integer;
+            else
+                *(size_t *) at = (size_t) integer;     //  lo >= 0 for every F_SIZE field
+            return;
+        case F_DOUBLE:
+            if (s_get_number (ctx, node, path, &number)
+            &&  s_in_range (ctx, field, node, path, number, false))
+                *(double *) at = number;
+            return;
+        case F_BOOL:
+            s_get_bool (ctx, node, path, (bool *) at);
+            return;
+        case F_LIST:
+            s_list (ctx, field, node, path, base);
+            return;
+        case F_SECTION:
+            s_walk (ctx, node, path, field->sub, base, NULL);
+            return;
+        case F_CALL:
+            field->handler (ctx, node, path, base);
+            return;
+    }
+}
+
+//  Walk MAP (a mapping, or null for an empty one) against FIELDS, filling BASE.
+//  If SEEN is given, seen[i] is set to the value node of fields[i] (NULL when
+//  absent), for checks that involve more than one key.
+static void
+s_walk (s_ctx_t *ctx, s_node_t *map, const char *path, const s_field_t *fields, void *base,
+        s_node_t **seen)
+{
+    size_t field_count = 0;
+    while (fields [field_count].key)
+        field_count++;
+    assert (field_count <= S_MAX_FIELDS);
+    s_node_t *local [S_MAX_FIELDS];
+    if (!seen)
+        seen = local;
+    memset (seen, 0, field_count * sizeof *seen);
+
+    char where [S_PATH_MAX + 8], what [96], shown [64], sub [S_PATH_MAX];
+    if (map->kind == S_INVALID)
+        return;
+    if (map->kind != S_MAPPING && !s_is_null (map)) {
+        s_at (ctx, map, "%s: expected a mapping (key: value lines), got %s",
+              *path ? path : "top level",
+              s_what (map, what, sizeof what));
+        return;
+    }
+    for (size_t i = 0; i + 1 < map->count; i += 2) {
+        s_node_t *key = map->kids [i], *value = map->kids [i + 1];
+        if (key->kind == S_INVALID)
+            continue;
+        if (key->kind != S_SCALAR || strlen (key->text) != key->length) {
+            s_at (ctx, key, "keys must be plain strings %s",
+                  s_location (path, where, sizeof where));
+            continue;
+        }
+        size_t index = 0;
+        while (index < field_count && strcmp (fields [index].key, key->text))
+            index++;
+        if (index == field_count) {
+            char expected [512];
+            s_field_keys (fields, expected, sizeof expected);
+            static const char *const secrets [] = { "api_key", "key", "token", "secret",
+                                                    "password", "bearer", NULL };
+            bool secret = s_choice (secrets, key->text) >= 0;
+            s_at (ctx, key, "unknown key '%s' %s (expected one of: %s)%s",
+                  s_show (key->text, shown, sizeof shown), s_location (path, where, sizeof where),
+                  expected, secret ? "; secrets are never written inline: put them in a file "
+                  "and name the file (api_key_file)" : "");
+            continue;
+        }
+        if (seen [index]) {
+            s_at (ctx, key, "duplicate key '%s' %s (first at %d:%d)",
+                  s_show (key->text, shown, sizeof shown),
+                  s_location (path, where, sizeof where), seen [index]->line, seen [index]->col);
+            continue;
+        }
+        seen [index] = value;
+        if (value->kind == S_INVALID)
+            continue;
+        const s_field_t *field = &fields [index];
+        s_join (sub, path, field->key);
+        //  A null value means "the default" for a scalar key; sections, lists and
+        //  handlers read it as empty and say what they miss.
+        if (s_is_null (value) && field->type != F_SECTION && field->type != F_LIST
+        &&  field->type != F_CALL) {
+            if (field->required)
+                s_at (ctx, value, "%s: a value is required", sub);
+            continue;
+        }
+        s_field (ctx, field, value, sub, base);
+    }
+    for (size_t i = 0; i < field_count; i++)
+        if (fields [i].required && !seen [i]) {
+            if (*path)
+                s_at (ctx, map, "%s: missing required key '%s'", path, fields [i].key);
+            else
+                s_at (ctx, map, "missing required top-level key '%s'", fields [i].key);
+        }
+}
+
+//  The entries of a mapping whose keys are names the operator chose (backends,
+//  actions, params): checked for type, syntax and repeats.  Returns how many are
+//  good, with their key and value nodes in *KEYS_P, *VALUES_P (caller frees the
+//  arrays, not the nodes).
+static size_t
+s_entries (s_ctx_t *ctx, s_node_t *map, const char *path, const char *(*check) (const char *),
+           s_node_t ***keys_p, s_node_t ***values_p)
+{
+    char what [96], shown [64];
+    *keys_p = *values_p = NULL;
+    if (map->kind == S_INVALID || s_is_null (map))
+        return 0;
+    if (map->kind != S_MAPPING) {
+        s_at (ctx, map, "%s: expected a mapping of names to entries, got %s", path,
+              s_what (map, what, sizeof what));
+        return 0;
+    }
+    size_t pairs = map->count / 2;
+    s_node_t **keys = s_calloc (ctx, pairs, sizeof *keys);
+    s_node_t **values = s_calloc (ctx, pairs, sizeof *values);
+    size_t *first = NULL;
+    size_t used = 0;
+    if (!keys || !values)
+        goto done;
+    for (size_t i = 0; i < pairs; i++) {
+        s_node_t *key = map->kids [2 * i];
+        if (key->kind == S_INVALID)
+            continue;
+        if (key->kind != S_SCALAR || s_is_null (key) || strlen (key->text) != key->length) {
+            s_at (ctx, key, "%s: keys must be names, got %s", path,
+                  s_what (key, what, sizeof what));
+            continue;
+        }
+        const char *why = check (key->text);
+        if (why) {
+            s_at (ctx, key, "%s: expected %s, got '%s'", path, why,
+                  s_show (key->text, shown, sizeof shown));
+            continue;
+        }
+        keys [i] = key;
+    }
+    if (!(first = s_duplicates (ctx, keys, pairs)))
+        goto done;
+    for (size_t i = 0; i < pairs; i++) {
+        if (!keys [i])
+            continue;
+        if (first [i] != SIZE_MAX) {
+            s_at (ctx, keys [i], "duplicate key '%s' in %s (first at %d:%d)", keys [i]->text, path,
+                  keys [first [i]]->line, keys [first [i]]->col);
+            continue;
+        }
+        keys [used] = keys [i];
+        values [used++] = map->kids [2 * i + 1];
+    }
+done:
+    free (first);
+    if (!used) {
+        free (keys);
+        free (values);
+        return 0;
+    }
+    *keys_p = keys;
+    *values_p = values;
+    return used;
+}
+
+//  The value node of KEY in MAP, or NULL.
+static s_node_t *
+s_find (s_node_t *map, const char *key)
+{
+    if (!map || map->kind != S_MAPPING)
+        return NULL;
+    for (size_t i = 0; i + 1 < map->count; i += 2)
+        if (map->kids [i]->kind == S_SCALAR && !strcmp (map->kids [i]->text, key))
+            return map->kids [i + 1];
+    return NULL;
+}
+
+//  The first of two nodes that is given, else FALLBACK: where to report a
+//  problem that involves two keys.
+static s_node_t *
+s_either (s_node_t *one, s_node_t *other, s_node_t *fallback)
+{
+    return s_given (one) ? one : s_given (other) ? other : fallback;
+}
+
+#define S_NUM(k, T, m, ty, l, h) \
+    { .key = (k), .type = (ty), .offset = offsetof (T, m), .lo = (l), .hi = (h) }
+#define S_MIN(k, T, m, ty, l) \
+    { .key = (k), .type = (ty), .offset = offsetof (T, m), .lo = (l), .no_hi = true }
+#define S_STR(k, T, m, chk) \
+    { .key = (k), .type = F_STRING, .offset = offsetof (T, m), .check = (chk) }
+#define S_PATHF(k, T, m) \
+    { .key = (k), .type = F_PATH, .offset = offsetof (T, m), .check = s_check_path }
+
+//  --------------------------------------------------------------------------
+//  daemon:
+
+static const s_field_t s_restart_fields [] = {
+    S_NUM ("backoff_initial_ms", mesh_config_t, backoff_initial_ms, F_INT, 1, 3600000),
+    S_NUM ("backoff_max_ms", mesh_config_t, backoff_max_ms, F_INT, 1, 86400000),
+    S_NUM ("healthy_after_s", mesh_config_t, healthy_after_s, F_INT, 1, 86400),
+    S_NUM ("intensity", mesh_config_t, restart_intensity, F_INT, 0, 1000),
+    S_NUM ("period_s", mesh_config_t, restart_period_s, F_INT, 1, 86400),
+    { NULL }
+};
+
+enum { D_RUNTIME, D_STATE, D_LOG, D_BINARY, D_HEARTBEAT, D_LIVENESS, D_DRAIN, D_RESTART };
+static const s_field_t s_daemon_fields [] = {
+    [D_RUNTIME] = S_PATHF ("runtime_dir", mesh_config_t, runtime_dir),
+    [D_STATE] = S_PATHF ("state_dir", mesh_config_t, state_dir),
+    [D_LOG] = S_PATHF ("decision_log", mesh_config_t, decision_log),
+    [D_BINARY] = S_PATHF ("agent_binary", mesh_config_t, agent_binary),
+    [D_HEARTBEAT] = S_NUM ("heartbeat_ms", mesh_config_t, heartbeat_ms, F_INT, 10, 60000),
+    [D_LIVENESS] = S_NUM ("liveness_timeout_ms", mesh_config_t, liveness_timeout_ms, F_INT,
+                          20, 3600000),
+    [D_DRAIN] = S_NUM ("drain_timeout_ms", mesh_config_t, drain_timeout_ms, F_INT, 0, 3600000),
+    [D_RESTART] = { .key = "restart", .type = F_SECTION, .sub = s_restart_fields },
+    { NULL }
+};
+
+static void
+s_daemon (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t *seen [S_MAX_FIELDS];
+    s_walk (ctx, node, path, s_daemon_fields, cfg, seen);
+    if (cfg->liveness_timeout_ms <= cfg->heartbeat_ms)
+        s_at (ctx, s_either (seen [D_LIVENESS], seen [D_HEARTBEAT], node),
+              "%s.liveness_timeout_ms: must be greater than heartbeat_ms (%d), got %d, or every "
+              "agent would be killed between two heartbeats", path, cfg->heartbeat_ms,
+              cfg->liveness_timeout_ms);
+    s_node_t *restart = seen [D_RESTART];
+    if (cfg->backoff_max_ms < cfg->backoff_initial_ms)
+        s_at (ctx, s_either (s_find (restart, "backoff_max_ms"),
+                             s_find (restart, "backoff_initial_ms"), node),
+              "%s.restart.backoff_max_ms: must be at least backoff_initial_ms (%d), got %d",
+              path, cfg->backoff_initial_ms, cfg->backoff_max_ms);
+}
+
+//  --------------------------------------------------------------------------
+//  kafka:
+
+static void
+s_brokers (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    const char *text;
+    char shown [64];
+    if (s_is_null (node)) {
+        s_at (ctx, node, "%s: a value is required: \"embedded\" or \"host:port[,host:port...]\"",
+              path);
+        return;
+    }
+    if (!s_get_string (ctx, node, path, &text))
+        return;
+    cfg->embedded = !strcmp (text, "embedded");
+    if (!cfg->embedded) {
+        const char *start = text;
+        while (true) {
+            size_t length = strcspn (start, ",");
+            const char *colon = NULL;
+            bool good = length > 0;
+            for (size_t i = 0; good && i < length; i++) {
+                unsigned char c = (unsigned char) start [i];
+                good = c > ' ' && c != 0x7f;
+                if (c == ':')
+                    colon = start + i;
+            }
+            long port = 0;
+            if (good && colon && colon > start && colon + 1 < start + length) {
+                char *end;
+                port = strtol (colon + 1, &end, 10);
+                good = isdigit ((unsigned char) colon [1]) && end == start + length
+                    && port >= 1 && port <= 65535;
+            }
+            else
+                good = false;
+            if (!good) {
+                s_at (ctx, node, "%s: expected \"embedded\" or \"host:port[,host:port...]\", "
+                      "got '%s'", path, s_show (text, shown, sizeof shown));
+                return;
+            }
+            if (!start [length])
+                break;
+            start += length + 1;
+        }
+    }
+    free (cfg->brokers);
+    cfg->brokers = s_strdup (ctx, text);
+}
+
+static const s_field_t s_embedded_fields [] = {
+    S_NUM ("partitions", mesh_config_t, embedded_partitions, F_INT, 1, 256),
+    { .key = "topics", .type = F_LIST, .offset = offsetof (mesh_config_t, embedded_topics),
+      .count_offset = offsetof (mesh_config_t, embedded_topic_count), .check = s_check_topic,
+      .unique = true },
+    { NULL }
+};
+
+enum { K_BROKERS, K_SESSION, K_COMMIT, K_EMBEDDED };
+static const s_field_t s_kafka_fields [] = {
+    [K_BROKERS] = { .key = "brokers", .type = F_CALL, .required = true, .handler = s_brokers },
+    [K_SESSION] = S_NUM ("session_timeout_ms", mesh_config_t, session_timeout_ms, F_INT,
+                         1, 3600000),
+    [K_COMMIT] = S_NUM ("commit_interval_ms", mesh_config_t, commit_interval_ms, F_INT,
+                        0, 86400000),
+    [K_EMBEDDED] = { .key = "embedded", .type = F_SECTION, .sub = s_embedded_fields },
+    { NULL }
+};
+
+static void
+s_kafka (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t *seen [S_MAX_FIELDS];
+    s_walk (ctx, node, path, s_kafka_fields, cfg, seen);
+    if (seen [K_EMBEDDED] && !cfg->embedded && cfg->brokers)
+        s_at (ctx, seen [K_EMBEDDED], "%s.embedded: only allowed when brokers is \"embedded\" "
+              "(brokers is '%s')", path, cfg->brokers);
+    ctx->embedded_topics_given = seen [K_EMBEDDED] && s_find (seen [K_EMBEDDED], "topics");
+}
+
+//  --------------------------------------------------------------------------
+//  gates:
+
+static const s_field_t s_gates_fields [] = {
+    S_MIN ("instructions", mesh_config_t, lua_instructions, F_LONG, 1000),
+    S_NUM ("memory", mesh_config_t, lua_memory, F_SIZE, 65536, 4294967296.0),
+    S_NUM ("time_ms", mesh_config_t, lua_time_ms, F_INT, 1, 60000),
+    { .key = "rules", .type = F_LIST, .offset = offsetof (mesh_config_t, global_rules),
+      .count_offset = offsetof (mesh_config_t, global_rule_count), .check = s_check_path,
+      .is_path = true, .pos_offset = offsetof (mesh_config_t, global_rule_pos) },
+    { NULL }
+};
+
+//  --------------------------------------------------------------------------
+//  backends:
+
+static const char *const s_backend_kinds [] = { "scripted", "openai", NULL };
+
+enum { B_KIND, B_FILE, B_URL, B_MODEL, B_KEY, B_TIMEOUT, B_CONNECT, B_TEMPERATURE, B_SCHEMA };
+static const s_field_t s_backend_fields [] = {
+    [B_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
+                 .offset = offsetof (mesh_backend_config_t, kind), .choices = s_backend_kinds },
+    [B_FILE] = S_PATHF ("file", mesh_backend_config_t, file),
+    [B_URL] = { .key = "url", .type = F_STRING, .offset = offsetof (mesh_backend_config_t, url),
+                .check = s_check_url, .no_echo = true },
+    [B_MODEL] = S_STR ("model", mesh_backend_config_t, model, s_check_line),
+    [B_KEY] = { .key = "api_key_file", .type = F_PATH, .no_echo = true,
+                .offset = offsetof (mesh_backend_config_t, api_key_file), .check = s_check_path },
+    [B_TIMEOUT] = S_NUM ("timeout_ms", mesh_backend_config_t, timeout_ms, F_INT, 1, 3600000),
+    [B_CONNECT] = S_NUM ("connect_timeout_ms", mesh_backend_config_t, connect_timeout_ms, F_INT,
+                         1, 600000),
+    [B_TEMPERATURE] = S_NUM ("temperature", mesh_backend_config_t, temperature, F_DOUBLE, 0, 2),
+    [B_SCHEMA] = { .key = "json_schema", .type = F_BOOL,
+                   .offset = offsetof (mesh_backend_config_t, json_schema) },
+    { NULL }
+};
+
+static void
+s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const char *path)
+{
+    s_node_t *seen [S_MAX_FIELDS];
+    s_walk (ctx, node, path, s_backend_fields, backend, seen);
+    if (!s_given (seen [B_KIND]))
+        return;                         //  reported; what else is wrong depends on the kind
+    bool openai = backend->kind == MESH_BACKEND_OPENAI;
+    const char *kind = s_backend_kinds [backend->kind];
+    //  Keys that belong to the other kind are errors, not silently ignored.
+    for (int i = B_FILE; i <= B_SCHEMA; i++) {
+        bool openai_only = i != B_FILE;
+        if (seen [i] && openai_only != openai)
+            s_at (ctx, seen [i], "%s.%s: only for kind %s (this backend is %s)", path,
+                  s_backend_fields [i].key, openai_only ? "openai" : "scripted", kind);
+    }
+    if (!openai && !s_given (seen [B_FILE]))
+        s_at (ctx, node, "%s: kind scripted requires 'file' (the JSON-lines responses file)", path);
+    if (openai && !s_given (seen [B_URL]))
+        s_at (ctx, node, "%s: kind openai requires 'url' (e.g. http://127.0.0.1:8080)", path);
+    if (openai && !s_given (seen [B_MODEL]))
+        s_at (ctx, node, "%s: kind openai requires 'model' (the model name sent in requests)",
+              path);
+    if (openai && backend->connect_timeout_ms > backend->timeout_ms)
+        s_at (ctx, s_either (seen [B_CONNECT], seen [B_TIMEOUT], node),
+              "%s.connect_timeout_ms: must not exceed timeout_ms (%d), got %d", path,
+              backend->timeout_ms, backend->connect_timeout_ms);
+    if (backend->url) {                 //  "http://h:8080/" and "http://h:8080" are one server
+        size_t length = strlen (backend->url);
+        while (length && backend->url [length - 1] == '/')
+            backend->url [--length] = 0;
+    }
+}
+
+static void
+s_backends (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t **keys, **values;
+    size_t count = s_entries (ctx, node, path, s_check_name, &keys, &values);
+    cfg->backends = s_calloc (ctx, count, sizeof *cfg->backends);
+    for (size_t i = 0; cfg->backends && i < count; i++) {
+        mesh_backend_config_t *backend = &cfg->backends [cfg->backend_count++];
+        backend->name = s_strdup (ctx, keys [i]->text);
+        backend->kind = MESH_BACKEND_SCRIPTED;
+        backend->timeout_ms = 30000;
+        backend->connect_timeout_ms = 2000;
+        backend->temperature = 0;
+        backend->json_schema = true;
+        char sub [S_PATH_MAX];
+        s_join (sub, path, keys [i]->text);
+        s_backend (ctx, backend, values [i], sub);
+    }
+    free (keys);
+    free (values);
+}
+
+//  --------------------------------------------------------------------------
+//  actions: and their params:
+
+//  In the order of mesh_param_type_t and mesh_action_kind_t.
+static const char *const s_param_types [] = { "string", "integer", "number", "boolean", NULL };
+static const char *const s_action_kinds [] = { "log", "kafka", NULL };
+
+enum { P_TYPE, P_REQUIRED, P_PATTERN, P_MAX_LENGTH, P_ENUM, P_MIN, P_MAX };
+static const s_field_t s_param_fields [] = {
+    [P_TYPE] = { .key = "type", .type = F_ENUM, .required = true,
+                 .offset = offsetof (mesh_param_spec_t, type), .choices = s_param_types },
+    [P_REQUIRED] = { .key = "required", .type = F_BOOL,
+                     .offset = offsetof (mesh_param_spec_t, required) },
+    [P_PATTERN] = S_STR ("pattern", mesh_param_spec_t, pattern, NULL),
+    [P_MAX_LENGTH] = S_NUM ("max_length", mesh_param_spec_t, max_length, F_SIZE, 1, 1048576),
+    [P_ENUM] = { .key = "enum", .type = F_LIST, .offset = offsetof (mesh_param_spec_t, enum_values),
+                 .count_offset = offsetof (mesh_param_spec_t, enum_count), .unique = true,
+                 .min_items = 1 },
+    [P_MIN] = { .key = "min", .type = F_DOUBLE, .offset = offsetof (mesh_param_spec_t, min),
+                .lo = -HUGE_VAL, .no_hi = true },
+    [P_MAX] = { .key = "max", .type = F_DOUBLE, .offset = offsetof (mesh_param_spec_t, max),
+                .lo = -HUGE_VAL, .no_hi = true },
+    { NULL }
+};
+
+//  Type-specific checks once the keys are read: which keys fit the type, the
+//  pattern compiles, the enum agrees with the pattern and length, min <= max.
+static void
+s_param_check (s_ctx_t *ctx, mesh_param_spec_t *param, s_node_t **seen, const char *path)
+{
+    mesh_param_type_t type = param->type;
+    const char *type_name = s_param_types [type];
+    static const int string_only [] = { P_PATTERN, P_MAX_LENGTH, P_ENUM };
+    for (size_t i = 0; i < sizeof string_only / sizeof string_only [0]; i++)
+        if (seen [string_only [i]] && type != MESH_PARAM_STRING)
+            s_at (ctx, seen [string_only [i]], "%s.%s: only for type string (this one is %s)",
+                  path, s_param_fields [string_only [i]].key, type_name);
+    bool numeric = type == MESH_PARAM_INTEGER || type == MESH_PARAM_NUMBER;
+    for (int i = P_MIN; i <= P_MAX; i++) {
+        if (!seen [i])
+            continue;
+        if (!numeric)
+            s_at (ctx, seen [i], "%s.%s: only for type integer or number (this one is %s)",
+                  path, s_param_fields [i].key, type_name);
+        else {
+            double value = i == P_MIN ? param->min : param->max;
+            if (type == MESH_PARAM_INTEGER && !isnan (value) && value != floor (value))
+                s_at (ctx, seen [i], "%s.%s: must be a whole number for type integer, got %s",
+                      path, s_param_fields [i].key, seen [i]->text);
+        }
+    }
+    //  min and max start as NaN: still NaN means absent or not a number (reported).
+    param->has_min = numeric && !isnan (param->min);
+    param->has_max = numeric && !isnan (param->max);
+    if (!param->has_min)
+        param->min = 0;
+    if (!param->has_max)
+        param->max = 0;
+    if (param->has_min && param->has_max && param->min > param->max)
+        s_at (ctx, seen [P_MAX], "%s.max: must be at least min (%g), got %g", path, param->min,
+              param->max);
+    if (type != MESH_PARAM_STRING || !param->pattern)
+        return;
+    regex_t regex;
+    int rc = regcomp (&regex, param->pattern, REG_EXTENDED);
+    if (rc) {
+        char why [128];
+        regerror (rc, &regex, why, sizeof why);
+        s_at (ctx, seen [P_PATTERN], "%s.pattern: not a valid POSIX extended regular "
+              "expression (%s)", path, why);
+        return;
+    }
+    //  An enum value the pattern or the length refuses could never be accepted.
+    char shown [64];
+    for (size_t i = 0; i < param->enum_count; i++) {
+        const char *value = param->enum_values [i];
+        regmatch_t match;
+        bool whole = regexec (&regex, value, 1, &match, 0) == 0 && match.rm_so == 0
+                  && (size_t) match.rm_eo == strlen (value);
+        if (!whole || strlen (value) > param->max_length)
+            s_at (ctx, seen [P_ENUM], "%s.enum: '%s' does not fit the param's %s", path,
+                  s_show (value, shown, sizeof shown), whole ? "max_length" : "pattern");
+    }
+    regfree (&regex);
+}
+
+static void
+s_params (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_action_spec_t *action = base;
+    s_node_t **keys, **values;
+    size_t count = s_entries (ctx, node, path, s_check_param_name, &keys, &values);
+    action->params = s_calloc (ctx, count, sizeof *action->params);
+    for (size_t i = 0; action->params && i < count; i++) {
+        mesh_param_spec_t *param = &action->params [action->param_count++];
+        param->name = s_strdup (ctx, keys [i]->text);
+        param->required = true;
+        param->max_length = 256;
+        param->min = param->max = NAN;
+        char sub [S_PATH_MAX];
+        s_join (sub, path, keys [i]->text);
+        s_node_t *seen [S_MAX_FIELDS];
+        s_walk (ctx, values [i], sub, s_param_fields, param, seen);
+        if (s_given (seen [P_TYPE]) && seen [P_TYPE]->kind == S_SCALAR
+        &&  s_choice (s_param_types, seen [P_TYPE]->text) >= 0)
+            s_param_check (ctx, param, seen, sub);
+    }
+    free (keys);
+    free (values);
+}
+
+enum { A_KIND, A_TOPIC, A_DESCRIPTION, A_PARAMS };
+static const s_field_t s_action_fields [] = {
+    [A_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
+                 .offset = offsetof (mesh_action_spec_t, kind), .choices = s_action_kinds },
+    [A_TOPIC] = S_STR ("topic", mesh_action_spec_t, topic, s_check_topic),
+    [A_DESCRIPTION] = S_STR ("description", mesh_action_spec_t, description, s_check_text),
+    [A_PARAMS] = { .key = "params", .type = F_CALL, .handler = s_params },
+    { NULL }
+};
+
+static void
+s_actions (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t **keys, **values;
+    size_t count = s_entries (ctx, node, path, s_check_name, &keys, &values);
+    cfg->actions = s_calloc (ctx, count, sizeof *cfg->actions);
+    for (size_t i = 0; cfg->actions && i < count; i++) {
+        mesh_action_spec_t *action = &cfg->actions [cfg->action_count++];
+        action->name = s_strdup (ctx, keys [i]->text);
+        action->kind = MESH_ACTION_LOG;
+        char sub [S_PATH_MAX];
+        s_join (sub, path, keys [i]->text);
+        s_node_t *seen [S_MAX_FIELDS];
+        s_walk (ctx, values [i], sub, s_action_fields, action, seen);
+        if (!s_given (seen [A_KIND]))
+            continue;
+        if (action->kind == MESH_ACTION_KAFKA && !s_given (seen [A_TOPIC]))
+            s_at (ctx, values [i], "%s: kind kafka requires 'topic' (where the action is "
+                  "produced)", sub);
+        if (action->kind == MESH_ACTION_LOG && seen [A_TOPIC])
+            s_at (ctx, seen [A_TOPIC], "%s.topic: only for kind kafka (this action is log)", sub);
+    }
+    free (keys);
+    free (values);
+}
+
+//  --------------------------------------------------------------------------
+//  agents:
+
+static void
+s_mode (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    static const char *const modes [] = { "act", "observe", NULL };
+    mesh_agent_config_t *agent = base;
+    const char *text;
+    char shown [64];
+    if (s_is_null (node))
+        return;
+    if (!s_get_string (ctx, node, path, &text))
+        return;
+    int mode = s_choice (modes, text);
+    if (mode < 0)
+        s_at (ctx, node, "%s: must be one of: act, observe; got '%s'", path,
+              s_show (text, shown, sizeof shown));
+    else
+        agent->observe = mode == 1;
+}
+
+static const s_field_t s_agent_map_fields [] = {
+    { .key = "key", .type = F_LIST, .required = true,
+      .offset = offsetof (mesh_agent_config_t, key_fields),
+      .count_offset = offsetof (mesh_agent_config_t, key_field_count), .check = s_check_line,
+      .unique = true, .min_items = 1 },
+    S_STR ("value", mesh_agent_config_t, value_field, s_check_line),
+    S_STR ("time", mesh_agent_config_t, time_field, s_check_line),
+    { NULL }
+};
+
+static const char *const s_detector_kinds [] = { "ewma", NULL };
+
+static const s_field_t s_detector_fields [] = {
+    { .key = "kind", .type = F_STRING, .offset = offsetof (mesh_agent_config_t, detector.kind),
+      .choices = s_detector_kinds },
+    { .key = "alpha", .type = F_DOUBLE, .offset = offsetof (mesh_agent_config_t, detector.alpha),
+      .lo = 0, .lo_open = true, .hi = 1 },
+    S_NUM ("warmup", mesh_agent_config_t, detector.warmup, F_INT, 2, 1000000),
+    S_NUM ("threshold", mesh_agent_config_t, detector.threshold, F_DOUBLE, 0, 1),
+    S_NUM ("max_series", mesh_agent_config_t, detector.max_series, F_SIZE, 1, 100000000),
+    { NULL }
+};
+
+static const s_field_t s_incident_fields [] = {
+    S_NUM ("cooldown_s", mesh_agent_config_t, incident.cooldown_s, F_INT, 0, 2592000),
+    { NULL }
+};
+
+enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS };
+static const s_field_t s_reason_fields [] = {
+    [R_BACKEND] = { .key = "backend", .type = F_STRING, .required = true,
+                    .offset = offsetof (mesh_agent_config_t, reason.backend) },
+    [R_STEPS] = S_NUM ("max_steps", mesh_agent_config_t, reason.max_steps, F_INT, 1, 20),
+    [R_TOKENS] = S_NUM ("max_tokens", mesh_agent_config_t, reason.max_tokens, F_INT, 1, 1000000),
+    [R_CAP] = S_MIN ("incident_token_cap", mesh_agent_config_t, reason.incident_token_cap,
+                     F_INT, 1),
+    [R_BUDGET] = S_MIN ("budget_tokens", mesh_agent_config_t, reason.budget_tokens, F_LONG, 1),
+    [R_WINDOW] = S_NUM ("budget_window_s", mesh_agent_config_t, reason.budget_window_s, F_INT,
+                        1, 31 * 86400),
+    [R_QUEUE] = S_NUM ("queue_size", mesh_agent_config_t, reason.queue_size, F_INT, 1, 1000000),
+    [R_WORKERS] = S_NUM ("workers", mesh_agent_config_t, reason.workers, F_INT, 1, 16),
+    { NULL }
+};
+
+enum { G_NAME, G_TOPICS, G_GROUP, G_MODE, G_FIELDS, G_DETECTOR, G_INCIDENT, G_REASON, G_ACTIONS,
+       G_FALLBACK, G_RULES };
+static const s_field_t s_agent_fields [] = {
+    [G_NAME] = { .key = "name", .type = F_STRING, .required = true,
+                 .offset = offsetof (mesh_agent_config_t, name), .check = s_check_name },
+    [G_TOPICS] = { .key = "topics", .type = F_LIST, .required = true,
+                   .offset = offsetof (mesh_agent_config_t, topics),
+                   .count_offset = offsetof (mesh_agent_config_t, topic_count),
+                   .check = s_check_topic, .unique = true, .min_items = 1 },
+    [G_GROUP] = S_STR ("group", mesh_agent_config_t, group, s_check_line),
+    [G_MODE] = { .key = "mode", .type = F_CALL, .handler = s_mode },
+    [G_FIELDS] = { .key = "fields", .type = F_SECTION, .required = true,
+                   .sub = s_agent_map_fields },
+    [G_DETECTOR] = { .key = "detector", .type = F_SECTION, .sub = s_detector_fields },
+    [G_INCIDENT] = { .key = "incident", .type = F_SECTION, .sub = s_incident_fields },
+    [G_REASON] = { .key = "reason", .type = F_SECTION, .required = true,
+                   .sub = s_reason_fields },
+    [G_ACTIONS] = { .key = "actions", .type = F_LIST, .required = true,
+                    .offset = offsetof (mesh_agent_config_t, actions),
+                    .count_offset = offsetof (mesh_agent_config_t, action_count),
+                    .unique = true, .min_items = 1 },
+    [G_FALLBACK] = { .key = "fallback", .type = F_STRING, .required = true,
+                     .offset = offsetof (mesh_agent_config_t, fallback) },
+    [G_RULES] = { .key = "rules", .type = F_LIST, .offset = offsetof (mesh_agent_config_t, rules),
+                  .count_offset = offsetof (mesh_agent_config_t, rule_count),
+                  .check = s_check_path, .is_path = true,
+                  .pos_offset = offsetof (mesh_agent_config_t, rule_pos) },
+    { NULL }
+};
+
+//  "PREFIX a, b, c" (cut if long) or NONE, for messages.
+static void
+s_names_text (char *buf, size_t size, const char *prefix, const char *none, size_t count,
+              const char *(*name) (const void *, size_t), const void *array)
+{
+    int length = snprintf (buf, size, "%s", prefix);
+    size_t used = (size_t) length;
+    for (size_t i = 0; i < count; i++) {
+        if (used + 5 >= size) {         //  a long list is cut: the message stays one line
+            snprintf (buf + size - 5, 5, "...");
+            break;
+        }
+        int length = snprintf (buf + used, size - used, "%s%s", i ? ", " : "", name (array, i));
+        used = length < 0 ? size : used + (size_t) length;
+    }
+    if (!count)
+        snprintf (buf, size, "%s", none);
+}
+
+static const char *
+s_backend_name (const void *array, size_t i)
+{
+    return ((const mesh_backend_config_t *) array) [i].name;
+}
+
+static const char *
+s_action_name (const void *array, size_t i)
+{
+    return ((const mesh_action_spec_t *) array) [i].name;
+}
+
+static const char *
+s_string_at (const void *array, size_t i)
+{
+    return ((char *const *) array) [i];
+}
+
+//  References from one agent to the declared backends and actions.
+static void
+s_agent_refs (s_ctx_t *ctx, const mesh_config_t *cfg, mesh_agent_config_t *agent,
+              s_node_t **seen, const char *path)
+{
+    char declared [512], shown [64];
+    s_node_t *backend = s_find (seen [G_REASON], "backend");
+    if (agent->reason.backend && !mesh_config_backend (cfg, agent->reason.backend)) {
+        s_names_text (declared, sizeof declared, "declared: ", "none are declared",
+                      cfg->backend_count, s_backend_name, cfg->backends);
+        s_at (ctx, backend, "%s.reason.backend: no backend named '%s' (%s)", path,
+              s_show (agent->reason.backend, shown, sizeof shown), declared);
+    }
+    s_node_t *actions = seen [G_ACTIONS];
+    for (size_t i = 0; actions && actions->kind == S_SEQUENCE && i < actions->count; i++) {
+        s_node_t *item = actions->kids [i];
+        if (s_given (item) && item->kind == S_SCALAR && !mesh_config_action (cfg, item->text)) {
+            s_names_text (declared, sizeof declared, "declared: ", "none are declared",
+                          cfg->action_count, s_action_name, cfg->actions);
+            s_at (ctx, item, "%s.actions[%zu]: no action named '%s' (%s)", path, i,
+                  s_show (item->text, shown, sizeof shown), declared);
+        }
+    }
+    if (agent->fallback) {
+        bool listed = false;
+        for (size_t i = 0; i < agent->action_count && !listed; i++)
+            listed = !strcmp (agent->actions [i], agent->fallback);
+        if (!listed) {
+            s_names_text (declared, sizeof declared, "", "it has none", agent->action_count,
+                          s_string_at, agent->actions);
+            s_at (ctx, seen [G_FALLBACK], "%s.fallback: '%s' is not one of this agent's actions "
+                  "(%s)", path, s_show (agent->fallback, shown, sizeof shown), declared);
+        }
+    }
+    //  Every call reserves its prompt plus max_tokens from the incident's cap.
+    if (agent->reason.incident_token_cap <= agent->reason.max_tokens) {
+        s_node_t *reason = seen [G_REASON];
+        s_at (ctx, s_either (s_find (reason, "incident_token_cap"), s_find (reason, "max_tokens"),
+                             reason ? reason : seen [G_NAME]),
+              "%s.reason.incident_token_cap: must be greater than max_tokens (%d), got %d, or "
+              "no call could ever be made", path, agent->reason.max_tokens,
+              agent->reason.incident_token_cap);
+    }
+}
+
+static int
+s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
+{
+    agent->value_field = s_strdup (ctx, "value");
+    agent->time_field = s_strdup (ctx, "ts");
+    agent->detector.kind = s_strdup (ctx, "ewma");
+    agent->detector.alpha = 0.05;
+    agent->detector.warmup = 30;
+    agent->detector.threshold = 0.99;
+    agent->detector.max_series = 10000;
+    agent->incident.cooldown_s = 300;
+    agent->reason.max_steps = 3;
+    agent->reason.max_tokens = 256;
+    agent->reason.incident_token_cap = 4000;
+    agent->reason.budget_tokens = 200000;
+    agent->reason.budget_window_s = 3600;
+    agent->reason.queue_size = 64;
+    agent->reason.workers = 1;
+    return agent->value_field && agent->time_field && agent->detector.kind ? 0 : -1;
+}
+
+static void
+s_agents (s_ctx_t *ctx, mesh_config_t *cfg, s_node_t *node)
+{
+    char what [96], path [S_PATH_MAX], shown [64];
+    if (node->kind == S_INVALID)
+        return;
+    if (!s_is_null (node) && node->kind != S_SEQUENCE) {
+        s_at (ctx, node, "agents: expected a sequence of agents (\"- name: ...\"), got %s",
+              s_what (node, what, sizeof what));
+        return;
+    }
+    size_t count = s_is_null (node) ? 0 : node->count;
+    if (!count) {
+        s_at (ctx, node, "agents: at least one agent is required");
+        return;
+    }
+    cfg->agents = s_calloc (ctx, count, sizeof *cfg->agents);
+    s_node_t **names = s_calloc (ctx, count, sizeof *names);
+    if (!cfg->agents || !names) {
+        free (names);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        mesh_agent_config_t *agent = &cfg->agents [cfg->agent_count++];
+        if (s_agent_defaults (ctx, agent))
+            break;
+        s_index (path, "agents", i);
+        s_node_t *seen [S_MAX_FIELDS];
+        s_walk (ctx, node->kids [i], path, s_agent_fields, agent, seen);
+        if (node->kids [i]->kind != S_MAPPING)
+            continue;
+        if (agent->name) {
+            names [i] = seen [G_NAME];
+            if (!agent->group && asprintf (&agent->group, "meshd.%s", agent->name) < 0) {
+                agent->group = NULL;
+                s_oom (ctx);
+            }
+        }
+        s_agent_refs (ctx, cfg, agent, seen, path);
+    }
+    size_t *first = s_duplicates (ctx, names, count);
+    for (size_t i = 0; first && i < count; i++)
+        if (first [i] != SIZE_MAX)
+            s_at (ctx, names [i], "agents[%zu].name: '%s' is already the name of agents[%zu] "
+                  "(at %d:%d); agent names are unique", i,
+                  s_show (names [i]->text, shown, sizeof shown), first [i],
+                  names [first [i]]->line, names [first [i]]->col);
+    free (first);
+    free (names);
+}
+
+//  --------------------------------------------------------------------------
+//  The top level.
+
+static void
+s_defer_agents (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    ctx->agents = node;
+}
+
+static const s_field_t s_root_fields [] = {
+    { .key = "daemon", .type = F_CALL, .handler = s_daemon },
+    { .key = "kafka", .type = F_CALL, .required = true, .handler = s_kafka },
+    { .key = "gates", .type = F_SECTION, .sub = s_gates_fields },
+    { .key = "backends", .type = F_CALL, .handler = s_backends },
+    { .key = "actions", .type = F_CALL, .handler = s_actions },
+    { .key = "agents", .type = F_CALL, .required = true, .handler = s_defer_agents },
+    { NULL }
+};
+
+static int
+s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
+{
+    cfg->path = s_strdup (ctx, path);
+    cfg->runtime_dir = s_strdup (ctx, "/run/meshd");
+    cfg->state_dir = s_strdup (ctx, "/var/lib/meshd");
+    cfg->heartbeat_ms = 1000;
+    cfg->liveness_timeout_ms = 10000;
+    cfg->backoff_initial_ms = 100;
+    cfg->backoff_max_ms = 30000;
+    cfg->healthy_after_s = 60;
+    cfg->restart_intensity = 5;
+    cfg->restart_period_s = 60;
+    cfg->drain_timeout_ms = 10000;
+    cfg->embedded_partitions = 4;
+    cfg->session_timeout_ms = 10000;
+    cfg->commit_interval_ms = 1000;
+    cfg->lua_instructions = 1000000;
+    cfg->lua_memory = 8 * 1024 * 1024;
+    cfg->lua_time_ms = 50;
+    return cfg->path && cfg->runtime_dir && cfg->state_dir ? 0 : -1;
+}
+
+//  Add TOPIC to the embedded broker's list unless it is there.
+static void
+s_add_topic (s_ctx_t *ctx, mesh_config_t *cfg, const char *topic, size_t capacity)
+{
+    for (size_t i = 0; i < cfg->embedded_topic_count; i++)
+        if (!strcmp (cfg->embedded_topics [i], topic))
+            return;
+    assert (cfg->embedded_topic_count < capacity);
+    char *copy = s_strdup (ctx, topic);
+    if (copy)
+        cfg->embedded_topics [cfg->embedded_topic_count++] = copy;
+}
+
+//  Defaults that derive from other keys.
+static void
+s_derive (s_ctx_t *ctx, mesh_config_t *cfg)
+{
+    if (!cfg->decision_log && cfg->state_dir
+    &&  asprintf (&cfg->decision_log, "%s/decisions.jsonl", cfg->state_dir) < 0) {
+        cfg->decision_log = NULL;
+        s_oom (ctx);
+    }
+    //  Without an explicit list the embedded broker creates every topic the
+    //  config names: those agents read and those kafka actions write.
+    if (cfg->embedded && !ctx->embedded_topics_given) {
+        size_t capacity = cfg->action_count;
+        for (size_t i = 0; i < cfg->agent_count; i++)
+            capacity += cfg->agents [i].topic_count;
+        s_strv_free (&cfg->embedded_topics, cfg->embedded_topic_count);
+        cfg->embedded_topic_count = 0;
+        cfg->embedded_topics = s_calloc (ctx, capacity, sizeof (char *));
+        for (size_t i = 0; cfg->embedded_topics && i < cfg->agent_count; i++)
+            for (size_t j = 0; j < cfg->agents [i].topic_count; j++)
+                s_add_topic (ctx, cfg, cfg->agents [i].topics [j], capacity);
+        for (size_t i = 0; cfg->embedded_topics && i < cfg->action_count; i++)
+            if (cfg->actions [i].topic)
+                s_add_topic (ctx, cfg, cfg->actions [i].topic, capacity);
+    }
+}
+
+//  Read the whole file, at most S_MAX_BYTES.
+static char *
+s_read (s_ctx_t *ctx, const char *path, size_t *length_p)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file) {
+        s_problem (ctx, 1, 1, "cannot open the configuration: %s", strerror (errno));
+        return NULL;
+    }
+    char *buf = malloc (S_MAX_BYTES + 1);
+    if (!buf) {
+        fclose (file);
+        s_oom (ctx);
+        return NULL;
+    }
+    size_t length = fread (buf, 1, S_MAX_BYTES + 1, file);
+    int error = ferror (file) ? errno : 0;
+    fclose (file);
+    if (error) {
+        s_problem (ctx, 1, 1, "cannot read the configuration: %s", strerror (error));
+        free (buf);
+        return NULL;
+    }
+    if (length > S_MAX_BYTES) {
+        s_problem (ctx, 1, 1, "the file is larger than 1 MiB (%d bytes); a configuration is "
+                   "never that large", S_MAX_BYTES);
+        free (buf);
+        return NULL;
+    }
+    *length_p = length;
+    return buf;
+}
+
+//  --------------------------------------------------------------------------
+//  Public API
+
+int
+mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err)
+{
+    assert (path);
+    assert (config_p);
+    *config_p = NULL;
+
+    s_ctx_t *ctx = calloc (1, sizeof *ctx);
+    if (!ctx) {
+        if (err)
+            fprintf (err, "%s:1:1: out of memory while loading the configuration\n", path);
+        return 1;
+    }
+    ctx->file = path;
+    mesh_config_t *cfg = NULL;
+    s_node_t *root = NULL;
+    size_t length = 0;
+    char *buf = s_read (ctx, path, &length);
+    char *copy = buf ? s_strdup (ctx, path) : NULL;
+    if (copy)
+        ctx->dir = s_strdup (ctx, dirname (copy));
+    if (ctx->dir)
+        root = s_parse (ctx, buf, length);
+    if (root)
+        cfg = s_calloc (ctx, 1, sizeof *cfg);
+    if (cfg && s_config_defaults (ctx, cfg, path) == 0) {
+        s_walk (ctx, root, "", s_root_fields, cfg, NULL);
+        if (ctx->agents)
+            s_agents (ctx, cfg, ctx->agents);
+        s_derive (ctx, cfg);
+    }
+    int problems = s_report (ctx, err);
+    if (problems == 0 && cfg)
+        *config_p = cfg;
+    else
+        mesh_config_destroy (&cfg);
+    s_node_destroy (&root);
+    free (copy);
+    free (ctx->dir);
+    free (buf);
+    free (ctx);
+    return problems;
+}
+
+static void
+s_agent_free (mesh_agent_config_t *agent)
+{
+    free (agent->name);
+    s_strv_free (&agent->topics, agent->topic_count);
+    free (agent->group);
+    s_strv_free (&agent->key_fields, agent->key_field_count);
+    free (agent->value_field);
+    free (agent->time_field);
+    free (agent->detector.kind);
+    free (agent->reason.backend);
+    s_strv_free (&agent->actions, agent->action_count);
+    free (agent->fallback);
+    s_strv_free (&agent->rules, agent->rule_count);
+    free (agent->rule_pos);
+}
+
+void
+mesh_config_destroy (mesh_config_t **self_p)
+{
+    assert (self_p);
+    mesh_config_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->path);
+    free (self->runtime_dir);
+    free (self->state_dir);
+    free (self->decision_log);
+    free (self->agent_binary);
+    free (self->brokers);
+    s_strv_free (&self->embedded_topics, self->embedded_topic_count);
+    s_strv_free (&self->global_rules, self->global_rule_count);
+    free (self->global_rule_pos);
+    for (size_t i = 0; i < self->backend_count; i++) {
+        mesh_backend_config_t *backend = &self->backends [i];
+        free (backend->name);
+        free (backend->file);
+        free (backend->url);
+        free (backend->model);
+        free (backend->api_key_file);
+    }
+    free (self->backends);
+    for (size_t i = 0; i < self->action_count; i++) {
+        mesh_action_spec_t *action = &self->actions [i];
+        free (action->name);
+        free (action->description);
+        free (action->topic);
+        for (size_t j = 0; j < action->param_count; j++) {
+            free (action->params [j].name);
+            free (action->params [j].pattern);
+            s_strv_free (&action->params [j].enum_values, action->params [j].enum_count);
+        }
+        free (action->params);
+    }
+    free (self->actions);
+    for (size_t i = 0; i < self->agent_count; i++)
+        s_agent_free (&self->agents [i]);
+    free (self->agents);
+    free (self);
+    *self_p = NULL;
+}
+
+const mesh_agent_config_t *
+mesh_config_agent (const mesh_config_t *self, const char *name)
+{
+    assert (self);
+    for (size_t i = 0; name && i < self->agent_count; i++)
+        if (self->agents [i].name && !strcmp (self->agents [i].name, name))
+            return &self->agents [i];
+    return NULL;
+}
+
+const mesh_backend_config_t *
+mesh_config_backend (const mesh_config_t *self, const char *name)
+{
+    assert (self);
+    for (size_t i = 0; name && i < self->backend_count; i++)
+        if (self->backends [i].name && !strcmp (self->backends [i].name, name))
+            return &self->backends [i];
+    return NULL;
+}
+
+const mesh_action_spec_t *
+mesh_config_action (const mesh_config_t *self, const char *name)
+{
+    assert (self);
+    for (size_t i = 0; name && i < self->action_count; i++)
+        if (self->actions [i].name && !strcmp (self->actions [i].name, name))
+            return &self->actions [i];
+    return NULL;
+}
