@@ -1,0 +1,2 @@
+-- Fixture: a rule table without check.
+return { name = "no_check", description = "forgot the function" }

@@ -1,0 +1,2 @@
+-- Fixture: a chunk that returns something other than a rule table.
+return 42

@@ -1,0 +1,486 @@
+/*  test_sandbox - the Lua rule sandbox: the verdict contract, loading, the limits, and a
+ *  corpus of hostile rules (tests/unit/rules/hostile_*.lua).
+ *
+ *  After every hostile evaluation a normal rule is evaluated again and must still
+ *  accept: nothing a rule does may break the sandbox for the next one.  Run from the
+ *  repository root.  Limits here are generous on time so that a slow (sanitised)
+ *  build never turns a verdict into a time limit; the time limit has its own test.
+ */
+#include "sandbox.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RULES "tests/unit/rules/"
+
+static const mesh_sandbox_limits_t s_limits = { 1000000, 8 << 20, 5000 };
+static mesh_sandbox_t *s_accept;            //  the normal rule evaluated after each hostile one
+
+static mesh_sandbox_t *
+s_load (const char *name, const mesh_sandbox_limits_t *limits)
+{
+    char path[256];
+    snprintf (path, sizeof path, RULES "%s", name);
+    char *err = NULL;
+    mesh_sandbox_t *rule = mesh_sandbox_load (path, limits ? limits : &s_limits, &err);
+    if (!rule)
+        fail_msg ("%s: %s", path, err);
+    assert_null (err);
+    return rule;
+}
+
+//  Evaluate RULE on the JSON texts (NULL: nil in Lua); *reason_p set as by the sandbox.
+static mesh_verdict_t
+s_eval (mesh_sandbox_t *rule, const char *proposal, const char *ctx, char **reason_p)
+{
+    json_error_t error;
+    json_t *p = proposal ? json_loads (proposal, JSON_DECODE_ANY, &error) : NULL;
+    json_t *c = ctx ? json_loads (ctx, JSON_DECODE_ANY, &error) : NULL;
+    if ((proposal && !p) || (ctx && !c))
+        fail_msg ("bad test JSON: %s", error.text);
+    mesh_verdict_t verdict = mesh_sandbox_eval (rule, p, c, reason_p);
+    json_decref (p);
+    json_decref (c);
+    return verdict;
+}
+
+static void
+s_assert_healthy (void)
+{
+    char *reason = (char *) "unset";
+    assert_int_equal (s_eval (s_accept, "{\"action\":\"note\"}", "{}", &reason),
+                      MESH_VERDICT_ACCEPT);
+    assert_null (reason);
+}
+
+//  Evaluate and check the verdict and that the reason contains WANT.
+static void
+s_expect (mesh_sandbox_t *rule, const char *proposal, mesh_verdict_t verdict, const char *want)
+{
+    char *reason = NULL;
+    mesh_verdict_t got = s_eval (rule, proposal, "{}", &reason);
+    if (got != verdict || (want && (!reason || !strstr (reason, want))))
+        fail_msg ("%s on %s: got %s \"%s\", want %s \"%s\"", mesh_sandbox_name (rule),
+                  proposal, mesh_verdict_name (got), reason ? reason : "(null)",
+                  mesh_verdict_name (verdict), want ? want : "");
+    free (reason);
+    s_assert_healthy ();
+}
+
+//  Load PATH and expect failure with an error starting with PREFIX and containing WANT.
+static void
+s_expect_load_error (const char *path, const char *prefix, const char *want)
+{
+    char *err = NULL;
+    mesh_sandbox_t *rule = mesh_sandbox_load (path, &s_limits, &err);
+    assert_null (rule);
+    assert_non_null (err);
+    if (strncmp (err, prefix, strlen (prefix)) != 0 || (want && !strstr (err, want)))
+        fail_msg ("loading %s: got \"%s\", want \"%s...%s...\"", path, err, prefix,
+                  want ? want : "");
+    assert_null (strchr (err, '\n'));
+    free (err);
+}
+
+static int
+s_setup (void **state)
+{
+    s_accept = s_load ("accept.lua", NULL);
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    mesh_sandbox_destroy (&s_accept);
+    assert_null (s_accept);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------------
+
+static void
+test_accept_and_reject (void **state)
+{
+    assert_string_equal (mesh_sandbox_name (s_accept), "accept");
+    assert_string_equal (mesh_sandbox_description (s_accept), "always accepts");
+    assert_string_equal (mesh_sandbox_path (s_accept), RULES "accept.lua");
+    s_assert_healthy ();
+    //  NULL inputs are nil to the rule.
+    assert_int_equal (mesh_sandbox_eval (s_accept, NULL, NULL, NULL), MESH_VERDICT_ACCEPT);
+
+    mesh_sandbox_t *rule = s_load ("reject.lua", NULL);
+    char *reason = NULL;
+    assert_int_equal (s_eval (rule, "{\"action\":\"scale_out\"}", "{}", &reason),
+                      MESH_VERDICT_REJECT);
+    assert_string_equal (reason, "not today: scale_out");
+    free (reason);
+    //  The rule indexes a nil proposal: an error, not a crash.
+    s_expect (rule, "null", MESH_VERDICT_ERROR, "attempt to index a nil value");
+    mesh_sandbox_destroy (&rule);
+    mesh_sandbox_destroy (&rule);               //  safe on NULL
+}
+
+static void
+test_wrong_return_types (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("returns.lua", NULL);
+    s_expect (rule, "{\"kind\":\"nil\"}", MESH_VERDICT_ERROR, "check returned nil");
+    s_expect (rule, "{\"kind\":\"nothing\"}", MESH_VERDICT_ERROR, "check returned nil");
+    s_expect (rule, "{\"kind\":\"one\"}", MESH_VERDICT_ERROR, "check returned a number");
+    s_expect (rule, "{\"kind\":\"string_true\"}", MESH_VERDICT_ERROR, "check returned a string");
+    s_expect (rule, "{\"kind\":\"table\"}", MESH_VERDICT_ERROR, "check returned a table");
+    s_expect (rule, "{\"kind\":\"false_no_reason\"}", MESH_VERDICT_ERROR, "false with nil");
+    s_expect (rule, "{\"kind\":\"false_empty_reason\"}", MESH_VERDICT_ERROR, "false with a string");
+    s_expect (rule, "{\"kind\":\"false_number_reason\"}", MESH_VERDICT_ERROR,
+              "false with a number");
+    s_expect (rule, "{\"kind\":\"true_extra\"}", MESH_VERDICT_ACCEPT, NULL);
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_reasons_are_clean (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("returns.lua", NULL);
+    char *reason = NULL;
+    //  2000 bytes of two-byte characters: cut on a character boundary, marked.
+    assert_int_equal (s_eval (rule, "{\"kind\":\"long_reason\"}", NULL, &reason),
+                      MESH_VERDICT_REJECT);
+    size_t len = strlen (reason);
+    assert_true (len <= MESH_SANDBOX_MAX_REASON);
+    assert_true (len > MESH_SANDBOX_MAX_REASON - 8);
+    assert_string_equal (reason + len - 3, "...");
+    assert_true ((unsigned char) reason [len - 4] == 0xa9);    //  last byte of a whole "é"
+    json_t *j = json_string (reason);                           //  valid UTF-8
+    assert_non_null (j);
+    json_decref (j);
+    free (reason);
+    //  Control characters and NUL become spaces, an invalid byte becomes '?'.
+    assert_int_equal (s_eval (rule, "{\"kind\":\"control_reason\"}", NULL, &reason),
+                      MESH_VERDICT_REJECT);
+    assert_string_equal (reason, "line1 line2 end?");
+    free (reason);
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_errors_raised (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("returns.lua", NULL);
+    s_expect (rule, "{\"kind\":\"error_string\"}", MESH_VERDICT_ERROR, "returns.lua:");
+    s_expect (rule, "{\"kind\":\"error_string\"}", MESH_VERDICT_ERROR, "boom");
+    s_expect (rule, "{\"kind\":\"error_table\"}", MESH_VERDICT_ERROR, "error raised with a table");
+    s_expect (rule, "{\"kind\":\"error_nil\"}", MESH_VERDICT_ERROR, "error raised with nil");
+    //  An unknown kind calls nil: also an error.
+    s_expect (rule, "{\"kind\":\"no-such\"}", MESH_VERDICT_ERROR, "attempt to call");
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_load_errors (void **state)
+{
+    s_expect_load_error (RULES "syntax_error.lua", RULES "syntax_error.lua:3:", "expected");
+    s_expect_load_error (RULES "toplevel_error.lua", RULES "toplevel_error.lua:2:",
+                         "arithmetic on a nil value");
+    s_expect_load_error (RULES "not_table.lua", RULES "not_table.lua: ", "must return a table");
+    s_expect_load_error (RULES "no_check.lua", RULES "no_check.lua: ", "check = function");
+    s_expect_load_error (RULES "bad_name.lua", RULES "bad_name.lua: ", "rule name");
+    s_expect_load_error (RULES "no_such_rule.lua", RULES "no_such_rule.lua: ", "cannot open");
+    s_expect_load_error (RULES, RULES ": ", "not a regular file");
+    //  Without an err pointer the problem is logged and NULL returned.
+    assert_null (mesh_sandbox_load (RULES "no_such_rule.lua", NULL, NULL));
+    //  A chunk whose top level loops is stopped at load too.
+    const char *loop = "while true do end";
+    char *err = NULL;
+    assert_null (mesh_sandbox_load_buffer ("loop.lua", loop, strlen (loop), &s_limits, &err));
+    assert_string_equal (err, "loop.lua: loading the rule hit its instruction limit");
+    free (err);
+}
+
+//  Write SIZE bytes of DATA (repeated) to DIR/NAME; returns the path (static buffer).
+static const char *
+s_write (const char *dir, const char *name, const char *data, size_t len, mode_t mode)
+{
+    static char path[512];
+    snprintf (path, sizeof path, "%s/%s", dir, name);
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true (fd >= 0);
+    assert_int_equal (write (fd, data, len), (ssize_t) len);
+    close (fd);
+    assert_int_equal (chmod (path, mode), 0);
+    return path;
+}
+
+static void
+test_load_file_checks (void **state)
+{
+    char dir[] = "/tmp/test_sandbox.XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    const char *rule = "return { name = \"ok\", description = \"d\", "
+                       "check = function () return true end }\n";
+    size_t rule_len = strlen (rule);
+    char path[600];
+
+    //  Exactly 256 KiB loads; one byte more does not.
+    size_t max = MESH_SANDBOX_MAX_SOURCE;
+    char *big = malloc (max + 1);
+    memcpy (big, rule, rule_len);
+    memset (big + rule_len, '-', max + 1 - rule_len);
+    big [rule_len] = '\n';
+    snprintf (path, sizeof path, "%s", s_write (dir, "max.lua", big, max, 0644));
+    char *err = NULL;
+    mesh_sandbox_t *ok = mesh_sandbox_load (path, &s_limits, &err);
+    assert_non_null (ok);
+    assert_null (err);
+    size_t size = 0;
+    assert_non_null (mesh_sandbox_source (ok, &size));
+    assert_int_equal (size, max);
+    mesh_sandbox_destroy (&ok);
+    snprintf (path, sizeof path, "%s", s_write (dir, "big.lua", big, max + 1, 0644));
+    s_expect_load_error (path, path, "larger than 256 KiB");
+    assert_null (mesh_sandbox_load_buffer ("big.lua", big, max + 1, NULL, &err));
+    assert_non_null (strstr (err, "larger than"));
+    free (err);
+    free (big);
+
+    //  A NUL byte anywhere.
+    char with_nul[200];
+    memcpy (with_nul, rule, rule_len);
+    with_nul [rule_len] = 0;
+    memcpy (with_nul + rule_len + 1, "--x", 3);
+    snprintf (path, sizeof path, "%s", s_write (dir, "nul.lua", with_nul, rule_len + 4, 0644));
+    s_expect_load_error (path, path, "NUL byte");
+
+    //  A binary chunk (the signature, then no NUL so that only the mode refuses it).
+    const char *binary = "\x1bLuaT\x01\x19\x93\r\n\x1a\n return 1";
+    snprintf (path, sizeof path, "%s", s_write (dir, "binary.lua", binary, strlen (binary),
+                                                0644));
+    s_expect_load_error (path, path, "binary chunk");
+
+    //  World-writable: anyone could rewrite the gate.
+    snprintf (path, sizeof path, "%s", s_write (dir, "open.lua", rule, rule_len, 0666));
+    s_expect_load_error (path, path, "world-writable");
+    assert_int_equal (chmod (path, 0644), 0);
+    ok = mesh_sandbox_load (path, &s_limits, NULL);
+    assert_non_null (ok);
+    assert_string_equal (mesh_sandbox_name (ok), "ok");
+    mesh_sandbox_destroy (&ok);
+
+    //  A memory cap too small for the libraries themselves.
+    mesh_sandbox_limits_t tiny = { 1000000, 4096, 5000 };
+    assert_null (mesh_sandbox_load (path, &tiny, &err));
+    assert_non_null (strstr (err, "memory limit"));
+    free (err);
+
+    const char *names[] = { "max.lua", "big.lua", "nul.lua", "binary.lua", "open.lua" };
+    for (size_t i = 0; i < sizeof names / sizeof names [0]; i++) {
+        snprintf (path, sizeof path, "%s/%s", dir, names [i]);
+        assert_int_equal (unlink (path), 0);
+    }
+    assert_int_equal (rmdir (dir), 0);
+}
+
+static void
+test_instruction_limit (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("hostile_loop.lua", NULL);
+    s_expect (rule, "{}", MESH_VERDICT_LIMIT, "instruction limit");
+    mesh_sandbox_destroy (&rule);
+    //  A budget smaller than the hook period still counts.
+    mesh_sandbox_limits_t small = { 10, 8 << 20, 5000 };
+    mesh_sandbox_t *accept = s_load ("accept.lua", &small);
+    assert_int_equal (s_eval (accept, "{}", NULL, NULL), MESH_VERDICT_ACCEPT);
+    mesh_sandbox_destroy (&accept);
+    //  helpers.lua loads (its chunk is small) but its check needs far more than 10.
+    mesh_sandbox_t *helpers = s_load ("helpers.lua", &small);
+    s_expect (helpers, "{}", MESH_VERDICT_LIMIT, "instruction limit");
+    mesh_sandbox_destroy (&helpers);
+}
+
+static void
+test_time_limit (void **state)
+{
+    mesh_sandbox_limits_t limits = { LONG_MAX, 8 << 20, 20 };
+    mesh_sandbox_t *rule = s_load ("hostile_loop.lua", &limits);
+    s_expect (rule, "{}", MESH_VERDICT_LIMIT, "time limit");
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_pcall_cannot_swallow (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("hostile_pcall_loop.lua", NULL);
+    s_expect (rule, "{}", MESH_VERDICT_ERROR, "global 'pcall'");
+    mesh_sandbox_destroy (&rule);
+
+    rule = s_load ("hostile_error_loop.lua", NULL);
+    s_expect (rule, "{}", MESH_VERDICT_ERROR, "inner failure");
+    //  A __close handler that loops while the error unwinds is stopped by the hook...
+    s_expect (rule, "{\"kind\":\"close\"}", MESH_VERDICT_LIMIT, "instruction limit");
+    //  ... and one that runs after the limit was hit gets no further.
+    s_expect (rule, "{\"kind\":\"close_after_limit\"}", MESH_VERDICT_LIMIT, "instruction limit");
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_memory_limit (void **state)
+{
+    //  Instructions and time generous: the memory cap must be what stops these.
+    mesh_sandbox_limits_t limits = { 200000000, 8 << 20, 60000 };
+    mesh_sandbox_t *rule = s_load ("hostile_memory.lua", &limits);
+    const char *kinds[] = {
+        "concat", "rep", "rep_method", "rep_sep", "table", "concat_table", "recursion"
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds [0]; i++) {
+        char proposal[64];
+        snprintf (proposal, sizeof proposal, "{\"kind\":\"%s\"}", kinds [i]);
+        s_expect (rule, proposal, MESH_VERDICT_LIMIT, "memory limit");
+    }
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_escapes_are_closed (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("hostile_escape.lua", NULL);
+    const char *probes[] = {
+        "os", "io", "require", "package", "load", "loadstring", "loadfile", "dofile", "debug",
+        "collectgarbage", "print", "coroutine", "pcall", "xpcall", "rawset", "rawget",
+        "string_dump", "string_meta_dump", "string_metatable", "string_metatable_poison",
+        "string_pack", "math_random", "math_randomseed", "gc_metatable", "weak_metatable",
+        "global_G", "env_os", "binary_chunk",
+    };
+    for (size_t i = 0; i < sizeof probes / sizeof probes [0]; i++) {
+        char proposal[64];
+        snprintf (proposal, sizeof proposal, "{\"probe\":\"%s\"}", probes [i]);
+        s_expect (rule, proposal, MESH_VERDICT_ERROR, "hostile_escape.lua:");
+    }
+    s_expect (rule, "{\"probe\":\"gc_metatable\"}", MESH_VERDICT_ERROR, "__gc");
+    s_expect (rule, "{\"probe\":\"weak_metatable\"}", MESH_VERDICT_ERROR, "__mode");
+    s_expect (rule, "{\"probe\":\"string_meta_dump\"}", MESH_VERDICT_ERROR, "field 'dump'");
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_no_state_between_evaluations (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("hostile_leak.lua", NULL);
+    for (int i = 0; i < 3; i++)
+        s_expect (rule, "{}", MESH_VERDICT_REJECT,
+                  "loaded=1 calls=1 seen=nothing upper=poisoned");
+    mesh_sandbox_destroy (&rule);
+}
+
+static const char *s_proposal =
+    "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\",\"replicas\":3},"
+    "\"confidence\":0.82,\"rationale\":\"cpu\",\"absent\":null}";
+static const char *s_ctx =
+    "{\"agent\":\"cpu-watch\",\"now\":1700000000,\"incident\":{\"window\":[1.5,null,3],"
+    "\"flags\":{\"up\":true,\"down\":false}}}";
+
+static void
+test_inputs_and_mutation (void **state)
+{
+    json_t *proposal = json_loads (s_proposal, 0, NULL);
+    json_t *ctx = json_loads (s_ctx, 0, NULL);
+    json_t *proposal_before = json_deep_copy (proposal);
+    json_t *ctx_before = json_deep_copy (ctx);
+    mesh_sandbox_t *inputs = s_load ("inputs.lua", NULL);
+    mesh_sandbox_t *mutate = s_load ("hostile_mutate.lua", NULL);
+    char *reason = NULL;
+    assert_int_equal (mesh_sandbox_eval (inputs, proposal, ctx, &reason), MESH_VERDICT_ACCEPT);
+    assert_null (reason);
+    //  The mutating rule runs (and accepts); the next rule sees the inputs unchanged.
+    assert_int_equal (mesh_sandbox_eval (mutate, proposal, ctx, &reason), MESH_VERDICT_ACCEPT);
+    assert_int_equal (mesh_sandbox_eval (inputs, proposal, ctx, &reason), MESH_VERDICT_ACCEPT);
+    assert_null (reason);
+    assert_true (json_equal (proposal, proposal_before));
+    assert_true (json_equal (ctx, ctx_before));
+    //  And the inputs rule does check: a different proposal fails one of its asserts.
+    json_object_set_new (proposal, "action", json_string ("note"));
+    assert_int_equal (mesh_sandbox_eval (inputs, proposal, ctx, &reason), MESH_VERDICT_ERROR);
+    assert_non_null (strstr (reason, "action"));
+    free (reason);
+    mesh_sandbox_destroy (&inputs);
+    mesh_sandbox_destroy (&mutate);
+    json_decref (proposal);
+    json_decref (ctx);
+    json_decref (proposal_before);
+    json_decref (ctx_before);
+    s_assert_healthy ();
+}
+
+static void
+test_deep_input (void **state)
+{
+    //  200 nested arrays: refused as an error, not a crash.
+    char deep[420];
+    memset (deep, '[', 200);
+    memset (deep + 200, ']', 200);
+    deep [400] = 0;
+    s_expect (s_accept, deep, MESH_VERDICT_ERROR, "nested deeper");
+}
+
+static void
+test_mesh_helpers (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("helpers.lua", NULL);
+    s_expect (rule, "{}", MESH_VERDICT_ACCEPT, NULL);
+    mesh_sandbox_destroy (&rule);
+    //  Misuse is an error, not a crash.
+    const char *src = "return { name = \"misuse\", description = \"d\", check = function (p) "
+                      "if p.k == 1 then return mesh.one_of(1, nil) end "
+                      "if p.k == 2 then return mesh.sorted_keys({ [true] = 1 }) end "
+                      "if p.k == 3 then return mesh.matches(\"x\", nil) end "
+                      "return mesh.in_range(1, \"0\", 2) end }";
+    rule = mesh_sandbox_load_buffer ("misuse.lua", src, strlen (src), &s_limits, NULL);
+    assert_non_null (rule);
+    s_expect (rule, "{\"k\":1}", MESH_VERDICT_ERROR, "table expected");
+    s_expect (rule, "{\"k\":2}", MESH_VERDICT_ERROR, "boolean key cannot be sorted");
+    s_expect (rule, "{\"k\":3}", MESH_VERDICT_ERROR, "string expected");
+    s_expect (rule, "{\"k\":4}", MESH_VERDICT_ERROR, "number expected");
+    mesh_sandbox_destroy (&rule);
+}
+
+static void
+test_verdict_names (void **state)
+{
+    assert_string_equal (mesh_verdict_name (MESH_VERDICT_ACCEPT), "accept");
+    assert_string_equal (mesh_verdict_name (MESH_VERDICT_REJECT), "reject");
+    assert_string_equal (mesh_verdict_name (MESH_VERDICT_ERROR), "error");
+    assert_string_equal (mesh_verdict_name (MESH_VERDICT_LIMIT), "limit");
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_accept_and_reject),
+        cmocka_unit_test (test_wrong_return_types),
+        cmocka_unit_test (test_reasons_are_clean),
+        cmocka_unit_test (test_errors_raised),
+        cmocka_unit_test (test_load_errors),
+        cmocka_unit_test (test_load_file_checks),
+        cmocka_unit_test (test_instruction_limit),
+        cmocka_unit_test (test_time_limit),
+        cmocka_unit_test (test_pcall_cannot_swallow),
+        cmocka_unit_test (test_memory_limit),
+        cmocka_unit_test (test_escapes_are_closed),
+        cmocka_unit_test (test_no_state_between_evaluations),
+        cmocka_unit_test (test_inputs_and_mutation),
+        cmocka_unit_test (test_deep_input),
+        cmocka_unit_test (test_mesh_helpers),
+        cmocka_unit_test (test_verdict_names),
+    };
+    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+}
