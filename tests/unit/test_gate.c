@@ -1,0 +1,643 @@
+/*  test_gate - the validator chain: the built-in schema check, the shipped rules in a
+ *  chain, every verdict recorded, the worst failure reported, the rules hash.
+ *
+ *  The config is built by hand (config.c is its own module); run from the repository
+ *  root so that rules/ and tests/unit/rules/ resolve.
+ */
+#include "gate.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RULES "tests/unit/rules/"
+
+//  --- a hand-built config ------------------------------------------------------------
+
+static mesh_param_spec_t s_scale_params[] = {
+    { .name = (char *) "service", .type = MESH_PARAM_STRING, .required = true,
+      .pattern = (char *) "[a-z][a-z0-9-]*", .max_length = 32 },
+    { .name = (char *) "replicas", .type = MESH_PARAM_INTEGER, .required = true,
+      .has_min = true, .min = 1, .has_max = true, .max = 20 },
+};
+static char *s_services[] = { (char *) "web", (char *) "api", (char *) "database",
+                              (char *) "meshd" };
+static mesh_param_spec_t s_restart_params[] = {
+    { .name = (char *) "service", .type = MESH_PARAM_STRING, .required = true,
+      .enum_values = s_services, .enum_count = 4 },     //  max_length 0: the default 256
+};
+static mesh_param_spec_t s_escalate_params[] = {
+    { .name = (char *) "summary", .type = MESH_PARAM_STRING, .required = false,
+      .max_length = 64 },
+};
+static mesh_param_spec_t s_note_params[] = {
+    { .name = (char *) "text", .type = MESH_PARAM_STRING, .required = true, .max_length = 64 },
+};
+static mesh_param_spec_t s_tune_params[] = {
+    { .name = (char *) "ratio", .type = MESH_PARAM_NUMBER, .required = true,
+      .has_min = true, .min = 0, .has_max = true, .max = 1 },
+    { .name = (char *) "dry_run", .type = MESH_PARAM_BOOLEAN, .required = false },
+};
+static mesh_param_spec_t s_bad_params[] = {
+    { .name = (char *) "x", .type = MESH_PARAM_STRING, .required = true,
+      .pattern = (char *) "([a-z" },
+};
+static mesh_action_spec_t s_actions[] = {
+    { .name = (char *) "scale_out", .kind = MESH_ACTION_KAFKA, .topic = (char *) "ops",
+      .params = s_scale_params, .param_count = 2 },
+    { .name = (char *) "restart_service", .kind = MESH_ACTION_LOG,
+      .params = s_restart_params, .param_count = 1 },
+    { .name = (char *) "escalate", .kind = MESH_ACTION_LOG,
+      .params = s_escalate_params, .param_count = 1 },
+    { .name = (char *) "note", .kind = MESH_ACTION_LOG, .params = s_note_params,
+      .param_count = 1 },
+    { .name = (char *) "tune", .kind = MESH_ACTION_LOG, .params = s_tune_params,
+      .param_count = 2 },
+    { .name = (char *) "forbidden", .kind = MESH_ACTION_LOG },
+    { .name = (char *) "bad_pattern", .kind = MESH_ACTION_LOG, .params = s_bad_params,
+      .param_count = 1 },
+};
+static char *s_agent_actions[] = {
+    (char *) "scale_out", (char *) "restart_service", (char *) "escalate", (char *) "note",
+    (char *) "tune"
+};
+
+static mesh_config_t s_cfg;
+static mesh_agent_config_t s_agent;
+static char *s_global_rules[4];
+static char *s_agent_rules[4];
+
+//  Reset the config: all actions, no rules.
+static void
+s_config (void)
+{
+    memset (&s_cfg, 0, sizeof s_cfg);
+    memset (&s_agent, 0, sizeof s_agent);
+    s_cfg.path = (char *) "test.yaml";
+    s_cfg.lua_instructions = 1000000;
+    s_cfg.lua_memory = 8 << 20;
+    s_cfg.lua_time_ms = 5000;                   //  generous: sanitised builds are slow
+    s_cfg.actions = s_actions;
+    s_cfg.action_count = 5;                     //  bad_pattern only when asked for
+    s_cfg.global_rules = s_global_rules;
+    s_cfg.agents = &s_agent;
+    s_cfg.agent_count = 1;
+    s_agent.name = (char *) "cpu-watch";
+    s_agent.actions = s_agent_actions;
+    s_agent.action_count = 5;
+    s_agent.rules = s_agent_rules;
+}
+
+static void
+s_global (const char *path)
+{
+    s_global_rules [s_cfg.global_rule_count++] = (char *) path;
+}
+
+static void
+s_rule (const char *path)
+{
+    s_agent_rules [s_agent.rule_count++] = (char *) path;
+}
+
+static mesh_gate_t *
+s_gate (void)
+{
+    char *err = NULL;
+    mesh_gate_t *gate = mesh_gate_new (&s_cfg, &s_agent, &err);
+    if (!gate)
+        fail_msg ("mesh_gate_new: %s", err);
+    assert_null (err);
+    return gate;
+}
+
+static const char *s_ctx =
+    "{\"agent\":\"cpu-watch\",\"now\":1700000000,\"incident\":{\"series\":\"web-1/cpu\","
+    "\"value\":97.5,\"score\":0.97,\"detector\":\"ewma\"},\"event\":{\"host\":\"web-1\"},"
+    "\"history\":[]}";
+
+//  Check PROPOSAL (JSON text) with CTX_TEXT (NULL: the default ctx).  Returns the
+//  verdicts array (caller frees) and sets *ok and *fail.
+static json_t *
+s_check_ctx (mesh_gate_t *gate, const char *proposal, const char *ctx_text, bool *ok,
+             mesh_fail_t *fail)
+{
+    json_error_t error;
+    json_t *p = json_loads (proposal, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+    json_t *ctx = json_loads (ctx_text ? ctx_text : s_ctx, 0, &error);
+    if (!p || !ctx)
+        fail_msg ("bad test JSON %s: %s", proposal, error.text);
+    json_t *verdicts = json_array ();
+    *fail = MESH_FAIL_COUNT_;
+    *ok = mesh_gate_check (gate, p, ctx, verdicts, fail);
+    json_decref (p);
+    json_decref (ctx);
+    return verdicts;
+}
+
+static json_t *
+s_check (mesh_gate_t *gate, const char *proposal, bool *ok, mesh_fail_t *fail)
+{
+    return s_check_ctx (gate, proposal, NULL, ok, fail);
+}
+
+static const char *
+s_field (json_t *verdicts, size_t index, const char *key)
+{
+    return json_string_value (json_object_get (json_array_get (verdicts, index), key));
+}
+
+//  The built-in check alone rejects PROPOSAL with a reason containing WANT, and no
+//  Lua rule is run.
+static void
+s_builtin_rejects (mesh_gate_t *gate, const char *proposal, const char *want)
+{
+    bool ok;
+    mesh_fail_t fail;
+    json_t *verdicts = s_check (gate, proposal, &ok, &fail);
+    const char *reason = s_field (verdicts, 0, "reason");
+    if (ok || fail != MESH_FAIL_RULE_REJECT || json_array_size (verdicts) != 1
+    ||  strcmp (s_field (verdicts, 0, "rule"), "builtin") != 0
+    ||  strcmp (s_field (verdicts, 0, "verdict"), "reject") != 0
+    ||  !reason || !strstr (reason, want))
+        fail_msg ("%s: got %s, want builtin reject containing \"%s\"", proposal,
+                  json_dumps (verdicts, JSON_COMPACT), want);
+    json_decref (verdicts);
+}
+
+//  Every check accepts PROPOSAL; N verdicts recorded.
+static void
+s_accepts (mesh_gate_t *gate, const char *proposal, const char *ctx, size_t n)
+{
+    bool ok;
+    mesh_fail_t fail;
+    json_t *verdicts = s_check_ctx (gate, proposal, ctx, &ok, &fail);
+    if (!ok || fail != MESH_FAIL_NONE || json_array_size (verdicts) != n)
+        fail_msg ("%s: got %s, want %zu accepts", proposal, json_dumps (verdicts, JSON_COMPACT),
+                  n);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal (s_field (verdicts, i, "verdict"), "accept");
+        assert_true (json_is_null (json_object_get (json_array_get (verdicts, i), "reason")));
+    }
+    assert_string_equal (s_field (verdicts, 0, "rule"), "builtin");
+    json_decref (verdicts);
+}
+
+//  --- tests --------------------------------------------------------------------------
+
+static void
+test_builtin_shape (void **state)
+{
+    s_config ();
+    mesh_gate_t *gate = s_gate ();
+    s_accepts (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web-1\","
+                     "\"replicas\":3},\"confidence\":0.9,\"rationale\":\"hot\"}", NULL, 1);
+    s_accepts (gate, "{\"action\":\"escalate\"}", NULL, 1);      //  params absent = {}
+    s_accepts (gate, "{\"action\":\"escalate\",\"confidence\":0,\"extra\":1}", NULL, 1);
+    s_accepts (gate, "{\"action\":\"escalate\",\"confidence\":1}", NULL, 1);
+
+    s_builtin_rejects (gate, "[]", "the proposal must be a JSON object, not an array");
+    s_builtin_rejects (gate, "\"scale_out\"", "must be a JSON object");
+    s_builtin_rejects (gate, "{}", "\"action\" must be a string naming one of: scale_out, "
+                                   "restart_service, escalate, note, tune");
+    s_builtin_rejects (gate, "{\"action\":7}", "\"action\" must be a string");
+    s_builtin_rejects (gate, "{\"action\":\"reboot\"}", "action \"reboot\" is not allowed");
+    //  Declared in the config but not one of this agent's actions.
+    s_builtin_rejects (gate, "{\"action\":\"forbidden\"}", "action \"forbidden\" is not allowed");
+    //  Byte-exact: no case folding, no trailing garbage.
+    s_builtin_rejects (gate, "{\"action\":\"Escalate\"}", "is not allowed");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\\u0000x\"}", "\"escalate\\x00x\" is not");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"params\":[]}",
+                       "\"params\" must be an object, not an array");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"params\":null}",
+                       "\"params\" must be an object, not null");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"confidence\":1.5}", "\"confidence\"");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"confidence\":-0.1}", "from 0 to 1");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"confidence\":\"high\"}",
+                       "\"confidence\" must be a number from 0 to 1, not a string");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"rationale\":5}",
+                       "\"rationale\" must be a string, not an integer");
+    mesh_gate_destroy (&gate);
+    assert_null (gate);
+    mesh_gate_destroy (&gate);
+}
+
+static void
+test_builtin_params (void **state)
+{
+    s_config ();
+    mesh_gate_t *gate = s_gate ();
+    //  Required and undeclared.
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\"}}",
+                       "params.replicas is required by scale_out");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                             "\"replicas\":2,\"force\":true}}",
+                       "params \"force\" is not a parameter of scale_out");
+    //  Types.
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                             "\"replicas\":3.5}}",
+                       "params.replicas must be an integer, not a real number");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                             "\"replicas\":3.0}}", "must be an integer");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                             "\"replicas\":\"3\"}}", "must be an integer, not a string");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":5,"
+                             "\"replicas\":3}}", "params.service must be a string, not an integer");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":null,"
+                             "\"replicas\":3}}", "must be a string, not null");
+    s_builtin_rejects (gate, "{\"action\":\"tune\",\"params\":{\"ratio\":\"0.5\"}}",
+                       "params.ratio must be a number, not a string");
+    s_builtin_rejects (gate, "{\"action\":\"tune\",\"params\":{\"ratio\":0.5,\"dry_run\":1}}",
+                       "params.dry_run must be a boolean, not an integer");
+    //  A number accepts an integer; a boolean accepts both values.
+    s_accepts (gate, "{\"action\":\"tune\",\"params\":{\"ratio\":1,\"dry_run\":false}}", NULL, 1);
+    s_accepts (gate, "{\"action\":\"tune\",\"params\":{\"ratio\":0.25,\"dry_run\":true}}",
+               NULL, 1);
+    //  Ranges, inclusive.
+    s_accepts (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                     "\"replicas\":20}}", NULL, 1);
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                             "\"replicas\":0}}", "params.replicas is 0, below the minimum 1");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                             "\"replicas\":21}}", "params.replicas is 21, above the maximum 20");
+    s_builtin_rejects (gate, "{\"action\":\"tune\",\"params\":{\"ratio\":1.5}}",
+                       "above the maximum 1");
+    //  Pattern: the whole string must match (an unanchored search would find "web").
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"1web\","
+                             "\"replicas\":3}}", "params.service \"1web\" does not match the "
+                                                 "pattern [a-z][a-z0-9-]*");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web!\","
+                             "\"replicas\":3}}", "does not match");
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"Web\","
+                             "\"replicas\":3}}", "does not match");
+    //  Enum, byte-exact.
+    s_accepts (gate, "{\"action\":\"restart_service\",\"params\":{\"service\":\"api\"}}", NULL, 1);
+    s_builtin_rejects (gate, "{\"action\":\"restart_service\",\"params\":{\"service\":\"API\"}}",
+                       "params.service \"API\" is not one of: web, api, database, meshd");
+    //  Control characters, DEL and NUL.
+    s_builtin_rejects (gate, "{\"action\":\"note\",\"params\":{\"text\":\"a\\nb\"}}",
+                       "params.text contains a control character");
+    s_builtin_rejects (gate, "{\"action\":\"note\",\"params\":{\"text\":\"a\\u007fb\"}}",
+                       "control character");
+    s_builtin_rejects (gate, "{\"action\":\"note\",\"params\":{\"text\":\"a\\u0000b\"}}",
+                       "control character");
+    s_builtin_rejects (gate, "{\"action\":\"note\",\"params\":{\"text\":\"\\t\"}}",
+                       "control character");
+    s_accepts (gate, "{\"action\":\"note\",\"params\":{\"text\":\"caf\\u00e9 ok\"}}", NULL, 1);
+    //  Length in bytes: declared 32 for service, default 256 when the spec says 0.
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":"
+                             "\"abcdefghijklmnopqrstuvwxyzabcdefg\",\"replicas\":3}}",
+                       "params.service is longer than 32 bytes");
+    char long_enum[400];
+    snprintf (long_enum, sizeof long_enum, "{\"action\":\"restart_service\",\"params\":"
+              "{\"service\":\"%0257d\"}}", 0);
+    s_builtin_rejects (gate, long_enum, "longer than 256 bytes");
+    //  Every problem is listed, so one reask can fix them all.
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"Web\","
+                             "\"replicas\":99},\"confidence\":2}",
+                       "does not match the pattern [a-z][a-z0-9-]*; params.replicas is 99, "
+                       "above the maximum 20; \"confidence\"");
+    s_builtin_rejects (gate, "{\"action\":\"note\",\"params\":{\"a\":1,\"b\":1,\"c\":1,\"d\":1,"
+                             "\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,\"j\":1}}",
+                       "... (11 problems in all)");
+    mesh_gate_destroy (&gate);
+}
+
+static void
+test_chain_with_shipped_rules (void **state)
+{
+    s_config ();
+    s_global ("rules/confidence_floor.lua");
+    s_rule ("rules/action_allowlist.lua");
+    mesh_gate_t *gate = s_gate ();
+    bool ok;
+    mesh_fail_t fail;
+
+    s_accepts (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\",\"replicas\":3},"
+                     "\"confidence\":0.9}", NULL, 3);
+    //  Order: builtin, the global chain, the agent's own.
+    json_t *v = s_check (gate, "{\"action\":\"escalate\"}", &ok, &fail);
+    assert_true (ok);
+    assert_int_equal (fail, MESH_FAIL_NONE);
+    assert_int_equal (json_array_size (v), 3);
+    assert_string_equal (s_field (v, 1, "rule"), "confidence_floor");
+    assert_string_equal (s_field (v, 2, "rule"), "action_allowlist");
+    json_decref (v);
+
+    //  Too many replicas for the incident's score; allowed when it is near certain.
+    v = s_check (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                       "\"replicas\":8},\"confidence\":0.9}", &ok, &fail);
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_REJECT);
+    assert_int_equal (json_array_size (v), 3);
+    assert_string_equal (s_field (v, 1, "verdict"), "accept");
+    assert_string_equal (s_field (v, 2, "verdict"), "reject");
+    assert_non_null (strstr (s_field (v, 2, "reason"), "scale_out to 8 replicas exceeds 5"));
+    json_decref (v);
+    s_accepts (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\",\"replicas\":8},"
+                     "\"confidence\":0.9}", "{\"incident\":{\"score\":0.9995}}", 3);
+
+    //  Confidence floor: below, absent, and escalate exempt.
+    v = s_check (gate, "{\"action\":\"note\",\"params\":{\"text\":\"x\"},\"confidence\":0.3}",
+                 &ok, &fail);
+    assert_false (ok);
+    assert_string_equal (s_field (v, 1, "verdict"), "reject");
+    assert_string_equal (s_field (v, 1, "reason"), "confidence 0.3 is below the floor 0.6");
+    assert_string_equal (s_field (v, 2, "verdict"), "accept");
+    json_decref (v);
+    v = s_check (gate, "{\"action\":\"note\",\"params\":{\"text\":\"x\"}}", &ok, &fail);
+    assert_false (ok);
+    assert_string_equal (s_field (v, 1, "reason"), "confidence is absent; the floor is 0.6");
+    json_decref (v);
+
+    //  Protected services.
+    v = s_check (gate, "{\"action\":\"restart_service\",\"params\":{\"service\":\"database\"},"
+                       "\"confidence\":0.9}", &ok, &fail);
+    assert_false (ok);
+    assert_string_equal (s_field (v, 2, "reason"),
+                         "service \"database\" is protected from restart_service");
+    json_decref (v);
+    s_accepts (gate, "{\"action\":\"restart_service\",\"params\":{\"service\":\"web\"},"
+                     "\"confidence\":0.9}", NULL, 3);
+
+    //  Declared for the agent but not on the site's allow-list, and under the floor:
+    //  both rules reject, both verdicts recorded.
+    v = s_check (gate, "{\"action\":\"tune\",\"params\":{\"ratio\":0.5},\"confidence\":0.1}",
+                 &ok, &fail);
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_REJECT);
+    assert_int_equal (json_array_size (v), 3);
+    assert_string_equal (s_field (v, 0, "verdict"), "accept");
+    assert_string_equal (s_field (v, 1, "verdict"), "reject");
+    assert_string_equal (s_field (v, 2, "verdict"), "reject");
+    assert_non_null (strstr (s_field (v, 2, "reason"), "not in this site's allow-list"));
+    json_decref (v);
+
+    //  A builtin rejection skips the rules: one verdict only.
+    s_builtin_rejects (gate, "{\"action\":\"scale_out\",\"confidence\":0.9}", "required");
+    mesh_gate_destroy (&gate);
+}
+
+static void
+test_worst_failure (void **state)
+{
+    const char *proposal = "{\"action\":\"escalate\"}";
+    bool ok;
+    mesh_fail_t fail;
+
+    s_config ();
+    s_rule (RULES "reject.lua");
+    s_rule (RULES "error.lua");
+    s_rule (RULES "hostile_loop.lua");
+    s_rule (RULES "accept.lua");
+    mesh_gate_t *gate = s_gate ();
+    json_t *v = s_check (gate, proposal, &ok, &fail);
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_LIMIT);
+    assert_int_equal (json_array_size (v), 5);          //  every rule ran
+    const char *want[][3] = {
+        { "builtin", "accept", NULL },
+        { "reject", "reject", "not today: escalate" },
+        { "error", "error", "error.lua:6: rule bug" },
+        { "hostile_loop", "limit", "instruction limit" },
+        { "accept", "accept", NULL },
+    };
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal (s_field (v, i, "rule"), want [i][0]);
+        assert_string_equal (s_field (v, i, "verdict"), want [i][1]);
+        if (want [i][2])
+            assert_string_equal (s_field (v, i, "reason"), want [i][2]);
+    }
+    json_decref (v);
+    mesh_gate_destroy (&gate);
+
+    s_config ();
+    s_rule (RULES "error.lua");
+    s_rule (RULES "reject.lua");
+    gate = s_gate ();
+    json_decref (s_check (gate, proposal, &ok, &fail));
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_ERROR);
+    mesh_gate_destroy (&gate);
+
+    s_config ();
+    s_rule (RULES "reject.lua");
+    gate = s_gate ();
+    json_decref (s_check (gate, proposal, &ok, &fail));
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_REJECT);
+    //  Verdicts and fail are optional.
+    json_t *p = json_loads (proposal, 0, NULL);
+    assert_false (mesh_gate_check (gate, p, NULL, NULL, NULL));
+    json_decref (p);
+    mesh_gate_destroy (&gate);
+}
+
+static void
+test_what_rules_see (void **state)
+{
+    s_config ();
+    s_rule (RULES "ctx_action.lua");
+    mesh_gate_t *gate = s_gate ();
+    s_accepts (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\",\"replicas\":3}}",
+               NULL, 2);
+    //  params absent: rules see {}.
+    s_accepts (gate, "{\"action\":\"escalate\"}", NULL, 2);
+    //  The caller's JSON is not changed.
+    json_t *p = json_loads ("{\"action\":\"escalate\"}", 0, NULL);
+    json_t *ctx = json_loads (s_ctx, 0, NULL);
+    json_t *p_before = json_deep_copy (p), *ctx_before = json_deep_copy (ctx);
+    assert_true (mesh_gate_check (gate, p, ctx, NULL, NULL));
+    assert_true (json_equal (p, p_before));
+    assert_true (json_equal (ctx, ctx_before));
+    //  No ctx at all: rules still get one with the action in it.
+    assert_true (mesh_gate_check (gate, p, NULL, NULL, NULL));
+    json_decref (p);
+    json_decref (ctx);
+    json_decref (p_before);
+    json_decref (ctx_before);
+    //  A ctx.action the caller set is left as it is (and this rule then rejects).
+    bool ok;
+    mesh_fail_t fail;
+    json_t *v = s_check_ctx (gate, "{\"action\":\"escalate\"}",
+                             "{\"action\":{\"name\":\"other\"}}", &ok, &fail);
+    assert_false (ok);
+    assert_string_equal (s_field (v, 1, "reason"), "ctx.action does not name the proposed action");
+    json_decref (v);
+    mesh_gate_destroy (&gate);
+}
+
+static char *
+s_read (const char *path, size_t *size)
+{
+    FILE *f = fopen (path, "rb");
+    assert_non_null (f);
+    char *data = malloc (300000);
+    *size = fread (data, 1, 300000, f);
+    fclose (f);
+    return data;
+}
+
+static void
+s_expected_hash (const char **paths, size_t count, char out[65])
+{
+    crypto_hash_sha256_state st;
+    unsigned char digest[32];
+    crypto_hash_sha256_init (&st);
+    for (size_t i = 0; i < count; i++) {
+        size_t size;
+        char *data = s_read (paths [i], &size);
+        const char *base = strrchr (paths [i], '/') + 1;
+        crypto_hash_sha256_update (&st, (const unsigned char *) base, strlen (base) + 1);
+        crypto_hash_sha256_update (&st, (const unsigned char *) data, size);
+        free (data);
+    }
+    crypto_hash_sha256_final (&st, digest);
+    sodium_bin2hex (out, 65, digest, 32);
+}
+
+static void
+test_rules_hash (void **state)
+{
+    char expected[65];
+    //  No rules: the hash of nothing.
+    s_config ();
+    mesh_gate_t *gate = s_gate ();
+    assert_string_equal (mesh_gate_rules_hash (gate),
+                         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    mesh_gate_destroy (&gate);
+
+    const char *shipped[] = { "rules/confidence_floor.lua", "rules/action_allowlist.lua" };
+    s_config ();
+    s_global (shipped [0]);
+    s_rule (shipped [1]);
+    gate = s_gate ();
+    s_expected_hash (shipped, 2, expected);
+    assert_string_equal (mesh_gate_rules_hash (gate), expected);
+    mesh_gate_t *again = s_gate ();
+    assert_string_equal (mesh_gate_rules_hash (again), mesh_gate_rules_hash (gate));
+    mesh_gate_destroy (&again);
+
+    //  Another order is another chain.
+    s_config ();
+    s_global (shipped [1]);
+    s_rule (shipped [0]);
+    again = s_gate ();
+    assert_string_not_equal (mesh_gate_rules_hash (again), mesh_gate_rules_hash (gate));
+    mesh_gate_destroy (&again);
+
+    //  The same rule with one more byte (a comment) is another rule set.
+    char dir[] = "/tmp/test_gate.XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    char path[128];
+    snprintf (path, sizeof path, "%s/action_allowlist.lua", dir);
+    size_t size;
+    char *data = s_read (shipped [1], &size);
+    FILE *f = fopen (path, "wb");
+    assert_non_null (f);
+    assert_int_equal (fwrite (data, 1, size, f), size);
+    fclose (f);
+    free (data);
+    s_config ();
+    s_global (shipped [0]);
+    s_rule (path);
+    again = s_gate ();
+    assert_string_equal (mesh_gate_rules_hash (again), mesh_gate_rules_hash (gate));
+    mesh_gate_destroy (&again);                         //  same name, same content: same
+    f = fopen (path, "ab");
+    fputs ("-- edited\n", f);
+    fclose (f);
+    again = s_gate ();
+    assert_string_not_equal (mesh_gate_rules_hash (again), mesh_gate_rules_hash (gate));
+    const char *edited[] = { shipped [0], path };
+    s_expected_hash (edited, 2, expected);
+    assert_string_equal (mesh_gate_rules_hash (again), expected);
+    mesh_gate_destroy (&again);
+    assert_int_equal (unlink (path), 0);
+    assert_int_equal (rmdir (dir), 0);
+    mesh_gate_destroy (&gate);
+}
+
+static void
+test_new_errors (void **state)
+{
+    char *err = NULL;
+    //  Every problem is reported, one line each.
+    s_config ();
+    s_global (RULES "syntax_error.lua");
+    s_rule (RULES "no_such_rule.lua");
+    s_rule (RULES "accept.lua");
+    assert_null (mesh_gate_new (&s_cfg, &s_agent, &err));
+    assert_non_null (err);
+    assert_non_null (strstr (err, RULES "syntax_error.lua:3: "));
+    assert_non_null (strstr (err, "\n" RULES "no_such_rule.lua: cannot open"));
+    assert_null (strchr (strchr (err, '\n') + 1, '\n'));
+    free (err);
+
+    //  Two rules with one name.
+    s_config ();
+    s_global ("rules/confidence_floor.lua");
+    s_rule ("rules/confidence_floor.lua");
+    assert_null (mesh_gate_new (&s_cfg, &s_agent, &err));
+    assert_string_equal (err, "rules/confidence_floor.lua: rule name \"confidence_floor\" is "
+                              "already used by rules/confidence_floor.lua");
+    free (err);
+
+    //  An agent action nobody declared; a pattern that does not compile.
+    s_config ();
+    char *actions[] = { (char *) "escalate", (char *) "launch", (char *) "bad_pattern" };
+    s_agent.actions = actions;
+    s_agent.action_count = 3;
+    s_cfg.action_count = 7;
+    assert_null (mesh_gate_new (&s_cfg, &s_agent, &err));
+    assert_non_null (strstr (err, "agent cpu-watch: action \"launch\" is not declared"));
+    assert_non_null (strstr (err, "action bad_pattern: param x: pattern \"([a-z\" is not a "
+                                  "valid POSIX extended regular expression"));
+    free (err);
+
+    //  Without err, the problem is logged and NULL returned.
+    s_config ();
+    s_rule (RULES "no_such_rule.lua");
+    assert_null (mesh_gate_new (&s_cfg, &s_agent, NULL));
+}
+
+static void
+test_check_file (void **state)
+{
+    s_config ();
+    char *err = NULL;
+    assert_int_equal (mesh_gate_check_file ("rules/action_allowlist.lua", &s_cfg, &err), 0);
+    assert_null (err);
+    assert_int_equal (mesh_gate_check_file ("rules/confidence_floor.lua", NULL, &err), 0);
+    assert_int_equal (mesh_gate_check_file (RULES "syntax_error.lua", &s_cfg, &err), -1);
+    assert_non_null (strstr (err, RULES "syntax_error.lua:3: "));
+    free (err);
+    assert_int_equal (mesh_gate_check_file (RULES "no_check.lua", &s_cfg, &err), -1);
+    assert_non_null (strstr (err, "check = function"));
+    free (err);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_builtin_shape),
+        cmocka_unit_test (test_builtin_params),
+        cmocka_unit_test (test_chain_with_shipped_rules),
+        cmocka_unit_test (test_worst_failure),
+        cmocka_unit_test (test_what_rules_see),
+        cmocka_unit_test (test_rules_hash),
+        cmocka_unit_test (test_new_errors),
+        cmocka_unit_test (test_check_file),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
