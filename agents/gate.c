@@ -22,7 +22,7 @@
  *  What rules see: the proposal as given, with "params" set to {} when it was absent;
  *  the ctx as given, with "action" set to the declared spec of the proposed action
  *  ({name, kind, params = {NAME = {type, required, max_length, pattern, enum, min,
- *  max}}}) when the caller did not put one there.  Both are copies; the caller's JSON
+ *  max}}}) when the caller left it absent or null.  Both are copies; the caller's JSON
  *  is never changed.  A replay through the gate with the same config adds the same.
  *
  *  The rules hash is SHA-256 over, for each rule in chain order, its file's basename,
@@ -620,7 +620,8 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
         json_object_set_new (seen_proposal, "params", json_object ());
     }
     json_t *seen_ctx = json_incref (ctx);
-    if (!ctx || (json_is_object (ctx) && !json_object_get (ctx, "action"))) {
+    json_t *given = json_object_get (ctx, "action");
+    if (!ctx || (json_is_object (ctx) && (!given || json_is_null (given)))) {
         json_decref (seen_ctx);
         seen_ctx = ctx ? json_copy (ctx) : json_object ();
         json_object_set (seen_ctx, "action", action->spec);

@@ -24,8 +24,9 @@
  *    __gc (finalizers run with hooks off, so nothing could stop one) or __mode (weak
  *    tables make results depend on the collector).
  *  - Rules are text only (luaL_loadbufferx mode "t"), at most 256 KiB, without NUL.
- *    The source is read once; each evaluation compiles it in its fresh state (about
- *    as cheap as a copy would be, and nothing compiled crosses states).
+ *    The source is read once; each evaluation compiles it in its fresh state: tens of
+ *    microseconds for a shipped rule, state and libraries included, and nothing
+ *    compiled ever crosses from one state to another.
  *  - Inputs are converted from JSON into new tables in the evaluation's own state, so
  *    a rule that writes into proposal or ctx changes only its private copy.
  *  - Every Lua call that can raise runs inside one lua_pcall of s_main: a memory error

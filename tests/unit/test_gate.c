@@ -465,6 +465,8 @@ test_what_rules_see (void **state)
     json_decref (ctx);
     json_decref (p_before);
     json_decref (ctx_before);
+    //  A null ctx.action is filled in like an absent one.
+    s_accepts (gate, "{\"action\":\"escalate\"}", "{\"action\":null}", 2);
     //  A ctx.action the caller set is left as it is (and this rule then rejects).
     bool ok;
     mesh_fail_t fail;
