@@ -728,6 +728,11 @@ s_run (const mesh_sandbox_t *self, s_call_t *call)
         lua_pushcfunction (L, s_main);
         lua_pushlightuserdata (L, call);
         int status = lua_pcall (L, 1, 0, 0);
+        //  A failed evaluation during which the allocator refused is a memory limit even
+        //  if what reached us is another error (a __close handler raising while the
+        //  memory error unwinds).  The price: a rule that recovered from a refusal
+        //  through Lua's emergency collection and then raised for its own reasons is
+        //  reported as a memory limit too; both are refusals either way.
         if (status != LUA_OK && run.limit == S_LIMIT_NONE
         &&  (status == LUA_ERRMEM || run.refused))
             run.limit = S_LIMIT_MEMORY;
