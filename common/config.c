@@ -1032,7 +1032,7 @@ s_walk (s_ctx_t *ctx, s_node_t *map, const char *path, const s_field_t *fields, 
     while (fields [field_count].key)
         field_count++;
     assert (field_count <= S_MAX_FIELDS);
-    s_node_t *local [S_MAX_FIELDS];
+    s_node_t *local [S_MAX_FIELDS], *keys [S_MAX_FIELDS];
     if (!seen)
         seen = local;
     memset (seen, 0, field_count * sizeof *seen);
@@ -1073,10 +1073,11 @@ s_walk (s_ctx_t *ctx, s_node_t *map, const char *path, const s_field_t *fields, 
         if (seen [index]) {
             s_at (ctx, key, "duplicate key '%s' %s (first at %d:%d)",
                   s_show (key->text, shown, sizeof shown),
-                  s_location (path, where, sizeof where), seen [index]->line, seen [index]->col);
+                  s_location (path, where, sizeof where), keys [index]->line, keys [index]->col);
             continue;
         }
         seen [index] = value;
+        keys [index] = key;
         if (value->kind == S_INVALID)
             continue;
         const s_field_t *field = &fields [index];
@@ -1491,14 +1492,17 @@ s_param_check (s_ctx_t *ctx, mesh_param_spec_t *param, s_node_t **seen, const ch
     }
     //  An enum value the pattern or the length refuses could never be accepted.
     char shown [64];
-    for (size_t i = 0; i < param->enum_count; i++) {
-        const char *value = param->enum_values [i];
+    s_node_t *values = seen [P_ENUM];
+    for (size_t i = 0; param->enum_count && i < values->count; i++) {
+        s_node_t *item = values->kids [i];
+        if (item->kind != S_SCALAR || s_is_null (item))
+            continue;                   //  reported already
         regmatch_t match;
-        bool whole = regexec (&regex, value, 1, &match, 0) == 0 && match.rm_so == 0
-                  && (size_t) match.rm_eo == strlen (value);
-        if (!whole || strlen (value) > param->max_length)
-            s_at (ctx, seen [P_ENUM], "%s.enum: '%s' does not fit the param's %s", path,
-                  s_show (value, shown, sizeof shown), whole ? "max_length" : "pattern");
+        bool whole = regexec (&regex, item->text, 1, &match, 0) == 0 && match.rm_so == 0
+                  && (size_t) match.rm_eo == item->length;
+        if (!whole || item->length > param->max_length)
+            s_at (ctx, item, "%s.enum[%zu]: '%s' does not fit the param's %s", path, i,
+                  s_show (item->text, shown, sizeof shown), whole ? "max_length" : "pattern");
     }
     regfree (&regex);
 }

@@ -1,0 +1,1058 @@
+/*  test_config - the config loader: the reference file, defaults, paths, and
+ *  one test per class of problem, each asserting the exact LINE:COL it is
+ *  reported at and what the message says.
+ *
+ *  Most tests write a small YAML file into a temporary directory, load it with
+ *  the problems going to a memory stream, and look for "LINE:COL: message" in
+ *  what was printed.  s_base is a valid config the tests extend at line 17 and
+ *  later, so the positions in the assertions can be counted by eye.
+ *  Run from the repository root (the reference config is config/meshd.yaml).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char s_dir [64];
+
+static const char *s_base =
+    "kafka:\n"                          //  1
+    "  brokers: embedded\n"             //  2
+    "backends:\n"                       //  3
+    "  b:\n"                            //  4
+    "    kind: scripted\n"              //  5
+    "    file: r.jsonl\n"               //  6
+    "actions:\n"                        //  7
+    "  esc:\n"                          //  8
+    "    kind: log\n"                   //  9
+    "agents:\n"                         //  10
+    "  - name: a\n"                     //  11
+    "    topics: [m]\n"                 //  12
+    "    fields: {key: [host]}\n"       //  13
+    "    reason: {backend: b}\n"        //  14
+    "    actions: [esc]\n"              //  15
+    "    fallback: esc\n";              //  16
+
+static int
+s_remove (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove (path);
+}
+
+static int
+s_setup (void **state)
+{
+    snprintf (s_dir, sizeof s_dir, "/tmp/test_config.XXXXXX");
+    return mkdtemp (s_dir) ? 0 : -1;
+}
+
+static int
+s_teardown (void **state)
+{
+    return nftw (s_dir, s_remove, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+//  Write TEXT (LENGTH bytes) to NAME in the temporary directory; returns the path.
+static char *
+s_write (const char *name, const char *text, size_t length)
+{
+    char *path;
+    assert_true (asprintf (&path, "%s/%s", s_dir, name) > 0);
+    FILE *file = fopen (path, "wb");
+    assert_non_null (file);
+    assert_int_equal (fwrite (text, 1, length, file), length);
+    assert_int_equal (fclose (file), 0);
+    return path;
+}
+
+//  Load PATH; the printed problems go to *OUT_P (caller frees).
+static int
+s_load_path (const char *path, mesh_config_t **cfg_p, char **out_p)
+{
+    size_t size;
+    FILE *err = open_memstream (out_p, &size);
+    assert_non_null (err);
+    int problems = mesh_config_load (path, cfg_p, err);
+    fclose (err);
+    //  The contract: the config is set exactly when there is no problem.
+    if (problems == 0)
+        assert_non_null (*cfg_p);
+    else
+        assert_null (*cfg_p);
+    //  One line per problem (plus the "too many" note past the cap).
+    size_t lines = 0;
+    for (const char *p = *out_p; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal (lines, (size_t) problems + (problems == 100));
+    return problems;
+}
+
+static int
+s_load (const char *text, mesh_config_t **cfg_p, char **out_p)
+{
+    char *path = s_write ("c.yaml", text, strlen (text));
+    int problems = s_load_path (path, cfg_p, out_p);
+    free (path);
+    return problems;
+}
+
+//  s_base followed by EXTRA.
+static int
+s_load_base (const char *extra, mesh_config_t **cfg_p, char **out_p)
+{
+    char *text;
+    assert_true (asprintf (&text, "%s%s", s_base, extra) > 0);
+    int problems = s_load (text, cfg_p, out_p);
+    free (text);
+    return problems;
+}
+
+//  OUT holds a line with ":WHERE" in it, e.g. ":3:5: daemon.foo: ...".
+static void
+s_expect (const char *out, const char *where)
+{
+    char *needle;
+    assert_true (asprintf (&needle, ":%s", where) > 0);
+    if (!strstr (out, needle))
+        fail_msg ("expected '%s' in:\n%s", where, out);
+    free (needle);
+}
+
+//  Turn the line LINE (with its newline) of TEXT into a comment of the same
+//  length, so that the positions of the lines after it do not move.
+static void
+s_blank (char *text, const char *line)
+{
+    char *at = strstr (text, line);
+    assert_non_null (at);
+    at [0] = '#';
+    memset (at + 1, ' ', strlen (line) - 2);
+}
+
+//  The 1-based line of the first line of FILE containing TEXT.
+static int
+s_line_of (const char *file, const char *text)
+{
+    FILE *f = fopen (file, "r");
+    assert_non_null (f);
+    char line [1024];
+    int number = 0, found = 0;
+    while (!found && fgets (line, sizeof line, f)) {
+        number++;
+        if (strstr (line, text))
+            found = number;
+    }
+    fclose (f);
+    assert_true (found > 0);
+    return found;
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+test_reference_config (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_path ("config/meshd.yaml", &cfg, &out), 0);
+    assert_string_equal (out, "");
+
+    assert_string_equal (cfg->path, "config/meshd.yaml");
+    assert_string_equal (cfg->runtime_dir, "/run/meshd");
+    assert_string_equal (cfg->state_dir, "/var/lib/meshd");
+    assert_string_equal (cfg->decision_log, "/var/lib/meshd/decisions.jsonl");
+    assert_null (cfg->agent_binary);
+    assert_int_equal (cfg->heartbeat_ms, 1000);
+    assert_int_equal (cfg->liveness_timeout_ms, 10000);
+    assert_int_equal (cfg->drain_timeout_ms, 10000);
+    assert_int_equal (cfg->backoff_initial_ms, 100);
+    assert_int_equal (cfg->backoff_max_ms, 30000);
+    assert_int_equal (cfg->healthy_after_s, 60);
+    assert_int_equal (cfg->restart_intensity, 5);
+    assert_int_equal (cfg->restart_period_s, 60);
+
+    assert_string_equal (cfg->brokers, "localhost:9092");
+    assert_false (cfg->embedded);
+    assert_int_equal (cfg->embedded_topic_count, 0);
+    assert_int_equal (cfg->session_timeout_ms, 10000);
+    assert_int_equal (cfg->commit_interval_ms, 1000);
+
+    assert_int_equal (cfg->lua_instructions, 1000000);
+    assert_int_equal (cfg->lua_memory, 8388608);
+    assert_int_equal (cfg->lua_time_ms, 50);
+    assert_int_equal (cfg->global_rule_count, 1);
+    assert_string_equal (cfg->global_rules [0], "config/../rules/action_allowlist.lua");
+    assert_int_equal (cfg->global_rule_pos [0].line,
+                      s_line_of ("config/meshd.yaml", "rules: [../rules/action_allowlist.lua]"));
+    assert_int_equal (cfg->global_rule_pos [0].col, 11);
+
+    assert_int_equal (cfg->backend_count, 2);
+    const mesh_backend_config_t *scripted = mesh_config_backend (cfg, "scripted");
+    assert_non_null (scripted);
+    assert_int_equal (scripted->kind, MESH_BACKEND_SCRIPTED);
+    assert_string_equal (scripted->file, "config/demo-responses.jsonl");
+    const mesh_backend_config_t *local = mesh_config_backend (cfg, "local");
+    assert_non_null (local);
+    assert_int_equal (local->kind, MESH_BACKEND_OPENAI);
+    assert_string_equal (local->url, "http://127.0.0.1:8080");
+    assert_string_equal (local->model, "qwen2.5-1.5b-instruct");
+    assert_string_equal (local->api_key_file, "/etc/meshd/llm.key");
+    assert_int_equal (local->timeout_ms, 30000);
+    assert_int_equal (local->connect_timeout_ms, 2000);
+    assert_true (local->temperature == 0);
+    assert_true (local->json_schema);
+    assert_null (mesh_config_backend (cfg, "nope"));
+
+    assert_int_equal (cfg->action_count, 2);
+    const mesh_action_spec_t *scale = mesh_config_action (cfg, "scale_out");
+    assert_non_null (scale);
+    assert_int_equal (scale->kind, MESH_ACTION_KAFKA);
+    assert_string_equal (scale->topic, "mesh.actions");
+    assert_non_null (scale->description);
+    assert_int_equal (scale->param_count, 3);
+    assert_string_equal (scale->params [0].name, "service");
+    assert_int_equal (scale->params [0].type, MESH_PARAM_STRING);
+    assert_string_equal (scale->params [0].pattern, "[a-z][a-z0-9-]{0,62}");
+    assert_int_equal (scale->params [0].max_length, 64);
+    assert_true (scale->params [0].required);
+    assert_string_equal (scale->params [1].name, "replicas");
+    assert_int_equal (scale->params [1].type, MESH_PARAM_INTEGER);
+    assert_true (scale->params [1].has_min && scale->params [1].has_max);
+    assert_true (scale->params [1].min == 1 && scale->params [1].max == 10);
+    assert_string_equal (scale->params [2].name, "severity");
+    assert_false (scale->params [2].required);
+    assert_int_equal (scale->params [2].enum_count, 2);
+    assert_string_equal (scale->params [2].enum_values [1], "high");
+    const mesh_action_spec_t *escalate = mesh_config_action (cfg, "escalate");
+    assert_non_null (escalate);
+    assert_int_equal (escalate->kind, MESH_ACTION_LOG);
+    assert_null (escalate->topic);
+    assert_int_equal (escalate->params [0].max_length, 500);
+    assert_null (mesh_config_action (cfg, "reboot"));
+
+    assert_int_equal (cfg->agent_count, 1);
+    const mesh_agent_config_t *agent = mesh_config_agent (cfg, "cpu-watch");
+    assert_ptr_equal (agent, &cfg->agents [0]);
+    assert_null (mesh_config_agent (cfg, "other"));
+    assert_int_equal (agent->topic_count, 1);
+    assert_string_equal (agent->topics [0], "metrics");
+    assert_string_equal (agent->group, "meshd.cpu-watch");
+    assert_false (agent->observe);
+    assert_int_equal (agent->key_field_count, 2);
+    assert_string_equal (agent->key_fields [1], "metric");
+    assert_string_equal (agent->value_field, "value");
+    assert_string_equal (agent->time_field, "ts");
+    assert_string_equal (agent->detector.kind, "ewma");
+    assert_true (agent->detector.alpha == 0.05);
+    assert_int_equal (agent->detector.warmup, 30);
+    assert_true (agent->detector.threshold == 0.99);
+    assert_int_equal (agent->detector.max_series, 10000);
+    assert_int_equal (agent->incident.cooldown_s, 300);
+    assert_string_equal (agent->reason.backend, "local");
+    assert_int_equal (agent->reason.max_steps, 3);
+    assert_int_equal (agent->reason.max_tokens, 256);
+    assert_int_equal (agent->reason.incident_token_cap, 4000);
+    assert_int_equal (agent->reason.budget_tokens, 200000);
+    assert_int_equal (agent->reason.budget_window_s, 3600);
+    assert_int_equal (agent->reason.queue_size, 64);
+    assert_int_equal (agent->reason.workers, 1);
+    assert_int_equal (agent->action_count, 2);
+    assert_string_equal (agent->fallback, "escalate");
+    assert_int_equal (agent->rule_count, 1);
+    assert_string_equal (agent->rules [0], "config/../rules/confidence_floor.lua");
+    assert_int_equal (agent->rule_pos [0].line,
+                      s_line_of ("config/meshd.yaml", "rules: [../rules/confidence_floor.lua]"));
+    assert_int_equal (agent->rule_pos [0].col, 13);
+
+    mesh_config_destroy (&cfg);
+    assert_null (cfg);
+    mesh_config_destroy (&cfg);         //  safe on NULL
+    free (out);
+}
+
+//  The demo config is another engineer's file; it must load with this loader.
+static void
+test_demo_config (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_path ("config/demo.yaml", &cfg, &out), 0);
+    assert_true (cfg->embedded);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
+static void
+test_minimal_defaults (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load (s_base, &cfg, &out), 0);
+
+    assert_string_equal (cfg->runtime_dir, "/run/meshd");
+    assert_string_equal (cfg->state_dir, "/var/lib/meshd");
+    assert_string_equal (cfg->decision_log, "/var/lib/meshd/decisions.jsonl");
+    assert_null (cfg->agent_binary);
+    assert_int_equal (cfg->heartbeat_ms, 1000);
+    assert_int_equal (cfg->liveness_timeout_ms, 10000);
+    assert_int_equal (cfg->backoff_initial_ms, 100);
+    assert_int_equal (cfg->backoff_max_ms, 30000);
+    assert_int_equal (cfg->healthy_after_s, 60);
+    assert_int_equal (cfg->restart_intensity, 5);
+    assert_int_equal (cfg->restart_period_s, 60);
+    assert_int_equal (cfg->drain_timeout_ms, 10000);
+    assert_string_equal (cfg->brokers, "embedded");
+    assert_true (cfg->embedded);
+    assert_int_equal (cfg->embedded_partitions, 4);
+    //  No explicit list: every topic the config names.
+    assert_int_equal (cfg->embedded_topic_count, 1);
+    assert_string_equal (cfg->embedded_topics [0], "m");
+    assert_int_equal (cfg->session_timeout_ms, 10000);
+    assert_int_equal (cfg->commit_interval_ms, 1000);
+    assert_int_equal (cfg->lua_instructions, 1000000);
+    assert_int_equal (cfg->lua_memory, 8 * 1024 * 1024);
+    assert_int_equal (cfg->lua_time_ms, 50);
+    assert_int_equal (cfg->global_rule_count, 0);
+
+    const mesh_backend_config_t *backend = mesh_config_backend (cfg, "b");
+    assert_non_null (backend);
+    assert_int_equal (backend->timeout_ms, 30000);
+    assert_int_equal (backend->connect_timeout_ms, 2000);
+    assert_true (backend->temperature == 0);
+    assert_true (backend->json_schema);
+    assert_null (backend->url);
+    assert_null (backend->api_key_file);
+
+    const mesh_action_spec_t *action = mesh_config_action (cfg, "esc");
+    assert_non_null (action);
+    assert_null (action->description);
+    assert_int_equal (action->param_count, 0);
+
+    const mesh_agent_config_t *agent = mesh_config_agent (cfg, "a");
+    assert_non_null (agent);
+    assert_string_equal (agent->group, "meshd.a");
+    assert_false (agent->observe);
+    assert_string_equal (agent->value_field, "value");
+    assert_string_equal (agent->time_field, "ts");
+    assert_string_equal (agent->detector.kind, "ewma");
+    assert_true (agent->detector.alpha == 0.05);
+    assert_int_equal (agent->detector.warmup, 30);
+    assert_true (agent->detector.threshold == 0.99);
+    assert_int_equal (agent->detector.max_series, 10000);
+    assert_int_equal (agent->incident.cooldown_s, 300);
+    assert_int_equal (agent->reason.max_steps, 3);
+    assert_int_equal (agent->reason.max_tokens, 256);
+    assert_int_equal (agent->reason.incident_token_cap, 4000);
+    assert_int_equal (agent->reason.budget_tokens, 200000);
+    assert_int_equal (agent->reason.budget_window_s, 3600);
+    assert_int_equal (agent->reason.queue_size, 64);
+    assert_int_equal (agent->reason.workers, 1);
+    assert_int_equal (agent->rule_count, 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
+//  Explicit values, and a null value meaning "the default".
+static void
+test_values (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    const char *text =
+        "daemon:\n"
+        "  agent_binary:\n"
+        "  heartbeat_ms: 250\n"
+        "kafka:\n"
+        "  brokers: \"k1:9092,[::1]:9093\"\n"
+        "backends:\n"
+        "  llm:\n"
+        "    kind: openai\n"
+        "    url: https://llm.example:8443/\n"
+        "    model: m\n"
+        "    temperature: 0.7\n"
+        "    json_schema: false\n"
+        "actions:\n"
+        "  flag: {kind: log, params: {on: {type: boolean}, x: {type: number, min: -0.5}}}\n"
+        "agents:\n"
+        "  - {name: a.b_c-1, topics: [t1, t2], mode: observe, fields: {key: [h]},\n"
+        "     reason: {backend: llm, budget_tokens: 10000000000}, actions: [flag],\n"
+        "     fallback: flag, group: g}\n";
+    assert_int_equal (s_load (text, &cfg, &out), 0);
+    assert_null (cfg->agent_binary);
+    assert_int_equal (cfg->heartbeat_ms, 250);
+    assert_string_equal (cfg->brokers, "k1:9092,[::1]:9093");
+    assert_false (cfg->embedded);
+    const mesh_backend_config_t *llm = mesh_config_backend (cfg, "llm");
+    assert_string_equal (llm->url, "https://llm.example:8443");    //  trailing / dropped
+    assert_true (llm->temperature == 0.7);
+    assert_false (llm->json_schema);
+    const mesh_action_spec_t *flag = mesh_config_action (cfg, "flag");
+    assert_int_equal (flag->params [0].type, MESH_PARAM_BOOLEAN);
+    assert_false (flag->params [0].has_min);
+    assert_int_equal (flag->params [1].type, MESH_PARAM_NUMBER);
+    assert_true (flag->params [1].has_min);
+    assert_false (flag->params [1].has_max);
+    assert_true (flag->params [1].min == -0.5);
+    const mesh_agent_config_t *agent = &cfg->agents [0];
+    assert_true (agent->observe);
+    assert_string_equal (agent->group, "g");
+    assert_int_equal (agent->topic_count, 2);
+    assert_true (agent->reason.budget_tokens == 10000000000L);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
+static void
+test_relative_paths (void **state)
+{
+    char *sub;
+    assert_true (asprintf (&sub, "%s/etc", s_dir) > 0);
+    assert_int_equal (mkdir (sub, 0700), 0);
+    const char *text =
+        "daemon:\n"
+        "  runtime_dir: run\n"
+        "  state_dir: ../state\n"
+        "  agent_binary: /opt/mesh-agent\n"
+        "gates:\n"
+        "  rules: [r/one.lua, /abs/two.lua]\n"
+        "kafka: {brokers: embedded}\n"
+        "backends: {b: {kind: openai, url: 'http://h:1', model: m, api_key_file: key}}\n"
+        "actions: {esc: {kind: log}}\n"
+        "agents:\n"
+        "  - {name: a, topics: [m], fields: {key: [h]}, reason: {backend: b},\n"
+        "     actions: [esc], fallback: esc, rules: [mine.lua]}\n";
+    char *path = s_write ("etc/c.yaml", text, strlen (text));
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_path (path, &cfg, &out), 0);
+
+    char expect [256];
+    snprintf (expect, sizeof expect, "%s/run", sub);
+    assert_string_equal (cfg->runtime_dir, expect);
+    snprintf (expect, sizeof expect, "%s/../state", sub);
+    assert_string_equal (cfg->state_dir, expect);
+    snprintf (expect, sizeof expect, "%s/../state/decisions.jsonl", sub);
+    assert_string_equal (cfg->decision_log, expect);
+    assert_string_equal (cfg->agent_binary, "/opt/mesh-agent");
+    snprintf (expect, sizeof expect, "%s/r/one.lua", sub);
+    assert_string_equal (cfg->global_rules [0], expect);
+    assert_string_equal (cfg->global_rules [1], "/abs/two.lua");
+    assert_int_equal (cfg->global_rule_pos [0].line, 6);
+    assert_int_equal (cfg->global_rule_pos [0].col, 11);
+    assert_int_equal (cfg->global_rule_pos [1].line, 6);
+    assert_int_equal (cfg->global_rule_pos [1].col, 22);
+    snprintf (expect, sizeof expect, "%s/key", sub);
+    assert_string_equal (cfg->backends [0].api_key_file, expect);
+    snprintf (expect, sizeof expect, "%s/mine.lua", sub);
+    assert_string_equal (cfg->agents [0].rules [0], expect);
+    assert_int_equal (cfg->agents [0].rule_pos [0].line, 12);
+    assert_int_equal (cfg->agents [0].rule_pos [0].col, 45);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  A file name without a directory resolves against ".".
+    char cwd [4096];
+    assert_non_null (getcwd (cwd, sizeof cwd));
+    assert_int_equal (chdir (sub), 0);
+    assert_int_equal (s_load_path ("c.yaml", &cfg, &out), 0);
+    assert_string_equal (cfg->runtime_dir, "./run");
+    assert_string_equal (cfg->global_rules [0], "./r/one.lua");
+    mesh_config_destroy (&cfg);
+    free (out);
+    assert_int_equal (chdir (cwd), 0);
+    free (path);
+    free (sub);
+}
+
+//  --------------------------------------------------------------------------
+//  One class of problem per test.
+
+static void
+test_unknown_key (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("    foo: 1\n"
+                                   "color: blue\n", &cfg, &out), 2);
+    s_expect (out, "17:5: unknown key 'foo' in agents[0] (expected one of: name, topics, group, "
+              "mode, fields, detector, incident, reason, actions, fallback, rules)");
+    s_expect (out, "18:1: unknown key 'color' at top level (expected one of: daemon, kafka, ");
+    free (out);
+
+    //  An inline secret gets a pointer to the right way, and is not repeated.
+    const char *text =
+        "kafka: {brokers: embedded}\n"
+        "backends: {b: {kind: openai, url: 'http://h:1', model: m, api_key: sk-secret}}\n"
+        "actions: {esc: {kind: log}}\n"
+        "agents: [{name: a, topics: [m], fields: {key: [h]}, reason: {backend: b}, "
+        "actions: [esc], fallback: esc}]\n";
+    assert_int_equal (s_load (text, &cfg, &out), 1);
+    s_expect (out, "2:59: unknown key 'api_key' in backends.b");
+    assert_non_null (strstr (out, "api_key_file"));
+    assert_null (strstr (out, "sk-secret"));
+    free (out);
+}
+
+static void
+test_wrong_types (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("    group: {a: 1}\n"                           //  17
+                                   "    detector:\n"                               //  18
+                                   "      warmup: 10x\n"                           //  19
+                                   "      max_series: 1.5\n"                       //  20
+                                   "      alpha: high\n"                           //  21
+                                   "    incident: {cooldown_s: 99999999999999999999}\n"   //  22
+                                   "    reason: {backend: b, workers: \"2\"}\n"   //  23
+                                   "    topics: metrics\n"                         //  24
+                                   "daemon: [1]\n"                                 //  25
+                                   "gates: {rules: [[a]]}\n",                      //  26
+                                   &cfg, &out), 9);
+    s_expect (out, "17:12: agents[0].group: expected a string, got a mapping");
+    s_expect (out, "19:15: agents[0].detector.warmup: expected an integer, got '10x'");
+    s_expect (out, "20:19: agents[0].detector.max_series: expected an integer, got '1.5'");
+    s_expect (out, "21:14: agents[0].detector.alpha: expected a number, got 'high'");
+    s_expect (out, "22:28: agents[0].incident.cooldown_s: integer out of range");
+    //  Keys given twice: reported, the second not read.
+    s_expect (out, "23:5: duplicate key 'reason' in agents[0] (first at 14:5)");
+    s_expect (out, "24:5: duplicate key 'topics' in agents[0] (first at 12:5)");
+    s_expect (out, "25:9: daemon: expected a mapping (key: value lines), got a sequence");
+    s_expect (out, "26:17: gates.rules[0]: expected a string, got a sequence");
+    free (out);
+
+    const char *text =
+        "kafka: {brokers: embedded}\n"
+        "backends: {b: {kind: openai, url: 'http://h:1', model: m, json_schema: yes,\n"
+        "               temperature: .inf, timeout_ms: \"100\"}}\n"
+        "actions: {esc: {kind: log}}\n"
+        "agents: [{name: a, topics: [m], fields: {key: [h]}, reason: {backend: b, "
+        "max_steps: 010}, actions: [esc], fallback: esc}]\n";
+    assert_int_equal (s_load (text, &cfg, &out), 4);
+    s_expect (out, "2:72: backends.b.json_schema: expected true or false, got 'yes'");
+    s_expect (out, "3:29: backends.b.temperature: expected a number, got '.inf'");
+    s_expect (out, "3:47: backends.b.timeout_ms: expected an integer, got the quoted string '100'");
+    s_expect (out, "5:85: agents[0].reason.max_steps: expected a decimal integer without "
+              "leading zeros, got '010'");
+    free (out);
+}
+
+static void
+test_out_of_range (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("    detector: {alpha: 1.5, threshold: -0.1, warmup: 1}\n"
+                                   "gates: {instructions: 999, memory: 1024, time_ms: 0}\n"
+                                   "daemon: {heartbeat_ms: 2000, liveness_timeout_ms: 1000}\n",
+                                   &cfg, &out), 7);
+    s_expect (out, "17:23: agents[0].detector.alpha: must be in (0,1], got 1.5");
+    s_expect (out, "17:39: agents[0].detector.threshold: must be in [0,1], got -0.1");
+    s_expect (out, "17:53: agents[0].detector.warmup: must be in [2,1000000], got 1");
+    s_expect (out, "18:23: gates.instructions: must be >= 1000, got 999");
+    s_expect (out, "18:36: gates.memory: must be in [65536,4294967296], got 1024");
+    s_expect (out, "18:51: gates.time_ms: must be in [1,60000], got 0");
+    s_expect (out, "19:51: daemon.liveness_timeout_ms: must be greater than heartbeat_ms (2000)");
+    free (out);
+
+    //  The base's reason replaced.
+    char *text = strdup (s_base);
+    s_blank (text, "    reason: {backend: b}\n");
+    char *full;
+    assert_true (asprintf (&full, "%s    reason: {backend: b, workers: 17, max_steps: 0, "
+                           "max_tokens: 4000}\n", text) > 0);
+    assert_int_equal (s_load (full, &cfg, &out), 3);
+    s_expect (out, "17:35: agents[0].reason.workers: must be in [1,16], got 17");
+    s_expect (out, "17:50: agents[0].reason.max_steps: must be in [1,20], got 0");
+    s_expect (out, "17:65: agents[0].reason.incident_token_cap: must be greater than max_tokens "
+              "(4000), got 4000");
+    free (out);
+    free (full);
+    free (text);
+}
+
+static void
+test_syntax_error (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    //  Mis-indented key on line 3: libyaml's mark is 2:1 (0-based), we print 3:2.
+    assert_int_equal (s_load ("kafka:\n"
+                              "  brokers: embedded\n"
+                              " agents: 1\n", &cfg, &out), 1);
+    s_expect (out, "3:2: YAML syntax error: did not find expected key (while parsing a block "
+              "mapping that starts at 1:1)");
+    free (out);
+
+    assert_int_equal (s_load ("kafka: {brokers: embedded\n", &cfg, &out), 1);
+    s_expect (out, "2:1: YAML syntax error: did not find expected ',' or '}'");
+    free (out);
+
+    //  Not UTF-8: reported at the byte.
+    assert_int_equal (s_load ("kafka: {brokers: embedded}\nagents: [\xff]\n", &cfg, &out), 1);
+    s_expect (out, "2:10: YAML syntax error: invalid leading UTF-8 octet (byte 0xff)");
+    free (out);
+
+    //  A tab cannot indent.
+    assert_int_equal (s_load ("kafka:\n\tbrokers: embedded\n", &cfg, &out), 1);
+    s_expect (out, "2:1: YAML syntax error: found character that cannot start any token");
+    free (out);
+}
+
+static void
+test_anchor_alias_tag (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("    detector: &d {alpha: 0.1}\n"
+                                   "    incident: *d\n", &cfg, &out), 2);
+    s_expect (out, "17:15: anchor '&d' is not allowed");
+    s_expect (out, "18:15: alias '*d' is not allowed");
+    free (out);
+
+    //  A self-referencing alias (a cycle once resolved) is refused without hanging.
+    assert_int_equal (s_load ("a: &a [*a]\n", &cfg, &out), 5);
+    s_expect (out, "1:1: missing required top-level key 'kafka'");
+    s_expect (out, "1:1: unknown key 'a' at top level");
+    s_expect (out, "1:4: anchor '&a' is not allowed");
+    s_expect (out, "1:8: alias '*a' is not allowed");
+    free (out);
+
+    //  Billion laughs: refused at the first anchor and alias, never expanded.
+    char bomb [4096] = "kafka: {brokers: embedded}\nx0: &a0 [lol]\n";
+    for (int i = 1; i < 10; i++) {
+        size_t used = strlen (bomb);
+        snprintf (bomb + used, sizeof bomb - used,
+                  "x%d: &a%d [*a%d,*a%d,*a%d,*a%d,*a%d,*a%d,*a%d,*a%d,*a%d]\n",
+                  i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+    }
+    assert_int_equal (s_load (bomb, &cfg, &out), 100);
+    assert_non_null (strstr (out, "too many problems"));
+    free (out);
+
+    assert_int_equal (s_load_base ("    group: !!str g\n", &cfg, &out), 1);
+    s_expect (out, "17:12: tag 'tag:yaml.org,2002:str' is not allowed");
+    free (out);
+}
+
+static void
+test_duplicate_key (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("kafka:\n"
+                                   "  brokers: x:1\n"
+                                   "backends:\n"
+                                   "  b: {kind: scripted, file: f}\n"
+                                   "actions:\n"
+                                   "  esc: {kind: log, kind: kafka}\n"
+                                   "  esc: {kind: log}\n", &cfg, &out), 3);
+    s_expect (out, "17:1: duplicate key 'kafka' at top level (first at 1:1)");
+    s_expect (out, "19:1: duplicate key 'backends' at top level (first at 3:1)");
+    s_expect (out, "21:1: duplicate key 'actions' at top level (first at 7:1)");
+    //  In sections whose keys are chosen names, and inside an entry.
+    const char *text =
+        "kafka: {brokers: embedded}\n"
+        "backends:\n"
+        "  b: {kind: scripted, file: f}\n"
+        "  b: {kind: scripted, file: g}\n"
+        "actions:\n"
+        "  esc: {kind: log, kind: kafka, params: {p: {type: string}, p: {type: integer}}}\n"
+        "agents: [{name: a, topics: [m, m], fields: {key: [h]}, reason: {backend: b}, "
+        "actions: [esc], fallback: esc}]\n";
+    free (out);
+    assert_int_equal (s_load (text, &cfg, &out), 4);
+    s_expect (out, "4:3: duplicate key 'b' in backends (first at 3:3)");
+    s_expect (out, "6:20: duplicate key 'kind' in actions.esc (first at 6:9)");
+    s_expect (out, "6:61: duplicate key 'p' in actions.esc.params (first at 6:42)");
+    s_expect (out, "7:32: agents[0].topics[1]: 'm' is listed twice (first at 7:29)");
+    free (out);
+}
+
+static void
+test_multiple_documents (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("---\n"
+                                   "kafka: {brokers: embedded}\n", &cfg, &out), 1);
+    s_expect (out, "17:1: a second YAML document starts here");
+    free (out);
+    //  An explicit start of the one document is fine.
+    char *text;
+    assert_true (asprintf (&text, "---\n%s...\n", s_base) > 0);
+    assert_int_equal (s_load (text, &cfg, &out), 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (text);
+}
+
+static void
+test_too_large (void **state)
+{
+    size_t length = 1024 * 1024 + 1;
+    char *text = malloc (length);
+    assert_non_null (text);
+    memcpy (text, s_base, strlen (s_base));
+    memset (text + strlen (s_base), '#', length - strlen (s_base));    //  one long comment
+    char *path = s_write ("big.yaml", text, length);
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_path (path, &cfg, &out), 1);
+    s_expect (out, "1:1: the file is larger than 1 MiB");
+    free (out);
+    free (path);
+
+    //  Exactly 1 MiB is allowed.
+    path = s_write ("max.yaml", text, length - 1);
+    assert_int_equal (s_load_path (path, &cfg, &out), 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (path);
+    free (text);
+}
+
+static void
+test_too_deep (void **state)
+{
+    //  The top-level mapping is level 1; a: [[[...]]] with 63 sequences is 64 levels.
+    char text [512];
+    for (int depth = 63; depth <= 64; depth++) {
+        snprintf (text, sizeof text, "a: ");
+        for (int i = 0; i < depth; i++)
+            strcat (text, "[");
+        for (int i = 0; i < depth; i++)
+            strcat (text, "]");
+        strcat (text, "\n");
+        mesh_config_t *cfg = NULL;
+        char *out = NULL;
+        if (depth == 63) {
+            //  Parsed; then the walker reports what is wrong with the content.
+            assert_int_equal (s_load (text, &cfg, &out), 3);
+            assert_null (strstr (out, "nesting"));
+        }
+        else {
+            assert_int_equal (s_load (text, &cfg, &out), 1);
+            s_expect (out, "1:67: nesting deeper than 64 levels is not allowed");
+        }
+        free (out);
+    }
+}
+
+static void
+test_cross_references (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    const char *text =
+        "kafka: {brokers: embedded}\n"                                      //  1
+        "backends:\n"                                                       //  2
+        "  s: {kind: scripted}\n"                                           //  3
+        "  o: {kind: openai, file: f}\n"                                    //  4
+        "actions:\n"                                                        //  5
+        "  k: {kind: kafka}\n"                                              //  6
+        "  l: {kind: log, topic: t}\n"                                      //  7
+        "agents:\n"                                                         //  8
+        "  - name: a\n"                                                     //  9
+        "    topics: [m]\n"                                                 //  10
+        "    fields: {key: [h]}\n"                                          //  11
+        "    reason: {backend: nope}\n"                                     //  12
+        "    actions: [k, gone]\n"                                          //  13
+        "    fallback: l\n"                                                 //  14
+        "  - name: a\n"                                                     //  15
+        "    topics: [m]\n"                                                 //  16
+        "    fields: {key: [h]}\n"                                          //  17
+        "    reason: {backend: s}\n"                                        //  18
+        "    actions: [l]\n"                                                //  19
+        "    fallback: l\n";                                                //  20
+    assert_int_equal (s_load (text, &cfg, &out), 10);
+    s_expect (out, "3:6: backends.s: kind scripted requires 'file'");
+    s_expect (out, "4:6: backends.o: kind openai requires 'url'");
+    s_expect (out, "4:6: backends.o: kind openai requires 'model'");
+    s_expect (out, "4:27: backends.o.file: only for kind scripted (this backend is openai)");
+    s_expect (out, "6:6: actions.k: kind kafka requires 'topic'");
+    s_expect (out, "7:25: actions.l.topic: only for kind kafka (this action is log)");
+    s_expect (out, "12:23: agents[0].reason.backend: no backend named 'nope' (declared: s, o)");
+    s_expect (out, "13:18: agents[0].actions[1]: no action named 'gone' (declared: k, l)");
+    s_expect (out, "14:15: agents[0].fallback: 'l' is not one of this agent's actions (k, gone)");
+    s_expect (out, "15:11: agents[1].name: 'a' is already the name of agents[0] (at 9:11)");
+    free (out);
+}
+
+static void
+test_params (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    const char *text =
+        "kafka: {brokers: embedded}\n"                                      //  1
+        "backends: {b: {kind: scripted, file: f}}\n"                        //  2
+        "actions:\n"                                                        //  3
+        "  act:\n"                                                          //  4
+        "    kind: log\n"                                                   //  5
+        "    params:\n"                                                     //  6
+        "      s: {type: string, pattern: \"[a-\"}\n"                       //  7
+        "      i: {type: integer, min: 1.5, max: 0, pattern: x}\n"          //  8
+        "      e: {type: string, enum: [ab, b1], pattern: \"[a-z]+\"}\n"    //  9
+        "      n: {type: float}\n"                                          //  10
+        "      bad-name: {type: boolean}\n"                                 //  11
+        "      m: {required: false}\n"                                      //  12
+        "      b: {type: boolean, max_length: 3, min: 0}\n"                 //  13
+        "agents: [{name: a, topics: [m], fields: {key: [h]}, reason: {backend: b}, "
+        "actions: [act], fallback: act}]\n";
+    assert_int_equal (s_load (text, &cfg, &out), 10);
+    s_expect (out, "7:34: actions.act.params.s.pattern: not a valid POSIX extended regular "
+              "expression");
+    s_expect (out, "8:31: actions.act.params.i.min: must be a whole number for type integer, "
+              "got 1.5");
+    s_expect (out, "8:41: actions.act.params.i.max: must be at least min (1.5), got 0");
+    s_expect (out, "8:53: actions.act.params.i.pattern: only for type string (this one is "
+              "integer)");
+    s_expect (out, "9:36: actions.act.params.e.enum[1]: 'b1' does not fit the param's pattern");
+    s_expect (out, "10:17: actions.act.params.n.type: must be one of: string, integer, number, "
+              "boolean; got 'float'");
+    s_expect (out, "11:7: actions.act.params: expected a parameter name matching "
+              "[A-Za-z_][A-Za-z0-9_]{0,63}, got 'bad-name'");
+    s_expect (out, "12:10: actions.act.params.m: missing required key 'type'");
+    s_expect (out, "13:38: actions.act.params.b.max_length: only for type string");
+    s_expect (out, "13:46: actions.act.params.b.min: only for type integer or number");
+    free (out);
+}
+
+static void
+test_required (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load ("", &cfg, &out), 2);
+    s_expect (out, "1:1: missing required top-level key 'kafka'");
+    s_expect (out, "1:1: missing required top-level key 'agents'");
+    free (out);
+
+    assert_int_equal (s_load ("kafka:\n"
+                              "agents: []\n", &cfg, &out), 2);
+    s_expect (out, "1:7: kafka: missing required key 'brokers'");
+    s_expect (out, "2:9: agents: at least one agent is required");
+    free (out);
+
+    assert_int_equal (s_load ("kafka: {brokers: }\n"
+                              "agents:\n"
+                              "  - {}\n"
+                              "  - name:\n"
+                              "    topics: []\n"
+                              "    fields: {}\n", &cfg, &out), 13);
+    s_expect (out, "1:18: kafka.brokers: a value is required");
+    s_expect (out, "3:5: agents[0]: missing required key 'name'");
+    s_expect (out, "3:5: agents[0]: missing required key 'reason'");
+    s_expect (out, "4:10: agents[1].name: a value is required");
+    s_expect (out, "5:13: agents[1].topics: must list at least 1 entry");
+    s_expect (out, "6:13: agents[1].fields: missing required key 'key'");
+    free (out);
+}
+
+static void
+test_embedded (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    //  The default topic list: agents' topics and kafka actions' topics, once each.
+    const char *text =
+        "kafka: {brokers: embedded}\n"
+        "backends: {b: {kind: scripted, file: f}}\n"
+        "actions: {k: {kind: kafka, topic: out}, l: {kind: log}}\n"
+        "agents:\n"
+        "  - {name: a, topics: [m, n], fields: {key: [h]}, reason: {backend: b},"
+        " actions: [k], fallback: k}\n"
+        "  - {name: b, topics: [n, out], fields: {key: [h]}, reason: {backend: b},"
+        " actions: [l], fallback: l}\n";
+    assert_int_equal (s_load (text, &cfg, &out), 0);
+    assert_int_equal (cfg->embedded_topic_count, 3);
+    assert_string_equal (cfg->embedded_topics [0], "m");
+    assert_string_equal (cfg->embedded_topics [1], "n");
+    assert_string_equal (cfg->embedded_topics [2], "out");
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  An explicit list is kept as written, even empty.
+    char *base = strdup (s_base);
+    s_blank (base, "kafka:\n");
+    s_blank (base, "  brokers: embedded\n");
+    char *full;
+    assert_true (asprintf (&full, "%skafka:\n  brokers: embedded\n  embedded: {partitions: 2, "
+                           "topics: []}\n", base) > 0);
+    assert_int_equal (s_load (full, &cfg, &out), 0);
+    assert_int_equal (cfg->embedded_partitions, 2);
+    assert_int_equal (cfg->embedded_topic_count, 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (full);
+
+    //  The embedded section with a real broker list is an error.
+    assert_true (asprintf (&full, "%skafka:\n  brokers: k:9092\n  embedded: {partitions: 2}\n",
+                           base) > 0);
+    assert_int_equal (s_load (full, &cfg, &out), 1);
+    s_expect (out, "19:13: kafka.embedded: only allowed when brokers is \"embedded\"");
+    free (out);
+    free (full);
+
+    //  Broker lists.
+    static const char *const bad [] = { "k", "k:", ":9092", "k:0", "k:65536", "k:9092,",
+                                        "k:9092, j:9092", "k:90x", NULL };
+    for (int i = 0; bad [i]; i++) {
+        assert_true (asprintf (&full, "%skafka: {brokers: \"%s\"}\n", base, bad [i]) > 0);
+        assert_int_equal (s_load (full, &cfg, &out), 1);
+        s_expect (out, "17:18: kafka.brokers: expected \"embedded\" or \"host:port");
+        free (out);
+        free (full);
+    }
+    free (base);
+}
+
+static void
+test_urls (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    static const struct {
+        const char *url, *why;
+    } cases [] = {
+        { "ftp://h", "an http:// or https:// base URL" },
+        { "http://", "a URL with a host" },
+        { "http://user:hunter2@h:1", "a URL without credentials" },
+        { "http://h:1/v1", "without /v1" },
+        { "http://h:1/v1/chat/completions", "without /v1" },
+        { "http://h:1/?a=b", "without query" },
+        { "http://h 1", "without spaces" },
+        { NULL }
+    };
+    for (int i = 0; cases [i].url; i++) {
+        char *text;
+        assert_true (asprintf (&text, "kafka: {brokers: embedded}\n"
+                               "backends:\n"
+                               "  b: {kind: scripted, file: f}\n"
+                               "  o: {kind: openai, model: m, url: '%s'}\n"
+                               "actions: {esc: {kind: log}}\n"
+                               "agents: [{name: a, topics: [m], fields: {key: [h]}, "
+                               "reason: {backend: b}, actions: [esc], fallback: esc}]\n",
+                               cases [i].url) > 0);
+        assert_int_equal (s_load (text, &cfg, &out), 1);
+        s_expect (out, "4:36: backends.o.url: expected ");
+        assert_non_null (strstr (out, cases [i].why));
+        //  A URL is never repeated in a message: it may hold credentials.
+        assert_null (strstr (out, "hunter2"));
+        assert_null (strstr (out, "h:1"));
+        free (out);
+        free (text);
+    }
+}
+
+static void
+test_names_and_strings (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("  - name: Upper\n"                               //  17
+                                   "    topics: [\"bad topic\", ok.t_-1]\n"          //  18
+                                   "    mode: shadow\n"                              //  19
+                                   "    fields: {key: [h], value: \"\"}\n"           //  20
+                                   "    detector: {kind: zscore}\n"                  //  21
+                                   "    reason: {backend: b}\n"                      //  22
+                                   "    actions: [esc]\n"                            //  23
+                                   "    fallback: \"es\\0c\"\n", &cfg, &out), 6);    //  24
+    s_expect (out, "17:11: agents[1].name: expected a name matching [a-z0-9][a-z0-9_.-]{0,47}, "
+              "got 'Upper'");
+    s_expect (out, "18:14: agents[1].topics[0]: expected a Kafka topic name");
+    s_expect (out, "19:11: agents[1].mode: must be one of: act, observe; got 'shadow'");
+    s_expect (out, "20:31: agents[1].fields.value: must not be empty");
+    s_expect (out, "21:22: agents[1].detector.kind: must be one of: ewma; got 'zscore'");
+    s_expect (out, "24:15: agents[1].fallback: must not contain a NUL character");
+    free (out);
+}
+
+//  All problems come out of one load, sorted by position.
+static void
+test_many_problems (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("daemon: {heartbeat_ms: 0, restart: {period_s: 0}}\n"
+                                   "gates: {time_ms: x}\n", &cfg, &out), 3);
+    const char *first = strstr (out, ":17:24: daemon.heartbeat_ms");
+    const char *second = strstr (out, ":17:47: daemon.restart.period_s");
+    const char *third = strstr (out, ":18:18: gates.time_ms");
+    assert_non_null (first);
+    assert_true (first < second && second < third);
+    free (out);
+
+    //  Past 100, the rest is counted, not printed.
+    char *text = malloc (200 * 16 + strlen (s_base) + 1);
+    strcpy (text, s_base);
+    for (int i = 0; i < 200; i++)
+        sprintf (text + strlen (text), "unknown%03d: 1\n", i);
+    assert_int_equal (s_load (text, &cfg, &out), 100);
+    s_expect (out, "116:1: unknown key 'unknown099'");
+    assert_null (strstr (out, "unknown100'"));
+    s_expect (out, "117:1: too many problems (200); only the first 100 are shown");
+    free (out);
+    free (text);
+}
+
+static void
+test_missing_file (void **state)
+{
+    mesh_config_t *cfg = (mesh_config_t *) 1;      //  must be reset to NULL
+    char *out = NULL;
+    char *path;
+    assert_true (asprintf (&path, "%s/none.yaml", s_dir) > 0);
+    assert_int_equal (s_load_path (path, &cfg, &out), 1);
+    s_expect (out, "1:1: cannot open the configuration: No such file or directory");
+    free (out);
+    //  A directory is not a config either.
+    assert_int_equal (s_load_path (s_dir, &cfg, &out), 1);
+    s_expect (out, "1:1: cannot read the configuration");
+    free (out);
+    free (path);
+    //  ERR may be NULL: the count is still returned.
+    assert_int_equal (mesh_config_load ("/nonexistent/meshd.yaml", &cfg, NULL), 1);
+    assert_null (cfg);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_reference_config),
+        cmocka_unit_test (test_demo_config),
+        cmocka_unit_test (test_minimal_defaults),
+        cmocka_unit_test (test_values),
+        cmocka_unit_test (test_relative_paths),
+        cmocka_unit_test (test_unknown_key),
+        cmocka_unit_test (test_wrong_types),
+        cmocka_unit_test (test_out_of_range),
+        cmocka_unit_test (test_syntax_error),
+        cmocka_unit_test (test_anchor_alias_tag),
+        cmocka_unit_test (test_duplicate_key),
+        cmocka_unit_test (test_multiple_documents),
+        cmocka_unit_test (test_too_large),
+        cmocka_unit_test (test_too_deep),
+        cmocka_unit_test (test_cross_references),
+        cmocka_unit_test (test_params),
+        cmocka_unit_test (test_required),
+        cmocka_unit_test (test_embedded),
+        cmocka_unit_test (test_urls),
+        cmocka_unit_test (test_names_and_strings),
+        cmocka_unit_test (test_many_problems),
+        cmocka_unit_test (test_missing_file),
+    };
+    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+}
