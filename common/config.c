@@ -319,8 +319,8 @@ s_check_properties (s_ctx_t *ctx, int line, int col, const yaml_char_t *anchor,
                    "write the value out in full",
                    s_show ((const char *) anchor, shown, sizeof shown));
     if (tag)
-        s_problem (ctx, line, col, "tag '%s' is not allowed: quote a value to make it a string",
-                   s_show ((const char *) tag, shown, sizeof shown));
+        s_problem (ctx, line, col, "tag '%s' is not allowed: each key has one type (quote a "
+                   "value to make it a string)", s_show ((const char *) tag, shown, sizeof shown));
 }
 
 //  Returns the root (a mapping, sequence or scalar; an empty mapping for an empty
