@@ -49,7 +49,8 @@ extern const mesh_backend_ops_t mesh_backend_scripted_ops;
 extern const mesh_backend_ops_t mesh_backend_openai_ops;
 
 //  Create a backend of cfg->kind; NULL (logged) if the config is unusable (a scripted
-//  file that does not load, an openai backend without url, an unreadable key file).
+//  file that does not load, an openai backend without an http(s) url).  An openai key
+//  file that cannot be read is only a warning here: its calls fail until it can.
 //  CFG is copied as needed; it need not outlive the backend.
 mesh_backend_t *mesh_backend_new (const mesh_backend_config_t *cfg);
 //  Destroy; sets *self_p to NULL; safe on NULL.

@@ -18,7 +18,9 @@
  *
  *  The bearer token is read from api_key_file for every request (so a rotated
  *  credential is picked up), wiped with sodium_memzero after use, never logged.  Its
- *  copy inside libcurl's request buffer is outside our reach.
+ *  copy inside libcurl's request buffer is outside our reach.  An unreadable key file
+ *  is a warning at creation (a systemd credential exists only inside the service) and
+ *  a MODEL_ERROR on every call until it can be read.
  *
  *  One curl handle per backend object, and a backend object per worker thread, so
  *  connections are reused and nothing is shared between threads.
@@ -129,13 +131,14 @@ s_create (const mesh_backend_config_t *cfg)
         return NULL;
     }
     if (cfg->api_key_file) {
+        //  A systemd credential exists only inside the service, so a key file missing
+        //  here (meshd --check-config run by hand) is a warning; calls fail until it is
+        //  readable.
         char key[S_MAX_KEY], err[512];
         int rc = s_read_key (cfg->api_key_file, key, err, sizeof err);
         sodium_memzero (key, sizeof key);
-        if (rc) {
-            mesh_err ("backend %s: %s", name, err);
-            return NULL;
-        }
+        if (rc)
+            mesh_warn ("backend %s: %s; calls will fail until it is readable", name, err);
     }
     s_openai_t *self = calloc (1, sizeof *self);
     if (!self)

@@ -344,13 +344,48 @@ test_openai_bad_config (void **state)
     assert_null (mesh_backend_new (&cfg));
     cfg = s_openai_config ("ftp://127.0.0.1:1");
     assert_null (mesh_backend_new (&cfg));
-    cfg = s_openai_config ("http://127.0.0.1:1");
-    cfg.api_key_file = s_path ("no-such-key");
-    assert_null (mesh_backend_new (&cfg));
-    cfg.api_key_file = (char *) s_write_file ("empty-key", "\n");
-    assert_null (mesh_backend_new (&cfg));
-    cfg.api_key_file = (char *) s_write_file ("two-line-key", "abc\nInjected: header\n");
-    assert_null (mesh_backend_new (&cfg));
+}
+
+//  A key file that cannot be used: the backend is created (a systemd credential exists
+//  only inside the service), every call fails before anything is sent, and the detail
+//  names the file but never shows its content.
+static void
+test_openai_bad_key_file (void **state)
+{
+    (void) state;
+    s_server_t server;
+    s_server_start (&server, "ok", NULL);
+    struct {
+        const char *file, *text, *why;
+    } cases[] = {
+        { "no-such-key", NULL, "cannot open" },
+        { "empty-key", "\n", "empty" },
+        { "two-line-key", "abc-secret\nInjected: header\n", "control characters" },
+    };
+    json_t *messages = s_messages ();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mesh_backend_config_t cfg = s_openai_config (server.url);
+        cfg.api_key_file = cases[i].text ? (char *) s_write_file (cases[i].file, cases[i].text)
+                                         : s_path (cases[i].file);
+        mesh_backend_t *backend = mesh_backend_new (&cfg);
+        assert_non_null (backend);
+        mesh_backend_reply_t reply;
+        mesh_fail_t why;
+        char *detail = NULL;
+        assert_int_equal (mesh_backend_call (backend, messages, 16, NULL, "k", &reply, &why,
+                                             &detail), -1);
+        assert_int_equal (why, MESH_FAIL_MODEL_ERROR);
+        assert_non_null (strstr (detail, cases[i].file));
+        assert_non_null (strstr (detail, cases[i].why));
+        assert_null (strstr (detail, "abc-secret"));
+        free (detail);
+        mesh_backend_destroy (&backend);
+    }
+    json_t *requests = s_requests (&server);
+    assert_int_equal (json_array_size (requests), 0);           //  nothing was sent
+    json_decref (requests);
+    json_decref (messages);
+    s_server_stop (&server);
 }
 
 static void
@@ -605,6 +640,7 @@ main (void)
         cmocka_unit_test (test_scripted_bad_files),
         cmocka_unit_test (test_call_contract),
         cmocka_unit_test (test_openai_bad_config),
+        cmocka_unit_test (test_openai_bad_key_file),
         cmocka_unit_test (test_openai_ok),
         cmocka_unit_test (test_openai_500),
         cmocka_unit_test (test_openai_tgi_error_shape),
