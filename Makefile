@@ -85,12 +85,14 @@ demo: deps
 
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/meshd/rules \
-	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 \
 	  $(DESTDIR)/etc/meshd $(DESTDIR)/lib/systemd/system \
 	  $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
 	install -m 0755 $(B)/meshd $(B)/mesh-agent $(B)/meshctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 rules/*.lua $(DESTDIR)$(PREFIX)/share/meshd/rules/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0640 config/meshd.yaml $(DESTDIR)/etc/meshd/meshd.yaml
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/meshd.service > $(DESTDIR)/lib/systemd/system/meshd.service

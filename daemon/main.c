@@ -74,6 +74,20 @@ s_check_parts (const mesh_config_t *cfg)
             free (err);
         }
     }
+    //  Each agent's whole chain, as its workers will build it (duplicate rule names, ...).
+    for (size_t i = 0; problems == 0 && i < cfg->agent_count; i++) {
+        const mesh_agent_config_t *a = &cfg->agents[i];
+        char *err = NULL;
+        mesh_gate_t *gate = mesh_gate_new (cfg, a, &err);
+        if (!gate) {
+            mesh_config_pos_t at = a->rule_count ? a->rule_pos[0] : (mesh_config_pos_t) {0, 0};
+            fprintf (stderr, "%s:%d:%d: agents.%s: rule chain: %s\n", cfg->path, at.line, at.col,
+                     a->name, err ? err : "cannot be built");
+            problems++;
+        }
+        free (err);
+        mesh_gate_destroy (&gate);
+    }
     for (size_t i = 0; i < cfg->backend_count; i++) {
         mesh_backend_t *backend = mesh_backend_new (&cfg->backends[i]);
         if (!backend) {
