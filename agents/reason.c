@@ -554,8 +554,8 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
     json_object_set_new (attempt, "finish_reason", reply.finish_reason
                                                      ? json_string (reply.finish_reason)
                                                      : json_null ());
-    json_object_set_new (attempt, "error", why == MESH_FAIL_NONE ? json_null ()
-                                                                : json_string (mesh_fail_name (why)));
+    json_object_set_new (attempt, "error",
+                         why == MESH_FAIL_NONE ? json_null () : json_string (mesh_fail_name (why)));
     json_object_set_new (attempt, "detail", detail ? json_string (detail) : json_null ());
     json_object_set_new (attempt, "proposal", proposal ? proposal : json_null ());
     json_object_set_new (attempt, "verdicts", verdicts);
@@ -710,8 +710,9 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_object_set_new (decision, "agent", json_string (agent->name));
     json_object_set_new (decision, "mode", json_string (agent->observe ? "observe" : "act"));
     json_object_set_new (decision, "trigger",
-                         json_pack ("{s:s, s:i, s:I}", "topic", incident->topic ? incident->topic : "",
-                                    "partition", (int) incident->partition, "offset",
+                         json_pack ("{s:s, s:i, s:I}", "topic",
+                                    incident->topic ? incident->topic : "", "partition",
+                                    (int) incident->partition, "offset",
                                     (json_int_t) incident->offset));
     json_object_set_new (decision, "incident", incident_json);
     json_object_set_new (decision, "ctx", recorded_ctx);

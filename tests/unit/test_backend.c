@@ -491,7 +491,8 @@ static void
 test_openai_500 (void **state)
 {
     (void) state;
-    s_expect_failure ("500", 0, MESH_FAIL_MODEL_ERROR, "HTTP 500: fake_llm: simulated server error");
+    s_expect_failure ("500", 0, MESH_FAIL_MODEL_ERROR,
+                      "HTTP 500: fake_llm: simulated server error");
 }
 
 static void
