@@ -10,14 +10,15 @@
  *  any other key, a wrong type or a line that is not a JSON object fails the load
  *  with FILE:LINE).  The reply for a call is chosen by a hash of the seed key
  *  ("<decision id>/<step>") modulo the number of outputs, so re-running the same
- *  incident gives the same outputs step for step, on any machine (FNV-1a 64, no
- *  process-local seed).  Usage is estimated from bytes like any server that does not
+ *  incident gives the same outputs step for step, on any machine (SHA-256, no
+ *  process-local seed), while the steps of one incident draw independently.  Usage is estimated from bytes like any server that does not
  *  report it; the prompt side always is, so `estimated` is always set.
  */
 #include "backend.h"
 #include "log.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,10 @@ s_load (const char *path)
 static void *
 s_create (const mesh_backend_config_t *cfg)
 {
+    if (sodium_init () < 0) {
+        mesh_err ("backend %s: libsodium failed to initialise", cfg->name ? cfg->name : "unnamed");
+        return NULL;
+    }
     if (!cfg->file) {
         mesh_err ("backend %s: scripted backend needs a responses file",
                   cfg->name ? cfg->name : "unnamed");
@@ -177,15 +182,19 @@ s_destroy (void *state)
     s_scripted_free (state);
 }
 
+//  The first 8 bytes of SHA-256 (KEY), big-endian.  A cheap hash like FNV-1a is not
+//  enough here: keys differ only in their last byte ("<id>/1", "<id>/2"), and FNV-1a
+//  mixes the last byte so poorly that the steps of one incident would pick correlated
+//  lines, and a reask would rarely draw a different answer.
 static uint64_t
-s_fnv1a (const char *text)
+s_seed_hash (const char *key)
 {
-    uint64_t hash = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *) text; *p; p++) {
-        hash ^= *p;
-        hash *= 0x100000001b3ULL;
-    }
-    return hash;
+    unsigned char hash[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (hash, (const unsigned char *) key, strlen (key));
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++)
+        value = (value << 8) | hash[i];
+    return value;
 }
 
 static int
@@ -195,7 +204,7 @@ s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const cha
     (void) max_tokens;
     (void) schema;
     s_scripted_t *self = state;
-    const s_output_t *output = &self->outputs[s_fnv1a (seed_key ? seed_key : "") % self->count];
+    const s_output_t *output = &self->outputs[s_seed_hash (seed_key ? seed_key : "") % self->count];
     reply->content = strdup (output->content);
     reply->model = strdup ("scripted");
     reply->finish_reason = strdup ("stop");

@@ -258,6 +258,43 @@ test_scripted_deterministic (void **state)
     assert_null (a);
 }
 
+//  The steps of one incident draw independently: with two outputs, step 1 and step 2
+//  pick the same line about half the time (a weak hash makes that always or never).
+static void
+test_scripted_steps_independent (void **state)
+{
+    (void) state;
+    mesh_backend_config_t cfg = { .name = "canned", .kind = MESH_BACKEND_SCRIPTED,
+                                  .file = (char *) s_write_file ("two.jsonl",
+                                                                 "{\"content\": \"a\"}\n"
+                                                                 "{\"content\": \"b\"}\n") };
+    mesh_backend_t *backend = mesh_backend_new (&cfg);
+    json_t *messages = s_messages ();
+    int same12 = 0, same13 = 0, a = 0;
+    for (int i = 0; i < 400; i++) {
+        char line[3][2];
+        for (int step = 1; step <= 3; step++) {
+            char key[80];
+            snprintf (key, sizeof key, "%064x/%d", i * 2654435761u, step);
+            mesh_backend_reply_t reply;
+            mesh_fail_t why;
+            char *detail;
+            assert_int_equal (mesh_backend_call (backend, messages, 8, NULL, key, &reply, &why,
+                                                 &detail), 0);
+            snprintf (line[step - 1], 2, "%s", reply.content);
+            mesh_backend_reply_clear (&reply);
+        }
+        same12 += line[0][0] == line[1][0];
+        same13 += line[0][0] == line[2][0];
+        a += line[0][0] == 'a';
+    }
+    assert_in_range (a, 120, 280);
+    assert_in_range (same12, 120, 280);
+    assert_in_range (same13, 120, 280);
+    json_decref (messages);
+    mesh_backend_destroy (&backend);
+}
+
 static void
 test_scripted_bad_files (void **state)
 {
@@ -638,6 +675,7 @@ main (void)
     signal (SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_scripted_deterministic),
+        cmocka_unit_test (test_scripted_steps_independent),
         cmocka_unit_test (test_scripted_bad_files),
         cmocka_unit_test (test_call_contract),
         cmocka_unit_test (test_openai_bad_config),
