@@ -11,8 +11,9 @@
  *  with FILE:LINE).  The reply for a call is chosen by a hash of the seed key
  *  ("<decision id>/<step>") modulo the number of outputs, so re-running the same
  *  incident gives the same outputs step for step, on any machine (SHA-256, no
- *  process-local seed), while the steps of one incident draw independently.  Usage is estimated from bytes like any server that does not
- *  report it; the prompt side always is, so `estimated` is always set.
+ *  process-local seed), while the steps of one incident draw independently.  Usage
+ *  is estimated from bytes like any server that does not report it; the prompt side
+ *  always is, so `estimated` is always set.
  */
 #include "backend.h"
 #include "log.h"
