@@ -83,19 +83,23 @@ test_load_and_score (void **state)
     memset (&s, 0xff, sizeof s);
     mesh_labels_score_begin (labels, &s);
     assert_int_equal (s.incidents, 0);
-    mesh_labels_score_add (labels, &s, "web-1/cpu", 1000000);            //  true: the spike
-    mesh_labels_score_add (labels, &s, "web-1/cpu", 1000000 + 180000);   //  true: last ms of tolerance
-    mesh_labels_score_add (labels, &s, "web-1/cpu", 1000000 + 180001);   //  false: too late
-    mesh_labels_score_add (labels, &s, "web-1/cpu", 999999);             //  false: too early
-    mesh_labels_score_add (labels, &s, "web-3/cpu", 1000000);            //  false: unlabelled series
-    mesh_labels_score_add (labels, &s, "web-2/rps", 400000);             //  false: before the drift
-    mesh_labels_score_add (labels, &s, "web-2/rps", 2240000 + 60000);    //  true: drift, a step late
-    mesh_labels_score_add (labels, &s, "web-2/rp", 600000);              //  false: a prefix is not the series
+    //  true: the spike; true: its last millisecond of tolerance; false: too late; too early
+    mesh_labels_score_add (labels, &s, "web-1/cpu", 1000000);
+    mesh_labels_score_add (labels, &s, "web-1/cpu", 1000000 + 180000);
+    mesh_labels_score_add (labels, &s, "web-1/cpu", 1000000 + 180001);
+    mesh_labels_score_add (labels, &s, "web-1/cpu", 999999);
+    //  false: an unlabelled series
+    mesh_labels_score_add (labels, &s, "web-3/cpu", 1000000);
+    //  false: before the drift; true: a step after its end
+    mesh_labels_score_add (labels, &s, "web-2/rps", 400000);
+    mesh_labels_score_add (labels, &s, "web-2/rps", 2240000 + 60000);
+    //  false: a prefix of a series is not the series
+    mesh_labels_score_add (labels, &s, "web-2/rp", 600000);
     mesh_labels_score_end (labels, &s);
     assert_int_equal (s.incidents, 8);
     assert_int_equal (s.true_incidents, 3);
     assert_int_equal (s.windows, 3);
-    assert_int_equal (s.windows_hit, 2);                                 //  the level shift was missed
+    assert_int_equal (s.windows_hit, 2);            //  the level shift was missed
     assert_true (s.precision == 3.0 / 8.0);
     assert_true (s.recall == 2.0 / 3.0);
 
@@ -125,8 +129,10 @@ test_overlapping_windows_both_hit (void **state)
 {
     fixture_t *f = *state;
     write_file (f, "{\"step_s\": 1, \"events\": 10, \"anomalies\": ["
-                   " {\"series\": \"s\", \"kind\": \"drift\", \"start_ms\": 0, \"end_ms\": 5000},"
-                   " {\"series\": \"s\", \"kind\": \"spike\", \"start_ms\": 4000, \"end_ms\": 4000}]}");
+                   " {\"series\": \"s\", \"kind\": \"drift\","
+                   "  \"start_ms\": 0, \"end_ms\": 5000},"
+                   " {\"series\": \"s\", \"kind\": \"spike\","
+                   "  \"start_ms\": 4000, \"end_ms\": 4000}]}");
     mesh_labels_t *labels = mesh_labels_load (f->path);
     assert_non_null (labels);
     assert_int_equal (mesh_labels_malformed (labels), 0);      //  optional, defaults to 0
