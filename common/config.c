@@ -1755,7 +1755,7 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->detector.kind = s_strdup (ctx, "ewma");
     agent->detector.alpha = 0.05;
     agent->detector.warmup = 30;
-    agent->detector.threshold = 0.99;
+    agent->detector.threshold = 0.9995;
     agent->detector.max_series = 10000;
     agent->incident.cooldown_s = 300;
     agent->reason.max_steps = 3;

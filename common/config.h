@@ -82,7 +82,7 @@ typedef struct {
     char *kind;                     //  "ewma" (the only one so far)
     double alpha;                   //  EWMA smoothing factor, (0,1], default 0.05
     int warmup;                     //  points per series before any score, default 30
-    double threshold;               //  score in [0,1] at or above which a point is anomalous, default 0.99
+    double threshold;               //  score in [0,1] at or above which a point is anomalous, default 0.9995
     size_t max_series;              //  bounded series table (LRU), default 10000
 } mesh_detector_config_t;
 

@@ -103,6 +103,43 @@ mesh_proto_check (mesh_msg_type_t type, json_t *body)
     return NULL;
 }
 
+//  Routing ids are text when the peer chose one (agents do: "<instance>/<thread>"),
+//  and binary when ZeroMQ made one up (a leading zero byte): those travel as "~" + hex.
+static char *
+s_routing_text (zframe_t *frame)
+{
+    const byte *data = zframe_data (frame);
+    size_t size = zframe_size (frame);
+    bool text = size > 0 && data[0] != '~';
+    for (size_t i = 0; text && i < size; i++)
+        text = data[i] >= 0x20 && data[i] < 0x7f;
+    if (text)
+        return zframe_strdup (frame);
+    char *out = malloc (2 * size + 2);
+    out[0] = '~';
+    for (size_t i = 0; i < size; i++)
+        sprintf (out + 1 + 2 * i, "%02x", data[i]);
+    out[2 * size + 1] = 0;
+    return out;
+}
+
+static zframe_t *
+s_routing_frame (const char *id)
+{
+    if (id[0] != '~')
+        return zframe_new (id, strlen (id));
+    size_t size = (strlen (id) - 1) / 2;
+    byte *data = malloc (size ? size : 1);
+    for (size_t i = 0; i < size; i++) {
+        unsigned v = 0;
+        sscanf (id + 1 + 2 * i, "%2x", &v);
+        data[i] = (byte) v;
+    }
+    zframe_t *frame = zframe_new (data, size);
+    free (data);
+    return frame;
+}
+
 int
 mesh_proto_send (zsock_t *sock, const char *routing_id, mesh_msg_type_t type, json_t *body)
 {
@@ -121,7 +158,7 @@ mesh_proto_send (zsock_t *sock, const char *routing_id, mesh_msg_type_t type, js
         return -1;
     zmsg_t *msg = zmsg_new ();
     if (routing_id)
-        zmsg_addstr (msg, routing_id);
+        zmsg_append (msg, &(zframe_t *) {s_routing_frame (routing_id)});
     byte header[4] = {'M', 'S', MESH_PROTO_VERSION, (byte) type};
     zmsg_addmem (msg, header, sizeof header);
     zmsg_addmem (msg, text, strlen (text));
@@ -148,7 +185,7 @@ mesh_proto_recv (zsock_t *sock, bool router, const char **why, char **routing_id
     char *routing = NULL;
     if (router) {
         zframe_t *id = zmsg_pop (msg);
-        routing = id ? zframe_strdup (id) : NULL;
+        routing = id ? s_routing_text (id) : NULL;
         zframe_destroy (&id);
     }
     mesh_msg_t *self = NULL;

@@ -255,7 +255,7 @@ test_reference_config (void **state)
     assert_string_equal (agent->detector.kind, "ewma");
     assert_true (agent->detector.alpha == 0.05);
     assert_int_equal (agent->detector.warmup, 30);
-    assert_true (agent->detector.threshold == 0.99);
+    assert_true (agent->detector.threshold == 0.9995);
     assert_int_equal (agent->detector.max_series, 10000);
     assert_int_equal (agent->incident.cooldown_s, 300);
     assert_string_equal (agent->reason.backend, "local");
@@ -347,7 +347,7 @@ test_minimal_defaults (void **state)
     assert_string_equal (agent->detector.kind, "ewma");
     assert_true (agent->detector.alpha == 0.05);
     assert_int_equal (agent->detector.warmup, 30);
-    assert_true (agent->detector.threshold == 0.99);
+    assert_true (agent->detector.threshold == 0.9995);
     assert_int_equal (agent->detector.max_series, 10000);
     assert_int_equal (agent->incident.cooldown_s, 300);
     assert_int_equal (agent->reason.max_steps, 3);
