@@ -38,7 +38,8 @@
 #define S_COUNTERS(X)                                                                        \
     X (events) X (malformed) X (anomalies) X (incidents) X (suppressed) X (loops)            \
     X (accepted) X (rejected) X (fallback) X (budget_exhausted) X (model_failed) X (tokens)  \
-    X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (ledger_errors)
+    X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (recovered) \
+    X (ledger_errors)
 
 typedef struct {
 #define S_FIELD(name) atomic_ullong name;
@@ -341,6 +342,40 @@ s_control (mesh_agent_t *self)
     return stop;
 }
 
+//  Finish what a previous life of this agent decided but did not carry out: the
+//  decision is durable, so its action runs now (every kind is idempotent by the
+//  decision id) and the outcome is recorded.  Its event, re-delivered later, is then
+//  found complete and skipped.  False if the ledger did not answer.
+static bool
+s_recover (mesh_agent_t *self)
+{
+    char identity[128];
+    snprintf (identity, sizeof identity, "%s/recover", self->instance);
+    mesh_record_t *record = mesh_record_new (self->endpoint, identity, 10000);
+    json_t *pending = NULL;
+    if (!record || mesh_record_pending (record, self->acfg->name, &pending) != 0) {
+        mesh_record_destroy (&record);
+        return false;
+    }
+    bool ok = true;
+    size_t i;
+    json_t *decision;
+    json_array_foreach (pending, i, decision) {
+        mesh_info ("recovering decision %.12s: recorded, not yet carried out",
+                   json_string_value (json_object_get (decision, "id")));
+        json_t *outcome = mesh_act_run (self->act, decision);
+        json_object_set_new (outcome, "recovered", json_true ());
+        ok = mesh_record_outcome (record, outcome, NULL) == 0;
+        json_decref (outcome);
+        if (!ok)
+            break;
+        self->n.recovered++;
+    }
+    json_decref (pending);
+    mesh_record_destroy (&record);
+    return ok;
+}
+
 int
 mesh_agent_run (mesh_agent_t *self)
 {
@@ -348,6 +383,10 @@ mesh_agent_run (mesh_agent_t *self)
                                self->instance, "pid", (int) getpid ());
     mesh_proto_send (self->ctl, NULL, MESH_MSG_HELLO, hello);
     json_decref (hello);
+    if (!s_recover (self)) {
+        mesh_err ("the decision ledger did not answer; not consuming");
+        self->fatal = true;
+    }
     mesh_info ("consuming %s as group %s", self->acfg->topics[0], self->acfg->group);
 
     int64_t next_beat = 0;

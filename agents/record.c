@@ -143,3 +143,22 @@ mesh_record_lookup (mesh_record_t *self, const char *id, mesh_record_state_t *st
     mesh_msg_destroy (&reply);
     return 0;
 }
+
+int
+mesh_record_pending (mesh_record_t *self, const char *agent, json_t **decisions_p)
+{
+    *decisions_p = NULL;
+    json_t *body = json_pack ("{ss}", "id", agent);
+    int rc = mesh_proto_send (self->sock, NULL, MESH_MSG_PENDING, body);
+    json_decref (body);
+    if (rc != 0)
+        return -1;
+    mesh_msg_t *reply = s_await (self, agent, MESH_MSG_PENDING_REPLY);
+    if (!reply || reply->type != MESH_MSG_PENDING_REPLY) {
+        mesh_msg_destroy (&reply);
+        return -1;
+    }
+    *decisions_p = json_incref (json_object_get (reply->body, "decisions"));
+    mesh_msg_destroy (&reply);
+    return 0;
+}

@@ -29,4 +29,8 @@ int mesh_record_outcome (mesh_record_t *self, json_t *outcome, int64_t *seq_p);
 int mesh_record_lookup (mesh_record_t *self, const char *id, mesh_record_state_t *state_p,
                         json_t **decision_p);
 
+//  The decisions of AGENT that the ledger holds without an outcome (*decisions_p: a JSON
+//  array, caller owns).  -1 when the supervisor did not answer.
+int mesh_record_pending (mesh_record_t *self, const char *agent, json_t **decisions_p);
+
 #endif

@@ -34,6 +34,8 @@ typedef enum {
     MESH_MSG_ERROR,             //  either way     {reason, id?}
     MESH_MSG_CTL_REQUEST,       //  meshctl -> sup {cmd, args?}
     MESH_MSG_CTL_REPLY,         //  sup -> meshctl {ok, result?, error?}
+    MESH_MSG_PENDING,           //  agent -> sup   {id: agent name}: decisions without outcome?
+    MESH_MSG_PENDING_REPLY,     //  sup -> agent   {id: agent name, decisions[]}
     MESH_MSG_COUNT_
 } mesh_msg_type_t;
 

@@ -513,6 +513,37 @@ mesh_ledger_lookup (mesh_ledger_t *self, const char *id, json_t **decision_p)
     return entry ? entry->state : MESH_LEDGER_NONE;
 }
 
+static int
+s_by_decision_seq (const void *a, const void *b)
+{
+    int64_t x = json_integer_value (json_object_get (*(json_t *const *) a, "seq"));
+    int64_t y = json_integer_value (json_object_get (*(json_t *const *) b, "seq"));
+    return (x > y) - (x < y);
+}
+
+json_t *
+mesh_ledger_pending (mesh_ledger_t *self, const char *agent)
+{
+    assert (self);
+    json_t *list = json_array ();
+    for (s_entry_t *entry = (s_entry_t *) zhashx_first (self->index); entry;
+         entry = (s_entry_t *) zhashx_next (self->index)) {
+        const char *owner = json_string_value (json_object_get (entry->decision, "agent"));
+        if (entry->state == MESH_LEDGER_DECIDED && owner && strcmp (owner, agent) == 0)
+            json_array_append (list, entry->decision);
+    }
+    size_t n = json_array_size (list);
+    json_t **items = malloc ((n ? n : 1) * sizeof *items);
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref (json_array_get (list, i));
+    qsort (items, n, sizeof *items, s_by_decision_seq);
+    json_array_clear (list);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new (list, items[i]);
+    free (items);
+    return list;
+}
+
 int64_t
 mesh_ledger_record_seq (mesh_ledger_t *self, const char *id, bool outcome)
 {

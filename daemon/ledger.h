@@ -53,6 +53,9 @@ int64_t mesh_ledger_append (mesh_ledger_t *self, json_t *record);
 mesh_ledger_state_t mesh_ledger_lookup (mesh_ledger_t *self, const char *id,
                                         json_t **decision_p);
 //  Last seq written (0 for an empty log).
+//  Decisions of AGENT recorded without an outcome (an agent died between the two), oldest
+//  first, as stored.  Caller owns the array.
+json_t *mesh_ledger_pending (mesh_ledger_t *self, const char *agent);
 int64_t mesh_ledger_seq (const mesh_ledger_t *self);
 //  The log's path (borrowed).
 const char *mesh_ledger_path (const mesh_ledger_t *self);

@@ -182,6 +182,13 @@ s_serve_agent (mesh_supervise_t *sup, mesh_ledger_t *ledger, zsock_t *sock)
             json_decref (reply);
             break;
         }
+        case MESH_MSG_PENDING: {
+            json_t *reply = json_pack ("{ss so}", "id", agent, "decisions",
+                                       mesh_ledger_pending (ledger, agent));
+            mesh_proto_send (sock, from, MESH_MSG_PENDING_REPLY, reply);
+            json_decref (reply);
+            break;
+        }
         default: mesh_supervise_punish (sup, from, "message type not expected from an agent");
     }
     mesh_msg_destroy (&msg);

@@ -24,9 +24,6 @@ run() {   # name, command...
 for t in "$B"/tests/test_*; do
     [ -x "$t" ] && run "unit/$(basename "$t")" timeout 300 "$t"
 done
-if [ -x "$B/meshctl" ] && "$B/meshctl" rules test --help >/dev/null 2>&1; then
-    run "rules/shipped" timeout 120 "$B/meshctl" rules test rules/
-fi
 for t in tests/integration/*.sh; do
     [ "$(basename "$t")" = lib.sh ] && continue
     [ -f "$t" ] && run "integration/$(basename "$t" .sh)" timeout 600 bash "$t"
