@@ -17,7 +17,7 @@ B        ?= build
 CC       ?= cc
 PKGS     := libczmq libzmq rdkafka lua5.4 yaml-0.1 libcurl jansson libsodium libsystemd libmicrohttpd
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
+XCFLAGS  := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
             -Icommon -Iagents -Ilua -Idaemon -D_GNU_SOURCE \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
@@ -33,10 +33,11 @@ LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
 TOOLS    := $(patsubst tools/%.c,$(B)/%,$(wildcard tools/*.c))
 UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 HELPERS  := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*.c))
+BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 BINS     := $(B)/meshd $(B)/mesh-agent $(TOOLS)
 
-.PHONY: all deps test unit integration rules-test asan demo bench install clean format
-all: $(BINS) $(UNITS) $(HELPERS)
+.PHONY: all deps test asan demo bench nab install clean format
+all: $(BINS) $(UNITS) $(HELPERS) $(BENCHES)
 
 deps:
 	@missing=""; for p in $(DEBS); do \
@@ -49,24 +50,27 @@ deps:
 
 $(B)/obj/%.o: %.c $(wildcard common/*.h agents/*.h lua/*.h daemon/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 
 $(B)/libmesh.a: $(LIBOBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(B)/meshd: $(B)/obj/daemon/main.o $(B)/libmesh.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/mesh-agent: $(B)/obj/agents/main.o $(B)/libmesh.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/%: $(B)/obj/tools/%.o $(B)/libmesh.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(B)/libmesh.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
+$(B)/bench/%: $(B)/obj/bench/%.o $(B)/libmesh.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/tests/%: $(B)/obj/tests/helpers/%.o $(B)/libmesh.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
 
 # The build of the tests depends on deps so that a fresh machine gets there.
 test: deps
@@ -82,6 +86,19 @@ asan: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@B=$(B) tools/demo.sh
+
+# Benchmarks print tables with ratios against a baseline measured in the same run;
+# figures are recorded in docs/performance.md.  Never part of `make test`.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@B=$(B) bench/run.sh
+
+# Detection quality on NAB: NAB=<data root> (default ../shared/nab), NAB_OUT=<results dir>.
+NAB     ?= ../shared/nab
+NAB_OUT ?= $(B)/nab
+nab: deps
+	@$(MAKE) --no-print-directory all
+	@B=$(B) NAB=$(NAB) NAB_OUT=$(NAB_OUT) bench/nab.sh
 
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/meshd/rules \
