@@ -320,7 +320,8 @@ test_check_schemas (void **state)
     } cases[] = {
         {MESH_MSG_HELLO, "{\"agent\":\"a\",\"instance\":\"a-1\",\"pid\":12}", NULL},
         {MESH_MSG_HELLO, "{\"agent\":\"a\",\"instance\":\"a-1\"}", "required field missing"},
-        {MESH_MSG_HELLO, "{\"agent\":1,\"instance\":\"a-1\",\"pid\":1}", "field has the wrong type"},
+        {MESH_MSG_HELLO, "{\"agent\":1,\"instance\":\"a-1\",\"pid\":1}",
+         "field has the wrong type"},
         {MESH_MSG_HEARTBEAT, "{\"instance\":\"a-1\",\"counters\":{}}", NULL},
         {MESH_MSG_HEARTBEAT, "{\"instance\":\"a-1\",\"counters\":[]}", "field has the wrong type"},
         {MESH_MSG_SHUTDOWN, "{\"reason\":\"x\"}", NULL},
