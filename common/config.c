@@ -1601,18 +1601,56 @@ static const s_field_t s_agent_map_fields [] = {
     { NULL }
 };
 
-static const char *const s_detector_kinds [] = { "ewma", NULL };
+static const char *const s_detector_kinds [] = { "ewma", "mad", "cusum", "seasonal", "knn",
+                                                 "ensemble", NULL };
 
-static const s_field_t s_detector_fields [] = {
-    { .key = "kind", .type = F_STRING, .offset = offsetof (mesh_agent_config_t, detector.kind),
-      .choices = s_detector_kinds },
-    { .key = "alpha", .type = F_DOUBLE, .offset = offsetof (mesh_agent_config_t, detector.alpha),
-      .lo = 0, .lo_open = true, .hi = 1 },
-    S_NUM ("warmup", mesh_agent_config_t, detector.warmup, F_INT, 2, 1000000),
-    S_NUM ("threshold", mesh_agent_config_t, detector.threshold, F_DOUBLE, 0, 1),
-    S_NUM ("max_series", mesh_agent_config_t, detector.max_series, F_SIZE, 1, 100000000),
+#define S_DET mesh_agent_config_t
+static const s_field_t s_detector_mad_fields [] = {
+    S_NUM ("window", S_DET, detector.mad.window, F_INT, 5, 1023),
     { NULL }
 };
+
+static const s_field_t s_detector_cusum_fields [] = {
+    S_NUM ("k", S_DET, detector.cusum.k, F_DOUBLE, 0, 10),
+    { .key = "h", .type = F_DOUBLE, .offset = offsetof (S_DET, detector.cusum.h),
+      .lo = 0, .lo_open = true, .hi = 1000 },
+    { NULL }
+};
+
+static const s_field_t s_detector_seasonal_fields [] = {
+    S_NUM ("period_s", S_DET, detector.seasonal.period_s, F_INT, 2, 31622400),
+    S_NUM ("period", S_DET, detector.seasonal.period, F_INT, 0, 1000000),
+    S_NUM ("bins", S_DET, detector.seasonal.bins, F_INT, 2, 1024),
+    { .key = "alpha", .type = F_DOUBLE, .offset = offsetof (S_DET, detector.seasonal.alpha),
+      .lo = 0, .lo_open = true, .hi = 1 },
+    { NULL }
+};
+
+static const s_field_t s_detector_knn_fields [] = {
+    S_NUM ("window", S_DET, detector.knn.window, F_INT, 2, 64),
+    S_NUM ("memory", S_DET, detector.knn.memory, F_INT, 8, 4096),
+    S_NUM ("k", S_DET, detector.knn.k, F_INT, 1, 4096),
+    { NULL }
+};
+
+enum { DT_KIND, DT_ALPHA, DT_WARMUP, DT_THRESHOLD, DT_MAX_SERIES, DT_HOLDOFF, DT_MAD, DT_CUSUM,
+       DT_SEASONAL, DT_KNN };
+static const s_field_t s_detector_fields [] = {
+    [DT_KIND] = { .key = "kind", .type = F_STRING, .offset = offsetof (S_DET, detector.kind),
+                  .choices = s_detector_kinds },
+    [DT_ALPHA] = { .key = "alpha", .type = F_DOUBLE, .offset = offsetof (S_DET, detector.alpha),
+                   .lo = 0, .lo_open = true, .hi = 1 },
+    [DT_WARMUP] = S_NUM ("warmup", S_DET, detector.warmup, F_INT, 2, 1000000),
+    [DT_THRESHOLD] = S_NUM ("threshold", S_DET, detector.threshold, F_DOUBLE, 0, 1),
+    [DT_MAX_SERIES] = S_NUM ("max_series", S_DET, detector.max_series, F_SIZE, 1, 100000000),
+    [DT_HOLDOFF] = S_NUM ("holdoff", S_DET, detector.holdoff, F_INT, 0, 1000000),
+    [DT_MAD] = { .key = "mad", .type = F_SECTION, .sub = s_detector_mad_fields },
+    [DT_CUSUM] = { .key = "cusum", .type = F_SECTION, .sub = s_detector_cusum_fields },
+    [DT_SEASONAL] = { .key = "seasonal", .type = F_SECTION, .sub = s_detector_seasonal_fields },
+    [DT_KNN] = { .key = "knn", .type = F_SECTION, .sub = s_detector_knn_fields },
+    { NULL }
+};
+#undef S_DET
 
 static const s_field_t s_incident_fields [] = {
     S_NUM ("cooldown_s", mesh_agent_config_t, incident.cooldown_s, F_INT, 0, 2592000),
@@ -1747,6 +1785,20 @@ s_agent_refs (s_ctx_t *ctx, const mesh_config_t *cfg, mesh_agent_config_t *agent
     }
 }
 
+//  Detector keys that depend on each other.
+static void
+s_detector_check (s_ctx_t *ctx, const mesh_agent_config_t *agent, s_node_t *detector,
+                  const char *path)
+{
+    const mesh_detector_config_t *det = &agent->detector;
+    if (det->knn.k > det->knn.memory) {
+        s_node_t *knn = s_find (detector, "knn");
+        s_at (ctx, s_either (s_find (knn, "k"), s_find (knn, "memory"), knn ? knn : detector),
+              "%s.detector.knn.k: must be at most knn.memory (%d), got %d", path,
+              det->knn.memory, det->knn.k);
+    }
+}
+
 static int
 s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
 {
@@ -1757,6 +1809,17 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->detector.warmup = 30;
     agent->detector.threshold = 0.9995;
     agent->detector.max_series = 10000;
+    agent->detector.holdoff = 0;
+    agent->detector.mad.window = 64;
+    agent->detector.cusum.k = 0.5;
+    agent->detector.cusum.h = 8;
+    agent->detector.seasonal.period_s = 86400;
+    agent->detector.seasonal.period = 0;
+    agent->detector.seasonal.bins = 48;
+    agent->detector.seasonal.alpha = 0.1;
+    agent->detector.knn.window = 8;
+    agent->detector.knn.memory = 128;
+    agent->detector.knn.k = 3;
     agent->incident.cooldown_s = 300;
     agent->reason.max_steps = 3;
     agent->reason.max_tokens = 256;
@@ -1807,6 +1870,7 @@ s_agents (s_ctx_t *ctx, mesh_config_t *cfg, s_node_t *node)
             }
         }
         s_agent_refs (ctx, cfg, agent, seen, path);
+        s_detector_check (ctx, agent, seen [G_DETECTOR], path);
     }
     size_t *first = s_duplicates (ctx, names, count);
     for (size_t i = 0; first && i < count; i++)

@@ -79,11 +79,30 @@ typedef struct {
 } mesh_backend_config_t;
 
 typedef struct {
-    char *kind;                     //  "ewma" (the only one so far)
-    double alpha;                   //  EWMA smoothing factor, (0,1], default 0.05
+    char *kind;                     //  ewma (default), mad, cusum, seasonal, knn, ensemble
+    double alpha;                   //  ewma: smoothing factor, (0,1], default 0.05
     int warmup;                     //  points per series before any score, default 30
     double threshold;               //  score in [0,1] at or above which a point is anomalous, default 0.9995
     size_t max_series;              //  bounded series table (LRU), default 10000
+    int holdoff;                    //  points after a peak during which only a higher score counts; 0 = off
+    struct {
+        int window;                 //  points in the median window, 5..1023, default 64
+    } mad;
+    struct {
+        double k;                   //  slack per point, in robust standard deviations, default 0.5
+        double h;                   //  decision interval (score 0.5 there), default 8
+    } cusum;
+    struct {
+        int period_s;               //  length of the cycle in event time, default 86400 (a day)
+        int period;                 //  or in points (> 0 overrides period_s), default 0
+        int bins;                   //  phases per cycle, each with its own baseline, 2..1024, default 48
+        double alpha;               //  weight of a new cycle in a phase's baseline, default 0.1
+    } seasonal;
+    struct {
+        int window;                 //  points in a pattern, 2..64, default 8
+        int memory;                 //  patterns remembered per series, 8..4096, default 128
+        int k;                      //  neighbours averaged, 1..memory, default 3
+    } knn;
 } mesh_detector_config_t;
 
 typedef struct {
