@@ -199,8 +199,11 @@ s_now_ms (void)
 static char *
 s_one_line (const char *text, size_t len)
 {
-    if (len > S_MAX_DETAIL)
+    if (len > S_MAX_DETAIL) {
         len = S_MAX_DETAIL;
+        while (len > 0 && ((unsigned char) text[len] & 0xC0) == 0x80)
+            len--;              //  do not cut a UTF-8 character in two
+    }
     char *copy = strndup (text, len);
     if (!copy)
         return NULL;

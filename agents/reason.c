@@ -396,6 +396,28 @@ s_one_line (char *text, size_t max)
             *p = ' ';
 }
 
+//  TEXT as a JSON string, or null.  Text that is not valid UTF-8 (a detail quoting a
+//  raw server body) is kept with every non-ASCII byte replaced by '?', so no field of
+//  the record silently goes missing.
+static json_t *
+s_text (const char *text)
+{
+    if (!text)
+        return json_null ();
+    json_t *value = json_string (text);
+    if (value)
+        return value;
+    char *copy = strdup (text);
+    if (!copy)
+        return json_null ();
+    for (char *p = copy; *p; p++)
+        if ((unsigned char) *p >= 0x80)
+            *p = '?';
+    value = json_string (copy);
+    free (copy);
+    return value ? value : json_null ();
+}
+
 //  "rule: verdict: reason; ..." for every check that did not accept.  Caller frees.
 static char *
 s_refusals (json_t *verdicts, const char *separator)
@@ -534,9 +556,7 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
             }
         }
     }
-    json_t *model = reply.model ? json_string (reply.model)
-                    : self->backend_cfg->model ? json_string (self->backend_cfg->model)
-                    : json_null ();
+    json_t *model = s_text (reply.model ? reply.model : self->backend_cfg->model);
     json_t *attempt = json_object ();
     json_object_set_new (attempt, "step", json_integer (step));
     json_object_set_new (attempt, "backend", json_string (mesh_backend_name (self->backend)));
@@ -545,18 +565,15 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
                          json_pack ("{s:i, s:f}", "max_tokens", agent->reason.max_tokens,
                                     "temperature", self->backend_cfg->temperature));
     json_object_set_new (attempt, "prompt_sha256", json_string (prompt_hash));
-    json_object_set_new (attempt, "output", reply.content ? json_string (reply.content)
-                                                          : json_null ());
+    json_object_set_new (attempt, "output", s_text (reply.content));
     json_object_set_new (attempt, "prompt_tokens", json_integer (reply.prompt_tokens));
     json_object_set_new (attempt, "completion_tokens", json_integer (reply.completion_tokens));
     json_object_set_new (attempt, "estimated", json_boolean (reply.estimated));
     json_object_set_new (attempt, "latency_ms", json_integer (reply.latency_ms));
-    json_object_set_new (attempt, "finish_reason", reply.finish_reason
-                                                     ? json_string (reply.finish_reason)
-                                                     : json_null ());
+    json_object_set_new (attempt, "finish_reason", s_text (reply.finish_reason));
     json_object_set_new (attempt, "error",
                          why == MESH_FAIL_NONE ? json_null () : json_string (mesh_fail_name (why)));
-    json_object_set_new (attempt, "detail", detail ? json_string (detail) : json_null ());
+    json_object_set_new (attempt, "detail", s_text (detail));
     json_object_set_new (attempt, "proposal", proposal ? proposal : json_null ());
     json_object_set_new (attempt, "verdicts", verdicts);
     json_object_set_new (attempt, "accepted", json_boolean (*accepted));
@@ -572,8 +589,9 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
                       "Answer again with exactly one JSON object {\"action\", \"params\", "
                       "\"confidence\", \"rationale\"}, choosing only among the allowed actions.",
                       refusal ? refusal : "no reason recorded") >= 0) {
-            *reask = json_pack ("[{s:s, s:s}, {s:s, s:s}]", "role", "assistant", "content",
-                                reply.content, "role", "user", "content", text);
+            *reask = json_pack ("[{s:s, s:o}, {s:s, s:o}]", "role", "assistant", "content",
+                                s_text (reply.content), "role", "user", "content",
+                                s_text (text));
             free (text);
         }
     }
@@ -724,7 +742,7 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
                                     (json_int_t) mesh_budget_used (self->budget), "agent_limit",
                                     (json_int_t) mesh_budget_limit (self->budget)));
     json_object_set_new (decision, "verdict", json_string (verdict));
-    json_object_set_new (decision, "reason", accepted ? json_null () : json_string (why_line));
+    json_object_set_new (decision, "reason", accepted ? json_null () : s_text (why_line));
     json_object_set_new (decision, "fallback", json_boolean (!accepted));
     json_object_set_new (decision, "action", action);
     json_object_set_new (decision, "tokens", json_integer (used));

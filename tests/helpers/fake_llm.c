@@ -13,7 +13,7 @@
  *      ok             a normal answer with usage (prompt tokens = request bytes / 4)
  *      500            HTTP 500 with the OpenAI/llama.cpp error shape
  *      timeout        hangs --hang-ms (default 10000) before answering
- *      malformed      HTTP 200 with a body that is not JSON
+ *      malformed      HTTP 200 with a body that is not JSON (nor UTF-8)
  *      no-usage       a normal answer without "usage"
  *      reject-schema  HTTP 400 naming response_format when the request has one
  *                     (as a server without structured output would); normal otherwise
@@ -204,7 +204,8 @@ s_completion (struct MHD_Connection *connection, s_upload_t *upload)
                                            "error_type", "validation"));
         case S_MALFORMED:
             json_decref (body);
-            return s_send (connection, 200, "<html>this is not JSON</html>", "text/html");
+            //  Not JSON, and not even UTF-8 (the \xff): clients must cope with both.
+            return s_send (connection, 200, "<html>this is not JSON \xff</html>", "text/html");
         case S_REJECT_SCHEMA:
             if (has_schema) {
                 json_decref (body);

@@ -695,6 +695,24 @@ test_model_failed_and_charging (void **state)
     assert_true (tokens > 256);
     assert_int_equal (mesh_budget_used (loop.budget), tokens);
     json_decref (decision);
+    s_loop_stop (&loop);
+    s_server_stop (&server);
+
+    //  A 200 that is not JSON (nor UTF-8) is charged the whole reservation too, and its
+    //  detail is recorded (the bytes that are not UTF-8 replaced), not dropped.
+    s_server_start (&server, &w, "malformed");
+    s_loop_start (&loop, &w, 200000);
+    decision = mesh_reason_run (loop.reason, &incident, NULL);
+    s_check_record (decision, &incident);
+    assert_string_equal (s_str (decision, "verdict"), "model_failed");
+    attempt = s_attempt (decision, 0);
+    assert_string_equal (s_str (attempt, "error"), "model_malformed");
+    assert_non_null (s_str (attempt, "detail"));
+    assert_non_null (strstr (s_str (attempt, "detail"), "this is not JSON ?"));
+    assert_int_equal (json_integer_value (json_object_get (attempt, "completion_tokens")), 256);
+    assert_int_equal (mesh_budget_used (loop.budget),
+                      json_integer_value (json_object_get (decision, "tokens")));
+    json_decref (decision);
     json_decref (event);
     s_loop_stop (&loop);
     s_server_stop (&server);
