@@ -60,7 +60,7 @@ mesh_act_run (mesh_act_t *self, json_t *decision)
     const char *id = json_string_value (json_object_get (decision, "id"));
     json_t *action = json_object_get (decision, "action");
     const char *name = json_string_value (json_object_get (action, "name"));
-    json_t *outcome = json_pack ("{ss ss ss? s:s}", "type", "outcome", "id", id ? id : "",
+    json_t *outcome = json_pack ("{ss ss ss ss?}", "type", "outcome", "id", id ? id : "",
                                  "agent", self->agent->name, "action", name);
     const char *status = "failed";
     char *detail = NULL;
