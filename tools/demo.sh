@@ -104,6 +104,10 @@ wait "$pid" && rc=0 || rc=$?
 pid=
 [ "$rc" = 0 ] || { tail -20 "$DEMO/meshd.log" >&2; fail "meshd exited with $rc"; }
 
+if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$DEMO/meshd.log"; then
+    fail "sanitizer report in $DEMO/meshd.log"
+fi
+
 say "meshctl audit verify"
 "${MESHCTL[@]}" audit verify || fail "the decision log does not verify"
 say "demo done in $(( $(date +%s) - start )) s; diagnostics in $DEMO/meshd.log"

@@ -90,6 +90,17 @@ stop_meshd() {
     local rc=0
     wait "$MESHD" || rc=$?
     [ "$rc" = 0 ] || fail "meshd exited with $rc on SIGTERM"
+    check_log "$T/meshd.log"
+}
+
+# A sanitizer report from any process, or an agent that did not drain cleanly at stop.
+check_log() {
+    if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$1"; then
+        fail "sanitizer report in $1"
+    fi
+    if grep -E 'agent .* exited \([1-9-]' "$1"; then
+        fail "an agent did not exit cleanly on stop"
+    fi
 }
 
 # Wait until every agent's lag and inflight are 0 and events+malformed >= $1 (timeout $2 s).
@@ -102,7 +113,7 @@ print('yes' if all(a['state']=='running' and a['counters'].get('lag',-1)==0 and
   a['counters'].get('inflight',1)==0 and
   a['counters'].get('events',0)+a['counters'].get('malformed',0) >= $want for a in d['agents']) else 'no')" 2>/dev/null || echo no)
         [ "$ok" = yes ] && return 0
-        [ $(( $(date +%s) - t0 )) -lt "$limit" ] || { MESHCTL status || true; fail "events not handled within $limit s"; }
+        [ $(( $(date +%s) - t0 )) -lt "$limit" ] || { MESHCTL --json status || true; fail "events not handled within $limit s"; }
         sleep 0.3
     done
 }
