@@ -35,6 +35,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "silence.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -1652,10 +1653,109 @@ static const s_field_t s_detector_fields [] = {
 };
 #undef S_DET
 
-static const s_field_t s_incident_fields [] = {
-    S_NUM ("cooldown_s", mesh_agent_config_t, incident.cooldown_s, F_INT, 0, 2592000),
+//  incident.silences: a list of {matchers, starts, ends, comment}.
+static void
+s_silence_time (s_ctx_t *ctx, s_node_t *node, const char *path, int64_t *ms_p)
+{
+    const char *text;
+    char shown [64];
+    if (!s_get_string (ctx, node, path, &text))
+        return;
+    if (mesh_silence_parse_time (text, ms_p) != 0)
+        s_at (ctx, node, "%s: expected an RFC 3339 time such as 2024-05-01T10:00:00Z, got '%s'",
+              path, s_show (text, shown, sizeof shown));
+}
+
+static void
+s_silence_starts (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_silence_time (ctx, node, path, &((mesh_silence_config_t *) base)->starts_ms);
+}
+
+static void
+s_silence_ends (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_silence_time (ctx, node, path, &((mesh_silence_config_t *) base)->ends_ms);
+}
+
+enum { SI_MATCHERS, SI_STARTS, SI_ENDS, SI_COMMENT };
+static const s_field_t s_silence_fields [] = {
+    [SI_MATCHERS] = { .key = "matchers", .type = F_LIST, .required = true,
+                      .offset = offsetof (mesh_silence_config_t, matchers),
+                      .count_offset = offsetof (mesh_silence_config_t, matcher_count),
+                      .check = s_check_line, .unique = true, .min_items = 1 },
+    [SI_STARTS] = { .key = "starts", .type = F_CALL, .handler = s_silence_starts },
+    [SI_ENDS] = { .key = "ends", .type = F_CALL, .handler = s_silence_ends },
+    [SI_COMMENT] = S_STR ("comment", mesh_silence_config_t, comment, s_check_text),
     { NULL }
 };
+
+static void
+s_silences (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_agent_config_t *agent = base;
+    char what [96], sub [S_PATH_MAX], why [256];
+    if (s_is_null (node))
+        return;
+    if (node->kind != S_SEQUENCE) {
+        s_at (ctx, node, "%s: expected a sequence of silences (\"- matchers: [...]\"), got %s",
+              path, s_what (node, what, sizeof what));
+        return;
+    }
+    agent->incident.silences = s_calloc (ctx, node->count, sizeof *agent->incident.silences);
+    for (size_t i = 0; agent->incident.silences && i < node->count; i++) {
+        mesh_incident_config_t *incident = &agent->incident;
+        mesh_silence_config_t *silence = &incident->silences [incident->silence_count++];
+        s_index (sub, path, i);
+        s_node_t *seen [S_MAX_FIELDS];
+        s_walk (ctx, node->kids [i], sub, s_silence_fields, silence, seen);
+        s_node_t *list = seen [SI_MATCHERS];
+        bool all_empty = silence->matcher_count > 0;
+        for (size_t j = 0; list && list->kind == S_SEQUENCE && j < list->count; j++) {
+            s_node_t *item = list->kids [j];
+            if (!s_given (item) || item->kind != S_SCALAR)
+                continue;
+            if (mesh_silence_matcher_check (item->text, why, sizeof why) != 0) {
+                s_at (ctx, item, "%s.matchers[%zu]: %s", sub, j, why);
+                all_empty = false;      //  reported already
+            }
+            else
+            if (!mesh_silence_matcher_matches_empty (item->text))
+                all_empty = false;
+        }
+        if (all_empty)
+            s_at (ctx, list, "%s.matchers: every matcher matches an empty field, so the silence "
+                  "would mute everything; add one that names a value (e.g. host=web-1)", sub);
+        if (silence->starts_ms && silence->ends_ms && silence->ends_ms <= silence->starts_ms)
+            s_at (ctx, seen [SI_ENDS], "%s.ends: must be after starts", sub);
+    }
+}
+
+enum { IN_GROUP_BY, IN_GROUP_WAIT, IN_GROUP_INTERVAL, IN_REPEAT, IN_COOLDOWN, IN_MIN_POINTS,
+       IN_SPAN, IN_RESOLVE, IN_MAX_GROUPS, IN_PERSIST, IN_SILENCES };
+#define S_INC mesh_agent_config_t
+static const s_field_t s_incident_fields [] = {
+    [IN_GROUP_BY] = { .key = "group_by", .type = F_LIST,
+                      .offset = offsetof (S_INC, incident.group_by),
+                      .count_offset = offsetof (S_INC, incident.group_by_count),
+                      .check = s_check_line, .unique = true },
+    [IN_GROUP_WAIT] = S_NUM ("group_wait_s", S_INC, incident.group_wait_s, F_INT, 0, 86400),
+    [IN_GROUP_INTERVAL] = S_NUM ("group_interval_s", S_INC, incident.group_interval_s, F_INT,
+                                 0, 2592000),
+    [IN_REPEAT] = S_NUM ("repeat_interval_s", S_INC, incident.repeat_interval_s, F_INT,
+                         0, 2592000),
+    [IN_COOLDOWN] = S_NUM ("cooldown_s", S_INC, incident.cooldown_s, F_INT, 0, 2592000),
+    [IN_MIN_POINTS] = S_NUM ("min_points", S_INC, incident.min_points, F_INT, 1, 1000),
+    [IN_SPAN] = S_NUM ("min_points_span_s", S_INC, incident.min_points_span_s, F_INT,
+                       1, 2592000),
+    [IN_RESOLVE] = S_NUM ("resolve_s", S_INC, incident.resolve_s, F_INT, 1, 2592000),
+    [IN_MAX_GROUPS] = S_NUM ("max_groups", S_INC, incident.max_groups, F_SIZE, 1, 100000000),
+    [IN_PERSIST] = S_NUM ("persist_interval_s", S_INC, incident.persist_interval_s, F_INT,
+                          1, 3600),
+    [IN_SILENCES] = { .key = "silences", .type = F_CALL, .handler = s_silences },
+    { NULL }
+};
+#undef S_INC
 
 enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS };
 static const s_field_t s_reason_fields [] = {
@@ -1799,6 +1899,38 @@ s_detector_check (s_ctx_t *ctx, const mesh_agent_config_t *agent, s_node_t *dete
     }
 }
 
+//  What needs the key fields: group_by names only key fields; absent, it is all of them.
+static void
+s_incident_check (s_ctx_t *ctx, mesh_agent_config_t *agent, s_node_t *node, const char *path)
+{
+    char shown [64], declared [512];
+    s_node_t *group_by = s_find (node, "group_by");
+    mesh_incident_config_t *incident = &agent->incident;
+    if (!group_by) {
+        incident->group_by = s_calloc (ctx, agent->key_field_count, sizeof (char *));
+        for (size_t i = 0; incident->group_by && i < agent->key_field_count; i++) {
+            incident->group_by [i] = s_strdup (ctx, agent->key_fields [i]);
+            if (incident->group_by [i])
+                incident->group_by_count++;
+        }
+        return;
+    }
+    for (size_t i = 0; group_by->kind == S_SEQUENCE && i < group_by->count; i++) {
+        s_node_t *item = group_by->kids [i];
+        if (!s_given (item) || item->kind != S_SCALAR)
+            continue;
+        bool known = false;
+        for (size_t j = 0; j < agent->key_field_count && !known; j++)
+            known = !strcmp (agent->key_fields [j], item->text);
+        if (!known && agent->key_field_count) {
+            s_names_text (declared, sizeof declared, "", "none", agent->key_field_count,
+                          s_string_at, agent->key_fields);
+            s_at (ctx, item, "%s.incident.group_by[%zu]: '%s' is not one of this agent's key "
+                  "fields (%s)", path, i, s_show (item->text, shown, sizeof shown), declared);
+        }
+    }
+}
+
 static int
 s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
 {
@@ -1820,7 +1952,15 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->detector.knn.window = 8;
     agent->detector.knn.memory = 128;
     agent->detector.knn.k = 3;
+    agent->incident.group_wait_s = 0;
+    agent->incident.group_interval_s = 300;
+    agent->incident.repeat_interval_s = 3600;
     agent->incident.cooldown_s = 300;
+    agent->incident.min_points = 1;
+    agent->incident.min_points_span_s = 300;
+    agent->incident.resolve_s = 300;
+    agent->incident.max_groups = 10000;
+    agent->incident.persist_interval_s = 5;
     agent->reason.max_steps = 3;
     agent->reason.max_tokens = 256;
     agent->reason.incident_token_cap = 4000;
@@ -1871,6 +2011,7 @@ s_agents (s_ctx_t *ctx, mesh_config_t *cfg, s_node_t *node)
         }
         s_agent_refs (ctx, cfg, agent, seen, path);
         s_detector_check (ctx, agent, seen [G_DETECTOR], path);
+        s_incident_check (ctx, agent, seen [G_INCIDENT], path);
     }
     size_t *first = s_duplicates (ctx, names, count);
     for (size_t i = 0; first && i < count; i++)
@@ -2055,6 +2196,13 @@ s_agent_free (mesh_agent_config_t *agent)
     free (agent->value_field);
     free (agent->time_field);
     free (agent->detector.kind);
+    s_strv_free (&agent->incident.group_by, agent->incident.group_by_count);
+    for (size_t i = 0; i < agent->incident.silence_count; i++) {
+        s_strv_free (&agent->incident.silences [i].matchers,
+                     agent->incident.silences [i].matcher_count);
+        free (agent->incident.silences [i].comment);
+    }
+    free (agent->incident.silences);
     free (agent->reason.backend);
     s_strv_free (&agent->actions, agent->action_count);
     free (agent->fallback);

@@ -105,8 +105,34 @@ typedef struct {
     } knn;
 } mesh_detector_config_t;
 
+//  A silence written in the config (incident.silences): anomalous points whose key fields
+//  satisfy every matcher are counted as silenced and open no incident while it is active,
+//  by the wall clock.  See common/silence.h for the matcher syntax.
 typedef struct {
-    int cooldown_s;                 //  per series, in event time; default 300
+    char **matchers;                //  "field=value", "field!=value", "field=~re", "field!~re"
+    size_t matcher_count;
+    int64_t starts_ms;              //  `starts` (RFC 3339) as epoch ms; 0 = from the start
+    int64_t ends_ms;                //  `ends` (RFC 3339) as epoch ms; 0 = never ends
+    char *comment;                  //  NULL when absent
+} mesh_silence_config_t;
+
+//  De-duplication, Alertmanager's model in event time (docs/incidents.md).  Durations in
+//  seconds of event time.
+typedef struct {
+    char **group_by;                //  key fields forming the group key; default: all of them;
+    size_t group_by_count;          //  [] = one group for the whole agent
+    int group_wait_s;               //  a new group collects this long first; default 0
+    int group_interval_s;           //  a notified group gained a series: wait; default 300
+    int repeat_interval_s;          //  a notified group still firing, unchanged; default 3600
+    int cooldown_s;                 //  no two incidents of a group closer, even across
+                                    //  resolution; default 300
+    int min_points;                 //  anomalous points a group needs ...; default 1
+    int min_points_span_s;          //  ... within this span before it may fire; default 300
+    int resolve_s;                  //  no anomalous point this long: resolved; default 300
+    size_t max_groups;              //  bounded group table (LRU, counted); default 10000
+    int persist_interval_s;         //  wall-clock seconds between state writes; default 5
+    mesh_silence_config_t *silences;
+    size_t silence_count;
 } mesh_incident_config_t;
 
 typedef struct {
