@@ -191,7 +191,7 @@ s_time (json_t *v, int64_t *ts_ms)
 {
     if (json_is_number (v)) {
         double t = json_number_value (v);
-        if (!isfinite (t) || t < 0)
+        if (!isfinite (t) || t < 0 || t >= 9e18)    //  beyond int64 the cast is undefined
             return -1;
         *ts_ms = t > 1e11 ? (int64_t) t : (int64_t) llround (t * 1000.0);
         return 0;
@@ -203,20 +203,29 @@ s_time (json_t *v, int64_t *ts_ms)
     const char *rest = strptime (s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!rest)
         return -1;
-    double frac = 0;
+    //  Fraction and offset are matched digit by digit: strtod would also take an
+    //  exponent ("20.5e3Z"), and sscanf a one-digit or signed hour ("+1:00", "+-1:00"),
+    //  after which skipping six characters would run past the end of the string.
+    //  Digits beyond milliseconds are dropped.
+    int64_t frac_ms = 0;
     if (*rest == '.') {
-        char *end;
-        frac = strtod (rest, &end);
-        rest = end;
+        size_t n = strspn (rest + 1, "0123456789");
+        if (n == 0)
+            return -1;
+        for (size_t i = 1; i <= 3; i++)
+            frac_ms = frac_ms * 10 + (i <= n ? rest[i] - '0' : 0);
+        rest += 1 + n;
     }
     long offset_s = 0;
     if (*rest == 'Z')
         rest++;
     else
     if (*rest == '+' || *rest == '-') {
-        int hh, mm;
-        if (sscanf (rest + 1, "%2d:%2d", &hh, &mm) != 2)
+        if (strspn (rest + 1, "0123456789") != 2 || rest[3] != ':'
+            || strspn (rest + 4, "0123456789") < 2)
             return -1;
+        int hh = (rest[1] - '0') * 10 + (rest[2] - '0');
+        int mm = (rest[4] - '0') * 10 + (rest[5] - '0');
         offset_s = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
         rest += 6;
     }
@@ -224,7 +233,7 @@ s_time (json_t *v, int64_t *ts_ms)
         return -1;
     if (*rest)
         return -1;
-    *ts_ms = ((int64_t) timegm (&tm) - offset_s) * 1000 + (int64_t) (frac * 1000.0);
+    *ts_ms = ((int64_t) timegm (&tm) - offset_s) * 1000 + frac_ms;
     return 0;
 }
 
@@ -245,13 +254,19 @@ mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t
     for (size_t i = 0; i < agent->key_field_count; i++) {
         json_t *v = json_object_get (json, agent->key_fields[i]);
         char part[MESH_SERIES_KEY_MAX];
+        int len;
         if (json_is_string (v))
-            snprintf (part, sizeof part, "%s", json_string_value (v));
+            len = snprintf (part, sizeof part, "%s", json_string_value (v));
         else
         if (json_is_integer (v))
-            snprintf (part, sizeof part, "%lld", (long long) json_integer_value (v));
+            len = snprintf (part, sizeof part, "%lld", (long long) json_integer_value (v));
         else {
             *why = "a key field is missing or not a string/integer";
+            json_decref (json);
+            return -1;
+        }
+        if (len < 0 || (size_t) len >= sizeof part) {     //  not cut short: refused
+            *why = "series key too long";
             json_decref (json);
             return -1;
         }
