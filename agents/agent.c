@@ -60,8 +60,17 @@ typedef struct {
 } s_worker_t;
 
 struct _mesh_agent_t {
-    const mesh_config_t *cfg;
+    const mesh_config_t *cfg;           //  as started: the consumer thread's view
     const mesh_agent_config_t *acfg;
+    //  Rule reloads (guarded by lock): the config workers build their chains from, and
+    //  a generation they compare with theirs between incidents.  Every config loaded
+    //  stays alive until the agent exits (workers and the consumer borrow from them).
+    const mesh_config_t *rules_cfg;
+    const mesh_agent_config_t *rules_acfg;
+    unsigned generation;
+    mesh_config_t **loaded;
+    size_t loaded_count;
+    char rules_hash[65];
     char *instance, *endpoint, *brokers;
     pid_t parent;
     zsock_t *ctl;
@@ -186,6 +195,33 @@ s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
     return rc == 0;
 }
 
+//  Build (or rebuild, after a reload) a worker's gate chain and reasoning loop from the
+//  config in force.  On failure the worker keeps what it had.
+static bool
+s_worker_build (mesh_agent_t *self, int index, unsigned *gen, mesh_gate_t **gate_p,
+                mesh_reason_t **reason_p)
+{
+    pthread_mutex_lock (&self->lock);
+    const mesh_config_t *cfg = self->rules_cfg;
+    const mesh_agent_config_t *acfg = self->rules_acfg;
+    *gen = self->generation;
+    pthread_mutex_unlock (&self->lock);
+    char *err = NULL;
+    mesh_gate_t *gate = mesh_gate_new (cfg, acfg, &err);
+    mesh_reason_t *reason = gate ? mesh_reason_new (cfg, acfg, gate, self->budget) : NULL;
+    if (!reason) {
+        mesh_err ("worker %d: cannot build the rule chain: %s", index, err ? err : "see above");
+        free (err);
+        mesh_gate_destroy (&gate);
+        return false;
+    }
+    mesh_reason_destroy (reason_p);
+    mesh_gate_destroy (gate_p);
+    *gate_p = gate;
+    *reason_p = reason;
+    return true;
+}
+
 static void *
 s_worker (void *arg)
 {
@@ -193,23 +229,30 @@ s_worker (void *arg)
     mesh_agent_t *self = w->agent;
     char identity[128];
     snprintf (identity, sizeof identity, "%s/w%d", self->instance, w->index);
-    char *err = NULL;
-    mesh_gate_t *gate = mesh_gate_new (self->cfg, self->acfg, &err);
+    mesh_gate_t *gate = NULL;
+    mesh_reason_t *reason = NULL;
+    unsigned gen = 0;
     mesh_record_t *record = mesh_record_new (self->endpoint, identity, 10000);
-    mesh_reason_t *reason = gate ? mesh_reason_new (self->cfg, self->acfg, gate, self->budget)
-                                 : NULL;
-    if (!gate || !record || !reason) {
-        mesh_err ("worker %d cannot start: %s", w->index, err ? err : "see above");
-        free (err);
+    if (!record || !s_worker_build (self, w->index, &gen, &gate, &reason)) {
+        mesh_err ("worker %d cannot start", w->index);
         self->fatal = true;
     }
     while (!self->fatal) {
+        //  A reload swaps the chain here, between two decisions, never during one.
         pthread_mutex_lock (&self->lock);
-        while (self->queue_len == 0 && !self->stopping)
+        bool stale = gen != self->generation;
+        pthread_mutex_unlock (&self->lock);
+        if (stale && !s_worker_build (self, w->index, &gen, &gate, &reason))
+            mesh_warn ("worker %d keeps its previous rule chain", w->index);
+        pthread_mutex_lock (&self->lock);
+        while (self->queue_len == 0 && !self->stopping && gen == self->generation)
             pthread_cond_wait (&self->wake, &self->lock);
-        if (self->queue_len == 0) {
+        if (self->queue_len == 0 || gen != self->generation) {
+            bool stopping = self->stopping && self->queue_len == 0;
             pthread_mutex_unlock (&self->lock);
-            break;
+            if (stopping)
+                break;
+            continue;                   //  rebuild the chain first
         }
         mesh_incident_t *incident = self->queue[self->queue_head];
         self->queue_head = (self->queue_head + 1) % self->queue_cap;
@@ -249,18 +292,17 @@ s_store_completions (mesh_agent_t *self)
     free (done);
 }
 
+//  Called with self->lock held.
 static json_t *
-s_counters (mesh_agent_t *self)
+s_counters_unlocked (mesh_agent_t *self)
 {
     json_t *c = json_object ();
 #define S_PUT(name) json_object_set_new (c, #name, json_integer ((json_int_t) self->n.name));
     S_COUNTERS (S_PUT)
 #undef S_PUT
-    pthread_mutex_lock (&self->lock);
     json_object_set_new (c, "queue", json_integer ((json_int_t) self->queue_len));
     json_object_set_new (c, "inflight", json_integer ((json_int_t) (self->queue_len
                                                                      + self->busy)));
-    pthread_mutex_unlock (&self->lock);
     json_object_set_new (c, "series", json_integer ((json_int_t) mesh_detect_series (self->detect)));
     json_object_set_new (c, "evictions",
                          json_integer ((json_int_t) mesh_detect_evictions (self->detect)));
@@ -273,8 +315,10 @@ static void
 s_heartbeat (mesh_agent_t *self)
 {
     self->n.malformed = mesh_event_kafka_malformed (self->events);
-    json_t *body = json_pack ("{ss so}", "instance", self->instance, "counters",
-                              s_counters (self));
+    pthread_mutex_lock (&self->lock);
+    json_t *body = json_pack ("{ss so ss}", "instance", self->instance, "counters",
+                              s_counters_unlocked (self), "rules_hash", self->rules_hash);
+    pthread_mutex_unlock (&self->lock);
     mesh_proto_send (self->ctl, NULL, MESH_MSG_HEARTBEAT, body);
     json_decref (body);
 }
@@ -320,6 +364,40 @@ s_queue_full (mesh_agent_t *self)
     return full;
 }
 
+//  The supervisor validated a new config whose only change for us is the rules: load it,
+//  check that our chain builds, and let the workers switch between decisions.
+static void
+s_reload_rules (mesh_agent_t *self)
+{
+    mesh_config_t *next = NULL;
+    if (mesh_config_load (self->cfg->path, &next, stderr) != 0) {
+        mesh_err ("reload: the config no longer loads; keeping the rules in force");
+        return;
+    }
+    const mesh_agent_config_t *acfg = mesh_config_agent (next, self->acfg->name);
+    char *err = NULL;
+    mesh_gate_t *gate = acfg ? mesh_gate_new (next, acfg, &err) : NULL;
+    if (!gate) {
+        mesh_err ("reload: the new rule chain does not build (%s); keeping the rules in force",
+                  err ? err : "agent missing");
+        free (err);
+        mesh_config_destroy (&next);
+        return;
+    }
+    pthread_mutex_lock (&self->lock);
+    self->loaded = realloc (self->loaded, (self->loaded_count + 1) * sizeof *self->loaded);
+    self->loaded[self->loaded_count++] = next;
+    self->rules_cfg = next;
+    self->rules_acfg = acfg;
+    self->generation++;
+    snprintf (self->rules_hash, sizeof self->rules_hash, "%s", mesh_gate_rules_hash (gate));
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
+    mesh_notice ("rules reloaded: rule set %.12s in force from the next decision",
+                 mesh_gate_rules_hash (gate));
+    mesh_gate_destroy (&gate);
+}
+
 //  True when the supervisor asked us to stop.
 static bool
 s_control (mesh_agent_t *self)
@@ -337,6 +415,9 @@ s_control (mesh_agent_t *self)
                        json_string_value (json_object_get (msg->body, "reason")));
             stop = true;
         }
+        else
+        if (msg->type == MESH_MSG_RELOAD)
+            s_reload_rules (self);
         mesh_msg_destroy (&msg);
     }
     return stop;
@@ -457,6 +538,16 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
     self->queue_cap = (size_t) acfg->reason.queue_size;
     self->queue = calloc (self->queue_cap, sizeof *self->queue);
     self->history = json_array ();
+    self->rules_cfg = cfg;
+    self->rules_acfg = acfg;
+    char *err = NULL;
+    mesh_gate_t *gate = mesh_gate_new (cfg, acfg, &err);
+    snprintf (self->rules_hash, sizeof self->rules_hash, "%s",
+              gate ? mesh_gate_rules_hash (gate) : "");
+    if (!gate)
+        mesh_err ("the rule chain does not build: %s", err ? err : "?");
+    free (err);
+    mesh_gate_destroy (&gate);
     self->ctl = zsock_new (ZMQ_DEALER);
     zsock_set_identity (self->ctl, instance);
     zsock_set_linger (self->ctl, 1000);
@@ -502,6 +593,9 @@ mesh_agent_destroy (mesh_agent_t **self_p)
     free (self->done);
     free (self->workers);
     json_decref (self->history);
+    for (size_t i = 0; i < self->loaded_count; i++)
+        mesh_config_destroy (&self->loaded[i]);
+    free (self->loaded);
     pthread_mutex_destroy (&self->lock);
     pthread_cond_destroy (&self->wake);
     free (self->instance);

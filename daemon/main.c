@@ -21,6 +21,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "proto.h"
+#include "reload.h"
 #include "supervise.h"
 
 #include <czmq.h>
@@ -35,6 +36,14 @@
 
 #define MESHD_VERSION "0.1.0"
 
+typedef struct {
+    mesh_config_t *cfg;                 //  in force
+    json_t *tree;                       //  its file as a tree, to compare with a new one
+    json_t *last;                       //  the last reload: {ok, at, error?, restart, reload}
+} s_config_state_t;
+
+static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger);
+
 static volatile sig_atomic_t s_stop;
 static volatile sig_atomic_t s_hup;
 
@@ -45,59 +54,6 @@ s_on_signal (int sig)
         s_hup = 1;
     else
         s_stop = 1;
-}
-
-//  Rules and backends named by the config, checked the way agents will load them.
-static int
-s_check_parts (const mesh_config_t *cfg)
-{
-    int problems = 0;
-    for (size_t i = 0; i < cfg->global_rule_count + cfg->agent_count; i++) {
-        //  Walk the global chain, then each agent's own rules.
-        char **rules;
-        mesh_config_pos_t *pos;
-        size_t count;
-        if (i < cfg->global_rule_count) {
-            rules = cfg->global_rules + i, pos = cfg->global_rule_pos + i, count = 1;
-        }
-        else {
-            const mesh_agent_config_t *a = &cfg->agents[i - cfg->global_rule_count];
-            rules = a->rules, pos = a->rule_pos, count = a->rule_count;
-        }
-        for (size_t r = 0; r < count; r++) {
-            char *err = NULL;
-            if (mesh_gate_check_file (rules[r], cfg, &err) != 0) {
-                fprintf (stderr, "%s:%d:%d: rule %s: %s\n", cfg->path, pos[r].line, pos[r].col,
-                         rules[r], err ? err : "cannot load");
-                problems++;
-            }
-            free (err);
-        }
-    }
-    //  Each agent's whole chain, as its workers will build it (duplicate rule names, ...).
-    for (size_t i = 0; problems == 0 && i < cfg->agent_count; i++) {
-        const mesh_agent_config_t *a = &cfg->agents[i];
-        char *err = NULL;
-        mesh_gate_t *gate = mesh_gate_new (cfg, a, &err);
-        if (!gate) {
-            mesh_config_pos_t at = a->rule_count ? a->rule_pos[0] : (mesh_config_pos_t) {0, 0};
-            fprintf (stderr, "%s:%d:%d: agents.%s: rule chain: %s\n", cfg->path, at.line, at.col,
-                     a->name, err ? err : "cannot be built");
-            problems++;
-        }
-        free (err);
-        mesh_gate_destroy (&gate);
-    }
-    for (size_t i = 0; i < cfg->backend_count; i++) {
-        mesh_backend_t *backend = mesh_backend_new (&cfg->backends[i]);
-        if (!backend) {
-            fprintf (stderr, "%s:0:0: backend %s: unusable (see the message above)\n", cfg->path,
-                     cfg->backends[i].name);
-            problems++;
-        }
-        mesh_backend_destroy (&backend);
-    }
-    return problems;
 }
 
 static int
@@ -195,7 +151,8 @@ s_serve_agent (mesh_supervise_t *sup, mesh_ledger_t *ledger, zsock_t *sock)
 }
 
 static void
-s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup)
+s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
+                 s_config_state_t *st, mesh_ledger_t *ledger)
 {
     const char *why = NULL;
     mesh_msg_t *msg = mesh_proto_recv (sock, true, &why, NULL);
@@ -204,6 +161,10 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup)
         return;
     }
     json_t *reply = NULL;
+    const char *cmd = json_string_value (json_object_get (msg->body, "cmd"));
+    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "reload") == 0)
+        reply = s_reload (st, sup, ledger);
+    else
     if (msg->type == MESH_MSG_CTL_REQUEST) {
         json_t *agents = mesh_supervise_status (sup);
         reply = mesh_control_reply (msg->body, daemon_status, agents);
@@ -214,6 +175,76 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup)
     mesh_proto_send (sock, msg->routing_id, MESH_MSG_CTL_REPLY, reply);
     json_decref (reply);
     mesh_msg_destroy (&msg);
+}
+
+//  Record, for every agent, the rule set now in force (its content hash), so that an
+//  auditor can tell which rules judged which decision and a replay can find them.
+static void
+s_record_rules (mesh_ledger_t *ledger, const mesh_config_t *cfg, const char *event)
+{
+    for (size_t i = 0; i < cfg->agent_count; i++) {
+        char *err = NULL;
+        mesh_gate_t *gate = mesh_gate_new (cfg, &cfg->agents[i], &err);
+        if (!gate) {
+            mesh_err ("rules of agent %s: %s", cfg->agents[i].name, err ? err : "?");
+            free (err);
+            continue;
+        }
+        json_t *files = json_array ();
+        for (size_t r = 0; r < cfg->global_rule_count; r++)
+            json_array_append_new (files, json_string (cfg->global_rules[r]));
+        for (size_t r = 0; r < cfg->agents[i].rule_count; r++)
+            json_array_append_new (files, json_string (cfg->agents[i].rules[r]));
+        json_t *record = json_pack ("{ss ss ss ss so}", "type", "rules", "event", event, "agent",
+                                    cfg->agents[i].name, "rules_hash",
+                                    mesh_gate_rules_hash (gate), "files", files);
+        mesh_ledger_append (ledger, record);
+        json_decref (record);
+        mesh_gate_destroy (&gate);
+    }
+}
+
+//  SIGHUP or `meshctl reload`.  Returns the reply body for meshctl.
+static json_t *
+s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
+{
+    mesh_config_t *next = NULL;
+    json_t *plan = NULL, *tree = NULL;
+    char *error = NULL;
+    json_decref (st->last);
+    if (mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error) != 0) {
+        mesh_err ("reload refused; the running config and rules stay in force:");
+        char *lines = strdup (error), *save = NULL;
+        for (char *l = strtok_r (lines, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
+            mesh_err ("  %s", l);
+        free (lines);
+        st->last = json_pack ("{sb sI ss}", "ok", 0, "at", (json_int_t) time (NULL), "error",
+                              error ? error : "?");
+        free (error);
+        return json_pack ("{sb ss}", "ok", 0, "error",
+                          json_string_value (json_object_get (st->last, "error")));
+    }
+    mesh_supervise_reconfigure (sup, next);
+    mesh_config_destroy (&st->cfg);
+    json_decref (st->tree);
+    st->cfg = next;
+    st->tree = tree;
+    size_t i;
+    json_t *name;
+    json_array_foreach (json_object_get (plan, "restart"), i, name)
+        mesh_supervise_restart (sup, json_string_value (name));
+    json_array_foreach (json_object_get (plan, "reload"), i, name)
+        mesh_supervise_reload (sup, json_string_value (name));
+    s_record_rules (ledger, st->cfg, "reload");
+    mesh_notice ("reloaded %s: %zu agent(s) swap their rules, %zu restart",
+                 st->cfg->path, json_array_size (json_object_get (plan, "reload")),
+                 json_array_size (json_object_get (plan, "restart")));
+    st->last = json_pack ("{sb sI sO sO}", "ok", 1, "at", (json_int_t) time (NULL), "reload",
+                          json_object_get (plan, "reload"), "restart",
+                          json_object_get (plan, "restart"));
+    json_t *reply = json_pack ("{sb sO}", "ok", 1, "result", st->last);
+    json_decref (plan);
+    return reply;
 }
 
 static zsock_t *
@@ -231,23 +262,34 @@ s_bind (int type, const char *endpoint)
     return sock;
 }
 
+//  Runs the daemon until it is stopped; owns and frees CFG_AT_START (and its successors).
 static int
-s_run (mesh_config_t *cfg)
+s_run (mesh_config_t *cfg_at_start)
 {
+    s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path)};
+    mesh_config_t *cfg = st.cfg;
     if (s_mkdirs (cfg->runtime_dir, 0750) != 0 || s_mkdirs (cfg->state_dir, 0750) != 0) {
         mesh_err ("cannot create %s or %s: %s", cfg->runtime_dir, cfg->state_dir,
                   strerror (errno));
+        json_decref (st.tree);
+        mesh_config_destroy (&st.cfg);
         return 1;
     }
     char runtime[PATH_MAX], config_path[PATH_MAX];
-    if (!realpath (cfg->runtime_dir, runtime) || !realpath (cfg->path, config_path))
+    if (!realpath (cfg->runtime_dir, runtime) || !realpath (cfg->path, config_path)) {
+        json_decref (st.tree);
+        mesh_config_destroy (&st.cfg);
         return 1;
+    }
     mesh_broker_t *broker = NULL;
     const char *brokers = cfg->brokers;
     if (cfg->embedded) {
         broker = mesh_broker_new (cfg);
-        if (!broker)
+        if (!broker) {
+            json_decref (st.tree);
+            mesh_config_destroy (&st.cfg);
             return 1;
+        }
         brokers = mesh_broker_bootstraps (broker);
     }
     char *brokers_file = zsys_sprintf ("%s/brokers", runtime);
@@ -268,6 +310,7 @@ s_run (mesh_config_t *cfg)
 
     mesh_supervise_t *sup = mesh_supervise_new (cfg, binary, config_path, agents_ep, brokers,
                                                 agents);
+    s_record_rules (ledger, cfg, "start");
     zpoller_t *poller = zpoller_new (agents, control, NULL);
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled (0, &watchdog_usec) > 0;
@@ -289,9 +332,10 @@ s_run (mesh_config_t *cfg)
             mesh_supervise_kill_all (sup);
             deadline = zclock_mono () + 60 * 1000;      //  reap what we killed
         }
-        if (s_hup) {
+        if (s_hup && !deadline) {
             s_hup = 0;
-            mesh_warn ("SIGHUP: reload is not implemented yet; keeping the running config");
+            json_decref (s_reload (&st, sup, ledger));
+            cfg = st.cfg;
         }
         void *which = zpoller_wait (poller, 100);
         if (which == agents)
@@ -304,7 +348,9 @@ s_run (mesh_config_t *cfg)
                 brokers, "uptime_s", (json_int_t) ((zclock_mono () - started) / 1000),
                 "ledger_seq", (json_int_t) mesh_ledger_seq (ledger), "ready", ready,
                 "ledger_fsync_ms", mesh_ledger_last_fsync_ms (ledger));
-            s_serve_control (control, status, sup);
+            json_object_set (status, "last_reload", st.last ? st.last : json_null ());
+            s_serve_control (control, status, sup, &st, ledger);
+            cfg = st.cfg;
             json_decref (status);
         }
         mesh_supervise_tick (sup);
@@ -346,6 +392,9 @@ done:
     free (binary);
     mesh_ledger_destroy (&ledger);
     mesh_broker_destroy (&broker);
+    json_decref (st.tree);
+    json_decref (st.last);
+    mesh_config_destroy (&st.cfg);
     return rc;
 }
 
@@ -375,7 +424,7 @@ main (int argc, char **argv)
     mesh_config_t *cfg = NULL;
     int problems = mesh_config_load (config, &cfg, stderr);
     if (problems == 0)
-        problems = s_check_parts (cfg);
+        problems = mesh_reload_check_parts (cfg, stderr);
     if (check || problems) {
         if (problems)
             fprintf (stderr, "%s: %d problem%s found\n", config, problems,
@@ -396,7 +445,5 @@ main (int argc, char **argv)
     signal (SIGPIPE, SIG_IGN);
     zsys_init ();
     zsys_set_logstream (NULL);
-    int rc = s_run (cfg);
-    mesh_config_destroy (&cfg);
-    return rc;
+    return s_run (cfg);         //  takes the config (a reload replaces it)
 }

@@ -34,6 +34,8 @@ typedef struct {
     int last_exit;                      //  exit status (or -signal) of the last death
     bool hello;                         //  said hello in this life
     bool ever_hello;
+    bool restart_requested;             //  drain and start again now (config changed)
+    char *rules_hash;                   //  the rule set the agent reports in force
     json_t *life;                       //  counters of this life (latest heartbeat)
     json_t *totals;                     //  counters of earlier lives, summed
 } s_instance_t;
@@ -136,6 +138,7 @@ mesh_supervise_destroy (mesh_supervise_t **self_p)
     mesh_supervise_t *self = *self_p;
     for (size_t i = 0; i < self->count; i++) {
         free (self->inst[i].name);
+        free (self->inst[i].rules_hash);
         json_decref (self->inst[i].life);
         json_decref (self->inst[i].totals);
     }
@@ -178,6 +181,13 @@ s_died (mesh_supervise_t *self, s_instance_t *in, int status)
     in->last_exit = WIFEXITED (status) ? WEXITSTATUS (status) : -WTERMSIG (status);
     in->pid = 0;
     s_fold (in);
+    if (in->restart_requested && !self->stopping) {
+        in->restart_requested = false;
+        mesh_info ("agent %s exited (%d) to apply the new config; starting it again", in->name,
+                   in->last_exit);
+        s_spawn (self, in);
+        return;
+    }
     if (self->stopping) {
         in->state = S_STOPPED;
         mesh_info ("agent %s exited (%d)", in->name, in->last_exit);
@@ -258,6 +268,63 @@ mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t
         return;
     in->last_beat = zclock_mono ();
     json_object_update (in->life, json_object_get (body, "counters"));
+    const char *hash = json_string_value (json_object_get (body, "rules_hash"));
+    if (hash && (!in->rules_hash || strcmp (hash, in->rules_hash) != 0)) {
+        free (in->rules_hash);
+        in->rules_hash = strdup (hash);
+    }
+}
+
+static s_instance_t *
+s_by_name (mesh_supervise_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (strcmp (self->inst[i].name, name) == 0)
+            return &self->inst[i];
+    return NULL;
+}
+
+void
+mesh_supervise_reconfigure (mesh_supervise_t *self, const mesh_config_t *new_cfg)
+{
+    self->cfg = new_cfg;
+    for (size_t i = 0; i < new_cfg->agent_count; i++) {
+        s_instance_t *in = s_by_name (self, new_cfg->agents[i].name);
+        if (in)
+            in->cfg = &new_cfg->agents[i];
+    }
+}
+
+static void
+s_send (mesh_supervise_t *self, s_instance_t *in, mesh_msg_type_t type, const char *reason)
+{
+    json_t *body = json_pack ("{ss}", "reason", reason);
+    mesh_proto_send (self->sock, in->name, type, body);
+    json_decref (body);
+}
+
+void
+mesh_supervise_restart (mesh_supervise_t *self, const char *name)
+{
+    s_instance_t *in = s_by_name (self, name);
+    if (!in || in->state == S_FAILED)
+        return;
+    if (!in->pid) {                     //  in backoff: the next start uses the new config
+        return;
+    }
+    in->restart_requested = true;
+    if (in->hello)
+        s_send (self, in, MESH_MSG_SHUTDOWN, "config changed: restarting");
+    else
+        kill (in->pid, SIGTERM);
+}
+
+void
+mesh_supervise_reload (mesh_supervise_t *self, const char *name)
+{
+    s_instance_t *in = s_by_name (self, name);
+    if (in && in->pid && in->hello)
+        s_send (self, in, MESH_MSG_RELOAD, "rules changed");
 }
 
 const char *
@@ -306,11 +373,8 @@ mesh_supervise_stop (mesh_supervise_t *self)
                 in->state = S_STOPPED;
             continue;
         }
-        if (in->hello) {
-            json_t *body = json_pack ("{ss}", "reason", "meshd is stopping");
-            mesh_proto_send (self->sock, in->name, MESH_MSG_SHUTDOWN, body);
-            json_decref (body);
-        }
+        if (in->hello)
+            s_send (self, in, MESH_MSG_SHUTDOWN, "meshd is stopping");
         else
             kill (in->pid, SIGTERM);    //  not connected yet: its signal handler drains
     }
@@ -356,6 +420,8 @@ mesh_supervise_status (mesh_supervise_t *self)
                              in->restarts, "uptime_s",
                              (json_int_t) (in->pid ? (now - in->started_at) / 1000 : 0),
                              "last_exit", in->last_exit, "counters", counters));
+        json_object_set_new (json_array_get (list, json_array_size (list) - 1), "rules_hash",
+                             in->rules_hash ? json_string (in->rules_hash) : json_null ());
     }
     return list;
 }

@@ -41,6 +41,13 @@ void mesh_supervise_stop (mesh_supervise_t *self);
 int mesh_supervise_alive (mesh_supervise_t *self);
 //  SIGKILL every instance still alive (after the drain timeout).
 void mesh_supervise_kill_all (mesh_supervise_t *self);
+//  Use NEW_CFG (borrowed; same agent names) from now on; the caller frees the old one after.
+void mesh_supervise_reconfigure (mesh_supervise_t *self, const mesh_config_t *new_cfg);
+//  Drain instance NAME and start it again at once (no backoff, not counted as a restart
+//  for intensity): how a changed agent config is applied.
+void mesh_supervise_restart (mesh_supervise_t *self, const char *name);
+//  Ask instance NAME to re-read the config and swap its rule chain between decisions.
+void mesh_supervise_reload (mesh_supervise_t *self, const char *name);
 //  Status of every instance (caller owns): [{name, agent, pid, state, restarts, uptime_s,
 //  last_exit, counters{}}].
 json_t *mesh_supervise_status (mesh_supervise_t *self);

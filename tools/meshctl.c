@@ -6,6 +6,7 @@
  *      meshctl [--json] [--config FILE] audit show ID [--log FILE]
  *      meshctl [--json] [--config FILE] audit verify [--log FILE]
  *      meshctl [--json] [--config FILE] summary [--labels FILE] [--log FILE]
+ *      meshctl [--json] [--config FILE] reload
  *
  *  Human tables by default, --json for scripts.  The config (default
  *  /etc/meshd/meshd.yaml, or $MESHD_CONFIG) says where the runtime directory and
@@ -46,6 +47,7 @@ s_usage (void)
              "  audit show ID                  one decision and its outcome (ID or prefix >= 8)\n"
              "  audit verify                   check the hash chain and the head file\n"
              "  summary [--labels FILE]        counters, decisions, tokens, detection quality\n"
+             "  reload                         validate and apply config and rules (else keep old)\n"
              "  options: --log FILE (decision log), --json (machine-readable)\n");
 }
 
@@ -69,9 +71,9 @@ s_log_path (s_opts_t *o)
     return s_load_config (o) == 0 ? o->cfg->decision_log : NULL;
 }
 
-//  Ask meshd; the result object (caller owns) or NULL.
+//  Ask meshd; the whole reply body (caller owns) or NULL when meshd did not answer.
 static json_t *
-s_request (s_opts_t *o, const char *cmd)
+s_ask (s_opts_t *o, const char *cmd, int timeout_ms)
 {
     if (s_load_config (o) != 0)
         return NULL;
@@ -84,15 +86,13 @@ s_request (s_opts_t *o, const char *cmd)
         mesh_proto_send (sock, NULL, MESH_MSG_CTL_REQUEST, req);
         json_decref (req);
         zpoller_t *poller = zpoller_new (sock, NULL);
-        if (zpoller_wait (poller, 3000)) {
+        if (zpoller_wait (poller, timeout_ms)) {
             const char *why = NULL;
             mesh_msg_t *reply = mesh_proto_recv (sock, false, &why, NULL);
-            if (reply && json_is_true (json_object_get (reply->body, "ok")))
-                result = json_incref (json_object_get (reply->body, "result"));
+            if (reply)
+                result = json_incref (reply->body);
             else
-                fprintf (stderr, "meshctl: bad reply from meshd: %s\n",
-                         reply ? json_string_value (json_object_get (reply->body, "error"))
-                               : why);
+                fprintf (stderr, "meshctl: bad reply from meshd: %s\n", why);
             mesh_msg_destroy (&reply);
         }
         zpoller_destroy (&poller);
@@ -102,6 +102,47 @@ s_request (s_opts_t *o, const char *cmd)
     zsock_destroy (&sock);
     free (endpoint);
     return result;
+}
+
+//  Ask meshd; the result (caller owns), or NULL (said why) when it failed.
+static json_t *
+s_request (s_opts_t *o, const char *cmd)
+{
+    json_t *reply = s_ask (o, cmd, 3000);
+    json_t *result = NULL;
+    if (reply && json_is_true (json_object_get (reply, "ok")))
+        result = json_incref (json_object_get (reply, "result"));
+    else
+    if (reply)
+        fprintf (stderr, "meshctl: %s\n", json_string_value (json_object_get (reply, "error")));
+    json_decref (reply);
+    return result;
+}
+
+//  Validate and apply the config and rules on disk; the old ones stay if anything is wrong.
+static int
+s_reload (s_opts_t *o)
+{
+    json_t *reply = s_ask (o, "reload", 30000);
+    if (!reply)
+        return EXIT_DOWN;
+    bool ok = json_is_true (json_object_get (reply, "ok"));
+    if (o->json) {
+        json_dumpf (reply, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+        printf ("\n");
+    }
+    else
+    if (ok) {
+        json_t *r = json_object_get (reply, "result");
+        printf ("reloaded: rules swapped in %zu agent(s), %zu agent(s) restarting\n",
+                json_array_size (json_object_get (r, "reload")),
+                json_array_size (json_object_get (r, "restart")));
+    }
+    else
+        fprintf (stderr, "reload refused; the running config and rules stay in force:\n%s",
+                 json_string_value (json_object_get (reply, "error")));
+    json_decref (reply);
+    return ok ? 0 : EXIT_NO;
 }
 
 static json_int_t
@@ -127,19 +168,24 @@ s_status (s_opts_t *o)
                 json_string_value (json_object_get (d, "decision_log")),
                 (long long) json_integer_value (json_object_get (d, "ledger_seq")),
                 json_string_value (json_object_get (d, "brokers")));
-        printf ("%-16s %7s %-9s %8s %9s %9s %9s %9s %8s\n", "AGENT", "PID", "STATE", "RESTARTS",
-                "EVENTS", "INCIDENTS", "DECISIONS", "ACCEPTED", "TOKENS");
+        json_t *last = json_object_get (d, "last_reload");
+        if (json_is_object (last) && !json_is_true (json_object_get (last, "ok")))
+            printf ("LAST RELOAD FAILED (old config and rules in force):\n%s",
+                    json_string_value (json_object_get (last, "error")));
+        printf ("%-16s %7s %-9s %8s %9s %9s %9s %9s %8s %-12s\n", "AGENT", "PID", "STATE",
+                "RESTARTS", "EVENTS", "INCIDENTS", "DECISIONS", "ACCEPTED", "TOKENS", "RULES");
         size_t i;
         json_t *a;
         json_array_foreach (json_object_get (status, "agents"), i, a) {
-            printf ("%-16s %7lld %-9s %8lld %9lld %9lld %9lld %9lld %8lld\n",
+            const char *rules = json_string_value (json_object_get (a, "rules_hash"));
+            printf ("%-16s %7lld %-9s %8lld %9lld %9lld %9lld %9lld %8lld %.12s\n",
                     json_string_value (json_object_get (a, "name")),
                     (long long) json_integer_value (json_object_get (a, "pid")),
                     json_string_value (json_object_get (a, "state")),
                     (long long) json_integer_value (json_object_get (a, "restarts")),
                     (long long) s_counter (a, "events"), (long long) s_counter (a, "incidents"),
                     (long long) s_counter (a, "loops"), (long long) s_counter (a, "accepted"),
-                    (long long) s_counter (a, "tokens"));
+                    (long long) s_counter (a, "tokens"), rules ? rules : "-");
         }
     }
     printf ("\n");
@@ -315,6 +361,9 @@ main (int argc, char **argv)
     else
     if (strcmp (cmd, "summary") == 0)
         rc = s_summary (&o);
+    else
+    if (strcmp (cmd, "reload") == 0)
+        rc = s_reload (&o);
     else {
         s_usage ();
         rc = EXIT_USAGE;

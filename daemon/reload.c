@@ -1,0 +1,207 @@
+/*  reload - validate a new config and plan what it changes (see reload.h).
+ *
+ *  The comparison works on the YAML documents, not the loaded structs: both files
+ *  are read into plain JSON trees (every scalar a string) and compared section by
+ *  section after taking the rule lists out.  That keeps this file independent of
+ *  every field the config grows; a key that changes spelling but not meaning
+ *  ("1" vs "1.0") counts as a change, which errs on the side of a restart.
+ */
+#include "reload.h"
+#include "backend.h"
+#include "gate.h"
+#include "log.h"
+
+#include <string.h>
+#include <yaml.h>
+
+static json_t *
+s_node (yaml_document_t *doc, yaml_node_t *node, int depth)
+{
+    if (!node || depth > 64)
+        return json_null ();
+    if (node->type == YAML_SCALAR_NODE)
+        return json_stringn ((const char *) node->data.scalar.value, node->data.scalar.length);
+    if (node->type == YAML_SEQUENCE_NODE) {
+        json_t *array = json_array ();
+        for (yaml_node_item_t *i = node->data.sequence.items.start;
+             i < node->data.sequence.items.top; i++)
+            json_array_append_new (array, s_node (doc, yaml_document_get_node (doc, *i),
+                                                  depth + 1));
+        return array;
+    }
+    json_t *object = json_object ();
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = yaml_document_get_node (doc, p->key);
+        if (key && key->type == YAML_SCALAR_NODE)
+            json_object_set_new (object, (const char *) key->data.scalar.value,
+                                 s_node (doc, yaml_document_get_node (doc, p->value),
+                                         depth + 1));
+    }
+    return object;
+}
+
+json_t *
+mesh_reload_tree (const char *path)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file)
+        return NULL;
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize (&parser);
+    yaml_parser_set_input_file (&parser, file);
+    json_t *tree = NULL;
+    if (yaml_parser_load (&parser, &doc)) {
+        tree = s_node (&doc, yaml_document_get_root_node (&doc), 0);
+        yaml_document_delete (&doc);
+    }
+    yaml_parser_delete (&parser);
+    fclose (file);
+    return tree;
+}
+
+int
+mesh_reload_check_parts (const mesh_config_t *cfg, FILE *out)
+{
+    int problems = 0;
+    for (size_t i = 0; i < cfg->global_rule_count + cfg->agent_count; i++) {
+        //  The global chain, then each agent's own rules.
+        char **rules;
+        mesh_config_pos_t *pos;
+        size_t count;
+        if (i < cfg->global_rule_count) {
+            rules = cfg->global_rules + i, pos = cfg->global_rule_pos + i, count = 1;
+        }
+        else {
+            const mesh_agent_config_t *a = &cfg->agents[i - cfg->global_rule_count];
+            rules = a->rules, pos = a->rule_pos, count = a->rule_count;
+        }
+        for (size_t r = 0; r < count; r++) {
+            char *err = NULL;
+            if (mesh_gate_check_file (rules[r], cfg, &err) != 0) {
+                fprintf (out, "%s:%d:%d: rule %s: %s\n", cfg->path, pos[r].line, pos[r].col,
+                         rules[r], err ? err : "cannot load");
+                problems++;
+            }
+            free (err);
+        }
+    }
+    //  Each agent's whole chain, as its workers will build it (duplicate rule names, ...).
+    for (size_t i = 0; problems == 0 && i < cfg->agent_count; i++) {
+        const mesh_agent_config_t *a = &cfg->agents[i];
+        char *err = NULL;
+        mesh_gate_t *gate = mesh_gate_new (cfg, a, &err);
+        if (!gate) {
+            mesh_config_pos_t at = a->rule_count ? a->rule_pos[0] : (mesh_config_pos_t) {0, 0};
+            fprintf (out, "%s:%d:%d: agents.%s: rule chain: %s\n", cfg->path, at.line, at.col,
+                     a->name, err ? err : "cannot be built");
+            problems++;
+        }
+        free (err);
+        mesh_gate_destroy (&gate);
+    }
+    for (size_t i = 0; i < cfg->backend_count; i++) {
+        mesh_backend_t *backend = mesh_backend_new (&cfg->backends[i]);
+        if (!backend) {
+            fprintf (out, "%s:0:0: backend %s: unusable (see the message above)\n", cfg->path,
+                     cfg->backends[i].name);
+            problems++;
+        }
+        mesh_backend_destroy (&backend);
+    }
+    return problems;
+}
+
+//  The part of a tree that decides whether a restart is needed: no rules, no gate limits.
+static json_t *
+s_without_rules (json_t *section)
+{
+    json_t *copy = json_deep_copy (section ? section : json_null ());
+    if (json_is_object (copy))
+        json_object_del (copy, "rules");
+    return copy;
+}
+
+static bool
+s_same (json_t *a, json_t *b)
+{
+    return json_equal (a ? a : json_null (), b ? b : json_null ());
+}
+
+static json_t *
+s_agent_named (json_t *tree, const char *name)
+{
+    size_t i;
+    json_t *agent;
+    json_array_foreach (json_object_get (tree, "agents"), i, agent) {
+        const char *n = json_string_value (json_object_get (agent, "name"));
+        if (n && strcmp (n, name) == 0)
+            return agent;
+    }
+    return NULL;
+}
+
+int
+mesh_reload_plan (const char *path, json_t *old_tree, mesh_config_t **new_p, json_t **plan_p,
+                  json_t **tree_p, char **error_p)
+{
+    *new_p = NULL;
+    *plan_p = *tree_p = NULL;
+    *error_p = NULL;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    mesh_config_t *cfg = NULL;
+    json_t *tree = NULL;
+    int problems = mesh_config_load (path, &cfg, out);
+    if (problems == 0)
+        problems = mesh_reload_check_parts (cfg, out);
+    if (problems == 0 && !(tree = mesh_reload_tree (path))) {
+        fprintf (out, "%s: cannot be read again\n", path);
+        problems++;
+    }
+    if (problems == 0) {
+        const char *fixed[] = {"daemon", "kafka"};
+        for (size_t i = 0; i < 2; i++)
+            if (!s_same (json_object_get (old_tree, fixed[i]), json_object_get (tree, fixed[i]))) {
+                fprintf (out, "%s: the '%s' section changed: restart meshd to apply it\n", path,
+                         fixed[i]);
+                problems++;
+            }
+        size_t old_n = json_array_size (json_object_get (old_tree, "agents"));
+        bool same_set = old_n == cfg->agent_count;
+        for (size_t i = 0; same_set && i < cfg->agent_count; i++)
+            same_set = s_agent_named (old_tree, cfg->agents[i].name) != NULL;
+        if (!same_set) {
+            fprintf (out, "%s: agents were added or removed: restart meshd to apply it\n", path);
+            problems++;
+        }
+    }
+    fclose (out);
+    if (problems) {
+        *error_p = text;
+        mesh_config_destroy (&cfg);
+        json_decref (tree);
+        return -1;
+    }
+    free (text);
+    //  Which agents restart, which swap their rules in place.
+    bool shared_changed =
+        !s_same (json_object_get (old_tree, "backends"), json_object_get (tree, "backends"))
+        || !s_same (json_object_get (old_tree, "actions"), json_object_get (tree, "actions"));
+    json_t *restart = json_array (), *reload = json_array ();
+    for (size_t i = 0; i < cfg->agent_count; i++) {
+        const char *name = cfg->agents[i].name;
+        json_t *before = s_without_rules (s_agent_named (old_tree, name));
+        json_t *after = s_without_rules (s_agent_named (tree, name));
+        bool changed = shared_changed || !json_equal (before, after);
+        json_array_append_new (changed ? restart : reload, json_string (name));
+        json_decref (before);
+        json_decref (after);
+    }
+    *plan_p = json_pack ("{so so}", "restart", restart, "reload", reload);
+    *new_p = cfg;
+    *tree_p = tree;
+    return 0;
+}
