@@ -1757,7 +1757,8 @@ static const s_field_t s_incident_fields [] = {
 };
 #undef S_INC
 
-enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS };
+enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS, R_OVERFLOW };
+static const char *const s_overflow_kinds [] = { "pause", "shed", NULL };
 static const s_field_t s_reason_fields [] = {
     [R_BACKEND] = { .key = "backend", .type = F_STRING, .required = true,
                     .offset = offsetof (mesh_agent_config_t, reason.backend) },
@@ -1770,11 +1771,14 @@ static const s_field_t s_reason_fields [] = {
                         1, 31 * 86400),
     [R_QUEUE] = S_NUM ("queue_size", mesh_agent_config_t, reason.queue_size, F_INT, 1, 1000000),
     [R_WORKERS] = S_NUM ("workers", mesh_agent_config_t, reason.workers, F_INT, 1, 16),
+    [R_OVERFLOW] = { .key = "overflow", .type = F_STRING,
+                     .offset = offsetof (mesh_agent_config_t, reason.overflow),
+                     .choices = s_overflow_kinds },
     { NULL }
 };
 
 enum { G_NAME, G_TOPICS, G_GROUP, G_MODE, G_FIELDS, G_DETECTOR, G_INCIDENT, G_REASON, G_ACTIONS,
-       G_FALLBACK, G_RULES };
+       G_FALLBACK, G_RULES, G_REPLICAS, G_DLQ };
 static const s_field_t s_agent_fields [] = {
     [G_NAME] = { .key = "name", .type = F_STRING, .required = true,
                  .offset = offsetof (mesh_agent_config_t, name), .check = s_check_name },
@@ -1800,6 +1804,10 @@ static const s_field_t s_agent_fields [] = {
                   .count_offset = offsetof (mesh_agent_config_t, rule_count),
                   .check = s_check_path, .is_path = true,
                   .pos_offset = offsetof (mesh_agent_config_t, rule_pos) },
+    [G_REPLICAS] = S_NUM ("replicas", mesh_agent_config_t, replicas, F_INT, 1, 64),
+    [G_DLQ] = { .key = "dead_letter_topic", .type = F_STRING,
+                .offset = offsetof (mesh_agent_config_t, dead_letter_topic),
+                .check = s_check_topic },
     { NULL }
 };
 
@@ -1968,6 +1976,8 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->reason.budget_window_s = 3600;
     agent->reason.queue_size = 64;
     agent->reason.workers = 1;
+    agent->reason.overflow = s_strdup (ctx, "pause");
+    agent->replicas = 1;
     return agent->value_field && agent->time_field && agent->detector.kind ? 0 : -1;
 }
 
@@ -2206,6 +2216,8 @@ s_agent_free (mesh_agent_config_t *agent)
     free (agent->reason.backend);
     s_strv_free (&agent->actions, agent->action_count);
     free (agent->fallback);
+    free (agent->reason.overflow);
+    free (agent->dead_letter_topic);
     s_strv_free (&agent->rules, agent->rule_count);
     free (agent->rule_pos);
 }

@@ -144,6 +144,8 @@ typedef struct {
     int budget_window_s;            //  default 3600
     int queue_size;                 //  incidents waiting for a worker; default 64
     int workers;                    //  reasoning threads; default 1
+    char *overflow;                 //  queue full: "pause" the partitions (default) or "shed"
+                                    //  (record the incident as shed, no reasoning)
 } mesh_reason_config_t;
 
 typedef struct {
@@ -162,6 +164,8 @@ typedef struct {
     char **actions;                 //  names of declared actions this agent may take
     size_t action_count;
     char *fallback;                 //  action taken when no proposal is accepted; must be in actions
+    int replicas;                   //  agent processes in the one consumer group; default 1
+    char *dead_letter_topic;        //  malformed messages go here (reason in a header); NULL = none
     char **rules;                   //  rule files (resolved paths), after the global chain
     mesh_config_pos_t *rule_pos;
     size_t rule_count;
