@@ -13,6 +13,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -54,7 +55,8 @@ static bool
 s_is_gauge (const char *key)
 {
     return !strcmp (key, "queue") || !strcmp (key, "inflight") || !strcmp (key, "series")
-           || !strcmp (key, "budget_used") || !strcmp (key, "lag");
+           || !strcmp (key, "budget_used") || !strcmp (key, "lag")
+           || !strcmp (key, "paused");
 }
 
 static void
@@ -74,7 +76,15 @@ s_fold (s_instance_t *in)
 static void
 s_spawn (mesh_supervise_t *self, s_instance_t *in)
 {
+    //  Signals stay blocked from the fork until the child has default dispositions: a
+    //  SIGTERM sent at once (a stop before the agent is up) would otherwise run meshd's
+    //  own handler in the child and be lost.
+    sigset_t all, old;
+    sigfillset (&all);
+    pthread_sigmask (SIG_SETMASK, &all, &old);
     pid_t pid = fork ();
+    if (pid > 0 || pid < 0)
+        pthread_sigmask (SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         mesh_err ("cannot fork for %s: %s", in->name, strerror (errno));
         in->state = S_BACKOFF;
@@ -82,14 +92,14 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
         return;
     }
     if (pid == 0) {
-        //  The child: default signal dispositions, nothing blocked, then exec.
-        sigset_t none;
-        sigemptyset (&none);
-        sigprocmask (SIG_SETMASK, &none, NULL);
+        //  The child: default signal dispositions, then nothing blocked, then exec.
         signal (SIGTERM, SIG_DFL);
         signal (SIGINT, SIG_DFL);
         signal (SIGHUP, SIG_DFL);
         signal (SIGCHLD, SIG_DFL);
+        sigset_t none;
+        sigemptyset (&none);
+        sigprocmask (SIG_SETMASK, &none, NULL);
         char *argv[] = {self->binary,  "--config",   self->config_path, "--agent",
                         in->cfg->name, "--instance", in->name,          "--endpoint",
                         self->endpoint, "--brokers", self->brokers,     NULL};
@@ -253,6 +263,8 @@ mesh_supervise_hello (mesh_supervise_t *self, const char *routing_id, json_t *bo
         mesh_warn ("hello from unknown peer '%s' ignored", routing_id);
         return;
     }
+    if (!in->pid)
+        return;     //  sent just before a death that was reaped first: it is not up
     in->hello = in->ever_hello = true;
     in->state = S_RUNNING;
     in->last_beat = zclock_mono ();
@@ -264,8 +276,8 @@ void
 mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t *body)
 {
     s_instance_t *in = s_by_routing (self, routing_id);
-    if (!in)
-        return;
+    if (!in || !in->pid)
+        return;     //  from a life already reaped: its counters are folded
     in->last_beat = zclock_mono ();
     json_object_update (in->life, json_object_get (body, "counters"));
     const char *hash = json_string_value (json_object_get (body, "rules_hash"));
