@@ -16,6 +16,7 @@
  *  file serialises concurrent meshctl edits.
  */
 #include "silence.h"
+#include "config.h"
 #include "log.h"
 
 #include <assert.h>
@@ -828,4 +829,244 @@ mesh_silences_unlock (int fd)
 {
     if (fd >= 0)
         close (fd);                     //  closing releases the flock
+}
+
+//  --- meshctl silence ------------------------------------------------------------------
+
+#define S_EXIT_NO 1
+#define S_EXIT_IO 2
+#define S_EXIT_USAGE 64
+#define S_EXIT_CONFIG 78
+#define S_KEEP_EXPIRED_MS (7 * 86400000LL)  //  expired silences stay listed this long
+
+static int64_t
+s_wall_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+s_cli_usage (FILE *err)
+{
+    fprintf (err,
+             "usage: meshctl [--json] [--config FILE | --state-dir DIR] silence COMMAND\n"
+             "  add --match FIELD=VALUE [--match FIELD=~REGEX ...] (--for 2h | --until TIME)\n"
+             "      [--starts TIME] [--comment TEXT]     mute anomalous points that match all\n"
+             "  list [--all]                             silences (--all: also expired ones)\n"
+             "  expire ID                                end a silence now (ID or a prefix)\n"
+             "  matchers: F=V, F!=V, F=~RE, F!~RE (POSIX ERE, whole value); TIME: RFC 3339\n");
+    return S_EXIT_USAGE;
+}
+
+//  The value of option NAME at argv[*i] ("--name value" or "--name=value"), or NULL.
+static const char *
+s_opt (int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen (name);
+    if (strncmp (argv[*i], name, n))
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] || *i + 1 >= argc)
+        return NULL;
+    return argv[++*i];
+}
+
+static void
+s_list_human (json_t *list, bool all, FILE *out)
+{
+    size_t i, shown = 0;
+    json_t *s;
+    fprintf (out, "%-16s  %-8s  %-20s  %s\n", "ID", "STATE", "ENDS", "MATCHERS (COMMENT)");
+    json_array_foreach (list, i, s) {
+        const char *state = json_string_value (json_object_get (s, "state"));
+        if (!all && !strcmp (state, "expired"))
+            continue;
+        const char *ends = json_string_value (json_object_get (s, "ends_at"));
+        fprintf (out, "%-16s  %-8s  %-20s ", json_string_value (json_object_get (s, "id")),
+                 state, ends ? ends : "never");
+        size_t j;
+        json_t *m;
+        json_array_foreach (json_object_get (s, "matchers"), j, m)
+            fprintf (out, " %s", json_string_value (m));
+        const char *comment = json_string_value (json_object_get (s, "comment"));
+        if (comment)
+            fprintf (out, "  (%s)", comment);
+        fprintf (out, "\n");
+        shown++;
+    }
+    if (!shown)
+        fprintf (out, "(no silences%s)\n", all ? "" : " in force; --all shows expired ones");
+}
+
+int
+mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err)
+{
+    bool json = false, all = false;
+    const char *config = getenv ("MESHD_CONFIG");
+    const char *state_dir = NULL, *command = NULL, *id = NULL, *comment = NULL;
+    const char *for_text = NULL, *until_text = NULL, *starts_text = NULL;
+    const char *matchers[MESH_SILENCE_MATCHERS_MAX];
+    size_t matcher_count = 0;
+    bool seen_silence = false;
+    if (!config)
+        config = "/etc/meshd/meshd.yaml";
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (!strcmp (argv[i], "--json") || !strcmp (argv[i], "-j"))
+            json = true;
+        else
+        if ((v = s_opt (argc, argv, &i, "--config")) || (v = s_opt (argc, argv, &i, "-c")))
+            config = v;
+        else
+        if ((v = s_opt (argc, argv, &i, "--state-dir")))
+            state_dir = v;
+        else
+        if (!seen_silence && !strcmp (argv[i], "silence"))
+            seen_silence = true;
+        else
+        if (seen_silence && !command && argv[i][0] != '-')
+            command = argv[i];
+        else
+        if (command && (v = s_opt (argc, argv, &i, "--match"))) {
+            if (matcher_count == MESH_SILENCE_MATCHERS_MAX) {
+                fprintf (err, "meshctl: at most %d matchers\n", MESH_SILENCE_MATCHERS_MAX);
+                return S_EXIT_USAGE;
+            }
+            matchers[matcher_count++] = v;
+        }
+        else
+        if (command && (v = s_opt (argc, argv, &i, "--for")))
+            for_text = v;
+        else
+        if (command && (v = s_opt (argc, argv, &i, "--until")))
+            until_text = v;
+        else
+        if (command && (v = s_opt (argc, argv, &i, "--starts")))
+            starts_text = v;
+        else
+        if (command && (v = s_opt (argc, argv, &i, "--comment")))
+            comment = v;
+        else
+        if (command && !strcmp (argv[i], "--all"))
+            all = true;
+        else
+        if (command && !id && argv[i][0] != '-')
+            id = argv[i];
+        else {
+            fprintf (err, "meshctl: unexpected '%s'\n", argv[i]);
+            return s_cli_usage (err);
+        }
+    }
+    if (!command)
+        return s_cli_usage (err);
+    bool add = !strcmp (command, "add"), list = !strcmp (command, "list"),
+         expire = !strcmp (command, "expire");
+    if ((!add && !list && !expire) || (expire != (id != NULL))
+        || (!add && (matcher_count || for_text || until_text || starts_text || comment))
+        || (!list && all))
+        return s_cli_usage (err);
+
+    mesh_config_t *cfg = NULL;
+    if (!state_dir) {
+        if (mesh_config_load (config, &cfg, err) != 0) {
+            fprintf (err, "meshctl: cannot use config %s\n", config);
+            return S_EXIT_CONFIG;
+        }
+        state_dir = cfg->state_dir;
+    }
+    char path[4096];
+    snprintf (path, sizeof path, "%s/silences.json", state_dir);
+    int64_t now = s_wall_ms ();
+    char why[512] = "";
+    int rc = 0;
+    mesh_silences_t *set = mesh_silences_new ();
+    int lock = set && !list ? mesh_silences_lock (path) : -1;
+    if (!set || (!list && lock < 0) || mesh_silences_load (set, path) != 0) {
+        fprintf (err, "meshctl: cannot use %s (see above)\n", path);
+        rc = S_EXIT_IO;
+    }
+    else
+    if (add) {
+        int64_t starts = now, ends = 0, length = 0;
+        if (!matcher_count)
+            snprintf (why, sizeof why, "add needs at least one --match FIELD=VALUE");
+        else
+        if (!for_text == !until_text)
+            snprintf (why, sizeof why, "add needs an end: --for DURATION (e.g. 2h) or "
+                      "--until TIME (RFC 3339), one of them");
+        else
+        if (starts_text && mesh_silence_parse_time (starts_text, &starts) != 0)
+            snprintf (why, sizeof why, "--starts: '%.64s' is not an RFC 3339 time", starts_text);
+        else
+        if (for_text && mesh_silence_parse_duration (for_text, &length) != 0)
+            snprintf (why, sizeof why, "--for: '%.64s' is not a duration such as 90m, 2h, 1d",
+                      for_text);
+        else
+        if (until_text && mesh_silence_parse_time (until_text, &ends) != 0)
+            snprintf (why, sizeof why, "--until: '%.64s' is not an RFC 3339 time", until_text);
+        else
+        if (until_text && ends <= now)
+            snprintf (why, sizeof why, "--until: %s is in the past", until_text);
+        if (for_text && !*why)
+            ends = starts + length;
+        const char *added = *why ? NULL
+                          : mesh_silences_add (set, NULL, matchers, matcher_count, starts, ends,
+                                               comment, now, why, sizeof why);
+        mesh_silences_prune (set, now, S_KEEP_EXPIRED_MS);
+        if (!added) {
+            fprintf (err, "meshctl: %s\n", why);
+            rc = S_EXIT_USAGE;
+        }
+        else
+        if (mesh_silences_save (set, path) != 0)
+            rc = S_EXIT_IO;
+        else
+        if (json)
+            fprintf (out, "{\"id\": \"%s\"}\n", added);
+        else {
+            char until[40];
+            mesh_silence_format_time (ends, until, sizeof until);
+            fprintf (out, "silence %s added, until %s; agents follow it within a second\n",
+                     added, until);
+        }
+    }
+    else
+    if (expire) {
+        if (mesh_silences_expire (set, id, now, why, sizeof why) != 0) {
+            fprintf (err, "meshctl: %s\n", why);
+            rc = S_EXIT_NO;
+        }
+        else {
+            mesh_silences_prune (set, now, S_KEEP_EXPIRED_MS);
+            if (mesh_silences_save (set, path) != 0)
+                rc = S_EXIT_IO;
+            else
+                fprintf (out, json ? "{\"expired\": \"%s\"}\n" : "silence %s expired\n", id);
+        }
+    }
+    else {
+        json_t *array = mesh_silences_json (set, now);
+        if (json) {
+            json_t *shown = json_array ();
+            size_t i;
+            json_t *s;
+            json_array_foreach (array, i, s)
+                if (all || strcmp (json_string_value (json_object_get (s, "state")), "expired"))
+                    json_array_append (shown, s);
+            char *text = json_dumps (shown, JSON_INDENT (2));
+            fprintf (out, "%s\n", text ? text : "[]");
+            free (text);
+            json_decref (shown);
+        }
+        else
+            s_list_human (array, all, out);
+        json_decref (array);
+    }
+    mesh_silences_unlock (lock);
+    mesh_silences_destroy (&set);
+    mesh_config_destroy (&cfg);
+    return rc;
 }

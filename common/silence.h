@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define MESH_SILENCE_MATCHERS_MAX 16    //  matchers per silence
 #define MESH_SILENCE_MAX 10000          //  silences per set (more is refused)
@@ -90,5 +91,16 @@ int mesh_silences_refresh (mesh_silences_t *self, const char *path);
 //  needed).  Returns a descriptor to pass to mesh_silences_unlock, or -1 (logged).
 int mesh_silences_lock (const char *path);
 void mesh_silences_unlock (int fd);
+
+//  The `silence` command of meshctl, given main's whole argv:
+//      meshctl [--json] [--config FILE | --state-dir DIR] silence add --match F=V
+//              [--match F=~RE ...] (--for DURATION | --until TIME) [--starts TIME]
+//              [--comment TEXT]
+//      meshctl [--json] [--config FILE | --state-dir DIR] silence list [--all]
+//      meshctl [--json] [--config FILE | --state-dir DIR] silence expire ID
+//  The file is <state_dir>/silences.json (state_dir from the config, default
+//  $MESHD_CONFIG or /etc/meshd/meshd.yaml).  Output to OUT, problems to ERR.  Exit code:
+//  0; 1 no such silence; 2 the file cannot be read or written; 64 usage; 78 config.
+int mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err);
 
 #endif
