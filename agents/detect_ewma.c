@@ -1,4 +1,4 @@
-/*  detect_ewma - stage 2: the EWMA z-score detector.
+/*  detect_ewma - stage 2: the EWMA z-score detector family (detector.kind ewma).
  *  Data path: event -> [detect] -> incident -> reason -> gate -> act -> record.
  *
  *  Per series we keep an exponentially weighted mean and variance (West's
@@ -18,7 +18,7 @@
  *
  *  Start-up: each weight is at least 1/n, so the first points build the exact
  *  sample mean and variance and the EWMA takes over once 1/n falls below the
- *  weight; the first `warmup` points (never fewer than two) score 0.
+ *  weight.
  *
  *  Robustness choices, each of which a unit test pins down:
  *  - A constant series has variance 0; the deviation is floored at a tiny fraction
@@ -28,19 +28,14 @@
  *  - A point scored as anomalous is folded in with a damped weight, so one spike
  *    does not drag the mean and inflate the variance for the next hundred points;
  *    the weight is not zero, so a lasting level shift is still learned.
- *  - NaN and infinite values score 0 and leave the state untouched.
  *
- *  State per series lives in a series_table (bounded, LRU); see docs/detection.md
- *  for the memory it costs.  Not thread-safe: one consumer thread owns a detector.
+ *  detect.c does the rest (warm-up, NaN, the table, holdoff).  Not thread-safe:
+ *  one consumer thread owns a detector.
  */
 #include "detect.h"
 #include "log.h"
-#include "series_table.h"
 
-#include <assert.h>
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 //  The variance's weight is alpha times this (see the top of the file).
 #define S_VARIANCE_SLOWDOWN 0.25
@@ -53,143 +48,50 @@
 
 typedef struct {
     double mean, var;                   //  baseline over the points folded in so far
-    uint64_t n;                         //  finite points seen
-    uint32_t head;                      //  next slot to write in ring
-    uint32_t len;                       //  valid entries in ring
-    double ring[MESH_DETECT_WINDOW];
-} s_series_t;
+} s_state_t;
 
-struct _mesh_detect_t {
-    double alpha;
-    uint64_t warmup;                    //  effective: at least 2
-    double threshold;
-    mesh_series_table_t *table;
-};
-
-mesh_detect_t *
-mesh_detect_new (const mesh_detector_config_t *cfg)
+static int
+s_check (const mesh_detector_config_t *cfg)
 {
-    assert (cfg);
-    if (!cfg->kind || strcmp (cfg->kind, "ewma") != 0) {
-        mesh_err ("detect: unknown detector kind '%s', expected 'ewma'",
-                  cfg->kind ? cfg->kind : "(none)");
-        return NULL;
-    }
     if (!(cfg->alpha > 0 && cfg->alpha <= 1)) {
         mesh_err ("detect: alpha %g is out of range, expected 0 < alpha <= 1", cfg->alpha);
-        return NULL;
+        return -1;
     }
-    if (cfg->warmup < 0) {
-        mesh_err ("detect: warmup %d is negative, expected a number of points >= 0",
-                  cfg->warmup);
-        return NULL;
-    }
-    if (!(cfg->threshold > 0 && cfg->threshold <= 1)) {
-        mesh_err ("detect: threshold %g is out of range, expected 0 < threshold <= 1",
-                  cfg->threshold);
-        return NULL;
-    }
-    if (cfg->max_series == 0) {
-        mesh_err ("detect: max_series must be at least 1");
-        return NULL;
-    }
-    mesh_detect_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        mesh_err ("detect: out of memory");
-        return NULL;
-    }
-    self->alpha = cfg->alpha;
-    self->warmup = cfg->warmup < 2 ? 2 : (uint64_t) cfg->warmup;
-    self->threshold = cfg->threshold;
-    self->table = mesh_series_table_new (cfg->max_series, sizeof (s_series_t));
-    if (!self->table) {
-        free (self);
-        return NULL;
-    }
-    return self;
+    return 0;
 }
 
-void
-mesh_detect_destroy (mesh_detect_t **self_p)
+static size_t
+s_state_size (const mesh_detector_config_t *cfg)
 {
-    assert (self_p);
-    mesh_detect_t *self = *self_p;
-    if (!self)
-        return;
-    mesh_series_table_destroy (&self->table);
-    free (self);
-    *self_p = NULL;
+    return sizeof (s_state_t);
 }
 
-//  Describe STATE (may be NULL) into INFO, window oldest first.
-static void
-s_fill_info (mesh_detect_info_t *info, const mesh_detect_t *self, const s_series_t *state,
-             double mean, double var, double z, double score)
+static double
+s_update (const mesh_detector_config_t *cfg, void *state_, uint64_t n_, double value,
+          int64_t ts_ms, mesh_detect_baseline_t *base)
 {
-    memset (info, 0, sizeof *info);
-    info->score = score;
-    info->mean = mean;
-    info->stddev = sqrt (var);
-    info->z = z;
-    if (!state)
-        return;
-    info->n = state->n;
-    info->warm = state->n > self->warmup;
-    info->window_len = (int) state->len;
-    uint32_t first = (state->head + MESH_DETECT_WINDOW - state->len) % MESH_DETECT_WINDOW;
-    for (uint32_t i = 0; i < state->len; i++)
-        info->window[i] = state->ring[(first + i) % MESH_DETECT_WINDOW];
-}
-
-double
-mesh_detect_update (mesh_detect_t *self, const char *series, double value, int64_t ts_ms,
-                    mesh_detect_info_t *info)
-{
-    assert (self);
-    assert (series);
-    if (!isfinite (value)) {
-        //  Not a measurement: report what we know, change nothing.
-        if (info) {
-            const s_series_t *state = mesh_series_table_lookup (self->table, series);
-            s_fill_info (info, self, state, state ? state->mean : 0, state ? state->var : 0,
-                         0, 0);
-        }
-        return 0;
-    }
-    s_series_t *state = mesh_series_table_touch (self->table, series, NULL);
-    if (!state) {
-        if (info)
-            s_fill_info (info, self, NULL, 0, 0, 0, 0);
-        return 0;
-    }
+    s_state_t *state = state_;
     double mean = state->mean, var = state->var;
-    state->n++;
-    state->ring[state->head] = value;
-    state->head = (state->head + 1) % MESH_DETECT_WINDOW;
-    if (state->len < MESH_DETECT_WINDOW)
-        state->len++;
 
     //  Score against the baseline of the points before this one.
     double z = 0, score = 0;
-    bool anomalous = false;
-    if (state->n > self->warmup) {
+    if (n_ > 1) {
         double floor = S_STDDEV_FLOOR * fmax (1.0, fabs (mean));
         double sd = fmax (sqrt (var), floor);
         z = (value - mean) / sd;
         if (!(fabs (z) <= S_Z_MAX))             //  also catches an overflow to inf
             z = copysign (S_Z_MAX, value - mean);
-        score = erf (fabs (z) / M_SQRT2);
-        if (score > 1)
-            score = 1;
-        anomalous = score >= self->threshold;
+        score = mesh_detect_z_score (z);
+        base->surprise = mesh_detect_z_surprise (z);
     }
 
     //  Then fold the point in (West 1979, exponentially weighted form), with the
     //  spread averaged more slowly than the level.
-    double n = (double) state->n;
-    double a = fmax (self->alpha, 1.0 / n);
-    double av = fmax (self->alpha * S_VARIANCE_SLOWDOWN, 1.0 / n);
-    if (anomalous) {
+    double n = (double) n_;
+    double a = fmax (cfg->alpha, 1.0 / n);
+    double av = fmax (cfg->alpha * S_VARIANCE_SLOWDOWN, 1.0 / n);
+    bool warm = n_ > (uint64_t) (cfg->warmup < 2 ? 2 : cfg->warmup);
+    if (warm && score >= cfg->threshold) {
         a *= S_ANOMALY_DAMPING;
         av *= S_ANOMALY_DAMPING;
     }
@@ -205,36 +107,12 @@ mesh_detect_update (mesh_detect_t *self, const char *series, double value, int64
         state->mean = value;
         state->var = 0;
     }
-    if (info)
-        s_fill_info (info, self, state, mean, var, z, score);
-    (void) ts_ms;
+    base->mean = mean;
+    base->stddev = sqrt (var);
+    base->z = z;
     return score;
 }
 
-bool
-mesh_detect_is_anomaly (const mesh_detect_t *self, double score)
-{
-    assert (self);
-    return score >= self->threshold;
-}
-
-size_t
-mesh_detect_series (const mesh_detect_t *self)
-{
-    assert (self);
-    return mesh_series_table_size (self->table);
-}
-
-uint64_t
-mesh_detect_evictions (const mesh_detect_t *self)
-{
-    assert (self);
-    return mesh_series_table_evictions (self->table);
-}
-
-const char *
-mesh_detect_name (const mesh_detect_t *self)
-{
-    assert (self);
-    return "ewma";
-}
+const mesh_detect_family_t mesh_detect_ewma = {
+    .name = "ewma", .check = s_check, .state_size = s_state_size, .update = s_update
+};

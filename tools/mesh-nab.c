@@ -593,6 +593,37 @@ s_load_scores (s_corpus_t *corpus, const char *results, const char *detector)
     return 0;
 }
 
+//  Per file, at THRESHOLD: detections outside windows, and for each window the
+//  row of its first detection relative to the window's start (or "miss").
+static void
+s_detail (const s_corpus_t *corpus, double threshold, FILE *out)
+{
+    for (size_t f = 0; f < corpus->count; f++) {
+        const s_file_t *file = &corpus->files[f];
+        size_t fp = 0;
+        for (size_t r = file->probation; r < file->rows; r++) {
+            if (!(file->score[r] >= threshold))
+                continue;
+            bool inside = false;
+            for (size_t w = 0; w < file->window_count && !inside; w++)
+                inside = r >= file->windows[w].start && r <= file->windows[w].end;
+            fp += !inside;
+        }
+        fprintf (out, "  %-60s fp %3zu  windows", file->name, fp);
+        for (size_t w = 0; w < file->window_count; w++) {
+            const s_window_t *win = &file->windows[w];
+            size_t r = win->start;
+            while (r <= win->end && !(r >= file->probation && file->score[r] >= threshold))
+                r++;
+            if (r > win->end)
+                fprintf (out, " miss/%zu", win->end - win->start + 1);
+            else
+                fprintf (out, " %zu/%zu", r - win->start, win->end - win->start + 1);
+        }
+        fprintf (out, "\n");
+    }
+}
+
 static int
 s_score_main (const char *root, const char *results, char **detectors, int count)
 {
@@ -608,6 +639,8 @@ s_score_main (const char *root, const char *results, char **detectors, int count
         }
         printf ("%s %.2f %.2f %.2f %.9g\n", detectors[d], result[0], result[1], result[2],
                 threshold[0]);
+        if (getenv ("MESH_NAB_DETAIL"))
+            s_detail (&corpus, threshold[0], stdout);
     }
     s_corpus_free (&corpus);
     return rc;
