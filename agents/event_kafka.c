@@ -12,6 +12,7 @@
 #include "event_kafka.h"
 #include "log.h"
 
+#include <czmq.h>
 #include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ typedef struct {
     int64_t next;                   //  one past the highest offset seen
     int64_t *held;                  //  offsets in flight, unsorted (few)
     size_t held_count, held_cap;
+    bool dirty;                     //  the watermark moved since the last store
 } s_partition_t;
 
 struct _mesh_event_kafka_t {
@@ -36,6 +38,10 @@ struct _mesh_event_kafka_t {
     uint64_t malformed;
     size_t held_total;
     uint32_t warned;                //  bit per malformed reason already logged
+    int64_t last_flush;             //  monotonic ms of the last offsets store
+    bool paused;                    //  backpressure: every assigned partition is paused
+    rd_kafka_t *dlq;                //  producer for dead_letter_topic, or NULL
+    uint64_t dead_lettered, dead_letter_failed;
 };
 
 static s_partition_t *
@@ -67,25 +73,76 @@ s_partition_forget (mesh_event_kafka_t *self, const char *topic, int32_t partiti
     }
 }
 
-//  Store the watermark of P: the lowest held offset, or one past the last seen.
+//  The watermark of P moved; it is stored with the next flush (every 100 ms, before a
+//  revoke's commit and at close), so a busy partition costs one store per flush, not
+//  one per message.
 static void
 s_store (mesh_event_kafka_t *self, s_partition_t *p)
 {
-    if (p->next < 0)
-        return;
-    int64_t mark = p->next;
-    for (size_t i = 0; i < p->held_count; i++)
-        if (p->held[i] < mark)
-            mark = p->held[i];
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (1);
-    rd_kafka_topic_partition_list_add (list, p->topic, p->partition)->offset = mark;
-    rd_kafka_resp_err_t err = rd_kafka_offsets_store (self->rk, list);
-    //  __STATE: the partition is no longer assigned to us (revoked meanwhile); its new
-    //  owner re-reads from the last commit, which is what at-least-once wants.
-    if (err && list->elems[0].err != RD_KAFKA_RESP_ERR__STATE)
-        mesh_warn ("event: cannot store offset %s[%d]@%lld: %s", p->topic, p->partition,
-                   (long long) mark, rd_kafka_err2str (list->elems[0].err ?: err));
+    (void) self;
+    if (p->next >= 0)
+        p->dirty = true;
+}
+
+//  Store the watermark of every partition that moved: the lowest held offset, or one past
+//  the last seen.
+static void
+s_flush (mesh_event_kafka_t *self)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (4);
+    for (size_t i = 0; i < self->part_count; i++) {
+        s_partition_t *p = &self->parts[i];
+        if (!p->dirty)
+            continue;
+        int64_t mark = p->next;
+        for (size_t h = 0; h < p->held_count; h++)
+            if (p->held[h] < mark)
+                mark = p->held[h];
+        rd_kafka_topic_partition_list_add (list, p->topic, p->partition)->offset = mark;
+        p->dirty = false;
+    }
+    if (list->cnt > 0 && rd_kafka_offsets_store (self->rk, list) != 0) {
+        for (int i = 0; i < list->cnt; i++) {
+            //  __STATE: no longer assigned to us (revoked meanwhile); its new owner re-reads
+            //  from the last commit, which is what at-least-once wants.
+            rd_kafka_topic_partition_t *e = &list->elems[i];
+            if (e->err && e->err != RD_KAFKA_RESP_ERR__STATE)
+                mesh_warn ("event: cannot store offset %s[%d]@%lld: %s", e->topic, e->partition,
+                           (long long) e->offset, rd_kafka_err2str (e->err));
+        }
+    }
     rd_kafka_topic_partition_list_destroy (list);
+    self->last_flush = zclock_mono ();
+}
+
+void
+mesh_event_kafka_flush (mesh_event_kafka_t *self)
+{
+    s_flush (self);
+}
+
+void
+mesh_event_kafka_pause (mesh_event_kafka_t *self, bool pause)
+{
+    if (pause == self->paused)
+        return;
+    rd_kafka_topic_partition_list_t *list = NULL;
+    if (rd_kafka_assignment (self->rk, &list) == 0 && list) {
+        if (pause)
+            rd_kafka_pause_partitions (self->rk, list);
+        else
+            rd_kafka_resume_partitions (self->rk, list);
+        rd_kafka_topic_partition_list_destroy (list);
+    }
+    self->paused = pause;
+    mesh_info ("event: %s consumption (reasoning queue %s)", pause ? "paused" : "resumed",
+               pause ? "full" : "has room");
+}
+
+bool
+mesh_event_kafka_paused (const mesh_event_kafka_t *self)
+{
+    return self->paused;
 }
 
 static void
@@ -98,15 +155,26 @@ s_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_l
         for (int i = 0; i < parts->cnt; i++)
             s_partition_forget (self, parts->elems[i].topic, parts->elems[i].partition);
         rd_kafka_assign (rk, parts);
+        if (self->paused)               //  backpressure holds for new partitions too
+            rd_kafka_pause_partitions (rk, parts);
     }
     else {
         mesh_info ("event: %d partition(s) revoked", parts->cnt);
+        s_flush (self);
         if (!rd_kafka_assignment_lost (rk))
             rd_kafka_commit (rk, NULL, 0);      //  synchronously, what is stored
         for (int i = 0; i < parts->cnt; i++)
             s_partition_forget (self, parts->elems[i].topic, parts->elems[i].partition);
         rd_kafka_assign (rk, NULL);
     }
+}
+
+static void
+s_dlq_report (rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    rd_kafka_resp_err_t *err = msg->_private;
+    if (err)
+        *err = msg->err;
 }
 
 static bool
@@ -152,6 +220,23 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
         return NULL;
     }
     rd_kafka_poll_set_consumer (self->rk);
+    if (agent->dead_letter_topic) {
+        rd_kafka_conf_t *pconf = rd_kafka_conf_new ();
+        if (!s_set (pconf, "bootstrap.servers", brokers)
+            || !s_set (pconf, "enable.idempotence", "true")
+            || !s_set (pconf, "message.timeout.ms", "10000")) {
+            rd_kafka_conf_destroy (pconf);
+            mesh_event_kafka_destroy (&self);
+            return NULL;
+        }
+        rd_kafka_conf_set_dr_msg_cb (pconf, s_dlq_report);
+        self->dlq = rd_kafka_new (RD_KAFKA_PRODUCER, pconf, err, sizeof err);
+        if (!self->dlq) {
+            mesh_err ("event: cannot create the dead-letter producer: %s", err);
+            mesh_event_kafka_destroy (&self);
+            return NULL;
+        }
+    }
     rd_kafka_topic_partition_list_t *topics =
         rd_kafka_topic_partition_list_new ((int) agent->topic_count);
     for (size_t i = 0; i < agent->topic_count; i++)
@@ -175,8 +260,13 @@ mesh_event_kafka_destroy (mesh_event_kafka_t **self_p)
     if (self->current)
         rd_kafka_message_destroy (self->current);
     json_decref (self->current_json);
+    s_flush (self);
     rd_kafka_consumer_close (self->rk);     //  revokes (commits stored offsets), leaves
     rd_kafka_destroy (self->rk);
+    if (self->dlq) {
+        rd_kafka_flush (self->dlq, 5000);
+        rd_kafka_destroy (self->dlq);
+    }
     while (self->part_count)
         s_partition_forget (self, self->parts[0].topic, self->parts[0].partition);
     free (self->parts);
@@ -305,6 +395,45 @@ mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t
     return 0;
 }
 
+//  Copy a malformed message to the dead-letter topic, with why and where it came from in
+//  headers, and wait for the broker to have it.  A failure is logged and counted; the
+//  source offset is stored anyway, so one bad message never stalls a partition.
+static void
+s_dead_letter (mesh_event_kafka_t *self, const rd_kafka_message_t *msg, const char *why)
+{
+    if (!self->dlq)
+        return;
+    char origin[512];
+    snprintf (origin, sizeof origin, "%s/%d/%lld", rd_kafka_topic_name (msg->rkt),
+              msg->partition, (long long) msg->offset);
+    rd_kafka_headers_t *headers = rd_kafka_headers_new (2);
+    rd_kafka_header_add (headers, "meshd-error", -1, why, -1);
+    rd_kafka_header_add (headers, "meshd-origin", -1, origin, -1);
+    rd_kafka_resp_err_t delivered = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_resp_err_t err = rd_kafka_producev (
+        self->dlq, RD_KAFKA_V_TOPIC (self->agent->dead_letter_topic),
+        RD_KAFKA_V_KEY (msg->key, msg->key_len), RD_KAFKA_V_VALUE (msg->payload, msg->len),
+        RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS (headers),
+        RD_KAFKA_V_OPAQUE (&delivered), RD_KAFKA_V_END);
+    if (err)
+        rd_kafka_headers_destroy (headers);
+    else
+        rd_kafka_flush (self->dlq, 15000);
+    if (err || delivered != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        self->dead_letter_failed++;
+        mesh_err ("event: cannot dead-letter %s to %s: %s", origin,
+                  self->agent->dead_letter_topic, rd_kafka_err2str (err ? err : delivered));
+    }
+    else
+        self->dead_lettered++;
+}
+
+uint64_t
+mesh_event_kafka_dead_lettered (const mesh_event_kafka_t *self)
+{
+    return self->dead_lettered;
+}
+
 int
 mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event)
 {
@@ -314,6 +443,8 @@ mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *e
     json_decref (self->current_json);
     self->current_json = NULL;
 
+    if (zclock_mono () - self->last_flush >= 100)
+        s_flush (self);
     rd_kafka_message_t *msg = rd_kafka_consumer_poll (self->rk, timeout_ms);
     if (!msg)
         return 0;
@@ -343,6 +474,7 @@ mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *e
                        "this kind are only counted)",
                        topic, msg->partition, (long long) msg->offset, why);
         }
+        s_dead_letter (self, msg, why);
         s_store (self, p);
         return -1;
     }

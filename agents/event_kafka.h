@@ -7,7 +7,8 @@
  *  handled: a message that opened an incident is "held" until its decision and
  *  outcome are recorded, and per partition the stored offset never passes the
  *  lowest held one (a watermark), so a crash re-delivers exactly what was not
- *  finished.  Malformed messages are counted, logged once per kind, and their
+ *  finished.  Malformed messages are counted, logged once per kind, copied to
+ *  the agent's dead_letter_topic (if any) with the reason in a header, and their
  *  offsets stored: garbage is "handled" by being counted, it never stalls a
  *  partition.  Not thread-safe: the consumer thread owns it; workers report
  *  completions through mesh_event_kafka_done called on that thread.
@@ -40,6 +41,14 @@ void mesh_event_kafka_hold (mesh_event_kafka_t *self, const char *topic, int32_t
 void mesh_event_kafka_done (mesh_event_kafka_t *self, const char *topic, int32_t partition,
                             int64_t offset);
 uint64_t mesh_event_kafka_malformed (const mesh_event_kafka_t *self);
+//  Malformed messages copied to the dead-letter topic.
+uint64_t mesh_event_kafka_dead_lettered (const mesh_event_kafka_t *self);
+//  Store the moved watermarks now (poll does it every 100 ms by itself).
+void mesh_event_kafka_flush (mesh_event_kafka_t *self);
+//  Backpressure: pause (or resume) every assigned partition, also ones assigned later.
+//  Poll must still be called while paused: it serves rebalances and the group session.
+void mesh_event_kafka_pause (mesh_event_kafka_t *self, bool pause);
+bool mesh_event_kafka_paused (const mesh_event_kafka_t *self);
 //  Messages on the assigned partitions not yet consumed (from cached watermarks; no broker
 //  round trip).  -1 while nothing is assigned.
 int64_t mesh_event_kafka_lag (mesh_event_kafka_t *self);

@@ -177,6 +177,17 @@ mesh_reload_plan (const char *path, json_t *old_tree, mesh_config_t **new_p, jso
             fprintf (out, "%s: agents were added or removed: restart meshd to apply it\n", path);
             problems++;
         }
+        for (size_t i = 0; same_set && i < cfg->agent_count; i++) {
+            json_t *before = json_object_get (s_agent_named (old_tree, cfg->agents[i].name),
+                                              "replicas");
+            json_t *after = json_object_get (s_agent_named (tree, cfg->agents[i].name),
+                                             "replicas");
+            if (!s_same (before, after)) {
+                fprintf (out, "%s: agents.%s.replicas changed: restart meshd to apply it\n",
+                         path, cfg->agents[i].name);
+                problems++;
+            }
+        }
     }
     fclose (out);
     if (problems) {

@@ -126,16 +126,24 @@ mesh_supervise_new (const mesh_config_t *cfg, const char *agent_binary, const ch
     self->endpoint = strdup (endpoint);
     self->brokers = strdup (brokers);
     self->sock = sock;
-    self->count = cfg->agent_count;
+    //  One instance per replica: "name" alone, or "name#0".."name#N-1" ('#' cannot occur in
+    //  an agent name, so instance names never collide).  Replicas share the consumer group.
+    for (size_t i = 0; i < cfg->agent_count; i++)
+        self->count += (size_t) (cfg->agents[i].replicas > 0 ? cfg->agents[i].replicas : 1);
     self->inst = calloc (self->count, sizeof *self->inst);
-    for (size_t i = 0; i < self->count; i++) {
-        s_instance_t *in = &self->inst[i];
-        in->cfg = &cfg->agents[i];
-        in->name = strdup (cfg->agents[i].name);
-        in->backoff_ms = cfg->backoff_initial_ms;
-        in->life = json_object ();
-        in->totals = json_object ();
-        s_spawn (self, in);
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->agent_count; i++) {
+        int replicas = cfg->agents[i].replicas > 0 ? cfg->agents[i].replicas : 1;
+        for (int r = 0; r < replicas; r++) {
+            s_instance_t *in = &self->inst[n++];
+            in->cfg = &cfg->agents[i];
+            in->name = replicas == 1 ? strdup (cfg->agents[i].name)
+                                     : zsys_sprintf ("%s#%d", cfg->agents[i].name, r);
+            in->backoff_ms = cfg->backoff_initial_ms;
+            in->life = json_object ();
+            in->totals = json_object ();
+            s_spawn (self, in);
+        }
     }
     return self;
 }
@@ -287,23 +295,14 @@ mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t
     }
 }
 
-static s_instance_t *
-s_by_name (mesh_supervise_t *self, const char *name)
-{
-    for (size_t i = 0; i < self->count; i++)
-        if (strcmp (self->inst[i].name, name) == 0)
-            return &self->inst[i];
-    return NULL;
-}
-
 void
 mesh_supervise_reconfigure (mesh_supervise_t *self, const mesh_config_t *new_cfg)
 {
     self->cfg = new_cfg;
-    for (size_t i = 0; i < new_cfg->agent_count; i++) {
-        s_instance_t *in = s_by_name (self, new_cfg->agents[i].name);
-        if (in)
-            in->cfg = &new_cfg->agents[i];
+    for (size_t i = 0; i < self->count; i++) {
+        const mesh_agent_config_t *agent = mesh_config_agent (new_cfg, self->inst[i].cfg->name);
+        if (agent)
+            self->inst[i].cfg = agent;
     }
 }
 
@@ -318,25 +317,27 @@ s_send (mesh_supervise_t *self, s_instance_t *in, mesh_msg_type_t type, const ch
 void
 mesh_supervise_restart (mesh_supervise_t *self, const char *name)
 {
-    s_instance_t *in = s_by_name (self, name);
-    if (!in || in->state == S_FAILED)
-        return;
-    if (!in->pid) {                     //  in backoff: the next start uses the new config
-        return;
+    for (size_t i = 0; i < self->count; i++) {
+        s_instance_t *in = &self->inst[i];
+        //  Failed ones stay failed; one in backoff starts with the new config anyway.
+        if (strcmp (in->cfg->name, name) != 0 || in->state == S_FAILED || !in->pid)
+            continue;
+        in->restart_requested = true;
+        if (in->hello)
+            s_send (self, in, MESH_MSG_SHUTDOWN, "config changed: restarting");
+        else
+            kill (in->pid, SIGTERM);
     }
-    in->restart_requested = true;
-    if (in->hello)
-        s_send (self, in, MESH_MSG_SHUTDOWN, "config changed: restarting");
-    else
-        kill (in->pid, SIGTERM);
 }
 
 void
 mesh_supervise_reload (mesh_supervise_t *self, const char *name)
 {
-    s_instance_t *in = s_by_name (self, name);
-    if (in && in->pid && in->hello)
-        s_send (self, in, MESH_MSG_RELOAD, "rules changed");
+    for (size_t i = 0; i < self->count; i++) {
+        s_instance_t *in = &self->inst[i];
+        if (strcmp (in->cfg->name, name) == 0 && in->pid && in->hello)
+            s_send (self, in, MESH_MSG_RELOAD, "rules changed");
+    }
 }
 
 const char *
