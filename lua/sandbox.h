@@ -1,14 +1,14 @@
-/*  sandbox - one validator rule, run in a Lua 5.4 sandbox.
+/*  sandbox - one validator rule, loaded and checked, and the Lua 5.4 sandbox's contract.
  *  Data path: event -> detect -> incident -> reason -> [gate] -> act -> record.
  *
  *  A rule is a Lua file that returns { name, description, check = function (proposal,
  *  ctx) ... end }.  The file is read once (at most 256 KiB, no NUL byte, text only) and
- *  compiled once at load to see that it is a valid rule; every evaluation then builds a
- *  fresh lua_State with a capped allocator, an allow-listed environment and a sticky
- *  instruction/time hook, compiles the source in it, converts the JSON inputs to Lua
- *  tables, calls check and closes the state.  Nothing survives from one evaluation to
- *  the next, so no rule can leak state into a later decision, and a loaded sandbox is
- *  immutable: evaluations of one sandbox from several threads are safe.
+ *  run once at load, in a state of its own, to see that it is a valid rule.  Rules are
+ *  evaluated in vms (vm.h): one Lua state per chain and thread, every rule compiled
+ *  once, and for every evaluation a fresh environment in which the rule's top level
+ *  runs again and then its check; inputs are read-only views of the JSON; libraries
+ *  are read-only and deterministic (safelib.c); nothing a rule stores survives into
+ *  the next evaluation.  mesh_sandbox_eval evaluates one rule alone, for tests.
  *
  *  Verdicts: ACCEPT only when check's first result is exactly the boolean true; REJECT
  *  when it is false followed by a non-empty reason string; ERROR for anything else (an
@@ -27,12 +27,16 @@
 #define MESH_SANDBOX_DEFAULT_INSTRUCTIONS 1000000L
 #define MESH_SANDBOX_DEFAULT_MEMORY     ((size_t) 8 << 20)
 #define MESH_SANDBOX_DEFAULT_TIME_MS    50
+//  The most steps a Lua pattern match may be able to take (see safelib.c): a match
+//  whose static bound is higher is refused with an error before it starts.
+#define MESH_SANDBOX_PATTERN_STEPS      1000000.0
 
-//  Per evaluation (compiling the rule, running its chunk and its check).  A field that
-//  is zero or negative means its default.
+//  Per rule evaluation (running the rule's top level and its check).  A field that is
+//  zero or negative means its default.
 typedef struct {
-    long instructions;              //  Lua VM instructions
-    size_t memory;                  //  bytes live in the Lua state, the libraries included
+    long instructions;              //  Lua VM instructions, and C work charged to them
+    size_t memory;                  //  bytes live beyond the state as built (libraries
+                                    //  and compiled rules)
     int time_ms;                    //  wall clock (CLOCK_MONOTONIC)
 } mesh_sandbox_limits_t;
 
@@ -64,8 +68,11 @@ const char *mesh_sandbox_description (const mesh_sandbox_t *self);
 const char *mesh_sandbox_path (const mesh_sandbox_t *self);
 //  The source text as loaded (borrowed; *size_p set when not NULL).
 const char *mesh_sandbox_source (const mesh_sandbox_t *self, size_t *size_p);
+//  The limits the rule was loaded with (defaults filled in; borrowed).
+const mesh_sandbox_limits_t *mesh_sandbox_limits (const mesh_sandbox_t *self);
 
-//  Evaluate check (PROPOSAL, CTX); both borrowed, either may be NULL (nil in Lua).
+//  Evaluate the rule alone: check (PROPOSAL, CTX); both borrowed, either may be NULL
+//  (nil in Lua).  Thread-safe.
 //  *reason_p (may be NULL) is set for every verdict but ACCEPT, where it is NULL: the
 //  rule's reason, the error, or the limit named ("instruction limit", "memory limit",
 //  "time limit").  Reasons are valid UTF-8 without control characters and at most

@@ -1,17 +1,29 @@
--- Hostile fixture: writes into its inputs and into the libraries, then accepts.
--- A later evaluation (inputs.lua) must see none of it.
+-- Hostile fixture: writes into its inputs and into the shared libraries; each kind
+-- of write must raise.  A later evaluation (inputs.lua) must see none of it.
+local writes = {
+    proposal = function (p, ctx) p.action = "rm_rf" end,
+    params = function (p, ctx) p.params.service = "database" end,
+    new_key = function (p, ctx) p.injected = true end,
+    ctx = function (p, ctx) ctx.agent = "someone-else" end,
+    ctx_nil = function (p, ctx) ctx.incident = nil end,
+    array = function (p, ctx) ctx.incident.window[1] = 99 end,
+    insert = function (p, ctx) table.insert(ctx.incident.window, 4) end,
+    sort = function (p, ctx) table.sort(ctx.incident.window, function (a, b) return false end) end,
+    string = function () string.format = nil end,
+    table = function () table.concat = nil end,
+    mesh = function () mesh.one_of = function () return true end end,
+    math = function () math.pi = 3 end,
+    utf8 = function () utf8.char = nil end,
+    setmetatable_input = function (p) setmetatable(p, { __index = function () return "x" end }) end,
+    setmetatable_library = function () setmetatable(string, {}) end,
+    setmetatable_env = function () setmetatable(_ENV, {}) end,
+    string_metatable = function () getmetatable("").__index = {} end,
+}
 return {
     name = "hostile_mutate",
-    description = "mutates proposal, ctx and libraries",
+    description = "writes to inputs and libraries",
     check = function (proposal, ctx)
-        proposal.action = "rm_rf"
-        proposal.params.service = "database"
-        ctx.agent = "someone-else"
-        ctx.incident = nil
-        string.format = nil
-        table.concat = nil
-        mesh.one_of = function () return true end
-        setmetatable(proposal, { __index = function () return "injected" end })
+        writes[proposal.kind](proposal, ctx)
         return true
     end,
 }

@@ -14,7 +14,18 @@ return {
         assert(math.type(proposal.confidence) == "float", "confidence is a float")
         assert(proposal.absent == nil, "null member is nil")
         assert(mesh.null ~= nil, "mesh.null exists")
-        assert(getmetatable(proposal) == nil, "no metatable on inputs")
+        assert(getmetatable(proposal) == false, "the inputs' metatable is hidden")
+        assert(type(proposal) == "table" and type(proposal.params) == "table", "tables")
+        assert(rawlen(ctx.incident.window) == 3 and rawlen(proposal) == 0, "rawlen")
+        local keys = {}
+        for k, v in pairs(proposal.params) do keys[#keys + 1] = k .. "=" .. tostring(v) end
+        assert(table.concat(keys, ",") == "replicas=3,service=web", "pairs in key order")
+        local k1, v1 = next(proposal)
+        assert(k1 == "action" and v1 == "scale_out", "next starts at the first key")
+        assert(next(proposal, "rationale") == nil, "next ends after the last key")
+        local n = 0
+        for i, v in ipairs(ctx.incident.window) do n = n + i end
+        assert(n == 6, "ipairs walks the array")
         assert(ctx.agent == "cpu-watch", "ctx.agent")
         assert(math.type(ctx.now) == "integer" and ctx.now == 1700000000, "ctx.now")
         local w = ctx.incident.window
@@ -26,6 +37,7 @@ return {
         assert(table.concat({ "a", "b" }, ",") == "a,b", "table.concat intact")
         assert(mesh.one_of("x", { "y" }) == false, "mesh.one_of intact")
         assert(loaded == nil and calls == nil, "no globals from earlier evaluations")
+        assert(string.remembered == nil and math.pi > 3.14, "no changes to the libraries")
         return true
     end,
 }

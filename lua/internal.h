@@ -1,0 +1,75 @@
+/*  internal - what the files of lua/ share with each other and with nobody else.
+ *
+ *  Everything here takes a lua_State, so no header outside lua/ includes this one:
+ *  vm.c owns the state and its limits, view.c the read-only views of inputs and
+ *  libraries, safelib.c the standard library as rules see it (allow-listed,
+ *  deterministic, with C work bounded), meshlib.c the `mesh` table.  The pieces meet
+ *  here: a C helper charges its work to the evaluation's instruction budget, reads
+ *  an input through its view, and iterates a table in the one order rules may rely on.
+ */
+#ifndef MESH_LUA_INTERNAL_H
+#define MESH_LUA_INTERNAL_H
+
+#include <jansson.h>
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+//  --- vm.c: the budget of the running evaluation ------------------------------------
+//  In a plain lua_State (the bench's baseline) these do nothing.
+
+//  Count UNITS of work done in C against the instruction budget; raises the
+//  instruction limit (sticky, like the hook) when the budget is spent.
+void mesh_vm_charge (lua_State *L, size_t units);
+//  Raise the time limit if the evaluation's deadline has passed.
+void mesh_vm_check_time (lua_State *L);
+
+//  --- view.c: read-only views ------------------------------------------------------
+//  A view is an empty table whose metatable (hidden: getmetatable gives false)
+//  serves reads from its data and refuses writes.  Input views convert their JSON
+//  lazily, member by member, on first access; library views front a table.
+
+//  Create the shared metatable of input views (once per state, while building it).
+void mesh_view_init (lua_State *L);
+//  Push JSON VALUE as rules see it: nil for NULL or null, a view for an object or an
+//  array, a Lua value otherwise.  VALUE must outlive every use of the view.
+void mesh_view_push_json (lua_State *L, json_t *value);
+//  Replace the table at INDEX with a read-only view of it.
+void mesh_view_wrap (lua_State *L, int index);
+//  True if the value at INDEX is a view.
+bool mesh_view_is (lua_State *L, int index);
+//  The JSON behind the input view at INDEX, or NULL (not an input view).
+json_t *mesh_view_json (lua_State *L, int index);
+//  Push the table a library view fronts (nil for other values).
+void mesh_view_push_data (lua_State *L, int index);
+//  Push the value JSON's null has inside arrays (mesh.null).
+void mesh_view_push_null (lua_State *L);
+bool mesh_view_is_null (lua_State *L, int index);
+//  Push the Lua value of JSON member VALUE (what indexing a view gives).
+void mesh_view_push_member (lua_State *L, json_t *value, bool in_array);
+
+//  --- safelib.c: the standard library as rules see it --------------------------------
+
+//  Push the table of globals rules see (libraries as views; without mesh, which the
+//  caller adds) and point the string metatable at the sandboxed string table.
+void mesh_safelib_open (lua_State *L);
+//  Push a new sequence of the keys of the table (or view) at INDEX in the rules'
+//  order: numbers ascending, then strings bytewise.  Raises on other key types.
+void mesh_safelib_sorted_keys (lua_State *L, int index);
+//  pairs (t): the keys of T in that order (honours __pairs on a rule's own tables).
+int mesh_safelib_pairs (lua_State *L);
+//  Raise an error naming FN if matching PATTERN against SUBJECT_LEN bytes could take
+//  more than MESH_SANDBOX_PATTERN_STEPS steps; ANCHORED: matched at the start only.
+//  Returns the bound (steps, at most the budget).
+double mesh_safelib_check_pattern (lua_State *L, const char *fn, size_t subject_len,
+                                   const char *pattern, size_t pattern_len, bool anchored);
+//  The deterministic tostring: pushes the string for the value at INDEX.
+const char *mesh_safelib_tostring (lua_State *L, int index, size_t *len);
+
+//  --- meshlib.c: the `mesh` table --------------------------------------------------
+
+//  Push the mesh table (a plain table; the sandbox wraps it in a view) in place of the
+//  string.find on the stack top, which mesh.matches calls.
+void mesh_meshlib_push (lua_State *L);
+
+#endif

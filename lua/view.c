@@ -1,0 +1,246 @@
+/*  view - read-only views of the rules' inputs and of the libraries they share.
+ *
+ *  One Lua state serves many evaluations (see vm.c), so whatever a rule can reach
+ *  and keep must either be made fresh for its evaluation or be impossible to change.
+ *  Inputs and libraries are the second kind: a rule sees them through views.
+ *
+ *  A view is an empty table P holding one private entry, P[K] = D, where K is a
+ *  light userdata no rule can make (the address of a static here).  Its metatable
+ *  answers reads and refuses writes, and hides itself (__metatable = false), so
+ *  setmetatable cannot strip it.  P stays empty to every function a rule can call:
+ *  `next` and `pairs` are replaced by sorted versions that know views (safelib.c),
+ *  rawget and rawset are not offered, and rawlen counts no hash entries.
+ *
+ *  - An input view's D is a cache: D[K] is the jansson value (borrowed, valid for
+ *    the evaluation), and a member is converted on first access and kept in D, so a
+ *    rule that reads proposal.action pays for that string only, and the next rule in
+ *    the chain finds it converted.  A nested object or array becomes a view itself.
+ *    JSON null is nil inside objects and mesh.null (NULL light userdata) inside
+ *    arrays, so arrays keep their length; `#` of an array view is its JSON length.
+ *    All input views share one metatable whose __index is a C function.
+ *  - A library view's D is the library table itself; its metatable (one per library,
+ *    made once per state) has __index = D, so `string.format` costs two table reads
+ *    and no C call.
+ *
+ *  A view of an earlier evaluation's JSON would be a dangling pointer, so vm.c never
+ *  keeps a reference to an input view past the evaluation that made it, and nothing
+ *  a rule can write to outlives the evaluation either.
+ */
+#include "internal.h"
+
+#include <lauxlib.h>
+
+#include <string.h>
+
+static const char s_private = 0;        //  K: the key of a view's data
+static const char s_input_mt = 0;       //  registry key of the input views' metatable
+
+#define S_K ((void *) &s_private)
+
+static int
+s_readonly (lua_State *L)
+{
+    luaL_where (L, 2);
+    lua_pushliteral (L, "attempt to change a read-only table (rule inputs and libraries "
+                        "cannot be changed; copy what you need into a table of your own)");
+    lua_concat (L, 2);
+    return lua_error (L);
+}
+
+//  The JSON behind the input view at INDEX (absolute), or NULL.
+static json_t *
+s_json (lua_State *L, int index)
+{
+    json_t *json = NULL;
+    if (lua_rawgetp (L, index, S_K) == LUA_TTABLE) {
+        if (lua_rawgetp (L, -1, S_K) == LUA_TLIGHTUSERDATA)
+            json = lua_touserdata (L, -1);
+        lua_pop (L, 1);
+    }
+    lua_pop (L, 1);
+    return json;
+}
+
+static void s_push_view (lua_State *L, json_t *json);
+
+void
+mesh_view_push_member (lua_State *L, json_t *value, bool in_array)
+{
+    switch (json_typeof (value)) {
+        case JSON_OBJECT:
+        case JSON_ARRAY:
+            s_push_view (L, value);
+            break;
+        case JSON_STRING:
+            lua_pushlstring (L, json_string_value (value), json_string_length (value));
+            break;
+        case JSON_INTEGER:
+            lua_pushinteger (L, (lua_Integer) json_integer_value (value));
+            break;
+        case JSON_REAL:
+            lua_pushnumber (L, (lua_Number) json_real_value (value));
+            break;
+        case JSON_TRUE:
+            lua_pushboolean (L, 1);
+            break;
+        case JSON_FALSE:
+            lua_pushboolean (L, 0);
+            break;
+        case JSON_NULL:
+        default:
+            if (in_array)
+                lua_pushlightuserdata (L, NULL);
+            else
+                lua_pushnil (L);
+            break;
+    }
+}
+
+//  __index of input views: the cached member, or convert it from the JSON.
+static int
+s_index (lua_State *L)
+{
+    if (lua_rawgetp (L, 1, S_K) != LUA_TTABLE)
+        return luaL_error (L, "not a view");
+    lua_pushvalue (L, 2);
+    if (lua_rawget (L, 3) != LUA_TNIL)
+        return 1;
+    lua_pop (L, 1);
+    lua_rawgetp (L, 3, S_K);
+    json_t *json = lua_touserdata (L, -1);
+    lua_pop (L, 1);
+    json_t *member = NULL;
+    bool in_array = false;
+    if (json_is_object (json) && lua_type (L, 2) == LUA_TSTRING) {
+        size_t len;
+        const char *key = lua_tolstring (L, 2, &len);
+        member = json_object_getn (json, key, len);
+    }
+    else
+    if (json_is_array (json) && lua_type (L, 2) == LUA_TNUMBER) {
+        int exact = 0;
+        lua_Integer i = lua_tointegerx (L, 2, &exact);
+        if (exact && i >= 1 && (lua_Unsigned) i <= json_array_size (json))
+            member = json_array_get (json, (size_t) i - 1);
+        in_array = true;
+    }
+    if (!member || (json_is_null (member) && !in_array)) {
+        lua_pushnil (L);
+        return 1;
+    }
+    mesh_view_push_member (L, member, in_array);
+    lua_pushvalue (L, 2);
+    lua_pushvalue (L, -2);
+    lua_rawset (L, 3);
+    return 1;
+}
+
+static int
+s_len (lua_State *L)
+{
+    json_t *json = s_json (L, 1);
+    lua_pushinteger (L, json_is_array (json) ? (lua_Integer) json_array_size (json) : 0);
+    return 1;
+}
+
+static void
+s_push_view (lua_State *L, json_t *json)
+{
+    luaL_checkstack (L, 4, "input nested too deeply");
+    lua_createtable (L, 0, 1);                  //  P
+    size_t size = json_is_array (json) ? json_array_size (json) : json_object_size (json);
+    if (json_is_array (json))
+        lua_createtable (L, size <= 64 ? (int) size : 0, 1);
+    else
+        lua_createtable (L, 0, size <= 8 ? (int) size + 1 : 8);
+    lua_pushlightuserdata (L, json);
+    lua_rawsetp (L, -2, S_K);                   //  D[K] = JSON
+    lua_rawsetp (L, -2, S_K);                   //  P[K] = D
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_input_mt);
+    lua_setmetatable (L, -2);
+}
+
+void
+mesh_view_init (lua_State *L)
+{
+    lua_createtable (L, 0, 5);
+    lua_pushcfunction (L, s_index);
+    lua_setfield (L, -2, "__index");
+    lua_pushcfunction (L, s_readonly);
+    lua_setfield (L, -2, "__newindex");
+    lua_pushcfunction (L, s_len);
+    lua_setfield (L, -2, "__len");
+    lua_pushboolean (L, 0);
+    lua_setfield (L, -2, "__metatable");
+    lua_pushboolean (L, 1);
+    lua_rawsetp (L, -2, S_K);
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_input_mt);
+}
+
+void
+mesh_view_push_json (lua_State *L, json_t *value)
+{
+    if (!value)
+        lua_pushnil (L);
+    else
+        mesh_view_push_member (L, value, false);
+}
+
+void
+mesh_view_wrap (lua_State *L, int index)
+{
+    index = lua_absindex (L, index);
+    lua_createtable (L, 0, 1);                  //  P
+    lua_pushvalue (L, index);
+    lua_rawsetp (L, -2, S_K);
+    lua_createtable (L, 0, 4);                  //  its metatable
+    lua_pushvalue (L, index);
+    lua_setfield (L, -2, "__index");
+    lua_pushcfunction (L, s_readonly);
+    lua_setfield (L, -2, "__newindex");
+    lua_pushboolean (L, 0);
+    lua_setfield (L, -2, "__metatable");
+    lua_pushboolean (L, 1);
+    lua_rawsetp (L, -2, S_K);
+    lua_setmetatable (L, -2);
+    lua_replace (L, index);
+}
+
+bool
+mesh_view_is (lua_State *L, int index)
+{
+    if (lua_type (L, index) != LUA_TTABLE || !lua_getmetatable (L, index))
+        return false;
+    bool is = lua_rawgetp (L, -1, S_K) == LUA_TBOOLEAN;
+    lua_pop (L, 2);
+    return is;
+}
+
+json_t *
+mesh_view_json (lua_State *L, int index)
+{
+    if (!mesh_view_is (L, index))
+        return NULL;
+    return s_json (L, lua_absindex (L, index));
+}
+
+void
+mesh_view_push_data (lua_State *L, int index)
+{
+    if (mesh_view_is (L, index))
+        lua_rawgetp (L, index, S_K);
+    else
+        lua_pushnil (L);
+}
+
+void
+mesh_view_push_null (lua_State *L)
+{
+    lua_pushlightuserdata (L, NULL);
+}
+
+bool
+mesh_view_is_null (lua_State *L, int index)
+{
+    return lua_type (L, index) == LUA_TLIGHTUSERDATA && lua_touserdata (L, index) == NULL;
+}

@@ -1,0 +1,941 @@
+/*  vm - one Lua state holding a chain of compiled rules, evaluated under limits.
+ *
+ *  Building a state and compiling every rule for each evaluation is safe but costs
+ *  tens of microseconds per rule; a chain has to run in a few.  So a vm builds its
+ *  state once and keeps it, and isolation comes from what the state lets a rule
+ *  reach rather than from throwing the state away:
+ *
+ *  - Each rule is compiled once (luaL_loadbufferx, mode "t": text only).  For every
+ *    evaluation the rule gets a brand-new _ENV table, set as its chunk's first (and
+ *    only) upvalue, and the whole chunk runs again before its check is called.  Its
+ *    top-level locals, its upvalues, its rule table and whatever it creates are new
+ *    each time; globals it sets land in that _ENV and die with it.
+ *  - _ENV's missing keys resolve through a metatable, shared and hidden
+ *    (__metatable = false), whose __index is the table of safe globals (safelib.c).
+ *    No rule can name that table: there is no _G, no getmetatable that shows it, no
+ *    rawget, no debug.  Everything in it that is a table - string, table, math, utf8,
+ *    mesh - is a read-only view (view.c), and the string metatable points at the
+ *    string view and is hidden too.  Inputs are read-only views made for the chain
+ *    evaluation.  The registry is out of reach without debug.  So a rule can write
+ *    only to tables it made in this evaluation, and those are unreachable once it
+ *    returns: nothing it stores survives, and the next rule, or the next decision,
+ *    starts from the same state.  The hostile corpus (tests/unit/rules/) tries every
+ *    road we know of: globals, upvalues, library and string-metatable poisoning,
+ *    writes to inputs, metatables on shared tables, __gc, weak tables, coroutines.
+ *  - Limits per rule evaluation, decided from this file's flags, never from an
+ *    error message.  Memory: the allocator refuses a request that would take the
+ *    state more than `memory` bytes over what it held when built (libraries and
+ *    compiled rules), comparing before it calls realloc, so string.rep ("x", 2^40) is
+ *    one refused request; Lua then collects and retries once, so garbage from earlier
+ *    evaluations never counts.  Instructions and wall clock: a count hook every 1000
+ *    instructions adds up and looks at CLOCK_MONOTONIC; once a limit is hit it
+ *    re-arms itself for every instruction and raises each time, so nothing the rule
+ *    runs afterwards (a __close handler, a loop around an erroring call) gets further.
+ *    C helpers charge their loops to the same budget (mesh_vm_charge).
+ *  - After an evaluation that raised or hit a limit, the state is closed and built
+ *    again before the next rule runs (about as long as a few hundred evaluations, and
+ *    only on the failure path).  Lua survives its own errors, so this is not needed
+ *    for correctness we know of; it is there so that we never have to argue that a
+ *    state that ran out of memory halfway through a library call is clean.
+ *
+ *  Every Lua call that can raise - building the state, making input views, running a
+ *    rule - runs inside lua_pcall, so a memory error there is a verdict, not a panic.
+ */
+#include "vm.h"
+#include "internal.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define S_HOOK_PERIOD   1000            //  instructions between two hook calls
+#define S_MAX_NAME      64              //  bytes of a rule name
+#define S_JSON_DEPTH    64              //  nesting of a value run_json converts
+
+typedef enum {
+    S_LIMIT_NONE,
+    S_LIMIT_INSTRUCTIONS,
+    S_LIMIT_MEMORY,
+    S_LIMIT_TIME,
+} s_limit_t;
+
+static const char *s_limit_names[] = {
+    [S_LIMIT_NONE] = "no limit",
+    [S_LIMIT_INSTRUCTIONS] = "instruction limit",
+    [S_LIMIT_MEMORY] = "memory limit",
+    [S_LIMIT_TIME] = "time limit",
+};
+
+//  The accounting of one state: the allocator's userdata, which the hook and the C
+//  helpers reach through lua_getallocf.
+typedef struct {
+    size_t used, cap;                   //  bytes live, bytes allowed
+    bool refused;                       //  the allocator said no during this evaluation
+    long budget, executed;              //  instructions
+    int period;                         //  hook period, <= S_HOOK_PERIOD
+    int64_t deadline_ns;
+    s_limit_t limit;                    //  sticky once set
+} s_run_t;
+
+struct _mesh_vm_t {
+    mesh_sandbox_t **rules;
+    size_t rule_count;
+    mesh_sandbox_limits_t limits;
+    lua_State *L;                       //  NULL until built, and after a failure
+    s_run_t run;
+    size_t baseline;
+    size_t builds;
+    json_t *proposal, *ctx;             //  of the chain evaluation under way
+    bool begun;                         //  their views exist in the current state
+};
+
+//  Registry keys (addresses of statics).
+static const char s_key_rules = 0;      //  the compiled chunks, a sequence
+static const char s_key_env_mt = 0;     //  the metatable of every _ENV
+static const char s_key_find = 0;       //  the sandbox's string.find
+static const char s_key_proposal = 0;   //  the input views of the chain evaluation
+static const char s_key_ctx = 0;
+
+//  --------------------------------------------------------------------------------
+//  Small helpers
+
+static int64_t
+s_now_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static char *
+s_format (const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    char *s = NULL;
+    if (vasprintf (&s, fmt, ap) < 0)
+        s = NULL;
+    va_end (ap);
+    return s;
+}
+
+//  Length of the valid UTF-8 sequence at S (at most LEN bytes), 0 if invalid.
+static size_t
+s_utf8_len (const unsigned char *s, size_t len)
+{
+    unsigned char c = s [0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    }
+    else
+    if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    }
+    else
+    if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    }
+    else
+        return 0;
+    if (n > len)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s [i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s [i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
+    ||  (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+//  A copy of S that is valid UTF-8 without control characters (invalid bytes become
+//  '?', control characters a space), cut at MESH_SANDBOX_MAX_REASON bytes with "...".
+//  Every input byte gives at most one output byte, so the length is known up front.
+static char *
+s_clean (const char *s, size_t len)
+{
+    size_t max = MESH_SANDBOX_MAX_REASON;
+    size_t room = len <= max ? len : max - 3;
+    char *out = malloc (room + 4);
+    if (!out)
+        return NULL;
+    const unsigned char *in = (const unsigned char *) s;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t n = s_utf8_len (in + i, len - i);
+        if (o + (n ? n : 1) > room)
+            break;
+        if (n == 0)
+            out [o++] = '?';
+        else
+        if (n == 1 && (in [i] < 0x20 || in [i] == 0x7f))
+            out [o++] = ' ';
+        else
+            memcpy (out + o, in + i, n), o += n;
+        i += n ? n : 1;
+    }
+    if (i < len) {
+        memcpy (out + o, "...", 3);
+        o += 3;
+    }
+    out [o] = 0;
+    return out;
+}
+
+static const char *
+s_basename (const char *path)
+{
+    const char *slash = strrchr (path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static const char *
+s_what (lua_State *L, int index)
+{
+    switch (lua_type (L, index)) {
+        case LUA_TNIL:      return "nil";
+        case LUA_TNONE:     return "nothing";
+        case LUA_TNUMBER:   return "a number";
+        case LUA_TSTRING:   return "a string";
+        case LUA_TTABLE:    return "a table";
+        case LUA_TFUNCTION: return "a function";
+        case LUA_TBOOLEAN:  return lua_toboolean (L, index) ? "true" : "false";
+        default:            return "a value of another type";
+    }
+}
+
+//  --------------------------------------------------------------------------------
+//  The allocator, the hook and the charges: the three limits
+
+static void *
+s_alloc (void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    s_run_t *run = ud;
+    size_t old = ptr ? osize : 0;       //  ptr == NULL: osize is a type tag
+    if (nsize == 0) {
+        free (ptr);
+        run->used -= old;
+        return NULL;
+    }
+    if (nsize > old && nsize - old > run->cap - run->used) {
+        run->refused = true;            //  Lua collects and may ask once more
+        return NULL;
+    }
+    void *block = realloc (ptr, nsize);
+    if (!block) {
+        run->refused = true;
+        return NULL;
+    }
+    run->used = run->used - old + nsize;
+    return block;
+}
+
+static void s_hook (lua_State *L, lua_Debug *ar);
+
+//  Raise the limit now recorded in RUN, and make every later instruction raise it too.
+static void
+s_raise_limit (lua_State *L, s_run_t *run)
+{
+    lua_sethook (L, s_hook, LUA_MASKCOUNT, 1);
+    luaL_error (L, "%s", s_limit_names [run->limit]);
+}
+
+static void
+s_hook (lua_State *L, lua_Debug *ar)
+{
+    void *ud;
+    lua_getallocf (L, &ud);
+    s_run_t *run = ud;
+    if (run->limit == S_LIMIT_NONE) {
+        run->executed += run->period;
+        if (run->executed >= run->budget)
+            run->limit = S_LIMIT_INSTRUCTIONS;
+        else
+        if (s_now_ns () >= run->deadline_ns)
+            run->limit = S_LIMIT_TIME;
+    }
+    if (run->limit != S_LIMIT_NONE)
+        s_raise_limit (L, run);
+}
+
+//  The accounting of L, or NULL when L is not a sandbox state.
+static s_run_t *
+s_run_of (lua_State *L)
+{
+    void *ud;
+    lua_Alloc alloc = lua_getallocf (L, &ud);
+    return alloc == s_alloc ? ud : NULL;
+}
+
+void
+mesh_vm_charge (lua_State *L, size_t units)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run || units == 0)
+        return;
+    if (run->limit == S_LIMIT_NONE) {
+        if (units >= (size_t) (run->budget - run->executed))
+            run->limit = S_LIMIT_INSTRUCTIONS;
+        else
+            run->executed += (long) units;
+    }
+    if (run->limit != S_LIMIT_NONE)
+        s_raise_limit (L, run);
+}
+
+void
+mesh_vm_check_time (lua_State *L)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run)
+        return;
+    if (run->limit == S_LIMIT_NONE && s_now_ns () >= run->deadline_ns)
+        run->limit = S_LIMIT_TIME;
+    if (run->limit != S_LIMIT_NONE)
+        s_raise_limit (L, run);
+}
+
+//  --------------------------------------------------------------------------------
+//  Building the state
+
+static int
+s_build_main (lua_State *L)
+{
+    mesh_vm_t *self = lua_touserdata (L, 1);
+    mesh_view_init (L);
+    mesh_safelib_open (L);
+    int g = lua_gettop (L);
+    lua_getfield (L, g, "string");
+    lua_getfield (L, -1, "find");
+    lua_remove (L, -2);
+    lua_pushvalue (L, -1);
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_find);
+    mesh_meshlib_push (L);
+    mesh_view_wrap (L, -1);
+    lua_setfield (L, g, "mesh");
+
+    lua_createtable (L, 0, 2);
+    lua_pushvalue (L, g);
+    lua_setfield (L, -2, "__index");
+    lua_pushboolean (L, 0);
+    lua_setfield (L, -2, "__metatable");
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_env_mt);
+
+    lua_createtable (L, (int) self->rule_count, 0);
+    for (size_t i = 0; i < self->rule_count; i++) {
+        size_t size;
+        const char *source = mesh_sandbox_source (self->rules [i], &size);
+        lua_pushfstring (L, "@%s", s_basename (mesh_sandbox_path (self->rules [i])));
+        if (luaL_loadbufferx (L, source, size, lua_tostring (L, -1), "t") != LUA_OK)
+            return lua_error (L);
+        lua_remove (L, -2);
+        lua_rawseti (L, -2, (lua_Integer) i + 1);
+    }
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_rules);
+    return 0;
+}
+
+static void
+s_close (mesh_vm_t *self)
+{
+    if (self->L)
+        lua_close (self->L);
+    self->L = NULL;
+    self->begun = false;
+}
+
+//  Build the state; 0, or -1 with *err_p set (caller frees).
+static int
+s_build (mesh_vm_t *self, char **err_p)
+{
+    s_close (self);
+    memset (&self->run, 0, sizeof self->run);
+    self->run.cap = SIZE_MAX;           //  compiling only: no rule code runs here
+    lua_State *L = lua_newstate (s_alloc, &self->run);
+    if (!L) {
+        *err_p = strdup ("cannot create a Lua state: out of memory");
+        return -1;
+    }
+    lua_pushcfunction (L, s_build_main);
+    lua_pushlightuserdata (L, self);
+    if (lua_pcall (L, 1, 0, 0) != LUA_OK) {
+        size_t len = 0;
+        const char *msg = lua_type (L, -1) == LUA_TSTRING ? lua_tolstring (L, -1, &len)
+                                                           : "out of memory";
+        *err_p = s_clean (msg, len ? len : strlen (msg));
+        lua_close (L);
+        return -1;
+    }
+    lua_gc (L, LUA_GCCOLLECT);
+    lua_gc (L, LUA_GCGEN, 0, 0);
+    self->baseline = self->run.used;
+    self->run.cap = self->baseline + self->limits.memory;
+    if (self->run.cap < self->baseline)
+        self->run.cap = SIZE_MAX;
+    self->L = L;
+    self->builds++;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------------
+//  One evaluation, inside lua_pcall
+
+typedef enum { S_EVAL, S_PROBE, S_RUN_JSON, S_FIND } s_mode_t;
+
+typedef struct {
+    mesh_vm_t *self;
+    s_mode_t mode;
+    size_t index;
+    mesh_verdict_t verdict;
+    char *reason;                       //  heap; set only after the last Lua call
+    char *name, *description;           //  probe results, heap
+    const char *chunkname, *source;     //  run_json
+    size_t size;
+    const char *subject, *pattern;      //  find
+    size_t subject_len;
+    json_t *json;                       //  run_json result
+    int found;
+} s_call_t;
+
+static bool
+s_valid_name (const char *name, size_t len)
+{
+    if (len == 0 || len > S_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name [i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+//  After a probe: check the fields of the rule table at RULE.  No heap copies are made
+//  until the last Lua call is done, so an error raised here leaks nothing.
+static int
+s_probe (lua_State *L, s_call_t *call, int rule)
+{
+    if (lua_getfield (L, rule, "name") != LUA_TSTRING)
+        return luaL_error (L, "the rule table needs name = \"...\" (a string), not %s",
+                           luaL_typename (L, -1));
+    int name = lua_gettop (L);
+    if (lua_getfield (L, rule, "description") != LUA_TSTRING)
+        return luaL_error (L, "the rule table needs description = \"...\" (a string), not %s",
+                           luaL_typename (L, -1));
+    int desc = lua_gettop (L);
+    if (lua_getfield (L, rule, "check") != LUA_TFUNCTION)
+        return luaL_error (L, "the rule table needs check = function (proposal, ctx), not %s",
+                           luaL_typename (L, -1));
+    size_t name_len, desc_len;
+    const char *name_s = lua_tolstring (L, name, &name_len);
+    if (!s_valid_name (name_s, name_len) || strcmp (name_s, "builtin") == 0)
+        return luaL_error (L, "rule name must be 1 to %d characters of A-Z a-z 0-9 _ - . "
+                              "and not \"builtin\"", S_MAX_NAME);
+    const char *desc_s = lua_tolstring (L, desc, &desc_len);
+    call->name = strndup (name_s, name_len);
+    call->description = s_clean (desc_s, desc_len);
+    call->verdict = MESH_VERDICT_ACCEPT;
+    return 0;
+}
+
+//  Push a fresh _ENV for one evaluation.
+static void
+s_push_env (lua_State *L)
+{
+    lua_createtable (L, 0, 0);
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_env_mt);
+    lua_setmetatable (L, -2);
+}
+
+//  Lua value at INDEX as JSON (new reference); raises with the path on what JSON
+//  cannot hold.
+static json_t *s_to_json (lua_State *L, int index, char *path, size_t path_len, int depth);
+
+static int
+s_eval_main (lua_State *L)
+{
+    s_call_t *call = lua_touserdata (L, 1);
+    mesh_vm_t *self = call->self;
+    if (call->mode == S_FIND) {
+        lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_find);
+        lua_pushlstring (L, call->subject, call->subject_len);
+        lua_pushstring (L, call->pattern);
+        lua_call (L, 2, 1);
+        call->found = !lua_isnil (L, -1);
+        call->verdict = MESH_VERDICT_ACCEPT;
+        return 0;
+    }
+    if (call->mode == S_RUN_JSON) {
+        if (luaL_loadbufferx (L, call->source, call->size, call->chunkname, "t") != LUA_OK)
+            return lua_error (L);
+        s_push_env (L);
+        lua_setupvalue (L, -2, 1);
+        lua_call (L, 0, 1);
+        char path[256] = "the result";
+        call->json = s_to_json (L, lua_gettop (L), path, strlen (path), 0);
+        call->verdict = MESH_VERDICT_ACCEPT;
+        return 0;
+    }
+    if (call->mode == S_EVAL && !self->begun) {
+        mesh_view_push_json (L, self->proposal);
+        lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_proposal);
+        mesh_view_push_json (L, self->ctx);
+        lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_ctx);
+        self->begun = true;
+    }
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_rules);
+    lua_rawgeti (L, -1, (lua_Integer) call->index + 1);
+    int chunk = lua_gettop (L);
+    s_push_env (L);
+    lua_setupvalue (L, chunk, 1);
+    lua_pushvalue (L, chunk);
+    lua_call (L, 0, 1);
+    if (lua_type (L, -1) != LUA_TTABLE)
+        return luaL_error (L, "the rule must return a table {name, description, check}, "
+                              "not %s", luaL_typename (L, -1));
+    int rule = lua_gettop (L);
+    if (call->mode == S_PROBE)
+        return s_probe (L, call, rule);
+
+    if (lua_getfield (L, rule, "check") != LUA_TFUNCTION)
+        return luaL_error (L, "the rule table has no check function");
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_proposal);
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_ctx);
+    lua_call (L, 2, 2);
+    //  The environment is unreachable once the chunk lets go of it.
+    lua_pushnil (L);
+    lua_setupvalue (L, chunk, 1);
+
+    //  Only the exact boolean true accepts; false needs a reason.
+    int first = lua_gettop (L) - 1, second = first + 1;
+    if (lua_type (L, first) == LUA_TBOOLEAN && lua_toboolean (L, first))
+        call->verdict = MESH_VERDICT_ACCEPT;
+    else
+    if (lua_type (L, first) == LUA_TBOOLEAN
+    &&  lua_type (L, second) == LUA_TSTRING && lua_rawlen (L, second) > 0) {
+        size_t len;
+        const char *reason = lua_tolstring (L, second, &len);
+        call->verdict = MESH_VERDICT_REJECT;
+        call->reason = s_clean (reason, len);
+    }
+    else
+    if (lua_type (L, first) == LUA_TBOOLEAN) {
+        call->verdict = MESH_VERDICT_ERROR;
+        call->reason = s_format ("check returned false with %s instead of a reason; "
+                                 "return false, \"why\"", s_what (L, second));
+    }
+    else {
+        call->verdict = MESH_VERDICT_ERROR;
+        call->reason = s_format ("check returned %s; a rule must return true, or false "
+                                 "and a reason", s_what (L, first));
+    }
+    return 0;
+}
+
+//  Run CALL under the limits; always fills call->verdict and, unless it accepts,
+//  call->reason.  A failed run closes the state.
+static void
+s_run (mesh_vm_t *self, s_call_t *call)
+{
+    call->verdict = MESH_VERDICT_ERROR;
+    if (!self->L) {
+        char *err = NULL;
+        if (s_build (self, &err) != 0) {
+            //  A chain's rules all compiled when they were loaded, so there this is a
+            //  shortage of memory; for a probe it is the rule's own compile error.
+            if (call->mode == S_EVAL)
+                call->reason = s_format ("cannot build the rule state: %s", err ? err : "");
+            else {
+                call->reason = err;
+                err = NULL;
+            }
+            free (err);
+            if (!call->reason)
+                call->reason = strdup ("out of memory");
+            return;
+        }
+    }
+    lua_State *L = self->L;
+    s_run_t *run = &self->run;
+    run->limit = S_LIMIT_NONE;
+    run->refused = false;
+    run->executed = 0;
+    run->budget = self->limits.instructions;
+    run->period = self->limits.instructions < S_HOOK_PERIOD
+                ? (int) self->limits.instructions : S_HOOK_PERIOD;
+    run->deadline_ns = s_now_ns () + (int64_t) self->limits.time_ms * 1000000;
+    lua_sethook (L, s_hook, LUA_MASKCOUNT, run->period);
+    lua_pushcfunction (L, s_eval_main);
+    lua_pushlightuserdata (L, call);
+    int status = lua_pcall (L, 1, 0, 0);
+    //  A failed evaluation during which the allocator refused is a memory limit even
+    //  if what reached us is another error (a __close handler raising while the
+    //  memory error unwinds).  The price: a rule that recovered from a refusal
+    //  through Lua's emergency collection and then raised for its own reasons is
+    //  reported as a memory limit too; both are refusals either way.
+    if (status != LUA_OK && run->limit == S_LIMIT_NONE
+    &&  (status == LUA_ERRMEM || run->refused))
+        run->limit = S_LIMIT_MEMORY;
+    if (status != LUA_OK && run->limit == S_LIMIT_NONE) {
+        call->verdict = MESH_VERDICT_ERROR;
+        free (call->reason);
+        if (lua_type (L, -1) == LUA_TSTRING) {
+            size_t len;
+            const char *msg = lua_tolstring (L, -1, &len);
+            call->reason = s_clean (msg, len);
+        }
+        else
+            call->reason = s_format ("error raised with %s instead of a message",
+                                     s_what (L, -1));
+    }
+    if (status != LUA_OK)
+        s_close (self);
+    else
+        lua_sethook (L, NULL, 0, 0);
+    //  C functions run outside the hook's reach; what they overran is seen here.
+    if (run->limit == S_LIMIT_NONE && s_now_ns () > run->deadline_ns)
+        run->limit = S_LIMIT_TIME;
+    if (run->limit != S_LIMIT_NONE) {
+        call->verdict = MESH_VERDICT_LIMIT;
+        free (call->reason);
+        call->reason = strdup (s_limit_names [run->limit]);
+    }
+    if (call->verdict == MESH_VERDICT_ACCEPT) {
+        free (call->reason);
+        call->reason = NULL;
+    }
+    else
+    if (!call->reason)
+        call->reason = strdup ("out of memory");
+}
+
+//  --------------------------------------------------------------------------------
+//  Lua to JSON (run_json)
+
+static json_t *
+s_json_fail (lua_State *L, const char *path, const char *what)
+{
+    luaL_error (L, "%s: %s", path, what);
+    return NULL;
+}
+
+//  Append KEY to PATH (256 bytes, in place); returns the new length.
+static size_t
+s_json_path (lua_State *L, int key, char *path, size_t len)
+{
+    size_t room = 256 - len;
+    int n;
+    if (lua_type (L, key) == LUA_TNUMBER)
+        n = snprintf (path + len, room, "[%lld]", (long long) lua_tointeger (L, key));
+    else
+        n = snprintf (path + len, room, ".%.40s", lua_tostring (L, key));
+    if (n < 0 || room < 2)
+        return len;
+    return len + ((size_t) n < room ? (size_t) n : room - 1);
+}
+
+//  The finalizer of a box holding a JSON value under construction: if an error
+//  unwinds past it, the partial value is freed when the box is collected.
+static int
+s_box_gc (lua_State *L)
+{
+    json_t **box = lua_touserdata (L, 1);
+    json_decref (*box);
+    *box = NULL;
+    return 0;
+}
+
+static json_t *
+s_to_json (lua_State *L, int index, char *path, size_t path_len, int depth)
+{
+    luaL_checkstack (L, 8, "value nested too deeply");
+    mesh_vm_charge (L, 1);
+    switch (lua_type (L, index)) {
+        case LUA_TNIL:
+            return json_null ();
+        case LUA_TBOOLEAN:
+            return json_boolean (lua_toboolean (L, index));
+        case LUA_TNUMBER:
+            if (lua_isinteger (L, index))
+                return json_integer ((json_int_t) lua_tointeger (L, index));
+            if (!isfinite (lua_tonumber (L, index)))
+                return s_json_fail (L, path, "inf and nan have no JSON form");
+            return json_real (lua_tonumber (L, index));
+        case LUA_TSTRING: {
+            size_t len;
+            const char *s = lua_tolstring (L, index, &len);
+            json_t *j = json_stringn (s, len);
+            if (!j)
+                return s_json_fail (L, path, "a string that is not valid UTF-8");
+            return j;
+        }
+        case LUA_TLIGHTUSERDATA:
+            if (lua_touserdata (L, index) == NULL)
+                return json_null ();
+            return s_json_fail (L, path, "a userdata has no JSON form");
+        case LUA_TTABLE:
+            break;
+        default:
+            return s_json_fail (L, path, lua_pushfstring (L, "a %s has no JSON form",
+                                                          luaL_typename (L, index)));
+    }
+    if (depth > S_JSON_DEPTH)
+        return s_json_fail (L, path, "nested too deeply");
+    json_t *view = mesh_view_json (L, index);
+    if (view)
+        return json_deep_copy (view);
+    //  Keys in order, so that a failure names the same member every time.
+    mesh_safelib_sorted_keys (L, index);
+    int keys = lua_gettop (L);
+    lua_Integer n = (lua_Integer) lua_rawlen (L, keys);
+    bool array = n > 0;
+    for (lua_Integer i = 1; array && i <= n; i++) {
+        lua_rawgeti (L, keys, i);
+        array = lua_isinteger (L, -1) && lua_tointeger (L, -1) == i;
+        lua_pop (L, 1);
+    }
+    for (lua_Integer i = 1; !array && i <= n; i++) {
+        lua_rawgeti (L, keys, i);
+        if (lua_type (L, -1) != LUA_TSTRING) {
+            s_json_path (L, lua_gettop (L), path, path_len);
+            return s_json_fail (L, path, "a table mixing list items and named fields has "
+                                         "no JSON form");
+        }
+        lua_pop (L, 1);
+    }
+    json_t *out = array ? json_array () : json_object ();
+    if (!out)
+        return s_json_fail (L, path, "out of memory");
+    json_t **box = lua_newuserdatauv (L, sizeof (json_t *), 0);
+    *box = out;
+    lua_createtable (L, 0, 1);
+    lua_pushcfunction (L, s_box_gc);
+    lua_setfield (L, -2, "__gc");
+    lua_setmetatable (L, -2);
+    int boxed = lua_gettop (L);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti (L, keys, i);
+        int key = lua_gettop (L);
+        lua_pushvalue (L, key);
+        lua_gettable (L, index);
+        size_t plen = s_json_path (L, key, path, path_len);
+        json_t *member = s_to_json (L, lua_gettop (L), path, plen, depth + 1);
+        path [path_len] = 0;
+        if (array)
+            json_array_append_new (out, member);
+        else {
+            size_t klen;
+            const char *k = lua_tolstring (L, key, &klen);
+            if (!json_stringn (k, klen) || memchr (k, 0, klen)) {
+                json_decref (member);
+                s_json_path (L, key, path, path_len);
+                return s_json_fail (L, path, "a key that is not valid UTF-8");
+            }
+            json_object_setn_new (out, k, klen, member);
+        }
+        lua_settop (L, boxed);
+    }
+    *box = NULL;                        //  the caller's now: the finalizer lets go
+    lua_settop (L, keys - 1);
+    return out;
+}
+
+//  --------------------------------------------------------------------------------
+//  The API
+
+mesh_vm_t *
+mesh_vm_new (mesh_sandbox_t *const *rules, size_t count, const mesh_sandbox_limits_t *limits)
+{
+    mesh_vm_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->rules = calloc (count ? count : 1, sizeof (mesh_sandbox_t *));
+    if (!self->rules) {
+        free (self);
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++)
+        self->rules [i] = rules [i];
+    self->rule_count = count;
+    mesh_sandbox_limits_t l = {
+        MESH_SANDBOX_DEFAULT_INSTRUCTIONS, MESH_SANDBOX_DEFAULT_MEMORY,
+        MESH_SANDBOX_DEFAULT_TIME_MS
+    };
+    if (limits && limits->instructions > 0)
+        l.instructions = limits->instructions;
+    if (limits && limits->memory > 0)
+        l.memory = limits->memory;
+    if (limits && limits->time_ms > 0)
+        l.time_ms = limits->time_ms;
+    self->limits = l;
+    return self;
+}
+
+void
+mesh_vm_destroy (mesh_vm_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mesh_vm_t *self = *self_p;
+    s_close (self);
+    free (self->rules);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Drop the input views of a chain evaluation (no allocation: cannot raise).
+static void
+s_end (mesh_vm_t *self)
+{
+    if (self->L && self->begun) {
+        lua_pushnil (self->L);
+        lua_rawsetp (self->L, LUA_REGISTRYINDEX, &s_key_proposal);
+        lua_pushnil (self->L);
+        lua_rawsetp (self->L, LUA_REGISTRYINDEX, &s_key_ctx);
+    }
+    self->begun = false;
+    self->proposal = self->ctx = NULL;
+}
+
+void
+mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *verdicts,
+              char **reasons)
+{
+    assert (self);
+    s_end (self);
+    self->proposal = proposal;
+    self->ctx = ctx;
+    for (size_t i = 0; i < self->rule_count; i++) {
+        s_call_t call = { .self = self, .mode = S_EVAL, .index = i };
+        s_run (self, &call);
+        verdicts [i] = call.verdict;
+        reasons [i] = call.reason;
+    }
+    s_end (self);
+}
+
+mesh_verdict_t
+mesh_vm_eval_one (mesh_vm_t *self, size_t index, json_t *proposal, json_t *ctx,
+                  char **reason_p)
+{
+    assert (self);
+    assert (index < self->rule_count);
+    s_end (self);
+    self->proposal = proposal;
+    self->ctx = ctx;
+    s_call_t call = { .self = self, .mode = S_EVAL, .index = index };
+    s_run (self, &call);
+    s_end (self);
+    if (reason_p)
+        *reason_p = call.reason;
+    else
+        free (call.reason);
+    return call.verdict;
+}
+
+int
+mesh_vm_probe (mesh_vm_t *self, size_t index, char **name_p, char **description_p,
+               char **err_p)
+{
+    assert (self);
+    assert (index < self->rule_count);
+    *name_p = *description_p = *err_p = NULL;
+    s_end (self);
+    s_call_t call = { .self = self, .mode = S_PROBE, .index = index };
+    s_run (self, &call);
+    if (call.verdict == MESH_VERDICT_ACCEPT && call.name && call.description) {
+        *name_p = call.name;
+        *description_p = call.description;
+        return 0;
+    }
+    if (call.verdict == MESH_VERDICT_LIMIT)
+        *err_p = s_format ("the rule hit its %s", call.reason);
+    else
+        *err_p = call.reason ? strdup (call.reason) : strdup ("out of memory");
+    free (call.reason);
+    free (call.name);
+    free (call.description);
+    return -1;
+}
+
+json_t *
+mesh_vm_run_json (mesh_vm_t *self, const char *chunkname, const char *source, size_t size,
+                  char **err_p)
+{
+    assert (self);
+    *err_p = NULL;
+    s_end (self);
+    s_call_t call = {
+        .self = self, .mode = S_RUN_JSON, .chunkname = chunkname, .source = source,
+        .size = size
+    };
+    s_run (self, &call);
+    if (call.verdict == MESH_VERDICT_ACCEPT && call.json)
+        return call.json;
+    json_decref (call.json);
+    if (call.verdict == MESH_VERDICT_LIMIT)
+        *err_p = s_format ("hit its %s", call.reason);
+    else
+        *err_p = call.reason ? strdup (call.reason) : strdup ("out of memory");
+    free (call.reason);
+    return NULL;
+}
+
+int
+mesh_vm_find (mesh_vm_t *self, const char *subject, size_t len, const char *pattern,
+              char **err_p)
+{
+    assert (self);
+    *err_p = NULL;
+    s_end (self);
+    s_call_t call = {
+        .self = self, .mode = S_FIND, .subject = subject, .subject_len = len,
+        .pattern = pattern
+    };
+    s_run (self, &call);
+    if (call.verdict != MESH_VERDICT_ACCEPT) {
+        *err_p = call.reason;
+        return -1;
+    }
+    return call.found;
+}
+
+size_t
+mesh_vm_memory (const mesh_vm_t *self)
+{
+    assert (self);
+    return self->L ? self->run.used : 0;
+}
+
+size_t
+mesh_vm_baseline (const mesh_vm_t *self)
+{
+    assert (self);
+    return self->baseline;
+}
+
+size_t
+mesh_vm_builds (const mesh_vm_t *self)
+{
+    assert (self);
+    return self->builds;
+}
