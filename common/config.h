@@ -90,7 +90,7 @@ typedef struct {
     } mad;
     struct {
         double k;                   //  slack per point, in robust standard deviations, default 0.5
-        double h;                   //  decision interval (score 0.5 there), default 8
+        double h;                   //  decision interval: the sums restart there, default 8
     } cusum;
     struct {
         int period_s;               //  length of the cycle in event time, default 86400 (a day)
