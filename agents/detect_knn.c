@@ -14,16 +14,17 @@
  *    divided by a slow EWMA of the absolute deviation from it (weights
  *    detector.alpha / 10), so patterns compare in the series' own units and a
  *    move of the level is itself a new pattern until it is remembered;
- *  - a memory of `knn.memory` patterns (floats): every window / 2 points the
- *    current pattern is offered to it, and it keeps a uniform sample of all the
- *    patterns offered so far (reservoir sampling), so it spans the whole history
- *    in bounded memory;
+ *  - a memory of `knn.memory` patterns (floats): every pattern is offered to it,
+ *    and it keeps a uniform sample of all the patterns offered so far (reservoir
+ *    sampling), so it spans the whole history in bounded memory;
  *  - the nonconformity of a pattern: the root mean square distance to its
  *    `knn.k` nearest remembered patterns;
- *  - a calibration of that distance: an EWMA of the mean and variance of its
- *    logarithm (weight detector.alpha / 4).  z = (log d - mean) / stddev and
- *    score = erf (max (z, 0) / sqrt 2): only more novel than usual is anomalous,
- *    and the score means what the z-score families' does, on any stream.
+ *  - a calibration of that distance: an EWMA of its mean and variance (weight
+ *    detector.alpha / 4).  z = (d - mean) / stddev and score =
+ *    erf (max (z, 0) / sqrt 2): only more novel than usual is anomalous, and the
+ *    score means what the z-score families' does, on any stream.  (The logarithm
+ *    of d calibrated worse: 27.5 against 34.3 on NAB, and it let a new pattern
+ *    hide among the spread of ordinary ones.)
  *
  *  Memory: 4 x window x (memory + 2) bytes plus a few counters: 4.2 KB at the
  *  defaults (8 x 128).  Cost: memory x window multiply-adds per point.
@@ -36,16 +37,14 @@
 
 #define S_CENTER_SLOW     0.1           //  the scale's weight is alpha times this
 #define S_CAL_SLOW        0.25          //  the calibration's weight is alpha times this
-#define S_DIST_FLOOR      1e-3          //  in units of the scale
 #define S_SCALE_FLOOR     1e-9
 #define S_Z_MAX           1e12
 
 typedef struct {
     double center, scale;
-    double lmean, lvar;                 //  calibration of log distance
+    double dmean, dvar;                 //  calibration of the distance
     uint32_t cal_n;                     //  distances folded into the calibration
     uint32_t stored;                    //  patterns in memory
-    uint32_t since_store;
     uint64_t offered;                   //  patterns offered to the memory
     uint32_t head, len;                 //  ring of recent values
     float data[];                       //  recent[window], memory[memory][window]
@@ -150,10 +149,10 @@ s_update (const mesh_detector_config_t *cfg, void *state_, uint64_t n_, double v
         double sum = 0;
         for (uint32_t i = 0; i < k; i++)
             sum += sqrt (best[i] / window);
-        double d = log (fmax (sum / k, S_DIST_FLOOR));
+        double d = sum / k;
         if (state->cal_n >= 2) {
-            double sd = sqrt (state->lvar);
-            double z = sd > 0 ? (d - state->lmean) / sd : (d > state->lmean ? S_Z_MAX : 0);
+            double sd = sqrt (state->dvar);
+            double z = sd > 0 ? (d - state->dmean) / sd : (d > state->dmean ? S_Z_MAX : 0);
             if (!(z <= S_Z_MAX))
                 z = S_Z_MAX;
             base->z = z;
@@ -162,20 +161,19 @@ s_update (const mesh_detector_config_t *cfg, void *state_, uint64_t n_, double v
         }
         state->cal_n++;
         double ac = fmax (cfg->alpha * S_CAL_SLOW, 1.0 / state->cal_n);
-        double diff = d - state->lmean;
+        double diff = d - state->dmean;
         if (state->cal_n == 1)
-            state->lmean = d;
+            state->dmean = d;
         else {
-            state->lmean += ac * diff;
-            state->lvar = (1 - ac) * (state->lvar + ac * diff * diff);
+            state->dmean += ac * diff;
+            state->dvar = (1 - ac) * (state->dvar + ac * diff * diff);
         }
     }
-    if (++state->since_store >= (window + 1) / 2) {
+    {
         //  Reservoir sampling (Vitter's algorithm R): every pattern offered so far
         //  has the same chance to be in memory, so "never seen" means never in the
         //  whole history, not just lately.  The draw is a hash of the count, so a
         //  replay of the same stream gives the same scores.
-        state->since_store = 0;
         state->offered++;
         uint64_t slot = state->stored;
         if (state->stored < memory)
