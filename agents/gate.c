@@ -25,22 +25,37 @@
  *  max}}}) when the caller left it absent or null.  Both are copies; the caller's JSON
  *  is never changed.  A replay through the gate with the same config adds the same.
  *
+ *  The Lua rules run in vms (lua/vm.c): one Lua state holding the whole chain,
+ *  compiled once, with a fresh environment per rule evaluation.  A vm serves one
+ *  evaluation at a time, so the gate keeps a pool: mesh_gate_check takes an idle vm
+ *  (or builds one), evaluates, and gives it back, holding the pool's mutex only for
+ *  the taking and the giving.  An agent's worker thread has a gate of its own
+ *  (agents/agent.c), so in practice the pool holds one vm; mesh_gate_check is
+ *  thread-safe all the same, and concurrent callers each get their own state.
+ *
  *  The rules hash is SHA-256 over, for each rule in chain order, its file's basename,
  *  a NUL and its content: what a decision record needs to name the rules in force.
- *  A gate holds no mutable state after mesh_gate_new, so mesh_gate_check may be
- *  called from several threads at once.
+ *  mesh_gate_archive writes the rule set under the state directory by that hash, so
+ *  that a replay can load exactly those files (manifest.json keeps each basename, so
+ *  the hash can be computed again from the archive).
  */
 #include "gate.h"
 #include "log.h"
 #include "sandbox.h"
+#include "vm.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <regex.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define S_DEFAULT_MAX_LENGTH    256     //  a param spec with max_length 0 gets this
 #define S_MAX_PROBLEMS          8       //  listed in one builtin reason
@@ -68,10 +83,14 @@ typedef struct {
 struct _mesh_gate_t {
     mesh_sandbox_t **rules;
     size_t rule_count;
+    mesh_sandbox_limits_t limits;
     s_action_t *actions;
     size_t action_count;
     char *allowed;                      //  "a, b, c" for reasons
     char hash[65];
+    pthread_mutex_t lock;               //  guards the pool
+    mesh_vm_t **idle;                   //  vms not in use
+    size_t idle_count, idle_max;
 };
 
 //  --------------------------------------------------------------------------------
@@ -221,14 +240,23 @@ s_param_json (const s_param_t *p)
     return j;
 }
 
+static const char *
+s_kind_name (mesh_action_kind_t kind)
+{
+    switch (kind) {
+        case MESH_ACTION_LOG:   return "log";
+        case MESH_ACTION_KAFKA: return "kafka";
+    }
+    return "unknown";
+}
+
 static void
 s_action_init (s_action_t *action, const mesh_action_spec_t *spec, s_list_t *problems)
 {
     action->name = strdup (spec->name);
     action->params = calloc (spec->param_count ? spec->param_count : 1, sizeof (s_param_t));
     action->spec = json_pack ("{s:s, s:s, s:o}", "name", spec->name,
-                              "kind", spec->kind == MESH_ACTION_KAFKA ? "kafka" : "log",
-                              "params", json_object ());
+                              "kind", s_kind_name (spec->kind), "params", json_object ());
     if (!action->name || !action->params || !action->spec) {
         s_list_add (problems, "\n", "action %s: out of memory", spec->name);
         return;
@@ -345,6 +373,7 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
     s_list_t problems = { NULL, 0, 0 };
     mesh_gate_t *self = calloc (1, sizeof *self);
     if (self) {
+        pthread_mutex_init (&self->lock, NULL);
         self->rules = calloc (cfg->global_rule_count + agent->rule_count + 1,
                               sizeof (mesh_sandbox_t *));
         self->actions = calloc (agent->action_count + 1, sizeof (s_action_t));
@@ -354,6 +383,7 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
         goto failed;
     }
     mesh_sandbox_limits_t limits = s_limits (cfg);
+    self->limits = limits;
     for (size_t i = 0; i < cfg->global_rule_count; i++)
         s_add_rule (self, cfg->global_rules [i], &limits, &problems);
     for (size_t i = 0; i < agent->rule_count; i++)
@@ -393,6 +423,10 @@ mesh_gate_destroy (mesh_gate_t **self_p)
     if (!self_p || !*self_p)
         return;
     mesh_gate_t *self = *self_p;
+    for (size_t i = 0; i < self->idle_count; i++)
+        mesh_vm_destroy (&self->idle [i]);
+    free (self->idle);
+    pthread_mutex_destroy (&self->lock);
     for (size_t i = 0; self->rules && i < self->rule_count; i++)
         mesh_sandbox_destroy (&self->rules [i]);
     free (self->rules);
@@ -586,9 +620,45 @@ s_record (json_t *verdicts, const char *rule, const char *verdict, const char *r
 {
     if (!verdicts)
         return;
-    json_array_append_new (verdicts, json_pack ("{s:s, s:s, s:o}", "rule", rule,
-                                                "verdict", verdict, "reason",
-                                                reason ? json_string (reason) : json_null ()));
+    json_t *record = json_object ();
+    json_object_set_new (record, "rule", json_string (rule));
+    json_object_set_new (record, "verdict", json_string (verdict));
+    json_object_set_new (record, "reason", reason ? json_string (reason) : json_null ());
+    json_array_append_new (verdicts, record);
+}
+
+//  An idle vm from the pool, or a new one (NULL only when out of memory).
+static mesh_vm_t *
+s_checkout (mesh_gate_t *self)
+{
+    mesh_vm_t *vm = NULL;
+    pthread_mutex_lock (&self->lock);
+    if (self->idle_count)
+        vm = self->idle [--self->idle_count];
+    pthread_mutex_unlock (&self->lock);
+    if (!vm)
+        vm = mesh_vm_new (self->rules, self->rule_count, &self->limits);
+    return vm;
+}
+
+static void
+s_checkin (mesh_gate_t *self, mesh_vm_t *vm)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->idle_count == self->idle_max) {
+        size_t max = self->idle_max ? self->idle_max * 2 : 2;
+        mesh_vm_t **idle = realloc (self->idle, max * sizeof (mesh_vm_t *));
+        if (idle) {
+            self->idle = idle;
+            self->idle_max = max;
+        }
+    }
+    if (self->idle_count < self->idle_max) {
+        self->idle [self->idle_count++] = vm;
+        vm = NULL;
+    }
+    pthread_mutex_unlock (&self->lock);
+    mesh_vm_destroy (&vm);
 }
 
 static int
@@ -627,13 +697,24 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
         json_object_set (seen_ctx, "action", action->spec);
     }
     mesh_fail_t worst = MESH_FAIL_NONE;
-    for (size_t i = 0; i < self->rule_count; i++) {
-        char *reason = NULL;
-        mesh_verdict_t verdict = mesh_sandbox_eval (self->rules [i], seen_proposal, seen_ctx,
-                                                    &reason);
+    size_t count = self->rule_count;
+    mesh_verdict_t verdict_of[count + 1];
+    char *reason_of[count + 1];
+    mesh_vm_t *vm = count ? s_checkout (self) : NULL;
+    if (vm)
+        mesh_vm_eval (vm, seen_proposal, seen_ctx, verdict_of, reason_of);
+    else
+        for (size_t i = 0; i < count; i++) {
+            verdict_of [i] = MESH_VERDICT_ERROR;
+            reason_of [i] = strdup ("cannot create a rule state: out of memory");
+        }
+    if (vm)
+        s_checkin (self, vm);
+    for (size_t i = 0; i < count; i++) {
+        mesh_verdict_t verdict = verdict_of [i];
         s_record (verdicts, mesh_sandbox_name (self->rules [i]), mesh_verdict_name (verdict),
-                  reason);
-        free (reason);
+                  reason_of [i]);
+        free (reason_of [i]);
         mesh_fail_t fail = verdict == MESH_VERDICT_ACCEPT ? MESH_FAIL_NONE
                          : verdict == MESH_VERDICT_REJECT ? MESH_FAIL_RULE_REJECT
                          : verdict == MESH_VERDICT_LIMIT ? MESH_FAIL_RULE_LIMIT
@@ -646,4 +727,210 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     if (fail_p)
         *fail_p = worst;
     return worst == MESH_FAIL_NONE;
+}
+
+//  --------------------------------------------------------------------------------
+//  The rule set as a manifest and an archive
+
+size_t
+mesh_gate_state_memory (const mesh_gate_t *self)
+{
+    assert (self);
+    mesh_gate_t *gate = (mesh_gate_t *) self;
+    size_t bytes = 0;
+    pthread_mutex_lock (&gate->lock);
+    for (size_t i = 0; i < gate->idle_count; i++)
+        if (mesh_vm_memory (gate->idle [i]) > bytes)
+            bytes = mesh_vm_memory (gate->idle [i]);
+    pthread_mutex_unlock (&gate->lock);
+    return bytes;
+}
+
+static void
+s_sha256_hex (const char *data, size_t size, char out[65])
+{
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (digest, (const unsigned char *) data, size);
+    sodium_bin2hex (out, 65, digest, sizeof digest);
+}
+
+//  The name a rule's file has in the archive: its position (from 01) and basename.
+static char *
+s_archive_name (const mesh_gate_t *self, size_t i)
+{
+    const char *path = mesh_sandbox_path (self->rules [i]);
+    const char *slash = strrchr (path, '/');
+    char *name = NULL;
+    if (asprintf (&name, "%02zu-%s", i + 1, slash ? slash + 1 : path) < 0)
+        return NULL;
+    return name;
+}
+
+json_t *
+mesh_gate_manifest (const mesh_gate_t *self)
+{
+    assert (self);
+    json_t *rules = json_array ();
+    for (size_t i = 0; i < self->rule_count; i++) {
+        size_t size;
+        const char *source = mesh_sandbox_source (self->rules [i], &size);
+        const char *path = mesh_sandbox_path (self->rules [i]);
+        const char *slash = strrchr (path, '/');
+        char sha[65];
+        s_sha256_hex (source, size, sha);
+        char *file = s_archive_name (self, i);
+        json_array_append_new (rules, json_pack ("{s:s, s:s*, s:s, s:s}",
+                                                 "name", mesh_sandbox_name (self->rules [i]),
+                                                 "file", file, "basename",
+                                                 slash ? slash + 1 : path, "sha256", sha));
+        free (file);
+    }
+    return json_pack ("{s:s, s:o}", "hash", self->hash, "rules", rules);
+}
+
+//  Write SIZE bytes of DATA to DIR/NAME, fsync'd; 0 or -1 with errno.
+static int
+s_write_file (const char *dir, const char *name, const char *data, size_t size)
+{
+    char *path = NULL;
+    if (asprintf (&path, "%s/%s", dir, name) < 0)
+        return -1;
+    int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    free (path);
+    if (fd < 0)
+        return -1;
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = write (fd, data + done, size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close (fd);
+            errno = e;
+            return -1;
+        }
+        done += (size_t) n;
+    }
+    if (fsync (fd) != 0) {
+        int e = errno;
+        close (fd);
+        errno = e;
+        return -1;
+    }
+    return close (fd);
+}
+
+static int
+s_fsync_dir (const char *dir)
+{
+    int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync (fd);
+    close (fd);
+    return rc;
+}
+
+//  Remove DIR and the files in it (our temporary directory: flat).
+static void
+s_remove_tree (const char *dir, const mesh_gate_t *self)
+{
+    for (size_t i = 0; i < self->rule_count; i++) {
+        char *name = s_archive_name (self, i);
+        char *path = NULL;
+        if (name && asprintf (&path, "%s/%s", dir, name) >= 0)
+            unlink (path);
+        free (path);
+        free (name);
+    }
+    char *path = NULL;
+    if (asprintf (&path, "%s/manifest.json", dir) >= 0)
+        unlink (path);
+    free (path);
+    rmdir (dir);
+}
+
+int
+mesh_gate_archive (const mesh_gate_t *self, const char *state_dir, char **dir_p)
+{
+    assert (self);
+    assert (state_dir);
+    if (dir_p)
+        *dir_p = NULL;
+    char *rules_dir = NULL, *final = NULL, *tmp = NULL;
+    json_t *manifest = NULL;
+    char *text = NULL;
+    int rc = -1;
+    if (asprintf (&rules_dir, "%s/rules", state_dir) < 0)
+        rules_dir = NULL;
+    if (rules_dir && asprintf (&final, "%s/%s", rules_dir, self->hash) < 0)
+        final = NULL;
+    if (final && asprintf (&tmp, "%s/.tmp-%.16s-XXXXXX", rules_dir, self->hash) < 0)
+        tmp = NULL;
+    if (!tmp) {
+        mesh_err ("gate: cannot archive rule set %s: out of memory", self->hash);
+        goto done;
+    }
+    //  Already archived: the directory's name is the hash of what is in it.
+    struct stat st;
+    if (stat (final, &st) == 0 && S_ISDIR (st.st_mode)) {
+        rc = 0;
+        goto done;
+    }
+    if (mkdir (rules_dir, 0750) != 0 && errno != EEXIST) {
+        mesh_err ("gate: cannot create %s: %s", rules_dir, strerror (errno));
+        goto done;
+    }
+    if (!mkdtemp (tmp)) {
+        mesh_err ("gate: cannot create a directory in %s: %s", rules_dir, strerror (errno));
+        goto done;
+    }
+    for (size_t i = 0; i < self->rule_count; i++) {
+        size_t size;
+        const char *source = mesh_sandbox_source (self->rules [i], &size);
+        char *name = s_archive_name (self, i);
+        int written = name ? s_write_file (tmp, name, source, size) : -1;
+        if (written != 0) {
+            mesh_err ("gate: cannot write %s/%s: %s", tmp, name ? name : "?",
+                      name ? strerror (errno) : "out of memory");
+            free (name);
+            s_remove_tree (tmp, self);
+            goto done;
+        }
+        free (name);
+    }
+    manifest = mesh_gate_manifest (self);
+    text = manifest ? json_dumps (manifest, JSON_INDENT (2)) : NULL;
+    if (!text || s_write_file (tmp, "manifest.json", text, strlen (text)) != 0
+    ||  s_fsync_dir (tmp) != 0) {
+        mesh_err ("gate: cannot write %s/manifest.json: %s", tmp,
+                  text ? strerror (errno) : "out of memory");
+        s_remove_tree (tmp, self);
+        goto done;
+    }
+    if (rename (tmp, final) != 0) {
+        int e = errno;
+        s_remove_tree (tmp, self);
+        //  Someone archived the same set meanwhile: the same content, so done.
+        if (!((e == EEXIST || e == ENOTEMPTY) && stat (final, &st) == 0
+              && S_ISDIR (st.st_mode))) {
+            mesh_err ("gate: cannot rename %s to %s: %s", tmp, final, strerror (e));
+            goto done;
+        }
+    }
+    s_fsync_dir (rules_dir);
+    rc = 0;
+
+done:
+    if (rc == 0 && dir_p) {
+        *dir_p = final;
+        final = NULL;
+    }
+    json_decref (manifest);
+    free (text);
+    free (rules_dir);
+    free (final);
+    free (tmp);
+    return rc;
 }

@@ -6,7 +6,10 @@
  *  and enums, no undeclared params), then every Lua rule: the global chain, then
  *  the agent's own.  All rules are evaluated, so the record and the reask carry
  *  every reason.  Only an explicit accept from every check passes (fail closed).
- *  The Lua side lives in lua/sandbox.c; no lua_State leaves lua/.
+ *  The Lua side lives in lua/ (sandbox.c, vm.c); no lua_State leaves lua/.
+ *
+ *  For reload and replay, a rule set in force is named by its hash, described by a
+ *  manifest, and archived under the state directory by mesh_gate_archive.
  */
 #ifndef MESH_GATE_H
 #define MESH_GATE_H
@@ -26,7 +29,8 @@ void mesh_gate_destroy (mesh_gate_t **self_p);
 //  Check PROPOSAL (borrowed) with CTX (borrowed; what rules may depend on).  Appends one
 //  object per check to the VERDICTS array: {"rule", "verdict": "accept"|"reject"|"error"|
 //  "limit", "reason"}.  Returns true only if every check accepted; otherwise *fail_p is
-//  the worst class seen (RULE_LIMIT > RULE_ERROR > RULE_REJECT).
+//  the worst class seen (RULE_LIMIT > RULE_ERROR > RULE_REJECT).  Thread-safe: each
+//  concurrent caller evaluates in a Lua state of its own from the gate's pool.
 bool mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdicts,
                       mesh_fail_t *fail_p);
 //  Hex SHA-256 over the names and contents of the rules in the chain, in order.
@@ -34,5 +38,20 @@ const char *mesh_gate_rules_hash (const mesh_gate_t *self);
 //  Load one rule file in the sandbox only to see that it is a valid rule (for
 //  --check-config and `meshctl rules check`).  0, or -1 with *err set (caller frees).
 int mesh_gate_check_file (const char *path, const mesh_config_t *cfg, char **err);
+
+//  The rule set as JSON, for a decision-log record (caller owns):
+//  {"hash": rules hash, "rules": [{"name": rule name, "file": "NN-basename" (its name in
+//  the archive, NN its position from 01), "basename": the file's own name (what the
+//  hash covers), "sha256": of its content}, ...]}.
+json_t *mesh_gate_manifest (const mesh_gate_t *self);
+//  Archive the rule set as STATE_DIR/rules/<hash>/: each rule file as NN-basename and
+//  manifest.json.  Written to a temporary directory, fsync'd and renamed into place,
+//  so the directory is either complete or absent; an existing one is kept as it is
+//  (its name is the hash of its content).  0 and *dir_p (may be NULL; caller frees)
+//  set to the directory, or -1 (logged).
+int mesh_gate_archive (const mesh_gate_t *self, const char *state_dir, char **dir_p);
+//  Bytes held by the largest of the gate's idle Lua states (0 before the first check):
+//  the memory one evaluating thread costs.
+size_t mesh_gate_state_memory (const mesh_gate_t *self);
 
 #endif
