@@ -19,6 +19,7 @@
 #include "labels.h"
 #include "log.h"
 #include "proto.h"
+#include "ruletest.h"
 
 #include <czmq.h>
 #include <getopt.h>
@@ -48,6 +49,7 @@ s_usage (void)
              "  audit verify                   check the hash chain and the head file\n"
              "  summary [--labels FILE]        counters, decisions, tokens, detection quality\n"
              "  reload                         validate and apply config and rules (else keep old)\n"
+             "  rules test [DIR|FILE]... | rules check FILE|DIR...  rule tests; load rules\n"
              "  options: --log FILE (decision log), --json (machine-readable)\n");
 }
 
@@ -364,6 +366,9 @@ main (int argc, char **argv)
     else
     if (strcmp (cmd, "reload") == 0)
         rc = s_reload (&o);
+    else
+    if (strcmp (cmd, "rules") == 0)
+        rc = mesh_ruletest_main (argc - optind - 1, argv + optind + 1, stdout, stderr);
     else {
         s_usage ();
         rc = EXIT_USAGE;
