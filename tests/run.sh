@@ -24,6 +24,7 @@ run() {   # name, command...
 for t in "$B"/tests/test_*; do
     [ -x "$t" ] && run "unit/$(basename "$t")" timeout 300 "$t"
 done
+run "rules/shipped" "$B/meshctl" rules test rules/
 for t in tests/integration/*.sh; do
     [ "$(basename "$t")" = lib.sh ] && continue
     [ -f "$t" ] && run "integration/$(basename "$t" .sh)" timeout 600 bash "$t"
