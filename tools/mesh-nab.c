@@ -633,7 +633,8 @@ s_score_main (const char *root, const char *results, char **detectors, int count
     int rc = 0;
     for (int d = 0; d < count; d++) {
         double result[S_PROFILES], threshold[S_PROFILES];
-        if (s_load_scores (&corpus, results, detectors[d]) || s_score (&corpus, result, threshold)) {
+        if (s_load_scores (&corpus, results, detectors[d])
+        ||  s_score (&corpus, result, threshold)) {
             rc = 1;
             continue;
         }
