@@ -277,18 +277,18 @@ mesh_event_kafka_destroy (mesh_event_kafka_t **self_p)
 //  Event time: a number is epoch seconds (or milliseconds when > 1e11); a string is
 //  RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)".
 static int
-s_time (json_t *v, int64_t *ts_ms)
+s_time (const mesh_event_field_t *v, int64_t *ts_ms)
 {
-    if (json_is_number (v)) {
-        double t = json_number_value (v);
+    if (v->kind == MESH_EVENT_FIELD_NUMBER) {
+        double t = v->number;
         if (!isfinite (t) || t < 0 || t >= 9e18)    //  beyond int64 the cast is undefined
             return -1;
         *ts_ms = t > 1e11 ? (int64_t) t : (int64_t) llround (t * 1000.0);
         return 0;
     }
-    const char *s = json_string_value (v);
-    if (!s)
+    if (v->kind != MESH_EVENT_FIELD_STRING)
         return -1;
+    const char *s = v->text;
     struct tm tm = {0};
     const char *rest = strptime (s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!rest)
@@ -332,67 +332,30 @@ mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t
                    mesh_event_t *event, json_t **json_p, const char **why)
 {
     *json_p = NULL;
-    json_error_t jerr;
-    json_t *json = payload ? json_loadb (payload, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-    if (!json_is_object (json)) {
-        *why = "not a JSON object";
-        json_decref (json);
+    event->json = NULL;
+    event->raw = payload;
+    event->raw_len = len;
+    mesh_event_field_t time_field;
+    if (mesh_event_scan (agent, payload, len, event, &time_field, why) != 0)
         return -1;
-    }
-    size_t used = 0;
-    event->series[0] = 0;
-    for (size_t i = 0; i < agent->key_field_count; i++) {
-        json_t *v = json_object_get (json, agent->key_fields[i]);
-        char part[MESH_SERIES_KEY_MAX];
-        int len;
-        if (json_is_string (v))
-            len = snprintf (part, sizeof part, "%s", json_string_value (v));
-        else
-        if (json_is_integer (v))
-            len = snprintf (part, sizeof part, "%lld", (long long) json_integer_value (v));
-        else {
-            *why = "a key field is missing or not a string/integer";
-            json_decref (json);
-            return -1;
-        }
-        if (len < 0 || (size_t) len >= sizeof part) {     //  not cut short: refused
-            *why = "series key too long";
-            json_decref (json);
-            return -1;
-        }
-        for (char *c = part; *c; c++)
-            if ((unsigned char) *c < 0x20 || *c == 0x7f) {
-                *why = "a key field holds control characters";
-                json_decref (json);
-                return -1;
-            }
-        int n = snprintf (event->series + used, sizeof event->series - used, "%s%s",
-                          i ? "/" : "", part);
-        if (n < 0 || (size_t) n >= sizeof event->series - used) {
-            *why = "series key too long";
-            json_decref (json);
-            return -1;
-        }
-        used += (size_t) n;
-    }
-    json_t *value = json_object_get (json, agent->value_field);
-    if (!json_is_number (value) || !isfinite (json_number_value (value))) {
-        *why = "value field missing or not a finite number";
-        json_decref (json);
-        return -1;
-    }
-    event->value = json_number_value (value);
-    json_t *t = json_object_get (json, agent->time_field);
-    if (t && s_time (t, &event->ts_ms) != 0) {
-        *why = "time field is neither epoch seconds nor RFC 3339";
-        json_decref (json);
-        return -1;
-    }
-    if (!t)
+    if (time_field.kind == MESH_EVENT_FIELD_ABSENT)
         event->ts_ms = -1;              //  the caller falls back to the broker timestamp
-    event->json = json;
-    *json_p = json;
+    else
+    if (s_time (&time_field, &event->ts_ms) != 0) {
+        *why = "time field is neither epoch seconds nor RFC 3339";
+        return -1;
+    }
     return 0;
+}
+
+json_t *
+mesh_event_parse (mesh_event_t *event)
+{
+    if (!event->json && event->raw) {
+        json_error_t jerr;
+        event->json = json_loadb (event->raw, event->raw_len, JSON_REJECT_DUPLICATES, &jerr);
+    }
+    return event->json;
 }
 
 //  Copy a malformed message to the dead-letter topic, with why and where it came from in

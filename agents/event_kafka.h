@@ -30,10 +30,32 @@ void mesh_event_kafka_destroy (mesh_event_kafka_t **self_p);
 //  0: nothing; -1: a malformed message was consumed (counted, its offset stored).
 //  The caller must then call either mesh_event_kafka_done or mesh_event_kafka_hold.
 int mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event);
-//  Decode one message body through AGENT's field map (used by poll; exposed for tests).
-//  0, or -1 with *why set to a static reason.
+//  Decode one message body through AGENT's field map (used by poll; exposed for tests and
+//  benchmarks): validate the whole message strictly (event_json.c) and fill series, value
+//  and time.  No JSON tree is built: *json_p and event->json are NULL, and event->raw points
+//  at PAYLOAD (which must outlive the event).  0, or -1 with *why set to a static reason.
 int mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t len,
                        mesh_event_t *event, json_t **json_p, const char **why);
+//  The whole message as a tree, parsed from event->raw on first use and kept in
+//  event->json; the event's owner decrefs it (the agent, right after the incident stage).
+//  NULL only on out-of-memory (a decoded event is valid JSON).
+json_t *mesh_event_parse (mesh_event_t *event);
+
+//  The scanner behind mesh_event_decode (event_json.c).  The time field is handed back
+//  raw for the caller's parser.
+typedef enum {
+    MESH_EVENT_FIELD_ABSENT,
+    MESH_EVENT_FIELD_NUMBER,
+    MESH_EVENT_FIELD_STRING,
+    MESH_EVENT_FIELD_OTHER
+} mesh_event_field_kind_t;
+typedef struct {
+    mesh_event_field_kind_t kind;
+    double number;
+    char text[64];
+} mesh_event_field_t;
+int mesh_event_scan (const mesh_agent_config_t *agent, const char *payload, size_t len,
+                     mesh_event_t *event, mesh_event_field_t *time_field, const char **why);
 //  The event at (topic, partition, offset) is in flight: do not store past it.
 void mesh_event_kafka_hold (mesh_event_kafka_t *self, const char *topic, int32_t partition,
                             int64_t offset);
