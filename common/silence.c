@@ -901,6 +901,21 @@ s_list_human (json_t *list, bool all, FILE *out)
         fprintf (out, "(no silences%s)\n", all ? "" : " in force; --all shows expired ones");
 }
 
+bool
+mesh_silences_is_command (int argc, char **argv)
+{
+    static const char *const valued[] = { "--config", "-c", "--log", "-l", "--labels", "-L",
+                                          "--state-dir", NULL };
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] != '-')
+            return strcmp (argv[i], "silence") == 0;
+        for (int j = 0; valued[j]; j++)
+            if (!strcmp (argv[i], valued[j]))
+                i++;                    //  skip the option's value
+    }
+    return false;
+}
+
 int
 mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err)
 {
@@ -979,7 +994,7 @@ mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err)
     }
     char path[4096];
     snprintf (path, sizeof path, "%s/silences.json", state_dir);
-    int64_t now = s_wall_ms ();
+    int64_t now = s_wall_ms () / 1000 * 1000;     //  whole seconds read better
     char why[512] = "";
     int rc = 0;
     mesh_silences_t *set = mesh_silences_new ();

@@ -102,5 +102,8 @@ void mesh_silences_unlock (int fd);
 //  $MESHD_CONFIG or /etc/meshd/meshd.yaml).  Output to OUT, problems to ERR.  Exit code:
 //  0; 1 no such silence; 2 the file cannot be read or written; 64 usage; 78 config.
 int mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err);
+//  True if main's argv names the `silence` command (the first word that is neither an
+//  option nor the value of --config/-c/--log/-l/--labels/-L/--state-dir).
+bool mesh_silences_is_command (int argc, char **argv);
 
 #endif

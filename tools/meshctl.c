@@ -20,6 +20,7 @@
 #include "log.h"
 #include "proto.h"
 #include "ruletest.h"
+#include "silence.h"
 
 #include <czmq.h>
 #include <getopt.h>
@@ -50,6 +51,7 @@ s_usage (void)
              "  summary [--labels FILE]        counters, decisions, tokens, detection quality\n"
              "  reload                         validate and apply config and rules (else keep old)\n"
              "  rules test [DIR|FILE]... | rules check FILE|DIR...  rule tests; load rules\n"
+             "  silence add --match F=V [--match F=~RE] --for 2h [--comment C] | list | expire ID\n"
              "  options: --log FILE (decision log), --json (machine-readable)\n");
 }
 
@@ -324,6 +326,8 @@ int
 main (int argc, char **argv)
 {
     mesh_log_set_tag ("meshctl");
+    if (mesh_silences_is_command (argc, argv))      //  its own options: common/silence.c
+        return mesh_silences_cli (argc, argv, stdout, stderr);
     s_opts_t o = {.config_path = getenv ("MESHD_CONFIG") ?: "/etc/meshd/meshd.yaml"};
     static struct option opts[] = {
         {"json", 0, 0, 'j'},  {"config", 1, 0, 'c'},  {"log", 1, 0, 'l'},

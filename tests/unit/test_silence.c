@@ -347,6 +347,15 @@ test_meshctl_silence (void **state)
     };
     for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++)
         assert_int_equal (s_cli (out, sizeof out, usage[i]), 64);
+    //  The command word, wherever the global options put it.
+    char *cmd1[] = { "meshctl", "--json", "--config", "silence", "status", NULL };
+    char *cmd2[] = { "meshctl", "--config=x.yaml", "silence", "list", NULL };
+    char *cmd3[] = { "meshctl", "-c", "x.yaml", "--json", "silence", NULL };
+    char *cmd4[] = { "meshctl", "audit", "list", "--agent", "silence", NULL };
+    assert_false (mesh_silences_is_command (5, cmd1));
+    assert_true (mesh_silences_is_command (4, cmd2));
+    assert_true (mesh_silences_is_command (5, cmd3));
+    assert_false (mesh_silences_is_command (5, cmd4));
     //  A config that does not load.
     char *argv[] = { "meshctl", "--config", "/nonexistent/meshd.yaml", "silence", "list", NULL };
     FILE *e = fopen ("/dev/null", "w");
