@@ -485,7 +485,7 @@ test_unknown_key (void **state)
     assert_int_equal (s_load_base ("    foo: 1\n"
                                    "color: blue\n", &cfg, &out), 2);
     s_expect (out, "17:5: unknown key 'foo' in agents[0] (expected one of: name, topics, group, "
-              "mode, fields, detector, incident, reason, actions, fallback, rules)");
+              "mode, fields, detector, incident, reason, actions, fallback, rules, replicas, dead_letter_topic)");
     s_expect (out, "18:1: unknown key 'color' at top level (expected one of: daemon, kafka, ");
     free (out);
 
