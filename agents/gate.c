@@ -91,6 +91,8 @@ struct _mesh_gate_t {
     pthread_mutex_t lock;               //  guards the pool
     mesh_vm_t **idle;                   //  vms not in use
     size_t idle_count, idle_max;
+    json_t **rule_names;                //  shared by every record: "builtin", then rules
+    json_t *verdict_names[4];           //  by mesh_verdict_t
 };
 
 //  --------------------------------------------------------------------------------
@@ -404,6 +406,17 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
     if (problems.count)
         goto failed;
     s_hash (self);
+    self->rule_names = calloc (self->rule_count + 1, sizeof (json_t *));
+    bool named = self->rule_names != NULL;
+    for (size_t i = 0; named && i <= self->rule_count; i++)
+        named = (self->rule_names [i] = json_string (i ? mesh_sandbox_name (self->rules [i - 1])
+                                                       : "builtin")) != NULL;
+    for (int v = MESH_VERDICT_ACCEPT; named && v <= MESH_VERDICT_LIMIT; v++)
+        named = (self->verdict_names [v] = json_string (mesh_verdict_name (v))) != NULL;
+    if (!named) {
+        s_list_add (&problems, "\n", "agent %s: cannot set up its gate", agent->name);
+        goto failed;
+    }
     return self;
 
 failed:
@@ -426,6 +439,11 @@ mesh_gate_destroy (mesh_gate_t **self_p)
     for (size_t i = 0; i < self->idle_count; i++)
         mesh_vm_destroy (&self->idle [i]);
     free (self->idle);
+    for (size_t i = 0; self->rule_names && i <= self->rule_count; i++)
+        json_decref (self->rule_names [i]);
+    free (self->rule_names);
+    for (int v = 0; v < 4; v++)
+        json_decref (self->verdict_names [v]);
     pthread_mutex_destroy (&self->lock);
     for (size_t i = 0; self->rules && i < self->rule_count; i++)
         mesh_sandbox_destroy (&self->rules [i]);
@@ -615,15 +633,17 @@ s_builtin (const mesh_gate_t *self, json_t *proposal, const s_action_t **action_
 //  --------------------------------------------------------------------------------
 //  The check
 
+//  One verdict record.  The rule and verdict strings are shared (reference counted)
+//  by every record the gate makes: records are written once and never changed.
 static void
-s_record (json_t *verdicts, const char *rule, const char *verdict, const char *reason)
+s_record (json_t *verdicts, json_t *rule, json_t *verdict, const char *reason)
 {
     if (!verdicts)
         return;
     json_t *record = json_object ();
-    json_object_set_new (record, "rule", json_string (rule));
-    json_object_set_new (record, "verdict", json_string (verdict));
-    json_object_set_new (record, "reason", reason ? json_string (reason) : json_null ());
+    json_object_set_nocheck (record, "rule", rule);
+    json_object_set_nocheck (record, "verdict", verdict);
+    json_object_set_new_nocheck (record, "reason", reason ? json_string (reason) : json_null ());
     json_array_append_new (verdicts, record);
 }
 
@@ -675,7 +695,8 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     assert (self);
     const s_action_t *action;
     char *why = s_builtin (self, proposal, &action);
-    s_record (verdicts, "builtin", why ? "reject" : "accept", why);
+    s_record (verdicts, self->rule_names [0],
+              self->verdict_names [why ? MESH_VERDICT_REJECT : MESH_VERDICT_ACCEPT], why);
     if (why) {
         free (why);
         if (fail_p)
@@ -712,7 +733,7 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
         s_checkin (self, vm);
     for (size_t i = 0; i < count; i++) {
         mesh_verdict_t verdict = verdict_of [i];
-        s_record (verdicts, mesh_sandbox_name (self->rules [i]), mesh_verdict_name (verdict),
+        s_record (verdicts, self->rule_names [i + 1], self->verdict_names [verdict],
                   reason_of [i]);
         free (reason_of [i]);
         mesh_fail_t fail = verdict == MESH_VERDICT_ACCEPT ? MESH_FAIL_NONE

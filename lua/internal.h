@@ -23,11 +23,14 @@
 void mesh_vm_charge (lua_State *L, size_t units);
 //  Raise the time limit if the evaluation's deadline has passed.
 void mesh_vm_check_time (lua_State *L);
+//  True in a sandbox state, false in a plain one.
+bool mesh_vm_sandboxed (lua_State *L);
 
 //  --- view.c: read-only views ------------------------------------------------------
 //  A view is an empty table whose metatable (hidden: getmetatable gives false)
 //  serves reads from its data and refuses writes.  Input views convert their JSON
-//  lazily, member by member, on first access; library views front a table.
+//  lazily, member by member, on first access; table views front a table (a library,
+//  or what a rule's top level built).
 
 //  Create the shared metatable of input views (once per state, while building it).
 void mesh_view_init (lua_State *L);
@@ -36,11 +39,16 @@ void mesh_view_init (lua_State *L);
 void mesh_view_push_json (lua_State *L, json_t *value);
 //  Replace the table at INDEX with a read-only view of it.
 void mesh_view_wrap (lua_State *L, int index);
+//  What the value at INDEX is: not a view, an input view (*json_p set to its JSON; may
+//  be NULL), or a table view.
+enum { MESH_VIEW_NONE, MESH_VIEW_INPUT, MESH_VIEW_TABLE };
+int mesh_view_kind (lua_State *L, int index, json_t **json_p);
 //  True if the value at INDEX is a view.
 bool mesh_view_is (lua_State *L, int index);
 //  The JSON behind the input view at INDEX, or NULL (not an input view).
 json_t *mesh_view_json (lua_State *L, int index);
-//  Push the table a library view fronts (nil for other values).
+//  Push the table a table view fronts, or an input view's cache (nil for other
+//  values).
 void mesh_view_push_data (lua_State *L, int index);
 //  Push the value JSON's null has inside arrays (mesh.null).
 void mesh_view_push_null (lua_State *L);
@@ -56,6 +64,9 @@ void mesh_safelib_open (lua_State *L);
 //  Push a new sequence of the keys of the table (or view) at INDEX in the rules'
 //  order: numbers ascending, then strings bytewise.  Raises on other key types.
 void mesh_safelib_sorted_keys (lua_State *L, int index);
+//  Push the keys of the table (or view) at INDEX onto the stack in that order and
+//  return how many; -1 (nothing pushed) if there are more than MAX.
+int mesh_safelib_push_sorted_keys (lua_State *L, int index, int max);
 //  pairs (t): the keys of T in that order (honours __pairs on a rule's own tables).
 int mesh_safelib_pairs (lua_State *L);
 //  Raise an error naming FN if matching PATTERN against SUBJECT_LEN bytes could take

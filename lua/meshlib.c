@@ -101,6 +101,20 @@ s_in_list (lua_State *L, int value, int list)
 {
     if (lua_isnoneornil (L, value))
         return false;
+    if (mesh_view_kind (L, list, NULL) == MESH_VIEW_TABLE) {
+        //  A frozen list (the usual case: a constant at a rule's top level).
+        mesh_view_push_data (L, list);
+        lua_Integer n = (lua_Integer) lua_rawlen (L, -1);
+        mesh_vm_charge (L, (size_t) n);
+        bool found = false;
+        for (lua_Integer i = 1; i <= n && !found; i++) {
+            lua_rawgeti (L, -1, i);
+            found = lua_rawequal (L, value, -1);
+            lua_pop (L, 1);
+        }
+        lua_pop (L, 1);
+        return found;
+    }
     lua_Integer n = luaL_len (L, list);
     mesh_vm_charge (L, n > 0 ? (size_t) n : 0);
     for (lua_Integer i = 1; i <= n; i++) {
@@ -360,115 +374,120 @@ s_regex (lua_State *L)
 
 //  --------------------------------------------------------------------------------
 //  JSON-Schema subset
+//
+//  A schema is compiled into nodes (userdata, C structs), then the value is checked
+//  against the nodes.  A schema a rule's top level built is frozen (vm.c), so it can
+//  never change: its nodes are cached for the life of the state, and checking a
+//  proposal against it is a walk over C structs.  A schema made inside check is
+//  compiled on every call.  Compiling reports every problem of the schema itself
+//  (an unknown keyword, a keyword of the wrong type) as an error, whether or not the
+//  value reaches that part; the first unknown keyword in key order is the one named.
+//  Checks run in a fixed order - type, const, enum, numbers, strings, arrays, objects
+//  (required in list order, then members in key order) - and the first failure wins,
+//  so the message is the same on every run.
+
+enum {
+    K_TYPE, K_CONST, K_ENUM, K_MINIMUM, K_MAXIMUM, K_XMINIMUM, K_XMAXIMUM, K_MINLENGTH,
+    K_MAXLENGTH, K_PATTERN, K_MINITEMS, K_MAXITEMS, K_ITEMS, K_REQUIRED, K_PROPERTIES,
+    K_ADDITIONAL, K_COUNT,
+    K_IGNORED = -1, K_UNKNOWN = -2
+};
+
+static const char *s_keyword_names[K_COUNT] = {
+    "type", "const", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "minLength", "maxLength", "pattern", "minItems", "maxItems", "items", "required",
+    "properties", "additionalProperties",
+};
+
+static const char *s_ignored_keywords[] = {
+    "description", "title", "default", "examples", "$comment", NULL
+};
+
+static int
+s_keyword (const char *key, size_t len)
+{
+    if (len == 0)
+        return K_UNKNOWN;
+    for (int k = 0; k < K_COUNT; k++)
+        if (s_keyword_names [k][0] == key [0] && strlen (s_keyword_names [k]) == len
+        &&  memcmp (s_keyword_names [k], key, len) == 0)
+            return k;
+    for (int k = 0; s_ignored_keywords [k]; k++)
+        if (strlen (s_ignored_keywords [k]) == len
+        &&  memcmp (s_ignored_keywords [k], key, len) == 0)
+            return K_IGNORED;
+    return K_UNKNOWN;
+}
+
+//  JSON types as bits; "number" is both numeric bits.
+enum {
+    T_NULL = 1, T_BOOLEAN = 2, T_INTEGER = 4, T_FRACTION = 8, T_STRING = 16, T_ARRAY = 32,
+    T_OBJECT = 64
+};
+
+static const struct {
+    const char *name, *article;
+    unsigned bits;
+} s_types[] = {
+    { "object", "an ", T_OBJECT }, { "array", "an ", T_ARRAY }, { "string", "a ", T_STRING },
+    { "number", "a ", T_INTEGER | T_FRACTION }, { "integer", "an ", T_INTEGER },
+    { "boolean", "a ", T_BOOLEAN }, { "null", "", T_NULL },
+};
+
+static unsigned
+s_type_bits (const char *name)
+{
+    for (size_t i = 0; i < sizeof s_types / sizeof s_types [0]; i++)
+        if (strcmp (s_types [i].name, name) == 0)
+            return s_types [i].bits;
+    return 0;
+}
+
+typedef struct s_node_t s_node_t;
+
+typedef struct {
+    const char *name;                   //  anchored in the node's references
+    size_t len;
+    s_node_t *node;
+    int ref;                            //  the node's userdata among the references
+} s_prop_t;
+
+enum { A_ANY, A_NONE, A_SCHEMA };
+enum { N_MINIMUM = 1, N_MAXIMUM = 2, N_XMINIMUM = 4, N_XMAXIMUM = 8, N_MINLENGTH = 16,
+       N_MAXLENGTH = 32, N_MINITEMS = 64, N_MAXITEMS = 128 };
+
+struct s_node_t {
+    unsigned types;                     //  0: any type
+    unsigned has;                       //  N_ bits
+    double minimum, maximum, xminimum, xmaximum;
+    double minlength, maxlength, minitems, maxitems;
+    int type_text;                      //  reference: "an integer", "string or null"
+    int constant, enumeration;          //  references, 0 when absent
+    int pattern;                        //  reference to the pattern's text, 0 when absent
+    regex_t *regex;                     //  owned when the node is cached
+    int required;                       //  reference to a list of names, 0 when absent
+    int additional;                     //  A_
+    s_node_t *additional_node, *items;
+    int additional_ref, items_ref;      //  their userdata among the references
+    size_t prop_count;
+    s_prop_t prop[];                    //  by name, in byte order
+};
 
 typedef struct {
     lua_State *L;
     s_regex_cache_t *cache;
+    int node_mt;                        //  stack index of the nodes' metatable
+    int nodes;                          //  stack index of the cache: frozen schema -> node
     char path[512];
     size_t path_len;
     int depth;
 } s_schema_t;
 
-static const char *s_keywords[] = {
-    "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "minLength", "maxLength", "pattern", "required", "properties", "additionalProperties",
-    "items", "minItems", "maxItems", "description", "title", "default", "examples",
-    "$comment", NULL
-};
-
-//  What JSON type the value at INDEX has, as JSON Schema names it; for tables
-//  *object and *array say which shapes it fits (an empty table fits both).
-static const char *
-s_schema_type (lua_State *L, int index, bool *object, bool *array)
-{
-    *object = *array = false;
-    switch (lua_type (L, index)) {
-        case LUA_TNIL:
-        case LUA_TNONE:
-            return "nothing (nil)";
-        case LUA_TBOOLEAN:
-            return "a boolean";
-        case LUA_TNUMBER: {
-            if (lua_isinteger (L, index))
-                return "an integer";
-            lua_Number x = lua_tonumber (L, index);
-            return x == floor (x) && isfinite (x) ? "an integer" : "a number";
-        }
-        case LUA_TSTRING:
-            return "a string";
-        case LUA_TLIGHTUSERDATA:
-            return lua_touserdata (L, index) == NULL ? "null" : "a userdata";
-        case LUA_TTABLE:
-            break;
-        default:
-            return s_article_type (L, index);
-    }
-    json_t *json = mesh_view_json (L, index);
-    if (json) {
-        *object = json_is_object (json);
-        *array = json_is_array (json);
-        return *object ? "an object" : "an array";
-    }
-    if (mesh_view_is (L, index))
-        return "a table";
-    //  A plain table: an array if its keys are exactly 1..n, an object if they are all
-    //  strings; an empty one is both.
-    size_t count = 0, strings = 0;
-    lua_pushnil (L);
-    while (lua_next (L, index)) {
-        lua_pop (L, 1);
-        count++;
-        if (lua_type (L, -1) == LUA_TSTRING)
-            strings++;
-    }
-    mesh_vm_charge (L, count);
-    *object = strings == count;
-    *array = count == 0 || (strings == 0 && lua_rawlen (L, index) == count);
-    if (*array && count)
-        return "an array";
-    if (*object && count)
-        return "an object";
-    return count ? "a table with mixed keys" : "an empty table";
-}
-
-static bool
-s_type_fits (const char *want, const char *have, bool object, bool array)
-{
-    if (strcmp (want, "object") == 0)
-        return object;
-    if (strcmp (want, "array") == 0)
-        return array;
-    if (strcmp (want, "number") == 0)
-        return strcmp (have, "a number") == 0 || strcmp (have, "an integer") == 0;
-    if (strcmp (want, "integer") == 0)
-        return strcmp (have, "an integer") == 0;
-    if (strcmp (want, "string") == 0)
-        return strcmp (have, "a string") == 0;
-    if (strcmp (want, "boolean") == 0)
-        return strcmp (have, "a boolean") == 0;
-    if (strcmp (want, "null") == 0)
-        return strcmp (have, "null") == 0;
-    return false;
-}
-
-static const char *s_type_names[] = {
-    "object", "array", "string", "number", "integer", "boolean", "null", NULL
-};
-
-static bool
-s_known_type (const char *name)
-{
-    for (int i = 0; s_type_names [i]; i++)
-        if (strcmp (s_type_names [i], name) == 0)
-            return true;
-    return false;
-}
-
 //  Raise an error about the schema itself.
 static int
-s_schema_bad (s_schema_t *S, const char *fmt, const char *detail)
+s_schema_bad (s_schema_t *S, const char *what, const char *detail)
 {
-    return luaL_error (S->L, "mesh.schema: schema for %s: %s %s", S->path, fmt, detail);
+    return luaL_error (S->L, "mesh.schema: schema for %s: %s %s", S->path, what, detail);
 }
 
 //  Push "PATH: message" and return false.
@@ -484,31 +503,46 @@ s_fail (s_schema_t *S, const char *fmt, ...)
     return false;
 }
 
+//  Keep the value on the stack top (a message) at TOP + 1 and drop the rest above TOP.
+static void
+s_keep_top (lua_State *L, int top)
+{
+    if (lua_gettop (L) > top + 1)
+        lua_replace (L, top + 1);
+    lua_settop (L, top + 1);
+}
+
 static void
 s_path_push (s_schema_t *S, lua_State *L, int key, size_t *saved)
 {
     *saved = S->path_len;
     size_t room = sizeof S->path - S->path_len;
-    if (room < 8)
-        return;
-    int n;
+    if (room < 48)
+        return;                         //  a path that long is cut
+    char *out = S->path + S->path_len;
+    size_t n;
+    if (key == 0)
+        n = (size_t) snprintf (out, room, "[]");
+    else
     if (lua_type (L, key) == LUA_TNUMBER)
-        n = snprintf (S->path + S->path_len, room, "[%lld]", (long long) lua_tointeger (L, key));
+        n = (size_t) snprintf (out, room, "[%lld]", (long long) lua_tointeger (L, key));
     else {
         size_t len;
         const char *k = lua_tolstring (L, key, &len);
-        bool ident = len > 0 && len < 64 && !(k [0] >= '0' && k [0] <= '9');
+        bool ident = len > 0 && len < 40 && !(k [0] >= '0' && k [0] <= '9');
         for (size_t i = 0; ident && i < len; i++)
             ident = (k [i] >= 'a' && k [i] <= 'z') || (k [i] >= 'A' && k [i] <= 'Z')
                  || (k [i] >= '0' && k [i] <= '9') || k [i] == '_';
-        if (ident)
-            n = snprintf (S->path + S->path_len, room, ".%.*s", (int) len, k);
+        if (ident) {
+            out [0] = '.';
+            memcpy (out + 1, k, len);
+            out [len + 1] = 0;
+            n = len + 1;
+        }
         else
-            n = snprintf (S->path + S->path_len, room, "[\"%.*s\"]", (int) (len < 32 ? len : 32),
-                          k);
+            n = (size_t) snprintf (out, room, "[\"%.*s\"]", (int) (len < 32 ? len : 32), k);
     }
-    if (n > 0)
-        S->path_len += (size_t) n < room ? (size_t) n : room - 1;
+    S->path_len += n < room ? n : room - 1;
 }
 
 static void
@@ -516,6 +550,405 @@ s_path_pop (s_schema_t *S, size_t saved)
 {
     S->path_len = saved;
     S->path [saved] = 0;
+}
+
+//  --- compiling ------------------------------------------------------------------------
+
+//  Put the value of every keyword of the schema at SCHEMA in a stack slot: K_COUNT
+//  values pushed, the first at the returned index (nil where absent).
+static int
+s_schema_read (s_schema_t *S, int schema)
+{
+    lua_State *L = S->L;
+    luaL_checkstack (L, K_COUNT + 8, "schema nested too deeply");
+    int base = lua_gettop (L) + 1;
+    lua_settop (L, base + K_COUNT - 1);
+    json_t *json;
+    int kind = mesh_view_kind (L, schema, &json);
+    if (kind == MESH_VIEW_INPUT) {
+        if (!json_is_object (json))
+            s_schema_bad (S, "is", "not a table of keywords");
+        const char *key;
+        size_t len;
+        json_t *value;
+        //  JSON objects keep their keys in order of arrival: find the least unknown.
+        const char *unknown = NULL;
+        size_t unknown_len = 0;
+        json_object_keylen_foreach (json, key, len, value) {
+            int k = s_keyword (key, len);
+            if (k >= 0) {
+                lua_getfield (L, schema, key);
+                lua_replace (L, base + k);
+            }
+            else
+            if (k == K_UNKNOWN) {
+                int c = unknown ? memcmp (key, unknown, len < unknown_len ? len : unknown_len)
+                                : -1;
+                if (!unknown || c < 0 || (c == 0 && len < unknown_len)) {
+                    unknown = key;
+                    unknown_len = len;
+                }
+            }
+        }
+        if (unknown) {
+            lua_pushlstring (L, unknown, unknown_len);
+            s_schema_bad (S, "has the unknown keyword", s_show (L, -1));
+        }
+        return base;
+    }
+    int table = schema;
+    if (kind == MESH_VIEW_TABLE) {
+        mesh_view_push_data (L, schema);        //  a frozen table: walk what it fronts
+        table = lua_gettop (L);
+    }
+    int unknown = lua_gettop (L) + 1;           //  the least unknown key, if any
+    lua_pushnil (L);
+    lua_pushnil (L);
+    while (lua_next (L, table)) {
+        if (lua_type (L, -2) != LUA_TSTRING)
+            s_schema_bad (S, "has a key that is not a string:", s_show (L, -2));
+        size_t len;
+        const char *key = lua_tolstring (L, -2, &len);
+        int k = s_keyword (key, len);
+        if (k >= 0)
+            lua_copy (L, -1, base + k);
+        else
+        if (k == K_UNKNOWN) {
+            size_t blen = 0;
+            const char *best = lua_tolstring (L, unknown, &blen);
+            int c = best ? memcmp (key, best, len < blen ? len : blen) : -1;
+            if (!best || c < 0 || (c == 0 && len < blen))
+                lua_copy (L, -2, unknown);
+        }
+        lua_pop (L, 1);
+    }
+    if (!lua_isnil (L, unknown))
+        s_schema_bad (S, "has the unknown keyword", s_show (L, unknown));
+    lua_settop (L, base + K_COUNT - 1);
+    return base;
+}
+
+//  Store the value on the stack top among the node's references (the table at REFS);
+//  returns its index there.
+static int
+s_ref (lua_State *L, int refs)
+{
+    int n = (int) lua_rawlen (L, refs) + 1;
+    lua_rawseti (L, refs, n);
+    return n;
+}
+
+static double
+s_kw_number (s_schema_t *S, int slot, int k, unsigned *has, unsigned bit)
+{
+    int type = lua_type (S->L, slot);
+    if (type == LUA_TNIL)
+        return 0;
+    if (type != LUA_TNUMBER)
+        s_schema_bad (S, s_keyword_names [k], "must be a number");
+    *has |= bit;
+    return lua_tonumber (S->L, slot);
+}
+
+static int
+s_node_gc (lua_State *L)
+{
+    s_node_t *node = lua_touserdata (L, 1);
+    if (node->regex) {
+        regfree (node->regex);
+        free (node->regex);
+        node->regex = NULL;
+    }
+    return 0;
+}
+
+static s_node_t *s_compile (s_schema_t *S, int schema);
+
+//  Compile the schema at SLOT (a subschema) under the path step KEY (0: "[]"); leaves
+//  the node on the stack and stores it in REFS, at *REF_P.
+static s_node_t *
+s_compile_sub (s_schema_t *S, int slot, int key, int refs, int *ref_p)
+{
+    size_t saved;
+    s_path_push (S, S->L, key, &saved);
+    s_node_t *node = s_compile (S, slot);
+    s_path_pop (S, saved);
+    lua_pushvalue (S->L, -1);
+    *ref_p = s_ref (S->L, refs);
+    return node;
+}
+
+//  Compile the schema at SCHEMA: pushes its node and returns it.
+static s_node_t *
+s_compile (s_schema_t *S, int schema)
+{
+    lua_State *L = S->L;
+    schema = lua_absindex (L, schema);
+    if (lua_type (L, schema) != LUA_TTABLE)
+        s_schema_bad (S, "is", "not a table");
+    //  Frozen tables never change, so their nodes can be kept.  (So can any table in a
+    //  plain, unprotected state - the bench's baseline - which trusts its rules.)
+    bool frozen = mesh_view_kind (L, schema, NULL) == MESH_VIEW_TABLE || !mesh_vm_sandboxed (L);
+    if (frozen) {
+        lua_pushvalue (L, schema);
+        if (lua_rawget (L, S->nodes) == LUA_TUSERDATA)
+            return lua_touserdata (L, -1);
+        lua_pop (L, 1);
+    }
+    else
+        mesh_vm_charge (L, 1);
+    if (++S->depth > S_SCHEMA_DEPTH)
+        s_schema_bad (S, "is nested", "too deeply");
+    int top = lua_gettop (L);
+    int kw = s_schema_read (S, schema);
+
+    //  The properties, by name.
+    int props = kw + K_PROPERTIES;
+    int ptype = lua_type (L, props);
+    if (ptype != LUA_TNIL && ptype != LUA_TTABLE)
+        s_schema_bad (S, "properties", "must be a table of schemas");
+    size_t count = 0;
+    int names = 0;
+    if (ptype == LUA_TTABLE) {
+        mesh_safelib_sorted_keys (L, props);
+        names = lua_gettop (L);
+        count = lua_rawlen (L, names);
+        for (size_t i = 1; i <= count; i++)
+            if (lua_rawgeti (L, names, (lua_Integer) i) != LUA_TSTRING)
+                s_schema_bad (S, "properties", "must be named by strings");
+            else
+                lua_pop (L, 1);
+    }
+    s_node_t *node = lua_newuserdatauv (L, sizeof (s_node_t) + count * sizeof (s_prop_t), 1);
+    memset (node, 0, sizeof (s_node_t) + count * sizeof (s_prop_t));
+    int self = lua_gettop (L);
+    lua_pushvalue (L, S->node_mt);
+    lua_setmetatable (L, self);
+    lua_newtable (L);
+    int refs = lua_gettop (L);
+    lua_pushvalue (L, refs);
+    lua_setiuservalue (L, self, 1);
+
+    //  type
+    int slot = kw + K_TYPE;
+    int type = lua_type (L, slot);
+    if (type == LUA_TSTRING) {
+        const char *name = lua_tostring (L, slot);
+        if (!(node->types = s_type_bits (name)))
+            s_schema_bad (S, "type: unknown type", s_show (L, slot));
+        for (size_t i = 0; i < sizeof s_types / sizeof s_types [0]; i++)
+            if (strcmp (s_types [i].name, name) == 0)
+                lua_pushfstring (L, "%s%s", s_types [i].article, name);
+        node->type_text = s_ref (L, refs);
+    }
+    else
+    if (type == LUA_TTABLE) {
+        lua_Integer n = luaL_len (L, slot);
+        luaL_Buffer b;
+        luaL_buffinit (L, &b);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti (L, slot, i);
+            unsigned bits = lua_type (L, -1) == LUA_TSTRING ? s_type_bits (lua_tostring (L, -1))
+                                                             : 0;
+            if (!bits)
+                s_schema_bad (S, "type: unknown type", s_show (L, -1));
+            node->types |= bits;
+            if (i > 1)
+                luaL_addstring (&b, i == n ? " or " : ", ");
+            luaL_addvalue (&b);
+        }
+        luaL_pushresult (&b);
+        node->type_text = s_ref (L, refs);
+        if (n == 0)
+            s_schema_bad (S, "type", "must name at least one type");
+    }
+    else
+    if (type != LUA_TNIL)
+        s_schema_bad (S, "type", "must be a type name or a list of them");
+
+    //  const, enum
+    if (!lua_isnil (L, kw + K_CONST)) {
+        lua_pushvalue (L, kw + K_CONST);
+        node->constant = s_ref (L, refs);
+    }
+    type = lua_type (L, kw + K_ENUM);
+    if (type == LUA_TTABLE) {
+        lua_pushvalue (L, kw + K_ENUM);
+        node->enumeration = s_ref (L, refs);
+    }
+    else
+    if (type != LUA_TNIL)
+        s_schema_bad (S, "enum", "must be a list of values");
+
+    //  numbers and lengths
+    node->minimum = s_kw_number (S, kw + K_MINIMUM, K_MINIMUM, &node->has, N_MINIMUM);
+    node->maximum = s_kw_number (S, kw + K_MAXIMUM, K_MAXIMUM, &node->has, N_MAXIMUM);
+    node->xminimum = s_kw_number (S, kw + K_XMINIMUM, K_XMINIMUM, &node->has, N_XMINIMUM);
+    node->xmaximum = s_kw_number (S, kw + K_XMAXIMUM, K_XMAXIMUM, &node->has, N_XMAXIMUM);
+    node->minlength = s_kw_number (S, kw + K_MINLENGTH, K_MINLENGTH, &node->has, N_MINLENGTH);
+    node->maxlength = s_kw_number (S, kw + K_MAXLENGTH, K_MAXLENGTH, &node->has, N_MAXLENGTH);
+    node->minitems = s_kw_number (S, kw + K_MINITEMS, K_MINITEMS, &node->has, N_MINITEMS);
+    node->maxitems = s_kw_number (S, kw + K_MAXITEMS, K_MAXITEMS, &node->has, N_MAXITEMS);
+
+    //  pattern
+    type = lua_type (L, kw + K_PATTERN);
+    if (type == LUA_TSTRING) {
+        size_t plen;
+        const char *p = lua_tolstring (L, kw + K_PATTERN, &plen);
+        //  Compiles (and vets) it, or raises; a cached node keeps a copy of its own.
+        regex_t *regex = s_regex_get (L, S->cache, "mesh.schema", p, plen, false);
+        if (frozen) {
+            node->regex = malloc (sizeof (regex_t));
+            char text[S_REGEX_MAX + 1];
+            memcpy (text, p, plen);
+            text [plen] = 0;
+            if (!node->regex || regcomp (node->regex, text, REG_EXTENDED | REG_NOSUB) != 0) {
+                free (node->regex);
+                node->regex = NULL;
+                luaL_error (L, "mesh.schema: out of memory");
+            }
+        }
+        (void) regex;
+        lua_pushvalue (L, kw + K_PATTERN);
+        node->pattern = s_ref (L, refs);
+    }
+    else
+    if (type != LUA_TNIL)
+        s_schema_bad (S, "pattern", "must be a string (a POSIX extended regular expression)");
+
+    //  items
+    type = lua_type (L, kw + K_ITEMS);
+    if (type == LUA_TTABLE) {
+        node->items = s_compile_sub (S, kw + K_ITEMS, 0, refs, &node->items_ref);
+        lua_pop (L, 1);
+    }
+    else
+    if (type != LUA_TNIL)
+        s_schema_bad (S, "items", "must be a schema (a table)");
+
+    //  required
+    type = lua_type (L, kw + K_REQUIRED);
+    if (type == LUA_TTABLE) {
+        lua_Integer n = luaL_len (L, kw + K_REQUIRED);
+        lua_createtable (L, (int) n, 0);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_geti (L, kw + K_REQUIRED, i) != LUA_TSTRING)
+                s_schema_bad (S, "required", "must be a list of property names");
+            lua_rawseti (L, -2, i);
+        }
+        node->required = s_ref (L, refs);
+    }
+    else
+    if (type != LUA_TNIL)
+        s_schema_bad (S, "required", "must be a list of property names");
+
+    //  properties, additionalProperties
+    for (size_t i = 0; i < count; i++) {
+        lua_rawgeti (L, names, (lua_Integer) i + 1);
+        int name = lua_gettop (L);
+        lua_pushvalue (L, name);
+        node->prop [i].name = lua_tolstring (L, name, &node->prop [i].len);
+        s_ref (L, refs);                        //  keeps the name alive
+        lua_pushvalue (L, name);
+        if (lua_gettable (L, props) != LUA_TTABLE)
+            s_schema_bad (S, "properties", "must be a table of schemas");
+        node->prop [i].node = s_compile_sub (S, lua_gettop (L), name, refs, &node->prop [i].ref);
+        lua_settop (L, name - 1);
+    }
+    node->prop_count = count;
+    type = lua_type (L, kw + K_ADDITIONAL);
+    if (type == LUA_TBOOLEAN)
+        node->additional = lua_toboolean (L, kw + K_ADDITIONAL) ? A_ANY : A_NONE;
+    else
+    if (type == LUA_TTABLE) {
+        node->additional = A_SCHEMA;
+        lua_pushliteral (L, "*");
+        node->additional_node = s_compile_sub (S, kw + K_ADDITIONAL, lua_gettop (L), refs,
+                                               &node->additional_ref);
+        lua_pop (L, 2);
+    }
+    else
+    if (type != LUA_TNIL)
+        s_schema_bad (S, "additionalProperties", "must be a boolean or a schema");
+
+    if (frozen) {
+        lua_pushvalue (L, schema);
+        lua_pushvalue (L, self);
+        lua_rawset (L, S->nodes);
+    }
+    lua_pushvalue (L, self);
+    s_keep_top (L, top);
+    S->depth--;
+    return node;
+}
+
+//  --- checking ---------------------------------------------------------------------
+
+//  The JSON type of the value at INDEX, as bits and as words for messages.
+static unsigned
+s_value_type (lua_State *L, int index, const char **have)
+{
+    switch (lua_type (L, index)) {
+        case LUA_TNIL:
+        case LUA_TNONE:
+            *have = "nothing (nil)";
+            return 0;
+        case LUA_TBOOLEAN:
+            *have = "a boolean";
+            return T_BOOLEAN;
+        case LUA_TNUMBER: {
+            lua_Number x = lua_tonumber (L, index);
+            if (lua_isinteger (L, index) || (x == floor (x) && isfinite (x))) {
+                *have = "an integer";
+                return T_INTEGER;
+            }
+            *have = "a number";
+            return T_FRACTION;
+        }
+        case LUA_TSTRING:
+            *have = "a string";
+            return T_STRING;
+        case LUA_TLIGHTUSERDATA:
+            *have = lua_touserdata (L, index) == NULL ? "null" : "a userdata";
+            return lua_touserdata (L, index) == NULL ? T_NULL : 0;
+        case LUA_TTABLE:
+            break;
+        default:
+            *have = s_article_type (L, index);
+            return 0;
+    }
+    json_t *json;
+    int kind = mesh_view_kind (L, index, &json);
+    if (kind == MESH_VIEW_INPUT) {
+        *have = json_is_object (json) ? "an object" : "an array";
+        return json_is_object (json) ? T_OBJECT : T_ARRAY;
+    }
+    int table = index;
+    if (kind == MESH_VIEW_TABLE) {
+        mesh_view_push_data (L, index);         //  a frozen table: its contents
+        table = lua_gettop (L);
+    }
+    //  A plain table: an array if its keys are exactly 1..n, an object if they are all
+    //  strings; an empty one is both.
+    size_t count = 0, strings = 0;
+    lua_pushnil (L);
+    while (lua_next (L, table)) {
+        lua_pop (L, 1);
+        count++;
+        if (lua_type (L, -1) == LUA_TSTRING)
+            strings++;
+    }
+    mesh_vm_charge (L, count);
+    unsigned bits = 0;
+    if (strings == count)
+        bits |= T_OBJECT;
+    if (count == 0 || (strings == 0 && lua_rawlen (L, table) == count))
+        bits |= T_ARRAY;
+    if (table != index)
+        lua_pop (L, 1);
+    *have = count == 0 ? "an empty table" : bits == T_ARRAY ? "an array"
+          : bits == T_OBJECT ? "an object" : "a table with mixed keys";
+    return bits;
 }
 
 //  Deep equality of two Lua values as JSON values (tables by content).
@@ -551,202 +984,13 @@ s_equal (lua_State *L, int a, int b, int depth)
     return equal;
 }
 
-//  The number in field NAME of the schema at SCHEMA, if present; raises if it is
-//  there and not a number.
-static bool
-s_schema_number (s_schema_t *S, int schema, const char *name, lua_Number *out)
-{
-    lua_State *L = S->L;
-    int type = lua_getfield (L, schema, name);
-    if (type == LUA_TNIL) {
-        lua_pop (L, 1);
-        return false;
-    }
-    if (type != LUA_TNUMBER)
-        s_schema_bad (S, name, "must be a number");
-    *out = lua_tonumber (L, -1);
-    lua_pop (L, 1);
-    return true;
-}
-
-static bool s_validate (s_schema_t *S, int value, int schema);
-
-//  Check the keywords of the schema at SCHEMA; raises on one that is unknown.
+//  Push reference REF of NODE (the userdata at SELF).
 static void
-s_schema_keys (s_schema_t *S, int schema)
+s_push_ref (lua_State *L, int self, int ref)
 {
-    lua_State *L = S->L;
-    mesh_safelib_sorted_keys (L, schema);
-    lua_Integer n = (lua_Integer) lua_rawlen (L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti (L, -1, i);
-        const char *key = lua_tostring (L, -1);
-        bool known = false;
-        for (int k = 0; !known && key && s_keywords [k]; k++)
-            known = strcmp (key, s_keywords [k]) == 0;
-        if (!known)
-            s_schema_bad (S, "has the unknown keyword", s_show (L, -1));
-        lua_pop (L, 1);
-    }
-    lua_pop (L, 1);
-}
-
-static bool
-s_validate_type (s_schema_t *S, int value, int schema, const char *have, bool object,
-                 bool array)
-{
-    lua_State *L = S->L;
-    int type = lua_getfield (L, schema, "type");
-    if (type == LUA_TNIL) {
-        lua_pop (L, 1);
-        return true;
-    }
-    bool fits = false;
-    if (type == LUA_TSTRING) {
-        const char *want = lua_tostring (L, -1);
-        if (!s_known_type (want))
-            s_schema_bad (S, "type: unknown type", s_show (L, -1));
-        fits = s_type_fits (want, have, object, array);
-        if (!fits) {
-            const char *article = strcmp (want, "integer") == 0 || strcmp (want, "object") == 0
-                                || strcmp (want, "array") == 0 ? "an" : "a";
-            if (strcmp (want, "null") == 0)
-                article = "";
-            s_fail (S, "must be %s%s%s, not %s", article, *article ? " " : "", want, have);
-            lua_remove (L, -2);
-            return false;
-        }
-    }
-    else
-    if (type == LUA_TTABLE) {
-        int list = lua_gettop (L);
-        lua_Integer n = luaL_len (L, list);
-        luaL_Buffer b;
-        for (lua_Integer i = 1; i <= n && !fits; i++) {
-            lua_geti (L, list, i);
-            const char *want = lua_tostring (L, -1);
-            if (lua_type (L, -1) != LUA_TSTRING || !s_known_type (want))
-                s_schema_bad (S, "type: unknown type", s_show (L, -1));
-            fits = s_type_fits (want, have, object, array);
-            lua_pop (L, 1);
-        }
-        if (!fits) {
-            luaL_buffinit (L, &b);
-            for (lua_Integer i = 1; i <= n; i++) {
-                if (i > 1)
-                    luaL_addstring (&b, i == n ? " or " : ", ");
-                lua_geti (L, list, i);
-                luaL_addvalue (&b);
-            }
-            luaL_pushresult (&b);
-            const char *wants = lua_tostring (L, -1);
-            s_fail (S, "must be %s, not %s", wants, have);
-            lua_remove (L, -2);
-            lua_remove (L, -2);
-            return false;
-        }
-    }
-    else
-        s_schema_bad (S, "type", "must be a type name or a list of them");
-    lua_pop (L, 1);
-    return true;
-}
-
-static bool
-s_validate_values (s_schema_t *S, int value, int schema)
-{
-    lua_State *L = S->L;
-    if (lua_getfield (L, schema, "const") != LUA_TNIL) {
-        if (!s_equal (L, value, -1, 0)) {
-            const char *want = s_show (L, -1);
-            s_fail (S, "must be %s", want);
-            lua_remove (L, -2);
-            lua_remove (L, -2);
-            return false;
-        }
-    }
-    lua_pop (L, 1);
-    int type = lua_getfield (L, schema, "enum");
-    if (type == LUA_TNIL) {
-        lua_pop (L, 1);
-        return true;
-    }
-    if (type != LUA_TTABLE)
-        s_schema_bad (S, "enum", "must be a list of values");
-    int list = lua_gettop (L);
-    lua_Integer n = luaL_len (L, list);
-    mesh_vm_charge (L, n > 0 ? (size_t) n : 0);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_geti (L, list, i);
-        bool equal = s_equal (L, value, -1, 0);
-        lua_pop (L, 1);
-        if (equal) {
-            lua_pop (L, 1);
-            return true;
-        }
-    }
-    luaL_Buffer b;
-    luaL_buffinit (L, &b);
-    for (lua_Integer i = 1; i <= n && i <= 20; i++) {
-        if (i > 1)
-            luaL_addstring (&b, ", ");
-        lua_geti (L, list, i);
-        s_show (L, -1);
-        lua_remove (L, -2);
-        luaL_addvalue (&b);
-    }
-    if (n > 20)
-        luaL_addstring (&b, ", ...");
-    luaL_pushresult (&b);
-    s_fail (S, "must be one of: %s", lua_tostring (L, -1));
+    lua_getiuservalue (L, self, 1);
+    lua_rawgeti (L, -1, ref);
     lua_remove (L, -2);
-    lua_remove (L, -2);
-    return false;
-}
-
-static bool
-s_validate_number (s_schema_t *S, int value, int schema)
-{
-    lua_State *L = S->L;
-    if (lua_type (L, value) != LUA_TNUMBER)
-        return true;
-    lua_Number x = lua_tonumber (L, value), bound;
-    const char *shown = NULL;
-    bool ok = true;
-    if (ok && s_schema_number (S, schema, "minimum", &bound) && !(x >= bound)) {
-        ok = false;
-        lua_pushnumber (L, bound);
-        shown = "below the minimum";
-    }
-    if (ok && s_schema_number (S, schema, "maximum", &bound) && !(x <= bound)) {
-        ok = false;
-        lua_pushnumber (L, bound);
-        shown = "above the maximum";
-    }
-    if (ok && s_schema_number (S, schema, "exclusiveMinimum", &bound) && !(x > bound)) {
-        ok = false;
-        lua_pushnumber (L, bound);
-        shown = "must be greater than";
-    }
-    if (ok && s_schema_number (S, schema, "exclusiveMaximum", &bound) && !(x < bound)) {
-        ok = false;
-        lua_pushnumber (L, bound);
-        shown = "must be less than";
-    }
-    if (ok)
-        return true;
-    //  Integral bounds print as integers ("10", not "10.0").
-    if (bound == floor (bound) && fabs (bound) < 9e15) {
-        lua_pop (L, 1);
-        lua_pushinteger (L, (lua_Integer) bound);
-    }
-    int b = lua_gettop (L);
-    const char *have = mesh_safelib_tostring (L, value, NULL);
-    const char *limit = mesh_safelib_tostring (L, b, NULL);
-    s_fail (S, "is %s, %s %s", have, shown, limit);
-    lua_replace (L, b);
-    lua_settop (L, b);
-    return false;
 }
 
 static size_t
@@ -759,98 +1003,150 @@ s_utf8_chars (const char *s, size_t len)
     return n;
 }
 
+static bool s_check (s_schema_t *S, s_node_t *node, int self, int value);
+
 static bool
-s_validate_string (s_schema_t *S, int value, int schema)
+s_check_number (s_schema_t *S, s_node_t *node, int value)
 {
     lua_State *L = S->L;
-    if (lua_type (L, value) != LUA_TSTRING)
+    lua_Number x = lua_tonumber (L, value), bound = 0;
+    const char *shown = NULL;
+    if ((node->has & N_MINIMUM) && !(x >= node->minimum))
+        shown = "below the minimum", bound = node->minimum;
+    else
+    if ((node->has & N_MAXIMUM) && !(x <= node->maximum))
+        shown = "above the maximum", bound = node->maximum;
+    else
+    if ((node->has & N_XMINIMUM) && !(x > node->xminimum))
+        shown = "must be greater than", bound = node->xminimum;
+    else
+    if ((node->has & N_XMAXIMUM) && !(x < node->xmaximum))
+        shown = "must be less than", bound = node->xmaximum;
+    if (!shown)
         return true;
-    size_t len;
-    const char *s = lua_tolstring (L, value, &len);
-    size_t chars = s_utf8_chars (s, len);
-    lua_Number bound;
-    if (s_schema_number (S, schema, "minLength", &bound) && (lua_Number) chars < bound)
-        return s_fail (S, "is %d characters long, shorter than the minimum %d", (int) chars,
-                       (int) bound);
-    if (s_schema_number (S, schema, "maxLength", &bound) && (lua_Number) chars > bound)
-        return s_fail (S, "is %d characters long, longer than the maximum %d", (int) chars,
-                       (int) bound);
-    int type = lua_getfield (L, schema, "pattern");
-    if (type == LUA_TNIL) {
-        lua_pop (L, 1);
-        return true;
-    }
-    if (type != LUA_TSTRING)
-        s_schema_bad (S, "pattern", "must be a string (a POSIX extended regular expression)");
-    size_t plen;
-    const char *p = lua_tolstring (L, -1, &plen);
-    regex_t *regex = s_regex_get (L, S->cache, "mesh.schema", p, plen, false);
-    bool matched;
-    const char *why = s_regex_run (L, regex, s, len, &matched);
-    if (why) {
-        lua_pop (L, 1);
-        return s_fail (S, "%s", why);
-    }
-    if (!matched) {
-        s_show (L, value);
-        s_fail (S, "%s does not match the pattern %s", lua_tostring (L, -1), p);
-        lua_replace (L, -3);
-        lua_pop (L, 1);
-        return false;
-    }
-    lua_pop (L, 1);
-    return true;
+    //  Integral bounds print as integers ("10", not "10.0").
+    if (bound == floor (bound) && fabs (bound) < 9e15)
+        lua_pushinteger (L, (lua_Integer) bound);
+    else
+        lua_pushnumber (L, bound);
+    int b = lua_gettop (L);
+    const char *have = mesh_safelib_tostring (L, value, NULL);
+    const char *limit = mesh_safelib_tostring (L, b, NULL);
+    s_fail (S, "is %s, %s %s", have, shown, limit);
+    lua_replace (L, b);
+    lua_settop (L, b);
+    return false;
 }
 
 static bool
-s_validate_array (s_schema_t *S, int value, int schema)
+s_check_string (s_schema_t *S, s_node_t *node, int self, int value)
+{
+    lua_State *L = S->L;
+    size_t len;
+    const char *s = lua_tolstring (L, value, &len);
+    if (node->has & (N_MINLENGTH | N_MAXLENGTH)) {
+        size_t chars = s_utf8_chars (s, len);
+        if ((node->has & N_MINLENGTH) && (lua_Number) chars < node->minlength)
+            return s_fail (S, "is %d characters long, shorter than the minimum %d",
+                           (int) chars, (int) node->minlength);
+        if ((node->has & N_MAXLENGTH) && (lua_Number) chars > node->maxlength)
+            return s_fail (S, "is %d characters long, longer than the maximum %d",
+                           (int) chars, (int) node->maxlength);
+    }
+    if (!node->pattern)
+        return true;
+    s_push_ref (L, self, node->pattern);
+    size_t plen;
+    const char *p = lua_tolstring (L, -1, &plen);
+    regex_t *regex = node->regex ? node->regex
+                   : s_regex_get (L, S->cache, "mesh.schema", p, plen, false);
+    bool matched;
+    const char *why = s_regex_run (L, regex, s, len, &matched);
+    if (why || matched) {
+        lua_pop (L, 1);
+        return why ? s_fail (S, "%s", why) : true;
+    }
+    s_fail (S, "%s does not match the pattern %s", s_show (L, value), p);
+    lua_replace (L, -3);
+    lua_pop (L, 1);
+    return false;
+}
+
+static bool
+s_check_array (s_schema_t *S, s_node_t *node, int self, int value)
 {
     lua_State *L = S->L;
     lua_Integer n = luaL_len (L, value);
-    lua_Number bound;
-    if (s_schema_number (S, schema, "minItems", &bound) && (lua_Number) n < bound)
-        return s_fail (S, "has %d items, fewer than the minimum %d", (int) n, (int) bound);
-    if (s_schema_number (S, schema, "maxItems", &bound) && (lua_Number) n > bound)
-        return s_fail (S, "has %d items, more than the maximum %d", (int) n, (int) bound);
-    int type = lua_getfield (L, schema, "items");
-    if (type == LUA_TNIL) {
-        lua_pop (L, 1);
+    if ((node->has & N_MINITEMS) && (lua_Number) n < node->minitems)
+        return s_fail (S, "has %d items, fewer than the minimum %d", (int) n,
+                       (int) node->minitems);
+    if ((node->has & N_MAXITEMS) && (lua_Number) n > node->maxitems)
+        return s_fail (S, "has %d items, more than the maximum %d", (int) n,
+                       (int) node->maxitems);
+    if (!node->items)
         return true;
-    }
-    if (type != LUA_TTABLE)
-        s_schema_bad (S, "items", "must be a schema (a table)");
-    int items = lua_gettop (L);
+    int top = lua_gettop (L);
+    s_push_ref (L, self, node->items_ref);      //  top + 1: the items' node
     for (lua_Integer i = 1; i <= n; i++) {
         lua_pushinteger (L, i);
         size_t saved;
         s_path_push (S, L, -1, &saved);
-        lua_gettable (L, value);
-        bool ok = s_validate (S, lua_gettop (L), items);
+        lua_gettable (L, value);                //  top + 2: the item
+        bool ok = s_check (S, node->items, top + 1, top + 2);
         s_path_pop (S, saved);
         if (!ok) {
-            lua_replace (L, items);             //  the message
-            lua_settop (L, items);
+            s_keep_top (L, top);
             return false;
         }
-        lua_pop (L, 1);
+        lua_settop (L, top + 1);
     }
-    lua_pop (L, 1);
+    lua_settop (L, top);
     return true;
 }
 
+//  The node for member KEY (NULL: none applies) and its reference in *REF_P;
+//  *refused when the member may not be there.
+static s_node_t *
+s_member_node (s_node_t *node, lua_State *L, int key, bool *refused, int *ref_p)
+{
+    *refused = false;
+    if (lua_type (L, key) == LUA_TSTRING && node->prop_count) {
+        size_t len;
+        const char *k = lua_tolstring (L, key, &len);
+        size_t lo = 0, hi = node->prop_count;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            s_prop_t *p = &node->prop [mid];
+            int c = memcmp (k, p->name, len < p->len ? len : p->len);
+            if (c == 0)
+                c = len < p->len ? -1 : len > p->len;
+            if (c == 0) {
+                *ref_p = p->ref;
+                return p->node;
+            }
+            if (c < 0)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+    }
+    if (node->additional == A_NONE)
+        *refused = true;
+    *ref_p = node->additional_ref;
+    return node->additional == A_SCHEMA ? node->additional_node : NULL;
+}
+
 static bool
-s_validate_object (s_schema_t *S, int value, int schema)
+s_check_object (s_schema_t *S, s_node_t *node, int self, int value)
 {
     lua_State *L = S->L;
-    int base = lua_gettop (L);
-    int type = lua_getfield (L, schema, "required");
-    if (type != LUA_TNIL && type != LUA_TTABLE)
-        s_schema_bad (S, "required", "must be a list of property names");
-    if (type == LUA_TTABLE) {
-        lua_Integer n = luaL_len (L, -1);
+    int top = lua_gettop (L);
+    if (node->required) {
+        s_push_ref (L, self, node->required);
+        int required = top + 1;
+        lua_Integer n = (lua_Integer) lua_rawlen (L, required);
         for (lua_Integer i = 1; i <= n; i++) {
-            if (lua_geti (L, base + 1, i) != LUA_TSTRING)
-                s_schema_bad (S, "required", "must be a list of property names");
+            lua_rawgeti (L, required, i);
             lua_pushvalue (L, -1);
             bool present = lua_gettable (L, value) != LUA_TNIL;
             lua_pop (L, 1);
@@ -859,110 +1155,154 @@ s_validate_object (s_schema_t *S, int value, int schema)
                 s_path_push (S, L, -1, &saved);
                 s_fail (S, "is missing (required)");
                 s_path_pop (S, saved);
-                lua_replace (L, base + 1);
-                lua_settop (L, base + 1);
+                s_keep_top (L, top);
                 return false;
             }
             lua_pop (L, 1);
         }
+        lua_settop (L, top);
     }
-    lua_settop (L, base);
-    type = lua_getfield (L, schema, "properties");
-    if (type != LUA_TNIL && type != LUA_TTABLE)
-        s_schema_bad (S, "properties", "must be a table of schemas");
-    int properties = base + 1;
-    int extra = lua_getfield (L, schema, "additionalProperties");
-    if (extra != LUA_TNIL && extra != LUA_TBOOLEAN && extra != LUA_TTABLE)
-        s_schema_bad (S, "additionalProperties", "must be a boolean or a schema");
-    int additional = base + 2;
-    //  Walk the value's own keys once, in order: declared ones against their schema,
-    //  the others against additionalProperties.
-    mesh_safelib_sorted_keys (L, value);
-    int keys = base + 3;
-    lua_Integer n = (lua_Integer) lua_rawlen (L, keys);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti (L, keys, i);               //  base + 4: key
-        int key = base + 4;
-        int sub = LUA_TNIL;
-        if (type == LUA_TTABLE && lua_type (L, key) == LUA_TSTRING) {
-            lua_pushvalue (L, key);
-            sub = lua_gettable (L, properties);
-        }
-        else
-            lua_pushnil (L);                    //  base + 5: its schema, or nil
-        if (sub == LUA_TNIL && extra == LUA_TBOOLEAN && !lua_toboolean (L, additional)) {
-            size_t saved;
+    if (node->prop_count == 0 && node->additional != A_NONE && node->additional != A_SCHEMA)
+        return true;
+    //  The value's own keys, in order: declared ones against their schema, the others
+    //  against additionalProperties.
+    int n = mesh_safelib_push_sorted_keys (L, value, 16);
+    int keys = 0;
+    if (n < 0) {
+        mesh_safelib_sorted_keys (L, value);
+        keys = top + 1;
+        n = (int) lua_rawlen (L, keys);
+    }
+    int first = lua_gettop (L) + 1;
+    for (int i = 1; i <= n; i++) {
+        int key = keys ? first : top + i;
+        if (keys)
+            lua_rawgeti (L, keys, i);
+        bool refused;
+        int ref = 0;
+        s_node_t *sub = s_member_node (node, L, key, &refused, &ref);
+        size_t saved;
+        if (refused) {
             s_path_push (S, L, key, &saved);
             s_fail (S, "is not allowed (not a declared property)");
             s_path_pop (S, saved);
-            lua_replace (L, base + 1);
-            lua_settop (L, base + 1);
+            s_keep_top (L, top);
             return false;
         }
-        if (sub == LUA_TNIL && extra == LUA_TTABLE) {
-            lua_pop (L, 1);
-            lua_pushvalue (L, additional);
-            sub = LUA_TTABLE;
-        }
-        if (sub != LUA_TNIL) {
-            if (sub != LUA_TTABLE)
-                s_schema_bad (S, "properties", "must be a table of schemas");
-            size_t saved;
+        if (sub) {
             s_path_push (S, L, key, &saved);
+            s_push_ref (L, self, ref);
             lua_pushvalue (L, key);
-            lua_gettable (L, value);            //  base + 6: the member
-            bool ok = s_validate (S, base + 6, base + 5);
+            lua_gettable (L, value);
+            bool ok = s_check (S, sub, lua_gettop (L) - 1, lua_gettop (L));
             s_path_pop (S, saved);
             if (!ok) {
-                lua_replace (L, base + 1);
-                lua_settop (L, base + 1);
+                s_keep_top (L, top);
                 return false;
             }
         }
-        lua_settop (L, keys);
+        lua_settop (L, keys ? first - 1 : top + n);
     }
-    lua_settop (L, base);
+    lua_settop (L, top);
     return true;
 }
 
-//  Validate the value at VALUE against the schema at SCHEMA.  True, or false with
-//  the message pushed.
+//  Check the value at VALUE against NODE, whose userdata is at SELF (its references
+//  hold what a check pushes: texts, const and enum values, child nodes); true, or
+//  false with the message pushed.
 static bool
-s_validate (s_schema_t *S, int value, int schema)
+s_check (s_schema_t *S, s_node_t *node, int self, int value)
 {
     lua_State *L = S->L;
     value = lua_absindex (L, value);
-    schema = lua_absindex (L, schema);
-    if (lua_type (L, schema) != LUA_TTABLE)
-        s_schema_bad (S, "is", "not a table");
     if (++S->depth > S_SCHEMA_DEPTH)
-        s_schema_bad (S, "is nested", "too deeply");
-    luaL_checkstack (L, 12, "schema nested too deeply");
+        luaL_error (L, "mesh.schema: values nested deeper than %d", S_SCHEMA_DEPTH);
+    luaL_checkstack (L, 24, "value nested too deeply");
     mesh_vm_charge (L, 1);
-    s_schema_keys (S, schema);
-    bool object, array;
-    const char *have = s_schema_type (L, value, &object, &array);
-    bool ok = s_validate_type (S, value, schema, have, object, array)
-           && s_validate_values (S, value, schema)
-           && s_validate_number (S, value, schema)
-           && s_validate_string (S, value, schema)
-           && (!array || s_validate_array (S, value, schema))
-           && (!object || s_validate_object (S, value, schema));
+    int top = lua_gettop (L);
+    const char *have;
+    unsigned bits = s_value_type (L, value, &have);
+    bool ok = true;
+    if (node->types && !(bits & node->types)) {
+        s_push_ref (L, self, node->type_text);
+        ok = s_fail (S, "must be %s, not %s", lua_tostring (L, -1), have);
+        lua_remove (L, -2);
+    }
+    if (ok && node->constant) {
+        s_push_ref (L, self, node->constant);
+        if (!s_equal (L, value, -1, 0)) {
+            ok = s_fail (S, "must be %s", s_show (L, -1));
+            lua_replace (L, -3);
+            lua_pop (L, 1);
+        }
+        else
+            lua_pop (L, 1);
+    }
+    if (ok && node->enumeration) {
+        s_push_ref (L, self, node->enumeration);
+        int list = lua_gettop (L);
+        lua_Integer n = luaL_len (L, list);
+        mesh_vm_charge (L, n > 0 ? (size_t) n : 0);
+        bool found = false;
+        for (lua_Integer i = 1; i <= n && !found; i++) {
+            lua_geti (L, list, i);
+            found = s_equal (L, value, -1, 0);
+            lua_pop (L, 1);
+        }
+        if (!found) {
+            luaL_Buffer b;
+            luaL_buffinit (L, &b);
+            for (lua_Integer i = 1; i <= n && i <= 20; i++) {
+                if (i > 1)
+                    luaL_addstring (&b, ", ");
+                lua_geti (L, list, i);
+                s_show (L, -1);
+                lua_remove (L, -2);
+                luaL_addvalue (&b);
+            }
+            if (n > 20)
+                luaL_addstring (&b, ", ...");
+            luaL_pushresult (&b);
+            ok = s_fail (S, "must be one of: %s", lua_tostring (L, -1));
+            lua_remove (L, -2);
+        }
+        lua_remove (L, list);
+    }
+    if (ok && (bits & (T_INTEGER | T_FRACTION)))
+        ok = s_check_number (S, node, value);
+    if (ok && (bits & T_STRING))
+        ok = s_check_string (S, node, self, value);
+    if (ok && (bits & T_ARRAY))
+        ok = s_check_array (S, node, self, value);
+    if (ok && (bits & T_OBJECT))
+        ok = s_check_object (S, node, self, value);
     S->depth--;
+    if (ok)
+        lua_settop (L, top);
+    else {
+        s_keep_top (L, top);
+    }
     return ok;
 }
 
 //  mesh.schema (value, schema [, name]): true, or false and "NAME.path: message".
+//  Upvalues: the regex cache, the node cache, the nodes' metatable.
 static int
 s_schema (lua_State *L)
 {
     luaL_checktype (L, 2, LUA_TTABLE);
     const char *name = luaL_optstring (L, 3, "value");
     lua_settop (L, 2);
-    s_schema_t S = { .L = L, .cache = lua_touserdata (L, lua_upvalueindex (1)) };
+    lua_pushvalue (L, lua_upvalueindex (2));    //  3
+    lua_pushvalue (L, lua_upvalueindex (3));    //  4
+    s_schema_t S = {
+        .L = L, .cache = lua_touserdata (L, lua_upvalueindex (1)), .nodes = 3, .node_mt = 4
+    };
     snprintf (S.path, sizeof S.path, "%.64s", name);
     S.path_len = strlen (S.path);
-    if (s_validate (&S, 1, 2)) {
+    s_node_t *node = s_compile (&S, 2);         //  5
+    S.depth = 0;
+    if (s_check (&S, node, 5, 1)) {
         lua_pushboolean (L, 1);
         return 1;
     }
@@ -1080,8 +1420,9 @@ typedef struct {
 } s_filter_t;
 
 //  Read (ctx, span, filter) at 1, 2, 3 into F; FN names the helper in errors.  The
-//  stack is then: 4 a table keeping the filter's strings alive, 5 ctx.history (nil
-//  when absent).
+//  filter's strings stay alive on the stack above 3 (the filter may hand out new
+//  ones through a metamethod); ctx.history (nil when absent) is then pushed and moved
+//  to index 5, with index 4 keeping the filter's strings' count.
 static void
 s_filter_read (lua_State *L, const char *fn, s_filter_t *f)
 {
@@ -1093,13 +1434,12 @@ s_filter_read (lua_State *L, const char *fn, s_filter_t *f)
     luaL_argexpected (L, type == LUA_TNONE || type == LUA_TNIL || type == LUA_TTABLE, 3,
                       "table or nil");
     lua_settop (L, 3);
-    lua_createtable (L, 4, 1);                                      //  4
+    lua_pushnil (L);                                                //  4: placeholder
+    luaL_checkstack (L, S_FILTER_MAX + 8, NULL);
     if (type == LUA_TTABLE) {
         int atype = lua_getfield (L, 3, "action");
-        if (atype == LUA_TSTRING) {
+        if (atype == LUA_TSTRING)
             f->actions [f->action_count++] = lua_tostring (L, -1);
-            lua_rawseti (L, 4, 1);
-        }
         else
         if (atype == LUA_TTABLE) {
             int list = lua_gettop (L);
@@ -1110,25 +1450,17 @@ s_filter_read (lua_State *L, const char *fn, s_filter_t *f)
                 if (lua_geti (L, list, i) != LUA_TSTRING)
                     luaL_error (L, "%s: filter.action must be a string or a list of them", fn);
                 f->actions [f->action_count++] = lua_tostring (L, -1);
-                lua_rawseti (L, 4, i);
             }
-            lua_pop (L, 1);
         }
         else
         if (atype != LUA_TNIL)
             luaL_error (L, "%s: filter.action must be a string or a list of them", fn);
-        else
-            lua_pop (L, 1);
         int ttype = lua_getfield (L, 3, "target");
-        if (ttype == LUA_TSTRING) {
+        if (ttype == LUA_TSTRING)
             f->target = lua_tostring (L, -1);
-            lua_setfield (L, 4, "target");
-        }
         else
         if (ttype != LUA_TNIL)
             luaL_error (L, "%s: filter.target must be a string", fn);
-        else
-            lua_pop (L, 1);
     }
     if (lua_getfield (L, 1, "now") != LUA_TNUMBER)
         luaL_error (L, "%s: ctx.now must be a number (the event time), not %s", fn,
@@ -1136,7 +1468,9 @@ s_filter_read (lua_State *L, const char *fn, s_filter_t *f)
     f->to = lua_tonumber (L, -1);
     f->from = f->to - span;
     lua_pop (L, 1);
-    lua_getfield (L, 1, "history");                                //  5
+    //  The strings stay where they are; history goes to 5 and the strings above it.
+    lua_getfield (L, 1, "history");
+    lua_insert (L, 5);
 }
 
 static bool
@@ -1152,79 +1486,124 @@ s_filter_action (const s_filter_t *f, const char *action, size_t len)
     return false;
 }
 
-//  Walk the history at index 5; for each entry that matches, call EACH with its
-//  target (may be NULL).  Raises on a malformed entry.
-typedef void (s_each_fn) (lua_State *L, const char *target, size_t len, void *arg);
+//  A history entry as the walks need it; the strings point into the JSON (or into
+//  Lua strings kept alive by the history table).  From JSON, only `at` is read up
+//  front: most entries fall outside the window, and their other members are never
+//  looked at.
+typedef struct {
+    double at;
+    json_t *json;                       //  the entry, until action and target are read
+    const char *action, *target;        //  NULL when absent or not a string
+    size_t action_len, target_len;
+} s_entry_t;
+
+typedef struct {
+    size_t count;
+    s_entry_t entry[];
+} s_history_t;
+
+static const char s_history_key = 0;    //  where a history view caches its parsed form
 
 static void
-s_history_walk (lua_State *L, const char *fn, const s_filter_t *f, s_each_fn *each, void *arg)
+s_entry_string (json_t *value, const char **s, size_t *len)
+{
+    *s = json_string_value (value);
+    *len = *s ? json_string_length (value) : 0;
+}
+
+//  The history at index 5 as a sequence of entries (a userdata the caller leaves on
+//  the stack top, or NULL, with nil pushed, when there is no history).  A history
+//  that is an input view is parsed once per chain evaluation and kept in the view's
+//  cache, so the rules of a chain that look at it pay once.  Raises on an entry
+//  without a numeric `at`.
+static s_history_t *
+s_history (lua_State *L, const char *fn)
 {
     int history = 5;
-    if (lua_isnil (L, history))
-        return;
+    if (lua_isnil (L, history)) {
+        lua_pushnil (L);
+        return NULL;
+    }
     if (lua_type (L, history) != LUA_TTABLE)
         luaL_error (L, "%s: ctx.history must be a list, not %s", fn,
                     s_article_type (L, history));
-    json_t *json = mesh_view_json (L, history);
-    if (json) {
-        //  Straight from the JSON: no entry is converted to Lua.
-        if (json_is_object (json) && json_object_size (json) == 0)
-            return;
+    json_t *json;
+    if (mesh_view_kind (L, history, &json) == MESH_VIEW_INPUT) {
+        mesh_view_push_data (L, history);
+        if (lua_rawgetp (L, -1, &s_history_key) == LUA_TUSERDATA) {
+            lua_remove (L, -2);
+            return lua_touserdata (L, -1);
+        }
+        lua_pop (L, 1);
+        if (json_is_object (json) && json_object_size (json) == 0) {
+            lua_pop (L, 1);
+            lua_pushnil (L);
+            return NULL;
+        }
         if (!json_is_array (json))
             luaL_error (L, "%s: ctx.history must be a list", fn);
         size_t size = json_array_size (json);
         mesh_vm_charge (L, size);
+        s_history_t *h = lua_newuserdatauv (L, sizeof (s_history_t) + size * sizeof (s_entry_t),
+                                            0);
+        h->count = size;
         for (size_t i = 0; i < size; i++) {
-            json_t *entry = json_array_get (json, i);
-            json_t *at = json_object_get (entry, "at");
+            s_entry_t *e = &h->entry [i];
+            memset (e, 0, sizeof *e);
+            e->json = json_array_get (json, i);
+            json_t *at = json_object_getn (e->json, "at", 2);
             if (!json_is_number (at))
                 luaL_error (L, "%s: ctx.history[%d].at must be a number", fn, (int) i + 1);
-            double t = json_number_value (at);
-            if (t < f->from || t > f->to)
-                continue;
-            json_t *action = json_object_get (entry, "action");
-            if (!s_filter_action (f, json_string_value (action), json_string_length (action)))
-                continue;
-            json_t *target = json_object_get (entry, "target");
-            const char *ts = json_string_value (target);
-            size_t tlen = json_string_length (target);
-            if (f->target && !(ts && strlen (f->target) == tlen
-                               && memcmp (f->target, ts, tlen) == 0))
-                continue;
-            each (L, ts, tlen, arg);
+            e->at = json_number_value (at);
         }
-        return;
+        lua_pushvalue (L, -1);
+        lua_rawsetp (L, -3, &s_history_key);
+        lua_remove (L, -2);
+        return h;
     }
+    //  A plain table (a rule's own): parse it now, keep nothing.
     lua_Integer n = luaL_len (L, history);
-    mesh_vm_charge (L, n > 0 ? (size_t) n : 0);
+    if (n < 0)
+        n = 0;
+    mesh_vm_charge (L, (size_t) n);
+    s_history_t *h = lua_newuserdatauv (L, sizeof (s_history_t) + (size_t) n * sizeof (s_entry_t),
+                                        0);
+    h->count = (size_t) n;
     for (lua_Integer i = 1; i <= n; i++) {
+        s_entry_t *e = &h->entry [i - 1];
+        memset (e, 0, sizeof *e);
         int top = lua_gettop (L);
         if (lua_geti (L, history, i) != LUA_TTABLE)
             luaL_error (L, "%s: ctx.history[%d] must be a table {action, target, at}", fn,
                         (int) i);
-        int entry = top + 1;
-        if (lua_getfield (L, entry, "at") != LUA_TNUMBER)
+        if (lua_getfield (L, top + 1, "at") != LUA_TNUMBER)
             luaL_error (L, "%s: ctx.history[%d].at must be a number", fn, (int) i);
-        double t = lua_tonumber (L, -1);
-        lua_getfield (L, entry, "action");
-        lua_getfield (L, entry, "target");
-        size_t alen = 0, tlen = 0;
-        const char *action = lua_type (L, top + 3) == LUA_TSTRING
-                           ? lua_tolstring (L, top + 3, &alen) : NULL;
-        const char *target = lua_type (L, top + 4) == LUA_TSTRING
-                           ? lua_tolstring (L, top + 4, &tlen) : NULL;
-        if (t >= f->from && t <= f->to && s_filter_action (f, action, alen)
-        &&  (!f->target || (target && strlen (f->target) == tlen
-                            && memcmp (f->target, target, tlen) == 0)))
-            each (L, target, tlen, arg);
+        e->at = lua_tonumber (L, -1);
+        //  The strings stay alive in the entry, which stays alive in the history.
+        if (lua_getfield (L, top + 1, "action") == LUA_TSTRING)
+            e->action = lua_tolstring (L, -1, &e->action_len);
+        if (lua_getfield (L, top + 1, "target") == LUA_TSTRING)
+            e->target = lua_tolstring (L, -1, &e->target_len);
         lua_settop (L, top);
     }
+    return h;
 }
 
-static void
-s_count_each (lua_State *L, const char *target, size_t len, void *arg)
+//  Does entry E fall in F?  Reads its action and target the first time they matter.
+static bool
+s_matches_filter (const s_filter_t *f, s_entry_t *e)
 {
-    (*(lua_Integer *) arg)++;
+    if (e->at < f->from || e->at > f->to)
+        return false;
+    if (e->json) {
+        s_entry_string (json_object_getn (e->json, "action", 6), &e->action, &e->action_len);
+        s_entry_string (json_object_getn (e->json, "target", 6), &e->target, &e->target_len);
+        e->json = NULL;
+    }
+    if (!s_filter_action (f, e->action, e->action_len))
+        return false;
+    return !f->target || (e->target && strlen (f->target) == e->target_len
+                          && memcmp (f->target, e->target, e->target_len) == 0);
 }
 
 //  mesh.count_recent (ctx, span, filter): how many entries of ctx.history fall in
@@ -1234,34 +1613,47 @@ s_count_recent (lua_State *L)
 {
     s_filter_t f;
     s_filter_read (L, "mesh.count_recent", &f);
+    s_history_t *h = s_history (L, "mesh.count_recent");
     lua_Integer count = 0;
-    s_history_walk (L, "mesh.count_recent", &f, s_count_each, &count);
+    for (size_t i = 0; h && i < h->count; i++)
+        count += s_matches_filter (&f, &h->entry [i]);
     lua_pushinteger (L, count);
     return 1;
 }
 
-static void
-s_targets_each (lua_State *L, const char *target, size_t len, void *arg)
+static int
+s_target_cmp (const void *a, const void *b)
 {
-    if (!target)
-        return;
-    lua_pushlstring (L, target, len);
-    lua_pushboolean (L, 1);
-    lua_rawset (L, *(int *) arg);
+    const s_entry_t *x = *(const s_entry_t *const *) a, *y = *(const s_entry_t *const *) b;
+    int c = memcmp (x->target, y->target, x->target_len < y->target_len ? x->target_len
+                                                                        : y->target_len);
+    if (c)
+        return c;
+    return x->target_len < y->target_len ? -1 : x->target_len > y->target_len;
 }
 
 //  mesh.distinct_targets (ctx, span, filter): the number of distinct targets in the
-//  matching entries, and their sorted list.
+//  matching entries, and their list in byte order.
 static int
 s_distinct_targets (lua_State *L)
 {
     s_filter_t f;
     s_filter_read (L, "mesh.distinct_targets", &f);
-    lua_newtable (L);                           //  6: the set of targets
-    int set = 6;
-    s_history_walk (L, "mesh.distinct_targets", &f, s_targets_each, &set);
-    mesh_safelib_sorted_keys (L, set);
-    lua_pushinteger (L, (lua_Integer) lua_rawlen (L, -1));
+    s_history_t *h = s_history (L, "mesh.distinct_targets");
+    size_t count = h ? h->count : 0, n = 0;
+    const s_entry_t **found = lua_newuserdatauv (L, (count ? count : 1) * sizeof (void *), 0);
+    for (size_t i = 0; i < count; i++)
+        if (s_matches_filter (&f, &h->entry [i]) && h->entry [i].target)
+            found [n++] = &h->entry [i];
+    qsort (found, n, sizeof (void *), s_target_cmp);
+    lua_createtable (L, (int) n, 0);
+    lua_Integer distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || s_target_cmp (&found [i - 1], &found [i]) != 0) {
+            lua_pushlstring (L, found [i]->target, found [i]->target_len);
+            lua_rawseti (L, -2, ++distinct);
+        }
+    lua_pushinteger (L, distinct);
     lua_insert (L, -2);
     return 2;
 }
@@ -1360,6 +1752,29 @@ s_time (lua_State *L)
 }
 
 //  --------------------------------------------------------------------------------
+//  Text
+
+//  mesh.words (s): how many words S has - runs of letters, digits and non-ASCII
+//  characters (so words in any script count), separated by anything else.
+static int
+s_words (lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring (L, 1, &len);
+    lua_Integer words = 0;
+    bool in_word = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) s [i];
+        bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                 || c >= 0x80;
+        words += word && !in_word;
+        in_word = word;
+    }
+    lua_pushinteger (L, words);
+    return 1;
+}
+
+//  --------------------------------------------------------------------------------
 //  Sorted iteration
 
 static int
@@ -1393,6 +1808,7 @@ mesh_meshlib_push (lua_State *L)
         { "safe_arg", s_safe_arg }, { "safe_args", s_safe_args },
         { "count_recent", s_count_recent }, { "distinct_targets", s_distinct_targets },
         { "utc", s_utc }, { "time", s_time }, { "sorted_keys", s_sorted_keys },
+        { "words", s_words },
         { NULL, NULL }
     };
     for (const luaL_Reg *r = plain; r->name; r++) {
@@ -1403,7 +1819,11 @@ mesh_meshlib_push (lua_State *L)
     lua_pushcclosure (L, s_regex, 1);
     lua_setfield (L, mesh, "regex");
     lua_pushvalue (L, cache_index);
-    lua_pushcclosure (L, s_schema, 1);
+    lua_newtable (L);                           //  frozen schema -> compiled node
+    lua_createtable (L, 0, 1);                  //  the nodes' metatable
+    lua_pushcfunction (L, s_node_gc);
+    lua_setfield (L, -2, "__gc");
+    lua_pushcclosure (L, s_schema, 3);
     lua_setfield (L, mesh, "schema");
     lua_pushvalue (L, find);
     lua_pushcclosure (L, s_matches, 1);

@@ -246,7 +246,7 @@ static void
 s_run_case (s_file_t *F, mesh_sandbox_t *rule, json_t *c, json_t *ctx_defaults)
 {
     const char *name = json_string_value (json_object_get (c, "name"));
-    mesh_verdict_t want;
+    mesh_verdict_t want = MESH_VERDICT_ERROR;
     s_verdict_from (json_string_value (json_object_get (c, "expect")), &want);
     const char *pattern = json_string_value (json_object_get (c, "reason"));
     json_t *proposal = json_object_get (c, "proposal");

@@ -182,6 +182,84 @@ mesh_safelib_sorted_keys (lua_State *L, int index)
     lua_pop (L, 1);
 }
 
+int
+mesh_safelib_push_sorted_keys (lua_State *L, int index, int max)
+{
+    index = lua_absindex (L, index);
+    luaL_checkstack (L, 2 * max + 4, NULL);
+    int base = lua_gettop (L);
+    int n = 0;
+    json_t *json = mesh_view_json (L, index);
+    if (json && json_is_array (json)) {
+        size_t size = json_array_size (json);
+        if (size > (size_t) max)
+            return -1;
+        for (size_t i = 1; i <= size; i++)
+            lua_pushinteger (L, (lua_Integer) i);
+        return (int) size;
+    }
+    if (json) {
+        const char *key;
+        size_t key_len;
+        json_t *value;
+        json_object_keylen_foreach (json, key, key_len, value) {
+            if (json_is_null (value))
+                continue;
+            if (n == max) {
+                lua_settop (L, base);
+                return -1;
+            }
+            lua_pushlstring (L, key, key_len);
+            n++;
+        }
+    }
+    else {
+        int source = index;
+        if (mesh_view_is (L, index)) {
+            mesh_view_push_data (L, index);
+            source = lua_gettop (L);
+            base++;
+        }
+        lua_pushnil (L);
+        while (lua_next (L, source)) {
+            lua_pop (L, 1);
+            int type = lua_type (L, -1);
+            if (type != LUA_TNUMBER && type != LUA_TSTRING)
+                s_bad_key (L, -1, "pairs");
+            if (n == max) {
+                lua_settop (L, base);
+                if (source != index)
+                    lua_pop (L, 1);
+                return -1;
+            }
+            lua_pushvalue (L, -1);
+            lua_insert (L, -2);                 //  the copy below the walking key
+            n++;
+        }
+        if (source != index) {
+            lua_remove (L, source);
+            base--;
+        }
+    }
+    //  Insertion sort of the stack slots base+1 .. base+n.
+    s_key_t keys[n > 0 ? n : 1];
+    int order[n > 0 ? n : 1];
+    for (int i = 0; i < n; i++) {
+        s_key_read (L, base + 1 + i, &keys [i]);
+        order [i] = i;
+        for (int j = i; j > 0 && s_key_cmp (&keys [order [j]], &keys [order [j - 1]]) < 0; j--) {
+            int swap = order [j];
+            order [j] = order [j - 1];
+            order [j - 1] = swap;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        lua_pushvalue (L, base + 1 + order [i]);
+    lua_rotate (L, base + 1, n);
+    lua_settop (L, base + n);
+    return n;
+}
+
 //  Push t[k] as a rule would read it: through the view, or raw.
 static void
 s_get (lua_State *L, int table, int key, bool view)
@@ -369,9 +447,13 @@ s_rawlen (lua_State *L)
 {
     int type = lua_type (L, 1);
     luaL_argexpected (L, type == LUA_TTABLE || type == LUA_TSTRING, 1, "table or string");
-    if (mesh_view_is (L, 1)) {
-        json_t *json = mesh_view_json (L, 1);
+    json_t *json = mesh_view_json (L, 1);
+    if (json)
         lua_pushinteger (L, json_is_array (json) ? (lua_Integer) json_array_size (json) : 0);
+    else
+    if (mesh_view_is (L, 1)) {
+        mesh_view_push_data (L, 1);
+        lua_pushinteger (L, (lua_Integer) lua_rawlen (L, -1));
     }
     else
         lua_pushinteger (L, (lua_Integer) lua_rawlen (L, 1));

@@ -18,9 +18,10 @@
  *    JSON null is nil inside objects and mesh.null (NULL light userdata) inside
  *    arrays, so arrays keep their length; `#` of an array view is its JSON length.
  *    All input views share one metatable whose __index is a C function.
- *  - A library view's D is the library table itself; its metatable (one per library,
- *    made once per state) has __index = D, so `string.format` costs two table reads
- *    and no C call.
+ *  - A table view's D is the table itself - a library, or a table a rule's top level
+ *    built (vm.c freezes those); its metatable (one per view, made once per state)
+ *    has __index = D, so `string.format` costs two table reads and no C call, and
+ *    __len gives D's length.
  *
  *  A view of an earlier evaluation's JSON would be a dangling pointer, so vm.c never
  *  keeps a reference to an input view past the evaluation that made it, and nothing
@@ -41,8 +42,9 @@ static int
 s_readonly (lua_State *L)
 {
     luaL_where (L, 2);
-    lua_pushliteral (L, "attempt to change a read-only table (rule inputs and libraries "
-                        "cannot be changed; copy what you need into a table of your own)");
+    lua_pushliteral (L, "attempt to change a read-only table (inputs, libraries and the "
+                        "tables a rule's top level built are read-only; make a table of "
+                        "your own inside check)");
     lua_concat (L, 2);
     return lua_error (L);
 }
@@ -143,6 +145,15 @@ s_len (lua_State *L)
     return 1;
 }
 
+//  __len of a table view: the length of the table it fronts.
+static int
+s_data_len (lua_State *L)
+{
+    lua_rawgetp (L, 1, S_K);
+    lua_pushinteger (L, (lua_Integer) lua_rawlen (L, -1));
+    return 1;
+}
+
 static void
 s_push_view (lua_State *L, json_t *json)
 {
@@ -172,7 +183,7 @@ mesh_view_init (lua_State *L)
     lua_setfield (L, -2, "__len");
     lua_pushboolean (L, 0);
     lua_setfield (L, -2, "__metatable");
-    lua_pushboolean (L, 1);
+    lua_pushinteger (L, MESH_VIEW_INPUT);
     lua_rawsetp (L, -2, S_K);
     lua_rawsetp (L, LUA_REGISTRYINDEX, &s_input_mt);
 }
@@ -193,35 +204,48 @@ mesh_view_wrap (lua_State *L, int index)
     lua_createtable (L, 0, 1);                  //  P
     lua_pushvalue (L, index);
     lua_rawsetp (L, -2, S_K);
-    lua_createtable (L, 0, 4);                  //  its metatable
+    lua_createtable (L, 0, 5);                  //  its metatable
     lua_pushvalue (L, index);
     lua_setfield (L, -2, "__index");
     lua_pushcfunction (L, s_readonly);
     lua_setfield (L, -2, "__newindex");
+    lua_pushcfunction (L, s_data_len);
+    lua_setfield (L, -2, "__len");
     lua_pushboolean (L, 0);
     lua_setfield (L, -2, "__metatable");
-    lua_pushboolean (L, 1);
+    lua_pushinteger (L, MESH_VIEW_TABLE);
     lua_rawsetp (L, -2, S_K);
     lua_setmetatable (L, -2);
     lua_replace (L, index);
 }
 
+int
+mesh_view_kind (lua_State *L, int index, json_t **json_p)
+{
+    if (json_p)
+        *json_p = NULL;
+    if (lua_type (L, index) != LUA_TTABLE || !lua_getmetatable (L, index))
+        return MESH_VIEW_NONE;
+    int kind = lua_rawgetp (L, -1, S_K) == LUA_TNUMBER ? (int) lua_tointeger (L, -1)
+                                                        : MESH_VIEW_NONE;
+    lua_pop (L, 2);
+    if (kind == MESH_VIEW_INPUT && json_p)
+        *json_p = s_json (L, lua_absindex (L, index));
+    return kind;
+}
+
 bool
 mesh_view_is (lua_State *L, int index)
 {
-    if (lua_type (L, index) != LUA_TTABLE || !lua_getmetatable (L, index))
-        return false;
-    bool is = lua_rawgetp (L, -1, S_K) == LUA_TBOOLEAN;
-    lua_pop (L, 2);
-    return is;
+    return mesh_view_kind (L, index, NULL) != MESH_VIEW_NONE;
 }
 
 json_t *
 mesh_view_json (lua_State *L, int index)
 {
-    if (!mesh_view_is (L, index))
-        return NULL;
-    return s_json (L, lua_absindex (L, index));
+    json_t *json;
+    mesh_view_kind (L, index, &json);
+    return json;
 }
 
 void

@@ -51,6 +51,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,9 +76,25 @@ static const char *s_limit_names[] = {
     [S_LIMIT_TIME] = "time limit",
 };
 
+//  Small blocks come from per-size free lists carved out of slabs: a state allocates
+//  and frees a few dozen small objects per rule evaluation, and glibc's malloc was a
+//  fifth of the cost of a trivial one.  Slabs go back to malloc when the state closes.
+#define S_SMALL_STEP    16
+#define S_SMALL_MAX     256             //  larger blocks: malloc/realloc
+#define S_CLASSES       (S_SMALL_MAX / S_SMALL_STEP)
+#define S_SLAB          (64 * 1024)
+
+typedef struct s_slab_t {
+    struct s_slab_t *next;
+    max_align_t align[];
+} s_slab_t;
+
 //  The accounting of one state: the allocator's userdata, which the hook and the C
 //  helpers reach through lua_getallocf.
 typedef struct {
+    void *free[S_CLASSES];              //  free blocks of each size class, linked
+    s_slab_t *slabs;
+    char *carve, *carve_end;            //  the unused rest of the newest slab
     size_t used, cap;                   //  bytes live, bytes allowed
     bool refused;                       //  the allocator said no during this evaluation
     long budget, executed;              //  instructions
@@ -87,6 +104,8 @@ typedef struct {
 } s_run_t;
 
 struct _mesh_vm_t {
+    size_t building;                    //  the rule whose top level is running
+    bool build_failed;                  //  in the chain evaluation under way
     mesh_sandbox_t **rules;
     size_t rule_count;
     mesh_sandbox_limits_t limits;
@@ -108,11 +127,14 @@ static const char s_key_ctx = 0;
 //  --------------------------------------------------------------------------------
 //  Small helpers
 
+//  The coarse clock is a memory read (the precise one cost a tenth of a trivial rule
+//  evaluation on a virtual machine); its few milliseconds of resolution are well
+//  inside a time limit of tens of milliseconds.
 static int64_t
 s_now_ns (void)
 {
     struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
+    clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -225,26 +247,116 @@ s_what (lua_State *L, int index)
 //  --------------------------------------------------------------------------------
 //  The allocator, the hook and the charges: the three limits
 
+static size_t
+s_class (size_t size)
+{
+    return (size + S_SMALL_STEP - 1) / S_SMALL_STEP - 1;
+}
+
+static void *
+s_small_alloc (s_run_t *run, size_t class)
+{
+    void *block = run->free [class];
+    if (block) {
+        run->free [class] = *(void **) block;
+        return block;
+    }
+    size_t size = (class + 1) * S_SMALL_STEP;
+    if (run->carve + size > run->carve_end) {
+        //  The rest of the old slab goes to the free lists, largest classes first.
+        while (run->carve + S_SMALL_STEP <= run->carve_end) {
+            size_t rest = (size_t) (run->carve_end - run->carve);
+            size_t c = s_class (rest > S_SMALL_MAX ? S_SMALL_MAX : rest);
+            if ((c + 1) * S_SMALL_STEP > rest)
+                c--;
+            *(void **) run->carve = run->free [c];
+            run->free [c] = run->carve;
+            run->carve += (c + 1) * S_SMALL_STEP;
+        }
+        s_slab_t *slab = malloc (sizeof (s_slab_t) + S_SLAB);
+        if (!slab)
+            return NULL;
+        slab->next = run->slabs;
+        run->slabs = slab;
+        run->carve = (char *) slab->align;
+        run->carve_end = run->carve + S_SLAB;
+    }
+    block = run->carve;
+    run->carve += size;
+    return block;
+}
+
+static void
+s_small_free (s_run_t *run, void *block, size_t class)
+{
+    *(void **) block = run->free [class];
+    run->free [class] = block;
+}
+
+static void
+s_slabs_free (s_run_t *run)
+{
+    while (run->slabs) {
+        s_slab_t *next = run->slabs->next;
+        free (run->slabs);
+        run->slabs = next;
+    }
+}
+
+//  What a block of SIZE bytes counts for.
+static size_t
+s_charged (size_t size)
+{
+    return size <= S_SMALL_MAX ? (s_class (size) + 1) * S_SMALL_STEP : size;
+}
+
 static void *
 s_alloc (void *ud, void *ptr, size_t osize, size_t nsize)
 {
     s_run_t *run = ud;
-    size_t old = ptr ? osize : 0;       //  ptr == NULL: osize is a type tag
+    size_t old = ptr ? s_charged (osize) : 0;   //  ptr == NULL: osize is a type tag
     if (nsize == 0) {
-        free (ptr);
+        if (ptr && osize <= S_SMALL_MAX)
+            s_small_free (run, ptr, s_class (osize));
+        else
+            free (ptr);
         run->used -= old;
         return NULL;
     }
-    if (nsize > old && nsize - old > run->cap - run->used) {
+    size_t new = s_charged (nsize);
+    if (ptr && osize <= S_SMALL_MAX && nsize <= S_SMALL_MAX
+    &&  s_class (osize) == s_class (nsize))
+        return ptr;                             //  the same block fits
+    if (new > old && new - old > run->cap - run->used) {
         run->refused = true;            //  Lua collects and may ask once more
         return NULL;
     }
-    void *block = realloc (ptr, nsize);
+    void *block;
+    if (nsize <= S_SMALL_MAX) {
+        block = s_small_alloc (run, s_class (nsize));
+        if (block && ptr) {
+            memcpy (block, ptr, osize < nsize ? osize : nsize);
+            if (osize <= S_SMALL_MAX)
+                s_small_free (run, ptr, s_class (osize));
+            else
+                free (ptr);
+        }
+    }
+    else
+    if (ptr && osize <= S_SMALL_MAX) {
+        block = malloc (nsize);
+        if (block) {
+            memcpy (block, ptr, osize);
+            s_small_free (run, ptr, s_class (osize));
+        }
+    }
+    else
+        block = realloc (ptr, nsize);
     if (!block) {
         run->refused = true;
         return NULL;
     }
-    run->used = run->used - old + nsize;
+    run->used = run->used - old + new;
     return block;
 }
 
@@ -285,6 +397,12 @@ s_run_of (lua_State *L)
     return alloc == s_alloc ? ud : NULL;
 }
 
+bool
+mesh_vm_sandboxed (lua_State *L)
+{
+    return s_run_of (L) != NULL;
+}
+
 void
 mesh_vm_charge (lua_State *L, size_t units)
 {
@@ -316,6 +434,189 @@ mesh_vm_check_time (lua_State *L)
 //  --------------------------------------------------------------------------------
 //  Building the state
 
+//  Arm the limits for one piece of rule code: budgets from zero, the memory cap at
+//  what the state holds now plus the limit, the hook on.
+static void
+s_arm (mesh_vm_t *self, lua_State *L)
+{
+    s_run_t *run = &self->run;
+    run->limit = S_LIMIT_NONE;
+    run->refused = false;
+    run->executed = 0;
+    run->budget = self->limits.instructions;
+    run->period = self->limits.instructions < S_HOOK_PERIOD
+                ? (int) self->limits.instructions : S_HOOK_PERIOD;
+    run->deadline_ns = s_now_ns () + (int64_t) self->limits.time_ms * 1000000;
+    lua_sethook (L, s_hook, LUA_MASKCOUNT, run->period);
+}
+
+static void
+s_disarm (mesh_vm_t *self, lua_State *L)
+{
+    lua_sethook (L, NULL, 0, 0);
+}
+
+//  --------------------------------------------------------------------------------
+//  Freezing what a rule's top level built
+//
+//  A rule's top level runs once, when the state is built.  Everything it made that
+//  check can reach - the rule table, tables in it, the locals check closes over,
+//  the globals it set, the functions among them - is then frozen: every table is
+//  replaced by a read-only view (view.c), and every upvalue of every such function
+//  is recorded, so that each evaluation starts by putting those values back.  So
+//  check cannot change a table it did not make in this evaluation, and a local it
+//  assigns is back to its top-level value next time: nothing survives.  Tables made
+//  at the top level may not have metatables (a metamethod would get the unfrozen
+//  table as its argument) nor serve as keys (the key would stay reachable).
+
+typedef struct {
+    int map;                            //  table -> its view; function -> true (walked)
+    int seen;                           //  upvalue id -> true
+    int snaps;                          //  {function, n, value, ...}
+    lua_Integer snap_count;
+    void *env_cell;                     //  the chunk's _ENV upvalue: swapped, not kept
+    const char *rule;                   //  for messages
+} s_freeze_t;
+
+static void s_freeze (lua_State *L, s_freeze_t *F, int depth);
+
+static void
+s_freeze_function (lua_State *L, s_freeze_t *F, int f, int depth)
+{
+    lua_pushvalue (L, f);
+    if (lua_rawget (L, F->map) != LUA_TNIL) {
+        lua_pop (L, 1);
+        return;
+    }
+    lua_pop (L, 1);
+    lua_pushvalue (L, f);
+    lua_pushboolean (L, 1);
+    lua_rawset (L, F->map);
+    if (lua_iscfunction (L, f))
+        return;                         //  ours: rules cannot make C closures
+    for (int n = 1; lua_getupvalue (L, f, n); n++) {
+        void *id = lua_upvalueid (L, f, n);
+        lua_pushlightuserdata (L, id);
+        bool skip = id == F->env_cell || lua_rawget (L, F->seen) != LUA_TNIL;
+        lua_pop (L, 1);
+        if (skip) {
+            lua_pop (L, 1);
+            continue;
+        }
+        lua_pushlightuserdata (L, id);
+        lua_pushboolean (L, 1);
+        lua_rawset (L, F->seen);
+        s_freeze (L, F, depth + 1);
+        lua_pushvalue (L, -1);
+        lua_setupvalue (L, f, n);
+        lua_pushvalue (L, f);
+        lua_rawseti (L, F->snaps, ++F->snap_count);
+        lua_pushinteger (L, n);
+        lua_rawseti (L, F->snaps, ++F->snap_count);
+        lua_rawseti (L, F->snaps, ++F->snap_count);
+    }
+}
+
+//  Replace the value on the stack top by its frozen form.
+static void
+s_freeze (lua_State *L, s_freeze_t *F, int depth)
+{
+    luaL_checkstack (L, 10, "rule data nested too deeply");
+    if (depth > 200)
+        luaL_error (L, "%s: what the top level builds is nested too deeply", F->rule);
+    int v = lua_gettop (L);
+    int type = lua_type (L, v);
+    if (type == LUA_TFUNCTION) {
+        s_freeze_function (L, F, v, depth);
+        return;
+    }
+    if (type != LUA_TTABLE || mesh_view_is (L, v))
+        return;
+    lua_pushvalue (L, v);
+    if (lua_rawget (L, F->map) != LUA_TNIL) {
+        lua_replace (L, v);
+        return;
+    }
+    lua_pop (L, 1);
+    if (lua_getmetatable (L, v))
+        luaL_error (L, "%s: a table made at the top level has a metatable; set metatables "
+                       "inside check (what the top level builds is frozen)", F->rule);
+    mesh_vm_charge (L, 1);
+    lua_pushvalue (L, v);
+    mesh_view_wrap (L, v + 1);                  //  v + 1: the view
+    lua_pushvalue (L, v);
+    lua_pushvalue (L, v + 1);
+    lua_rawset (L, F->map);
+    lua_pushnil (L);
+    while (lua_next (L, v)) {                   //  v + 2: key, v + 3: value
+        int kt = lua_type (L, v + 2), vt = lua_type (L, v + 3);
+        if (kt == LUA_TTABLE)
+            luaL_error (L, "%s: a table made at the top level uses a table as a key; "
+                           "use strings or numbers", F->rule);
+        if (kt == LUA_TFUNCTION) {
+            lua_pushvalue (L, v + 2);
+            s_freeze (L, F, depth + 1);
+            lua_pop (L, 1);
+        }
+        mesh_vm_charge (L, 1);
+        if (vt == LUA_TTABLE || vt == LUA_TFUNCTION) {
+            lua_pushvalue (L, v + 3);
+            s_freeze (L, F, depth + 1);         //  v + 4
+            if (vt == LUA_TTABLE) {
+                lua_pushvalue (L, v + 2);
+                lua_pushvalue (L, v + 4);
+                lua_rawset (L, v);              //  an existing key: allowed while walking
+            }
+        }
+        lua_settop (L, v + 2);
+    }
+    lua_replace (L, v);
+}
+
+//  --------------------------------------------------------------------------------
+//  Building the state
+
+//  Each rule's record in the registry's rules sequence.
+enum { R_CHUNK = 1, R_CHECK, R_ENV_MT, R_SNAPS, R_RULE, R_SNAP_COUNT };
+
+static bool
+s_valid_name (const char *name, size_t len)
+{
+    if (len == 0 || len > S_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name [i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+//  Check the rule table at RULE: {name, description, check}.
+static void
+s_check_rule_table (lua_State *L, int rule)
+{
+    if (lua_type (L, rule) != LUA_TTABLE)
+        luaL_error (L, "the rule must return a table {name, description, check}, not %s",
+                    luaL_typename (L, rule));
+    if (lua_getfield (L, rule, "name") != LUA_TSTRING)
+        luaL_error (L, "the rule table needs name = \"...\" (a string), not %s",
+                    luaL_typename (L, -1));
+    size_t len;
+    const char *name = lua_tolstring (L, -1, &len);
+    if (!s_valid_name (name, len) || strcmp (name, "builtin") == 0)
+        luaL_error (L, "rule name must be 1 to %d characters of A-Z a-z 0-9 _ - . "
+                       "and not \"builtin\"", S_MAX_NAME);
+    if (lua_getfield (L, rule, "description") != LUA_TSTRING)
+        luaL_error (L, "the rule table needs description = \"...\" (a string), not %s",
+                    luaL_typename (L, -1));
+    if (lua_getfield (L, rule, "check") != LUA_TFUNCTION)
+        luaL_error (L, "the rule table needs check = function (proposal, ctx), not %s",
+                    luaL_typename (L, -1));
+    lua_pop (L, 3);
+}
+
 static int
 s_build_main (lua_State *L)
 {
@@ -332,22 +633,106 @@ s_build_main (lua_State *L)
     mesh_view_wrap (L, -1);
     lua_setfield (L, g, "mesh");
 
-    lua_createtable (L, 0, 2);
+    lua_createtable (L, 0, 2);                  //  the environment of top levels
     lua_pushvalue (L, g);
     lua_setfield (L, -2, "__index");
     lua_pushboolean (L, 0);
     lua_setfield (L, -2, "__metatable");
+    int env_mt = lua_gettop (L);
+    lua_pushvalue (L, env_mt);
     lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_env_mt);
 
     lua_createtable (L, (int) self->rule_count, 0);
+    int rules = lua_gettop (L);
     for (size_t i = 0; i < self->rule_count; i++) {
+        self->building = i;
+        int base = lua_gettop (L);
         size_t size;
         const char *source = mesh_sandbox_source (self->rules [i], &size);
-        lua_pushfstring (L, "@%s", s_basename (mesh_sandbox_path (self->rules [i])));
+        const char *file = s_basename (mesh_sandbox_path (self->rules [i]));
+        lua_pushfstring (L, "@%s", file);
         if (luaL_loadbufferx (L, source, size, lua_tostring (L, -1), "t") != LUA_OK)
             return lua_error (L);
-        lua_remove (L, -2);
-        lua_rawseti (L, -2, (lua_Integer) i + 1);
+        int chunk = base + 2;
+        lua_createtable (L, 0, 0);              //  base + 3: E0, the top level's _ENV
+        int e0 = base + 3;
+        lua_pushvalue (L, env_mt);
+        lua_setmetatable (L, e0);
+        lua_pushvalue (L, e0);
+        lua_setupvalue (L, chunk, 1);
+
+        //  The top level is rule code: it runs under the limits.
+        self->run.cap = self->run.used + self->limits.memory;
+        if (self->run.cap < self->run.used)
+            self->run.cap = SIZE_MAX;
+        s_arm (self, L);
+        lua_pushvalue (L, chunk);
+        lua_call (L, 0, 1);                     //  base + 4: the rule table
+        s_disarm (self, L);
+        self->run.cap = SIZE_MAX;
+        int rule = base + 4;
+        s_check_rule_table (L, rule);
+
+        lua_createtable (L, R_SNAP_COUNT, 0);   //  base + 5: the record
+        int rec = base + 5;
+        lua_newtable (L);                       //  base + 6: map
+        lua_newtable (L);                       //  base + 7: seen
+        lua_newtable (L);                       //  base + 8: snaps
+        s_freeze_t F = {
+            .map = base + 6, .seen = base + 7, .snaps = base + 8,
+            .env_cell = lua_upvalueid (L, chunk, 1), .rule = file
+        };
+        //  The globals the top level set, then the rule table.
+        lua_pushnil (L);
+        while (lua_next (L, e0)) {
+            int vt = lua_type (L, -1);
+            if (vt == LUA_TTABLE || vt == LUA_TFUNCTION) {
+                s_freeze (L, &F, 0);
+                lua_pushvalue (L, -2);
+                lua_insert (L, -2);
+                lua_rawset (L, e0);
+            }
+            else
+                lua_pop (L, 1);
+        }
+        lua_pushvalue (L, rule);
+        s_freeze (L, &F, 0);
+        lua_rawseti (L, rec, R_RULE);
+        lua_getfield (L, rule, "check");
+        lua_rawseti (L, rec, R_CHECK);
+        lua_pushvalue (L, chunk);
+        lua_rawseti (L, rec, R_CHUNK);
+        lua_pushvalue (L, F.snaps);
+        lua_rawseti (L, rec, R_SNAPS);
+        lua_pushinteger (L, F.snap_count);
+        lua_rawseti (L, rec, R_SNAP_COUNT);
+        //  Each evaluation's _ENV: misses go to one table holding the libraries and,
+        //  over them, the globals the top level set (one lookup, not a chain of two).
+        lua_createtable (L, 0, 32);
+        int merged = lua_gettop (L);
+        lua_pushnil (L);
+        while (lua_next (L, g)) {
+            lua_pushvalue (L, -2);
+            lua_insert (L, -2);
+            lua_rawset (L, merged);
+        }
+        lua_pushnil (L);
+        while (lua_next (L, e0)) {
+            lua_pushvalue (L, -2);
+            lua_insert (L, -2);
+            lua_rawset (L, merged);
+        }
+        lua_createtable (L, 0, 2);
+        lua_pushvalue (L, merged);
+        lua_setfield (L, -2, "__index");
+        lua_pushboolean (L, 0);
+        lua_setfield (L, -2, "__metatable");
+        lua_rawseti (L, rec, R_ENV_MT);
+        lua_pushnil (L);
+        lua_setupvalue (L, chunk, 1);
+        lua_pushvalue (L, rec);
+        lua_rawseti (L, rules, (lua_Integer) i + 1);
+        lua_settop (L, base);
     }
     lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_rules);
     return 0;
@@ -358,17 +743,19 @@ s_close (mesh_vm_t *self)
 {
     if (self->L)
         lua_close (self->L);
+    s_slabs_free (&self->run);
     self->L = NULL;
     self->begun = false;
 }
 
-//  Build the state; 0, or -1 with *err_p set (caller frees).
+//  Build the state; 0, or -1 with *err_p set (caller frees): the message of what
+//  failed, or "the rule hit its LIMIT" when a top level hit a limit.
 static int
 s_build (mesh_vm_t *self, char **err_p)
 {
     s_close (self);
     memset (&self->run, 0, sizeof self->run);
-    self->run.cap = SIZE_MAX;           //  compiling only: no rule code runs here
+    self->run.cap = SIZE_MAX;
     lua_State *L = lua_newstate (s_alloc, &self->run);
     if (!L) {
         *err_p = strdup ("cannot create a Lua state: out of memory");
@@ -376,12 +763,25 @@ s_build (mesh_vm_t *self, char **err_p)
     }
     lua_pushcfunction (L, s_build_main);
     lua_pushlightuserdata (L, self);
-    if (lua_pcall (L, 1, 0, 0) != LUA_OK) {
-        size_t len = 0;
-        const char *msg = lua_type (L, -1) == LUA_TSTRING ? lua_tolstring (L, -1, &len)
-                                                           : "out of memory";
-        *err_p = s_clean (msg, len ? len : strlen (msg));
+    int status = lua_pcall (L, 1, 0, 0);
+    if (status != LUA_OK) {
+        s_run_t *run = &self->run;
+        if (run->limit == S_LIMIT_NONE && (status == LUA_ERRMEM || run->refused))
+            run->limit = S_LIMIT_MEMORY;
+        if (run->limit != S_LIMIT_NONE && self->rule_count == 1)
+            *err_p = s_format ("the rule hit its %s", s_limit_names [run->limit]);
+        else
+        if (run->limit != S_LIMIT_NONE)
+            *err_p = s_format ("%s: the rule hit its %s", s_basename (mesh_sandbox_path (
+                               self->rules [self->building])), s_limit_names [run->limit]);
+        else {
+            size_t len = 0;
+            const char *msg = lua_type (L, -1) == LUA_TSTRING ? lua_tolstring (L, -1, &len)
+                                                               : "out of memory";
+            *err_p = s_clean (msg, len ? len : strlen (msg));
+        }
         lua_close (L);
+        s_slabs_free (&self->run);
         return -1;
     }
     lua_gc (L, LUA_GCCOLLECT);
@@ -415,49 +815,7 @@ typedef struct {
     int found;
 } s_call_t;
 
-static bool
-s_valid_name (const char *name, size_t len)
-{
-    if (len == 0 || len > S_MAX_NAME)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name [i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-           || c == '_' || c == '-' || c == '.'))
-            return false;
-    }
-    return true;
-}
-
-//  After a probe: check the fields of the rule table at RULE.  No heap copies are made
-//  until the last Lua call is done, so an error raised here leaks nothing.
-static int
-s_probe (lua_State *L, s_call_t *call, int rule)
-{
-    if (lua_getfield (L, rule, "name") != LUA_TSTRING)
-        return luaL_error (L, "the rule table needs name = \"...\" (a string), not %s",
-                           luaL_typename (L, -1));
-    int name = lua_gettop (L);
-    if (lua_getfield (L, rule, "description") != LUA_TSTRING)
-        return luaL_error (L, "the rule table needs description = \"...\" (a string), not %s",
-                           luaL_typename (L, -1));
-    int desc = lua_gettop (L);
-    if (lua_getfield (L, rule, "check") != LUA_TFUNCTION)
-        return luaL_error (L, "the rule table needs check = function (proposal, ctx), not %s",
-                           luaL_typename (L, -1));
-    size_t name_len, desc_len;
-    const char *name_s = lua_tolstring (L, name, &name_len);
-    if (!s_valid_name (name_s, name_len) || strcmp (name_s, "builtin") == 0)
-        return luaL_error (L, "rule name must be 1 to %d characters of A-Z a-z 0-9 _ - . "
-                              "and not \"builtin\"", S_MAX_NAME);
-    const char *desc_s = lua_tolstring (L, desc, &desc_len);
-    call->name = strndup (name_s, name_len);
-    call->description = s_clean (desc_s, desc_len);
-    call->verdict = MESH_VERDICT_ACCEPT;
-    return 0;
-}
-
-//  Push a fresh _ENV for one evaluation.
+//  Push a fresh _ENV whose misses go to the libraries.
 static void
 s_push_env (lua_State *L)
 {
@@ -504,20 +862,43 @@ s_eval_main (lua_State *L)
     }
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_rules);
     lua_rawgeti (L, -1, (lua_Integer) call->index + 1);
+    int rec = lua_gettop (L);
+    if (call->mode == S_PROBE) {
+        //  Built means the top level ran and returned a valid rule table.
+        lua_rawgeti (L, rec, R_RULE);
+        lua_getfield (L, -1, "name");
+        lua_getfield (L, -2, "description");
+        size_t name_len, desc_len;
+        const char *name = lua_tolstring (L, -2, &name_len);
+        const char *desc = lua_tolstring (L, -1, &desc_len);
+        call->name = strndup (name, name_len);
+        call->description = s_clean (desc, desc_len);
+        call->verdict = MESH_VERDICT_ACCEPT;
+        return 0;
+    }
+    //  The top-level locals check sees, back to what the top level left them.
+    lua_rawgeti (L, rec, R_SNAPS);
+    int snaps = rec + 1;
+    lua_rawgeti (L, rec, R_SNAP_COUNT);
+    lua_Integer count = lua_tointeger (L, -1);
+    lua_pop (L, 1);
+    for (lua_Integer j = 1; j + 2 <= count; j += 3) {
+        lua_rawgeti (L, snaps, j + 1);
+        int n = (int) lua_tointeger (L, -1);
+        lua_pop (L, 1);
+        lua_rawgeti (L, snaps, j);              //  the function
+        lua_rawgeti (L, snaps, j + 2);          //  the value
+        lua_setupvalue (L, -2, n);
+        lua_pop (L, 1);
+    }
+    //  A fresh _ENV, in the cell every function of the rule shares.
+    lua_rawgeti (L, rec, R_CHUNK);
     int chunk = lua_gettop (L);
-    s_push_env (L);
+    lua_createtable (L, 0, 0);
+    lua_rawgeti (L, rec, R_ENV_MT);
+    lua_setmetatable (L, -2);
     lua_setupvalue (L, chunk, 1);
-    lua_pushvalue (L, chunk);
-    lua_call (L, 0, 1);
-    if (lua_type (L, -1) != LUA_TTABLE)
-        return luaL_error (L, "the rule must return a table {name, description, check}, "
-                              "not %s", luaL_typename (L, -1));
-    int rule = lua_gettop (L);
-    if (call->mode == S_PROBE)
-        return s_probe (L, call, rule);
-
-    if (lua_getfield (L, rule, "check") != LUA_TFUNCTION)
-        return luaL_error (L, "the rule table has no check function");
+    lua_rawgeti (L, rec, R_CHECK);
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_proposal);
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_ctx);
     lua_call (L, 2, 2);
@@ -557,13 +938,19 @@ static void
 s_run (mesh_vm_t *self, s_call_t *call)
 {
     call->verdict = MESH_VERDICT_ERROR;
+    if (!self->L && self->build_failed) {
+        call->reason = strdup ("cannot build the rule state (see the first rule's reason)");
+        return;
+    }
     if (!self->L) {
         char *err = NULL;
         if (s_build (self, &err) != 0) {
-            //  A chain's rules all compiled when they were loaded, so there this is a
-            //  shortage of memory; for a probe it is the rule's own compile error.
-            if (call->mode == S_EVAL)
+            //  A chain's rules all loaded once, so there this is a shortage of memory or
+            //  time; for a probe it is the rule's own problem.
+            if (call->mode == S_EVAL) {
                 call->reason = s_format ("cannot build the rule state: %s", err ? err : "");
+                self->build_failed = true;
+            }
             else {
                 call->reason = err;
                 err = NULL;
@@ -576,14 +963,7 @@ s_run (mesh_vm_t *self, s_call_t *call)
     }
     lua_State *L = self->L;
     s_run_t *run = &self->run;
-    run->limit = S_LIMIT_NONE;
-    run->refused = false;
-    run->executed = 0;
-    run->budget = self->limits.instructions;
-    run->period = self->limits.instructions < S_HOOK_PERIOD
-                ? (int) self->limits.instructions : S_HOOK_PERIOD;
-    run->deadline_ns = s_now_ns () + (int64_t) self->limits.time_ms * 1000000;
-    lua_sethook (L, s_hook, LUA_MASKCOUNT, run->period);
+    s_arm (self, L);
     lua_pushcfunction (L, s_eval_main);
     lua_pushlightuserdata (L, call);
     int status = lua_pcall (L, 1, 0, 0);
@@ -610,7 +990,7 @@ s_run (mesh_vm_t *self, s_call_t *call)
     if (status != LUA_OK)
         s_close (self);
     else
-        lua_sethook (L, NULL, 0, 0);
+        s_disarm (self, L);
     //  C functions run outside the hook's reach; what they overran is seen here.
     if (run->limit == S_LIMIT_NONE && s_now_ns () > run->deadline_ns)
         run->limit = S_LIMIT_TIME;
@@ -824,6 +1204,7 @@ mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *ve
     s_end (self);
     self->proposal = proposal;
     self->ctx = ctx;
+    self->build_failed = false;
     for (size_t i = 0; i < self->rule_count; i++) {
         s_call_t call = { .self = self, .mode = S_EVAL, .index = i };
         s_run (self, &call);
@@ -842,6 +1223,7 @@ mesh_vm_eval_one (mesh_vm_t *self, size_t index, json_t *proposal, json_t *ctx,
     s_end (self);
     self->proposal = proposal;
     self->ctx = ctx;
+    self->build_failed = false;
     s_call_t call = { .self = self, .mode = S_EVAL, .index = index };
     s_run (self, &call);
     s_end (self);
@@ -860,6 +1242,7 @@ mesh_vm_probe (mesh_vm_t *self, size_t index, char **name_p, char **description_
     assert (index < self->rule_count);
     *name_p = *description_p = *err_p = NULL;
     s_end (self);
+    self->build_failed = false;
     s_call_t call = { .self = self, .mode = S_PROBE, .index = index };
     s_run (self, &call);
     if (call.verdict == MESH_VERDICT_ACCEPT && call.name && call.description) {
@@ -867,10 +1250,7 @@ mesh_vm_probe (mesh_vm_t *self, size_t index, char **name_p, char **description_
         *description_p = call.description;
         return 0;
     }
-    if (call.verdict == MESH_VERDICT_LIMIT)
-        *err_p = s_format ("the rule hit its %s", call.reason);
-    else
-        *err_p = call.reason ? strdup (call.reason) : strdup ("out of memory");
+    *err_p = call.reason ? strdup (call.reason) : strdup ("out of memory");
     free (call.reason);
     free (call.name);
     free (call.description);

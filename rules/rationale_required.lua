@@ -3,7 +3,7 @@
 -- The rationale is what an auditor reads first, and what tells a reviewer whether
 -- the model understood the incident.  It must be a string of at least MIN_WORDS
 -- words and MIN_CHARS characters (UTF-8), and at most MAX_CHARS.  Padding does not
--- count: words are runs of letters.
+-- count: words are runs of letters and digits (mesh.words).
 
 local MIN_WORDS = 4
 local MIN_CHARS = 20
@@ -24,10 +24,7 @@ return {
             return false, string.format("the rationale is %d characters; at most %d",
                                         chars, MAX_CHARS)
         end
-        local words = 0
-        for _ in rationale:gmatch("%a+") do
-            words = words + 1
-        end
+        local words = mesh.words(rationale)
         if words < MIN_WORDS or chars < MIN_CHARS then
             return false, string.format("the rationale is too short (%d words, %d characters; "
                                         .. "at least %d and %d): say why this action "

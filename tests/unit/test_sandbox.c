@@ -401,12 +401,30 @@ test_escapes_are_closed (void **state)
 static void
 test_no_state_between_evaluations (void **state)
 {
-    //  Globals, upvalues, tables kept in the chunk's locals, _ENV: all new every time.
+    //  Globals, upvalues (also one only a helper assigns), a table put in a top-level
+    //  local, _ENV: the same every time; a top-level table cannot be written.
     mesh_sandbox_t *rule = s_load ("hostile_leak.lua", NULL);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         s_expect (rule, "{\"action\":\"x\"}", MESH_VERDICT_REJECT,
-                  "loaded=1 upvalue=1 calls=1 cache=1 env=1");
+                  "loaded=1 upvalue=1 calls=1 env=1 last=0 hidden=1 function");
+        s_expect (rule, "{\"action\":\"x\",\"write_cache\":true}", MESH_VERDICT_ERROR,
+                  "read-only");
+    }
     mesh_sandbox_destroy (&rule);
+    //  What the top level builds is frozen, so some shapes are refused at load.
+    const char *bad[][2] = {
+        { "local t = setmetatable({}, {}) return { name = \"m\", description = \"d\", "
+          "check = function () return t end }", "has a metatable" },
+        { "local k = {} local t = { [k] = 1 } return { name = \"k\", description = \"d\", "
+          "check = function () return t end }", "uses a table as a key" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        char *err = NULL;
+        assert_null (mesh_sandbox_load_buffer ("bad.lua", bad [i][0], strlen (bad [i][0]),
+                                               &s_limits, &err));
+        assert_non_null (strstr (err, bad [i][1]));
+        free (err);
+    }
 }
 
 static void
