@@ -323,36 +323,51 @@ s_heartbeat (mesh_agent_t *self)
     json_decref (body);
 }
 
-//  Detect and de-duplicate one event; queue an incident or mark the event done.
+//  Detect and de-duplicate one event; queue what it opened or mark it done.  With no
+//  event, the incident table's tick: event time moves on while the stream is idle, the
+//  silences file is followed, the group state written when due; what that opened goes
+//  to the workers as the queue has room.
 static void
 s_consume (mesh_agent_t *self, mesh_event_t *event)
 {
-    self->n.events++;
-    mesh_detect_info_t info;
-    double score = mesh_detect_update (self->detect, event->series, event->value, event->ts_ms,
-                                       &info);                                 //  detect
-    bool opened = false;
-    if (mesh_detect_is_anomaly (self->detect, score)) {
-        self->n.anomalies++;
-        opened = mesh_incidents_admit (self->incidents, event->series, event->ts_ms);  //  incident
+    size_t opened = 0;
+    if (event) {
+        self->n.events++;
+        mesh_detect_info_t info;
+        double score = mesh_detect_update (self->detect, event->series, event->value,
+                                           event->ts_ms, &info);               //  detect
+        bool anomalous = mesh_detect_is_anomaly (self->detect, score);
+        self->n.anomalies += anomalous;
+        opened = mesh_incidents_update (self->incidents, event, anomalous,    //  incident
+                                        mesh_detect_name (self->detect), &info);
         if (!opened)
-            self->n.suppressed++;
+            mesh_event_kafka_done (self->events, event->topic, event->partition,
+                                   event->offset);
     }
-    if (!opened) {
-        mesh_event_kafka_done (self->events, event->topic, event->partition, event->offset);
-        return;
+    else
+        mesh_incidents_tick (self->incidents, zclock_time ());
+    self->n.suppressed = mesh_incidents_suppressed (self->incidents);
+    //  An event's incidents ride on its offset: all are queued (held) before the next
+    //  poll, waiting for room if need be.  The tick's go as there is room.
+    while (mesh_incidents_ready (self->incidents)) {
+        pthread_mutex_lock (&self->lock);
+        if (!event && self->queue_len >= self->queue_cap) {
+            pthread_mutex_unlock (&self->lock);
+            break;
+        }
+        while (self->queue_len >= self->queue_cap && !self->fatal)
+            pthread_cond_wait (&self->wake, &self->lock);
+        mesh_incident_t *incident = mesh_incidents_next (self->incidents);
+        self->n.incidents++;
+        mesh_event_kafka_hold (self->events, incident->topic, incident->partition,
+                               incident->offset);
+        size_t tail = (self->queue_head + self->queue_len) % self->queue_cap;
+        self->queue[tail] = incident;                                          //  -> reason
+        self->queue_len++;
+        self->busy++;
+        pthread_cond_broadcast (&self->wake);
+        pthread_mutex_unlock (&self->lock);
     }
-    self->n.incidents++;
-    mesh_incident_t *incident = mesh_incident_new (self->acfg->name, event,
-                                                   mesh_detect_name (self->detect), &info);
-    mesh_event_kafka_hold (self->events, event->topic, event->partition, event->offset);
-    pthread_mutex_lock (&self->lock);
-    size_t tail = (self->queue_head + self->queue_len) % self->queue_cap;
-    self->queue[tail] = incident;                                              //  -> reason
-    self->queue_len++;
-    self->busy++;
-    pthread_cond_broadcast (&self->wake);
-    pthread_mutex_unlock (&self->lock);
 }
 
 static bool
@@ -483,6 +498,7 @@ mesh_agent_run (mesh_agent_t *self)
             break;
         }
         s_store_completions (self);
+        s_consume (self, NULL);         //  incident tick: idle stream, silences, state
         if (s_queue_full (self)) {      //  backpressure: stop polling until there is room
             usleep (20 * 1000);
             continue;
@@ -557,7 +573,7 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
         return NULL;
     }
     self->detect = mesh_detect_new (&acfg->detector);
-    self->incidents = mesh_incidents_new (&acfg->incident, acfg->detector.max_series);
+    self->incidents = mesh_incidents_new (acfg, cfg->state_dir, instance);
     self->budget = mesh_budget_new (acfg->reason.budget_tokens, acfg->reason.budget_window_s);
     self->act = mesh_act_new (cfg, acfg, brokers);
     self->events = mesh_event_kafka_new (cfg, acfg, brokers, instance);

@@ -1,7 +1,13 @@
-/*  test_incident - incidents, their decision ids and JSON, and the cooldown table.
+/*  test_incident - incidents, their decision ids and JSON, and the de-duplication
+ *  table: grouping, group_wait, group_interval, repeat_interval, cooldown, min_points
+ *  in a span, resolution, silences (config and file, equality and regex, expiry),
+ *  persistence across a restart, a corrupt state file, eviction, and the accounting
+ *  that leaves no anomalous point uncounted.
  *
- *  Usage example: an anomalous point goes through mesh_incidents_admit; if it opens
- *  an incident, mesh_incident_new copies what the reasoning worker needs.
+ *  Usage example: every consumed event goes through mesh_incidents_update (anomalous
+ *  or not: event time moves on with every event); what it opened is taken with
+ *  mesh_incidents_next.  All times are explicit event times, so nothing here depends
+ *  on the clock except where a test sets the wall clock through mesh_incidents_tick.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,10 +16,15 @@
 #include <cmocka.h>
 
 #include "incident.h"
+#include "silence.h"
 
+#include <ftw.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void
 test_decision_id_is_stable_and_distinct (void **state)
@@ -156,63 +167,713 @@ test_incident_json_fields (void **state)
     mesh_incident_destroy (&inc);
 }
 
+//  --- the de-duplication table --------------------------------------------------------
+
+#define T0 1767225600000LL              //  2026-01-01T00:00:00Z
+#define SEC 1000LL
+
+static char *s_key_fields[] = { "host", "metric" };
+static char *s_by_host[] = { "host" };
+
+//  An agent "ops" keyed by host/metric, every incident default as in meshd.yaml but
+//  small tables.
 static void
-test_cooldown_admits_suppresses_readmits (void **state)
+s_agent (mesh_agent_config_t *a)
 {
-    mesh_incident_config_t cfg = { .cooldown_s = 300 };
-    mesh_incidents_t *t = mesh_incidents_new (&cfg, 100);
+    memset (a, 0, sizeof *a);
+    a->name = "ops";
+    a->key_fields = s_key_fields;
+    a->key_field_count = 2;
+    a->detector.max_series = 100;
+    a->reason.queue_size = 8;
+    a->reason.workers = 1;
+    mesh_incident_config_t *c = &a->incident;
+    c->group_by = s_key_fields;
+    c->group_by_count = 2;
+    c->group_wait_s = 0;
+    c->group_interval_s = 300;
+    c->repeat_interval_s = 3600;
+    c->cooldown_s = 300;
+    c->min_points = 1;
+    c->min_points_span_s = 300;
+    c->resolve_s = 300;
+    c->max_groups = 100;
+    c->persist_interval_s = 5;
+}
+
+//  One event of HOST/METRIC at TS on metrics[PARTITION]@OFFSET through the table.
+static size_t
+s_feed (mesh_incidents_t *t, const char *host, const char *metric, int64_t ts,
+        int32_t partition, int64_t offset, bool anomalous)
+{
+    json_t *msg = json_pack ("{s:s, s:s, s:f, s:I}", "host", host, "metric", metric, "value",
+                             99.5, "ts", (json_int_t) (ts / 1000));
+    mesh_event_t ev = { .topic = "metrics", .partition = partition, .offset = offset,
+                        .value = 99.5, .ts_ms = ts, .json = msg };
+    snprintf (ev.series, sizeof ev.series, "%s/%s", host, metric);
+    mesh_detect_info_t info = sample_info ();
+    size_t opened = mesh_incidents_update (t, &ev, anomalous, "ewma",
+                                           anomalous ? &info : NULL);
+    json_decref (msg);
+    return opened;
+}
+
+//  The next incident: its series, decision id (of metrics[id_part]@id_off), trigger
+//  offset and group notification; returned for more checks (caller destroys).
+static mesh_incident_t *
+s_expect (mesh_incidents_t *t, const char *series, int32_t id_part, int64_t id_off,
+          int64_t trigger_off, int notification, const char *why)
+{
+    mesh_incident_t *inc = mesh_incidents_next (t);
+    assert_non_null (inc);
+    assert_string_equal (inc->series, series);
+    char id[65];
+    mesh_incident_decision_id ("ops", "metrics", id_part, id_off, id);
+    assert_string_equal (inc->id, id);
+    assert_int_equal (inc->offset, trigger_off);
+    assert_non_null (inc->group);
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "notification")),
+                      notification);
+    assert_string_equal (json_string_value (json_object_get (inc->group, "why")), why);
+    json_t *point = json_object_get (inc->group, "point");
+    assert_int_equal (json_integer_value (json_object_get (point, "offset")), id_off);
+    return inc;
+}
+
+static void
+s_expect_done (mesh_incidents_t *t, const char *series, int32_t id_part, int64_t id_off,
+               int64_t trigger_off, int notification, const char *why)
+{
+    mesh_incident_t *inc = s_expect (t, series, id_part, id_off, trigger_off, notification,
+                                     why);
+    mesh_incident_destroy (&inc);
+}
+
+//  Every anomalous point is an incident, a count, or still a candidate.
+static void
+s_accounted (mesh_incidents_t *t, uint64_t anomalous)
+{
+    assert_int_equal (mesh_incidents_opened (t) + mesh_incidents_suppressed (t)
+                      + mesh_incidents_pending (t), anomalous);
+}
+
+static void
+test_first_point_opens_at_once (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
     assert_non_null (t);
-    int64_t t0 = 1767225600000LL;
-    assert_true (mesh_incidents_admit (t, "web-1/cpu", t0));
-    assert_false (mesh_incidents_admit (t, "web-1/cpu", t0 + 60000));
-    assert_false (mesh_incidents_admit (t, "web-1/cpu", t0 + 299999));
-    //  Another series has its own cooldown.
-    assert_true (mesh_incidents_admit (t, "web-2/cpu", t0 + 60000));
-    //  An out-of-order earlier point is within the cooldown too.
-    assert_false (mesh_incidents_admit (t, "web-1/cpu", t0 - 60000));
-    assert_int_equal (mesh_incidents_suppressed (t), 3);
-    //  Exactly cooldown later: admitted; and the cooldown restarts from there
-    //  (suppressed points did not extend it).
-    assert_true (mesh_incidents_admit (t, "web-1/cpu", t0 + 300000));
-    assert_false (mesh_incidents_admit (t, "web-1/cpu", t0 + 540000));
-    assert_true (mesh_incidents_admit (t, "web-1/cpu", t0 + 600000));
-    assert_int_equal (mesh_incidents_suppressed (t), 4);
-    //  Extreme timestamps do not overflow into an admission.
-    assert_true (mesh_incidents_admit (t, "edge", INT64_MIN));
-    assert_true (mesh_incidents_admit (t, "edge", INT64_MAX));
-    assert_false (mesh_incidents_admit (t, "edge", INT64_MAX - 1));
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 10, false), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + SEC, 0, 11, true), 1);
+    assert_int_equal (mesh_incidents_ready (t), 1);
+    mesh_incident_t *inc = s_expect (t, "web-1/cpu", 0, 11, 11, 1, "first");
+    assert_string_equal (inc->topic, "metrics");
+    assert_int_equal (inc->ts_ms, T0 + SEC);
+    json_t *g = inc->group;
+    assert_string_equal (json_string_value (json_object_get (g, "key")), "web-1/cpu");
+    assert_int_equal (json_integer_value (json_object_get (g, "members")), 1);
+    assert_int_equal (json_integer_value (json_object_get (g, "points")), 1);
+    assert_int_equal (json_integer_value (json_object_get (g, "first_ms")), T0 + SEC);
+    assert_string_equal (json_string_value (json_object_get (g, "first_at")),
+                         "2026-01-01T00:00:01Z");
+    assert_string_equal (json_string_value (json_object_get (json_object_get (g, "labels"),
+                                                             "metric")), "cpu");
+    //  The group travels in the incident's JSON, for the rules and the model.
+    json_t *j = mesh_incident_json (inc);
+    assert_string_equal (json_string_value (json_object_get (json_object_get (j, "group"),
+                                                             "key")), "web-1/cpu");
+    json_decref (j);
+    mesh_incident_destroy (&inc);
+    assert_null (mesh_incidents_next (t));
+    //  The same series again within repeat_interval: a candidate held by "repeat".
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 60 * SEC, 0, 12, true), 0);
+    assert_int_equal (mesh_incidents_pending (t), 1);
+    //  Another series is another group and opens its own.
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + 61 * SEC, 1, 5, true), 1);
+    s_expect_done (t, "web-2/cpu", 1, 5, 5, 1, "first");
+    assert_int_equal (mesh_incidents_groups (t), 2);
+    //  A newer point replaces the candidate; the old one is counted as repeat.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 90 * SEC, 0, 13, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 1);
+    assert_int_equal (mesh_incidents_suppressed (t), 1);
+    s_accounted (t, 4);
+    json_t *c = mesh_incidents_counters (t);
+    assert_int_equal (json_integer_value (json_object_get (c, "suppressed_repeat")), 1);
+    assert_int_equal (json_integer_value (json_object_get (c, "incident_pending")), 1);
+    assert_int_equal (json_integer_value (json_object_get (c, "incident_groups")), 2);
+    json_decref (c);
     mesh_incidents_destroy (&t);
     assert_null (t);
     mesh_incidents_destroy (&t);
 }
 
 static void
-test_cooldown_zero_and_bad_config (void **state)
+test_group_wait_collects_then_any_event_fires (void **state)
 {
-    mesh_incident_config_t cfg = { .cooldown_s = 0 };
-    mesh_incidents_t *t = mesh_incidents_new (&cfg, 10);
-    assert_true (mesh_incidents_admit (t, "s", 1000));
-    assert_true (mesh_incidents_admit (t, "s", 1000));
-    assert_int_equal (mesh_incidents_suppressed (t), 0);
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.group_by = s_by_host;
+    a.incident.group_by_count = 1;
+    a.incident.group_wait_s = 30;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_non_null (t);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 100, true), 0);
+    assert_int_equal (s_feed (t, "web-1", "mem", T0 + 10 * SEC, 1, 200, true), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 29 * SEC, 0, 101, false), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_WAITING), 1);
+    assert_int_equal (mesh_incidents_pending (t), 1);
+    //  An out-of-order older point does not replace the newer candidate.
+    assert_int_equal (s_feed (t, "web-1", "disk", T0 + 5 * SEC, 2, 300, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_WAITING), 2);
+    //  group_wait ends with an event of any series: the group's newest point opens the
+    //  incident (its id), riding on the event that moved time past the wait.
+    assert_int_equal (s_feed (t, "db-9", "io", T0 + 30 * SEC, 3, 400, false), 1);
+    mesh_incident_t *inc = s_expect (t, "web-1/mem", 1, 200, 400, 1, "first");
+    assert_int_equal (inc->partition, 3);
+    assert_string_equal (json_string_value (json_object_get (inc->group, "key")), "web-1");
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "members")), 3);
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "points")), 3);
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "first_ms")), T0);
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "last_ms")),
+                      T0 + 10 * SEC);
+    assert_true (json_is_null (json_object_get (json_object_get (inc->group, "labels"),
+                                                "metric")) == false);
+    mesh_incident_destroy (&inc);
+    s_accounted (t, 3);
     mesh_incidents_destroy (&t);
-    cfg.cooldown_s = -1;
-    assert_null (mesh_incidents_new (&cfg, 10));
-    cfg.cooldown_s = 300;
-    assert_null (mesh_incidents_new (&cfg, 0));
 }
 
 static void
-test_cooldown_table_is_bounded (void **state)
+test_one_event_fires_several_groups (void **state)
 {
-    mesh_incident_config_t cfg = { .cooldown_s = 300 };
-    mesh_incidents_t *t = mesh_incidents_new (&cfg, 2);
-    assert_true (mesh_incidents_admit (t, "a", 0));
-    assert_true (mesh_incidents_admit (t, "b", 0));
-    assert_false (mesh_incidents_admit (t, "a", 1000));   //  a is now the most recent
-    assert_true (mesh_incidents_admit (t, "c", 0));       //  evicts b
-    assert_false (mesh_incidents_admit (t, "a", 2000));   //  a kept its cooldown
-    assert_true (mesh_incidents_admit (t, "b", 3000));    //  b forgot its cooldown
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.group_wait_s = 60;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_int_equal (s_feed (t, "a", "cpu", T0, 0, 1, true), 0);
+    assert_int_equal (s_feed (t, "b", "cpu", T0 + SEC, 1, 1, true), 0);
+    //  Both waits end on this one event: two incidents, two ids, one offset to hold
+    //  twice, earliest deadline first.
+    assert_int_equal (s_feed (t, "c", "cpu", T0 + 120 * SEC, 2, 9, false), 2);
+    s_expect_done (t, "a/cpu", 0, 1, 9, 1, "first");
+    s_expect_done (t, "b/cpu", 1, 1, 9, 1, "first");
+    assert_null (mesh_incidents_next (t));
     mesh_incidents_destroy (&t);
+}
+
+static void
+test_group_interval_for_new_series (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.group_by = s_by_host;
+    a.incident.group_by_count = 1;
+    a.incident.group_interval_s = 300;
+    a.incident.cooldown_s = 0;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 1);
+    s_expect_done (t, "web-1/cpu", 0, 1, 1, 1, "first");
+    //  The known series again: held by repeat.  A new series: the group changed, held
+    //  by group_interval; the older candidate is counted as repeat.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 10 * SEC, 0, 2, true), 0);
+    assert_int_equal (s_feed (t, "web-1", "mem", T0 + 20 * SEC, 0, 3, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 1);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 30 * SEC, 0, 4, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_GROUPED), 1);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 299 * SEC, 0, 5, false), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 300 * SEC, 0, 6, false), 1);
+    mesh_incident_t *inc = s_expect (t, "web-1/cpu", 0, 4, 6, 2, "changed");
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "members")), 2);
+    mesh_incident_destroy (&inc);
+    //  Still firing (a known series at +320), and a third series after the interval:
+    //  opens at once.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 320 * SEC, 0, 7, true), 0);
+    assert_int_equal (s_feed (t, "web-1", "disk", T0 + 601 * SEC, 0, 8, true), 1);
+    s_expect_done (t, "web-1/disk", 0, 8, 8, 3, "changed");
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 2);
+    s_accounted (t, 6);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_repeat_interval_while_firing (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.repeat_interval_s = 3600;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    int64_t off = 0;
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, off++, true), 1);
+    s_expect_done (t, "web-1/cpu", 0, 0, 0, 1, "first");
+    //  Anomalous every minute: one incident per repeat_interval, the rest counted.
+    for (int m = 1; m < 60; m++)
+        assert_int_equal (s_feed (t, "web-1", "cpu", T0 + m * 60 * SEC, 0, off++, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 58);
+    //  The deadline is met before the point that meets it is applied: the candidate
+    //  then (from minute 59) opens the incident, on this event's offset; this point is
+    //  the next candidate.  A replay, or an idle stream's tick, gives the same.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 3600 * SEC, 0, off, true), 1);
+    s_expect_done (t, "web-1/cpu", 0, off - 1, off, 2, "repeat");
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 58);
+    assert_int_equal (mesh_incidents_pending (t), 1);
+    s_accounted (t, 61);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_repeat_needs_the_group_still_firing (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.repeat_interval_s = 600;
+    a.incident.resolve_s = 300;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 1);
+    mesh_incident_t *inc = mesh_incidents_next (t);
+    mesh_incident_destroy (&inc);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 100 * SEC, 0, 2, true), 0);
+    //  Quiet after that: resolved at +400, before the repeat would be due at +600.
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + 700 * SEC, 0, 3, false), 0);
+    assert_int_equal (mesh_incidents_groups (t), 0);
+    assert_int_equal (mesh_incidents_resolved (t), 1);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 1);
+    s_accounted (t, 2);
+    //  With a point within resolve_s of the repeat time it does repeat (by the deadline,
+    //  on the next event of any series).
+    assert_int_equal (s_feed (t, "web-3", "cpu", T0 + 1000 * SEC, 1, 1, true), 1);
+    inc = mesh_incidents_next (t);
+    mesh_incident_destroy (&inc);
+    assert_int_equal (s_feed (t, "web-3", "cpu", T0 + 1200 * SEC, 1, 2, true), 0);
+    assert_int_equal (s_feed (t, "web-3", "cpu", T0 + 1400 * SEC, 1, 3, true), 0);
+    assert_int_equal (s_feed (t, "web-9", "cpu", T0 + 1700 * SEC, 1, 4, false), 1);
+    s_expect_done (t, "web-3/cpu", 1, 3, 4, 2, "repeat");
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 2);
+    s_accounted (t, 5);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_min_points_within_span (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.min_points = 3;
+    a.incident.min_points_span_s = 60;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 50 * SEC, 0, 2, true), 0);
+    //  Three points, but spread over 100 s: still below.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 100 * SEC, 0, 3, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_BELOW_MIN), 3);
+    assert_int_equal (mesh_incidents_pending (t), 0);
+    //  The last three within 60 s (50, 100, 110): fires, with this point.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 110 * SEC, 0, 4, true), 1);
+    mesh_incident_t *inc = s_expect (t, "web-1/cpu", 0, 4, 4, 1, "first");
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "points")), 4);
+    mesh_incident_destroy (&inc);
+    //  A lone blip on another series never fires; it resolves, counted below_min.
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + 120 * SEC, 0, 5, true), 0);
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + 900 * SEC, 0, 6, false), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_BELOW_MIN), 4);
+    assert_int_equal (mesh_incidents_groups (t), 0);
+    s_accounted (t, 5);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_resolution_and_cooldown (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.resolve_s = 60;
+    a.incident.cooldown_s = 300;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 1);
+    s_expect_done (t, "web-1/cpu", 0, 1, 1, 1, "first");
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 61 * SEC, 0, 2, false), 0);
+    assert_int_equal (mesh_incidents_resolved (t), 1);
+    assert_int_equal (mesh_incidents_groups (t), 0);
+    //  Back within the cooldown: a new life, but held until cooldown_s after the last
+    //  incident; replaced points are counted as cooldown.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 120 * SEC, 0, 3, true), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 130 * SEC, 0, 4, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_COOLDOWN), 1);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 300 * SEC, 0, 5, false), 1);
+    s_expect_done (t, "web-1/cpu", 0, 4, 5, 1, "first");
+    //  Resolved again and back after the cooldown: opens at once, a fresh group.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 1000 * SEC, 0, 6, true), 1);
+    mesh_incident_t *inc = s_expect (t, "web-1/cpu", 0, 6, 6, 1, "first");
+    assert_int_equal (json_integer_value (json_object_get (inc->group, "points")), 1);
+    mesh_incident_destroy (&inc);
+    assert_int_equal (mesh_incidents_resolved (t), 2);
+    s_accounted (t, 4);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_silences_in_config (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    char *m1[] = { "host=web-1" };
+    char *m2[] = { "metric=~cpu.*", "host!=web-3" };
+    char *m3[] = { "agent=ops", "metric=disk" };
+    mesh_silence_config_t silences[] = {
+        { .matchers = m1, .matcher_count = 1 },
+        { .matchers = m2, .matcher_count = 2, .comment = "cpu is noisy" },
+        { .matchers = m3, .matcher_count = 2 },
+    };
+    a.incident.silences = silences;
+    a.incident.silence_count = 3;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_non_null (t);
+    assert_int_equal (s_feed (t, "web-1", "mem", T0, 0, 1, true), 0);       //  equality
+    assert_int_equal (s_feed (t, "web-2", "cpu_user", T0, 0, 2, true), 0);  //  regex
+    assert_int_equal (s_feed (t, "web-2", "disk", T0, 0, 3, true), 0);      //  agent name
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_SILENCED), 3);
+    assert_int_equal (mesh_incidents_groups (t), 0);
+    //  != excludes web-3; the regex matches whole values only.
+    assert_int_equal (s_feed (t, "web-3", "cpu", T0, 0, 4, true), 1);
+    assert_int_equal (s_feed (t, "web-2", "xcpu", T0, 0, 5, true), 1);
+    s_expect_done (t, "web-3/cpu", 0, 4, 4, 1, "first");
+    s_expect_done (t, "web-2/xcpu", 0, 5, 5, 1, "first");
+    json_t *c = mesh_incidents_counters (t);
+    assert_int_equal (json_integer_value (json_object_get (c, "silences_active")), 3);
+    json_decref (c);
+    s_accounted (t, 5);
+    mesh_incidents_destroy (&t);
+
+    //  A silence that could mute everything is refused.
+    char *m4[] = { "host!=nothing" };
+    mesh_silence_config_t bad[] = { { .matchers = m4, .matcher_count = 1 } };
+    a.incident.silences = bad;
+    a.incident.silence_count = 1;
+    assert_null (mesh_incidents_new (&a, NULL, NULL));
+}
+
+static void
+test_silence_window_by_wall_clock (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    char *m[] = { "host=web-1" };
+    int64_t wall = 1800000000000LL;
+    mesh_silence_config_t silences[] = {
+        { .matchers = m, .matcher_count = 1, .starts_ms = wall + 60 * SEC,
+          .ends_ms = wall + 120 * SEC },
+    };
+    a.incident.silences = silences;
+    a.incident.silence_count = 1;
+    a.incident.repeat_interval_s = 0;
+    a.incident.cooldown_s = 0;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    //  Event time is years before the wall clock: silences go by the wall clock.
+    mesh_incidents_tick (t, wall);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 1);
+    mesh_incidents_tick (t, wall + 60 * SEC);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + SEC, 0, 2, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_SILENCED), 1);
+    mesh_incidents_tick (t, wall + 120 * SEC);     //  ended: not silenced any more
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 2 * SEC, 0, 3, true), 1);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_SILENCED), 1);
+    while (mesh_incidents_ready (t)) {
+        mesh_incident_t *inc = mesh_incidents_next (t);
+        mesh_incident_destroy (&inc);
+    }
+    mesh_incidents_destroy (&t);
+}
+
+static char s_dir[64];
+
+static int
+s_rm (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove (path);
+}
+
+static int
+s_mkdtemp (void **state)
+{
+    snprintf (s_dir, sizeof s_dir, "/tmp/test_incident.XXXXXX");
+    return mkdtemp (s_dir) ? 0 : -1;
+}
+
+static int
+s_rmtree (void **state)
+{
+    return nftw (s_dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+test_silences_file_followed (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.repeat_interval_s = 0;
+    a.incident.cooldown_s = 0;
+    char path[128];
+    snprintf (path, sizeof path, "%s/silences.json", s_dir);
+    int64_t wall = 1800000000000LL;
+    mesh_silences_t *set = mesh_silences_new ();
+    const char *matchers[] = { "host=~web-[12]", "metric=cpu" };
+    char why[256];
+    const char *id = mesh_silences_add (set, NULL, matchers, 2, wall, wall + 3600 * SEC,
+                                        "deploy", wall, why, sizeof why);
+    assert_non_null (id);
+    char saved_id[32];
+    snprintf (saved_id, sizeof saved_id, "%s", id);
+    assert_int_equal (mesh_silences_save (set, path), 0);
+
+    mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_non_null (t);
+    mesh_incidents_tick (t, wall);
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0, 0, 1, true), 0);
+    assert_int_equal (s_feed (t, "web-3", "cpu", T0, 0, 2, true), 1);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_SILENCED), 1);
+    //  Expired in the file: followed at the next look (at most a second later).
+    assert_int_equal (mesh_silences_expire (set, saved_id, wall + 400, why, sizeof why), 0);
+    assert_int_equal (mesh_silences_save (set, path), 0);
+    mesh_incidents_tick (t, wall + 500);
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + SEC, 0, 3, true), 0);
+    mesh_incidents_tick (t, wall + 1000);
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + 2 * SEC, 0, 4, true), 1);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_SILENCED), 2);
+    //  The file removed: no run-time silences.
+    unlink (path);
+    mesh_silences_destroy (&set);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_state_survives_restart (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.group_by = s_by_host;
+    a.incident.group_by_count = 1;
+    a.incident.group_wait_s = 60;
+    mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_non_null (t);
+    //  A notified group with two members, and one still waiting.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 0);
+    assert_int_equal (s_feed (t, "web-1", "mem", T0 + SEC, 0, 2, true), 0);
+    assert_int_equal (s_feed (t, "web-9", "cpu", T0 + 61 * SEC, 0, 3, false), 1);
+    s_expect_done (t, "web-1/mem", 0, 2, 3, 1, "first");
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + 70 * SEC, 1, 1, true), 0);
+    uint64_t waiting = mesh_incidents_suppressed_by (t, MESH_SUPPRESS_WAITING);
+    mesh_incidents_destroy (&t);        //  drains: writes the state
+
+    char path[128];
+    snprintf (path, sizeof path, "%s/incidents/ops.json", s_dir);
+    struct stat st;
+    assert_int_equal (stat (path, &st), 0);
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_non_null (t);
+    assert_int_equal (mesh_incidents_groups (t), 2);
+    assert_int_equal (mesh_incidents_pending (t), 1);
+    //  A known member of the notified group is a repeat, not a change.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 100 * SEC, 0, 4, true), 0);
+    //  The waiting group fires when its wait ends, with the point from before.
+    assert_int_equal (s_feed (t, "web-9", "cpu", T0 + 130 * SEC, 0, 5, false), 1);
+    s_expect_done (t, "web-2/cpu", 1, 1, 5, 1, "first");
+    //  web-1: repeat_interval after its incident at +61 s; the candidate from +100 s.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + 3000 * SEC, 0, 6, false), 0);
+    assert_int_equal (mesh_incidents_groups (t), 0);    //  both resolved meanwhile
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_REPEAT), 1);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_WAITING), 0);
+    assert_int_equal (waiting, 1);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_refire_after_restart (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 2, 40, true), 1);
+    mesh_incident_t *first = s_expect (t, "web-1/cpu", 2, 40, 40, 1, "first");
+    assert_int_equal (mesh_incidents_save (t), 0);
+    mesh_incidents_destroy (&t);        //  a crash after the save is the same
+
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    //  The event is re-delivered (its offset was held): the incident opens again, same id,
+    //  even though the detector, starting cold, does not call it anomalous this time.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 2, 40, false), 1);
+    mesh_incident_t *again = mesh_incidents_next (t);
+    assert_non_null (again);
+    assert_string_equal (again->id, first->id);
+    assert_int_equal (again->offset, 40);
+    assert_non_null (again->group);
+    assert_non_null (again->event);
+    json_t *c = mesh_incidents_counters (t);
+    assert_int_equal (json_integer_value (json_object_get (c, "incidents_refired")), 1);
+    json_decref (c);
+    mesh_incident_destroy (&again);
+    //  Only once per life: a second delivery in this life is this life's business.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 2, 40, false), 0);
+    mesh_incidents_destroy (&t);
+
+    //  After another restart, an event past it on its partition means it was done.
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + SEC, 2, 41, false), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 2, 40, false), 0);
+    mesh_incidents_destroy (&t);
+    mesh_incident_destroy (&first);
+}
+
+static void
+test_idle_stream_fires_by_wall_clock (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.group_wait_s = 30;
+    mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+    int64_t wall = 1800000000000LL;
+    mesh_incidents_tick (t, wall);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 7, true), 0);
+    assert_int_equal (mesh_incidents_tick (t, wall + 900), 0);     //  not idle yet
+    assert_int_equal (mesh_incidents_tick (t, wall + 29 * SEC), 0);
+    //  Idle for 30 s of wall time: event time moves on by as much; the wait is over.
+    assert_int_equal (mesh_incidents_tick (t, wall + 30 * SEC), 1);
+    //  No event carried it: its trigger is the point itself.
+    s_expect_done (t, "web-1/cpu", 0, 7, 7, 1, "first");
+    assert_int_equal (mesh_incidents_save (t), 0);
+    mesh_incidents_destroy (&t);
+    //  It rode on no offset, so the next life opens it again at once (the ledger skips
+    //  it if it was finished).
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_ready (t), 1);
+    s_expect_done (t, "web-1/cpu", 0, 7, 7, 1, "first");
+    mesh_incidents_destroy (&t);
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_ready (t), 0);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_corrupt_state_starts_fresh (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    char dir[128], path[160], aside[180];
+    snprintf (dir, sizeof dir, "%s/incidents", s_dir);
+    mkdir (dir, 0750);
+    snprintf (path, sizeof path, "%s/ops.json", dir);
+    snprintf (aside, sizeof aside, "%s.corrupt", path);
+    const char *bad[] = {
+        "{\"version\": 1, \"groups\": [",                       //  does not parse
+        "[1, 2, 3]",                                            //  not a state
+        "{\"version\": 1, \"agent\": \"ops\", \"group_by\": [\"host\", \"metric\"], "
+        "\"next_epoch\": 3, \"watermark_ms\": 5, \"groups\": [{\"key\": \"x\"}], "
+        "\"members\": [], \"fired\": []}",                      //  a group that does not check
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        FILE *f = fopen (path, "w");
+        assert_non_null (f);
+        fputs (bad[i], f);
+        fclose (f);
+        unlink (aside);
+        mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+        assert_non_null (t);
+        assert_int_equal (mesh_incidents_groups (t), 0);
+        json_t *c = mesh_incidents_counters (t);
+        assert_int_equal (json_integer_value (json_object_get (c, "state_errors")), 1);
+        json_decref (c);
+        struct stat st;
+        assert_int_equal (stat (aside, &st), 0);        //  kept for a look
+        //  and it works as usual
+        assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 1);
+        mesh_incident_t *inc = mesh_incidents_next (t);
+        mesh_incident_destroy (&inc);
+        mesh_incidents_destroy (&t);
+        unlink (path);
+    }
+}
+
+static void
+test_groups_bounded_evictions_counted (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.max_groups = 2;
+    a.incident.group_wait_s = 60;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_int_equal (s_feed (t, "a", "cpu", T0, 0, 1, true), 0);
+    assert_int_equal (s_feed (t, "b", "cpu", T0 + SEC, 0, 2, true), 0);
+    assert_int_equal (s_feed (t, "a", "cpu", T0 + 2 * SEC, 0, 3, true), 0);   //  a is recent
+    assert_int_equal (s_feed (t, "c", "cpu", T0 + 3 * SEC, 0, 4, true), 0);   //  evicts b
+    assert_int_equal (mesh_incidents_evictions (t), 1);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_EVICTED), 1);
+    assert_int_equal (mesh_incidents_groups (t), 2);
+    assert_int_equal (s_feed (t, "z", "cpu", T0 + 100 * SEC, 0, 5, false), 2);
+    s_expect_done (t, "a/cpu", 0, 3, 5, 1, "first");
+    s_expect_done (t, "c/cpu", 0, 4, 5, 1, "first");
+    s_accounted (t, 4);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_every_point_accounted (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.group_by = s_by_host;
+    a.incident.group_by_count = 1;
+    a.incident.group_wait_s = 20;
+    a.incident.group_interval_s = 60;
+    a.incident.repeat_interval_s = 240;
+    a.incident.cooldown_s = 90;
+    a.incident.min_points = 2;
+    a.incident.min_points_span_s = 30;
+    a.incident.resolve_s = 120;
+    a.incident.max_groups = 3;
+    a.detector.max_series = 5;
+    char *m[] = { "host=h3", "metric=m1" };
+    mesh_silence_config_t silences[] = { { .matchers = m, .matcher_count = 2 } };
+    a.incident.silences = silences;
+    a.incident.silence_count = 1;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    uint64_t x = 88172645463325252ULL, anomalous = 0, opened = 0;
+    int64_t ts = T0;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;           //  xorshift: same run every time
+        char host[8], metric[8];
+        snprintf (host, sizeof host, "h%d", (int) (x % 5));
+        snprintf (metric, sizeof metric, "m%d", (int) ((x >> 8) % 3));
+        bool anom = (x >> 16) % 4 == 0;
+        ts += (int64_t) ((x >> 24) % 20) * SEC - 3 * SEC;  //  some out of order
+        anomalous += anom;
+        opened += s_feed (t, host, metric, ts, 0, i, anom);
+        while (mesh_incidents_ready (t)) {
+            mesh_incident_t *inc = mesh_incidents_next (t);
+            mesh_incident_destroy (&inc);
+        }
+    }
+    assert_true (opened > 10);
+    assert_int_equal (opened, mesh_incidents_opened (t));
+    s_accounted (t, anomalous);
+    for (int r = 0; r < MESH_SUPPRESS_COUNT_; r++)
+        assert_true (mesh_incidents_suppressed_by (t, r) > 0);
+    mesh_incidents_destroy (&t);
+}
+
+static void
+test_bad_config_refused (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.min_points = 0;
+    assert_null (mesh_incidents_new (&a, NULL, NULL));
+    s_agent (&a);
+    a.incident.max_groups = 0;
+    assert_null (mesh_incidents_new (&a, NULL, NULL));
+    s_agent (&a);
+    a.incident.cooldown_s = -1;
+    assert_null (mesh_incidents_new (&a, NULL, NULL));
+    assert_string_equal (mesh_suppress_name (MESH_SUPPRESS_BELOW_MIN), "below_min");
+    assert_string_equal (mesh_suppress_name (MESH_SUPPRESS_COUNT_), "unknown");
 }
 
 int
@@ -222,9 +883,25 @@ main (void)
         cmocka_unit_test (test_decision_id_is_stable_and_distinct),
         cmocka_unit_test (test_incident_copies_everything),
         cmocka_unit_test (test_incident_json_fields),
-        cmocka_unit_test (test_cooldown_admits_suppresses_readmits),
-        cmocka_unit_test (test_cooldown_zero_and_bad_config),
-        cmocka_unit_test (test_cooldown_table_is_bounded),
+        cmocka_unit_test (test_first_point_opens_at_once),
+        cmocka_unit_test (test_group_wait_collects_then_any_event_fires),
+        cmocka_unit_test (test_one_event_fires_several_groups),
+        cmocka_unit_test (test_group_interval_for_new_series),
+        cmocka_unit_test (test_repeat_interval_while_firing),
+        cmocka_unit_test (test_repeat_needs_the_group_still_firing),
+        cmocka_unit_test (test_min_points_within_span),
+        cmocka_unit_test (test_resolution_and_cooldown),
+        cmocka_unit_test (test_silences_in_config),
+        cmocka_unit_test (test_silence_window_by_wall_clock),
+        cmocka_unit_test_setup_teardown (test_silences_file_followed, s_mkdtemp, s_rmtree),
+        cmocka_unit_test_setup_teardown (test_state_survives_restart, s_mkdtemp, s_rmtree),
+        cmocka_unit_test_setup_teardown (test_refire_after_restart, s_mkdtemp, s_rmtree),
+        cmocka_unit_test_setup_teardown (test_idle_stream_fires_by_wall_clock, s_mkdtemp,
+                                         s_rmtree),
+        cmocka_unit_test_setup_teardown (test_corrupt_state_starts_fresh, s_mkdtemp, s_rmtree),
+        cmocka_unit_test (test_groups_bounded_evictions_counted),
+        cmocka_unit_test (test_every_point_accounted),
+        cmocka_unit_test (test_bad_config_refused),
     };
     return cmocka_run_group_tests_name ("incident", tests, NULL, NULL);
 }
