@@ -859,6 +859,107 @@ test_every_point_accounted (void **state)
     mesh_incidents_destroy (&t);
 }
 
+//  The incident section of a config, loaded, checked and used.
+static int
+s_load (const char *agent_yaml, mesh_config_t **cfg_p, char *problems, size_t size)
+{
+    char path[128];
+    snprintf (path, sizeof path, "%s/meshd.yaml", s_dir);
+    FILE *f = fopen (path, "w");
+    fprintf (f, "kafka: {brokers: embedded}\n"
+                "backends: {b: {kind: scripted, file: r.jsonl}}\n"
+                "actions: {esc: {kind: log}}\n"
+                "agents:\n"
+                "  - name: ops\n"
+                "    topics: [m]\n"
+                "    fields: {key: [host, metric]}\n"
+                "    reason: {backend: b}\n"
+                "    actions: [esc]\n"
+                "    fallback: esc\n"
+                "%s", agent_yaml);
+    fclose (f);
+    FILE *err = fmemopen (problems, size, "w");
+    int n = mesh_config_load (path, cfg_p, err);
+    fclose (err);
+    return n;
+}
+
+static void
+test_config_section (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char problems[4096] = "";
+    //  Defaults: group by every key field, fire at once, repeat hourly.
+    assert_int_equal (s_load ("", &cfg, problems, sizeof problems), 0);
+    const mesh_incident_config_t *c = &cfg->agents[0].incident;
+    assert_int_equal (c->group_by_count, 2);
+    assert_string_equal (c->group_by[1], "metric");
+    assert_int_equal (c->group_wait_s, 0);
+    assert_int_equal (c->group_interval_s, 300);
+    assert_int_equal (c->repeat_interval_s, 3600);
+    assert_int_equal (c->cooldown_s, 300);
+    assert_int_equal (c->min_points, 1);
+    assert_int_equal (c->resolve_s, 300);
+    assert_int_equal (c->max_groups, 10000);
+    assert_int_equal (c->persist_interval_s, 5);
+    assert_int_equal (c->silence_count, 0);
+    mesh_config_destroy (&cfg);
+
+    assert_int_equal (s_load ("    incident:\n"
+                              "      group_by: [host]\n"
+                              "      group_wait_s: 30\n"
+                              "      min_points: 2\n"
+                              "      min_points_span_s: 60\n"
+                              "      silences:\n"
+                              "        - matchers: [\"host=web-1\", \"metric=~cpu.*\"]\n"
+                              "          starts: 2026-01-01T00:00:00Z\n"
+                              "          ends: 2026-01-01T02:00:00+01:00\n"
+                              "          comment: deploy\n", &cfg, problems, sizeof problems),
+                      0);
+    c = &cfg->agents[0].incident;
+    assert_int_equal (c->group_by_count, 1);
+    assert_int_equal (c->group_wait_s, 30);
+    assert_int_equal (c->silence_count, 1);
+    assert_int_equal (c->silences[0].matcher_count, 2);
+    assert_int_equal (c->silences[0].starts_ms, T0);
+    assert_int_equal (c->silences[0].ends_ms, T0 + 3600 * SEC);
+    assert_string_equal (c->silences[0].comment, "deploy");
+    //  ... and the table made from it silences by it (wall clock inside the window).
+    mesh_incidents_t *t = mesh_incidents_new (&cfg->agents[0], NULL, NULL);
+    assert_non_null (t);
+    mesh_incidents_tick (t, T0 + 60 * SEC);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 1, true), 0);
+    assert_int_equal (mesh_incidents_suppressed_by (t, MESH_SUPPRESS_SILENCED), 1);
+    mesh_incidents_destroy (&t);
+    mesh_config_destroy (&cfg);
+
+    //  Each mistake at its place, saying what would be right.
+    assert_int_equal (s_load ("    incident:\n"                              //  11
+                              "      group_by: [host, region]\n"             //  12
+                              "      min_points: 0\n"                        //  13
+                              "      silences:\n"                            //  14
+                              "        - matchers: [\"host=~(\"]\n"          //  15
+                              "        - matchers: [\"host!=x\"]\n"          //  16
+                              "          ends: tomorrow\n"                   //  17
+                              "        - matchers: [\"host=a\"]\n"           //  18
+                              "          starts: 2026-01-02T00:00:00Z\n"     //  19
+                              "          ends: 2026-01-01T00:00:00Z\n",      //  20
+                              &cfg, problems, sizeof problems), 6);
+    assert_null (cfg);
+    assert_non_null (strstr (problems, ":12:24: agents[0].incident.group_by[1]: 'region' is "
+                                       "not one of this agent's key fields (host, metric)"));
+    assert_non_null (strstr (problems, ":13:19: agents[0].incident.min_points: must be in "
+                                       "[1,1000]"));
+    assert_non_null (strstr (problems, ":15:22: agents[0].incident.silences[0].matchers[0]: "
+                                       "'(' is not a POSIX extended regular expression"));
+    assert_non_null (strstr (problems, ":16:21: agents[0].incident.silences[1].matchers: "
+                                       "every matcher matches an empty field"));
+    assert_non_null (strstr (problems, ":17:17: agents[0].incident.silences[1].ends: expected "
+                                       "an RFC 3339 time"));
+    assert_non_null (strstr (problems, ":20:17: agents[0].incident.silences[2].ends: must be "
+                                       "after starts"));
+}
+
 static void
 test_bad_config_refused (void **state)
 {
@@ -902,6 +1003,7 @@ main (void)
         cmocka_unit_test (test_groups_bounded_evictions_counted),
         cmocka_unit_test (test_every_point_accounted),
         cmocka_unit_test (test_bad_config_refused),
+        cmocka_unit_test_setup_teardown (test_config_section, s_mkdtemp, s_rmtree),
     };
     return cmocka_run_group_tests_name ("incident", tests, NULL, NULL);
 }
