@@ -55,6 +55,8 @@
 
 #define S_NEVER INT64_MIN               //  "no such time"
 #define S_IDLE_MS 1000                  //  no event for this long: the wall clock moves time
+#define S_IDLE_START_MS 30000           //  ... before the first event of this life (a backlog
+                                        //  may be on its way while the group is joined)
 #define S_SILENCE_CHECK_MS 1000         //  the silences file is looked at this often
 #define S_URGENT_SAVE_MS 200            //  after an incident, state is written this soon
 #define S_FIRED_SLACK 64                //  ring entries beyond queue_size + workers
@@ -468,6 +470,7 @@ struct _mesh_incidents_t {
     int64_t wall_ms;                    //  the wall clock as the last tick gave it
     int64_t last_event_wall;            //  wall clock at the last event
     bool have_time;
+    bool event_seen;                    //  an event came in this life
 
     mesh_incident_t **ready;            //  opened, not yet taken (a FIFO)
     size_t ready_head, ready_len, ready_alloc;
@@ -1215,7 +1218,7 @@ mesh_incidents_update (mesh_incidents_t *self, const mesh_event_t *event, bool a
         self->event_watermark = event->ts_ms;
     if (!self->have_time || event->ts_ms > self->watermark)
         self->watermark = event->ts_ms;
-    self->have_time = true;
+    self->have_time = self->event_seen = true;
     self->last_event_wall = self->wall_ms;
     int64_t now = self->watermark;
     opened += s_advance (self, now, event);
@@ -1239,8 +1242,10 @@ mesh_incidents_tick (mesh_incidents_t *self, int64_t wall_ms)
                        mesh_silences_active (self->file_silences, wall_ms));
     }
     size_t opened = 0;
+    if (self->last_event_wall == S_NEVER)
+        self->last_event_wall = wall_ms;
     int64_t idle = wall_ms - self->last_event_wall;
-    if (self->have_time && idle >= S_IDLE_MS) {
+    if (self->have_time && idle >= (self->event_seen ? S_IDLE_MS : S_IDLE_START_MS)) {
         int64_t now = s_after (self->event_watermark, idle);
         if (now > self->watermark) {
             self->watermark = now;
@@ -1809,7 +1814,7 @@ mesh_incidents_new (const mesh_agent_config_t *agent, const char *state_dir,
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
     self->wall_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    self->last_event_wall = self->wall_ms;
+    self->last_event_wall = S_NEVER;    //  idle time counts from the first tick
     self->last_save = self->wall_ms;
     self->silences_checked = S_NEVER;
     self->watermark = self->event_watermark = S_NEVER;

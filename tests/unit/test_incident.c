@@ -753,6 +753,39 @@ test_idle_stream_fires_by_wall_clock (void **state)
 }
 
 static void
+test_restart_waits_longer_before_idle (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.incident.group_wait_s = 10;
+    mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+    int64_t wall = 1800000000000LL;
+    mesh_incidents_tick (t, wall);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 0, 7, true), 0);
+    mesh_incidents_destroy (&t);
+    //  Restarted: a backlog may be on its way while the consumer joins its group, so the
+    //  wall clock moves event time only after 30 s without any event ...
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_pending (t), 1);
+    assert_int_equal (mesh_incidents_tick (t, wall + 100 * SEC), 0);
+    assert_int_equal (mesh_incidents_tick (t, wall + 129 * SEC), 0);
+    assert_int_equal (mesh_incidents_tick (t, wall + 130 * SEC), 1);
+    s_expect_done (t, "web-1/cpu", 0, 7, 7, 1, "first");
+    mesh_incidents_destroy (&t);
+    //  ... and an event in the meantime is simply the next event.
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_ready (t), 1);     //  the tick's, opened again
+    mesh_incident_t *inc = mesh_incidents_next (t);
+    mesh_incident_destroy (&inc);
+    mesh_incidents_tick (t, wall);
+    assert_int_equal (s_feed (t, "web-2", "cpu", T0 + 100 * SEC, 0, 8, true), 0);
+    assert_int_equal (mesh_incidents_tick (t, wall + 500), 0);
+    assert_int_equal (s_feed (t, "web-3", "cpu", T0 + 110 * SEC, 0, 9, false), 1);
+    s_expect_done (t, "web-2/cpu", 0, 8, 9, 1, "first");
+    mesh_incidents_destroy (&t);
+}
+
+static void
 test_corrupt_state_starts_fresh (void **state)
 {
     mesh_agent_config_t a;
@@ -998,6 +1031,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_state_survives_restart, s_mkdtemp, s_rmtree),
         cmocka_unit_test_setup_teardown (test_refire_after_restart, s_mkdtemp, s_rmtree),
         cmocka_unit_test_setup_teardown (test_idle_stream_fires_by_wall_clock, s_mkdtemp,
+                                         s_rmtree),
+        cmocka_unit_test_setup_teardown (test_restart_waits_longer_before_idle, s_mkdtemp,
                                          s_rmtree),
         cmocka_unit_test_setup_teardown (test_corrupt_state_starts_fresh, s_mkdtemp, s_rmtree),
         cmocka_unit_test (test_groups_bounded_evictions_counted),
