@@ -93,6 +93,7 @@ struct _mesh_gate_t {
     size_t idle_count, idle_max;
     json_t **rule_names;                //  shared by every record: "builtin", then rules
     json_t *verdict_names[4];           //  by mesh_verdict_t
+    json_t **accepts;                   //  the accept record of each check, shared
 };
 
 //  --------------------------------------------------------------------------------
@@ -413,6 +414,13 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
                                                        : "builtin")) != NULL;
     for (int v = MESH_VERDICT_ACCEPT; named && v <= MESH_VERDICT_LIMIT; v++)
         named = (self->verdict_names [v] = json_string (mesh_verdict_name (v))) != NULL;
+    self->accepts = named ? calloc (self->rule_count + 1, sizeof (json_t *)) : NULL;
+    named = self->accepts != NULL;
+    for (size_t i = 0; named && i <= self->rule_count; i++)
+        named = (self->accepts [i] = json_pack ("{s:O, s:O, s:n}", "rule",
+                                                self->rule_names [i], "verdict",
+                                                self->verdict_names [MESH_VERDICT_ACCEPT],
+                                                "reason")) != NULL;
     if (!named) {
         s_list_add (&problems, "\n", "agent %s: cannot set up its gate", agent->name);
         goto failed;
@@ -442,6 +450,9 @@ mesh_gate_destroy (mesh_gate_t **self_p)
     for (size_t i = 0; self->rule_names && i <= self->rule_count; i++)
         json_decref (self->rule_names [i]);
     free (self->rule_names);
+    for (size_t i = 0; self->accepts && i <= self->rule_count; i++)
+        json_decref (self->accepts [i]);
+    free (self->accepts);
     for (int v = 0; v < 4; v++)
         json_decref (self->verdict_names [v]);
     pthread_mutex_destroy (&self->lock);
@@ -634,12 +645,17 @@ s_builtin (const mesh_gate_t *self, json_t *proposal, const s_action_t **action_
 //  The check
 
 //  One verdict record.  The rule and verdict strings are shared (reference counted)
-//  by every record the gate makes: records are written once and never changed.
+//  by every record the gate makes, and so is each check's accept record: records are
+//  written once and never changed.
 static void
 s_record (json_t *verdicts, json_t *rule, json_t *verdict, const char *reason)
 {
     if (!verdicts)
         return;
+    if (!reason && json_is_object (rule)) {
+        json_array_append (verdicts, rule);     //  RULE is the shared accept record
+        return;
+    }
     json_t *record = json_object ();
     json_object_set_nocheck (record, "rule", rule);
     json_object_set_nocheck (record, "verdict", verdict);
@@ -695,7 +711,7 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     assert (self);
     const s_action_t *action;
     char *why = s_builtin (self, proposal, &action);
-    s_record (verdicts, self->rule_names [0],
+    s_record (verdicts, why ? self->rule_names [0] : self->accepts [0],
               self->verdict_names [why ? MESH_VERDICT_REJECT : MESH_VERDICT_ACCEPT], why);
     if (why) {
         free (why);
@@ -733,8 +749,8 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
         s_checkin (self, vm);
     for (size_t i = 0; i < count; i++) {
         mesh_verdict_t verdict = verdict_of [i];
-        s_record (verdicts, self->rule_names [i + 1], self->verdict_names [verdict],
-                  reason_of [i]);
+        s_record (verdicts, reason_of [i] ? self->rule_names [i + 1] : self->accepts [i + 1],
+                  self->verdict_names [verdict], reason_of [i]);
         free (reason_of [i]);
         mesh_fail_t fail = verdict == MESH_VERDICT_ACCEPT ? MESH_FAIL_NONE
                          : verdict == MESH_VERDICT_REJECT ? MESH_FAIL_RULE_REJECT

@@ -577,7 +577,7 @@ s_freeze (lua_State *L, s_freeze_t *F, int depth)
 //  Building the state
 
 //  Each rule's record in the registry's rules sequence.
-enum { R_CHUNK = 1, R_CHECK, R_ENV_MT, R_SNAPS, R_RULE, R_SNAP_COUNT };
+enum { R_CHUNK = 1, R_CHECK, R_ENV_MT, R_SNAPS, R_RULE, R_SNAP_COUNT, R_ENV };
 
 static bool
 s_valid_name (const char *name, size_t len)
@@ -785,7 +785,7 @@ s_build (mesh_vm_t *self, char **err_p)
         return -1;
     }
     lua_gc (L, LUA_GCCOLLECT);
-    lua_gc (L, LUA_GCGEN, 0, 0);
+    lua_gc (L, LUA_GCINC, 1000, 400, 0);   //  few, quick cycles: a state is small
     self->baseline = self->run.used;
     self->run.cap = self->baseline + self->limits.memory;
     if (self->run.cap < self->baseline)
@@ -798,7 +798,7 @@ s_build (mesh_vm_t *self, char **err_p)
 //  --------------------------------------------------------------------------------
 //  One evaluation, inside lua_pcall
 
-typedef enum { S_EVAL, S_PROBE, S_RUN_JSON, S_FIND } s_mode_t;
+typedef enum { S_EVAL, S_CHAIN, S_PROBE, S_RUN_JSON, S_FIND } s_mode_t;
 
 typedef struct {
     mesh_vm_t *self;
@@ -813,6 +813,8 @@ typedef struct {
     size_t subject_len;
     json_t *json;                       //  run_json result
     int found;
+    mesh_verdict_t *verdicts;           //  chain: one per rule, from index on
+    char **reasons;
 } s_call_t;
 
 //  Push a fresh _ENV whose misses go to the libraries.
@@ -828,11 +830,32 @@ s_push_env (lua_State *L)
 //  cannot hold.
 static json_t *s_to_json (lua_State *L, int index, char *path, size_t path_len, int depth);
 
+static void s_eval_rule (lua_State *L, s_call_t *call);
+
 static int
 s_eval_main (lua_State *L)
 {
     s_call_t *call = lua_touserdata (L, 1);
     mesh_vm_t *self = call->self;
+    if (call->mode == S_CHAIN) {
+        //  Every rule from call->index on, in this one protected call: a rule that
+        //  raises ends it, and call->index names that rule.
+        for (; call->index < self->rule_count; call->index++) {
+            s_arm (self, L);
+            s_eval_rule (L, call);
+            //  C functions run outside the hook's reach; what they overran is seen here.
+            if (self->run.limit == S_LIMIT_NONE && s_now_ns () > self->run.deadline_ns) {
+                call->verdict = MESH_VERDICT_LIMIT;
+                free (call->reason);
+                call->reason = strdup (s_limit_names [S_LIMIT_TIME]);
+            }
+            call->verdicts [call->index] = call->verdict;
+            call->reasons [call->index] = call->reason;
+            call->reason = NULL;
+            lua_settop (L, 1);
+        }
+        return 0;
+    }
     if (call->mode == S_FIND) {
         lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_find);
         lua_pushlstring (L, call->subject, call->subject_len);
@@ -853,7 +876,17 @@ s_eval_main (lua_State *L)
         call->verdict = MESH_VERDICT_ACCEPT;
         return 0;
     }
-    if (call->mode == S_EVAL && !self->begun) {
+    s_eval_rule (L, call);
+    return 0;
+}
+
+//  Evaluate (or, for a probe, describe) the rule at call->index; sets call->verdict
+//  and call->reason, or raises.
+static void
+s_eval_rule (lua_State *L, s_call_t *call)
+{
+    mesh_vm_t *self = call->self;
+    if (call->mode != S_PROBE && !self->begun) {
         mesh_view_push_json (L, self->proposal);
         lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_proposal);
         mesh_view_push_json (L, self->ctx);
@@ -874,7 +907,7 @@ s_eval_main (lua_State *L)
         call->name = strndup (name, name_len);
         call->description = s_clean (desc, desc_len);
         call->verdict = MESH_VERDICT_ACCEPT;
-        return 0;
+        return;
     }
     //  The top-level locals check sees, back to what the top level left them.
     lua_rawgeti (L, rec, R_SNAPS);
@@ -891,20 +924,33 @@ s_eval_main (lua_State *L)
         lua_setupvalue (L, -2, n);
         lua_pop (L, 1);
     }
-    //  A fresh _ENV, in the cell every function of the rule shares.
+    //  A fresh _ENV, in the cell every function of the rule shares.  The last one is
+    //  kept when the rule left it empty: an empty table with the same hidden
+    //  metatable is as fresh as a new one, and nothing can hold on to it.
     lua_rawgeti (L, rec, R_CHUNK);
     int chunk = lua_gettop (L);
-    lua_createtable (L, 0, 0);
-    lua_rawgeti (L, rec, R_ENV_MT);
-    lua_setmetatable (L, -2);
+    if (lua_rawgeti (L, rec, R_ENV) != LUA_TTABLE) {
+        lua_pop (L, 1);
+        lua_createtable (L, 0, 0);
+        lua_rawgeti (L, rec, R_ENV_MT);
+        lua_setmetatable (L, -2);
+    }
+    int env = lua_gettop (L);
+    lua_pushnil (L);
+    lua_rawseti (L, rec, R_ENV);                //  taken: a failed rule leaves none
+    lua_pushvalue (L, env);
     lua_setupvalue (L, chunk, 1);
     lua_rawgeti (L, rec, R_CHECK);
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_proposal);
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_ctx);
     lua_call (L, 2, 2);
-    //  The environment is unreachable once the chunk lets go of it.
     lua_pushnil (L);
-    lua_setupvalue (L, chunk, 1);
+    if (!lua_next (L, env)) {
+        lua_pushvalue (L, env);                 //  still empty: the next one
+        lua_rawseti (L, rec, R_ENV);
+    }
+    else
+        lua_pop (L, 2);
 
     //  Only the exact boolean true accepts; false needs a reason.
     int first = lua_gettop (L) - 1, second = first + 1;
@@ -929,7 +975,6 @@ s_eval_main (lua_State *L)
         call->reason = s_format ("check returned %s; a rule must return true, or false "
                                  "and a reason", s_what (L, first));
     }
-    return 0;
 }
 
 //  Run CALL under the limits; always fills call->verdict and, unless it accepts,
@@ -947,7 +992,7 @@ s_run (mesh_vm_t *self, s_call_t *call)
         if (s_build (self, &err) != 0) {
             //  A chain's rules all loaded once, so there this is a shortage of memory or
             //  time; for a probe it is the rule's own problem.
-            if (call->mode == S_EVAL) {
+            if (call->mode == S_EVAL || call->mode == S_CHAIN) {
                 call->reason = s_format ("cannot build the rule state: %s", err ? err : "");
                 self->build_failed = true;
             }
@@ -991,6 +1036,8 @@ s_run (mesh_vm_t *self, s_call_t *call)
         s_close (self);
     else
         s_disarm (self, L);
+    if (call->mode == S_CHAIN && status == LUA_OK)
+        return;                         //  every verdict stored as it came
     //  C functions run outside the hook's reach; what they overran is seen here.
     if (run->limit == S_LIMIT_NONE && s_now_ns () > run->deadline_ns)
         run->limit = S_LIMIT_TIME;
@@ -1205,11 +1252,20 @@ mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *ve
     self->proposal = proposal;
     self->ctx = ctx;
     self->build_failed = false;
-    for (size_t i = 0; i < self->rule_count; i++) {
-        s_call_t call = { .self = self, .mode = S_EVAL, .index = i };
+    size_t next = 0;
+    while (next < self->rule_count) {
+        s_call_t call = {
+            .self = self, .mode = S_CHAIN, .index = next, .verdicts = verdicts,
+            .reasons = reasons
+        };
         s_run (self, &call);
-        verdicts [i] = call.verdict;
-        reasons [i] = call.reason;
+        if (call.index >= self->rule_count)
+            break;                      //  all evaluated in one go
+        //  The rule at call.index raised, hit a limit, or the state could not be built:
+        //  that is its verdict; the state was closed and the next rule starts afresh.
+        verdicts [call.index] = call.verdict;
+        reasons [call.index] = call.reason;
+        next = call.index + 1;
     }
     s_end (self);
 }
