@@ -1,5 +1,7 @@
 /*  test_gate - the validator chain: the built-in schema check, the shipped rules in a
- *  chain, every verdict recorded, the worst failure reported, the rules hash.
+ *  chain, every verdict recorded, the worst failure reported, the rules hash, the
+ *  manifest and archive of a rule set, checks from several threads, and a chain that
+ *  keeps working after a rule hit a limit.
  *
  *  The config is built by hand (config.c is its own module); run from the repository
  *  root so that rules/ and tests/unit/rules/ resolve.
@@ -11,7 +13,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,8 +77,8 @@ static char *s_agent_actions[] = {
 
 static mesh_config_t s_cfg;
 static mesh_agent_config_t s_agent;
-static char *s_global_rules[4];
-static char *s_agent_rules[4];
+static char *s_global_rules[8];
+static char *s_agent_rules[8];
 
 //  Reset the config: all actions, no rules.
 static void
@@ -628,6 +632,296 @@ test_check_file (void **state)
     free (err);
 }
 
+
+//  --- the whole shipped set --------------------------------------------------------
+
+static const char *s_shipped[] = {
+    "rules/action_allowlist.lua", "rules/exec_args.lua", "rules/rate_limit.lua",
+    "rules/blast_radius.lua", "rules/confidence_floor.lua", "rules/change_freeze.lua",
+    "rules/rationale_required.lua",
+};
+#define S_SHIPPED (sizeof s_shipped / sizeof s_shipped [0])
+
+static mesh_gate_t *
+s_shipped_gate (void)
+{
+    s_config ();
+    for (size_t i = 0; i < S_SHIPPED; i++)
+        s_global (s_shipped [i]);
+    return s_gate ();
+}
+
+//  A ctx as the agent builds it, at NOW, with HISTORY (JSON text of an array).
+static char *
+s_agent_ctx (const char *now, const char *history)
+{
+    char *text = NULL;
+    assert_true (asprintf (&text, "{\"agent\":\"cpu-watch\",\"now\":%s,\"incident\":{\"series\":"
+                           "\"web-1/cpu\",\"score\":0.97},\"history\":%s}", now, history) > 0);
+    return text;
+}
+
+static const char *s_good =
+    "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\",\"replicas\":3},"
+    "\"confidence\":0.86,\"rationale\":\"CPU on web is far above its baseline; scale out.\"}";
+
+static void
+test_shipped_chain (void **state)
+{
+    mesh_gate_t *gate = s_shipped_gate ();
+    char *wednesday = s_agent_ctx ("1764151200.25", "[]");
+    s_accepts (gate, s_good, wednesday, S_SHIPPED + 1);
+    //  The same proposal, twice done in the last half hour, on a Sunday at 03:00
+    //  (the weekly window), with too little rationale: three rules say why.
+    char *busy = s_agent_ctx ("1764471600", "[{\"action\":\"scale_out\",\"target\":\"web\","
+                              "\"at\":1764470000},{\"action\":\"scale_out\",\"target\":\"web\","
+                              "\"at\":1764471000}]");
+    bool ok;
+    mesh_fail_t fail;
+    json_t *v = s_check_ctx (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web\","
+                             "\"replicas\":3},\"confidence\":0.86,\"rationale\":\"more\"}", busy,
+                             &ok, &fail);
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_REJECT);
+    assert_int_equal (json_array_size (v), S_SHIPPED + 1);
+    const char *want[] = {
+        "accept", "accept", "accept", "reject", "accept", "accept", "reject", "reject"
+    };
+    for (size_t i = 0; i <= S_SHIPPED; i++)
+        if (strcmp (s_field (v, i, "verdict"), want [i]) != 0)
+            fail_msg ("check %zu (%s): %s", i, s_field (v, i, "rule"), s_field (v, i, "verdict"));
+    assert_non_null (strstr (s_field (v, 3, "reason"), "scale_out on web already ran 2 times"));
+    assert_non_null (strstr (s_field (v, 6, "reason"), "weekly patch window"));
+    assert_non_null (strstr (s_field (v, 7, "reason"), "rationale is too short"));
+    json_decref (v);
+    //  And the gate still accepts after all that.
+    s_accepts (gate, s_good, wednesday, S_SHIPPED + 1);
+    free (busy);
+    free (wednesday);
+    mesh_gate_destroy (&gate);
+}
+
+static void
+test_chain_recovers (void **state)
+{
+    //  A rule that hits a limit between two that accept: its verdict is the limit, the
+    //  others are unaffected, and every later check works (the state was rebuilt).
+    s_config ();
+    s_rule ("rules/confidence_floor.lua");
+    s_rule (RULES "hostile_loop.lua");
+    s_rule (RULES "hostile_memory.lua");
+    s_rule (RULES "accept.lua");
+    mesh_gate_t *gate = s_gate ();
+    for (int i = 0; i < 3; i++) {
+        bool ok;
+        mesh_fail_t fail;
+        json_t *v = s_check (gate, "{\"action\":\"escalate\",\"kind\":\"rep\"}", &ok, &fail);
+        assert_false (ok);
+        assert_int_equal (fail, MESH_FAIL_RULE_LIMIT);
+        assert_string_equal (s_field (v, 1, "verdict"), "accept");
+        assert_string_equal (s_field (v, 2, "reason"), "instruction limit");
+        assert_string_equal (s_field (v, 3, "reason"), "memory limit");
+        assert_string_equal (s_field (v, 4, "verdict"), "accept");
+        json_decref (v);
+    }
+    assert_true (mesh_gate_state_memory (gate) > 0);
+    mesh_gate_destroy (&gate);
+}
+
+typedef struct {
+    mesh_gate_t *gate;
+    int accepted;
+} s_worker_t;
+
+static void *
+s_worker (void *arg)
+{
+    s_worker_t *w = arg;
+    json_t *p = json_loads (s_good, 0, NULL);
+    char *text = s_agent_ctx ("1764151200", "[]");
+    json_t *ctx = json_loads (text, 0, NULL);
+    free (text);
+    for (int i = 0; i < 200; i++) {
+        json_t *verdicts = json_array ();
+        w->accepted += mesh_gate_check (w->gate, p, ctx, verdicts, NULL)
+                    && json_array_size (verdicts) == S_SHIPPED + 1;
+        json_decref (verdicts);
+    }
+    json_decref (p);
+    json_decref (ctx);
+    return NULL;
+}
+
+static void
+test_threads (void **state)
+{
+    mesh_gate_t *gate = s_shipped_gate ();
+    pthread_t threads[4];
+    s_worker_t workers[4];
+    for (int i = 0; i < 4; i++) {
+        workers [i] = (s_worker_t) { gate, 0 };
+        assert_int_equal (pthread_create (&threads [i], NULL, s_worker, &workers [i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join (threads [i], NULL);
+        assert_int_equal (workers [i].accepted, 200);
+    }
+    mesh_gate_destroy (&gate);
+}
+
+//  --- manifest and archive -----------------------------------------------------------
+
+static void
+test_manifest (void **state)
+{
+    s_config ();
+    s_global ("rules/confidence_floor.lua");
+    s_rule ("rules/action_allowlist.lua");
+    mesh_gate_t *gate = s_gate ();
+    json_t *m = mesh_gate_manifest (gate);
+    assert_string_equal (json_string_value (json_object_get (m, "hash")),
+                         mesh_gate_rules_hash (gate));
+    json_t *rules = json_object_get (m, "rules");
+    assert_int_equal (json_array_size (rules), 2);
+    json_t *first = json_array_get (rules, 0);
+    assert_string_equal (json_string_value (json_object_get (first, "name")), "confidence_floor");
+    assert_string_equal (json_string_value (json_object_get (first, "file")),
+                         "01-confidence_floor.lua");
+    assert_string_equal (json_string_value (json_object_get (first, "basename")),
+                         "confidence_floor.lua");
+    size_t size;
+    char *data = s_read ("rules/confidence_floor.lua", &size);
+    unsigned char digest[32];
+    char hex[65];
+    crypto_hash_sha256 (digest, (unsigned char *) data, size);
+    sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
+    free (data);
+    assert_string_equal (json_string_value (json_object_get (first, "sha256")), hex);
+    assert_string_equal (json_string_value (json_object_get (json_array_get (rules, 1), "file")),
+                         "02-action_allowlist.lua");
+    json_decref (m);
+    mesh_gate_destroy (&gate);
+}
+
+static int
+s_count_entries (const char *dir)
+{
+    DIR *d = opendir (dir);
+    assert_non_null (d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir (d)))
+        n += e->d_name [0] != '.' || strncmp (e->d_name, ".tmp", 4) == 0;
+    closedir (d);
+    return n;
+}
+
+static void
+test_archive (void **state)
+{
+    char dir[] = "/tmp/test_gate_archive.XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    s_config ();
+    s_global ("rules/confidence_floor.lua");
+    s_rule ("rules/action_allowlist.lua");
+    mesh_gate_t *gate = s_gate ();
+    char *archived = NULL;
+    assert_int_equal (mesh_gate_archive (gate, dir, &archived), 0);
+    char want[256];
+    snprintf (want, sizeof want, "%s/rules/%s", dir, mesh_gate_rules_hash (gate));
+    assert_string_equal (archived, want);
+    assert_int_equal (s_count_entries (archived), 3);   //  two rules and the manifest
+    //  The files are the rules, byte for byte, and the manifest is the gate's.
+    const char *files[][2] = {
+        { "01-confidence_floor.lua", "rules/confidence_floor.lua" },
+        { "02-action_allowlist.lua", "rules/action_allowlist.lua" },
+    };
+    const char *hashed[2];
+    char paths[2][300];
+    for (int i = 0; i < 2; i++) {
+        snprintf (paths [i], sizeof paths [i], "%s/%s", archived, files [i][0]);
+        size_t a, b;
+        char *copy = s_read (paths [i], &a), *orig = s_read (files [i][1], &b);
+        assert_int_equal (a, b);
+        assert_memory_equal (copy, orig, a);
+        free (copy);
+        free (orig);
+        hashed [i] = paths [i];
+    }
+    char mpath[300];
+    snprintf (mpath, sizeof mpath, "%s/manifest.json", archived);
+    json_t *on_disk = json_load_file (mpath, 0, NULL);
+    json_t *m = mesh_gate_manifest (gate);
+    assert_true (json_equal (on_disk, m));
+    json_decref (on_disk);
+    json_decref (m);
+    //  A replay can load the archive under the original basenames and get the hash.
+    char expected[65];
+    crypto_hash_sha256_state st;
+    unsigned char digest[32];
+    crypto_hash_sha256_init (&st);
+    const char *bases[] = { "confidence_floor.lua", "action_allowlist.lua" };
+    for (int i = 0; i < 2; i++) {
+        size_t size;
+        char *data = s_read (hashed [i], &size);
+        crypto_hash_sha256_update (&st, (const unsigned char *) bases [i], strlen (bases [i]) + 1);
+        crypto_hash_sha256_update (&st, (const unsigned char *) data, size);
+        free (data);
+    }
+    crypto_hash_sha256_final (&st, digest);
+    sodium_bin2hex (expected, sizeof expected, digest, sizeof digest);
+    assert_string_equal (expected, mesh_gate_rules_hash (gate));
+    //  Idempotent: again, and from a second gate with the same rules.
+    char *again = NULL;
+    assert_int_equal (mesh_gate_archive (gate, dir, &again), 0);
+    assert_string_equal (again, archived);
+    free (again);
+    mesh_gate_t *twin = s_gate ();
+    assert_int_equal (mesh_gate_archive (twin, dir, NULL), 0);
+    mesh_gate_destroy (&twin);
+    char rules_dir[300];
+    snprintf (rules_dir, sizeof rules_dir, "%s/rules", dir);
+    assert_int_equal (s_count_entries (rules_dir), 1);  //  no temporary left behind
+    //  Another rule set is another directory.
+    s_config ();
+    s_global ("rules/confidence_floor.lua");
+    mesh_gate_t *other = s_gate ();
+    assert_int_equal (mesh_gate_archive (other, dir, NULL), 0);
+    assert_int_equal (s_count_entries (rules_dir), 2);
+    //  A state directory that cannot hold it: -1, logged.
+    char blocked[300];
+    snprintf (blocked, sizeof blocked, "%s/file", dir);
+    FILE *f = fopen (blocked, "w");
+    fclose (f);
+    assert_int_equal (mesh_gate_archive (other, blocked, &again), -1);
+    assert_null (again);
+    mesh_gate_destroy (&other);
+    //  Clean up.
+    for (int i = 0; i < 2; i++)
+        assert_int_equal (unlink (paths [i]), 0);
+    assert_int_equal (unlink (mpath), 0);
+    assert_int_equal (rmdir (archived), 0);
+    char other_dir[600];
+    DIR *d = opendir (rules_dir);
+    struct dirent *e;
+    while ((e = readdir (d)))
+        if (e->d_name [0] != '.') {
+            snprintf (other_dir, sizeof other_dir, "%s/%s", rules_dir, e->d_name);
+            char p1[700], p2[700];
+            snprintf (p1, sizeof p1, "%s/01-confidence_floor.lua", other_dir);
+            snprintf (p2, sizeof p2, "%s/manifest.json", other_dir);
+            unlink (p1);
+            unlink (p2);
+            rmdir (other_dir);
+        }
+    closedir (d);
+    assert_int_equal (rmdir (rules_dir), 0);
+    assert_int_equal (unlink (blocked), 0);
+    assert_int_equal (rmdir (dir), 0);
+    free (archived);
+    mesh_gate_destroy (&gate);
+}
+
 int
 main (void)
 {
@@ -640,6 +934,11 @@ main (void)
         cmocka_unit_test (test_rules_hash),
         cmocka_unit_test (test_new_errors),
         cmocka_unit_test (test_check_file),
+        cmocka_unit_test (test_shipped_chain),
+        cmocka_unit_test (test_chain_recovers),
+        cmocka_unit_test (test_threads),
+        cmocka_unit_test (test_manifest),
+        cmocka_unit_test (test_archive),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
