@@ -1605,7 +1605,8 @@ s_load_group (mesh_incidents_t *self, json_t *j)
     }
     else
         s_point_destroy (&p);
-    if (g->alive && (g->last_ms == S_NEVER || (g->eligible && g->wait_until_ms == S_NEVER)))
+    if (g->alive && (g->last_ms == S_NEVER || (g->eligible && g->wait_until_ms == S_NEVER)
+                     || (g->pending && !g->eligible)))
         return false;
     if (!g->alive && g->last_notify_ms == S_NEVER)
         return false;
