@@ -188,6 +188,15 @@ s_utf8_len (const unsigned char *s, size_t len)
     return n;
 }
 
+static bool
+s_valid_utf8 (const char *s, size_t len)
+{
+    for (size_t i = 0, n; i < len; i += n)
+        if (!(n = s_utf8_len ((const unsigned char *) s + i, len - i)))
+            return false;
+    return true;
+}
+
 //  A copy of S that is valid UTF-8 without control characters (invalid bytes become
 //  '?', control characters a space), cut at MESH_SANDBOX_MAX_REASON bytes with "...".
 //  Every input byte gives at most one output byte, so the length is known up front.
@@ -1172,7 +1181,7 @@ s_to_json (lua_State *L, int index, char *path, size_t path_len, int depth)
         else {
             size_t klen;
             const char *k = lua_tolstring (L, key, &klen);
-            if (!json_stringn (k, klen) || memchr (k, 0, klen)) {
+            if (!s_valid_utf8 (k, klen) || memchr (k, 0, klen)) {
                 json_decref (member);
                 s_json_path (L, key, path, path_len);
                 return s_json_fail (L, path, "a key that is not valid UTF-8");
