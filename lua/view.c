@@ -219,18 +219,27 @@ mesh_view_wrap (lua_State *L, int index)
     lua_replace (L, index);
 }
 
+//  Only views hold the key K (no rule can make it), so P[K] tells a view from any other
+//  table, and its data tells the kinds apart: an input view's cache holds the JSON
+//  under K, a table view's data never does.
 int
 mesh_view_kind (lua_State *L, int index, json_t **json_p)
 {
     if (json_p)
         *json_p = NULL;
-    if (lua_type (L, index) != LUA_TTABLE || !lua_getmetatable (L, index))
+    if (lua_type (L, index) != LUA_TTABLE)
         return MESH_VIEW_NONE;
-    int kind = lua_rawgetp (L, -1, S_K) == LUA_TNUMBER ? (int) lua_tointeger (L, -1)
-                                                        : MESH_VIEW_NONE;
+    if (lua_rawgetp (L, index, S_K) != LUA_TTABLE) {
+        lua_pop (L, 1);
+        return MESH_VIEW_NONE;
+    }
+    int kind = MESH_VIEW_TABLE;
+    if (lua_rawgetp (L, -1, S_K) == LUA_TLIGHTUSERDATA) {
+        kind = MESH_VIEW_INPUT;
+        if (json_p)
+            *json_p = lua_touserdata (L, -1);
+    }
     lua_pop (L, 2);
-    if (kind == MESH_VIEW_INPUT && json_p)
-        *json_p = s_json (L, lua_absindex (L, index));
     return kind;
 }
 
@@ -251,10 +260,11 @@ mesh_view_json (lua_State *L, int index)
 void
 mesh_view_push_data (lua_State *L, int index)
 {
-    if (mesh_view_is (L, index))
-        lua_rawgetp (L, index, S_K);
-    else
+    if (lua_type (L, index) != LUA_TTABLE || lua_rawgetp (L, index, S_K) != LUA_TTABLE) {
+        if (lua_type (L, index) == LUA_TTABLE)
+            lua_pop (L, 1);
         lua_pushnil (L);
+    }
 }
 
 void

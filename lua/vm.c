@@ -489,6 +489,9 @@ typedef struct {
 
 static void s_freeze (lua_State *L, s_freeze_t *F, int depth);
 
+//  A function's record in the snapshots: the function, the number M of its upvalues,
+//  then for each upvalue 1..M its value to put back, or the snapshots table itself
+//  where there is nothing to put back (_ENV, or a cell another record resets).
 static void
 s_freeze_function (lua_State *L, s_freeze_t *F, int f, int depth)
 {
@@ -503,13 +506,19 @@ s_freeze_function (lua_State *L, s_freeze_t *F, int f, int depth)
     lua_rawset (L, F->map);
     if (lua_iscfunction (L, f))
         return;                         //  ours: rules cannot make C closures
+    lua_newtable (L);                   //  this function's values, appended at the end
+    int values = lua_gettop (L);
+    int m = 0, kept = 0;
     for (int n = 1; lua_getupvalue (L, f, n); n++) {
+        m = n;
         void *id = lua_upvalueid (L, f, n);
         lua_pushlightuserdata (L, id);
         bool skip = id == F->env_cell || lua_rawget (L, F->seen) != LUA_TNIL;
         lua_pop (L, 1);
         if (skip) {
             lua_pop (L, 1);
+            lua_pushvalue (L, F->snaps);
+            lua_rawseti (L, values, n);
             continue;
         }
         lua_pushlightuserdata (L, id);
@@ -518,12 +527,20 @@ s_freeze_function (lua_State *L, s_freeze_t *F, int f, int depth)
         s_freeze (L, F, depth + 1);
         lua_pushvalue (L, -1);
         lua_setupvalue (L, f, n);
+        lua_rawseti (L, values, n);
+        kept++;
+    }
+    if (kept) {
         lua_pushvalue (L, f);
         lua_rawseti (L, F->snaps, ++F->snap_count);
-        lua_pushinteger (L, n);
+        lua_pushinteger (L, m);
         lua_rawseti (L, F->snaps, ++F->snap_count);
-        lua_rawseti (L, F->snaps, ++F->snap_count);
+        for (int n = 1; n <= m; n++) {
+            lua_rawgeti (L, values, n);
+            lua_rawseti (L, F->snaps, ++F->snap_count);
+        }
     }
+    lua_pop (L, 1);
 }
 
 //  Replace the value on the stack top by its frozen form.
@@ -924,13 +941,18 @@ s_eval_rule (lua_State *L, s_call_t *call)
     lua_rawgeti (L, rec, R_SNAP_COUNT);
     lua_Integer count = lua_tointeger (L, -1);
     lua_pop (L, 1);
-    for (lua_Integer j = 1; j + 2 <= count; j += 3) {
-        lua_rawgeti (L, snaps, j + 1);
-        int n = (int) lua_tointeger (L, -1);
+    for (lua_Integer j = 1; j < count; ) {
+        lua_rawgeti (L, snaps, j++);            //  the function
+        lua_rawgeti (L, snaps, j++);
+        int m = (int) lua_tointeger (L, -1);
         lua_pop (L, 1);
-        lua_rawgeti (L, snaps, j);              //  the function
-        lua_rawgeti (L, snaps, j + 2);          //  the value
-        lua_setupvalue (L, -2, n);
+        for (int n = 1; n <= m; n++) {
+            lua_rawgeti (L, snaps, j++);        //  its value, or SNAPS: nothing to do
+            if (lua_rawequal (L, -1, snaps))
+                lua_pop (L, 1);
+            else
+                lua_setupvalue (L, -2, n);
+        }
         lua_pop (L, 1);
     }
     //  A fresh _ENV, in the cell every function of the rule shares.  The last one is
@@ -1369,6 +1391,16 @@ mesh_vm_memory (const mesh_vm_t *self)
 {
     assert (self);
     return self->L ? self->run.used : 0;
+}
+
+size_t
+mesh_vm_collect (mesh_vm_t *self)
+{
+    assert (self);
+    if (!self->L)
+        return 0;
+    lua_gc (self->L, LUA_GCCOLLECT);
+    return self->run.used;
 }
 
 size_t

@@ -56,6 +56,8 @@ int mesh_vm_find (mesh_vm_t *self, const char *subject, size_t len, const char *
 //  rules, after a full collection); 0 before the first build.
 size_t mesh_vm_memory (const mesh_vm_t *self);
 size_t mesh_vm_baseline (const mesh_vm_t *self);
+//  Collect the garbage now and return the bytes still live (0 before the first build).
+size_t mesh_vm_collect (mesh_vm_t *self);
 //  How many times the state was built (1 after the first use; one more after every
 //  evaluation that raised or hit a limit).
 size_t mesh_vm_builds (const mesh_vm_t *self);
