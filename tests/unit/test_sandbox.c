@@ -685,6 +685,110 @@ test_mesh_helpers (void **state)
     mesh_sandbox_destroy (&rule);
 }
 
+
+static void
+test_vm (void **state)
+{
+    //  A chain in one state: verdicts in order, a failing rule costs one rebuild and
+    //  leaves its neighbours alone.
+    mesh_sandbox_t *rules[4] = {
+        s_load ("accept.lua", NULL), s_load ("error.lua", NULL), s_load ("reject.lua", NULL),
+        s_load ("hostile_loop.lua", NULL),
+    };
+    mesh_vm_t *vm = mesh_vm_new (rules, 4, &s_limits);
+    assert_non_null (vm);
+    assert_int_equal (mesh_vm_builds (vm), 0);
+    assert_int_equal (mesh_vm_memory (vm), 0);
+    json_t *p = json_loads ("{\"action\":\"note\"}", 0, NULL);
+    mesh_verdict_t verdicts[4];
+    char *reasons[4];
+    for (int round = 1; round <= 2; round++) {
+        mesh_vm_eval (vm, p, NULL, verdicts, reasons);
+        assert_int_equal (verdicts [0], MESH_VERDICT_ACCEPT);
+        assert_null (reasons [0]);
+        assert_int_equal (verdicts [1], MESH_VERDICT_ERROR);
+        assert_string_equal (reasons [1], "error.lua:6: rule bug");
+        assert_int_equal (verdicts [2], MESH_VERDICT_REJECT);
+        assert_string_equal (reasons [2], "not today: note");
+        assert_int_equal (verdicts [3], MESH_VERDICT_LIMIT);
+        assert_string_equal (reasons [3], "instruction limit");
+        for (int i = 1; i < 4; i++)
+            free (reasons [i]);
+        //  Built at the start of each round and again after the error; the limit
+        //  closed the state, which is built again when next needed.
+        assert_int_equal (mesh_vm_builds (vm), (size_t) (2 * round));
+    }
+    assert_true (mesh_vm_baseline (vm) > 0);
+    char *reason = NULL;
+    assert_int_equal (mesh_vm_eval_one (vm, 0, p, NULL, &reason), MESH_VERDICT_ACCEPT);
+    assert_true (mesh_vm_memory (vm) >= mesh_vm_collect (vm));
+    //  Probe: the rule's own name and description.
+    char *name = NULL, *description = NULL, *err = NULL;
+    assert_int_equal (mesh_vm_probe (vm, 2, &name, &description, &err), 0);
+    assert_string_equal (name, "reject");
+    assert_string_equal (description, "always rejects");
+    free (name);
+    free (description);
+    //  Patterns for reason tests, with the sandbox's bound.
+    assert_int_equal (mesh_vm_find (vm, "not today: note", 15, "^not today", &err), 1);
+    assert_int_equal (mesh_vm_find (vm, "not today: note", 15, "tomorrow", &err), 0);
+    assert_int_equal (mesh_vm_find (vm, "x", 1, "[unclosed", &err), -1);
+    assert_non_null (strstr (err, "malformed pattern"));
+    free (err);
+    //  A chunk's result as JSON.
+    const char *src = "return { a = 1, b = { 2.5, mesh.null, 'x' }, c = {} }";
+    json_t *j = mesh_vm_run_json (vm, "=t", src, strlen (src), &err);
+    assert_non_null (j);
+    json_t *want = json_loads ("{\"a\":1,\"b\":[2.5,null,\"x\"],\"c\":{}}", 0, NULL);
+    assert_true (json_equal (j, want));
+    json_decref (j);
+    json_decref (want);
+    assert_null (mesh_vm_run_json (vm, "=t", "return 0/0", 10, &err));
+    assert_non_null (strstr (err, "inf and nan have no JSON form"));
+    free (err);
+    json_decref (p);
+    mesh_vm_destroy (&vm);
+    mesh_vm_destroy (&vm);
+    for (int i = 0; i < 4; i++)
+        mesh_sandbox_destroy (&rules [i]);
+}
+
+static void
+s_thread_eval (mesh_sandbox_t *rule, int *accepted)
+{
+    for (int i = 0; i < 200; i++)
+        *accepted += mesh_sandbox_eval (rule, NULL, NULL, NULL) == MESH_VERDICT_ACCEPT;
+}
+
+typedef struct {
+    mesh_sandbox_t *rule;
+    int accepted;
+} s_thread_t;
+
+static void *
+s_thread (void *arg)
+{
+    s_thread_t *t = arg;
+    s_thread_eval (t->rule, &t->accepted);
+    return NULL;
+}
+
+static void
+test_threads (void **state)
+{
+    //  One sandbox evaluated from several threads at once.
+    s_thread_t t[4];
+    pthread_t id[4];
+    for (int i = 0; i < 4; i++) {
+        t [i] = (s_thread_t) { s_accept, 0 };
+        assert_int_equal (pthread_create (&id [i], NULL, s_thread, &t [i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join (id [i], NULL);
+        assert_int_equal (t [i].accepted, 200);
+    }
+}
+
 static void
 test_verdict_names (void **state)
 {
@@ -718,6 +822,8 @@ main (void)
         cmocka_unit_test (test_pattern_bound),
         cmocka_unit_test (test_mesh_library),
         cmocka_unit_test (test_mesh_helpers),
+        cmocka_unit_test (test_vm),
+        cmocka_unit_test (test_threads),
         cmocka_unit_test (test_verdict_names),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
