@@ -15,15 +15,16 @@
  *     fails, the Lua rules are NOT run: the proposal does not have the shape they are
  *     written against, so their verdicts would say nothing.  Only the builtin verdict
  *     is recorded then.
- *  2. Every Lua rule (lua/sandbox.c): the global chain, then the agent's own, all of
+ *  2. Every Lua rule (lua/vm.c): the global chain, then the agent's own, all of
  *     them evaluated even after a rejection, so the record and the reask carry every
  *     reason.
  *
  *  What rules see: the proposal as given, with "params" set to {} when it was absent;
  *  the ctx as given, with "action" set to the declared spec of the proposed action
  *  ({name, kind, params = {NAME = {type, required, max_length, pattern, enum, min,
- *  max}}}) when the caller left it absent or null.  Both are copies; the caller's JSON
- *  is never changed.  A replay through the gate with the same config adds the same.
+ *  max}}}) when the caller left it absent or null (the gate then works on a shallow
+ *  copy).  Rules read both through read-only views; the caller's JSON is never
+ *  changed.  A replay through the gate with the same config adds the same.
  *
  *  The Lua rules run in vms (lua/vm.c): one Lua state holding the whole chain,
  *  compiled once, with a fresh environment per rule evaluation.  A vm serves one

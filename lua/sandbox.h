@@ -5,10 +5,10 @@
  *  ctx) ... end }.  The file is read once (at most 256 KiB, no NUL byte, text only) and
  *  run once at load, in a state of its own, to see that it is a valid rule.  Rules are
  *  evaluated in vms (vm.h): one Lua state per chain and thread, every rule compiled
- *  once, and for every evaluation a fresh environment in which the rule's top level
- *  runs again and then its check; inputs are read-only views of the JSON; libraries
- *  are read-only and deterministic (safelib.c); nothing a rule stores survives into
- *  the next evaluation.  mesh_sandbox_eval evaluates one rule alone, for tests.
+ *  and its top level run once, what that built frozen, and for every evaluation a
+ *  fresh environment for check; inputs are read-only views of the JSON; libraries are
+ *  read-only and deterministic (safelib.c); nothing a rule stores survives into the
+ *  next evaluation.  mesh_sandbox_eval evaluates one rule alone, for tests.
  *
  *  Verdicts: ACCEPT only when check's first result is exactly the boolean true; REJECT
  *  when it is false followed by a non-empty reason string; ERROR for anything else (an

@@ -1,45 +1,52 @@
 /*  vm - one Lua state holding a chain of compiled rules, evaluated under limits.
  *
  *  Building a state and compiling every rule for each evaluation is safe but costs
- *  tens of microseconds per rule; a chain has to run in a few.  So a vm builds its
- *  state once and keeps it, and isolation comes from what the state lets a rule
- *  reach rather than from throwing the state away:
+ *  tens of microseconds per rule; a chain has to run in a few (docs/perf/gates.md).
+ *  So a vm builds its state once and keeps it, and isolation comes from what the
+ *  state lets a rule reach rather than from throwing the state away:
  *
- *  - Each rule is compiled once (luaL_loadbufferx, mode "t": text only).  For every
- *    evaluation the rule gets a brand-new _ENV table, set as its chunk's first (and
- *    only) upvalue, and the whole chunk runs again before its check is called.  Its
- *    top-level locals, its upvalues, its rule table and whatever it creates are new
- *    each time; globals it sets land in that _ENV and die with it.
- *  - _ENV's missing keys resolve through a metatable, shared and hidden
- *    (__metatable = false), whose __index is the table of safe globals (safelib.c).
- *    No rule can name that table: there is no _G, no getmetatable that shows it, no
- *    rawget, no debug.  Everything in it that is a table - string, table, math, utf8,
- *    mesh - is a read-only view (view.c), and the string metatable points at the
- *    string view and is hidden too.  Inputs are read-only views made for the chain
- *    evaluation.  The registry is out of reach without debug.  So a rule can write
- *    only to tables it made in this evaluation, and those are unreachable once it
- *    returns: nothing it stores survives, and the next rule, or the next decision,
- *    starts from the same state.  The hostile corpus (tests/unit/rules/) tries every
- *    road we know of: globals, upvalues, library and string-metatable poisoning,
- *    writes to inputs, metatables on shared tables, __gc, weak tables, coroutines.
+ *  - Each rule is compiled once (luaL_loadbufferx, mode "t": text only), and its top
+ *    level runs once, under the limits, when the state is built.  Everything that top
+ *    level built and check can reach is then frozen (see "Freezing" below): tables
+ *    become read-only views, and the upvalues of the rule's functions are recorded.
+ *  - Each evaluation puts those upvalues back to their recorded values, gives the
+ *    rule a fresh _ENV (in the _ENV cell every function of the rule shares; an _ENV
+ *    the last evaluation left empty is as fresh as a new one and is reused), and calls
+ *    check.  Globals check sets land in that _ENV and die with it; a top-level local
+ *    it assigns is back next time; a top-level table cannot be written.
+ *  - _ENV's missing keys resolve through a metatable, per rule and hidden
+ *    (__metatable = false), whose __index holds the safe globals (safelib.c) and
+ *    the globals the top level set.  No rule can name that table: there is no _G, no
+ *    getmetatable that shows it, no rawget, no debug.  Every table in it - string,
+ *    table, math, utf8, mesh, the top level's - is a read-only view (view.c), and the
+ *    string metatable points at the string view and is hidden too.  Inputs are
+ *    read-only views made for the chain evaluation.  The registry is out of reach
+ *    without debug.  So a rule can write only to tables it made in this evaluation,
+ *    and those are unreachable once it returns: nothing it stores survives, and the
+ *    next rule, or the next decision, starts from the same state.  The hostile corpus
+ *    (tests/unit/rules/) tries every road we know of: globals, upvalues, a table kept
+ *    in a local, library and string-metatable poisoning, writes to inputs, metatables
+ *    on shared tables, __gc, weak tables, coroutines.
  *  - Limits per rule evaluation, decided from this file's flags, never from an
  *    error message.  Memory: the allocator refuses a request that would take the
- *    state more than `memory` bytes over what it held when built (libraries and
- *    compiled rules), comparing before it calls realloc, so string.rep ("x", 2^40) is
- *    one refused request; Lua then collects and retries once, so garbage from earlier
- *    evaluations never counts.  Instructions and wall clock: a count hook every 1000
- *    instructions adds up and looks at CLOCK_MONOTONIC; once a limit is hit it
- *    re-arms itself for every instruction and raises each time, so nothing the rule
- *    runs afterwards (a __close handler, a loop around an erroring call) gets further.
- *    C helpers charge their loops to the same budget (mesh_vm_charge).
- *  - After an evaluation that raised or hit a limit, the state is closed and built
- *    again before the next rule runs (about as long as a few hundred evaluations, and
- *    only on the failure path).  Lua survives its own errors, so this is not needed
- *    for correctness we know of; it is there so that we never have to argue that a
- *    state that ran out of memory halfway through a library call is clean.
+ *    state more than `memory` bytes over what it held when built, comparing before it
+ *    allocates, so string.rep ("x", 2^40) is one refused request; Lua then collects
+ *    and retries once, so garbage from earlier evaluations never counts.
+ *    Instructions and wall clock: a count hook every 1000 instructions adds up and
+ *    looks at the (coarse) monotonic clock; once a limit is hit it re-arms itself for
+ *    every instruction and raises each time, so nothing the rule runs afterwards (a
+ *    __close handler, a loop around an erroring call) gets further.  C helpers charge
+ *    their loops to the same budget (mesh_vm_charge).
+ *  - A chain runs in one protected call.  A rule that raises or hits a limit ends it:
+ *    the state is closed and built again, and the chain resumes with the next rule.
+ *    Lua survives its own errors, so the rebuild is not needed for correctness we
+ *    know of; it is there so that we never have to argue that a state that ran out of
+ *    memory halfway through a library call is clean.  It costs a few hundred
+ *    evaluations' worth of time, and only on the failure path.
  *
- *  Every Lua call that can raise - building the state, making input views, running a
- *    rule - runs inside lua_pcall, so a memory error there is a verdict, not a panic.
+ *  Every Lua call that can raise - building the state, running a top level, making
+ *  input views, running a rule - runs inside lua_pcall, so a memory error there is a
+ *  verdict, not a panic.
  */
 #include "vm.h"
 #include "internal.h"
