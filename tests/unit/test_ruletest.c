@@ -124,7 +124,8 @@ test_passing_cases (void **state)
         "  { name = 'eight', proposal = scale(8), expect = 'reject', reason = '^8 replicas' },\n"
         "  { name = 'a tighter limit', proposal = scale(4), ctx = { limit = 3 },\n"
         "    expect = 'reject', reason = 'more than 3$' },\n"
-        "  { name = 'raises', proposal = { action = 'boom' }, expect = 'error', reason = 'boom' },\n"
+        "  { name = 'raises', proposal = { action = 'boom' }, expect = 'error',\n"
+        "    reason = 'boom' },\n"
         "  { name = 'spins', proposal = { action = 'spin' }, expect = 'limit',\n"
         "    reason = 'instruction limit' },\n"
         "  { name = 'no params', proposal = { action = 'x' }, expect = 'error',\n"
@@ -145,13 +146,11 @@ static void
 test_failing_cases (void **state)
 {
     s_write ("max5_test.lua",
+        "local nine = { action = 'scale_out', params = { replicas = 9 } }\n"
         "return { rule = 'max5.lua', cases = {\n"
-        "  { name = 'wrong verdict', proposal = { action = 'scale_out', params = { replicas = 9 } },\n"
-        "    expect = 'accept' },\n"
-        "  { name = 'wrong reason', proposal = { action = 'scale_out', params = { replicas = 9 } },\n"
-        "    expect = 'reject', reason = 'fewer' },\n"
-        "  { name = 'bad pattern', proposal = { action = 'scale_out', params = { replicas = 9 } },\n"
-        "    expect = 'reject', reason = '[unclosed' },\n"
+        "  { name = 'wrong verdict', proposal = nine, expect = 'accept' },\n"
+        "  { name = 'wrong reason', proposal = nine, expect = 'reject', reason = 'fewer' },\n"
+        "  { name = 'bad pattern', proposal = nine, expect = 'reject', reason = '[unclosed' },\n"
         "  { name = 'right', proposal = { action = 'scale_out', params = { replicas = 1 } },\n"
         "    expect = 'accept' },\n"
         "} }\n");
