@@ -39,7 +39,7 @@
     X (events) X (malformed) X (anomalies) X (incidents) X (suppressed) X (loops)            \
     X (accepted) X (rejected) X (fallback) X (budget_exhausted) X (model_failed) X (tokens)  \
     X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (recovered) \
-    X (ledger_errors)
+    X (ledger_errors) X (shed) X (dead_lettered)
 
 typedef struct {
 #define S_FIELD(name) atomic_ullong name;
@@ -91,6 +91,7 @@ struct _mesh_agent_t {
     bool stopping;                      //  workers: finish the queue, then exit
     atomic_bool fatal;                  //  the ledger stopped answering: exit, re-deliver
     s_worker_t *workers;
+    mesh_record_t *shed_record;         //  the consumer thread's, made on the first shed
 };
 
 //  --- worker side ----------------------------------------------------------------
@@ -308,6 +309,10 @@ s_counters_unlocked (mesh_agent_t *self)
                          json_integer ((json_int_t) mesh_detect_evictions (self->detect)));
     json_object_set_new (c, "budget_used", json_integer (mesh_budget_used (self->budget)));
     json_object_set_new (c, "lag", json_integer (mesh_event_kafka_lag (self->events)));
+    json_object_set_new (c, "paused", json_integer (mesh_event_kafka_paused (self->events)));
+    json_t *incidents = mesh_incidents_counters (self->incidents);
+    json_object_update_missing (c, incidents);  //  the agent's own names win
+    json_decref (incidents);
     return c;
 }
 
@@ -315,12 +320,77 @@ static void
 s_heartbeat (mesh_agent_t *self)
 {
     self->n.malformed = mesh_event_kafka_malformed (self->events);
+    self->n.dead_lettered = mesh_event_kafka_dead_lettered (self->events);
     pthread_mutex_lock (&self->lock);
     json_t *body = json_pack ("{ss so ss}", "instance", self->instance, "counters",
                               s_counters_unlocked (self), "rules_hash", self->rules_hash);
     pthread_mutex_unlock (&self->lock);
     mesh_proto_send (self->ctl, NULL, MESH_MSG_HEARTBEAT, body);
     json_decref (body);
+}
+
+//  An incident no worker can take because the queue is full, with `overflow: shed`: it is
+//  recorded (verdict "shed", outcome "skipped") instead of reasoned about, so no trigger is
+//  dropped silently.  False if the ledger did not answer.
+static bool
+s_shed (mesh_agent_t *self, mesh_incident_t *incident)
+{
+    if (!self->shed_record) {
+        char identity[128];
+        snprintf (identity, sizeof identity, "%s/shed", self->instance);
+        self->shed_record = mesh_record_new (self->endpoint, identity, 10000);
+    }
+    json_t *decision = json_pack (
+        "{ss ss ss ss s{ss si sI} so ss sb sn si}", "type", "decision", "id", incident->id,
+        "agent", self->acfg->name, "mode", self->acfg->observe ? "observe" : "act", "trigger",
+        "topic", incident->topic, "partition", (int) incident->partition, "offset",
+        (json_int_t) incident->offset, "incident", mesh_incident_json (incident), "verdict",
+        "shed", "fallback", 0, "action", "tokens", 0);
+    json_object_set_new (decision, "reason",
+                         json_sprintf ("reasoning queue full (%d incidents waiting)",
+                                       self->acfg->reason.queue_size));
+    json_t *outcome = json_pack ("{ss ss ss ss ss}", "type", "outcome", "id", incident->id,
+                                 "agent", self->acfg->name, "status", "skipped", "detail",
+                                 "shed: not reasoned about");
+    bool ok = self->shed_record && mesh_record_decision (self->shed_record, decision, NULL) == 0
+              && mesh_record_outcome (self->shed_record, outcome, NULL) == 0;
+    json_decref (decision);
+    json_decref (outcome);
+    if (ok)
+        self->n.shed++;
+    return ok;
+}
+
+//  Hand an incident to the reasoning workers (ownership passes).  When the queue is full:
+//  `overflow: shed` records it as shed; `pause` (the default) waits for room - the main
+//  loop has paused the partitions already, so this only happens for a message fetched
+//  before the pause took effect.
+static void
+s_enqueue (mesh_agent_t *self, mesh_incident_t *incident)
+{
+    pthread_mutex_lock (&self->lock);
+    bool full = self->queue_len >= self->queue_cap;
+    bool shed = full && strcmp (self->acfg->reason.overflow, "shed") == 0;
+    if (shed) {
+        pthread_mutex_unlock (&self->lock);
+        if (s_shed (self, incident))
+            mesh_event_kafka_done (self->events, incident->topic, incident->partition,
+                                   incident->offset);
+        else
+            self->fatal = true;         //  not recorded: exit, the event is re-delivered
+        mesh_incident_destroy (&incident);
+        return;
+    }
+    while (self->queue_len >= self->queue_cap && !self->fatal)
+        pthread_cond_wait (&self->wake, &self->lock);
+    mesh_event_kafka_hold (self->events, incident->topic, incident->partition,
+                           incident->offset);
+    size_t tail = (self->queue_head + self->queue_len) % self->queue_cap;
+    self->queue[tail] = incident;
+    self->queue_len++;
+    self->busy++;
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
 }
 
 //  Detect and de-duplicate one event; queue what it opened or mark it done.  With no
@@ -338,8 +408,12 @@ s_consume (mesh_agent_t *self, mesh_event_t *event)
                                            event->ts_ms, &info);               //  detect
         bool anomalous = mesh_detect_is_anomaly (self->detect, score);
         self->n.anomalies += anomalous;
+        if (anomalous)                  //  only an anomalous point needs the whole message
+            mesh_event_parse (event);
         opened = mesh_incidents_update (self->incidents, event, anomalous,    //  incident
                                         mesh_detect_name (self->detect), &info);
+        json_decref (event->json);      //  an incident keeps its own copy
+        event->json = NULL;
         if (!opened)
             mesh_event_kafka_done (self->events, event->topic, event->partition,
                                    event->offset);
@@ -348,25 +422,15 @@ s_consume (mesh_agent_t *self, mesh_event_t *event)
         mesh_incidents_tick (self->incidents, zclock_time ());
     self->n.suppressed = mesh_incidents_suppressed (self->incidents);
     //  An event's incidents ride on its offset: all are queued (held) before the next
-    //  poll, waiting for room if need be.  The tick's go as there is room.
+    //  poll.  The tick's wait for room.
     while (mesh_incidents_ready (self->incidents)) {
         pthread_mutex_lock (&self->lock);
-        if (!event && self->queue_len >= self->queue_cap) {
-            pthread_mutex_unlock (&self->lock);
-            break;
-        }
-        while (self->queue_len >= self->queue_cap && !self->fatal)
-            pthread_cond_wait (&self->wake, &self->lock);
-        mesh_incident_t *incident = mesh_incidents_next (self->incidents);
-        self->n.incidents++;
-        mesh_event_kafka_hold (self->events, incident->topic, incident->partition,
-                               incident->offset);
-        size_t tail = (self->queue_head + self->queue_len) % self->queue_cap;
-        self->queue[tail] = incident;                                          //  -> reason
-        self->queue_len++;
-        self->busy++;
-        pthread_cond_broadcast (&self->wake);
+        bool room = self->queue_len < self->queue_cap;
         pthread_mutex_unlock (&self->lock);
+        if (!event && !room)
+            break;
+        self->n.incidents++;
+        s_enqueue (self, mesh_incidents_next (self->incidents));             //  -> reason
     }
 }
 
@@ -499,10 +563,10 @@ mesh_agent_run (mesh_agent_t *self)
         }
         s_store_completions (self);
         s_consume (self, NULL);         //  incident tick: idle stream, silences, state
-        if (s_queue_full (self)) {      //  backpressure: stop polling until there is room
-            usleep (20 * 1000);
-            continue;
-        }
+        //  Backpressure: with the queue full, pause the partitions (and keep polling, which
+        //  serves the group session); resume once there is room.
+        if (strcmp (self->acfg->reason.overflow, "pause") == 0)
+            mesh_event_kafka_pause (self->events, s_queue_full (self));
         mesh_event_t event;
         if (mesh_event_kafka_poll (self->events, 100, &event) == 1)           //  event
             s_consume (self, &event);
@@ -601,6 +665,7 @@ mesh_agent_destroy (mesh_agent_t **self_p)
     mesh_incidents_destroy (&self->incidents);
     mesh_detect_destroy (&self->detect);
     zsock_destroy (&self->ctl);
+    mesh_record_destroy (&self->shed_record);
     for (size_t i = 0; i < self->queue_len; i++)
         mesh_incident_destroy (&self->queue[(self->queue_head + i) % self->queue_cap]);
     free (self->queue);

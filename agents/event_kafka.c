@@ -26,6 +26,7 @@ typedef struct {
     int64_t *held;                  //  offsets in flight, unsorted (few)
     size_t held_count, held_cap;
     bool dirty;                     //  the watermark moved since the last store
+    int64_t committed;              //  the group's offset when assigned (-1: none)
 } s_partition_t;
 
 struct _mesh_event_kafka_t {
@@ -54,7 +55,8 @@ s_partition (mesh_event_kafka_t *self, const char *topic, int32_t partition, boo
         return NULL;
     self->parts = realloc (self->parts, (self->part_count + 1) * sizeof *self->parts);
     s_partition_t *p = &self->parts[self->part_count++];
-    *p = (s_partition_t) {.topic = strdup (topic), .partition = partition, .next = -1};
+    *p = (s_partition_t) {.topic = strdup (topic), .partition = partition, .next = -1,
+                          .committed = -1};
     return p;
 }
 
@@ -154,9 +156,23 @@ s_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_l
         mesh_info ("event: assigned %d partition(s)", parts->cnt);
         for (int i = 0; i < parts->cnt; i++)
             s_partition_forget (self, parts->elems[i].topic, parts->elems[i].partition);
+        //  Where the group stands on each partition: the consumer's position says nothing
+        //  until a message arrives, and a partition already consumed to its end never
+        //  sends one - without this its whole length would count as lag.
+        rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy (parts);
+        if (rd_kafka_committed (rk, committed, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            for (int i = 0; i < committed->cnt; i++)
+                s_partition (self, committed->elems[i].topic, committed->elems[i].partition,
+                             true)->committed = committed->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy (committed);
         rd_kafka_assign (rk, parts);
-        if (self->paused)               //  backpressure holds for new partitions too
+        //  librdkafka keeps a partition's pause flag across a revoke and a new assignment:
+        //  set it explicitly either way, or a partition paused before a rebalance stays
+        //  paused for good.
+        if (self->paused)
             rd_kafka_pause_partitions (rk, parts);
+        else
+            rd_kafka_resume_partitions (rk, parts);
     }
     else {
         mesh_info ("event: %d partition(s) revoked", parts->cnt);
@@ -501,7 +517,11 @@ mesh_event_kafka_lag (mesh_event_kafka_t *self)
                                             list->elems[i].partition, &lo, &hi) != 0
             || hi < 0)
             continue;
-        int64_t pos = list->elems[i].offset >= 0 ? list->elems[i].offset : lo;
+        s_partition_t *p = s_partition (self, list->elems[i].topic, list->elems[i].partition,
+                                        false);
+        int64_t pos = list->elems[i].offset >= 0         ? list->elems[i].offset
+                      : p && p->committed >= 0 ? p->committed
+                                               : lo;
         if (hi > pos)
             lag += hi - pos;
     }

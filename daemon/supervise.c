@@ -56,7 +56,8 @@ s_is_gauge (const char *key)
 {
     return !strcmp (key, "queue") || !strcmp (key, "inflight") || !strcmp (key, "series")
            || !strcmp (key, "budget_used") || !strcmp (key, "lag")
-           || !strcmp (key, "paused");
+           || !strcmp (key, "paused") || !strcmp (key, "incident_groups")
+           || !strcmp (key, "incident_pending") || !strcmp (key, "silences_active");
 }
 
 static void

@@ -45,7 +45,7 @@ restarts=$(status_json | jq_py 'print(d["agents"][0]["restarts"])')
 [ "$restarts" -ge 3 ] || fail "status shows $restarts restarts, expected >= 3"
 
 total=$(jq_py 'print(d["events"] + d["malformed"])' < "$T/labels.json")
-wait_handled "$total" 240
+wait_handled "$total" ${KILL_WAIT_S:-240}
 # Every event handled: committed offsets reach the end offsets on every partition.
 for _ in $(seq 50); do
     read -r _ committed end < <("$BIN/tests/kgroup" "$BROKERS" meshd.victim metrics | tail -1)

@@ -26,7 +26,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; [ -f "$T/meshd.log" ] && tail -30 "$T/meshd.log" >&2; exit 1; }
+fail() {
+    echo "FAIL: $*" >&2
+    if [ -f "$T/meshd.log" ]; then
+        tail -30 "$T/meshd.log" >&2
+        mkdir -p "$ROOT/$B/test-logs"
+        cp "$T/meshd.log" "$ROOT/$B/test-logs/$(basename "$0" .sh).meshd.log"
+    fi
+    exit 1
+}
 note() { echo "-- $*"; }
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
 
