@@ -195,9 +195,16 @@ s_record_rules (mesh_ledger_t *ledger, const mesh_config_t *cfg, const char *eve
             json_array_append_new (files, json_string (cfg->global_rules[r]));
         for (size_t r = 0; r < cfg->agents[i].rule_count; r++)
             json_array_append_new (files, json_string (cfg->agents[i].rules[r]));
-        json_t *record = json_pack ("{ss ss ss ss so}", "type", "rules", "event", event, "agent",
-                                    cfg->agents[i].name, "rules_hash",
-                                    mesh_gate_rules_hash (gate), "files", files);
+        //  The archive is what a replay loads: the files as they were, under their hash.
+        char *archive = NULL;
+        if (mesh_gate_archive (gate, cfg->state_dir, &archive) != 0)
+            mesh_err ("rules of agent %s could not be archived; decisions stay verifiable by "
+                      "hash, but a replay will need the files", cfg->agents[i].name);
+        json_t *record = json_pack ("{ss ss ss ss so so ss?}", "type", "rules", "event", event,
+                                    "agent", cfg->agents[i].name, "rules_hash",
+                                    mesh_gate_rules_hash (gate), "files", files, "manifest",
+                                    mesh_gate_manifest (gate), "archive", archive);
+        free (archive);
         mesh_ledger_append (ledger, record);
         json_decref (record);
         mesh_gate_destroy (&gate);
