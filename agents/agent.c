@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #define S_HISTORY_MAX 64
+#define S_BATCH       1024             //  events per round of the consumer loop
 
 //  Counters sent with every heartbeat; the names are the JSON keys.
 #define S_COUNTERS(X)                                                                        \
@@ -567,9 +568,19 @@ mesh_agent_run (mesh_agent_t *self)
         //  serves the group session); resume once there is room.
         if (strcmp (self->acfg->reason.overflow, "pause") == 0)
             mesh_event_kafka_pause (self->events, s_queue_full (self));
-        mesh_event_t event;
-        if (mesh_event_kafka_poll (self->events, 100, &event) == 1)           //  event
-            s_consume (self, &event);
+        //  A batch of events per round of the housekeeping above: only the first poll
+        //  waits; the batch ends when nothing is ready, the queue fills, or a heartbeat is
+        //  due.  Per-event work is then just decode, detect and incident.
+        for (int i = 0; i < S_BATCH; i++) {
+            mesh_event_t event;
+            int rc = mesh_event_kafka_poll (self->events, i == 0 ? 100 : 0, &event);
+            if (rc == 0)
+                break;
+            if (rc == 1)
+                s_consume (self, &event);                                      //  event
+            if ((i & 63) == 63 && (zclock_mono () >= next_beat || s_queue_full (self)))
+                break;
+        }
     }
     //  Drain: workers finish what is queued; offsets of finished work are stored.
     pthread_mutex_lock (&self->lock);
