@@ -521,11 +521,29 @@ s_path_push (s_schema_t *S, lua_State *L, int key, size_t *saved)
         return;                         //  a path that long is cut
     char *out = S->path + S->path_len;
     size_t n;
-    if (key == 0)
-        n = (size_t) snprintf (out, room, "[]");
+    if (key == 0) {
+        memcpy (out, "[]", 3);
+        n = 2;
+    }
     else
-    if (lua_type (L, key) == LUA_TNUMBER)
-        n = (size_t) snprintf (out, room, "[%lld]", (long long) lua_tointeger (L, key));
+    if (lua_type (L, key) == LUA_TNUMBER) {
+        //  By hand: this runs for every item a schema walks, and snprintf is most of its cost.
+        char digits[24];
+        long long v = (long long) lua_tointeger (L, key);
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long) v : (unsigned long long) v;
+        size_t d = 0;
+        do
+            digits[d++] = (char) ('0' + u % 10);
+        while ((u /= 10) != 0);
+        n = 0;
+        out[n++] = '[';
+        if (v < 0)
+            out[n++] = '-';
+        while (d)
+            out[n++] = digits[--d];
+        out[n++] = ']';
+        out[n] = 0;
+    }
     else {
         size_t len;
         const char *k = lua_tolstring (L, key, &len);
@@ -1298,8 +1316,9 @@ s_schema (lua_State *L)
     s_schema_t S = {
         .L = L, .cache = lua_touserdata (L, lua_upvalueindex (1)), .nodes = 3, .node_mt = 4
     };
-    snprintf (S.path, sizeof S.path, "%.64s", name);
-    S.path_len = strlen (S.path);
+    S.path_len = strnlen (name, 64);            //  (not snprintf: this runs per check)
+    memcpy (S.path, name, S.path_len);
+    S.path [S.path_len] = 0;
     s_node_t *node = s_compile (&S, 2);         //  5
     S.depth = 0;
     if (s_check (&S, node, 5, 1)) {
