@@ -179,18 +179,6 @@ s_json_type (json_t *value)
     return "something else";
 }
 
-static const char *
-s_type_name (mesh_param_type_t type)
-{
-    switch (type) {
-        case MESH_PARAM_STRING:  return "string";
-        case MESH_PARAM_INTEGER: return "integer";
-        case MESH_PARAM_NUMBER:  return "number";
-        case MESH_PARAM_BOOLEAN: return "boolean";
-    }
-    return "unknown";
-}
-
 //  --------------------------------------------------------------------------------
 //  Action specs, copied from the config so the gate does not depend on its lifetime
 
@@ -212,37 +200,6 @@ s_action_free (s_action_t *action)
     json_decref (action->spec);
 }
 
-//  Integer bounds of integer params stay integers for the rules (1, not 1.0).
-static json_t *
-s_bound_json (const s_param_t *p, double bound)
-{
-    if (p->type == MESH_PARAM_INTEGER && bound > -9e15 && bound < 9e15
-    &&  bound == (double) (json_int_t) bound)
-        return json_integer ((json_int_t) bound);
-    return json_real (bound);
-}
-
-static json_t *
-s_param_json (const s_param_t *p)
-{
-    json_t *j = json_pack ("{s:s, s:b}", "type", s_type_name (p->type), "required", p->required);
-    if (p->type == MESH_PARAM_STRING) {
-        json_object_set_new (j, "max_length", json_integer ((json_int_t) p->max_length));
-        if (p->pattern)
-            json_object_set_new (j, "pattern", json_string (p->pattern));
-        if (p->enum_count) {
-            json_t *values = json_array ();
-            for (size_t i = 0; i < p->enum_count; i++)
-                json_array_append_new (values, json_string (p->enum_values [i]));
-            json_object_set_new (j, "enum", values);
-        }
-    }
-    if (p->has_min)
-        json_object_set_new (j, "min", s_bound_json (p, p->min));
-    if (p->has_max)
-        json_object_set_new (j, "max", s_bound_json (p, p->max));
-    return j;
-}
 
 static const char *
 s_kind_name (mesh_action_kind_t kind)
@@ -299,7 +256,7 @@ s_action_init (s_action_t *action, const mesh_action_spec_t *spec, s_list_t *pro
                             spec->name, from->name, from->pattern, msg);
             }
         }
-        json_object_set_new (params, from->name, s_param_json (p));
+        json_object_set_new (params, from->name, mesh_config_param_json (from));
     }
 }
 
@@ -502,7 +459,7 @@ s_check_bounds (const s_param_t *p, double v, s_list_t *why)
 static void
 s_check_param (const s_param_t *p, json_t *value, s_list_t *why)
 {
-    const char *want = s_type_name (p->type);
+    const char *want = mesh_config_param_type_name (p->type);
     switch (p->type) {
         case MESH_PARAM_STRING: {
             if (!json_is_string (value))

@@ -49,55 +49,6 @@ struct _mesh_reason_t {
     char *system;                   //  the system message
 };
 
-static const char *
-s_type_name (mesh_param_type_t type)
-{
-    switch (type) {
-        case MESH_PARAM_STRING: return "string";
-        case MESH_PARAM_INTEGER: return "integer";
-        case MESH_PARAM_NUMBER: return "number";
-        case MESH_PARAM_BOOLEAN: return "boolean";
-    }
-    return "string";
-}
-
-//  Integer bounds of integer params stay integers (1, not 1.0), as the gate does.
-static json_t *
-s_bound (mesh_param_type_t type, double value)
-{
-    if (type == MESH_PARAM_INTEGER && value > -9e15 && value < 9e15
-        && value == (double) (json_int_t) value)
-        return json_integer ((json_int_t) value);
-    return json_real (value);
-}
-
-//  A parameter's spec as the rules see it in ctx.action.params: the same shape
-//  agents/gate.c fills in when a caller leaves ctx.action out, so a replay through the
-//  gate sees what the recorded decision says the rules saw.
-static json_t *
-s_param_spec_json (const mesh_param_spec_t *param)
-{
-    json_t *spec = json_pack ("{s:s, s:b}", "type", s_type_name (param->type), "required",
-                              param->required);
-    if (param->type == MESH_PARAM_STRING) {
-        json_object_set_new (spec, "max_length",
-                             json_integer ((json_int_t) (param->max_length ? param->max_length
-                                                                           : 256)));
-        if (param->pattern)
-            json_object_set_new (spec, "pattern", json_string (param->pattern));
-        if (param->enum_count) {
-            json_t *values = json_array ();
-            for (size_t i = 0; i < param->enum_count; i++)
-                json_array_append_new (values, json_string (param->enum_values[i]));
-            json_object_set_new (spec, "enum", values);
-        }
-    }
-    if (param->has_min)
-        json_object_set_new (spec, "min", s_bound (param->type, param->min));
-    if (param->has_max)
-        json_object_set_new (spec, "max", s_bound (param->type, param->max));
-    return spec;
-}
 
 static json_t *
 s_action_spec_json (const mesh_action_spec_t *action)
@@ -105,7 +56,7 @@ s_action_spec_json (const mesh_action_spec_t *action)
     json_t *params = json_object ();
     for (size_t i = 0; i < action->param_count; i++)
         json_object_set_new (params, action->params[i].name,
-                             s_param_spec_json (&action->params[i]));
+                             mesh_config_param_json (&action->params[i]));
     return json_pack ("{s:s, s:s, s:o}", "name", action->name, "kind",
                       action->kind == MESH_ACTION_KAFKA ? "kafka" : "log", "params", params);
 }
@@ -118,7 +69,7 @@ s_params_schema (const mesh_action_spec_t *action)
     json_t *required = json_array ();
     for (size_t i = 0; i < action->param_count; i++) {
         const mesh_param_spec_t *param = &action->params[i];
-        json_t *schema = json_pack ("{s:s}", "type", s_type_name (param->type));
+        json_t *schema = json_pack ("{s:s}", "type", mesh_config_param_type_name (param->type));
         if (param->type == MESH_PARAM_STRING) {
             json_object_set_new (schema, "maxLength",
                                  json_integer ((json_int_t) (param->max_length
@@ -138,9 +89,9 @@ s_params_schema (const mesh_action_spec_t *action)
             }
         }
         if (param->has_min)
-            json_object_set_new (schema, "minimum", s_bound (param->type, param->min));
+            json_object_set_new (schema, "minimum", mesh_config_bound_json (param->type, param->min));
         if (param->has_max)
-            json_object_set_new (schema, "maximum", s_bound (param->type, param->max));
+            json_object_set_new (schema, "maximum", mesh_config_bound_json (param->type, param->max));
         json_object_set_new (properties, param->name, schema);
         if (param->required)
             json_array_append_new (required, json_string (param->name));

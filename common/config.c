@@ -2296,3 +2296,51 @@ mesh_config_action (const mesh_config_t *self, const char *name)
             return &self->actions [i];
     return NULL;
 }
+
+//  --- declared parameters as JSON (the gate's ctx.action and the reasoning prompt) ----
+
+const char *
+mesh_config_param_type_name (mesh_param_type_t type)
+{
+    switch (type) {
+        case MESH_PARAM_STRING: return "string";
+        case MESH_PARAM_INTEGER: return "integer";
+        case MESH_PARAM_NUMBER: return "number";
+        case MESH_PARAM_BOOLEAN: return "boolean";
+    }
+    return "string";
+}
+
+json_t *
+mesh_config_bound_json (mesh_param_type_t type, double value)
+{
+    if (type == MESH_PARAM_INTEGER && value > -9e15 && value < 9e15
+        && value == (double) (json_int_t) value)
+        return json_integer ((json_int_t) value);
+    return json_real (value);
+}
+
+json_t *
+mesh_config_param_json (const mesh_param_spec_t *param)
+{
+    json_t *spec = json_pack ("{s:s, s:b}", "type", mesh_config_param_type_name (param->type),
+                              "required", param->required);
+    if (param->type == MESH_PARAM_STRING) {
+        json_object_set_new (spec, "max_length",
+                             json_integer ((json_int_t) (param->max_length ? param->max_length
+                                                                           : 256)));
+        if (param->pattern)
+            json_object_set_new (spec, "pattern", json_string (param->pattern));
+        if (param->enum_count) {
+            json_t *values = json_array ();
+            for (size_t i = 0; i < param->enum_count; i++)
+                json_array_append_new (values, json_string (param->enum_values[i]));
+            json_object_set_new (spec, "enum", values);
+        }
+    }
+    if (param->has_min)
+        json_object_set_new (spec, "min", mesh_config_bound_json (param->type, param->min));
+    if (param->has_max)
+        json_object_set_new (spec, "max", mesh_config_bound_json (param->type, param->max));
+    return spec;
+}

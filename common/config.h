@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <jansson.h>
 
 //  Where a value came from, for messages about it after loading (rule files that
 //  do not compile are reported at the line that names them).
@@ -216,6 +217,14 @@ int mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err);
 
 //  Destroy; sets *self_p to NULL; safe on NULL.
 void mesh_config_destroy (mesh_config_t **self_p);
+
+//  A parameter type's name ("string", "integer", "number", "boolean").
+const char *mesh_config_param_type_name (mesh_param_type_t type);
+//  A bound of a parameter as JSON: integer params keep integer bounds (1, not 1.0).
+json_t *mesh_config_bound_json (mesh_param_type_t type, double value);
+//  A declared parameter as rules see it in ctx.action.params and the prompt shows it:
+//  {type, required, max_length?, pattern?, enum?, min?, max?}.  Caller owns.
+json_t *mesh_config_param_json (const mesh_param_spec_t *param);
 
 //  Lookups (borrowed pointers, NULL when absent).
 const mesh_agent_config_t *mesh_config_agent (const mesh_config_t *self, const char *name);
