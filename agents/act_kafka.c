@@ -57,6 +57,7 @@ mesh_act_kafka_new (const mesh_config_t *cfg, const char *brokers)
     rd_kafka_conf_set_dr_msg_cb (conf, s_delivered);
     rd_kafka_t *rk = rd_kafka_new (RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) {
+        rd_kafka_conf_destroy (conf);           //  librdkafka keeps it only on success
         mesh_err ("act_kafka: cannot create producer: %s", err);
         return NULL;
     }

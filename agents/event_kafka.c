@@ -38,7 +38,8 @@ struct _mesh_event_kafka_t {
     size_t part_count;
     uint64_t malformed;
     size_t held_total;
-    uint32_t warned;                //  bit per malformed reason already logged
+    const char *warned[16];         //  malformed reasons already logged (static strings)
+    size_t warned_count;
     int64_t last_flush;             //  monotonic ms of the last offsets store
     bool paused;                    //  backpressure: every assigned partition is paused
     rd_kafka_t *dlq;                //  producer for dead_letter_topic, or NULL
@@ -248,6 +249,7 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
         rd_kafka_conf_set_dr_msg_cb (pconf, s_dlq_report);
         self->dlq = rd_kafka_new (RD_KAFKA_PRODUCER, pconf, err, sizeof err);
         if (!self->dlq) {
+            rd_kafka_conf_destroy (pconf);      //  librdkafka keeps it only on success
             mesh_err ("event: cannot create the dead-letter producer: %s", err);
             mesh_event_kafka_destroy (&self);
             return NULL;
@@ -446,9 +448,12 @@ mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *e
     if (mesh_event_decode (self->agent, msg->payload, msg->len, event, &self->current_json, &why)
         != 0) {
         self->malformed++;
-        unsigned bit = (unsigned) (((uintptr_t) why >> 3) % 32);
-        if (!(self->warned & (1u << bit))) {
-            self->warned |= 1u << bit;
+        //  Reasons are static strings: the pointer names the kind.
+        bool seen = false;
+        for (size_t i = 0; i < self->warned_count && !seen; i++)
+            seen = self->warned[i] == why;
+        if (!seen && self->warned_count < sizeof self->warned / sizeof *self->warned) {
+            self->warned[self->warned_count++] = why;
             mesh_warn ("event: malformed message %s[%d]@%lld skipped: %s (further ones of "
                        "this kind are only counted)",
                        topic, msg->partition, (long long) msg->offset, why);

@@ -12,7 +12,7 @@
 
 typedef struct {
     const char *name;
-    json_type type;
+    json_type type;                     //  JSON_TRUE stands for "a boolean" (true or false)
 } s_field_t;
 
 typedef struct {
