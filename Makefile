@@ -20,7 +20,11 @@ CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
             -Icommon -Iagents -Ilua -Idaemon -D_GNU_SOURCE \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+# Lua links statically: the gates call into it a few hundred times per decision, and
+# calls through the shared library's PLT cost about a tenth of the chain's time
+# (bench/gate_bench.c; docs/perf/gates.md).  Same Debian build, 5.4.4, either way.
+LDLIBS   += $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) \
+            -Wl,-Bstatic $(shell pkg-config --libs lua5.4 2>/dev/null) -Wl,-Bdynamic -ldl -lpthread -lm
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 
