@@ -26,6 +26,12 @@ void mesh_vm_check_time (lua_State *L);
 //  True in a sandbox state, false in a plain one.
 bool mesh_vm_sandboxed (lua_State *L);
 
+//  --- chunkscan.c: what a compiled chunk can change -----------------------------------
+
+//  False only if no function in the Lua function at INDEX (nested ones included)
+//  assigns to an upvalue; true when it may (or its bytecode was not understood).
+bool mesh_chunk_sets_upvalues (lua_State *L, int index);
+
 //  --- view.c: read-only views ------------------------------------------------------
 //  A view is an empty table whose metatable (hidden: getmetatable gives false)
 //  serves reads from its data and refuses writes.  Input views convert their JSON
@@ -37,6 +43,8 @@ void mesh_view_init (lua_State *L);
 //  Push JSON VALUE as rules see it: nil for NULL or null, a view for an object or an
 //  array, a Lua value otherwise.  VALUE must outlive every use of the view.
 void mesh_view_push_json (lua_State *L, json_t *value);
+//  The input views pushed so far are no longer reachable: reuse their fronts.
+void mesh_view_release (lua_State *L);
 //  Replace the table at INDEX with a read-only view of it.
 void mesh_view_wrap (lua_State *L, int index);
 //  What the value at INDEX is: not a view, an input view (*json_p set to its JSON; may

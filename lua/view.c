@@ -34,7 +34,8 @@
 #include <string.h>
 
 static const char s_private = 0;        //  K: the key of a view's data
-static const char s_input_mt = 0;       //  registry key of the input views' metatable
+static const char s_input_mt = 0;       //  registry key of the caches' metatable
+static const char s_pool = 0;           //  registry key of the pool of view fronts
 
 #define S_K ((void *) &s_private)
 
@@ -98,17 +99,12 @@ mesh_view_push_member (lua_State *L, json_t *value, bool in_array)
     }
 }
 
-//  __index of input views: the cached member, or convert it from the JSON.
+//  __index of an input view's cache D, called when D lacks KEY: convert the member
+//  from the JSON and keep it in D, where the next read finds it without a C call.
 static int
-s_index (lua_State *L)
+s_miss (lua_State *L)
 {
-    if (lua_rawgetp (L, 1, S_K) != LUA_TTABLE)
-        return luaL_error (L, "not a view");
-    lua_pushvalue (L, 2);
-    if (lua_rawget (L, 3) != LUA_TNIL)
-        return 1;
-    lua_pop (L, 1);
-    lua_rawgetp (L, 3, S_K);
+    lua_rawgetp (L, 1, S_K);
     json_t *json = lua_touserdata (L, -1);
     lua_pop (L, 1);
     json_t *member = NULL;
@@ -133,7 +129,7 @@ s_index (lua_State *L)
     mesh_view_push_member (L, member, in_array);
     lua_pushvalue (L, 2);
     lua_pushvalue (L, -2);
-    lua_rawset (L, 3);
+    lua_rawset (L, 1);
     return 1;
 }
 
@@ -154,38 +150,93 @@ s_data_len (lua_State *L)
     return 1;
 }
 
+//  Make the table at the top the data D of a new view P, which replaces it: P's
+//  metatable (one per view) reads D, refuses writes, and answers # with LEN.
+static void
+s_make_view (lua_State *L, lua_CFunction len)
+{
+    lua_createtable (L, 0, 1);                  //  P
+    lua_pushvalue (L, -2);
+    lua_rawsetp (L, -2, S_K);                   //  P[K] = D
+    lua_createtable (L, 0, 4);                  //  its metatable
+    lua_pushvalue (L, -3);
+    lua_setfield (L, -2, "__index");
+    lua_pushcfunction (L, s_readonly);
+    lua_setfield (L, -2, "__newindex");
+    lua_pushcfunction (L, len);
+    lua_setfield (L, -2, "__len");
+    lua_pushboolean (L, 0);
+    lua_setfield (L, -2, "__metatable");
+    lua_setmetatable (L, -2);
+    lua_replace (L, -2);
+}
+
+//  A new input view of JSON: a fresh D, fronted by a P taken from the pool, or made
+//  the first time the pool runs short.
 static void
 s_push_view (lua_State *L, json_t *json)
 {
-    luaL_checkstack (L, 4, "input nested too deeply");
-    lua_createtable (L, 0, 1);                  //  P
+    luaL_checkstack (L, 6, "input nested too deeply");
     size_t size = json_is_array (json) ? json_array_size (json) : json_object_size (json);
-    if (json_is_array (json))
+    if (json_is_array (json))                   //  D
         lua_createtable (L, size <= 64 ? (int) size : 0, 1);
     else
         lua_createtable (L, 0, size <= 8 ? (int) size + 1 : 8);
+    int data = lua_gettop (L);
     lua_pushlightuserdata (L, json);
-    lua_rawsetp (L, -2, S_K);                   //  D[K] = JSON
-    lua_rawsetp (L, -2, S_K);                   //  P[K] = D
+    lua_rawsetp (L, data, S_K);                 //  D[K] = JSON
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_input_mt);
-    lua_setmetatable (L, -2);
+    lua_setmetatable (L, data);                 //  misses convert
+
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_pool);
+    int pool = data + 1;
+    lua_rawgeti (L, pool, 0);
+    lua_Integer used = lua_tointeger (L, -1) + 1;
+    lua_pop (L, 1);
+    if (lua_rawgeti (L, pool, used) == LUA_TTABLE) {
+        lua_pushvalue (L, data);
+        lua_rawsetp (L, -2, S_K);               //  P[K] = D
+        lua_getmetatable (L, -1);
+        lua_pushvalue (L, data);
+        lua_setfield (L, -2, "__index");
+        lua_pop (L, 1);
+    }
+    else {
+        lua_pop (L, 1);
+        lua_pushvalue (L, data);
+        s_make_view (L, s_len);
+        lua_pushvalue (L, -1);
+        lua_rawseti (L, pool, used);
+    }
+    lua_pushinteger (L, used);
+    lua_rawseti (L, pool, 0);
+    lua_replace (L, data);
+    lua_settop (L, data);
 }
 
 void
 mesh_view_init (lua_State *L)
 {
-    lua_createtable (L, 0, 5);
-    lua_pushcfunction (L, s_index);
+    lua_createtable (L, 0, 1);
+    lua_pushcfunction (L, s_miss);
     lua_setfield (L, -2, "__index");
-    lua_pushcfunction (L, s_readonly);
-    lua_setfield (L, -2, "__newindex");
-    lua_pushcfunction (L, s_len);
-    lua_setfield (L, -2, "__len");
-    lua_pushboolean (L, 0);
-    lua_setfield (L, -2, "__metatable");
-    lua_pushinteger (L, MESH_VIEW_INPUT);
-    lua_rawsetp (L, -2, S_K);
     lua_rawsetp (L, LUA_REGISTRYINDEX, &s_input_mt);
+    lua_createtable (L, 8, 1);
+    lua_pushinteger (L, 0);
+    lua_rawseti (L, -2, 0);
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_pool);
+}
+
+//  The input views made so far are done with: their fronts go back to the pool.  No
+//  allocation (POOL[0] exists), so it cannot raise.
+void
+mesh_view_release (lua_State *L)
+{
+    if (lua_rawgetp (L, LUA_REGISTRYINDEX, &s_pool) == LUA_TTABLE) {
+        lua_pushinteger (L, 0);
+        lua_rawseti (L, -2, 0);
+    }
+    lua_pop (L, 1);
 }
 
 void
@@ -201,21 +252,8 @@ void
 mesh_view_wrap (lua_State *L, int index)
 {
     index = lua_absindex (L, index);
-    lua_createtable (L, 0, 1);                  //  P
     lua_pushvalue (L, index);
-    lua_rawsetp (L, -2, S_K);
-    lua_createtable (L, 0, 5);                  //  its metatable
-    lua_pushvalue (L, index);
-    lua_setfield (L, -2, "__index");
-    lua_pushcfunction (L, s_readonly);
-    lua_setfield (L, -2, "__newindex");
-    lua_pushcfunction (L, s_data_len);
-    lua_setfield (L, -2, "__len");
-    lua_pushboolean (L, 0);
-    lua_setfield (L, -2, "__metatable");
-    lua_pushinteger (L, MESH_VIEW_TABLE);
-    lua_rawsetp (L, -2, S_K);
-    lua_setmetatable (L, -2);
+    s_make_view (L, s_data_len);
     lua_replace (L, index);
 }
 

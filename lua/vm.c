@@ -121,15 +121,12 @@ struct _mesh_vm_t {
     size_t baseline;
     size_t builds;
     json_t *proposal, *ctx;             //  of the chain evaluation under way
-    bool begun;                         //  their views exist in the current state
 };
 
 //  Registry keys (addresses of statics).
 static const char s_key_rules = 0;      //  the compiled chunks, a sequence
 static const char s_key_env_mt = 0;     //  the metatable of every _ENV
 static const char s_key_find = 0;       //  the sandbox's string.find
-static const char s_key_proposal = 0;   //  the input views of the chain evaluation
-static const char s_key_ctx = 0;
 
 //  --------------------------------------------------------------------------------
 //  Small helpers
@@ -687,6 +684,8 @@ s_build_main (lua_State *L)
         if (luaL_loadbufferx (L, source, size, lua_tostring (L, -1), "t") != LUA_OK)
             return lua_error (L);
         int chunk = base + 2;
+        //  Without upvalue assignments there is nothing to put back before check runs.
+        bool sets_upvalues = mesh_chunk_sets_upvalues (L, chunk);
         lua_createtable (L, 0, 0);              //  base + 3: E0, the top level's _ENV
         int e0 = base + 3;
         lua_pushvalue (L, env_mt);
@@ -737,7 +736,7 @@ s_build_main (lua_State *L)
         lua_rawseti (L, rec, R_CHUNK);
         lua_pushvalue (L, F.snaps);
         lua_rawseti (L, rec, R_SNAPS);
-        lua_pushinteger (L, F.snap_count);
+        lua_pushinteger (L, sets_upvalues ? F.snap_count : 0);
         lua_rawseti (L, rec, R_SNAP_COUNT);
         //  Each evaluation's _ENV: misses go to one table holding the libraries and,
         //  over them, the globals the top level set (one lookup, not a chain of two).
@@ -778,7 +777,6 @@ s_close (mesh_vm_t *self)
         lua_close (self->L);
     s_slabs_free (&self->run);
     self->L = NULL;
-    self->begun = false;
 }
 
 //  Build the state; 0, or -1 with *err_p set (caller frees): the message of what
@@ -865,11 +863,22 @@ static json_t *s_to_json (lua_State *L, int index, char *path, size_t path_len, 
 
 static void s_eval_rule (lua_State *L, s_call_t *call);
 
+//  Where s_eval_main keeps, for the rules it evaluates, the compiled rules and the
+//  input views (made once per run, so the rules of a chain share their conversions).
+enum { S_SLOT_RULES = 2, S_SLOT_PROPOSAL, S_SLOT_CTX };
+
 static int
 s_eval_main (lua_State *L)
 {
     s_call_t *call = lua_touserdata (L, 1);
     mesh_vm_t *self = call->self;
+    if (call->mode == S_CHAIN || call->mode == S_EVAL || call->mode == S_PROBE) {
+        lua_settop (L, 1);
+        mesh_view_release (L);          //  an earlier run's views are out of reach
+        lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_rules);
+        mesh_view_push_json (L, call->mode == S_PROBE ? NULL : self->proposal);
+        mesh_view_push_json (L, call->mode == S_PROBE ? NULL : self->ctx);
+    }
     if (call->mode == S_CHAIN) {
         //  Every rule from call->index on, in this one protected call: a rule that
         //  raises ends it, and call->index names that rule.
@@ -885,7 +894,7 @@ s_eval_main (lua_State *L)
             call->verdicts [call->index] = call->verdict;
             call->reasons [call->index] = call->reason;
             call->reason = NULL;
-            lua_settop (L, 1);
+            lua_settop (L, S_SLOT_CTX);
         }
         return 0;
     }
@@ -918,16 +927,7 @@ s_eval_main (lua_State *L)
 static void
 s_eval_rule (lua_State *L, s_call_t *call)
 {
-    mesh_vm_t *self = call->self;
-    if (call->mode != S_PROBE && !self->begun) {
-        mesh_view_push_json (L, self->proposal);
-        lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_proposal);
-        mesh_view_push_json (L, self->ctx);
-        lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_ctx);
-        self->begun = true;
-    }
-    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_rules);
-    lua_rawgeti (L, -1, (lua_Integer) call->index + 1);
+    lua_rawgeti (L, S_SLOT_RULES, (lua_Integer) call->index + 1);
     int rec = lua_gettop (L);
     if (call->mode == S_PROBE) {
         //  Built means the top level ran and returned a valid rule table.
@@ -979,8 +979,8 @@ s_eval_rule (lua_State *L, s_call_t *call)
     lua_pushvalue (L, env);
     lua_setupvalue (L, chunk, 1);
     lua_rawgeti (L, rec, R_CHECK);
-    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_proposal);
-    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_ctx);
+    lua_pushvalue (L, S_SLOT_PROPOSAL);
+    lua_pushvalue (L, S_SLOT_CTX);
     lua_call (L, 2, 2);
     lua_pushnil (L);
     if (!lua_next (L, env)) {
@@ -1267,17 +1267,10 @@ mesh_vm_destroy (mesh_vm_t **self_p)
     *self_p = NULL;
 }
 
-//  Drop the input views of a chain evaluation (no allocation: cannot raise).
+//  Forget the inputs of a chain evaluation (their views died with its runs).
 static void
 s_end (mesh_vm_t *self)
 {
-    if (self->L && self->begun) {
-        lua_pushnil (self->L);
-        lua_rawsetp (self->L, LUA_REGISTRYINDEX, &s_key_proposal);
-        lua_pushnil (self->L);
-        lua_rawsetp (self->L, LUA_REGISTRYINDEX, &s_key_ctx);
-    }
-    self->begun = false;
     self->proposal = self->ctx = NULL;
 }
 

@@ -8,8 +8,12 @@
  *  repository root.  Limits here are generous on time so that a slow (sanitised)
  *  build never turns a verdict into a time limit; the time limit has its own test.
  */
+#include "internal.h"
 #include "sandbox.h"
 #include "vm.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -395,6 +399,59 @@ test_escapes_are_closed (void **state)
     s_expect (rule, "{\"probe\":\"gc_metatable\"}", MESH_VERDICT_ERROR, "__gc");
     s_expect (rule, "{\"probe\":\"weak_metatable\"}", MESH_VERDICT_ERROR, "__mode");
     s_expect (rule, "{\"probe\":\"string_meta_dump\"}", MESH_VERDICT_ERROR, "field 'dump'");
+    mesh_sandbox_destroy (&rule);
+}
+
+//  vm.c skips putting top-level locals back for chunks whose bytecode never assigns
+//  an upvalue; the scan must find an assignment however deep it is, and must walk
+//  every kind of constant and nested function without giving up (a scan that gave up
+//  would answer "assigns" for all, and the false cases below would fail).
+static void
+test_chunk_scan (void **state)
+{
+    const struct { const char *source; bool sets; } cases[] = {
+        { "return function (p) return p end", false },
+        { "local n = 0 n = n + 1 return function () return n end", false },
+        { "local n = 0 return function () n = n + 1 return n end", true },
+        { "local n return function () return function () n = 1 end end", true },
+        { "local t = {} return function () t.x = 1 end", false },
+        { "return function () _ENV = {} end", true },
+        { "local a, b, c, d = nil, true, false, 3 local e, f = 2.5, 'short' "
+          "local g = 'a long string constant, longer than forty characters, to be sure' "
+          "local h = math.mininteger "
+          "return function () local function i () return a, b, c, d, e, f, g, h end "
+          "return function () return i, -0.0, 1e300, 'x', 7 end end", false },
+        { "local n = 0 "
+          "local function deep () return function () return function () "
+          "return function () n = n + 1 end end end end "
+          "return deep", true },
+    };
+    lua_State *L = luaL_newstate ();
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        assert_int_equal (luaL_loadstring (L, cases [i].source), LUA_OK);
+        if (mesh_chunk_sets_upvalues (L, -1) != cases [i].sets)
+            fail_msg ("case %zu: expected %s: %s", i, cases [i].sets ? "true" : "false",
+                      cases [i].source);
+        lua_pop (L, 1);
+    }
+    lua_pushcfunction (L, luaopen_base);        //  not Lua bytecode: assume it assigns
+    assert_true (mesh_chunk_sets_upvalues (L, -1));
+    lua_close (L);
+
+    //  End to end: a local only a closure made during check assigns is back to its
+    //  top-level value at the next evaluation.
+    const char *src = "local n = 0 return { name = 'inner', description = 'd', "
+                      "check = function () local bump = function () n = n + 1 end bump() "
+                      "if n == 1 then return true end return false, 'n is ' .. n end }";
+    char *err = NULL;
+    mesh_sandbox_t *rule = mesh_sandbox_load_buffer ("inner.lua", src, strlen (src),
+                                                     &s_limits, &err);
+    assert_non_null (rule);
+    for (int i = 0; i < 3; i++) {
+        char *reason = NULL;
+        assert_int_equal (s_eval (rule, "{}", "{}", &reason), MESH_VERDICT_ACCEPT);
+        free (reason);
+    }
     mesh_sandbox_destroy (&rule);
 }
 
@@ -823,6 +880,7 @@ main (void)
         cmocka_unit_test (test_mesh_library),
         cmocka_unit_test (test_mesh_helpers),
         cmocka_unit_test (test_vm),
+        cmocka_unit_test (test_chunk_scan),
         cmocka_unit_test (test_threads),
         cmocka_unit_test (test_verdict_names),
     };
