@@ -11,21 +11,27 @@
  *  `next` and `pairs` are replaced by sorted versions that know views (safelib.c),
  *  rawget and rawset are not offered, and rawlen counts no hash entries.
  *
- *  - An input view's D is a cache: D[K] is the jansson value (borrowed, valid for
- *    the evaluation), and a member is converted on first access and kept in D, so a
- *    rule that reads proposal.action pays for that string only, and the next rule in
- *    the chain finds it converted.  A nested object or array becomes a view itself.
- *    JSON null is nil inside objects and mesh.null (NULL light userdata) inside
- *    arrays, so arrays keep their length; `#` of an array view is its JSON length.
- *    All input views share one metatable whose __index is a C function.
- *  - A table view's D is the table itself - a library, or a table a rule's top level
- *    built (vm.c freezes those); its metatable (one per view, made once per state)
- *    has __index = D, so `string.format` costs two table reads and no C call, and
- *    __len gives D's length.
+ *  Every view's metatable (one per view, hidden) has __index = D, so a read is two
+ *  table lookups in the interpreter and no C call when D holds the key.
  *
- *  A view of an earlier evaluation's JSON would be a dangling pointer, so vm.c never
- *  keeps a reference to an input view past the evaluation that made it, and nothing
- *  a rule can write to outlives the evaluation either.
+ *  - An input view's D is a cache: D[K] is the jansson value (borrowed, valid for
+ *    the evaluation), and D's own metatable (shared) converts a member on its first
+ *    read and keeps it in D, so a rule that reads proposal.action pays for that
+ *    string only, and the next read - by this rule or the next in the chain - is a
+ *    table lookup.  A nested object or array becomes a view itself.  JSON null is
+ *    nil inside objects and mesh.null (NULL light userdata) inside arrays, so arrays
+ *    keep their length; `#` of an array view is its JSON length.  D is new for each
+ *    view; the front (P and its metatable) comes from a pool the state keeps, since
+ *    making two tables and four metamethod entries per view cost more than the C
+ *    calls saved.  vm.c returns the fronts to the pool when an evaluation's views
+ *    are out of reach (mesh_view_release).
+ *  - A table view's D is the table itself - a library, or a table a rule's top level
+ *    built (vm.c freezes those), made once per state; __len gives D's length.
+ *
+ *  A view of an earlier evaluation's JSON would be a dangling pointer, and a pooled
+ *  front would show a later evaluation's input, so vm.c never keeps a reference to
+ *  an input view past the evaluation that made it, and nothing a rule can write to
+ *  outlives the evaluation either (test_sandbox's hostile_leak corpus).
  */
 #include "internal.h"
 

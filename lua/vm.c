@@ -942,7 +942,8 @@ s_eval_rule (lua_State *L, s_call_t *call)
         call->verdict = MESH_VERDICT_ACCEPT;
         return;
     }
-    //  The top-level locals check sees, back to what the top level left them.
+    //  The top-level locals check sees, back to what the top level left them (none
+    //  to put back when the chunk never assigns an upvalue: see chunkscan.c).
     lua_rawgeti (L, rec, R_SNAPS);
     int snaps = rec + 1;
     lua_rawgeti (L, rec, R_SNAP_COUNT);
