@@ -43,6 +43,9 @@ static const char s_private = 0;        //  K: the key of a view's data
 static const char s_input_mt = 0;       //  registry key of the caches' metatable
 static const char s_pool = 0;           //  registry key of the pool of view fronts
 
+//  Fronts kept per state: a chain of the shipped rules uses five per evaluation.
+#define S_POOL_MAX 64
+
 #define S_K ((void *) &s_private)
 
 static int
@@ -199,7 +202,10 @@ s_push_view (lua_State *L, json_t *json)
     lua_rawgeti (L, pool, 0);
     lua_Integer used = lua_tointeger (L, -1) + 1;
     lua_pop (L, 1);
-    if (lua_rawgeti (L, pool, used) == LUA_TTABLE) {
+    //  Past S_POOL_MAX (a rule walking thousands of nested inputs) the fronts are
+    //  garbage after the evaluation, not kept for every later one.
+    bool pooled = used <= S_POOL_MAX;
+    if (pooled && lua_rawgeti (L, pool, used) == LUA_TTABLE) {
         lua_pushvalue (L, data);
         lua_rawsetp (L, -2, S_K);               //  P[K] = D
         lua_getmetatable (L, -1);
@@ -208,14 +214,19 @@ s_push_view (lua_State *L, json_t *json)
         lua_pop (L, 1);
     }
     else {
-        lua_pop (L, 1);
+        if (pooled)
+            lua_pop (L, 1);
         lua_pushvalue (L, data);
         s_make_view (L, s_len);
-        lua_pushvalue (L, -1);
-        lua_rawseti (L, pool, used);
+        if (pooled) {
+            lua_pushvalue (L, -1);
+            lua_rawseti (L, pool, used);
+        }
     }
-    lua_pushinteger (L, used);
-    lua_rawseti (L, pool, 0);
+    if (pooled) {
+        lua_pushinteger (L, used);
+        lua_rawseti (L, pool, 0);
+    }
     lua_replace (L, data);
     lua_settop (L, data);
 }

@@ -455,6 +455,49 @@ test_chunk_scan (void **state)
     mesh_sandbox_destroy (&rule);
 }
 
+//  Input views reuse their fronts from one evaluation to the next (view.c): each
+//  evaluation must read its own input, also past the pool's size and when a smaller
+//  input follows a larger one.
+static void
+test_views_per_evaluation (void **state)
+{
+    //  Item i of round r is {v = "r<r>-<i>", tags = a list of 2 or 0}; the rule checks
+    //  every item against ctx.round, so a view showing an earlier round's item fails.
+    const char *src =
+        "return { name = 'items', description = 'd', check = function (p, ctx) "
+        "if #p.items ~= ctx.count then return false, 'count ' .. #p.items end "
+        "for i = 1, #p.items do local item = p.items[i] "
+        "local v = string.format('r%d-%d', ctx.round, i - 1) "
+        "local tags = (i - 1 + ctx.round) % 2 == 1 and 2 or 0 "
+        "if item.v ~= v or #item.tags ~= tags then "
+        "return false, string.format('item %d: %s with %d tags, want %s with %d', "
+        "i, tostring(item.v), #item.tags, v, tags) end end return true end }";
+    char *err = NULL;
+    mesh_sandbox_t *rule = mesh_sandbox_load_buffer ("items.lua", src, strlen (src),
+                                                     &s_limits, &err);
+    assert_non_null (rule);
+    const int sizes[] = { 3, 150, 2, 150, 1, 70 };
+    for (int round = 0; round < (int) (sizeof sizes / sizeof sizes [0]); round++) {
+        size_t cap = 64 + (size_t) sizes [round] * 64, p = 0;
+        char *proposal = malloc (cap);
+        p += (size_t) snprintf (proposal, cap, "{\"items\":[");
+        for (int i = 0; i < sizes [round]; i++)
+            p += (size_t) snprintf (proposal + p, cap - p, "%s{\"v\":\"r%d-%d\",\"tags\":[%s]}",
+                                    i ? "," : "", round, i, (i + round) % 2 ? "1,2" : "");
+        snprintf (proposal + p, cap - p, "]}");
+        char ctx[64];
+        snprintf (ctx, sizeof ctx, "{\"round\":%d,\"count\":%d}", round, sizes [round]);
+        char *reason = NULL;
+        mesh_verdict_t verdict = s_eval (rule, proposal, ctx, &reason);
+        if (verdict != MESH_VERDICT_ACCEPT)
+            fail_msg ("round %d (%d items): %s %s", round, sizes [round],
+                      mesh_verdict_name (verdict), reason ? reason : "");
+        free (reason);
+        free (proposal);
+    }
+    mesh_sandbox_destroy (&rule);
+}
+
 static void
 test_no_state_between_evaluations (void **state)
 {
@@ -881,6 +924,7 @@ main (void)
         cmocka_unit_test (test_mesh_helpers),
         cmocka_unit_test (test_vm),
         cmocka_unit_test (test_chunk_scan),
+        cmocka_unit_test (test_views_per_evaluation),
         cmocka_unit_test (test_threads),
         cmocka_unit_test (test_verdict_names),
     };
