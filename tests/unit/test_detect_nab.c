@@ -181,7 +181,7 @@ test_reproduces_published_detectors (void **state)
         skip ();
         return;
     }
-    char cmd[512];
+    char cmd[1024];         //  the binary's path (up to 511) and the rest
     snprintf (cmd, sizeof cmd, "%s score %s %s/results numenta knncad windowedGaussian",
               s_bin (), nab, nab);
     FILE *p = popen (cmd, "r");
