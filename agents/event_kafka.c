@@ -209,9 +209,15 @@ mesh_event_kafka_t *
 mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
                       const char *brokers, const char *instance)
 {
-    char session[32], commit[32];
+    char session[32], commit[32], prefetch[32];
     snprintf (session, sizeof session, "%d", cfg->session_timeout_ms);
     snprintf (commit, sizeof commit, "%d", cfg->commit_interval_ms);
+    //  librdkafka 2.0.2 stops fetching for a fixed second whenever the consumer queue
+    //  (all partitions together) holds queued.min.messages; at its default of 100,000
+    //  small messages a consumer faster than that drains the queue in a tenth of a
+    //  second and then waits, capping it near 100,000-200,000 messages per second.
+    snprintf (prefetch, sizeof prefetch, "%d",
+              cfg->prefetch_messages > 0 ? cfg->prefetch_messages : 500000);
     rd_kafka_conf_t *conf = rd_kafka_conf_new ();
     if (!s_set (conf, "bootstrap.servers", brokers) || !s_set (conf, "group.id", agent->group)
         || !s_set (conf, "client.id", instance)
@@ -220,6 +226,7 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
         || !s_set (conf, "auto.commit.interval.ms", commit)
         || !s_set (conf, "auto.offset.reset", "earliest")
         || !s_set (conf, "session.timeout.ms", session)
+        || !s_set (conf, "queued.min.messages", prefetch)
         || !s_set (conf, "heartbeat.interval.ms", "500")
         || !s_set (conf, "partition.assignment.strategy", "range,roundrobin")) {
         rd_kafka_conf_destroy (conf);

@@ -1302,13 +1302,15 @@ static const s_field_t s_embedded_fields [] = {
     { NULL }
 };
 
-enum { K_BROKERS, K_SESSION, K_COMMIT, K_EMBEDDED };
+enum { K_BROKERS, K_SESSION, K_COMMIT, K_PREFETCH, K_EMBEDDED };
 static const s_field_t s_kafka_fields [] = {
     [K_BROKERS] = { .key = "brokers", .type = F_CALL, .required = true, .handler = s_brokers },
     [K_SESSION] = S_NUM ("session_timeout_ms", mesh_config_t, session_timeout_ms, F_INT,
                          1, 3600000),
     [K_COMMIT] = S_NUM ("commit_interval_ms", mesh_config_t, commit_interval_ms, F_INT,
                         0, 86400000),
+    [K_PREFETCH] = S_NUM ("prefetch_messages", mesh_config_t, prefetch_messages, F_INT,
+                          1000, 10000000),
     [K_EMBEDDED] = { .key = "embedded", .type = F_SECTION, .sub = s_embedded_fields },
     { NULL }
 };
@@ -2070,6 +2072,7 @@ s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
     cfg->embedded_partitions = 4;
     cfg->session_timeout_ms = 10000;
     cfg->commit_interval_ms = 1000;
+    cfg->prefetch_messages = 500000;
     cfg->lua_instructions = 1000000;
     cfg->lua_memory = 8 * 1024 * 1024;
     cfg->lua_time_ms = 50;

@@ -195,6 +195,7 @@ typedef struct {
     size_t embedded_topic_count;
     int session_timeout_ms;         //  consumer group session timeout; default 10000
     int commit_interval_ms;         //  auto-commit of stored offsets; default 1000
+    int prefetch_messages;          //  librdkafka queued.min.messages; default 500000
     //  gates:
     long lua_instructions;          //  per rule evaluation; default 1000000
     size_t lua_memory;              //  bytes per rule state; default 8 MiB

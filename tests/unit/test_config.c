@@ -186,6 +186,7 @@ test_reference_config (void **state)
     assert_int_equal (cfg->embedded_topic_count, 0);
     assert_int_equal (cfg->session_timeout_ms, 10000);
     assert_int_equal (cfg->commit_interval_ms, 1000);
+    assert_int_equal (cfg->prefetch_messages, 500000);
 
     assert_int_equal (cfg->lua_instructions, 1000000);
     assert_int_equal (cfg->lua_memory, 8388608);
@@ -319,6 +320,7 @@ test_minimal_defaults (void **state)
     assert_string_equal (cfg->embedded_topics [0], "m");
     assert_int_equal (cfg->session_timeout_ms, 10000);
     assert_int_equal (cfg->commit_interval_ms, 1000);
+    assert_int_equal (cfg->prefetch_messages, 500000);
     assert_int_equal (cfg->lua_instructions, 1000000);
     assert_int_equal (cfg->lua_memory, 8 * 1024 * 1024);
     assert_int_equal (cfg->lua_time_ms, 50);
@@ -564,6 +566,17 @@ test_out_of_range (void **state)
     s_expect (out, "18:51: gates.time_ms: must be in [1,60000], got 0");
     s_expect (out, "19:51: daemon.liveness_timeout_ms: must be greater than heartbeat_ms (2000)");
     free (out);
+
+    //  A line added to the base's kafka section.
+    const char *brokers = "  brokers: embedded\n";
+    const char *at = strstr (s_base, brokers) + strlen (brokers);
+    char *with;
+    assert_true (asprintf (&with, "%.*s  prefetch_messages: 999\n%s", (int) (at - s_base),
+                           s_base, at) > 0);
+    assert_int_equal (s_load (with, &cfg, &out), 1);
+    s_expect (out, "3:22: kafka.prefetch_messages: must be in [1000,10000000], got 999");
+    free (out);
+    free (with);
 
     //  The base's reason replaced.
     char *text = strdup (s_base);
