@@ -43,7 +43,7 @@ void mesh_view_init (lua_State *L);
 //  Push JSON VALUE as rules see it: nil for NULL or null, a view for an object or an
 //  array, a Lua value otherwise.  VALUE must outlive every use of the view.
 void mesh_view_push_json (lua_State *L, json_t *value);
-//  The input views pushed so far are no longer reachable: reuse their fronts.
+//  The input views pushed so far are no longer reachable: reuse them.
 void mesh_view_release (lua_State *L);
 //  Replace the table at INDEX with a read-only view of it.
 void mesh_view_wrap (lua_State *L, int index);

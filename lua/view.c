@@ -20,16 +20,17 @@
  *    string only, and the next read - by this rule or the next in the chain - is a
  *    table lookup.  A nested object or array becomes a view itself.  JSON null is
  *    nil inside objects and mesh.null (NULL light userdata) inside arrays, so arrays
- *    keep their length; `#` of an array view is its JSON length.  D is new for each
- *    view; the front (P and its metatable) comes from a pool the state keeps, since
- *    making two tables and four metamethod entries per view cost more than the C
- *    calls saved.  vm.c returns the fronts to the pool when an evaluation's views
- *    are out of reach (mesh_view_release).
+ *    keep their length; `#` of an array view is its JSON length.  Input views
+ *    come from a pool the state keeps (P, its metatable and D, up to S_POOL_MAX):
+ *    making three tables and four metamethod entries per view cost more than the C
+ *    calls saved, and their garbage kept the collector busy.  A view taken from the
+ *    pool has D emptied and pointed at the new JSON.  vm.c returns the views to the
+ *    pool when an evaluation's views are out of reach (mesh_view_release).
  *  - A table view's D is the table itself - a library, or a table a rule's top level
  *    built (vm.c freezes those), made once per state; __len gives D's length.
  *
  *  A view of an earlier evaluation's JSON would be a dangling pointer, and a pooled
- *  front would show a later evaluation's input, so vm.c never keeps a reference to
+ *  view would show a later evaluation's input, so vm.c never keeps a reference to
  *  an input view past the evaluation that made it, and nothing a rule can write to
  *  outlives the evaluation either (test_sandbox's hostile_leak corpus).
  */
@@ -41,9 +42,9 @@
 
 static const char s_private = 0;        //  K: the key of a view's data
 static const char s_input_mt = 0;       //  registry key of the caches' metatable
-static const char s_pool = 0;           //  registry key of the pool of view fronts
+static const char s_pool = 0;           //  registry key of the pool of views
 
-//  Fronts kept per state: a chain of the shipped rules uses five per evaluation.
+//  Views kept per state: a chain of the shipped rules uses five per evaluation.
 #define S_POOL_MAX 64
 
 #define S_K ((void *) &s_private)
@@ -180,55 +181,64 @@ s_make_view (lua_State *L, lua_CFunction len)
     lua_replace (L, -2);
 }
 
-//  A new input view of JSON: a fresh D, fronted by a P taken from the pool, or made
+//  Empty the table at INDEX.  Its keys stay in place with no value, so the same
+//  members converted again land in the same slots without growing it.
+static void
+s_clear (lua_State *L, int index)
+{
+    lua_pushnil (L);
+    while (lua_next (L, index)) {
+        lua_pop (L, 1);
+        lua_pushvalue (L, -1);
+        lua_pushnil (L);
+        lua_rawset (L, index);
+    }
+}
+
+//  A new input view of JSON: a view from the pool, its cache emptied, or one made
 //  the first time the pool runs short.
 static void
 s_push_view (lua_State *L, json_t *json)
 {
     luaL_checkstack (L, 6, "input nested too deeply");
-    size_t size = json_is_array (json) ? json_array_size (json) : json_object_size (json);
-    if (json_is_array (json))                   //  D
-        lua_createtable (L, size <= 64 ? (int) size : 0, 1);
-    else
-        lua_createtable (L, 0, size <= 8 ? (int) size + 1 : 8);
-    int data = lua_gettop (L);
-    lua_pushlightuserdata (L, json);
-    lua_rawsetp (L, data, S_K);                 //  D[K] = JSON
-    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_input_mt);
-    lua_setmetatable (L, data);                 //  misses convert
-
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_pool);
-    int pool = data + 1;
+    int pool = lua_gettop (L);
     lua_rawgeti (L, pool, 0);
     lua_Integer used = lua_tointeger (L, -1) + 1;
     lua_pop (L, 1);
-    //  Past S_POOL_MAX (a rule walking thousands of nested inputs) the fronts are
-    //  garbage after the evaluation, not kept for every later one.
+    //  Past S_POOL_MAX (a rule walking thousands of nested inputs) views are garbage
+    //  after the evaluation, not kept for every later one.
     bool pooled = used <= S_POOL_MAX;
     if (pooled && lua_rawgeti (L, pool, used) == LUA_TTABLE) {
-        lua_pushvalue (L, data);
-        lua_rawsetp (L, -2, S_K);               //  P[K] = D
-        lua_getmetatable (L, -1);
-        lua_pushvalue (L, data);
-        lua_setfield (L, -2, "__index");
-        lua_pop (L, 1);
+        lua_rawgetp (L, -1, S_K);               //  D
+        s_clear (L, lua_gettop (L));
     }
     else {
         if (pooled)
             lua_pop (L, 1);
-        lua_pushvalue (L, data);
-        s_make_view (L, s_len);
+        size_t size = json_is_array (json) ? json_array_size (json) : json_object_size (json);
+        if (json_is_array (json))               //  D
+            lua_createtable (L, size <= 64 ? (int) size : 0, 1);
+        else
+            lua_createtable (L, 0, size <= 8 ? (int) size + 1 : 8);
+        lua_rawgetp (L, LUA_REGISTRYINDEX, &s_input_mt);
+        lua_setmetatable (L, -2);               //  misses convert
+        lua_pushvalue (L, -1);
+        s_make_view (L, s_len);                 //  P
         if (pooled) {
             lua_pushvalue (L, -1);
             lua_rawseti (L, pool, used);
         }
+        lua_insert (L, -2);                     //  P, D
     }
+    lua_pushlightuserdata (L, json);
+    lua_rawsetp (L, -2, S_K);                   //  D[K] = JSON
+    lua_pop (L, 1);
     if (pooled) {
         lua_pushinteger (L, used);
         lua_rawseti (L, pool, 0);
     }
-    lua_replace (L, data);
-    lua_settop (L, data);
+    lua_replace (L, pool);
 }
 
 void
@@ -244,7 +254,7 @@ mesh_view_init (lua_State *L)
     lua_rawsetp (L, LUA_REGISTRYINDEX, &s_pool);
 }
 
-//  The input views made so far are done with: their fronts go back to the pool.  No
+//  The input views made so far are done with: they go back to the pool.  No
 //  allocation (POOL[0] exists), so it cannot raise.
 void
 mesh_view_release (lua_State *L)
