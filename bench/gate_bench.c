@@ -11,6 +11,8 @@
  *               clock.  This is the cheapest a host could do, so the ratio is the
  *               whole cost of isolation.
  *
+ *  The three run in turns, a round of each (S_ROUNDS rounds), so that a slower
+ *  stretch of a shared host falls on all three alike and the ratios stay fair.
  *  Prints evaluations per second on one core (one thread), p50/p99/max latency per
  *  chain, and the memory of one sandbox state.  Figures and the command are recorded
  *  in docs/perf/gates.md.  Usage: gate_bench [N] (default 200000), from the repository
@@ -113,43 +115,60 @@ typedef struct {
     double per_cpu_second, per_second, p50_us, p99_us, max_us;
 } s_figures_t;
 
-//  Run ONE (ARG) N times in ROUNDS rounds; latencies of every call, and the median of
-//  the rounds' rates (a round that another process slowed down does not set the figure).
-#define S_ROUNDS 5
+//  Run each of the COUNT ways N times, in S_ROUNDS rounds taken in turns (a round of
+//  the first, of the second, ..., then the next round); latencies of every call, and
+//  per way the median of its rounds' rates (a round that another process slowed down
+//  does not set the figure).
+#define S_ROUNDS 9
+#define S_WAYS 3
 
-static s_figures_t
-s_measure (void (*one) (void *), void *arg, size_t n, int64_t *lat)
-{
+typedef struct {
+    void (*one) (void *);
+    void *arg;
+    int64_t *lat;                       //  N entries
     double cpu_rate[S_ROUNDS], wall_rate[S_ROUNDS];
-    size_t per_round = n / S_ROUNDS, k = 0;
-    for (int r = 0; r < S_ROUNDS; r++) {
-        int64_t t0 = s_now_ns (), c0 = s_cpu_ns ();
-        for (size_t i = 0; i < per_round; i++) {
-            int64_t start = s_now_ns ();
-            one (arg);
-            lat [k++] = s_now_ns () - start;
-        }
-        cpu_rate [r] = per_round / ((s_cpu_ns () - c0) / 1e9);
-        wall_rate [r] = per_round / ((s_now_ns () - t0) / 1e9);
-    }
-    qsort (lat, k, sizeof (int64_t), s_cmp);
+} s_way_t;
+
+static double
+s_median (double *v)
+{
     for (int i = 0; i < S_ROUNDS; i++)
-        for (int j = i + 1; j < S_ROUNDS; j++) {
-            if (cpu_rate [j] < cpu_rate [i]) {
-                double t = cpu_rate [i]; cpu_rate [i] = cpu_rate [j]; cpu_rate [j] = t;
+        for (int j = i + 1; j < S_ROUNDS; j++)
+            if (v [j] < v [i]) {
+                double t = v [i]; v [i] = v [j]; v [j] = t;
             }
-            if (wall_rate [j] < wall_rate [i]) {
-                double t = wall_rate [i]; wall_rate [i] = wall_rate [j]; wall_rate [j] = t;
+    return v [S_ROUNDS / 2];
+}
+
+static void
+s_measure (s_way_t *ways, int count, size_t n, s_figures_t *figures)
+{
+    size_t per_round = n / S_ROUNDS;
+    for (int r = 0; r < S_ROUNDS; r++)
+        for (int w = 0; w < count; w++) {
+            s_way_t *way = &ways [w];
+            int64_t *lat = way->lat + (size_t) r * per_round;
+            int64_t t0 = s_now_ns (), c0 = s_cpu_ns ();
+            for (size_t i = 0; i < per_round; i++) {
+                int64_t start = s_now_ns ();
+                way->one (way->arg);
+                lat [i] = s_now_ns () - start;
             }
+            way->cpu_rate [r] = per_round / ((s_cpu_ns () - c0) / 1e9);
+            way->wall_rate [r] = per_round / ((s_now_ns () - t0) / 1e9);
         }
-    s_figures_t f = {
-        .per_cpu_second = cpu_rate [S_ROUNDS / 2],
-        .per_second = wall_rate [S_ROUNDS / 2],
-        .p50_us = lat [k / 2] / 1e3,
-        .p99_us = lat [(size_t) (k * 0.99)] / 1e3,
-        .max_us = lat [k - 1] / 1e3,
-    };
-    return f;
+    size_t k = per_round * S_ROUNDS;
+    for (int w = 0; w < count; w++) {
+        s_way_t *way = &ways [w];
+        qsort (way->lat, k, sizeof (int64_t), s_cmp);
+        figures [w] = (s_figures_t) {
+            .per_cpu_second = s_median (way->cpu_rate),
+            .per_second = s_median (way->wall_rate),
+            .p50_us = way->lat [k / 2] / 1e3,
+            .p99_us = way->lat [(size_t) (k * 0.99)] / 1e3,
+            .max_us = way->lat [k - 1] / 1e3,
+        };
+    }
 }
 
 static void
@@ -220,8 +239,9 @@ s_plain_one (void *arg)
     }
 }
 
-static s_figures_t
-s_baseline (json_t *proposal, json_t *ctx, size_t n, int64_t *lat)
+//  The plain state with the rule files loaded and the inputs converted, warmed up.
+static void
+s_baseline_new (s_plain_t *b, json_t *proposal, json_t *ctx)
 {
     lua_State *L = luaL_newstate ();
     luaL_openlibs (L);
@@ -230,7 +250,7 @@ s_baseline (json_t *proposal, json_t *ctx, size_t n, int64_t *lat)
     mesh_meshlib_push (L);
     lua_setglobal (L, "mesh");
     lua_pop (L, 1);
-    s_plain_t b = { .L = L, .checks = lua_gettop (L) + 1 };
+    *b = (s_plain_t) { .L = L, .checks = lua_gettop (L) + 1 };
     for (size_t i = 0; i < S_RULES; i++) {
         if (luaL_loadfile (L, s_rules [i]) != LUA_OK || lua_pcall (L, 0, 1, 0) != LUA_OK) {
             fprintf (stderr, "baseline: %s\n", lua_tostring (L, -1));
@@ -239,19 +259,16 @@ s_baseline (json_t *proposal, json_t *ctx, size_t n, int64_t *lat)
         lua_getfield (L, -1, "check");
         lua_remove (L, -2);
     }
-    b.proposal = lua_gettop (L) + 1;
+    b->proposal = lua_gettop (L) + 1;
     s_push_plain (L, proposal, false);
     s_push_plain (L, ctx, false);
     for (int i = 0; i < 1000; i++)
-        s_plain_one (&b);
-    b.accepted = 0;
-    s_figures_t f = s_measure (s_plain_one, &b, n, lat);
-    if (b.accepted != (n / S_ROUNDS) * S_ROUNDS * S_RULES) {
-        fprintf (stderr, "baseline: %zu checks accepted\n", b.accepted);
+        s_plain_one (b);
+    if (b->accepted != 1000 * S_RULES) {
+        fprintf (stderr, "baseline: %zu checks accepted\n", b->accepted);
         exit (1);
     }
-    lua_close (L);
-    return f;
+    b->accepted = 0;
 }
 
 //  --- the sandboxed chain -------------------------------------------------------------
@@ -331,7 +348,6 @@ main (int argc, char **argv)
     json_t *proposal = json_loads (s_proposal, 0, NULL);
     json_t *ctx = s_ctx ();
     s_set_action (ctx);
-    int64_t *lat = malloc (n * sizeof (int64_t));
 
     mesh_config_t cfg = {
         .lua_instructions = 1000000, .lua_memory = 8 << 20, .lua_time_ms = 50,
@@ -358,9 +374,6 @@ main (int argc, char **argv)
         }
         json_decref (verdicts);
     }
-    s_figures_t gate_f = s_measure (s_gate_one, &c, n, lat);
-    size_t state_bytes = mesh_gate_state_memory (c.gate);
-
     //  The chain alone, in a vm of its own.
     mesh_sandbox_t *rules[S_RULES];
     for (size_t i = 0; i < S_RULES; i++)
@@ -371,12 +384,27 @@ main (int argc, char **argv)
     c.vm = mesh_vm_new (rules, S_RULES, NULL);
     for (int i = 0; i < 1000; i++)
         s_vm_one (&c);
-    s_figures_t vm_f = s_measure (s_vm_one, &c, n, lat);
+    s_plain_t plain;
+    s_baseline_new (&plain, proposal, ctx);
+
+    s_way_t ways[S_WAYS] = {
+        { .one = s_gate_one, .arg = &c, .lat = malloc (n * sizeof (int64_t)) },
+        { .one = s_vm_one, .arg = &c, .lat = malloc (n * sizeof (int64_t)) },
+        { .one = s_plain_one, .arg = &plain, .lat = malloc (n * sizeof (int64_t)) },
+    };
+    s_figures_t figures[S_WAYS];
+    s_measure (ways, S_WAYS, n, figures);
+    s_figures_t gate_f = figures [0], vm_f = figures [1], plain_f = figures [2];
+    if (plain.accepted != (n / S_ROUNDS) * S_ROUNDS * S_RULES) {
+        fprintf (stderr, "baseline: %zu checks accepted\n", plain.accepted);
+        return 1;
+    }
+    lua_close (plain.L);
+    size_t state_bytes = mesh_gate_state_memory (c.gate);
     size_t built_bytes = mesh_vm_baseline (c.vm);
     size_t vm_bytes = mesh_vm_memory (c.vm);
     size_t live_bytes = mesh_vm_collect (c.vm);
 
-    s_figures_t plain_f = s_baseline (proposal, ctx, n, lat);
     char *reason = NULL;
     double reproducer_ms = s_reproducer (20, &reason);
 
@@ -407,6 +435,7 @@ main (int argc, char **argv)
     mesh_gate_destroy (&c.gate);
     json_decref (proposal);
     json_decref (ctx);
-    free (lat);
+    for (int w = 0; w < S_WAYS; w++)
+        free (ways [w].lat);
     return 0;
 }
