@@ -46,6 +46,8 @@ static const char s_pool = 0;           //  registry key of the pool of views
 
 //  Views kept per state: a chain of the shipped rules uses five per evaluation.
 #define S_POOL_MAX 64
+//  Entries a pooled view's cache may have had and still be emptied for reuse.
+#define S_CACHE_KEEP 64
 
 #define S_K ((void *) &s_private)
 
@@ -181,18 +183,35 @@ s_make_view (lua_State *L, lua_CFunction len)
     lua_replace (L, -2);
 }
 
-//  Empty the table at INDEX.  Its keys stay in place with no value, so the same
-//  members converted again land in the same slots without growing it.
-static void
+//  Empty the table at INDEX; how many entries it had.  Its keys stay in place with
+//  no value, so the same members converted again land in the same slots without
+//  growing it.
+static size_t
 s_clear (lua_State *L, int index)
 {
+    size_t count = 0;
     lua_pushnil (L);
     while (lua_next (L, index)) {
         lua_pop (L, 1);
         lua_pushvalue (L, -1);
         lua_pushnil (L);
         lua_rawset (L, index);
+        count++;
     }
+    return count;
+}
+
+//  Push a new, empty cache for JSON, with the metatable that converts misses.
+static void
+s_new_cache (lua_State *L, json_t *json)
+{
+    size_t size = json_is_array (json) ? json_array_size (json) : json_object_size (json);
+    if (json_is_array (json))
+        lua_createtable (L, size <= 64 ? (int) size : 0, 1);
+    else
+        lua_createtable (L, 0, size <= 8 ? (int) size + 1 : 8);
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_input_mt);
+    lua_setmetatable (L, -2);
 }
 
 //  A new input view of JSON: a view from the pool, its cache emptied, or one made
@@ -200,7 +219,7 @@ s_clear (lua_State *L, int index)
 static void
 s_push_view (lua_State *L, json_t *json)
 {
-    luaL_checkstack (L, 6, "input nested too deeply");
+    luaL_checkstack (L, 8, "input nested too deeply");
     lua_rawgetp (L, LUA_REGISTRYINDEX, &s_pool);
     int pool = lua_gettop (L);
     lua_rawgeti (L, pool, 0);
@@ -211,18 +230,23 @@ s_push_view (lua_State *L, json_t *json)
     bool pooled = used <= S_POOL_MAX;
     if (pooled && lua_rawgeti (L, pool, used) == LUA_TTABLE) {
         lua_rawgetp (L, -1, S_K);               //  D
-        s_clear (L, lua_gettop (L));
+        if (s_clear (L, lua_gettop (L)) > S_CACHE_KEEP) {
+            //  A cache that grew large would stay large, and be walked at every
+            //  reuse: a new one replaces it.
+            lua_pop (L, 1);
+            s_new_cache (L, json);
+            lua_pushvalue (L, -1);
+            lua_rawsetp (L, -3, S_K);           //  P[K] = D
+            lua_getmetatable (L, -2);
+            lua_pushvalue (L, -2);
+            lua_setfield (L, -2, "__index");
+            lua_pop (L, 1);
+        }
     }
     else {
         if (pooled)
             lua_pop (L, 1);
-        size_t size = json_is_array (json) ? json_array_size (json) : json_object_size (json);
-        if (json_is_array (json))               //  D
-            lua_createtable (L, size <= 64 ? (int) size : 0, 1);
-        else
-            lua_createtable (L, 0, size <= 8 ? (int) size + 1 : 8);
-        lua_rawgetp (L, LUA_REGISTRYINDEX, &s_input_mt);
-        lua_setmetatable (L, -2);               //  misses convert
+        s_new_cache (L, json);                  //  D
         lua_pushvalue (L, -1);
         s_make_view (L, s_len);                 //  P
         if (pooled) {

@@ -455,9 +455,10 @@ test_chunk_scan (void **state)
     mesh_sandbox_destroy (&rule);
 }
 
-//  Input views reuse their fronts from one evaluation to the next (view.c): each
-//  evaluation must read its own input, also past the pool's size and when a smaller
-//  input follows a larger one.
+//  Input views are reused from one evaluation to the next (view.c): each evaluation
+//  must read its own input, also past the pool's size, when a smaller input follows a
+//  larger one, and when a cache that grew past S_CACHE_KEEP entries (150 items read)
+//  is replaced instead of emptied.
 static void
 test_views_per_evaluation (void **state)
 {
