@@ -217,7 +217,7 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
     //  small messages a consumer faster than that drains the queue in a tenth of a
     //  second and then waits, capping it near 100,000-200,000 messages per second.
     snprintf (prefetch, sizeof prefetch, "%d",
-              cfg->prefetch_messages > 0 ? cfg->prefetch_messages : 500000);
+              cfg->prefetch_messages > 0 ? cfg->prefetch_messages : MESH_PREFETCH_DEFAULT);
     rd_kafka_conf_t *conf = rd_kafka_conf_new ();
     if (!s_set (conf, "bootstrap.servers", brokers) || !s_set (conf, "group.id", agent->group)
         || !s_set (conf, "client.id", instance)

@@ -2072,7 +2072,7 @@ s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
     cfg->embedded_partitions = 4;
     cfg->session_timeout_ms = 10000;
     cfg->commit_interval_ms = 1000;
-    cfg->prefetch_messages = 500000;
+    cfg->prefetch_messages = MESH_PREFETCH_DEFAULT;
     cfg->lua_instructions = 1000000;
     cfg->lua_memory = 8 * 1024 * 1024;
     cfg->lua_time_ms = 50;

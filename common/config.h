@@ -20,6 +20,9 @@
 #include <stdio.h>
 #include <jansson.h>
 
+//  kafka.prefetch_messages when the config does not say (see event_kafka.c).
+#define MESH_PREFETCH_DEFAULT 500000
+
 //  Where a value came from, for messages about it after loading (rule files that
 //  do not compile are reported at the line that names them).
 typedef struct {
@@ -195,7 +198,7 @@ typedef struct {
     size_t embedded_topic_count;
     int session_timeout_ms;         //  consumer group session timeout; default 10000
     int commit_interval_ms;         //  auto-commit of stored offsets; default 1000
-    int prefetch_messages;          //  librdkafka queued.min.messages; default 500000
+    int prefetch_messages;          //  librdkafka queued.min.messages; MESH_PREFETCH_DEFAULT
     //  gates:
     long lua_instructions;          //  per rule evaluation; default 1000000
     size_t lua_memory;              //  bytes per rule state; default 8 MiB

@@ -651,34 +651,35 @@ s_find (lua_State *L)
     return s_after (L, s_original (L), bound);
 }
 
-static int
-s_match (lua_State *L)
+//  Check the (subject, pattern) arguments of string function FN; its bound.  A
+//  leading ^ anchors unless ANCHORABLE is false (gmatch takes it literally).
+static double
+s_check_args (lua_State *L, const char *fn, bool anchorable)
 {
     size_t ls, lp;
     luaL_checklstring (L, 1, &ls);
     const char *p = luaL_checklstring (L, 2, &lp);
-    double bound = mesh_safelib_check_pattern (L, "string.match", ls, p, lp, p [0] == '^');
+    return mesh_safelib_check_pattern (L, fn, ls, p, lp, anchorable && p [0] == '^');
+}
+
+static int
+s_match (lua_State *L)
+{
+    double bound = s_check_args (L, "string.match", true);
     return s_after (L, s_original (L), bound);
 }
 
 static int
 s_gmatch (lua_State *L)
 {
-    size_t ls, lp;
-    luaL_checklstring (L, 1, &ls);
-    const char *p = luaL_checklstring (L, 2, &lp);
-    //  gmatch takes a leading ^ literally: never anchored.
-    mesh_safelib_check_pattern (L, "string.gmatch", ls, p, lp, false);
+    s_check_args (L, "string.gmatch", false);
     return s_original (L);
 }
 
 static int
 s_gsub (lua_State *L)
 {
-    size_t ls, lp;
-    luaL_checklstring (L, 1, &ls);
-    const char *p = luaL_checklstring (L, 2, &lp);
-    double bound = mesh_safelib_check_pattern (L, "string.gsub", ls, p, lp, p [0] == '^');
+    double bound = s_check_args (L, "string.gsub", true);
     return s_after (L, s_original (L), bound);
 }
 

@@ -24,7 +24,8 @@
  *    come from a pool the state keeps (P, its metatable and D, up to S_POOL_MAX):
  *    making three tables and four metamethod entries per view cost more than the C
  *    calls saved, and their garbage kept the collector busy.  A view taken from the
- *    pool has D emptied and pointed at the new JSON.  vm.c returns the views to the
+ *    pool has D emptied and pointed at the new JSON (one whose D had grown past
+ *    S_CACHE_KEEP entries is replaced instead).  vm.c returns the views to the
  *    pool when an evaluation's views are out of reach (mesh_view_release).
  *  - A table view's D is the table itself - a library, or a table a rule's top level
  *    built (vm.c freezes those), made once per state; __len gives D's length.
@@ -227,25 +228,19 @@ s_push_view (lua_State *L, json_t *json)
     lua_pop (L, 1);
     //  Past S_POOL_MAX (a rule walking thousands of nested inputs) views are garbage
     //  after the evaluation, not kept for every later one.
-    bool pooled = used <= S_POOL_MAX;
+    bool pooled = used <= S_POOL_MAX, reused = false;
     if (pooled && lua_rawgeti (L, pool, used) == LUA_TTABLE) {
-        lua_rawgetp (L, -1, S_K);               //  D
-        if (s_clear (L, lua_gettop (L)) > S_CACHE_KEEP) {
-            //  A cache that grew large would stay large, and be walked at every
-            //  reuse: a new one replaces it.
-            lua_pop (L, 1);
-            s_new_cache (L, json);
-            lua_pushvalue (L, -1);
-            lua_rawsetp (L, -3, S_K);           //  P[K] = D
-            lua_getmetatable (L, -2);
-            lua_pushvalue (L, -2);
-            lua_setfield (L, -2, "__index");
-            lua_pop (L, 1);
-        }
+        lua_rawgetp (L, -1, S_K);               //  P, D
+        //  A cache that grew large would stay large and be walked at every reuse:
+        //  its view is replaced instead.
+        reused = s_clear (L, lua_gettop (L)) <= S_CACHE_KEEP;
+        if (!reused)
+            lua_pop (L, 2);
     }
-    else {
-        if (pooled)
-            lua_pop (L, 1);
+    else
+    if (pooled)
+        lua_pop (L, 1);
+    if (!reused) {
         s_new_cache (L, json);                  //  D
         lua_pushvalue (L, -1);
         s_make_view (L, s_len);                 //  P
