@@ -4,8 +4,11 @@
  *  it checks every line of the log in order and stops at the first one that is not
  *  exactly what the ledger writes, reporting the line, the seq it should have had and
  *  whether its bytes are damaged (a torn write, an edit) or the order is broken (a
- *  record removed or moved).  The ledger runs the same scanner when it opens the log,
- *  so "valid" means one thing for the writer and for the auditor.
+ *  record removed or moved).  Given the ledger's key it also checks each record's MAC,
+ *  which no one without the key can produce: the chain shows that nothing was changed by
+ *  accident, the MAC that the supervisor wrote the record.  The ledger runs the same
+ *  scanner when it opens the log, so "valid" means one thing for the writer and for the
+ *  auditor.
  *
  *  The views (list, show, stats, each_decision) are tolerant: they read every line
  *  that is a JSON object, whether or not the chain holds, because an auditor looking
@@ -27,6 +30,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +38,10 @@
 #define S_HASH_KEY     ",\"hash\":\""
 #define S_HASH_KEY_LEN 9
 #define S_SUFFIX_LEN   (S_HASH_KEY_LEN + MESH_AUDIT_HASH_HEX + 2)
+//  `,"mac":"` + 64 hex + `"`, just before the hash suffix
+#define S_MAC_KEY      ",\"mac\":\""
+#define S_MAC_KEY_LEN  8
+#define S_MAC_LEN      (S_MAC_KEY_LEN + MESH_AUDIT_HASH_HEX + 1)
 
 static const char s_zero_hash[MESH_AUDIT_HASH_HEX + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -47,14 +55,82 @@ s_is_hex (const char *s, size_t len)
     return true;
 }
 
+void
+mesh_audit_mac_hex (const unsigned char *key, const char *data, size_t len, char *hex)
+{
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init (&st, key, MESH_AUDIT_KEY_BYTES);
+    crypto_auth_hmacsha256_update (&st, (const unsigned char *) data, len);
+    crypto_auth_hmacsha256_final (&st, mac);
+    sodium_bin2hex (hex, MESH_AUDIT_HASH_HEX + 1, mac, sizeof mac);
+    sodium_memzero (&st, sizeof st);
+}
+
+//  The MAC of a record whose bytes and order are good; BODY = its bytes before the hash
+//  suffix.  0 (and *macd_p: it carries a MAC), or -1 with SCAN->why (bad_content set).
+static int
+s_check_mac (const char *line, size_t body, json_t *record, int64_t seq,
+             const unsigned char *key, mesh_audit_scan_t *scan, bool *macd_p)
+{
+    scan->bad_content = true;
+    const char *field = body > S_MAC_LEN ? line + body - S_MAC_LEN : NULL;
+    bool has_mac = field && memcmp (field, S_MAC_KEY, S_MAC_KEY_LEN) == 0;
+    if (!has_mac) {
+        if (scan->mac_since > 0) {
+            snprintf (scan->why, sizeof scan->why,
+                      "no \"mac\" although every record since seq %" PRId64 " carries one "
+                      "(not written by the supervisor)", scan->mac_since);
+            return -1;
+        }
+        scan->bad_content = false;
+        return 0;
+    }
+    const char *hex = field + S_MAC_KEY_LEN;
+    const char *value = json_string_value (json_object_get (record, "mac"));
+    if (!s_is_hex (hex, MESH_AUDIT_HASH_HEX) || field[S_MAC_LEN - 1] != '"' || !value
+        || strlen (value) != MESH_AUDIT_HASH_HEX || memcmp (value, hex, MESH_AUDIT_HASH_HEX)) {
+        snprintf (scan->why, sizeof scan->why,
+                  "\"mac\" is not 64 lower-case hex digits just before \"hash\"");
+        return -1;
+    }
+    char want[MESH_AUDIT_HASH_HEX + 1];
+    mesh_audit_mac_hex (key, line, body - S_MAC_LEN, want);
+    if (sodium_memcmp (want, hex, MESH_AUDIT_HASH_HEX) != 0) {
+        snprintf (scan->why, sizeof scan->why,
+                  "MAC does not verify: the record was not written by the supervisor that "
+                  "holds this key");
+        return -1;
+    }
+    if (scan->mac_since == 0 && scan->mac_missing > 0) {
+        const char *type = json_string_value (json_object_get (record, "type"));
+        const char *event = json_string_value (json_object_get (record, "event"));
+        json_t *since = json_object_get (record, "since");
+        if (!type || strcmp (type, "ledger") != 0 || !event || strcmp (event, "mac") != 0
+            || !json_is_integer (since) || json_integer_value (since) != seq) {
+            snprintf (scan->why, sizeof scan->why,
+                      "the first record with a MAC, after %" PRId64 " without one, is not "
+                      "the ledger's {\"type\":\"ledger\",\"event\":\"mac\",\"since\":%"
+                      PRId64 "}", scan->mac_missing, seq);
+            return -1;
+        }
+    }
+    scan->bad_content = false;
+    *macd_p = true;
+    return 0;
+}
+
 //  Check one line (LEN bytes without its newline).  0 and *record_p set (caller owns) and
 //  HASH filled, or -1 with SCAN->why and SCAN->bad_content set.
 static int
 s_check_line (const char *line, size_t len, bool has_newline, int64_t expect_seq,
-              const char *prev_hash, mesh_audit_scan_t *scan, json_t **record_p, char *hash)
+              const char *prev_hash, const unsigned char *key, mesh_audit_scan_t *scan,
+              json_t **record_p, char *hash, bool *macd_p)
 {
     *record_p = NULL;
+    *macd_p = false;
     scan->bad_content = true;
+    scan->bad_torn = !has_newline;
     if (!has_newline) {
         snprintf (scan->why, sizeof scan->why,
                   "truncated last line (%zu bytes, no newline: a torn write?)", len);
@@ -121,6 +197,9 @@ s_check_line (const char *line, size_t len, bool has_newline, int64_t expect_seq
         snprintf (scan->why, sizeof scan->why, "no string \"type\"");
         goto bad;
     }
+    if (key && s_check_mac (line, len - S_SUFFIX_LEN, record, expect_seq, key, scan,
+                            macd_p) != 0)
+        goto bad;
     *record_p = record;
     return 0;
 bad:
@@ -129,7 +208,8 @@ bad:
 }
 
 int
-mesh_audit_scan (FILE *file, mesh_audit_scan_t *scan, mesh_audit_record_fn *fn, void *arg)
+mesh_audit_scan (FILE *file, const unsigned char *key, mesh_audit_scan_t *scan,
+                 mesh_audit_record_fn *fn, void *arg)
 {
     assert (file && scan);
     memset (scan, 0, sizeof *scan);
@@ -151,8 +231,9 @@ mesh_audit_scan (FILE *file, mesh_audit_scan_t *scan, mesh_audit_record_fn *fn, 
             len--;
         json_t *record;
         char hash[MESH_AUDIT_HASH_HEX + 1];
-        if (s_check_line (line, len, has_newline, scan->last_seq + 1, scan->last_hash, scan,
-                          &record, hash) != 0) {
+        bool macd;
+        if (s_check_line (line, len, has_newline, scan->last_seq + 1, scan->last_hash, key,
+                          scan, &record, hash, &macd) != 0) {
             scan->bad_line = lineno;
             scan->bad_seq = scan->last_seq + 1;
             scan->bad_is_last = !has_newline || getc (file) == EOF;
@@ -162,7 +243,12 @@ mesh_audit_scan (FILE *file, mesh_audit_scan_t *scan, mesh_audit_record_fn *fn, 
         scan->last_seq++;
         memcpy (scan->last_hash, hash, sizeof hash);
         scan->good_bytes += (uint64_t) n;
-        int stop = fn ? fn (record, hash, arg) : 0;
+        if (macd && scan->mac_since == 0)
+            scan->mac_since = scan->last_seq;
+        else
+        if (key && !macd)
+            scan->mac_missing++;
+        int stop = fn ? fn (record, hash, line, len, arg) : 0;
         json_decref (record);
         if (stop != 0) {
             rc = -1;
@@ -228,7 +314,7 @@ typedef struct {
 } s_mark_t;
 
 static int
-s_mark_fn (json_t *record, const char *hash, void *arg)
+s_mark_fn (json_t *record, const char *hash, const char *line, size_t len, void *arg)
 {
     s_mark_t *mark = (s_mark_t *) arg;
     if (json_integer_value (json_object_get (record, "seq")) == mark->want_seq)
@@ -258,19 +344,23 @@ s_verify_fail (FILE *out, bool json, int64_t seq, int64_t line, const char *what
 }
 
 int
-mesh_audit_verify (const char *path, bool json, FILE *out)
+mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, FILE *out)
 {
+    static const mesh_audit_verify_opts_t defaults = { 0 };
+    if (!opts)
+        opts = &defaults;
+    bool json = opts->json;
     FILE *file = s_open (path);
     if (!file)
         return 2;
     int64_t head_seq = 0;
     char head_hash[MESH_AUDIT_HASH_HEX + 1] = "";
-    char why[256];
+    char why[1024];
     int head = mesh_audit_read_head (path, &head_seq, head_hash, why);
 
     s_mark_t mark = { .want_seq = head == 1 ? head_seq : -1 };
     mesh_audit_scan_t scan;
-    int rc = mesh_audit_scan (file, &scan, s_mark_fn, &mark);
+    int rc = mesh_audit_scan (file, opts->key, &scan, s_mark_fn, &mark);
     fclose (file);
     if (rc != 0)
         return 2;
@@ -305,12 +395,36 @@ mesh_audit_verify (const char *path, bool json, FILE *out)
         }
         head_state = head_seq == scan.last_seq ? "matches" : "behind";
     }
+    if (!opts->head_advisory && head == 1 && head_seq < scan.last_seq) {
+        snprintf (why, sizeof why,
+                  "the head file %s.head says seq %" PRId64 ", the log goes on to seq %" PRId64
+                  ": the head is behind by %" PRId64 " record(s).  One record behind is what "
+                  "a crash between the log's fsync and the head's update leaves, and the next "
+                  "start of meshd brings it up to date; more means the head was not written "
+                  "or was put back.  --head-advisory accepts a head that is behind", path,
+                  head_seq, scan.last_seq, scan.last_seq - head_seq);
+        s_verify_fail (out, json, 0, 0, why);
+        return 1;
+    }
+    if (!opts->head_advisory && head == 0 && scan.records > 0) {
+        snprintf (why, sizeof why,
+                  "no head file %s.head for a log of %" PRId64 " record(s): records removed "
+                  "from its end would go unnoticed.  A crash right after a new log's first "
+                  "record leaves this, and the next start of meshd writes the head; "
+                  "--head-advisory accepts it", path, scan.records);
+        s_verify_fail (out, json, 0, 0, why);
+        return 1;
+    }
+    const char *mac_state = opts->key ? "verified" : "not_checked";
     if (json) {
-        json_t *res = json_pack ("{s:b, s:I, s:I, s:s}", "ok", 1, "records",
+        json_t *res = json_pack ("{s:b, s:I, s:I, s:s, s:s}", "ok", 1, "records",
                                  (json_int_t) scan.records, "last_seq",
-                                 (json_int_t) scan.last_seq, "head", head_state);
+                                 (json_int_t) scan.last_seq, "head", head_state, "mac",
+                                 mac_state);
         if (head == 1)
             json_object_set_new (res, "head_seq", json_integer (head_seq));
+        if (opts->key)
+            json_object_set_new (res, "mac_since", json_integer (scan.mac_since));
         json_dumpf (res, out, JSON_COMPACT);
         fputc ('\n', out);
         json_decref (res);
@@ -319,14 +433,86 @@ mesh_audit_verify (const char *path, bool json, FILE *out)
         fprintf (out, "ok: %" PRId64 " records, last seq %" PRId64 ", ", scan.records,
                  scan.last_seq);
         if (head == 0)
-            fprintf (out, "no head file\n");
+            fprintf (out, "no head file%s\n", scan.records > 0 ? " (advisory)" : "");
         else if (head_seq == scan.last_seq)
             fprintf (out, "head matches\n");
         else
-            fprintf (out, "head behind at seq %" PRId64 " (the log was written after it; "
-                     "a crash before the head was updated)\n", head_seq);
+            fprintf (out, "head behind at seq %" PRId64 " (advisory)\n", head_seq);
+        if (!opts->key)
+            fprintf (out, "mac: not checked (key not given)\n");
+        else if (scan.mac_missing == 0)
+            fprintf (out, "mac: verified for every record\n");
+        else if (scan.mac_since > 0)
+            fprintf (out, "mac: verified from seq %" PRId64 " (the %" PRId64 " record(s) "
+                     "before it were written before records carried a MAC)\n",
+                     scan.mac_since, scan.mac_missing);
+        else
+            fprintf (out, "mac: no record carries one (the log was written before records "
+                     "carried a MAC)\n");
     }
     return 0;
+}
+
+int
+mesh_audit_verify (const char *path, bool json, FILE *out)
+{
+    mesh_audit_verify_opts_t opts = { .json = json };
+    return mesh_audit_verify_with (path, &opts, out);
+}
+
+int
+mesh_audit_load_key (const char *path, bool strict, unsigned char *key, char *why,
+                     size_t why_size)
+{
+    int fd = open (path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        if (errno == ELOOP)
+            snprintf (why, why_size, "is a symbolic link (a key must be a regular file)");
+        else
+            snprintf (why, why_size, "cannot be read: %s", strerror (errno));
+        return -1;
+    }
+    struct stat st;
+    int rc = -1;
+    if (fstat (fd, &st) != 0)
+        snprintf (why, why_size, "cannot be read: %s", strerror (errno));
+    else
+    if (!S_ISREG (st.st_mode))
+        snprintf (why, why_size, "is not a regular file");
+    else
+    if (strict && st.st_uid != geteuid ())
+        snprintf (why, why_size, "is owned by uid %u, not by uid %u that meshd runs as",
+                  (unsigned) st.st_uid, (unsigned) geteuid ());
+    else
+    if (strict && (st.st_mode & 077) != 0)
+        snprintf (why, why_size, "has mode %04o: it must be readable by its owner only "
+                  "(chmod 600)", (unsigned) (st.st_mode & 07777));
+    else
+    if (st.st_size != MESH_AUDIT_KEY_BYTES)
+        snprintf (why, why_size, "holds %lld bytes, not %d (a key is %d random bytes, e.g. "
+                  "head -c %d /dev/urandom)", (long long) st.st_size, MESH_AUDIT_KEY_BYTES,
+                  MESH_AUDIT_KEY_BYTES, MESH_AUDIT_KEY_BYTES);
+    else {
+        size_t have = 0;
+        while (have < MESH_AUDIT_KEY_BYTES) {
+            ssize_t n = read (fd, key + have, MESH_AUDIT_KEY_BYTES - have);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            have += (size_t) n;
+        }
+        if (have == MESH_AUDIT_KEY_BYTES)
+            rc = 1;
+        else {
+            snprintf (why, why_size, "cannot be read whole");
+            sodium_memzero (key, MESH_AUDIT_KEY_BYTES);
+        }
+    }
+    close (fd);
+    return rc;
 }
 
 //  ---------------------------------------------------------------------------------------

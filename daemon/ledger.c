@@ -8,21 +8,29 @@
  *    A failed or short write is cut off again with ftruncate, so a failure leaves the
  *    file as it was and the caller gets -1.
  *  - The line is the compact jansson serialisation of {"seq","prev","ts", caller's
- *    fields...} with `,"hash":"<hex>"}` put where the closing brace was; hex is the
- *    SHA-256 of the bytes before it.  The hash is over bytes, not over a re-serialised
- *    object, so verifying never depends on how a JSON library formats numbers.
+ *    fields...} with `,"mac":"<hex>","hash":"<hex>"}` put where the closing brace was:
+ *    mac is the HMAC-SHA256 of the bytes before it with a key only the supervisor reads,
+ *    hash the SHA-256 of the bytes before it (so the chain covers the MAC).  Both are over
+ *    bytes, not over a re-serialised object, so verifying never depends on how a JSON
+ *    library formats numbers.  The hash makes changes evident; the MAC makes records the
+ *    supervisor did not write evident, since no one else can compute it.
  *  - After the log's fsync, <log>.head is replaced by write-temp + fsync + rename +
  *    fsync of the directory.  A crash between the two leaves the head one record
- *    behind, which verify accepts; a head ahead of the log means acknowledged records
- *    are gone, which both verify and open refuse.
- *  - On open the whole chain is checked with the same scanner `meshctl audit verify`
- *    uses (common/audit.c).  Only a damaged LAST line - what a crash mid-write leaves -
- *    is repaired, and the repair is itself a record.  Anything else stops the daemon
- *    rather than write new history on top of a broken one.
+ *    behind.  If the head cannot be written, no further record is appended until it
+ *    can, so the head is never more than one record behind.
+ *  - On open the whole chain, every MAC and the head are checked with the same scanner
+ *    `meshctl audit verify` uses (common/audit.c).  The ledger never deletes evidence: a
+ *    torn last line (bytes after the last newline: a crash mid-write) is copied aside
+ *    intact before it is cut off, and the move is itself a record; anything else that
+ *    does not verify makes open fail with errno EBADMSG, and meshd refuses to start on
+ *    that log until an operator sets it aside (mesh_ledger_set_aside), which moves it
+ *    away whole and starts a new log that names it.
  *
  *  The index id -> state makes decisions and outcomes idempotent per id: agents retry
  *  after crashes and lost replies, and a retried decision must not become a second
- *  record.  Decision records stay in memory only until their outcome arrives.
+ *  record.  Decision records stay in memory only until their outcome arrives.  Records
+ *  from before MACs (an old log) are kept as evidence but marked unproven: their undone
+ *  decisions are never handed out to be carried out.
  */
 #include "ledger.h"
 #include "audit.h"
@@ -35,6 +43,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -46,6 +55,7 @@ typedef struct {
     mesh_ledger_state_t state;
     int64_t decision_seq;
     int64_t outcome_seq;
+    bool unproven;                  //  written before records carried a MAC
     json_t *decision;               //  the stored record while DECIDED; NULL once complete
 } s_entry_t;
 
@@ -53,15 +63,32 @@ struct _mesh_ledger_t {
     char *path;
     char *head_path;
     char *head_tmp;
+    char *dir;                      //  the log's directory
     int fd;                         //  the log, locked with flock
     int dir_fd;                     //  its directory, for fsync after create and rename
     uint64_t size;                  //  bytes of valid records = where the next one goes
     int64_t seq;                    //  last seq written
     char hash[MESH_AUDIT_HASH_HEX + 1];   //  its hash
+    unsigned char key[MESH_AUDIT_KEY_BYTES];   //  the MAC key
     double last_fsync_ms;
     bool head_failing;              //  the head file could not be written (logged once)
     zhashx_t *index;                //  id -> s_entry_t
 };
+
+//  What the check of an existing log found (s_check).
+typedef struct {
+    bool failed;                    //  the log fails verification
+    char why[768];                  //  what failed, with seq and line
+    int64_t last_seq;               //  the last record that verified
+    char last_hash[MESH_AUDIT_HASH_HEX + 1];
+    uint64_t good_bytes;            //  where the verified records end
+    bool torn;                      //  bytes after the last newline (a torn write)
+    int64_t torn_seq;               //  the seq that line would have had
+    char torn_why[320];
+    const char *head;               //  "matches", "behind" (by one) or "absent"
+    int64_t unmacd;                 //  records before MACs began
+    int64_t mac_since;              //  first record with a MAC (0: none)
+} s_check_t;
 
 static void
 s_entry_destroy (void **item_p)
@@ -135,6 +162,51 @@ s_fsync (int fd)
     return rc;
 }
 
+//  fsync the directory that holds PATH.
+static int
+s_fsync_dir_of (const char *path)
+{
+    char *copy = strdup (path);
+    assert (copy);
+    int fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd >= 0 ? s_fsync (fd) : -1;
+    int saved = errno;
+    if (fd >= 0)
+        close (fd);
+    free (copy);
+    errno = saved;
+    return rc;
+}
+
+//  Create BASE, or BASE.1 ... BASE.99 if it exists, exclusively with MODE.  Returns the
+//  fd and *name_p (caller frees), or -1.
+static int
+s_create_unique (const char *base, mode_t mode, char **name_p)
+{
+    for (int i = 0; i < 100; i++) {
+        char *name = i ? zsys_sprintf ("%s.%d", base, i) : strdup (base);
+        assert (name);
+        int fd = open (name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd >= 0) {
+            if (fchmod (fd, mode) != 0) {
+                int saved = errno;
+                close (fd);
+                unlink (name);
+                free (name);
+                errno = saved;
+                return -1;
+            }
+            *name_p = name;
+            return fd;
+        }
+        free (name);
+        if (errno != EEXIST)
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
 //  Replace the head file with the current seq and hash.
 static int
 s_write_head (mesh_ledger_t *self)
@@ -162,8 +234,8 @@ s_write_head (mesh_ledger_t *self)
     return 0;
 fail:
     if (!self->head_failing)
-        mesh_err ("ledger: cannot update %s: %s (records stay durable; a removed tail would "
-                  "go undetected until it is written again)", self->head_path,
+        mesh_err ("ledger: cannot update %s: %s (the last record stays durable; no further "
+                  "record is written until the head can be)", self->head_path,
                   strerror (errno));
     self->head_failing = true;
     return -1;
@@ -174,6 +246,9 @@ fail:
 static int64_t
 s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
 {
+    //  A head more than one record behind would make the next start refuse the log.
+    if (self->head_failing && s_write_head (self) != 0)
+        return -1;
     int64_t seq = self->seq + 1;
     json_t *obj = json_object ();
     json_object_set_new (obj, "seq", json_integer (seq));
@@ -192,19 +267,22 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
         json_decref (obj);
         return -1;
     }
-    //  PREFIX = the object without its closing brace; the line is PREFIX + hash field.
+    //  PREFIX = the object without its closing brace; the line is PREFIX + mac + hash.
     size_t prefix_len = text_len - 1;
-    unsigned char digest[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256 (digest, (const unsigned char *) text, prefix_len);
-    char hex[MESH_AUDIT_HASH_HEX + 1];
-    sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
-
-    size_t line_len = prefix_len + 9 + MESH_AUDIT_HASH_HEX + 3;
+    char mac[MESH_AUDIT_HASH_HEX + 1];
+    mesh_audit_mac_hex (self->key, text, prefix_len, mac);
+    size_t body_len = prefix_len + 8 + MESH_AUDIT_HASH_HEX + 1;
+    size_t line_len = body_len + 9 + MESH_AUDIT_HASH_HEX + 3;
     char *line = malloc (line_len + 1);
     assert (line);
     memcpy (line, text, prefix_len);
-    snprintf (line + prefix_len, line_len + 1 - prefix_len, ",\"hash\":\"%s\"}\n", hex);
+    snprintf (line + prefix_len, line_len + 1 - prefix_len, ",\"mac\":\"%s\"", mac);
     free (text);
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (digest, (const unsigned char *) line, body_len);
+    char hex[MESH_AUDIT_HASH_HEX + 1];
+    sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
+    snprintf (line + body_len, line_len + 1 - body_len, ",\"hash\":\"%s\"}\n", hex);
 
     int rc = s_pwrite_all (self->fd, line, line_len, self->size);
     const char *what = "write";
@@ -231,6 +309,7 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
     memcpy (self->hash, hex, sizeof hex);
     s_write_head (self);
     if (stored_p) {
+        json_object_set_new (obj, "mac", json_string (mac));
         json_object_set_new (obj, "hash", json_string (hex));
         *stored_p = obj;
     }
@@ -241,7 +320,7 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
 
 //  Index one record (on open and after each append).  DECISION_SEQ etc from RECORD.
 static void
-s_index (mesh_ledger_t *self, json_t *record)
+s_index (mesh_ledger_t *self, json_t *record, bool unproven)
 {
     const char *type = json_string_value (json_object_get (record, "type"));
     const char *id = json_string_value (json_object_get (record, "id"));
@@ -256,7 +335,8 @@ s_index (mesh_ledger_t *self, json_t *record)
         assert (entry);
         entry->state = MESH_LEDGER_DECIDED;
         entry->decision_seq = seq;
-        entry->decision = json_incref (record);
+        entry->unproven = unproven;
+        entry->decision = unproven ? NULL : json_incref (record);
         zhashx_insert (self->index, id, entry);
     }
     else
@@ -276,34 +356,35 @@ s_index (mesh_ledger_t *self, json_t *record)
 }
 
 typedef struct {
-    mesh_ledger_t *self;
+    mesh_ledger_t *self;            //  NULL: check only, no index
+    mesh_audit_scan_t *scan;
     int64_t mark_seq;               //  the head file's seq
     char mark_hash[MESH_AUDIT_HASH_HEX + 1];
 } s_open_t;
 
 static int
-s_open_fn (json_t *record, const char *hash, void *arg)
+s_open_fn (json_t *record, const char *hash, const char *line, size_t len, void *arg)
 {
     s_open_t *open_ = (s_open_t *) arg;
-    s_index (open_->self, record);
+    //  Once a record carries a MAC, every later one does (the scanner checks it).
+    if (open_->self)
+        s_index (open_->self, record, open_->scan->mac_since == 0);
     if (json_integer_value (json_object_get (record, "seq")) == open_->mark_seq)
         memcpy (open_->mark_hash, hash, sizeof open_->mark_hash);
     return 0;
 }
 
-//  Read and check the existing chain; repair a damaged last line.  0, or -1 (logged).
+//  Check the existing log (self->fd) against the key and the head file; index it when
+//  INDEX.  0 and *check filled (check->failed says whether it verifies), or -1 when it
+//  cannot be read (logged).
 static int
-s_load (mesh_ledger_t *self)
+s_check (mesh_ledger_t *self, bool index, s_check_t *check)
 {
+    memset (check, 0, sizeof *check);
     int64_t head_seq = -1;
     char head_hash[MESH_AUDIT_HASH_HEX + 1] = "";
     char why[128];
     int head = mesh_audit_read_head (self->path, &head_seq, head_hash, why);
-    if (head < 0) {
-        mesh_err ("ledger: %s %s; refusing to open %s (inspect with meshctl audit verify)",
-                  self->head_path, why, self->path);
-        return -1;
-    }
     int fd = dup (self->fd);
     FILE *file = fd >= 0 ? fdopen (fd, "r") : NULL;
     if (!file) {
@@ -312,64 +393,264 @@ s_load (mesh_ledger_t *self)
             close (fd);
         return -1;
     }
-    s_open_t open_ = { .self = self, .mark_seq = head == 1 ? head_seq : -1 };
-    memset (open_.mark_hash, '0', MESH_AUDIT_HASH_HEX);
     mesh_audit_scan_t scan;
-    int rc = mesh_audit_scan (file, &scan, s_open_fn, &open_);
+    s_open_t open_ = { .self = index ? self : NULL, .scan = &scan,
+                       .mark_seq = head == 1 ? head_seq : -1 };
+    memset (open_.mark_hash, '0', MESH_AUDIT_HASH_HEX);
+    int rc = mesh_audit_scan (file, self->key, &scan, s_open_fn, &open_);
     fclose (file);
     if (rc != 0)
         return -1;                  //  logged by the scanner
-    if (scan.bad_line && !(scan.bad_content && scan.bad_is_last)) {
-        mesh_err ("ledger: %s: record seq %" PRId64 " (line %" PRId64 "): %s; refusing to "
-                  "open: history is never rewritten (inspect with meshctl audit verify)",
-                  self->path, scan.bad_seq, scan.bad_line, scan.why);
-        return -1;
+    check->last_seq = scan.last_seq;
+    memcpy (check->last_hash, scan.last_hash, sizeof check->last_hash);
+    check->good_bytes = scan.good_bytes;
+    check->unmacd = scan.mac_missing;
+    check->mac_since = scan.mac_since;
+    check->head = "matches";
+    if (scan.bad_line && scan.bad_torn) {
+        check->torn = true;
+        check->torn_seq = scan.bad_seq;
+        snprintf (check->torn_why, sizeof check->torn_why, "line %" PRId64 ": %s",
+                  scan.bad_line, scan.why);
     }
-    if (head == 1 && head_seq > scan.last_seq) {
-        mesh_err ("ledger: %s ends at seq %" PRId64 " but %s says seq %" PRId64 ": "
-                  "acknowledged records are missing; refusing to open", self->path,
-                  scan.last_seq, self->head_path, head_seq);
-        return -1;
+    if (scan.bad_line && !scan.bad_torn)
+        snprintf (check->why, sizeof check->why, "record seq %" PRId64 " (line %" PRId64
+                  "): %s", scan.bad_seq, scan.bad_line, scan.why);
+    else
+    if (head < 0)
+        snprintf (check->why, sizeof check->why, "its head file %s %s", self->head_path,
+                  why);
+    else
+    if (head == 1 && head_seq > scan.last_seq)
+        snprintf (check->why, sizeof check->why, "the log ends at seq %" PRId64 " but its "
+                  "head file says seq %" PRId64 ": acknowledged records are missing",
+                  scan.last_seq, head_seq);
+    else
+    if (head == 1 && strcmp (open_.mark_hash, head_hash) != 0)
+        snprintf (check->why, sizeof check->why, "record seq %" PRId64 " (line %" PRId64
+                  ") has another hash than its head file names: a record was replaced",
+                  head_seq, head_seq);
+    else
+    if (head == 1 && head_seq < scan.last_seq - 1)
+        snprintf (check->why, sizeof check->why, "its head file says seq %" PRId64 ", the "
+                  "log goes on to seq %" PRId64 ": more than the one record a crash can leave "
+                  "beyond the head", head_seq, scan.last_seq);
+    else
+    if (head == 0 && scan.last_seq > 1)
+        snprintf (check->why, sizeof check->why, "it holds %" PRId64 " records but its head "
+                  "file %s is missing (a crash can leave that only after the first record)",
+                  scan.last_seq, self->head_path);
+    else {
+        if (head == 0)
+            check->head = "absent";
+        else
+        if (head_seq < scan.last_seq)
+            check->head = "behind";
+        return 0;
     }
-    if (head == 1 && strcmp (open_.mark_hash, head_hash) != 0) {
-        mesh_err ("ledger: %s: record seq %" PRId64 " (line %" PRId64 ") has another hash "
-                  "than %s names; refusing to open", self->path, head_seq, head_seq,
-                  self->head_path);
-        return -1;
-    }
-    self->seq = scan.last_seq;
-    memcpy (self->hash, scan.last_hash, sizeof self->hash);
-    self->size = scan.good_bytes;
+    check->failed = true;
+    return 0;
+}
 
+//  Copy the torn tail [good_bytes, end) aside intact, then cut it off.  Returns the
+//  repair record to write (caller owns), or NULL (logged).
+static json_t *
+s_move_torn (mesh_ledger_t *self, const s_check_t *check)
+{
     struct stat st;
     if (fstat (self->fd, &st) != 0) {
         mesh_err ("ledger: cannot stat %s: %s", self->path, strerror (errno));
+        return NULL;
+    }
+    uint64_t end = (uint64_t) st.st_size;
+    assert (end > check->good_bytes);
+    char *base = zsys_sprintf ("%s.torn-%" PRId64 "-%lld", self->path, check->torn_seq,
+                               (long long) time (NULL));
+    char *name = NULL;
+    int out = s_create_unique (base, 0640, &name);
+    free (base);
+    if (out < 0) {
+        mesh_err ("ledger: cannot create a file beside %s to keep its torn last line: %s",
+                  self->path, strerror (errno));
+        return NULL;
+    }
+    crypto_hash_sha256_state sha;
+    crypto_hash_sha256_init (&sha);
+    char buf[65536];
+    uint64_t at = check->good_bytes;
+    int rc = 0;
+    while (rc == 0 && at < end) {
+        size_t want = end - at < sizeof buf ? (size_t) (end - at) : sizeof buf;
+        ssize_t n = pread (self->fd, buf, want, (off_t) at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            rc = -1;
+            break;
+        }
+        crypto_hash_sha256_update (&sha, (const unsigned char *) buf, (size_t) n);
+        rc = s_pwrite_all (out, buf, (size_t) n, at - check->good_bytes);
+        at += (uint64_t) n;
+    }
+    if (rc == 0)
+        rc = s_fsync (out);
+    if (close (out) != 0 && rc == 0)
+        rc = -1;
+    if (rc == 0)
+        rc = s_fsync (self->dir_fd);
+    if (rc != 0) {
+        mesh_err ("ledger: cannot keep the torn last line of %s in %s: %s; the log is left as "
+                  "it is", self->path, name, strerror (errno));
+        unlink (name);
+        free (name);
+        return NULL;
+    }
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final (&sha, digest);
+    char hex[MESH_AUDIT_HASH_HEX + 1];
+    sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
+    uint64_t bytes = end - check->good_bytes;
+    mesh_warn ("ledger: %s: a torn last record (%" PRIu64 " bytes, %s) was moved to %s",
+               self->path, bytes, check->torn_why, name);
+    if (ftruncate (self->fd, (off_t) check->good_bytes) != 0 || s_fsync (self->fd) != 0) {
+        mesh_err ("ledger: cannot cut the torn last line off %s: %s (a copy is in %s)",
+                  self->path, strerror (errno), name);
+        free (name);
+        return NULL;
+    }
+    self->size = check->good_bytes;
+    json_t *repair = json_pack ("{s:s, s:s, s:s, s:I, s:s, s:s}", "type", "ledger", "event",
+                                "repair", "moved_to", name, "bytes", (json_int_t) bytes,
+                                "sha256", hex, "reason", check->torn_why);
+    free (name);
+    return repair;
+}
+
+//  Decisions from before MACs that have no outcome (never carried out, never handed out).
+static size_t
+s_unproven_undone (mesh_ledger_t *self)
+{
+    size_t n = 0;
+    for (s_entry_t *entry = (s_entry_t *) zhashx_first (self->index); entry;
+         entry = (s_entry_t *) zhashx_next (self->index))
+        n += entry->unproven && entry->state == MESH_LEDGER_DECIDED;
+    return n;
+}
+
+//  Read and check the existing log; move a torn last line aside; mark the start of MACs
+//  in an old log.  0, or -1 (logged; errno EBADMSG when the log fails verification).
+static int
+s_load (mesh_ledger_t *self, const char **head_p)
+{
+    s_check_t check;
+    if (s_check (self, true, &check) != 0) {
+        errno = EIO;
         return -1;
     }
-    if ((uint64_t) st.st_size != scan.good_bytes) {
-        //  A damaged last line: what a crash in the middle of a write leaves behind.
-        uint64_t dropped = (uint64_t) st.st_size - scan.good_bytes;
-        char reason[320];
-        snprintf (reason, sizeof reason, "line %" PRId64 ": %s", scan.bad_line, scan.why);
-        mesh_warn ("ledger: %s: dropping %" PRIu64 " bytes of a damaged last record (%s)",
-                   self->path, dropped, reason);
-        if (ftruncate (self->fd, (off_t) scan.good_bytes) != 0 || s_fsync (self->fd) != 0) {
-            mesh_err ("ledger: cannot truncate %s: %s", self->path, strerror (errno));
+    if (check.failed) {
+        mesh_err ("ledger: the decision log %s fails verification; nothing will act on it:",
+                  self->path);
+        mesh_err ("ledger:   %s", check.why);
+        mesh_err ("ledger:   the last record that verified is seq %" PRId64 "; nothing in "
+                  "the log or its head was changed or deleted", check.last_seq);
+        errno = EBADMSG;
+        return -1;
+    }
+    self->seq = check.last_seq;
+    memcpy (self->hash, check.last_hash, sizeof self->hash);
+    self->size = check.good_bytes;
+    *head_p = check.head;
+    //  The torn line is cut off first, so that what follows chains on the good part; in
+    //  an old log the "mac" record must be the first one with a MAC, the repair after it.
+    json_t *repair = NULL;
+    if (check.torn && !(repair = s_move_torn (self, &check)))
+        return -1;
+    if (check.unmacd > 0 && check.mac_since == 0) {
+        json_t *mark = json_pack ("{s:s, s:s, s:I}", "type", "ledger", "event", "mac", "since",
+                                  (json_int_t) (self->seq + 1));
+        int64_t seq = s_write_record (self, mark, NULL);
+        json_decref (mark);
+        if (seq < 0) {
+            json_decref (repair);
             return -1;
         }
-        json_t *repair = json_pack ("{s:s, s:s, s:I, s:s}", "type", "ledger", "event",
-                                    "repair", "dropped_bytes", (json_int_t) dropped,
-                                    "reason", reason);
+        mesh_notice ("ledger: %s: records 1-%" PRId64 " were written before records carried "
+                     "a MAC; every record from seq %" PRId64 " on carries one", self->path,
+                     check.unmacd, seq);
+    }
+    if (repair) {
         int64_t seq = s_write_record (self, repair, NULL);
         json_decref (repair);
         if (seq < 0)
             return -1;
     }
+    size_t undone = s_unproven_undone (self);
+    if (undone)
+        mesh_warn ("ledger: %s: %zu decision(s) recorded before records carried a MAC have no "
+                   "outcome; they cannot be proven to be this supervisor's and will never be "
+                   "carried out (meshctl audit list shows them)", self->path, undone);
     return 0;
 }
 
-mesh_ledger_t *
-mesh_ledger_open (const char *path)
+//  The MAC key: the systemd credential if there is one, else KEY_PATH, created when
+//  missing.  0, or -1 (logged).
+static int
+s_load_key (mesh_ledger_t *self, const char *key_path)
+{
+    char why[256];
+    const char *creds = getenv ("CREDENTIALS_DIRECTORY");
+    if (creds && *creds) {
+        //  systemd owns the credential's access (ownership or ACL): no owner check.
+        char *cred = zsys_sprintf ("%s/ledger-mac", creds);
+        int rc = mesh_audit_load_key (cred, false, self->key, why, sizeof why);
+        if (rc < 0)
+            mesh_err ("ledger: the credential %s %s; refusing to open the decision log", cred,
+                      why);
+        free (cred);
+        if (rc != 0)
+            return rc > 0 ? 0 : -1;
+    }
+    if (!key_path || !*key_path) {
+        mesh_err ("ledger: no MAC key: neither a credential ledger-mac nor a key file");
+        return -1;
+    }
+    int rc = mesh_audit_load_key (key_path, true, self->key, why, sizeof why);
+    if (rc < 0) {
+        mesh_err ("ledger: the key file %s %s; refusing to open the decision log", key_path,
+                  why);
+        return -1;
+    }
+    if (rc > 0)
+        return 0;
+    char *copy = strdup (key_path);
+    assert (copy);
+    int made = s_make_dirs (dirname (copy));
+    free (copy);
+    int fd = made == 0 ? open (key_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                               0600)
+                       : -1;
+    if (fd < 0) {
+        mesh_err ("ledger: cannot create the key file %s: %s", key_path, strerror (errno));
+        return -1;
+    }
+    randombytes_buf (self->key, sizeof self->key);
+    if (fchmod (fd, 0600) != 0
+        || s_pwrite_all (fd, (const char *) self->key, sizeof self->key, 0) != 0
+        || s_fsync (fd) != 0 || close (fd) != 0 || s_fsync_dir_of (key_path) != 0) {
+        mesh_err ("ledger: cannot write the key file %s: %s", key_path, strerror (errno));
+        unlink (key_path);
+        return -1;
+    }
+    mesh_notice ("ledger: created the MAC key %s (mode 0600); records are provable to this "
+                 "supervisor only while it is kept", key_path);
+    return 0;
+}
+
+//  A ledger with its key, not yet holding a log.
+static mesh_ledger_t *
+s_new (const char *path, const char *key_path)
 {
     if (!path || !*path) {
         mesh_err ("ledger: no path for the decision log");
@@ -386,50 +667,168 @@ mesh_ledger_open (const char *path)
     self->path = strdup (path);
     self->head_path = zsys_sprintf ("%s.head", path);
     self->head_tmp = zsys_sprintf ("%s.head.tmp", path);
-    self->index = zhashx_new ();
-    assert (self->path && self->head_path && self->head_tmp && self->index);
-    zhashx_set_destructor (self->index, s_entry_destroy);
-    memset (self->hash, '0', MESH_AUDIT_HASH_HEX);
-
     char *copy = strdup (path);
     assert (copy);
-    const char *dir = dirname (copy);
-    if (s_make_dirs (dir) != 0) {
-        mesh_err ("ledger: cannot create directory %s: %s", dir, strerror (errno));
-        goto fail;
+    self->dir = strdup (dirname (copy));
+    free (copy);
+    self->index = zhashx_new ();
+    assert (self->path && self->head_path && self->head_tmp && self->dir && self->index);
+    zhashx_set_destructor (self->index, s_entry_destroy);
+    memset (self->hash, '0', MESH_AUDIT_HASH_HEX);
+    if (s_load_key (self, key_path) != 0)
+        mesh_ledger_destroy (&self);
+    return self;
+}
+
+//  Open (FLAGS: O_CREAT, O_EXCL) and lock the log.  0, or -1 (logged; errno kept).
+static int
+s_open_log (mesh_ledger_t *self, int flags)
+{
+    if (s_make_dirs (self->dir) != 0) {
+        mesh_err ("ledger: cannot create directory %s: %s", self->dir, strerror (errno));
+        return -1;
     }
-    self->dir_fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    self->dir_fd = open (self->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (self->dir_fd < 0) {
-        mesh_err ("ledger: cannot open directory %s: %s", dir, strerror (errno));
-        goto fail;
+        mesh_err ("ledger: cannot open directory %s: %s", self->dir, strerror (errno));
+        return -1;
     }
-    self->fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    self->fd = open (self->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | flags, 0640);
     if (self->fd < 0) {
-        mesh_err ("ledger: cannot open %s: %s", path, strerror (errno));
-        goto fail;
+        int saved = errno;
+        if (errno != ENOENT || (flags & O_CREAT))
+            mesh_err ("ledger: cannot open %s: %s", self->path, strerror (errno));
+        errno = saved;
+        return -1;
     }
     if (flock (self->fd, LOCK_EX | LOCK_NB) != 0) {
-        mesh_err ("ledger: %s is locked by another writer: %s", path, strerror (errno));
-        goto fail;
+        mesh_err ("ledger: %s is locked by another writer (is meshd running?): %s", self->path,
+                  strerror (errno));
+        errno = EWOULDBLOCK;
+        return -1;
     }
     if (s_fsync (self->dir_fd) != 0) {
-        mesh_err ("ledger: cannot fsync directory %s: %s", dir, strerror (errno));
-        goto fail;
+        mesh_err ("ledger: cannot fsync directory %s: %s", self->dir, strerror (errno));
+        return -1;
     }
-    if (s_load (self) != 0)
-        goto fail;
-    json_t *event = json_pack ("{s:s, s:s}", "type", "ledger", "event", "open");
+    return 0;
+}
+
+mesh_ledger_t *
+mesh_ledger_open (const char *path, const char *key_path)
+{
+    mesh_ledger_t *self = s_new (path, key_path);
+    if (!self)
+        return NULL;
+    const char *head = "absent";
+    if (s_open_log (self, O_CREAT) != 0 || s_load (self, &head) != 0) {
+        int saved = errno;
+        mesh_ledger_destroy (&self);
+        errno = saved;
+        return NULL;
+    }
+    json_t *event = json_pack ("{s:s, s:s, s:s}", "type", "ledger", "event", "open", "head",
+                               head);
     int64_t seq = s_write_record (self, event, NULL);
     json_decref (event);
-    if (seq < 0)
-        goto fail;
+    if (seq < 0) {
+        mesh_ledger_destroy (&self);
+        errno = EIO;
+        return NULL;
+    }
+    if (streq (head, "behind"))
+        mesh_notice ("ledger: %s: the head file was one record behind (a crash between the "
+                     "log's fsync and the head's update); it is up to date again", path);
     mesh_info ("ledger: %s open at seq %" PRId64, path, seq);
-    free (copy);
     return self;
-fail:
-    free (copy);
+}
+
+//  Rename FROM to BASE (or BASE.N) without replacing anything.  0 and *name_p, or -1.
+static int
+s_rename_aside (const char *from, const char *base, char **name_p)
+{
+    for (int i = 0; i < 100; i++) {
+        char *name = i ? zsys_sprintf ("%s.%d", base, i) : strdup (base);
+        assert (name);
+        if (renameat2 (AT_FDCWD, from, AT_FDCWD, name, RENAME_NOREPLACE) == 0) {
+            *name_p = name;
+            return 0;
+        }
+        free (name);
+        if (errno != EEXIST)
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+int
+mesh_ledger_set_aside (const char *path, const char *key_path)
+{
+    mesh_ledger_t *self = s_new (path, key_path);
+    if (!self)
+        return -1;
+    int rc = -1;
+    char *moved = NULL, *moved_head = NULL;
+    mesh_ledger_t *fresh = NULL;
+    if (s_open_log (self, 0) != 0) {
+        if (errno == ENOENT) {
+            mesh_err ("ledger: %s does not exist: there is nothing to set aside", path);
+            rc = 1;
+        }
+        goto done;
+    }
+    s_check_t check;
+    if (s_check (self, false, &check) != 0)
+        goto done;
+    if (!check.failed) {
+        mesh_err ("ledger: %s verifies (last seq %" PRId64 "); it is not set aside%s", path,
+                  check.last_seq, check.torn ? " (its torn last line is moved aside at the "
+                  "next start)" : "");
+        rc = 1;
+        goto done;
+    }
+    char *base = zsys_sprintf ("%s.set-aside-%lld", path, (long long) time (NULL));
+    int renamed = s_rename_aside (path, base, &moved);
+    free (base);
+    if (renamed != 0) {
+        mesh_err ("ledger: cannot move %s aside: %s", path, strerror (errno));
+        goto done;
+    }
+    moved_head = zsys_sprintf ("%s.head", moved);
+    if (renameat2 (AT_FDCWD, self->head_path, AT_FDCWD, moved_head, RENAME_NOREPLACE) != 0
+        && errno != ENOENT) {
+        mesh_err ("ledger: moved %s to %s, but cannot move %s to %s: %s; move it by hand "
+                  "before meshd starts", path, moved, self->head_path, moved_head,
+                  strerror (errno));
+        goto done;
+    }
+    if (s_fsync (self->dir_fd) != 0) {
+        mesh_err ("ledger: cannot fsync directory %s: %s", self->dir, strerror (errno));
+        goto done;
+    }
+    mesh_notice ("ledger: moved %s (and its head) to %s intact: %s", path, moved, check.why);
+    //  The new log: its first record says what was set aside and why.
+    fresh = s_new (path, key_path);
+    if (!fresh || s_open_log (fresh, O_CREAT | O_EXCL) != 0)
+        goto done;
+    json_t *record = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:s}", "type", "ledger", "event",
+                                "set_aside", "moved_to", moved, "reason", check.why,
+                                "last_verified_seq", (json_int_t) check.last_seq,
+                                "last_verified_hash", check.last_hash);
+    int64_t seq = s_write_record (fresh, record, NULL);
+    json_decref (record);
+    if (seq != 1)
+        goto done;
+    mesh_notice ("ledger: started a new decision log %s; its first record names %s", path,
+                 moved);
+    rc = 0;
+done:
+    free (moved);
+    free (moved_head);
+    mesh_ledger_destroy (&fresh);
     mesh_ledger_destroy (&self);
-    return NULL;
+    return rc;
 }
 
 void
@@ -444,9 +843,11 @@ mesh_ledger_destroy (mesh_ledger_t **self_p)
     if (self->dir_fd >= 0)
         close (self->dir_fd);
     zhashx_destroy (&self->index);
+    sodium_memzero (self->key, sizeof self->key);
     free (self->path);
     free (self->head_path);
     free (self->head_tmp);
+    free (self->dir);
     free (self);
     *self_p = NULL;
 }
@@ -464,7 +865,7 @@ mesh_ledger_append (mesh_ledger_t *self, json_t *record)
         mesh_err ("ledger: refused a record without a string \"type\"");
         return -1;
     }
-    static const char *reserved[] = { "seq", "prev", "ts", "hash" };
+    static const char *reserved[] = { "seq", "prev", "ts", "mac", "hash" };
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (json_object_get (record, reserved[i])) {
             mesh_err ("ledger: refused a record of type \"%s\" that sets \"%s\" (the "
@@ -497,7 +898,7 @@ mesh_ledger_append (mesh_ledger_t *self, json_t *record)
     json_t *stored = NULL;
     int64_t seq = s_write_record (self, record, &stored);
     if (seq > 0) {
-        s_index (self, stored);
+        s_index (self, stored, false);
         json_decref (stored);
     }
     return seq;
@@ -510,6 +911,8 @@ mesh_ledger_lookup (mesh_ledger_t *self, const char *id, json_t **decision_p)
     s_entry_t *entry = id ? (s_entry_t *) zhashx_lookup (self->index, id) : NULL;
     if (decision_p)
         *decision_p = entry && entry->decision ? json_incref (entry->decision) : NULL;
+    if (entry && entry->unproven)
+        return MESH_LEDGER_COMPLETE;        //  closed: never carried out from here
     return entry ? entry->state : MESH_LEDGER_NONE;
 }
 
@@ -529,7 +932,8 @@ mesh_ledger_pending (mesh_ledger_t *self, const char *agent)
     for (s_entry_t *entry = (s_entry_t *) zhashx_first (self->index); entry;
          entry = (s_entry_t *) zhashx_next (self->index)) {
         const char *owner = json_string_value (json_object_get (entry->decision, "agent"));
-        if (entry->state == MESH_LEDGER_DECIDED && owner && strcmp (owner, agent) == 0)
+        if (entry->state == MESH_LEDGER_DECIDED && !entry->unproven && owner
+            && strcmp (owner, agent) == 0)
             json_array_append (list, entry->decision);
     }
     size_t n = json_array_size (list);

@@ -1,9 +1,9 @@
 /*  ledger - the decision ledger: the one writer of the decision log.
  *
  *  Runs in the supervisor's main loop (single-threaded; no locking).  Every record is
- *  one JSON line {"seq","prev","ts", <the caller's fields>, "hash"}, hash-chained and
- *  fsync'd before mesh_ledger_append returns, so an agent that got a seq back knows its
- *  decision is durable before it acts.  After each append <log>.head is replaced
+ *  one JSON line {"seq","prev","ts", <the caller's fields>, "mac", "hash"}, MAC'd with a
+ *  key only the supervisor reads, hash-chained and fsync'd before mesh_ledger_append
+ *  returns, so an agent that got a seq back knows its decision is durable before it acts.  After each append <log>.head is replaced
  *  atomically with {"seq":N,"hash":"..."} so that removing records from the tail is
  *  detectable.  The format and what verification can and cannot detect are described
  *  for auditors in docs/audit.md; the reader side is common/audit.h.
@@ -27,20 +27,39 @@ typedef enum {
 } mesh_ledger_state_t;
 
 //  Open (create with mode 0640, creating parent directories 0750) PATH, and take an
-//  exclusive lock on it (a second writer is refused).  Reads and verifies the whole
-//  existing chain; a torn or damaged LAST line (no trailing newline, not JSON, missing or
-//  wrong hash) is truncated away and a {"type":"ledger","event":"repair","dropped_bytes":N,
-//  "reason":"..."} record appended.  Corruption earlier in the file, a last line whose seq
-//  or prev breaks the chain, or a head file that says the log is longer than it is (or
-//  names another hash): refuse to open (NULL, logged with the seq/line of the first bad
-//  record) - history is never silently rewritten.  Builds the in-memory index id -> state.
-//  Appends {"type":"ledger","event":"open"} on success.
-mesh_ledger_t *mesh_ledger_open (const char *path);
+//  exclusive lock on it (a second writer is refused).  The MAC key (32 bytes) is read from
+//  $CREDENTIALS_DIRECTORY/ledger-mac if that exists (systemd LoadCredential=), else from
+//  KEY_PATH, which is created (mode 0600, O_EXCL, random) when missing; a key file that
+//  is not a regular file owned by the euid with mode 0600/0400 of exactly 32 bytes is
+//  refused.  Reads and verifies the whole existing log: chain, every record's MAC, head.
+//  - A torn last line (bytes after the last newline: a crash mid-write) is copied intact
+//    to <PATH>.torn-<seq>-<unix time> (0640, fsync'd) and cut off, and a {"type":"ledger",
+//    "event":"repair","moved_to","bytes","sha256","reason"} record appended.
+//  - Anything else that does not verify - a complete line that is not JSON, has a wrong
+//    hash, breaks seq/prev, lacks a MAC or carries one that does not verify; a head file
+//    that is malformed, ahead of the log, names another hash, is more than one record
+//    behind, or is missing from a log of more than one record - and open fails (NULL,
+//    errno EBADMSG, logged with the seq/line of the first bad record) and changes nothing.
+//  - In a log written before MACs (no record has one) the ledger appends {"type":"ledger",
+//    "event":"mac","since":SEQ} (SEQ = that record's own seq); records before it are kept
+//    but unproven: their undone decisions are never returned by pending or lookup.
+//  Builds the in-memory index id -> state and appends {"type":"ledger","event":"open",
+//  "head":"matches"|"behind"|"absent"}.  NULL on failure (errno EBADMSG: the log fails
+//  verification; anything else: it could not be opened, read or written).
+mesh_ledger_t *mesh_ledger_open (const char *path, const char *key_path);
+//  For `meshd --set-aside-log`: if PATH fails verification as mesh_ledger_open would find
+//  it, rename it and its head to <PATH>.set-aside-<unix time> and .head (never replacing a
+//  file), fsync the directory, and start a new log at PATH whose first record is
+//  {"type":"ledger","event":"set_aside","moved_to","reason","last_verified_seq",
+//  "last_verified_hash"}.  Returns 0 done; 1 refused (PATH verifies, or does not exist);
+//  -1 on an error (locked by a running meshd, I/O).  Logged.
+int mesh_ledger_set_aside (const char *path, const char *key_path);
 //  Close; sets *self_p to NULL; safe on NULL.
 void mesh_ledger_destroy (mesh_ledger_t **self_p);
 //  Append RECORD (borrowed; a JSON object with a string "type" and none of the keys seq,
-//  prev, ts, hash; type "ledger" is reserved for the ledger itself), write + fsync before
-//  returning.  Returns the seq (> 0), or -1.
+//  prev, ts, mac, hash; type "ledger" is reserved for the ledger itself), write + fsync
+//  before returning.  Returns the seq (> 0), or -1 (also while the head file cannot be
+//  written: the head is never left more than one record behind).
 //  "decision" and "outcome" records need a non-empty string "id".  Idempotent per id: a
 //  second "decision" with an id already decided, or a second "outcome" for an id already
 //  complete, writes nothing and returns the seq of the existing record.  An "outcome" for
@@ -48,13 +67,15 @@ void mesh_ledger_destroy (mesh_ledger_t **self_p);
 //  (it is durable) and the failure is logged.
 int64_t mesh_ledger_append (mesh_ledger_t *self, json_t *record);
 //  State of decision ID; if DECISION_P is not NULL, *decision_p = a new reference to the
-//  decision record as stored (with seq, prev, ts and hash; caller decrefs) when the state is
-//  DECIDED, and NULL otherwise (complete decisions are not kept in memory).
+//  decision record as stored (with seq, prev, ts, mac and hash; caller decrefs) when the
+//  state is DECIDED, and NULL otherwise (complete decisions are not kept in memory).  A
+//  decision recorded before records carried a MAC is reported COMPLETE (closed): it is
+//  never handed out to be carried out.
 mesh_ledger_state_t mesh_ledger_lookup (mesh_ledger_t *self, const char *id,
                                         json_t **decision_p);
 //  Last seq written (0 for an empty log).
-//  Decisions of AGENT recorded without an outcome (an agent died between the two), oldest
-//  first, as stored.  Caller owns the array.
+//  Decisions of AGENT recorded (and MAC'd) by this supervisor without an outcome (an
+//  agent died between the two), oldest first, as stored.  Caller owns the array.
 json_t *mesh_ledger_pending (mesh_ledger_t *self, const char *agent);
 int64_t mesh_ledger_seq (const mesh_ledger_t *self);
 //  The log's path (borrowed).

@@ -2,11 +2,13 @@
  *
  *      meshd [--config FILE]            run (systemd Type=notify service)
  *      meshd --check-config [FILE]      validate config, rules and backends; exit 0/1
+ *      meshd --set-aside-log [--config FILE]   move a log that fails verification
+ *                                       aside intact and start a new one; exit 0/1
  *
  *  Startup order: config (refuse to start on any problem) -> directories ->
- *  embedded broker (if configured) -> decision ledger (verifies the chain,
- *  repairs a torn tail) -> sockets -> agents -> READY=1 once every agent said
- *  hello.  The main loop serves the agents (hello, heartbeats, decisions,
+ *  embedded broker (if configured) -> decision ledger (verifies chain, MACs and
+ *  head, moves a torn tail aside; a log that fails verification: exit 65) ->
+ *  sockets -> agents -> READY=1 once every agent said hello.  The main loop serves the agents (hello, heartbeats, decisions,
  *  outcomes, lookups: the ledger is written only here), meshctl requests, and a
  *  100 ms tick that reaps and restarts agents and pings the systemd watchdog
  *  only while the loop itself and every agent are healthy.  SIGTERM/SIGINT: ask
@@ -269,6 +271,26 @@ s_bind (int type, const char *endpoint)
     return sock;
 }
 
+//  The ledger's MAC key unless systemd hands over the credential ledger-mac (caller frees).
+static char *
+s_ledger_key (const mesh_config_t *cfg)
+{
+    return zsys_sprintf ("%s/ledger.key", cfg->state_dir);
+}
+
+//  The log failed verification (the ledger said what and where): what the operator can do.
+static void
+s_refuse_log (const mesh_config_t *cfg, const char *config_path)
+{
+    mesh_err ("refusing to start: meshd acts on no decision log that fails verification "
+              "(exit 65).  To go on:");
+    mesh_err ("  1. inspect it: meshctl --config %s audit verify --key %s/ledger.key",
+              config_path, cfg->state_dir);
+    mesh_err ("  2. keep a copy, then run: meshd --set-aside-log --config %s", config_path);
+    mesh_err ("     (moves %s and its head aside intact and starts a new log that names them)",
+              cfg->decision_log);
+}
+
 //  Runs the daemon until it is stopped; owns and frees CFG_AT_START (and its successors).
 static int
 s_run (mesh_config_t *cfg_at_start)
@@ -305,13 +327,18 @@ s_run (mesh_config_t *cfg_at_start)
         fprintf (bf, "%s\n", brokers);
         fclose (bf);
     }
-    mesh_ledger_t *ledger = mesh_ledger_open (cfg->decision_log);
+    char *key_path = s_ledger_key (cfg);
+    mesh_ledger_t *ledger = mesh_ledger_open (cfg->decision_log, key_path);
+    bool refused = !ledger && errno == EBADMSG;
+    free (key_path);
+    if (refused)
+        s_refuse_log (cfg, config_path);
     char *agents_ep = mesh_proto_agents_endpoint (runtime);
     char *control_ep = mesh_proto_control_endpoint (runtime);
     zsock_t *agents = ledger ? s_bind (ZMQ_ROUTER, agents_ep) : NULL;
     zsock_t *control = agents ? s_bind (ZMQ_ROUTER, control_ep) : NULL;
     char *binary = s_agent_binary (cfg);
-    int rc = 1;
+    int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
     if (!control)
         goto done;
 
@@ -409,18 +436,20 @@ int
 main (int argc, char **argv)
 {
     const char *config = "/etc/meshd/meshd.yaml";
-    bool check = false;
+    bool check = false, set_aside = false;
     static struct option opts[] = {{"config", 1, 0, 'c'},  {"check-config", 0, 0, 'k'},
                                    {"version", 0, 0, 'V'}, {"help", 0, 0, 'h'},
-                                   {0, 0, 0, 0}};
+                                   {"set-aside-log", 0, 0, 'A'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long (argc, argv, "c:kVh", opts, NULL)) != -1) {
         switch (c) {
             case 'c': config = optarg; break;
             case 'k': check = true; break;
+            case 'A': set_aside = true; break;
             case 'V': printf ("meshd %s\n", MESHD_VERSION); return 0;
             case 'h':
-                printf ("usage: meshd [--config FILE] | --check-config [FILE] | --version\n");
+                printf ("usage: meshd [--config FILE] | --check-config [FILE] | "
+                        "--set-aside-log [--config FILE] | --version\n");
                 return 0;
             default: return 64;
         }
@@ -441,6 +470,13 @@ main (int argc, char **argv)
                     cfg->action_count, cfg->backend_count);
         mesh_config_destroy (&cfg);
         return problems ? 1 : 0;
+    }
+    if (set_aside) {
+        char *key_path = s_ledger_key (cfg);
+        int rc = mesh_ledger_set_aside (cfg->decision_log, key_path);
+        free (key_path);
+        mesh_config_destroy (&cfg);
+        return rc == 0 ? 0 : 1;
     }
     //  Our own handlers, installed before CZMQ's sockets exist: zsys must not swallow them.
     zsys_handler_set (NULL);

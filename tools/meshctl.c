@@ -4,7 +4,8 @@
  *      meshctl [--json] [--config FILE] audit list [--agent A] [--verdict V] [--action X]
  *                                       [--since EPOCH_S] [--until EPOCH_S] [--log FILE]
  *      meshctl [--json] [--config FILE] audit show ID [--log FILE]
- *      meshctl [--json] [--config FILE] audit verify [--log FILE]
+ *      meshctl [--json] [--config FILE] audit verify [--log FILE] [--key FILE]
+ *                                       [--head-advisory]
  *      meshctl [--json] [--config FILE] summary [--labels FILE] [--log FILE]
  *      meshctl [--json] [--config FILE] reload
  *
@@ -24,6 +25,7 @@
 
 #include <czmq.h>
 #include <getopt.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,8 @@ typedef struct {
     const char *config_path;
     const char *log;
     const char *labels;
+    const char *key;                //  audit verify: the ledger's MAC key file
+    bool head_advisory;             //  audit verify: a head behind the log is not a failure
     mesh_audit_filter_t filter;
     mesh_config_t *cfg;
 } s_opts_t;
@@ -47,7 +51,9 @@ s_usage (void)
              "  audit list [filters]           decisions (--agent --verdict --action --since "
              "--until)\n"
              "  audit show ID                  one decision and its outcome (ID or prefix >= 8)\n"
-             "  audit verify                   check the hash chain and the head file\n"
+             "  audit verify [--key FILE] [--head-advisory]\n"
+             "                                 check the hash chain, the head file and, with\n"
+             "                                 the ledger's key, every record's MAC\n"
              "  summary [--labels FILE]        counters, decisions, tokens, detection quality\n"
              "  reload                         validate and apply config and rules (else keep old)\n"
              "  rules test [DIR|FILE]... | rules check FILE|DIR...  rule tests; load rules\n"
@@ -302,6 +308,27 @@ s_summary (s_opts_t *o)
     return 0;
 }
 
+//  audit verify, with the MAC key if given (read, used, wiped).
+static int
+s_verify (s_opts_t *o, const char *log)
+{
+    unsigned char key[MESH_AUDIT_KEY_BYTES];
+    mesh_audit_verify_opts_t opts = { .json = o->json, .head_advisory = o->head_advisory };
+    if (o->key) {
+        char why[256];
+        int rc = mesh_audit_load_key (o->key, false, key, why, sizeof why);
+        if (rc <= 0) {
+            fprintf (stderr, "meshctl: the key file %s %s\n", o->key,
+                     rc == 0 ? "does not exist" : why);
+            return EXIT_READ;
+        }
+        opts.key = key;
+    }
+    int rc = mesh_audit_verify_with (log, &opts, stdout);
+    sodium_memzero (key, sizeof key);
+    return rc;
+}
+
 static int
 s_audit (s_opts_t *o, int argc, char **argv)
 {
@@ -313,7 +340,7 @@ s_audit (s_opts_t *o, int argc, char **argv)
     if (!log)
         return EXIT_CONFIG;
     if (strcmp (argv[0], "verify") == 0)
-        return mesh_audit_verify (log, o->json, stdout);
+        return s_verify (o, log);
     if (strcmp (argv[0], "list") == 0)
         return mesh_audit_list (log, &o->filter, o->json, stdout);
     if (strcmp (argv[0], "show") == 0 && argc == 2)
@@ -333,7 +360,8 @@ main (int argc, char **argv)
         {"json", 0, 0, 'j'},  {"config", 1, 0, 'c'},  {"log", 1, 0, 'l'},
         {"labels", 1, 0, 'L'}, {"agent", 1, 0, 'a'},  {"verdict", 1, 0, 'v'},
         {"action", 1, 0, 'x'}, {"since", 1, 0, 's'},  {"until", 1, 0, 'u'},
-        {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+        {"help", 0, 0, 'h'},  {"key", 1, 0, 'K'},     {"head-advisory", 0, 0, 'H'},
+        {0, 0, 0, 0}};
     int c;
     //  "+" would stop at the first non-option; we allow options anywhere.
     while ((c = getopt_long (argc, argv, "jc:l:L:a:v:x:s:u:h", opts, NULL)) != -1) {
@@ -347,6 +375,8 @@ main (int argc, char **argv)
             case 'x': o.filter.action = optarg; break;
             case 's': o.filter.since_ms = (int64_t) (atof (optarg) * 1000); break;
             case 'u': o.filter.until_ms = (int64_t) (atof (optarg) * 1000); break;
+            case 'K': o.key = optarg; break;
+            case 'H': o.head_advisory = true; break;
             case 'h': s_usage (); return 0;
             default: s_usage (); return EXIT_USAGE;
         }

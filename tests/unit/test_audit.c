@@ -16,6 +16,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ID_A "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -39,6 +40,7 @@ typedef struct {
     FILE *out;
     int64_t seq;
     char hash[65];
+    const unsigned char *key;       //  set: records carry a "mac" (HMAC-SHA256 with it)
 } writer_t;
 
 static void
@@ -59,12 +61,26 @@ s_writer_add (writer_t *w, int64_t ts, json_t *fields)
     json_decref (fields);
     char *text = json_dumps (obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
     size_t prefix = strlen (text) - 1;
+    char *body = (char *) malloc (prefix + 80);
+    memcpy (body, text, prefix);
+    if (w->key) {
+        //  The documented MAC, computed here with sodium directly, not with the module.
+        unsigned char mac[32];
+        char hex[65];
+        crypto_auth_hmacsha256_state st;
+        crypto_auth_hmacsha256_init (&st, w->key, 32);
+        crypto_auth_hmacsha256_update (&st, (unsigned char *) text, prefix);
+        crypto_auth_hmacsha256_final (&st, mac);
+        sodium_bin2hex (hex, sizeof hex, mac, sizeof mac);
+        prefix += (size_t) sprintf (body + prefix, ",\"mac\":\"%s\"", hex);
+    }
     unsigned char digest[32];
-    crypto_hash_sha256 (digest, (unsigned char *) text, prefix);
+    crypto_hash_sha256 (digest, (unsigned char *) body, prefix);
     sodium_bin2hex (w->hash, sizeof w->hash, digest, sizeof digest);
-    fwrite (text, 1, prefix, w->out);
+    fwrite (body, 1, prefix, w->out);
     fprintf (w->out, ",\"hash\":\"%s\"}\n", w->hash);
     w->seq++;
+    free (body);
     free (text);
     json_decref (obj);
 }
@@ -208,7 +224,8 @@ test_verify_ok (void **state)
     int rc;
     CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
     assert_int_equal (rc, 0);
-    assert_string_equal (text, "ok: 6 records, last seq 6, head matches\n");
+    assert_string_equal (text, "ok: 6 records, last seq 6, head matches\n"
+                               "mac: not checked (key not given)\n");
     free (text);
 
     CAPTURE (rc, &text, mesh_audit_verify (fx->path, true, out));
@@ -219,23 +236,52 @@ test_verify_ok (void **state)
     assert_int_equal (json_integer_value (json_object_get (res, "records")), 6);
     assert_int_equal (json_integer_value (json_object_get (res, "last_seq")), 6);
     assert_string_equal (json_string_value (json_object_get (res, "head")), "matches");
+    assert_string_equal (json_string_value (json_object_get (res, "mac")), "not_checked");
     json_decref (res);
     free (text);
 
-    //  Without a head file the chain alone is checked, and the output says so.
+    //  Without a head file, removing records from the end would go unnoticed: a failure,
+    //  unless the head is declared advisory; the output says which.
+    mesh_audit_verify_opts_t advisory = { .head_advisory = true };
     s_remove_head (fx->path);
     CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: no head file"));
+    assert_non_null (strstr (text, "--head-advisory"));
+    free (text);
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &advisory, out));
     assert_int_equal (rc, 0);
-    assert_string_equal (text, "ok: 6 records, last seq 6, no head file\n");
+    assert_string_equal (text, "ok: 6 records, last seq 6, no head file (advisory)\n"
+                               "mac: not checked (key not given)\n");
     free (text);
 
-    //  A head one record behind (crash between the log's fsync and the head's rename).
-    char hash[65];
-    s_line_hash (fx->text, 5, hash);
-    s_write_head (fx->path, 5, hash);
-    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
-    assert_int_equal (rc, 0);
-    assert_non_null (strstr (text, "head behind at seq 5"));
+    //  A head behind (one record: a crash between the log's fsync and the head's rename;
+    //  three: the head was put back) fails, saying what a crash leaves; advisory: ok.
+    for (int behind = 1; behind <= 3; behind += 2) {
+        char hash[65];
+        s_line_hash (fx->text, 6 - behind, hash);
+        s_write_head (fx->path, 6 - behind, hash);
+        CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+        assert_int_equal (rc, 1);
+        char want[64];
+        snprintf (want, sizeof want, "behind by %d record(s)", behind);
+        assert_non_null (strstr (text, want));
+        assert_non_null (strstr (text, "One record behind is what a crash"));
+        assert_non_null (strstr (text, "next start of meshd brings it up to date"));
+        free (text);
+        CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &advisory, out));
+        assert_int_equal (rc, 0);
+        snprintf (want, sizeof want, "head behind at seq %d (advisory)\n", 6 - behind);
+        assert_non_null (strstr (text, want));
+        free (text);
+    }
+    advisory.json = true;
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &advisory, out));
+    res = json_loads (text, 0, NULL);
+    assert_true (json_is_true (json_object_get (res, "ok")));
+    assert_string_equal (json_string_value (json_object_get (res, "head")), "behind");
+    assert_int_equal (json_integer_value (json_object_get (res, "head_seq")), 3);
+    json_decref (res);
     free (text);
 }
 
@@ -249,7 +295,8 @@ test_verify_empty_and_unreadable (void **state)
     s_remove_head (fx->path);
     CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
     assert_int_equal (rc, 0);
-    assert_string_equal (text, "ok: 0 records, last seq 0, no head file\n");
+    assert_string_equal (text, "ok: 0 records, last seq 0, no head file\n"
+                               "mac: not checked (key not given)\n");
     free (text);
 
     //  An empty log with a head that names records: they were removed.
@@ -437,7 +484,7 @@ test_scan_reports_position (void **state)
     s_line_span (fx->text, 6, &start, &end);
     s_write_file (fx->path, fx->text, start + 40);
     FILE *file = fopen (fx->path, "r");
-    assert_int_equal (mesh_audit_scan (file, &scan, NULL, NULL), 0);
+    assert_int_equal (mesh_audit_scan (file, NULL, &scan, NULL, NULL), 0);
     fclose (file);
     assert_int_equal (scan.records, 5);
     assert_int_equal (scan.last_seq, 5);
@@ -453,7 +500,7 @@ test_scan_reports_position (void **state)
     //  A removed middle record: an order break, not the last line.
     s_write_without (fx, 2);
     file = fopen (fx->path, "r");
-    assert_int_equal (mesh_audit_scan (file, &scan, NULL, NULL), 0);
+    assert_int_equal (mesh_audit_scan (file, NULL, &scan, NULL, NULL), 0);
     fclose (file);
     assert_int_equal (scan.bad_line, 2);
     assert_false (scan.bad_is_last);
@@ -462,11 +509,221 @@ test_scan_reports_position (void **state)
     //  Intact.
     s_write_file (fx->path, fx->text, fx->len);
     file = fopen (fx->path, "r");
-    assert_int_equal (mesh_audit_scan (file, &scan, NULL, NULL), 0);
+    assert_int_equal (mesh_audit_scan (file, NULL, &scan, NULL, NULL), 0);
     fclose (file);
     assert_int_equal (scan.bad_line, 0);
     assert_int_equal (scan.records, 6);
     assert_int_equal (scan.good_bytes, fx->len);
+}
+
+//  ---------------------------------------------------------------------------------------
+//  MACs
+
+static const unsigned char s_key[32] = "0123456789abcdef0123456789abcdef";
+static const unsigned char s_other_key[32] = "fedcba9876543210fedcba9876543210";
+
+//  Write W's log to FX's path with a matching head.
+static void
+s_write_log (fixture_t *fx, writer_t *w)
+{
+    int64_t seq = w->seq;
+    char hash[65];
+    memcpy (hash, w->hash, sizeof hash);
+    size_t len;
+    char *text = s_writer_done (w, &len);
+    s_write_file (fx->path, text, len);
+    s_write_head (fx->path, seq, hash);
+    free (text);
+}
+
+static json_t *
+s_note (int n)
+{
+    return json_pack ("{s:s, s:i}", "type", "note", "n", n);
+}
+
+static void
+test_verify_macs (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_audit_verify_opts_t with_key = { .key = s_key };
+    mesh_audit_verify_opts_t other_key = { .key = s_other_key };
+    char *text;
+    int rc;
+    //  Every record MAC'd with the key.
+    writer_t w;
+    s_writer_init (&w);
+    w.key = s_key;
+    for (int i = 0; i < 4; i++)
+        s_writer_add (&w, 1000 + i, s_note (i));
+    s_write_log (fx, &w);
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    assert_int_equal (rc, 0);
+    assert_string_equal (text, "ok: 4 records, last seq 4, head matches\n"
+                               "mac: verified for every record\n");
+    free (text);
+    //  Without the key only the chain is checked, and the output says so.
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, "mac: not checked (key not given)"));
+    free (text);
+    //  Another key: the first record is blamed.
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &other_key, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 1 (line 1): MAC does not verify"));
+    free (text);
+
+    //  A record appended by someone without the key: valid chain and head, a made-up MAC.
+    s_writer_init (&w);
+    w.key = s_key;
+    for (int i = 0; i < 3; i++)
+        s_writer_add (&w, 1000 + i, s_note (i));
+    w.key = s_other_key;
+    s_writer_add (&w, 2000, s_note (9));
+    s_write_log (fx, &w);
+    CAPTURE (rc, &text, mesh_audit_verify (fx->path, false, out));
+    assert_int_equal (rc, 0);                       //  the chain alone cannot tell
+    free (text);
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 4 (line 4): MAC does not verify"));
+    free (text);
+
+    //  ... or with no MAC at all after records that carry one.
+    s_writer_init (&w);
+    w.key = s_key;
+    for (int i = 0; i < 3; i++)
+        s_writer_add (&w, 1000 + i, s_note (i));
+    w.key = NULL;
+    s_writer_add (&w, 2000, s_note (9));
+    s_write_log (fx, &w);
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 4 (line 4): no \"mac\" although every "
+                                   "record since seq 1 carries one"));
+    free (text);
+
+    //  A "mac" field that is not where the ledger puts it, or not hex.
+    s_writer_init (&w);
+    s_writer_add (&w, 1000, json_pack ("{s:s, s:s}", "type", "note", "mac",
+                                       "zz00000000000000000000000000000000000000000000000000000000000000"));
+    s_write_log (fx, &w);
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    assert_int_equal (rc, 1);
+    assert_non_null (strstr (text, "FAIL: record seq 1 (line 1): \"mac\" is not 64"));
+    free (text);
+}
+
+//  A log written before MACs: records without one are accepted up to the ledger's "mac"
+//  record, and only there.
+static void
+test_verify_macs_after_old_records (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_audit_verify_opts_t with_key = { .key = s_key, .json = false };
+    char *text;
+    int rc;
+    writer_t w;
+    s_writer_init (&w);
+    for (int i = 0; i < 3; i++)
+        s_writer_add (&w, 1000 + i, s_note (i));
+    //  Old records alone: fine, and said so.
+    writer_t copy;
+    s_writer_init (&copy);
+    for (int i = 0; i < 3; i++)
+        s_writer_add (&copy, 1000 + i, s_note (i));
+    s_write_log (fx, &copy);
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, "mac: no record carries one"));
+    free (text);
+
+    w.key = s_key;
+    s_writer_add (&w, 2000, json_pack ("{s:s, s:s, s:i}", "type", "ledger", "event", "mac",
+                                       "since", 4));
+    s_writer_add (&w, 2001, s_note (4));
+    s_write_log (fx, &w);
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, "mac: verified from seq 4 (the 3 record(s) before it were "
+                                   "written before records carried a MAC)"));
+    free (text);
+    with_key.json = true;
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    json_t *res = json_loads (text, 0, NULL);
+    assert_string_equal (json_string_value (json_object_get (res, "mac")), "verified");
+    assert_int_equal (json_integer_value (json_object_get (res, "mac_since")), 4);
+    json_decref (res);
+    free (text);
+    with_key.json = false;
+
+    //  Old records followed by a MAC'd record that is not the "mac" record, or names
+    //  another seq.
+    for (int variant = 0; variant < 2; variant++) {
+        s_writer_init (&w);
+        for (int i = 0; i < 3; i++)
+            s_writer_add (&w, 1000 + i, s_note (i));
+        w.key = s_key;
+        if (variant == 0)
+            s_writer_add (&w, 2000, s_note (4));
+        else
+            s_writer_add (&w, 2000, json_pack ("{s:s, s:s, s:i}", "type", "ledger", "event",
+                                               "mac", "since", 2));
+        s_write_log (fx, &w);
+        CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+        assert_int_equal (rc, 1);
+        assert_non_null (strstr (text, "FAIL: record seq 4 (line 4): the first record with a "
+                                       "MAC, after 3 without one"));
+        free (text);
+    }
+}
+
+static void
+test_load_key (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char path[256], link[256], why[256];
+    unsigned char key[32];
+    snprintf (path, sizeof path, "%s/key", fx->dir);
+    snprintf (link, sizeof link, "%s/key.link", fx->dir);
+    assert_int_equal (mesh_audit_load_key (path, true, key, why, sizeof why), 0);
+
+    s_write_file (path, (const char *) s_key, 32);
+    chmod (path, 0600);
+    memset (key, 0, sizeof key);
+    assert_int_equal (mesh_audit_load_key (path, true, key, why, sizeof why), 1);
+    assert_memory_equal (key, s_key, 32);
+    chmod (path, 0400);
+    assert_int_equal (mesh_audit_load_key (path, true, key, why, sizeof why), 1);
+
+    //  Readable by the group: refused by the supervisor, read by an auditor.
+    chmod (path, 0640);
+    assert_int_equal (mesh_audit_load_key (path, true, key, why, sizeof why), -1);
+    assert_non_null (strstr (why, "mode 0640"));
+    assert_int_equal (mesh_audit_load_key (path, false, key, why, sizeof why), 1);
+    chmod (path, 0600);
+
+    //  Owned by someone else (only root can arrange that here).
+    if (geteuid () == 0) {
+        assert_int_equal (chown (path, 4242, 4242), 0);
+        assert_int_equal (mesh_audit_load_key (path, true, key, why, sizeof why), -1);
+        assert_non_null (strstr (why, "owned by uid 4242"));
+        assert_int_equal (chown (path, 0, 0), 0);
+    }
+    //  The wrong size.
+    s_write_file (path, (const char *) s_key, 31);
+    assert_int_equal (mesh_audit_load_key (path, true, key, why, sizeof why), -1);
+    assert_non_null (strstr (why, "holds 31 bytes, not 32"));
+    s_write_file (path, "", 0);
+    assert_int_equal (mesh_audit_load_key (path, false, key, why, sizeof why), -1);
+
+    //  A symbolic link, a directory.
+    s_write_file (path, (const char *) s_key, 32);
+    assert_int_equal (symlink (path, link), 0);
+    assert_int_equal (mesh_audit_load_key (link, false, key, why, sizeof why), -1);
+    assert_non_null (strstr (why, "symbolic link"));
+    assert_int_equal (mesh_audit_load_key (fx->dir, false, key, why, sizeof why), -1);
+    assert_non_null (strstr (why, "not a regular file"));
 }
 
 //  ---------------------------------------------------------------------------------------
@@ -707,6 +964,10 @@ main (void)
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_verify_bad_lines_and_head, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_scan_reports_position, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_verify_macs, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_verify_macs_after_old_records, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_load_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_list_filters, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_views_tolerate_odd_records, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_show_by_prefix, s_setup, s_teardown),

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <ftw.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 typedef struct {
     char dir[64];
     char path[160];                 //  under two directories the ledger must create
+    char key[160];                  //  the MAC key file (created by the first open)
 } fixture_t;
 
 static int
@@ -37,6 +39,8 @@ s_setup (void **state)
     if (!mkdtemp (fx->dir))
         return -1;
     snprintf (fx->path, sizeof fx->path, "%s/state/log/decisions.log", fx->dir);
+    snprintf (fx->key, sizeof fx->key, "%s/state/ledger.key", fx->dir);
+    unsetenv ("CREDENTIALS_DIRECTORY");
     *state = fx;
     return 0;
 }
@@ -98,15 +102,22 @@ s_records (const char *path)
     return records;
 }
 
+//  The auditor's view, with the ledger's key (read from KEY_PATH).
 static int
-s_verify (const char *path, char **text_p)
+s_verify_key (const char *path, const char *key_path, char **text_p)
 {
+    unsigned char key[32];
+    char why[256];
+    assert_int_equal (mesh_audit_load_key (key_path, true, key, why, sizeof why), 1);
+    mesh_audit_verify_opts_t opts = { .key = key };
     size_t len;
     FILE *out = open_memstream (text_p, &len);
-    int rc = mesh_audit_verify (path, false, out);
+    int rc = mesh_audit_verify_with (path, &opts, out);
     fclose (out);
     return rc;
 }
+
+#define s_verify(path, text_p) s_verify_key (path, fx->key, text_p)
 
 static json_t *
 s_decision (const char *id, const char *verdict)
@@ -138,7 +149,7 @@ test_create_append_reopen (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
     mode_t old_umask = umask (022);
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     umask (old_umask);
     assert_non_null (ledger);
     assert_string_equal (mesh_ledger_path (ledger), fx->path);
@@ -162,7 +173,7 @@ test_create_append_reopen (void **state)
     mesh_ledger_destroy (&ledger);                         //  safe on NULL
 
     //  Reopen: the chain continues after a new "open" record.
-    ledger = mesh_ledger_open (fx->path);
+    ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (mesh_ledger_seq (ledger), 4);
     assert_int_equal (s_append (ledger, s_outcome (ID_A, "done")), 5);
@@ -170,7 +181,8 @@ test_create_append_reopen (void **state)
 
     char *text;
     assert_int_equal (s_verify (fx->path, &text), 0);
-    assert_string_equal (text, "ok: 5 records, last seq 5, head matches\n");
+    assert_string_equal (text, "ok: 5 records, last seq 5, head matches\n"
+                               "mac: verified for every record\n");
     free (text);
 
     json_t *records = s_records (fx->path);
@@ -194,7 +206,7 @@ static void
 test_format_on_disk (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     json_t *decision = s_decision (ID_A, "accepted");
     assert_int_equal (mesh_ledger_append (ledger, decision), 2);
@@ -218,12 +230,20 @@ test_format_on_disk (void **state)
     //  The caller's fields follow ts in the caller's order.
     assert_non_null (strstr (second, ",\"type\":\"decision\",\"id\":\"" ID_A "\",\"agent\":"
                              "\"cpu\",\"verdict\":\"accepted\",\"action\":{\"name\":\"notify\","
-                             "\"kind\":\"log\"},\"tokens\":42,\"hash\":\""));
-    //  hash = SHA-256 of the bytes before `,"hash":"`.
+                             "\"kind\":\"log\"},\"tokens\":42,\"mac\":\""));
+    //  mac = HMAC-SHA256 (key file) of the bytes before `,"mac":"`; hash = SHA-256 of the
+    //  bytes before `,"hash":"`, the MAC included.
     size_t second_len = (size_t) (text + len - second) - 1;
     size_t prefix = second_len - 75;
-    unsigned char digest[32];
-    char hex[65];
+    size_t mac_at = prefix - 73;
+    unsigned char key[32], digest[32];
+    char hex[65], mac[65];
+    char why[256];
+    assert_int_equal (mesh_audit_load_key (fx->key, true, key, why, sizeof why), 1);
+    crypto_auth_hmacsha256 (digest, (unsigned char *) second, mac_at, key);
+    sodium_bin2hex (mac, sizeof mac, digest, sizeof digest);
+    assert_int_equal (strncmp (second + mac_at, ",\"mac\":\"", 8), 0);
+    assert_int_equal (strncmp (second + mac_at + 8, mac, 64), 0);
     crypto_hash_sha256 (digest, (unsigned char *) second, prefix);
     sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
     assert_int_equal (strncmp (second + prefix, ",\"hash\":\"", 9), 0);
@@ -245,7 +265,7 @@ static void
 test_idempotent_per_id (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
     //  The same decision again (even with other content) writes nothing.
@@ -262,7 +282,7 @@ test_idempotent_per_id (void **state)
     mesh_ledger_destroy (&ledger);
 
     //  After a restart the index is rebuilt from the log: still idempotent.
-    ledger = mesh_ledger_open (fx->path);
+    ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (mesh_ledger_seq (ledger), 5);
     assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
@@ -282,7 +302,7 @@ static void
 test_refused_records (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     size_t before, after;
     free (s_read_file (fx->path, &before));
@@ -319,7 +339,7 @@ static void
 test_lookup_states (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     json_t *decision = (json_t *) 1;
     assert_int_equal (mesh_ledger_lookup (ledger, ID_A, &decision), MESH_LEDGER_NONE);
@@ -342,7 +362,7 @@ test_lookup_states (void **state)
     mesh_ledger_destroy (&ledger);
 
     //  The same states after a restart, the stored decision included.
-    ledger = mesh_ledger_open (fx->path);
+    ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (mesh_ledger_lookup (ledger, ID_A, NULL), MESH_LEDGER_COMPLETE);
     assert_int_equal (mesh_ledger_lookup (ledger, ID_B, &decision), MESH_LEDGER_DECIDED);
@@ -358,7 +378,7 @@ test_lookup_states (void **state)
 static void
 s_three (fixture_t *fx)
 {
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
     assert_int_equal (s_append (ledger, s_decision (ID_B, "accepted")), 3);
@@ -366,20 +386,23 @@ s_three (fixture_t *fx)
     mesh_ledger_destroy (&ledger);
 }
 
+//  (d) A crash in the middle of writing seq 5: part of a line, no newline, head not
+//  updated.  The torn bytes are kept byte for byte in a file beside the log, and the
+//  repair record names it, with size and SHA-256.
 static void
-test_torn_last_line_repaired (void **state)
+test_torn_last_line_moved_aside (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
     s_three (fx);
-    //  A crash in the middle of writing seq 5: part of a line, no newline, head not updated.
-    const char *torn = "{\"seq\":5,\"prev\":\"0123";
-    s_write_file (fx->path, torn, strlen (torn), "a");
+    const char torn[] = "{\"seq\":5,\"prev\":\"0123\x01\xff binary too";
+    size_t torn_len = sizeof torn - 1;
+    s_write_file (fx->path, torn, torn_len, "a");
     char *text;
     assert_int_equal (s_verify (fx->path, &text), 1);
     assert_non_null (strstr (text, "FAIL: record seq 5 (line 5): truncated"));
     free (text);
 
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (mesh_ledger_seq (ledger), 6);         //  repair, then open
     assert_int_equal (mesh_ledger_lookup (ledger, ID_B, NULL), MESH_LEDGER_DECIDED);
@@ -392,64 +415,123 @@ test_torn_last_line_repaired (void **state)
     assert_int_equal (json_integer_value (json_object_get (repair, "seq")), 5);
     assert_string_equal (json_string_value (json_object_get (repair, "type")), "ledger");
     assert_string_equal (json_string_value (json_object_get (repair, "event")), "repair");
-    assert_int_equal (json_integer_value (json_object_get (repair, "dropped_bytes")),
-                      strlen (torn));
+    assert_int_equal (json_integer_value (json_object_get (repair, "bytes")), torn_len);
     assert_non_null (strstr (json_string_value (json_object_get (repair, "reason")),
                              "truncated"));
+    const char *moved = json_string_value (json_object_get (repair, "moved_to"));
+    assert_non_null (moved);
+    char prefix[220];
+    snprintf (prefix, sizeof prefix, "%s.torn-5-", fx->path);
+    assert_int_equal (strncmp (moved, prefix, strlen (prefix)), 0);
+    size_t kept_len;
+    char *kept = s_read_file (moved, &kept_len);
+    assert_int_equal (kept_len, torn_len);
+    assert_memory_equal (kept, torn, torn_len);
+    free (kept);
+    struct stat st;
+    assert_int_equal (stat (moved, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0640);
+    unsigned char digest[32];
+    char hex[65];
+    crypto_hash_sha256 (digest, (const unsigned char *) torn, torn_len);
+    sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
+    assert_string_equal (json_string_value (json_object_get (repair, "sha256")), hex);
+    assert_string_equal (json_string_value (json_object_get (json_array_get (records, 5),
+                                                             "head")), "matches");
     json_decref (records);
     assert_int_equal (s_verify (fx->path, &text), 0);
-    assert_string_equal (text, "ok: 7 records, last seq 7, head matches\n");
+    assert_string_equal (text, "ok: 7 records, last seq 7, head matches\n"
+                               "mac: verified for every record\n");
     free (text);
+
+    //  A second torn tail for the same seq in the same second gets a name of its own.
+    s_write_file (fx->path, torn, torn_len, "a");
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    records = s_records (fx->path);
+    const char *again = json_string_value (json_object_get (json_array_get (records, 7),
+                                                            "moved_to"));
+    assert_non_null (again);
+    assert_string_not_equal (again, moved);
+    json_decref (records);
 }
 
-//  A whole last line whose hash does not match (garbage written before the crash) is
-//  dropped the same way; what it said is not taken into the index.
+//  The log and its head exactly as they were.
+typedef struct {
+    char *log, *head;
+    size_t log_len, head_len;
+} s_snapshot_t;
+
 static void
-test_bad_hash_last_line_repaired (void **state)
+s_snapshot (fixture_t *fx, s_snapshot_t *snap)
+{
+    char head_path[200];
+    snprintf (head_path, sizeof head_path, "%s.head", fx->path);
+    snap->log = s_read_file (fx->path, &snap->log_len);
+    snap->head = access (head_path, F_OK) == 0 ? s_read_file (head_path, &snap->head_len)
+                                               : NULL;
+}
+
+static void
+s_assert_unchanged (fixture_t *fx, s_snapshot_t *snap)
+{
+    s_snapshot_t now;
+    s_snapshot (fx, &now);
+    assert_int_equal (now.log_len, snap->log_len);
+    assert_memory_equal (now.log, snap->log, snap->log_len);
+    if (snap->head) {
+        assert_non_null (now.head);
+        assert_int_equal (now.head_len, snap->head_len);
+        assert_memory_equal (now.head, snap->head, snap->head_len);
+    }
+    else
+        assert_null (now.head);
+    free (now.log);
+    free (now.head);
+    free (snap->log);
+    free (snap->head);
+}
+
+//  (c) A whole last line that does not verify (here: a copy of the last record with a
+//  changed byte, hash left as it was) is evidence, not a torn write: open refuses with
+//  EBADMSG and leaves the log and the head byte for byte as they were.
+static void
+test_bad_last_line_refused (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
     s_three (fx);
     size_t len;
     char *text = s_read_file (fx->path, &len);
-    //  A copy of the last line with a changed byte, as seq 5.
-    char *last = text + len - 1;
-    while (last > text && last[-1] != '\n')
-        last--;
-    size_t last_len = (size_t) (text + len - last);
-    char *copy = (char *) malloc (last_len);
-    memcpy (copy, last, last_len);
-    copy[7] = '5';                                          //  {"seq":4 -> {"seq":5
-    s_write_file (fx->path, copy, last_len, "a");
-    free (copy);
+    //  The last record itself, altered in place (its outcome status "done" -> "dune").
+    char *status = strstr (text + len - 200, "\"done\"");
+    assert_non_null (status);
+    status[2] = 'u';
+    s_write_file (fx->path, text, len, "w");
     free (text);
-
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
-    assert_non_null (ledger);
-    assert_int_equal (mesh_ledger_seq (ledger), 6);
-    mesh_ledger_destroy (&ledger);
-    json_t *records = s_records (fx->path);
-    json_t *repair = json_array_get (records, 4);
-    assert_string_equal (json_string_value (json_object_get (repair, "event")), "repair");
-    assert_int_equal (json_integer_value (json_object_get (repair, "dropped_bytes")), last_len);
-    assert_non_null (strstr (json_string_value (json_object_get (repair, "reason")), "hash"));
-    json_decref (records);
-    char *out;
-    assert_int_equal (s_verify (fx->path, &out), 0);
-    free (out);
+    s_snapshot_t snap;
+    s_snapshot (fx, &snap);
+    errno = 0;
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    assert_int_equal (errno, EBADMSG);
+    s_assert_unchanged (fx, &snap);
+    //  And again: a refusal changes nothing, however often meshd is started.
+    s_snapshot (fx, &snap);
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    s_assert_unchanged (fx, &snap);
 }
 
-//  Open refuses, and leaves the file exactly as it was.
+//  Open refuses with EBADMSG (the log fails verification), and leaves the log and its
+//  head exactly as they were.
 static void
 s_assert_refused (fixture_t *fx)
 {
-    size_t before_len, after_len;
-    char *before = s_read_file (fx->path, &before_len);
-    assert_null (mesh_ledger_open (fx->path));
-    char *after = s_read_file (fx->path, &after_len);
-    assert_int_equal (before_len, after_len);
-    assert_memory_equal (before, after, before_len);
-    free (before);
-    free (after);
+    s_snapshot_t snap;
+    s_snapshot (fx, &snap);
+    errno = 0;
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    assert_int_equal (errno, EBADMSG);
+    s_assert_unchanged (fx, &snap);
 }
 
 static void
@@ -491,12 +573,19 @@ test_corruption_refuses_to_open (void **state)
     s_write_file (fx->path, text, len, "w");
     char head_path[200];
     snprintf (head_path, sizeof head_path, "%s.head", fx->path);
+    size_t head_len;
+    char *head = s_read_file (head_path, &head_len);
     s_write_file (head_path, "{}", 2, "w");
     s_assert_refused (fx);
 
-    //  Restored, it opens again.
+    //  No head file for a log of four records.
     unlink (head_path);
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    s_assert_refused (fx);
+
+    //  Restored, it opens again.
+    s_write_file (head_path, head, head_len, "w");
+    free (head);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (mesh_ledger_seq (ledger), 5);
     mesh_ledger_destroy (&ledger);
@@ -508,20 +597,20 @@ static void
 test_one_writer (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
-    mesh_ledger_t *ledger = mesh_ledger_open (fx->path);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
-    assert_null (mesh_ledger_open (fx->path));
+    assert_null (mesh_ledger_open (fx->path, fx->key));
     assert_int_equal (mesh_ledger_seq (ledger), 1);
     mesh_ledger_destroy (&ledger);
-    ledger = mesh_ledger_open (fx->path);
+    ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     mesh_ledger_destroy (&ledger);
-    assert_null (mesh_ledger_open (""));
-    assert_null (mesh_ledger_open (NULL));
+    assert_null (mesh_ledger_open ("", fx->key));
+    assert_null (mesh_ledger_open (NULL, fx->key));
     //  A parent that is a file, not a directory.
     char bad[220];
     snprintf (bad, sizeof bad, "%s/decisions.log/x.log", fx->path);
-    assert_null (mesh_ledger_open (bad));
+    assert_null (mesh_ledger_open (bad, fx->key));
 }
 
 int
@@ -537,8 +626,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_idempotent_per_id, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_refused_records, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lookup_states, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_torn_last_line_repaired, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_bad_hash_last_line_repaired, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_torn_last_line_moved_aside, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_bad_last_line_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_corruption_refuses_to_open, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_one_writer, s_setup, s_teardown),
     };
