@@ -418,8 +418,10 @@ test_torn_last_line_moved_aside (void **state)
     assert_int_equal (json_integer_value (json_object_get (repair, "bytes")), torn_len);
     assert_non_null (strstr (json_string_value (json_object_get (repair, "reason")),
                              "truncated"));
-    const char *moved = json_string_value (json_object_get (repair, "moved_to"));
-    assert_non_null (moved);
+    assert_non_null (json_string_value (json_object_get (repair, "moved_to")));
+    char moved[300];
+    snprintf (moved, sizeof moved, "%s", json_string_value (json_object_get (repair,
+                                                                             "moved_to")));
     char prefix[220];
     snprintf (prefix, sizeof prefix, "%s.torn-5-", fx->path);
     assert_int_equal (strncmp (moved, prefix, strlen (prefix)), 0);
@@ -613,6 +615,449 @@ test_one_writer (void **state)
     assert_null (mesh_ledger_open (bad, fx->key));
 }
 
+//  ---------------------------------------------------------------------------------------
+//  Forged records, the key, the head, old logs, set-aside.
+
+//  Rewrite the log from RECORDS (parsed lines): each record's "hash" is dropped and
+//  recomputed over the compact serialisation, and prev re-chained; "mac" is kept as it
+//  is (whoever forges has no key).  FROM: the first record to re-serialise (earlier lines
+//  are kept byte for byte).  The head is written to match: a consistent rewrite.
+static void
+s_rewrite (fixture_t *fx, json_t *records, size_t from)
+{
+    size_t len;
+    char *old = s_read_file (fx->path, &len);
+    FILE *out = fopen (fx->path, "w");
+    assert_non_null (out);
+    char *line = old;
+    char hash[65] = "0000000000000000000000000000000000000000000000000000000000000000";
+    for (size_t i = 0; i < json_array_size (records); i++) {
+        char *end = line && *line ? strchr (line, '\n') : NULL;
+        json_t *r = json_array_get (records, i);
+        if (i < from && end) {
+            fwrite (line, 1, (size_t) (end + 1 - line), out);
+            memcpy (hash, end - 66, 64);
+        }
+        else {
+            json_object_del (r, "hash");
+            json_object_set_new (r, "prev", json_string (hash));
+            char *text = json_dumps (r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            size_t prefix = strlen (text) - 1;
+            unsigned char digest[32];
+            crypto_hash_sha256 (digest, (unsigned char *) text, prefix);
+            sodium_bin2hex (hash, sizeof hash, digest, sizeof digest);
+            fwrite (text, 1, prefix, out);
+            fprintf (out, ",\"hash\":\"%s\"}\n", hash);
+            free (text);
+        }
+        line = end ? end + 1 : NULL;
+    }
+    fclose (out);
+    free (old);
+    char head_path[200], head[128];
+    snprintf (head_path, sizeof head_path, "%s.head", fx->path);
+    int n = snprintf (head, sizeof head, "{\"seq\":%zu,\"hash\":\"%s\"}\n",
+                      json_array_size (records), hash);
+    s_write_file (head_path, head, (size_t) n, "w");
+}
+
+//  A decision of agent "cpu" to scale "database" to REPLICAS.
+static json_t *
+s_scale (const char *id, int replicas)
+{
+    return json_pack ("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:{s:s, s:i}}}", "type", "decision",
+                      "id", id, "agent", "cpu", "verdict", "accepted", "action", "name",
+                      "scale_out", "kind", "kafka", "params", "service", "database",
+                      "replicas", replicas);
+}
+
+//  (a) A decision appended with a valid chain and a matching head, but without a MAC or
+//  with one made up: open refuses and changes nothing; once the log is set aside, nothing
+//  of it is pending.
+static void
+test_forged_appended_record (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    for (int variant = 0; variant < 2; variant++) {
+        s_three (fx);               //  seq 1-4, then (variant 1) more on the set-aside log
+        mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+        assert_non_null (ledger);
+        int64_t last = mesh_ledger_seq (ledger);
+        mesh_ledger_destroy (&ledger);
+        json_t *records = s_records (fx->path);
+        json_t *forged = json_pack ("{s:I, s:s, s:i}", "seq", (json_int_t) (last + 1), "prev",
+                                    "", "ts", 1);
+        json_t *body = s_scale (ID_C, 10);
+        json_object_update (forged, body);
+        json_decref (body);
+        if (variant == 1)
+            json_object_set_new (forged, "mac", json_string (
+                "5c5e3b7e1f0e4f1c9b1d2a3c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071"));
+        json_array_append_new (records, forged);
+        s_rewrite (fx, records, json_array_size (records) - 1);
+        json_decref (records);
+
+        char *text;
+        assert_int_equal (s_verify (fx->path, &text), 1);
+        assert_non_null (strstr (text, variant ? "MAC does not verify" : "no \"mac\""));
+        free (text);
+        s_assert_refused (fx);
+
+        assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), 0);
+        ledger = mesh_ledger_open (fx->path, fx->key);
+        assert_non_null (ledger);
+        json_t *pending = mesh_ledger_pending (ledger, "cpu");
+        assert_int_equal (json_array_size (pending), 0);
+        json_decref (pending);
+        assert_int_equal (mesh_ledger_lookup (ledger, ID_C, NULL), MESH_LEDGER_NONE);
+        mesh_ledger_destroy (&ledger);
+        //  Start the next variant from an empty directory of logs.
+        char cmd[300];
+        snprintf (cmd, sizeof cmd, "rm -f '%s'*", fx->path);
+        assert_int_equal (system (cmd), 0);
+    }
+}
+
+//  (b) The params of a recorded, not yet carried out decision edited (database scaled to
+//  10 instead of 2), the chain after it recomputed and the head rewritten to match: the
+//  chain and head alone cannot tell, the MAC can.
+static void
+test_forged_edited_params (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (s_append (ledger, s_scale (ID_A, 2)), 2);
+    assert_int_equal (s_append (ledger, s_decision (ID_B, "rejected")), 3);
+    json_t *pending = mesh_ledger_pending (ledger, "cpu");
+    assert_int_equal (json_array_size (pending), 2);
+    json_decref (pending);
+    mesh_ledger_destroy (&ledger);
+
+    json_t *records = s_records (fx->path);
+    json_t *params = json_object_get (json_object_get (json_array_get (records, 1), "action"),
+                                      "params");
+    json_object_set_new (params, "replicas", json_integer (10));
+    s_rewrite (fx, records, 1);
+    json_decref (records);
+    char *text;
+    size_t len;
+    FILE *out = open_memstream (&text, &len);
+    assert_int_equal (mesh_audit_verify (fx->path, false, out), 0);   //  chain and head hold
+    fclose (out);
+    free (text);
+    assert_int_equal (s_verify (fx->path, &text), 1);
+    assert_non_null (strstr (text, "FAIL: record seq 2 (line 2): MAC does not verify"));
+    free (text);
+    s_assert_refused (fx);
+
+    //  Set aside, the record that verified last is seq 1, and nothing is pending.
+    assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), 0);
+    json_t *fresh = s_records (fx->path);
+    assert_int_equal (json_integer_value (json_object_get (json_array_get (fresh, 0),
+                                                           "last_verified_seq")), 1);
+    json_decref (fresh);
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    pending = mesh_ledger_pending (ledger, "cpu");
+    assert_int_equal (json_array_size (pending), 0);
+    json_decref (pending);
+    mesh_ledger_destroy (&ledger);
+}
+
+static void
+test_key_file (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mode_t old_umask = umask (0);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    umask (old_umask);
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    struct stat st;
+    assert_int_equal (stat (fx->key, &st), 0);
+    assert_true (S_ISREG (st.st_mode));
+    assert_int_equal (st.st_mode & 0777, 0600);
+    assert_int_equal (st.st_size, 32);
+    assert_int_equal (st.st_uid, geteuid ());
+    size_t len;
+    char *key = s_read_file (fx->key, &len);
+
+    //  Reopened with the same key: the log verifies, the key is unchanged.
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    char *again = s_read_file (fx->key, &len);
+    assert_memory_equal (key, again, 32);
+    free (again);
+
+    //  Key files that are refused, before the log is touched.
+    s_snapshot_t snap;
+    chmod (fx->key, 0644);
+    s_snapshot (fx, &snap);
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    s_assert_unchanged (fx, &snap);
+    chmod (fx->key, 0600);
+    if (geteuid () == 0) {
+        assert_int_equal (chown (fx->key, 4242, 0), 0);
+        assert_null (mesh_ledger_open (fx->path, fx->key));
+        assert_int_equal (chown (fx->key, 0, 0), 0);
+    }
+    s_write_file (fx->key, key, 16, "w");
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    char link[220];
+    snprintf (link, sizeof link, "%s.link", fx->key);
+    s_write_file (fx->key, key, 32, "w");
+    assert_int_equal (symlink (fx->key, link), 0);
+    assert_null (mesh_ledger_open (fx->path, link));
+    assert_null (mesh_ledger_open (fx->path, fx->dir));           //  a directory
+    assert_null (mesh_ledger_open (fx->path, NULL));
+
+    //  Another key (the file lost and made again): every record fails its MAC.
+    char other[220];
+    snprintf (other, sizeof other, "%s/other.key", fx->dir);
+    unsigned char fresh_key[32];
+    randombytes_buf (fresh_key, sizeof fresh_key);
+    s_write_file (other, (const char *) fresh_key, 32, "w");
+    chmod (other, 0600);
+    s_snapshot (fx, &snap);
+    errno = 0;
+    assert_null (mesh_ledger_open (fx->path, other));
+    assert_int_equal (errno, EBADMSG);
+    s_assert_unchanged (fx, &snap);
+
+    //  The systemd credential wins over the key file; a bad one is refused.
+    char creds[200], cred[220];
+    snprintf (creds, sizeof creds, "%s/creds", fx->dir);
+    assert_int_equal (mkdir (creds, 0700), 0);
+    snprintf (cred, sizeof cred, "%s/ledger-mac", creds);
+    s_write_file (cred, key, 32, "w");
+    chmod (cred, 0400);
+    setenv ("CREDENTIALS_DIRECTORY", creds, 1);
+    ledger = mesh_ledger_open (fx->path, other);    //  the other key is not used
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    chmod (cred, 0600);
+    s_write_file (cred, key, 33, "w");
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    unlink (cred);
+    ledger = mesh_ledger_open (fx->path, fx->key);  //  no credential: the key file
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    unsetenv ("CREDENTIALS_DIRECTORY");
+    free (key);
+}
+
+//  What a crash between the log's fsync and the head's rename leaves is accepted (and the
+//  open record says so); a head further behind, or missing from a longer log, is not.
+static void
+test_head_behind (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    //  A log of one record and no head: the crash right after the first record.
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    char head_path[200];
+    snprintf (head_path, sizeof head_path, "%s.head", fx->path);
+    unlink (head_path);
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 3);
+    assert_int_equal (s_append (ledger, s_decision (ID_B, "accepted")), 4);
+    mesh_ledger_destroy (&ledger);
+    json_t *records = s_records (fx->path);
+    assert_string_equal (json_string_value (json_object_get (json_array_get (records, 1),
+                                                             "head")), "absent");
+    //  The head one record behind (seq 3 of 4).
+    char head[128];
+    int n = snprintf (head, sizeof head, "{\"seq\":3,\"hash\":\"%s\"}\n",
+                      json_string_value (json_object_get (json_array_get (records, 2),
+                                                          "hash")));
+    json_decref (records);
+    s_write_file (head_path, head, (size_t) n, "w");
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    records = s_records (fx->path);
+    assert_string_equal (json_string_value (json_object_get (json_array_get (records, 4),
+                                                             "head")), "behind");
+    json_decref (records);
+    char *text;
+    assert_int_equal (s_verify (fx->path, &text), 0);       //  brought up to date
+    free (text);
+    //  Two records behind (seq 3 of 5).
+    s_write_file (head_path, head, (size_t) n, "w");
+    s_assert_refused (fx);
+}
+
+//  While the head file cannot be written, no record is appended after the first one
+//  beyond it, so the head is never more than one record behind.
+static void
+test_head_unwritable (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    char tmp[220];
+    snprintf (tmp, sizeof tmp, "%s.head.tmp", fx->path);
+    assert_int_equal (mkdir (tmp, 0700), 0);           //  the temp file cannot be created
+    assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
+    assert_int_equal (s_append (ledger, s_decision (ID_B, "accepted")), -1);
+    assert_int_equal (mesh_ledger_seq (ledger), 2);
+    assert_int_equal (rmdir (tmp), 0);
+    assert_int_equal (s_append (ledger, s_decision (ID_B, "accepted")), 3);
+    mesh_ledger_destroy (&ledger);
+    char *text;
+    assert_int_equal (s_verify (fx->path, &text), 0);
+    free (text);
+}
+
+//  A log from before MACs: kept, marked by a "mac" record, and none of its undone
+//  decisions is handed out; a record without MAC after the mark is refused.
+static void
+test_old_log_without_macs (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char dir[200];
+    snprintf (dir, sizeof dir, "%s/state/log", fx->dir);
+    char cmd[300];
+    snprintf (cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    assert_int_equal (system (cmd), 0);
+    //  The old format: seq, prev, ts, fields, hash.
+    json_t *records = json_array ();
+    json_array_append_new (records, json_pack ("{s:i, s:s, s:i, s:s, s:s}", "seq", 1, "prev",
+                                               "", "ts", 1, "type", "ledger", "event", "open"));
+    json_t *d = s_scale (ID_A, 10);
+    json_object_set_new (d, "seq", json_integer (2));
+    json_object_set_new (d, "prev", json_string (""));
+    json_object_set_new (d, "ts", json_integer (2));
+    json_array_append_new (records, d);
+    //  Put seq, prev, ts first as the ledger did.
+    json_t *r = json_pack ("{s:i, s:s, s:i}", "seq", 2, "prev", "", "ts", 2);
+    json_object_update (r, d);
+    json_array_set_new (records, 1, r);
+    s_write_file (fx->path, "", 0, "w");
+    s_rewrite (fx, records, 0);
+    json_decref (records);
+
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    json_t *pending = mesh_ledger_pending (ledger, "cpu");
+    assert_int_equal (json_array_size (pending), 0);
+    json_decref (pending);
+    json_t *decision = (json_t *) 1;
+    assert_int_equal (mesh_ledger_lookup (ledger, ID_A, &decision), MESH_LEDGER_COMPLETE);
+    assert_null (decision);
+    assert_int_equal (s_append (ledger, s_decision (ID_B, "accepted")), 5);
+    mesh_ledger_destroy (&ledger);
+    records = s_records (fx->path);
+    json_t *mark = json_array_get (records, 2);
+    assert_string_equal (json_string_value (json_object_get (mark, "event")), "mac");
+    assert_int_equal (json_integer_value (json_object_get (mark, "since")), 3);
+    assert_non_null (json_object_get (mark, "mac"));
+    json_decref (records);
+    char *text;
+    assert_int_equal (s_verify (fx->path, &text), 0);
+    assert_non_null (strstr (text, "mac: verified from seq 3 (the 2 record(s) before it"));
+    free (text);
+    //  Opened again: still not pending, and no second mark.
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    pending = mesh_ledger_pending (ledger, "cpu");
+    assert_int_equal (json_array_size (pending), 1);        //  ID_B only
+    assert_string_equal (json_string_value (json_object_get (json_array_get (pending, 0),
+                                                             "id")), ID_B);
+    json_decref (pending);
+    assert_int_equal (mesh_ledger_seq (ledger), 6);
+    mesh_ledger_destroy (&ledger);
+
+    //  An old-style record (no MAC) appended after the mark.
+    records = s_records (fx->path);
+    json_t *forged = json_pack ("{s:i, s:s, s:i}", "seq", 7, "prev", "", "ts", 7);
+    json_t *body = s_scale (ID_C, 10);
+    json_object_update (forged, body);
+    json_decref (body);
+    json_array_append_new (records, forged);
+    s_rewrite (fx, records, json_array_size (records) - 1);
+    json_decref (records);
+    s_assert_refused (fx);
+}
+
+static void
+test_set_aside (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    //  Nothing to set aside.
+    assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), 1);
+    s_three (fx);
+    //  A log that verifies is not set aside (a torn tail alone does not count).
+    s_snapshot_t snap;
+    s_write_file (fx->path, "{\"seq\":", 7, "a");
+    s_snapshot (fx, &snap);
+    assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), 1);
+    s_assert_unchanged (fx, &snap);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);  //  moves the tail aside
+    assert_non_null (ledger);
+    //  Not while meshd holds the log.
+    assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), -1);
+    mesh_ledger_destroy (&ledger);
+
+    //  A changed byte in record 2.
+    size_t len;
+    char *text = s_read_file (fx->path, &len);
+    char *line2 = strchr (text, '\n') + 1;
+    line2[40] ^= 0x01;
+    s_write_file (fx->path, text, len, "w");
+    s_snapshot (fx, &snap);
+    json_t *records = s_records (fx->path);
+    const char *hash1 = json_string_value (json_object_get (json_array_get (records, 0),
+                                                            "hash"));
+    assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), 0);
+
+    json_t *fresh = s_records (fx->path);
+    assert_int_equal (json_array_size (fresh), 1);
+    json_t *first = json_array_get (fresh, 0);
+    assert_int_equal (json_integer_value (json_object_get (first, "seq")), 1);
+    assert_string_equal (json_string_value (json_object_get (first, "event")), "set_aside");
+    assert_int_equal (json_integer_value (json_object_get (first, "last_verified_seq")), 1);
+    assert_string_equal (json_string_value (json_object_get (first, "last_verified_hash")),
+                         hash1);
+    assert_non_null (strstr (json_string_value (json_object_get (first, "reason")),
+                             "record seq 2 (line 2)"));
+    const char *moved = json_string_value (json_object_get (first, "moved_to"));
+    char prefix[220];
+    snprintf (prefix, sizeof prefix, "%s.set-aside-", fx->path);
+    assert_int_equal (strncmp (moved, prefix, strlen (prefix)), 0);
+    //  The old log and head, intact under their new names.
+    size_t moved_len, head_len;
+    char *kept = s_read_file (moved, &moved_len);
+    assert_int_equal (moved_len, snap.log_len);
+    assert_memory_equal (kept, snap.log, moved_len);
+    free (kept);
+    char moved_head[260];
+    snprintf (moved_head, sizeof moved_head, "%s.head", moved);
+    kept = s_read_file (moved_head, &head_len);
+    assert_int_equal (head_len, snap.head_len);
+    assert_memory_equal (kept, snap.head, head_len);
+    free (kept);
+    free (snap.log);
+    free (snap.head);
+    json_decref (fresh);
+    json_decref (records);
+    free (text);
+
+    //  The new log verifies, and meshd opens it.
+    char *out;
+    assert_int_equal (s_verify (fx->path, &out), 0);
+    free (out);
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_seq (ledger), 2);
+    mesh_ledger_destroy (&ledger);
+    assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), 1);
+}
+
 int
 main (void)
 {
@@ -630,6 +1075,13 @@ main (void)
         cmocka_unit_test_setup_teardown (test_bad_last_line_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_corruption_refuses_to_open, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_one_writer, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_forged_appended_record, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_forged_edited_params, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_key_file, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_head_behind, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_head_unwritable, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_old_log_without_macs, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_set_aside, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name ("ledger", tests, NULL, NULL);
 }
