@@ -415,7 +415,8 @@ mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, 
         s_verify_fail (out, json, 0, 0, why);
         return 1;
     }
-    const char *mac_state = opts->key ? "verified" : "not_checked";
+    const char *mac_state = !opts->key ? "not_checked"
+                          : scan.records > 0 && scan.mac_since == 0 ? "absent" : "verified";
     if (json) {
         json_t *res = json_pack ("{s:b, s:I, s:I, s:s, s:s}", "ok", 1, "records",
                                  (json_int_t) scan.records, "last_seq",

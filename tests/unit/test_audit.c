@@ -637,6 +637,13 @@ test_verify_macs_after_old_records (void **state)
     assert_int_equal (rc, 0);
     assert_non_null (strstr (text, "mac: no record carries one"));
     free (text);
+    with_key.json = true;
+    CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
+    json_t *old = json_loads (text, 0, NULL);
+    assert_string_equal (json_string_value (json_object_get (old, "mac")), "absent");
+    json_decref (old);
+    free (text);
+    with_key.json = false;
 
     w.key = s_key;
     s_writer_add (&w, 2000, json_pack ("{s:s, s:s, s:i}", "type", "ledger", "event", "mac",

@@ -315,6 +315,7 @@ test_refused_records (void **state)
         json_pack ("{s:s, s:s}", "type", "note", "prev", "x"),
         json_pack ("{s:s, s:i}", "type", "note", "ts", 1),
         json_pack ("{s:s, s:s}", "type", "note", "hash", "x"),
+        json_pack ("{s:s, s:s}", "type", "note", "mac", "x"),
         json_pack ("{s:s, s:s}", "type", "ledger", "event", "open"),   //  reserved type
         json_pack ("{s:s, s:s}", "type", "decision", "agent", "cpu"),  //  no id
         json_pack ("{s:s, s:s}", "type", "decision", "id", ""),
@@ -984,6 +985,40 @@ test_old_log_without_macs (void **state)
     s_assert_refused (fx);
 }
 
+//  An old log with a torn last line: the tail is moved aside, the "mac" record is the
+//  first with a MAC and the repair record follows it.
+static void
+test_old_log_torn (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char cmd[300];
+    snprintf (cmd, sizeof cmd, "mkdir -p '%s/state/log'", fx->dir);
+    assert_int_equal (system (cmd), 0);
+    json_t *records = json_array ();
+    json_array_append_new (records, json_pack ("{s:i, s:s, s:i, s:s, s:s}", "seq", 1, "prev",
+                                               "", "ts", 1, "type", "ledger", "event", "open"));
+    s_write_file (fx->path, "", 0, "w");
+    s_rewrite (fx, records, 0);
+    json_decref (records);
+    s_write_file (fx->path, "{\"seq\":2,", 9, "a");
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_seq (ledger), 4);
+    mesh_ledger_destroy (&ledger);
+    records = s_records (fx->path);
+    const char *events[] = { "open", "mac", "repair", "open" };
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal (json_string_value (json_object_get (json_array_get (records, i),
+                                                                 "event")), events[i]);
+    assert_int_equal (json_integer_value (json_object_get (json_array_get (records, 2),
+                                                           "bytes")), 9);
+    json_decref (records);
+    char *text;
+    assert_int_equal (s_verify (fx->path, &text), 0);
+    assert_non_null (strstr (text, "mac: verified from seq 2"));
+    free (text);
+}
+
 static void
 test_set_aside (void **state)
 {
@@ -1081,6 +1116,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_head_behind, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_head_unwritable, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_old_log_without_macs, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_old_log_torn, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_set_aside, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name ("ledger", tests, NULL, NULL);
