@@ -50,8 +50,9 @@ typedef struct {
 //  before MACs)"; or "FAIL: record seq S (line L): <what is wrong>" naming the FIRST bad
 //  record, or "FAIL: <what is wrong>" for the head file.  Returns 0 ok, 1 broken, 2 cannot
 //  read.  json: one object instead: {"ok":true,"records":N,"last_seq":S,"head":"matches"|
-//  "behind"|"absent","mac":"not_checked"|"verified"|"absent" (no record has one),"mac_since":M} or {"ok":false,
-//  "seq":S,"line":L,"error":"..."} (no seq/line when the head file is at fault).
+//  "behind"|"absent","mac":"not_checked"|"verified"|"absent" (no record has one),
+//  "mac_since":M} or {"ok":false,"seq":S,"line":L,"error":"..."} (no seq/line when the
+//  head file is at fault).
 int mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, FILE *out);
 //  The same with no key and a strict head.
 int mesh_audit_verify (const char *path, bool json, FILE *out);

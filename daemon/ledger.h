@@ -3,9 +3,9 @@
  *  Runs in the supervisor's main loop (single-threaded; no locking).  Every record is
  *  one JSON line {"seq","prev","ts", <the caller's fields>, "mac", "hash"}, MAC'd with a
  *  key only the supervisor reads, hash-chained and fsync'd before mesh_ledger_append
- *  returns, so an agent that got a seq back knows its decision is durable before it acts.  After each append <log>.head is replaced
- *  atomically with {"seq":N,"hash":"..."} so that removing records from the tail is
- *  detectable.  The format and what verification can and cannot detect are described
+ *  returns, so an agent that got a seq back knows its decision is durable before it acts.
+ *  After each append <log>.head is replaced atomically with {"seq":N,"hash":"..."} so
+ *  that removing records from the tail is detectable.  The format and what verification can and cannot detect are described
  *  for auditors in docs/audit.md; the reader side is common/audit.h.
  *
  *  The ledger keeps an index id -> state so that decisions and outcomes are written at

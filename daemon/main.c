@@ -8,8 +8,9 @@
  *  Startup order: config (refuse to start on any problem) -> directories ->
  *  embedded broker (if configured) -> decision ledger (verifies chain, MACs and
  *  head, moves a torn tail aside; a log that fails verification: exit 65) ->
- *  sockets -> agents -> READY=1 once every agent said hello.  The main loop serves the agents (hello, heartbeats, decisions,
- *  outcomes, lookups: the ledger is written only here), meshctl requests, and a
+ *  sockets -> agents -> READY=1 once every agent said hello.  The main loop
+ *  serves the agents (hello, heartbeats, decisions, outcomes, lookups: the
+ *  ledger is written only here), meshctl requests, and a
  *  100 ms tick that reaps and restarts agents and pings the systemd watchdog
  *  only while the loop itself and every agent are healthy.  SIGTERM/SIGINT: ask
  *  the agents to drain (still acknowledging their records), wait up to

@@ -606,7 +606,8 @@ test_verify_macs (void **state)
     //  A "mac" field that is not where the ledger puts it, or not hex.
     s_writer_init (&w);
     s_writer_add (&w, 1000, json_pack ("{s:s, s:s}", "type", "note", "mac",
-                                       "zz00000000000000000000000000000000000000000000000000000000000000"));
+                                       "zz000000000000000000000000000000"
+                                       "00000000000000000000000000000000"));
     s_write_log (fx, &w);
     CAPTURE (rc, &text, mesh_audit_verify_with (fx->path, &with_key, out));
     assert_int_equal (rc, 1);
