@@ -28,6 +28,7 @@ expect_refusal() {  # what
     before=$(cat "$LOG" "$LOG.head" | sha256sum)
     timeout 30 "$BIN/meshd" --config "$T/meshd.yaml" 2> "$T/refused.log" || rc=$?
     [ "$rc" = 65 ] || { cat "$T/refused.log"; fail "meshd exited $rc, not 65, after: $1"; }
+    check_log "$T/refused.log"
     grep -q "fails verification" "$T/refused.log" || fail "no 'fails verification' ($1)"
     grep -q "meshd --set-aside-log --config" "$T/refused.log" || fail "no way out named ($1)"
     grep -q "meshctl --config .* audit verify" "$T/refused.log" || fail "no inspect step ($1)"
@@ -60,6 +61,7 @@ cp "$LOG" "$T/forged.jsonl"
 
 # 2. Set aside: moved intact, a new log that names it, and meshd starts on it.
 "$BIN/meshd" --set-aside-log --config "$T/meshd.yaml" 2> "$T/aside.log" || { cat "$T/aside.log"; fail "set-aside failed"; }
+check_log "$T/aside.log"
 moved=$(ls "$LOG".set-aside-* | grep -v '\.head$' | head -1)
 cmp "$moved" "$T/forged.jsonl" || fail "the set-aside log is not the log byte for byte"
 [ -f "$moved.head" ] || fail "the head was not moved with the log"
