@@ -316,14 +316,14 @@ static const char *const s_allowed[] = {
     "lseek", "fstat", "newfstatat", "stat", "lstat", "statx", "statfs", "fstatfs",
     "access", "faccessat", "faccessat2", "readlink", "readlinkat", "getcwd", "getdents64",
     "fsync", "fdatasync", "ftruncate", "rename", "renameat", "renameat2", "unlink",
-    "unlinkat", "mkdir", "mkdirat", "fcntl", "dup", "dup2", "dup3", "flock", "umask",
+    "unlinkat", "rmdir", "mkdir", "mkdirat", "fcntl", "dup", "dup2", "dup3", "flock", "umask",
     "fadvise64", "close_range",
     //  descriptors for waking and polling
     "pipe", "pipe2", "eventfd2", "poll", "ppoll", "select", "pselect6", "epoll_create1",
     "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
     //  sockets (socket itself: see below)
     "connect", "socketpair", "getsockname", "getpeername", "setsockopt", "getsockopt",
-    "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown", "bind",
+    "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown",
     NULL,
 };
 
