@@ -19,6 +19,11 @@
  *     checks every thread in /proc/self/task afterwards and refuses to go on otherwise.
  *  5. PR_SET_NO_NEW_PRIVS: no execve can give anything back (also required for a filter
  *     installed without CAP_SYS_ADMIN).
+ *  5b. Files (mesh_confine_filesystem, also before any thread): a Landlock ruleset lets
+ *     the agent create, write, truncate, rename and remove files only beneath its own
+ *     state directories (state_dir/incidents, state_dir/rules); reads stay as they were.
+ *     Same uid as meshd or not, an agent cannot touch the decision log.  Kernels without
+ *     Landlock get the rest, and the log line says so.
  *  6. A seccomp allow-list (libseccomp), loaded with TSYNC so that it covers every thread,
  *     librdkafka's and ZeroMQ's included.  Default action: kill the process (sandbox.seccomp
  *     `kill`), or allow and log (`log`, for tuning: the kernel log names each call), or no
@@ -43,7 +48,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/landlock.h>
 #include <pwd.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -57,8 +64,13 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#    define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)     //  ABI 3 (Linux 6.2); older headers
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #    define S_SANITIZER 1
@@ -222,6 +234,58 @@ mesh_confine_privileges (const mesh_sandbox_config_t *cfg, char **why)
         return s_fail (why, "PR_SET_NO_NEW_PRIVS: %s", strerror (errno));
     s_bounding_left = left;
     return 0;
+}
+
+//  --- 5b. files ------------------------------------------------------------------------
+
+static int s_landlock_level = -1;       //  from mesh_confine_filesystem, for the log line
+
+int
+mesh_confine_filesystem (const char *state_dir, int *level_p, char **why)
+{
+    assert (state_dir);
+    *level_p = 0;
+    long abi = syscall (SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    if (abi < 1) {
+        s_landlock_level = 0;
+        return 0;                       //  ENOSYS or disabled: not available here
+    }
+    uint64_t handled = LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR
+                     | LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR
+                     | LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG
+                     | LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO
+                     | LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM;
+    if (abi >= 2)
+        handled |= LANDLOCK_ACCESS_FS_REFER;
+    if (abi >= 3)
+        handled |= LANDLOCK_ACCESS_FS_TRUNCATE;
+    struct landlock_ruleset_attr attr = {.handled_access_fs = handled};
+    int ruleset = (int) syscall (SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    if (ruleset < 0)
+        return s_fail (why, "landlock_create_ruleset: %s", strerror (errno));
+    static const char *const subdirs[] = {"incidents", "rules"};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        char path[4096];
+        snprintf (path, sizeof path, "%s/%s", state_dir, subdirs[i]);
+        if (mkdir (path, 0750) != 0 && errno != EEXIST)
+            continue;                   //  the stage that needs it says why, later
+        int fd = open (path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct landlock_path_beneath_attr beneath = {.allowed_access = handled,
+                                                     .parent_fd = fd};
+        if (syscall (SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &beneath, 0)
+            != 0)
+            rc = s_fail (why, "landlock_add_rule %s: %s", path, strerror (errno));
+        close (fd);
+    }
+    if (rc == 0 && syscall (SYS_landlock_restrict_self, ruleset, 0) != 0)
+        rc = s_fail (why, "landlock_restrict_self: %s", strerror (errno));
+    close (ruleset);
+    if (rc == 0)
+        *level_p = s_landlock_level = (int) abi;
+    return rc;
 }
 
 //  --- the check on every thread ----------------------------------------------------
@@ -443,11 +507,19 @@ mesh_confine_apply (const mesh_sandbox_config_t *cfg, pid_t expected_parent, cha
     //  The filter went to every thread (TSYNC): check, including threads started since.
     if (filtered && s_check_threads (want_uid, true, &threads, why) != 0)
         return -1;
+    char files[64];
+    if (s_landlock_level > 0)
+        snprintf (files, sizeof files, "writes only in its state directories (Landlock %d)",
+                  s_landlock_level);
+    else
+        snprintf (files, sizeof files, "%s", s_landlock_level == 0
+                  ? "file writes unrestricted (no Landlock in this kernel)"
+                  : "file writes unrestricted");
     mesh_info ("confined: parent %d (dies with it), uid %d gid %d%s%s, capabilities none "
-               "(bounding set %s), no_new_privs, seccomp %s%s, %d threads",
+               "(bounding set %s), no_new_privs, %s, seccomp %s%s, %d threads",
                (int) expected_parent, (int) getuid (), (int) getgid (),
                cfg->user ? " as " : "", cfg->user ? cfg->user : "",
-               s_bounding_left == 0 ? "empty" : "kept: no CAP_SETPCAP",
+               s_bounding_left == 0 ? "empty" : "kept: no CAP_SETPCAP", files,
                s_mode_name (cfg->seccomp),
                S_SANITIZER && filtered ? " (+ leak checker's calls)" : "", threads);
     return 0;

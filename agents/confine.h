@@ -2,11 +2,13 @@
  *  (parent-death signal), root (optional user switch), capabilities, the right to gain
  *  privileges, and every system call outside an allow-list (seccomp).
  *
- *  Three calls, in this order, from agents/main.c:
+ *  Four calls, in this order, from agents/main.c:
  *      mesh_confine_parent      first thing in main: die with the supervisor
  *      mesh_confine_privileges  after the config is loaded, before any thread starts
  *                               (capabilities are per thread: a thread started
  *                               earlier would keep them)
+ *      mesh_confine_filesystem  right after: writes only under the agent's own state
+ *                               directories (Landlock, also per thread)
  *      mesh_confine_apply       after start-up (threads, sockets, consumer), before
  *                               the first event: everything again, verified on every
  *                               thread, then the seccomp filter on all threads
@@ -27,6 +29,14 @@ int mesh_confine_parent (pid_t expected_parent, char **why);
 //  set (meshd must then run as root), clear effective, permitted, inheritable and
 //  ambient capabilities, set no_new_privs.  Idempotent.
 int mesh_confine_privileges (const mesh_sandbox_config_t *cfg, char **why);
+
+//  Landlock: from now on this process (and the threads it starts) may create, write,
+//  truncate, rename or remove files only beneath STATE_DIR/incidents and
+//  STATE_DIR/rules (created here when missing); it can still read everywhere it could.
+//  So an agent cannot write the decision log or anything else of meshd's, even with
+//  meshd's uid.  Needs no_new_privs (mesh_confine_privileges).  A kernel without
+//  Landlock: 0, and *level_p says so (0 = none, else the Landlock ABI version).
+int mesh_confine_filesystem (const char *state_dir, int *level_p, char **why);
 
 //  mesh_confine_parent, mesh_confine_privileges, then a check that every thread of the
 //  process holds no capability and has no_new_privs (and the configured uid), then the

@@ -7,8 +7,8 @@
  *  (the supervisor restarts it), 1 anything else (confinement failing included).
  *
  *  Confinement (confine.h): the agent dies with its parent from the first line on,
- *  drops capabilities before any thread starts, and installs its system call filter
- *  once started, before the first event.  MESH_TEST_FORBIDDEN_SYSCALL=1 (tests only)
+ *  drops capabilities and file writes outside its state directories before any thread
+ *  starts, and installs its system call filter once started, before the first event.  MESH_TEST_FORBIDDEN_SYSCALL=1 (tests only)
  *  makes it call a system call outside the filter right after that.
  */
 #include "agent.h"
@@ -61,7 +61,9 @@ main (int argc, char **argv)
     mesh_config_t *cfg = NULL;
     if (mesh_config_load (config, &cfg, stderr) != 0)
         return 78;
-    if (mesh_confine_privileges (&cfg->sandbox, &why) != 0) {
+    int landlock = 0;
+    if (mesh_confine_privileges (&cfg->sandbox, &why) != 0
+        || mesh_confine_filesystem (cfg->state_dir, &landlock, &why) != 0) {
         mesh_err ("cannot confine the agent: %s", why);
         free (why);
         mesh_config_destroy (&cfg);

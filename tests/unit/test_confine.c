@@ -463,6 +463,66 @@ test_user_unknown_or_root (void **state)
     s_assert_exit0 (status);
 }
 
+//  --- files: writes only beneath the agent's state directories (Landlock) -------------
+
+static void
+test_filesystem_writes_confined (void **state)
+{
+    char dir[] = "/tmp/test_confine.XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    char log[64];
+    snprintf (log, sizeof log, "%s/decisions.jsonl", dir);
+    FILE *file = fopen (log, "w");
+    assert_non_null (file);
+    fputs ("{}\n", file);
+    fclose (file);
+    fflush (NULL);
+    pid_t pid = fork ();
+    assert_true (pid >= 0);
+    if (pid == 0) {
+        mesh_sandbox_config_t cfg = {.seccomp = MESH_SANDBOX_SECCOMP_KILL};
+        char *why = NULL, path[128], other[128];
+        int level = -1;
+        CHECK (mesh_confine_privileges (&cfg, &why) == 0);
+        CHECK (mesh_confine_filesystem (dir, &level, &why) == 0);
+        if (level == 0)
+            _exit (77);                 //  no Landlock in this kernel: skipped
+        CHECK (mesh_confine_apply (&cfg, getppid (), &why) == 0);
+        //  The agent's own state: create, truncate, rename, remove.
+        snprintf (path, sizeof path, "%s/incidents/a.tmp", dir);
+        snprintf (other, sizeof other, "%s/incidents/a.json", dir);
+        int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        CHECK (fd >= 0 && write (fd, "{}", 2) == 2 && close (fd) == 0);
+        CHECK (rename (path, other) == 0);
+        fd = open (other, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        CHECK (fd >= 0 && close (fd) == 0);
+        CHECK (unlink (other) == 0);
+        snprintf (path, sizeof path, "%s/rules/x", dir);
+        fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        CHECK (fd >= 0 && close (fd) == 0 && unlink (path) == 0);
+        //  The decision log: readable, but not writable, removable or replaceable.
+        fd = open (log, O_RDONLY | O_CLOEXEC);
+        CHECK (fd >= 0 && close (fd) == 0);
+        errno = 0;
+        CHECK (open (log, O_WRONLY | O_APPEND | O_CLOEXEC) == -1 && errno == EACCES);
+        CHECK (unlink (log) == -1 && errno == EACCES);
+        snprintf (path, sizeof path, "%s/incidents/stolen", dir);
+        CHECK (rename (log, path) == -1 && (errno == EACCES || errno == EXDEV));
+        snprintf (path, sizeof path, "%s/new", dir);
+        CHECK (open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640) == -1 && errno == EACCES);
+        CHECK (mkdir ("/tmp/test_confine.forbidden", 0700) == -1 && errno == EACCES);
+        _exit (0);
+    }
+    int status;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    char command[96];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    assert_int_equal (system (command), 0);
+    if (WIFEXITED (status) && WEXITSTATUS (status) == 77)
+        skip ();
+    s_assert_exit0 (status);
+}
+
 //  --- the sandbox: block ------------------------------------------------------------------
 
 static const char *s_base = "kafka: {brokers: embedded}\n"
@@ -552,6 +612,7 @@ main (void)
         cmocka_unit_test (test_early_thread_refused),
         cmocka_unit_test (test_user_switch),
         cmocka_unit_test (test_user_unknown_or_root),
+        cmocka_unit_test (test_filesystem_writes_confined),
         cmocka_unit_test (test_config_sandbox),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
