@@ -21,7 +21,8 @@
  *     installed without CAP_SYS_ADMIN).
  *  5b. Files (mesh_confine_filesystem, also before any thread): a Landlock ruleset lets
  *     the agent create, write, truncate, rename and remove files only beneath its own
- *     state directories (state_dir/incidents, state_dir/rules); reads stay as they were.
+ *     state directory (state_dir/incidents); reads stay as they were.  The decision log
+ *     and the rules archive (state_dir/rules, written by meshd) are out of its reach.
  *     Same uid as meshd or not, an agent cannot touch the decision log.  Kernels without
  *     Landlock get the rest, and the log line says so.
  *  6. A seccomp allow-list (libseccomp), loaded with TSYNC so that it covers every thread,
@@ -263,7 +264,7 @@ mesh_confine_filesystem (const char *state_dir, int *level_p, char **why)
     int ruleset = (int) syscall (SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
     if (ruleset < 0)
         return s_fail (why, "landlock_create_ruleset: %s", strerror (errno));
-    static const char *const subdirs[] = {"incidents", "rules"};
+    static const char *const subdirs[] = {"incidents"};    //  the rules archive is meshd's
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof subdirs / sizeof subdirs[0]; i++) {
         char path[4096];
@@ -509,7 +510,7 @@ mesh_confine_apply (const mesh_sandbox_config_t *cfg, pid_t expected_parent, cha
         return -1;
     char files[64];
     if (s_landlock_level > 0)
-        snprintf (files, sizeof files, "writes only in its state directories (Landlock %d)",
+        snprintf (files, sizeof files, "writes only in state_dir/incidents (Landlock %d)",
                   s_landlock_level);
     else
         snprintf (files, sizeof files, "%s", s_landlock_level == 0

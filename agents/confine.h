@@ -8,7 +8,7 @@
  *                               (capabilities are per thread: a thread started
  *                               earlier would keep them)
  *      mesh_confine_filesystem  right after: writes only under the agent's own state
- *                               directories (Landlock, also per thread)
+ *                               directory (Landlock, also per thread)
  *      mesh_confine_apply       after start-up (threads, sockets, consumer), before
  *                               the first event: everything again, verified on every
  *                               thread, then the seccomp filter on all threads
@@ -31,8 +31,8 @@ int mesh_confine_parent (pid_t expected_parent, char **why);
 int mesh_confine_privileges (const mesh_sandbox_config_t *cfg, char **why);
 
 //  Landlock: from now on this process (and the threads it starts) may create, write,
-//  truncate, rename or remove files only beneath STATE_DIR/incidents and
-//  STATE_DIR/rules (created here when missing); it can still read everywhere it could.
+//  truncate, rename or remove files only beneath STATE_DIR/incidents (created here when
+//  missing); it can still read everywhere it could.
 //  So an agent cannot write the decision log or anything else of meshd's, even with
 //  meshd's uid.  Needs no_new_privs (mesh_confine_privileges).  A kernel without
 //  Landlock: 0, and *level_p says so (0 = none, else the Landlock ABI version).

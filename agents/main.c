@@ -7,9 +7,10 @@
  *  (the supervisor restarts it), 1 anything else (confinement failing included).
  *
  *  Confinement (confine.h): the agent dies with its parent from the first line on,
- *  drops capabilities and file writes outside its state directories before any thread
- *  starts, and installs its system call filter once started, before the first event.  MESH_TEST_FORBIDDEN_SYSCALL=1 (tests only)
- *  makes it call a system call outside the filter right after that.
+ *  drops capabilities and file writes outside its state directory before any thread
+ *  starts, and installs its system call filter once started, before the first event.
+ *  MESH_TEST_FORBIDDEN_SYSCALL=1 (tests only) makes it call a system call outside the
+ *  filter right after that.
  */
 #include "agent.h"
 #include "config.h"

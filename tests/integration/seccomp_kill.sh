@@ -41,8 +41,9 @@ if grep -rqs '"died"' "$ROOT/daemon"; then
         grep -qs '"event":"died"' "$T/state/decisions.jsonl" && break
         sleep 0.1
     done
-    grep '"event":"died"' "$T/state/decisions.jsonl" | grep '"agent":"jailed' | grep -q '"signal":"SIGSYS"' \
-        || fail "no {type: agent, event: died, signal: SIGSYS} record for jailed in the decision log"
+    grep '"event":"died"' "$T/state/decisions.jsonl" | grep '"agent":"jailed' \
+        | grep -q '"signal":"SIGSYS"' \
+        || fail "no {type: agent, event: died, signal: SIGSYS} record for jailed in the log"
     note "the decision log records the death"
 else
     # TODO(lead): once the ledger writes {"type":"agent","event":"died","signal":"SIGSYS"},

@@ -33,7 +33,8 @@ with open(f"{t}/reaped", "w", buffering=1) as out:
         if pid == 0:
             time.sleep(0.005)
             continue
-        how = f"signal{os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit{os.WEXITSTATUS(status)}"
+        how = (f"signal{os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit{os.WEXITSTATUS(status)}")
         out.write(f"{pid} {how} {time.time_ns()}\n")
 PY
 REAPER=$!
