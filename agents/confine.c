@@ -29,7 +29,9 @@
  *     librdkafka's and ZeroMQ's included.  Default action: kill the process (sandbox.seccomp
  *     `kill`), or allow and log (`log`, for tuning: the kernel log names each call), or no
  *     filter (`off`).  The list is what the agent was seen to use after start-up (strace
- *     over the integration tests and the demo): memory, threads (clone only with
+ *     -c on running agents, and the kernel's audit lines for killed calls over the unit,
+ *     integration and ASan suites and the demo; also TLS through libcurl and librdkafka
+ *     tried by hand), plus a few read-only neighbours of those: memory, threads (clone only with
  *     CLONE_THREAD; clone3 answers ENOSYS so glibc falls back to clone), futexes, time,
  *     random, files (reads of config, rules and silences on reload; incident state written
  *     with rename, fsync, unlink, mkdir), sockets of the families the agent speaks (unix,
