@@ -15,7 +15,7 @@
 
 B        ?= build
 CC       ?= cc
-PKGS     := libczmq libzmq rdkafka lua5.4 yaml-0.1 libcurl jansson libsodium libsystemd libmicrohttpd
+PKGS     := libczmq libzmq rdkafka lua5.4 yaml-0.1 libcurl jansson libsodium libsystemd libmicrohttpd libseccomp
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
             -Icommon -Iagents -Ilua -Idaemon -D_GNU_SOURCE \
@@ -30,7 +30,7 @@ DESTDIR  ?=
 
 DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua5.4-dev \
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
-        libsystemd-dev libmicrohttpd-dev kcat python3
+        libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c lua/*.c agents/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)

@@ -4,19 +4,35 @@
  *
  *  Loads the same config file as the supervisor and runs agent NAME; see agent.c.
  *  Exit codes: 0 drained on request, 64 usage, 78 config, 75 ledger unavailable
- *  (the supervisor restarts it), 1 anything else.
+ *  (the supervisor restarts it), 1 anything else (confinement failing included).
+ *
+ *  Confinement (confine.h): the agent dies with its parent from the first line on,
+ *  drops capabilities and file writes outside its state directory before any thread
+ *  starts, and installs its system call filter once started, before the first event.
+ *  MESH_TEST_FORBIDDEN_SYSCALL=1 (tests only) makes it call a system call outside the
+ *  filter right after that.
  */
 #include "agent.h"
 #include "config.h"
+#include "confine.h"
 #include "log.h"
 
 #include <czmq.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int
 main (int argc, char **argv)
 {
+    //  As early as possible: die with the supervisor (it forks from its main thread).
+    pid_t parent = getppid ();
+    char *why = NULL;
+    if (mesh_confine_parent (parent, &why) != 0) {
+        fprintf (stderr, "<3>mesh-agent: %s\n", why);
+        return 1;
+    }
     const char *config = NULL, *agent = NULL, *instance = NULL, *endpoint = NULL,
                *brokers = NULL;
     static struct option opts[] = {{"config", 1, 0, 'c'},   {"agent", 1, 0, 'a'},
@@ -46,7 +62,27 @@ main (int argc, char **argv)
     mesh_config_t *cfg = NULL;
     if (mesh_config_load (config, &cfg, stderr) != 0)
         return 78;
+    int landlock = 0;
+    if (mesh_confine_privileges (&cfg->sandbox, &why) != 0
+        || mesh_confine_filesystem (cfg->state_dir, &landlock, &why) != 0) {
+        mesh_err ("cannot confine the agent: %s", why);
+        free (why);
+        mesh_config_destroy (&cfg);
+        return 1;
+    }
     mesh_agent_t *self = mesh_agent_new (cfg, agent, instance, endpoint, brokers);
+    if (self && mesh_confine_apply (&cfg->sandbox, parent, &why) != 0) {
+        mesh_err ("cannot confine the agent: %s", why);
+        free (why);
+        mesh_agent_destroy (&self);
+        mesh_config_destroy (&cfg);
+        return 1;
+    }
+    if (self && getenv ("MESH_TEST_FORBIDDEN_SYSCALL")
+        && strcmp (getenv ("MESH_TEST_FORBIDDEN_SYSCALL"), "1") == 0) {
+        mesh_warn ("test hook: calling personality (0xffffffff), outside the filter");
+        mesh_confine_forbidden_call ();
+    }
     int rc = self ? mesh_agent_run (self) : 1;
     mesh_agent_destroy (&self);
     mesh_config_destroy (&cfg);

@@ -1341,6 +1341,47 @@ static const s_field_t s_gates_fields [] = {
 };
 
 //  --------------------------------------------------------------------------
+//  sandbox: (agents/confine.c applies it)
+
+//  A user or group name as useradd and systemd-sysusers accept it; numeric ids are
+//  refused so that the config names who the agents run as.
+static const char *
+s_check_account (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length <= 32 && (islower ((unsigned char) text [0]) || text [0] == '_');
+    for (size_t i = 1; good && i < length; i++) {
+        unsigned char c = (unsigned char) text [i];
+        good = islower (c) || isdigit (c) || c == '_' || c == '-' || c == '.';
+    }
+    return good ? NULL : "a user or group name matching [a-z_][a-z0-9_.-]{0,31}";
+}
+
+static const char *const s_seccomp_modes [] = { "kill", "log", "off", NULL };
+
+enum { X_USER, X_GROUP, X_SECCOMP };
+static const s_field_t s_sandbox_fields [] = {
+    [X_USER] = { .key = "user", .type = F_STRING, .check = s_check_account,
+                 .offset = offsetof (mesh_sandbox_config_t, user) },
+    [X_GROUP] = { .key = "group", .type = F_STRING, .check = s_check_account,
+                  .offset = offsetof (mesh_sandbox_config_t, group) },
+    [X_SECCOMP] = { .key = "seccomp", .type = F_ENUM, .choices = s_seccomp_modes,
+                    .offset = offsetof (mesh_sandbox_config_t, seccomp) },
+    { NULL }
+};
+
+static void
+s_sandbox (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t *seen [S_MAX_FIELDS];
+    s_walk (ctx, node, path, s_sandbox_fields, &cfg->sandbox, seen);
+    if (cfg->sandbox.group && !cfg->sandbox.user && !seen [X_USER])
+        s_at (ctx, seen [X_GROUP], "%s.group: only allowed with %s.user (the agents switch "
+              "user and group together); add user, or remove group", path, path);
+}
+
+//  --------------------------------------------------------------------------
 //  backends:
 
 static const char *const s_backend_kinds [] = { "scripted", "openai", NULL };
@@ -2052,6 +2093,7 @@ static const s_field_t s_root_fields [] = {
     { .key = "backends", .type = F_CALL, .handler = s_backends },
     { .key = "actions", .type = F_CALL, .handler = s_actions },
     { .key = "agents", .type = F_CALL, .required = true, .handler = s_defer_agents },
+    { .key = "sandbox", .type = F_CALL, .handler = s_sandbox },
     { NULL }
 };
 
@@ -2266,6 +2308,8 @@ mesh_config_destroy (mesh_config_t **self_p)
     for (size_t i = 0; i < self->agent_count; i++)
         s_agent_free (&self->agents [i]);
     free (self->agents);
+    free (self->sandbox.user);
+    free (self->sandbox.group);
     free (self);
     *self_p = NULL;
 }

@@ -175,6 +175,21 @@ typedef struct {
     size_t rule_count;
 } mesh_agent_config_t;
 
+//  sandbox.seccomp: what a system call outside the agents' allow-list does.
+typedef enum {
+    MESH_SANDBOX_SECCOMP_KILL,      //  the agent dies by SIGSYS (default)
+    MESH_SANDBOX_SECCOMP_LOG,       //  allowed, and logged by the kernel (for tuning the list)
+    MESH_SANDBOX_SECCOMP_OFF,       //  no filter
+} mesh_sandbox_seccomp_t;
+
+//  sandbox: what each agent gives up once it has started (agents/confine.h).  The
+//  capability drop, no_new_privs and the parent-death signal are not optional.
+typedef struct {
+    char *user;                     //  switch to this user (meshd must run as root); NULL = stay
+    char *group;                    //  and this group; NULL = the user's primary group
+    mesh_sandbox_seccomp_t seccomp; //  default kill
+} mesh_sandbox_config_t;
+
 typedef struct {
     char *path;                     //  the file loaded
     //  daemon:
@@ -212,6 +227,8 @@ typedef struct {
     size_t action_count;
     mesh_agent_config_t *agents;
     size_t agent_count;
+    //  sandbox:
+    mesh_sandbox_config_t sandbox;
 } mesh_config_t;
 
 //  Load and validate PATH.  Returns the number of problems found; each is printed
