@@ -60,17 +60,19 @@ static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledge
 
 #define S_PROBE_EVERY_MS 5000
 #define S_DROP_LOG_MS    10000
+#define S_BACKLOG_MAX    1000           //  agent records kept while the storage is down
 
 //  What the main loop shares with the agent message handlers and the death recorder.
 typedef struct {
     mesh_ledger_t *ledger;
     mesh_supervise_t *sup;
     mesh_ratelog_t *drops;              //  unauthenticated and invalid messages, by kind
-    const char *state_dir;
+    char *state_dir;                    //  owned: the config it came from may be reloaded
     bool storage_suspect;               //  an append failed: probe before the next turn
     bool storage_down;
     char storage_error[512];
     int64_t next_probe;
+    json_t *backlog;                    //  agent records not yet written (storage down)
 } s_daemon_t;
 
 static volatile sig_atomic_t s_stop;
@@ -185,11 +187,22 @@ s_append (s_daemon_t *d, json_t *record)
     return seq;
 }
 
-//  The supervisor's recorder: an agent died or failed.
+//  The supervisor's recorder: an agent died or failed.  While the storage is down the
+//  record waits in a bounded backlog (marked recorded_late) and is written when it is up.
 static void
 s_record_agent (void *arg, json_t *record)
 {
-    s_append ((s_daemon_t *) arg, record);
+    s_daemon_t *d = (s_daemon_t *) arg;
+    if (!d->storage_down && s_append (d, record) > 0)
+        return;
+    if (json_array_size (d->backlog) >= S_BACKLOG_MAX) {
+        mesh_ratelog_hit (d->drops, "unrecorded", "storage down: agent record not kept (%zu "
+                          "waiting already)", json_array_size (d->backlog));
+        return;
+    }
+    json_t *late = json_deep_copy (record);
+    json_object_set_new (late, "recorded_late", json_true ());
+    json_array_append_new (d->backlog, late);
 }
 
 //  After a failed append, and every S_PROBE_EVERY_MS while down: is the storage writable?
@@ -225,6 +238,11 @@ s_check_storage (s_daemon_t *d)
     d->storage_error[0] = 0;
     mesh_notice ("storage: up again (%s/.probe written and synced); starting the agents",
                  d->state_dir);
+    size_t i;
+    json_t *record;
+    json_array_foreach (d->backlog, i, record)
+        s_append (d, record);
+    json_array_clear (d->backlog);
     mesh_supervise_hold (d->sup, false, NULL);
 }
 
@@ -506,7 +524,7 @@ s_run (mesh_config_t *cfg_at_start)
     if (!sup)
         goto done;
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
-                    .state_dir = cfg->state_dir};
+                    .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     s_record_rules (ledger, cfg, "start");
     zpoller_t *poller = zpoller_new (agents, control, NULL);
@@ -595,6 +613,8 @@ s_run (mesh_config_t *cfg_at_start)
     zpoller_destroy (&poller);
     mesh_supervise_destroy (&sup);
     mesh_ratelog_destroy (&d.drops);
+    json_decref (d.backlog);
+    free (d.state_dir);
     mesh_notice ("stopped; decision log at seq %lld",
                  (long long) mesh_ledger_seq (ledger));
     rc = 0;

@@ -390,7 +390,7 @@ s_died (mesh_supervise_t *self, s_instance_t *in, int status)
     if (self->holding && !self->stopping) {
         in->state = S_HELD;
         in->restart_requested = false;
-        mesh_info ("agent %s exited (%d); held until %s", in->name, in->last_exit,
+        mesh_info ("agent %s is down (last exit %d); held until %s", in->name, in->last_exit,
                    self->hold_why ? self->hold_why : "released");
         return;
     }
