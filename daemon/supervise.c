@@ -161,10 +161,15 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
         sigset_t none;
         sigemptyset (&none);
         sigprocmask (SIG_SETMASK, &none, NULL);
-        //  dup gives a descriptor without close-on-exec: the only one meant for the agent.
-        int fd = dup (pipefd[0]);
-        char fdtext[16];
-        snprintf (fdtext, sizeof fdtext, "%d", fd);
+        //  The agent inherits stdin, stdout, stderr and the token on descriptor 3, and
+        //  nothing else (no socket, log or broker descriptor of meshd's, whatever its flags).
+        if (pipefd[0] == 3)
+            fcntl (3, F_SETFD, 0);
+        else
+        if (dup2 (pipefd[0], 3) != 3)
+            _exit (127);
+        close_range (4, ~0U, 0);
+        char fdtext[16] = "3";
         char *argv[] = {self->binary,  "--config",   self->config_path, "--agent",
                         in->cfg->name, "--instance", in->name,          "--endpoint",
                         self->endpoint, "--brokers", self->brokers,     "--auth-fd",

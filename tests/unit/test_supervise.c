@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -76,10 +77,11 @@ s_setup (void **state)
               "esac; shift; done\n"
               "echo \"$args\" > %s/$inst.$$.args\n"
               "env > %s/$inst.$$.env\n"
+              "ls -l /proc/$$/fd/ > %s/$inst.$$.fds\n"
               "od -An -v -tx1 /dev/fd/$fd | tr -d ' \\n' > %s/$inst.$$.tmp\n"
               "mv %s/$inst.$$.tmp %s/$inst.$$.token\n"
               "exec sleep 30",
-              fx->dir, fx->dir, fx->dir, fx->dir, fx->dir);
+              fx->dir, fx->dir, fx->dir, fx->dir, fx->dir, fx->dir);
     if (s_write_script (fx->crash, "exit 3") || s_write_script (fx->sleeper, sleeper)
         || s_write_script (fx->sigsys, "kill -SYS $$"))
         return -1;
@@ -690,7 +692,10 @@ static void
 test_only_authenticated_peers_count (void **state)
 {
     fixture_t *fx = (fixture_t *) *state;
+    int leak = open ("/dev/zero", O_RDONLY);        //  not close-on-exec: must not reach it
+    assert_true (leak > 3);
     mesh_supervise_t *sup = s_start (fx, fx->sleeper, 2);
+    close (leak);
     snap_t cpu, mem;
     s_snap (sup, 0, &cpu);
     s_snap (sup, 1, &mem);
@@ -706,6 +711,32 @@ test_only_authenticated_peers_count (void **state)
     assert_non_null (strstr (args, "--auth-fd"));
     assert_null (strstr (args, token));
     assert_null (strstr (env, token));
+    //  It inherited stdin, stdout, stderr and the token's pipe (3), nothing of meshd's:
+    //  above 3 there is only the shell's own handle on its script (and the listing's).
+    char *fds = s_agent_file (fx, "cpu", cpu.pid, "fds");
+    //  (dash keeps its script open, and a copy of its stdin, on descriptors of its own.)
+    char *targets[64] = {NULL};
+    int numbers[64], seen = 0;
+    for (char *line = strtok (fds, "\n"); line && seen < 64; line = strtok (NULL, "\n")) {
+        char *arrow = strstr (line, " -> ");
+        if (!arrow)
+            continue;
+        char *number = arrow;
+        while (number > line && number[-1] != ' ')
+            number--;
+        numbers[seen] = atoi (number);
+        targets[seen++] = arrow + 4;
+    }
+    assert_true (seen >= 4);
+    for (int i = 0; i < seen; i++) {
+        bool allowed = numbers[i] <= 3 || strcmp (targets[i], fx->sleeper) == 0;
+        for (int j = 0; j < seen && !allowed; j++)
+            allowed = numbers[j] <= 2 && strcmp (targets[i], targets[j]) == 0;
+        if (!allowed)
+            fail_msg ("the agent inherited descriptor %d: %s", numbers[i], targets[i]);
+    }
+    assert_non_null (strstr (args, "--auth-fd 3"));
+    free (fds);
     free (args);
     free (env);
 
