@@ -639,10 +639,13 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
         mesh_err ("the rule chain does not build: %s", err ? err : "?");
     free (err);
     mesh_gate_destroy (&gate);
+    //  The control socket lives as long as the process: its routing id is the bare
+    //  instance name (the supervisor addresses shutdown and reload to it).  AUTH first.
     self->ctl = zsock_new (ZMQ_DEALER);
     zsock_set_identity (self->ctl, instance);
     zsock_set_linger (self->ctl, 1000);
-    if (zsock_connect (self->ctl, "%s", endpoint) != 0) {
+    mesh_proto_limit (self->ctl);
+    if (zsock_connect (self->ctl, "%s", endpoint) != 0 || mesh_record_auth_send (self->ctl) != 0) {
         mesh_err ("cannot connect to the supervisor at %s", endpoint);
         mesh_agent_destroy (&self);
         return NULL;

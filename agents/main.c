@@ -1,8 +1,14 @@
 /*  mesh-agent - one agent process, started by meshd (never by hand in production).
  *
  *      mesh-agent --config FILE --agent NAME --instance ID --endpoint EP --brokers LIST
+ *                 --auth-fd N
  *
  *  Loads the same config file as the supervisor and runs agent NAME; see agent.c.
+ *  Descriptor N holds the token meshd made for this life of the instance: it is read
+ *  (exactly MESH_PROTO_TOKEN_SIZE bytes, then end of file) and closed before anything
+ *  else, after the process made itself non-dumpable, so that another process of the
+ *  same user cannot read the token from /proc/PID/mem; every socket to the
+ *  supervisor authenticates with it.
  *  Exit codes: 0 drained on request, 64 usage, 78 config, 75 ledger unavailable
  *  (the supervisor restarts it), 1 anything else (confinement failing included).
  *
@@ -16,12 +22,55 @@
 #include "config.h"
 #include "confine.h"
 #include "log.h"
+#include "proto.h"
+#include "record.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
+
+//  Read the token from FD_TEXT's descriptor and close it.  0, or -1 with a message on stderr.
+static int
+s_read_token (const char *fd_text, uint8_t *token)
+{
+    char *end = NULL;
+    errno = 0;
+    long fd = strtol (fd_text, &end, 10);
+    if (errno || !end || *end || fd < 3 || fd > INT_MAX) {
+        fprintf (stderr, "mesh-agent: --auth-fd '%s' is not a descriptor number (3 or more); "
+                         "meshd passes one when it starts an agent\n", fd_text);
+        return -1;
+    }
+    size_t got = 0;
+    uint8_t extra;
+    while (got < MESH_PROTO_TOKEN_SIZE) {
+        ssize_t n = read ((int) fd, token + got, MESH_PROTO_TOKEN_SIZE - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t) n;
+    }
+    ssize_t more = got == MESH_PROTO_TOKEN_SIZE ? read ((int) fd, &extra, 1) : 0;
+    int err = errno;
+    close ((int) fd);
+    if (got != MESH_PROTO_TOKEN_SIZE || more != 0) {
+        fprintf (stderr, "mesh-agent: --auth-fd %ld held %s than a %d-byte token%s%s; "
+                         "only meshd can start an agent\n", fd,
+                 got != MESH_PROTO_TOKEN_SIZE ? "less" : "more", MESH_PROTO_TOKEN_SIZE,
+                 got < MESH_PROTO_TOKEN_SIZE && err ? ": " : "",
+                 got < MESH_PROTO_TOKEN_SIZE && err ? strerror (err) : "");
+        sodium_memzero (token, MESH_PROTO_TOKEN_SIZE);
+        return -1;
+    }
+    return 0;
+}
 
 int
 main (int argc, char **argv)
@@ -34,11 +83,14 @@ main (int argc, char **argv)
         return 1;
     }
     const char *config = NULL, *agent = NULL, *instance = NULL, *endpoint = NULL,
-               *brokers = NULL;
+               *brokers = NULL, *auth_fd = NULL;
     static struct option opts[] = {{"config", 1, 0, 'c'},   {"agent", 1, 0, 'a'},
                                    {"instance", 1, 0, 'i'}, {"endpoint", 1, 0, 'e'},
-                                   {"brokers", 1, 0, 'b'},  {0, 0, 0, 0}};
+                                   {"brokers", 1, 0, 'b'},  {"auth-fd", 1, 0, 'A'},
+                                   {0, 0, 0, 0}};
     int c;
+    //  Not dumpable before the token is read: no same-user process may read our memory.
+    prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
     while ((c = getopt_long (argc, argv, "c:a:i:e:b:", opts, NULL)) != -1) {
         switch (c) {
             case 'c': config = optarg; break;
@@ -46,16 +98,22 @@ main (int argc, char **argv)
             case 'i': instance = optarg; break;
             case 'e': endpoint = optarg; break;
             case 'b': brokers = optarg; break;
+            case 'A': auth_fd = optarg; break;
             default: return 64;
         }
     }
-    if (!config || !agent || !endpoint || !brokers) {
+    if (!config || !agent || !endpoint || !brokers || !auth_fd) {
         fprintf (stderr, "usage: mesh-agent --config FILE --agent NAME [--instance ID] "
-                         "--endpoint EP --brokers LIST\n");
+                         "--endpoint EP --brokers LIST --auth-fd N\n");
         return 64;
     }
     if (!instance)
         instance = agent;
+    uint8_t token[MESH_PROTO_TOKEN_SIZE];
+    if (sodium_init () < 0 || s_read_token (auth_fd, token) != 0)
+        return 64;
+    mesh_record_auth_set (instance, token, sizeof token);
+    sodium_memzero (token, sizeof token);
     mesh_log_set_tag (instance);
     zsys_init ();
     zsys_set_logstream (NULL);

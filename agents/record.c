@@ -5,13 +5,23 @@
  *  names the same id; replies to earlier requests that timed out are skipped.
  *  Nothing here retries: the caller decides what an unanswered request means
  *  (never "act anyway").
+ *
+ *  Authentication: the supervisor listens to a routing id only after it sent AUTH
+ *  with the token meshd handed this process at spawn.  The credentials are one per
+ *  process, set by main before any thread starts, and read-only afterwards; every
+ *  socket made here sends AUTH right after connecting (ZeroMQ keeps a pipe's order,
+ *  so it arrives before the first request).
  */
 #include "record.h"
 #include "log.h"
 #include "proto.h"
 
 #include <czmq.h>
+#include <sodium.h>
 #include <string.h>
+
+static char s_instance[256];
+static char s_token[2 * MESH_PROTO_TOKEN_SIZE + 1];    //  hex; empty when not set
 
 struct _mesh_record_t {
     zsock_t *sock;
@@ -19,16 +29,55 @@ struct _mesh_record_t {
     int timeout_ms;
 };
 
+void
+mesh_record_auth_set (const char *instance, const uint8_t *token, size_t size)
+{
+    snprintf (s_instance, sizeof s_instance, "%s", instance);
+    if (size != MESH_PROTO_TOKEN_SIZE) {
+        s_token[0] = 0;
+        return;
+    }
+    sodium_bin2hex (s_token, sizeof s_token, token, size);
+}
+
+int
+mesh_record_auth_send (zsock_t *sock)
+{
+    if (!s_token[0]) {
+        mesh_err ("record: no credentials for the supervisor (started without --auth-fd)");
+        return -1;
+    }
+    json_t *body = json_pack ("{ss ss}", "instance", s_instance, "token", s_token);
+    int rc = mesh_proto_send (sock, NULL, MESH_MSG_AUTH, body);
+    //  The copy inside the JSON text is freed by jansson; the body's string goes here.
+    json_object_set_new (body, "token", json_string (""));
+    json_decref (body);
+    return rc;
+}
+
 mesh_record_t *
 mesh_record_new (const char *endpoint, const char *identity, int timeout_ms)
 {
+    if (sodium_init () < 0)
+        return NULL;
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock)
         return NULL;
-    zsock_set_identity (sock, identity);
+    uint8_t nonce[8];
+    char hex[2 * sizeof nonce + 1];
+    randombytes_buf (nonce, sizeof nonce);
+    sodium_bin2hex (hex, sizeof hex, nonce, sizeof nonce);
+    char *routing_id = zsys_sprintf ("%s.%s", identity, hex);
+    zsock_set_identity (sock, routing_id);
+    zstr_free (&routing_id);
     zsock_set_linger (sock, 0);
+    mesh_proto_limit (sock);
     if (zsock_connect (sock, "%s", endpoint) != 0) {
         mesh_err ("record: cannot connect to %s", endpoint);
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    if (mesh_record_auth_send (sock) != 0) {
         zsock_destroy (&sock);
         return NULL;
     }

@@ -9,6 +9,7 @@
 #ifndef MESH_RECORD_H
 #define MESH_RECORD_H
 
+#include <czmq.h>
 #include <jansson.h>
 #include <stdint.h>
 
@@ -16,7 +17,16 @@ typedef struct _mesh_record_t mesh_record_t;
 
 typedef enum { MESH_RECORD_NONE, MESH_RECORD_DECIDED, MESH_RECORD_COMPLETE } mesh_record_state_t;
 
-//  Connect to ENDPOINT with routing id IDENTITY ("<instance>/<n>").  NULL on failure.
+//  The process's credentials for the supervisor: INSTANCE and the token meshd handed over
+//  (--auth-fd).  Set once, before any socket is opened; both are copied.
+void mesh_record_auth_set (const char *instance, const uint8_t *token, size_t size);
+//  Send AUTH {instance, token} on SOCK (a DEALER just connected to agents.ipc), so that
+//  the supervisor listens to it.  0, or -1 when no credentials were set or the send failed.
+int mesh_record_auth_send (zsock_t *sock);
+
+//  Connect to ENDPOINT with routing id IDENTITY ("<instance>/<n>") plus a random suffix
+//  ("<instance>/<n>.<16 hex>": a closed socket's routing id is never used again), cap
+//  frames at the protocol's limit, and authenticate.  NULL on failure.
 mesh_record_t *mesh_record_new (const char *endpoint, const char *identity, int timeout_ms);
 void mesh_record_destroy (mesh_record_t **self_p);
 //  Append a decision (borrowed); 0 once the supervisor acknowledged it durable (*seq_p set),

@@ -36,6 +36,7 @@ static const s_schema_t s_schemas[MESH_MSG_COUNT_] = {
     [MESH_MSG_PENDING] = {"pending", {{"id", JSON_STRING}}},
     [MESH_MSG_RELOAD] = {"reload", {{"reason", JSON_STRING}}},
     [MESH_MSG_PENDING_REPLY] = {"pending_reply", {{"id", JSON_STRING}, {"decisions", JSON_ARRAY}}},
+    [MESH_MSG_AUTH] = {"auth", {{"instance", JSON_STRING}, {"token", JSON_STRING}}},
 };
 
 const char *
@@ -49,7 +50,7 @@ mesh_msg_type_name (mesh_msg_type_t type)
 static bool
 s_is_hex_id (const char *s)
 {
-    if (strlen (s) != 64)
+    if (!s || strlen (s) != 64)
         return false;
     for (const char *p = s; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
@@ -98,6 +99,13 @@ mesh_proto_check (mesh_msg_type_t type, json_t *body)
         return s_check_record (json_object_get (body, "record"), "outcome");
     if (type == MESH_MSG_LOOKUP && !s_is_hex_id (json_string_value (json_object_get (body, "id"))))
         return "lookup id must be 64 lower-case hex digits";
+    if (type == MESH_MSG_AUTH) {
+        const char *instance = json_string_value (json_object_get (body, "instance"));
+        if (!*instance || strlen (instance) > 200 || strchr (instance, '/'))
+            return "auth instance must be 1-200 characters without '/'";
+        if (!s_is_hex_id (json_string_value (json_object_get (body, "token"))))
+            return "auth token must be 64 lower-case hex digits";
+    }
     if (type == MESH_MSG_LOOKUP_REPLY) {
         const char *state = json_string_value (json_object_get (body, "state"));
         if (strcmp (state, "none") && strcmp (state, "decided") && strcmp (state, "complete"))
@@ -248,6 +256,12 @@ mesh_msg_destroy (mesh_msg_t **self_p)
     free (self->routing_id);
     free (self);
     *self_p = NULL;
+}
+
+void
+mesh_proto_limit (zsock_t *sock)
+{
+    zsock_set_maxmsgsize (sock, MESH_PROTO_MAX_FRAME);
 }
 
 char *

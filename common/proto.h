@@ -12,6 +12,13 @@
  *  types) are checked before anyone looks at the message; a message that fails
  *  is dropped with the reason, never guessed at.  Bumping MESH_PROTO_VERSION is
  *  how an incompatible change is made: old peers are refused, not misread.
+ *
+ *  Agents authenticate.  The supervisor hands each agent process a fresh random
+ *  token at spawn (over an inherited pipe, never argv or environment); every DEALER
+ *  an agent opens sends AUTH {instance, token} first, and the supervisor listens to a
+ *  routing id only after its AUTH matched that instance's current life.  Frames are
+ *  capped at the socket (MESH_PROTO_MAX_FRAME, ZMQ_MAXMSGSIZE): a larger one closes
+ *  the connection before it is buffered.
  */
 #ifndef MESH_PROTO_H
 #define MESH_PROTO_H
@@ -19,8 +26,12 @@
 #include <czmq.h>
 #include <jansson.h>
 
-#define MESH_PROTO_VERSION  1
+#define MESH_PROTO_VERSION  2
 #define MESH_PROTO_MAX_BODY (4 * 1024 * 1024)
+//  The socket's cap on one frame (ZMQ_MAXMSGSIZE): a body plus room for the small frames.
+#define MESH_PROTO_MAX_FRAME (MESH_PROTO_MAX_BODY + 4096)
+//  An agent's token: random bytes, 64 lower-case hex digits in AUTH.
+#define MESH_PROTO_TOKEN_SIZE 32
 
 typedef enum {
     MESH_MSG_HELLO = 1,         //  agent -> sup   {agent, instance, pid}
@@ -37,6 +48,7 @@ typedef enum {
     MESH_MSG_PENDING,           //  agent -> sup   {id: agent name}: decisions without outcome?
     MESH_MSG_PENDING_REPLY,     //  sup -> agent   {id: agent name, decisions[]}
     MESH_MSG_RELOAD,            //  sup -> agent   {reason}: re-read the config, swap the rules
+    MESH_MSG_AUTH,              //  agent -> sup   {instance, token}: first on every DEALER
     MESH_MSG_COUNT_
 } mesh_msg_type_t;
 
@@ -63,6 +75,9 @@ const char *mesh_proto_check (mesh_msg_type_t type, json_t *body);
 
 void mesh_msg_destroy (mesh_msg_t **self_p);
 const char *mesh_msg_type_name (mesh_msg_type_t type);
+
+//  Cap SOCK's frames at MESH_PROTO_MAX_FRAME (set before bind or connect).
+void mesh_proto_limit (zsock_t *sock);
 
 //  Socket endpoints inside RUNTIME_DIR ("ipc://<dir>/agents.ipc"); caller frees.
 char *mesh_proto_agents_endpoint (const char *runtime_dir);

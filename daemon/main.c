@@ -15,6 +15,18 @@
  *  only while the loop itself and every agent are healthy.  SIGTERM/SIGINT: ask
  *  the agents to drain (still acknowledging their records), wait up to
  *  drain_timeout_ms, kill the rest, close the ledger, exit 0.
+ *
+ *  Trust: the runtime and state directories are created 0750 (chmod, whatever the
+ *  umask) or, when they exist, refused unless they are directories owned by meshd's
+ *  user and not writable by group or others.  agents.ipc is bound under umask 0177
+ *  and chmod'ed 0600, control.ipc 0660; both ROUTERs cap frames (ZMQ_MAXMSGSIZE).
+ *  On agents.ipc only authenticated routing ids are served (see supervise.h); the
+ *  rest is dropped and counted, with at most a line per kind and 10 s (ratelog).
+ *
+ *  Storage: a ledger append that fails and a probe (write + fsync + unlink of
+ *  <state_dir>/.probe) that fails too put meshd in one `storage: down` state: logged
+ *  once, agents held (asked to drain, not restarted), not ready, no watchdog pings.
+ *  The probe runs at most every 5 s; when it succeeds the agents start again.
  */
 #include "broker.h"
 #include "config.h"
@@ -24,11 +36,13 @@
 #include "ledger.h"
 #include "log.h"
 #include "proto.h"
+#include "ratelog.h"
 #include "reload.h"
 #include "supervise.h"
 
 #include <czmq.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -47,6 +61,23 @@ typedef struct {
 
 static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger);
 
+#define S_PROBE_EVERY_MS 5000
+#define S_DROP_LOG_MS    10000
+#define S_BACKLOG_MAX    1000           //  agent records kept while the storage is down
+
+//  What the main loop shares with the agent message handlers and the death recorder.
+typedef struct {
+    mesh_ledger_t *ledger;
+    mesh_supervise_t *sup;
+    mesh_ratelog_t *drops;              //  unauthenticated and invalid messages, by kind
+    char *state_dir;                    //  owned: the config it came from may be reloaded
+    bool storage_suspect;               //  an append failed: probe before the next turn
+    bool storage_down;
+    char storage_error[512];
+    int64_t next_probe;
+    json_t *backlog;                    //  agent records not yet written (storage down)
+} s_daemon_t;
+
 static volatile sig_atomic_t s_stop;
 static volatile sig_atomic_t s_hup;
 
@@ -59,21 +90,163 @@ s_on_signal (int sig)
         s_stop = 1;
 }
 
+//  Make PATH (the daemon.KEY directory) one meshd can trust: created 0750 with its
+//  missing parents (chmod after mkdir: the umask does not matter), or, when it exists, a
+//  directory owned by the effective uid and not writable by group or others.  0, or -1
+//  logged with the directory and the fix.
 static int
-s_mkdirs (const char *path, mode_t mode)
+s_prepare_dir (const char *key, const char *path)
 {
     char buf[PATH_MAX];
-    snprintf (buf, sizeof buf, "%s", path);
+    if (snprintf (buf, sizeof buf, "%s", path) >= (int) sizeof buf) {
+        mesh_err ("daemon.%s: path too long (%zu bytes); choose a shorter one", key,
+                  strlen (path));
+        return -1;
+    }
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir (buf, mode) != 0 && errno != EEXIST)
+            if (mkdir (buf, 0750) == 0)
+                chmod (buf, 0750);
+            else
+            if (errno != EEXIST) {
+                mesh_err ("daemon.%s: cannot create %s: %s", key, buf, strerror (errno));
                 return -1;
+            }
             *p = '/';
         }
-    if (mkdir (buf, mode) != 0 && errno != EEXIST)
+    if (mkdir (buf, 0750) == 0) {
+        if (chmod (buf, 0750) != 0) {
+            mesh_err ("daemon.%s: cannot chmod 0750 %s: %s", key, buf, strerror (errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (errno != EEXIST) {
+        mesh_err ("daemon.%s: cannot create %s: %s", key, buf, strerror (errno));
         return -1;
+    }
+    struct stat st;
+    if (stat (buf, &st) != 0) {
+        mesh_err ("daemon.%s: cannot inspect %s: %s", key, buf, strerror (errno));
+        return -1;
+    }
+    if (!S_ISDIR (st.st_mode)) {
+        mesh_err ("daemon.%s: %s exists and is not a directory; remove it, or set daemon.%s "
+                  "to a directory", key, buf, key);
+        return -1;
+    }
+    if (st.st_uid != geteuid ()) {
+        mesh_err ("daemon.%s: %s is owned by uid %d, not by meshd's uid %d; chown %d %s "
+                  "(or set daemon.%s to a directory meshd owns)", key, buf, (int) st.st_uid,
+                  (int) geteuid (), (int) geteuid (), buf, key);
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        mesh_err ("daemon.%s: %s is writable by group or others (mode %04o), so another user "
+                  "could replace meshd's files; chmod go-w %s", key, buf,
+                  (unsigned) (st.st_mode & 07777), buf);
+        return -1;
+    }
     return 0;
+}
+
+//  Can the state directory take a write?  0, or -1 with ERROR filled.
+static int
+s_probe (const char *state_dir, char *error, size_t size)
+{
+    char path[PATH_MAX];
+    snprintf (path, sizeof path, "%s/.probe", state_dir);
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf (error, size, "cannot create %.300s: %s", path, strerror (errno));
+        return -1;
+    }
+    int rc = 0;
+    if (write (fd, "probe\n", 6) != 6) {
+        snprintf (error, size, "cannot write %.300s: %s", path, strerror (errno));
+        rc = -1;
+    }
+    else
+    if (fsync (fd) != 0) {
+        snprintf (error, size, "cannot fsync %.300s: %s", path, strerror (errno));
+        rc = -1;
+    }
+    close (fd);
+    if (unlink (path) != 0 && rc == 0) {
+        snprintf (error, size, "cannot remove %.300s: %s", path, strerror (errno));
+        rc = -1;
+    }
+    return rc;
+}
+
+//  Append RECORD; a failure makes the storage suspect (the loop probes it).
+static int64_t
+s_append (s_daemon_t *d, json_t *record)
+{
+    int64_t seq = mesh_ledger_append (d->ledger, record);
+    if (seq <= 0)
+        d->storage_suspect = true;
+    return seq;
+}
+
+//  The supervisor's recorder: an agent died or failed.  While the storage is down the
+//  record waits in a bounded backlog (marked recorded_late) and is written when it is up.
+static void
+s_record_agent (void *arg, json_t *record)
+{
+    s_daemon_t *d = (s_daemon_t *) arg;
+    if (!d->storage_down && s_append (d, record) > 0)
+        return;
+    if (json_array_size (d->backlog) >= S_BACKLOG_MAX) {
+        mesh_ratelog_hit (d->drops, "unrecorded", "storage down: agent record not kept (%zu "
+                          "waiting already)", json_array_size (d->backlog));
+        return;
+    }
+    json_t *late = json_deep_copy (record);
+    json_object_set_new (late, "recorded_late", json_true ());
+    json_array_append_new (d->backlog, late);
+}
+
+//  After a failed append, and every S_PROBE_EVERY_MS while down: is the storage writable?
+static void
+s_check_storage (s_daemon_t *d)
+{
+    int64_t now = zclock_mono ();
+    if (d->storage_suspect && !d->storage_down) {
+        d->storage_suspect = false;
+        char error[sizeof d->storage_error];
+        if (s_probe (d->state_dir, error, sizeof error) == 0)
+            return;                     //  the ledger refused a record, the disk is fine
+        d->storage_down = true;
+        snprintf (d->storage_error, sizeof d->storage_error, "%s", error);
+        mesh_err ("storage: down: %s; agents are held (not restarted), meshd is not ready and "
+                  "stops feeding the watchdog; probing every %d s", error,
+                  S_PROBE_EVERY_MS / 1000);
+        mesh_supervise_hold (d->sup, true, "storage down");
+        d->next_probe = now + S_PROBE_EVERY_MS;
+        return;
+    }
+    d->storage_suspect = false;
+    if (!d->storage_down || now < d->next_probe)
+        return;
+    d->next_probe = now + S_PROBE_EVERY_MS;
+    char error[sizeof d->storage_error];
+    if (s_probe (d->state_dir, error, sizeof error) != 0) {
+        mesh_ratelog_hit (d->drops, "storage", "still down: %s", error);
+        snprintf (d->storage_error, sizeof d->storage_error, "%s", error);
+        return;
+    }
+    d->storage_down = false;
+    d->storage_error[0] = 0;
+    mesh_notice ("storage: up again (%s/.probe written and synced); starting the agents",
+                 d->state_dir);
+    size_t i;
+    json_t *record;
+    json_array_foreach (d->backlog, i, record)
+        s_append (d, record);
+    json_array_clear (d->backlog);
+    mesh_supervise_hold (d->sup, false, NULL);
 }
 
 static char *
@@ -91,22 +264,39 @@ s_agent_binary (const mesh_config_t *cfg)
     return zsys_sprintf ("%s/mesh-agent", self);
 }
 
-//  One message from an agent.
+//  One message from an agent.  Only an authenticated routing id is served, and only an
+//  authenticated one is punished for an invalid message; everything else is counted.
 static void
-s_serve_agent (mesh_supervise_t *sup, mesh_ledger_t *ledger, zsock_t *sock)
+s_serve_agent (s_daemon_t *d, zsock_t *sock)
 {
+    mesh_supervise_t *sup = d->sup;
+    mesh_ledger_t *ledger = d->ledger;
     const char *why = NULL;
     char *sender = NULL;
     mesh_msg_t *msg = mesh_proto_recv (sock, true, &why, &sender);
     if (!msg) {
-        mesh_supervise_punish (sup, sender, why);
+        if (sender && mesh_supervise_agent_of (sup, sender))
+            mesh_supervise_punish (sup, sender, why);
+        else
+            mesh_ratelog_hit (d->drops, "unauthenticated",
+                              "dropped an invalid message from unauthenticated peer '%.64s': %s",
+                              sender ? sender : "?", why);
         free (sender);
         return;
     }
     const char *from = msg->routing_id;
+    if (msg->type == MESH_MSG_AUTH) {
+        const char *bad = mesh_supervise_auth (sup, from, msg->body);
+        if (bad)
+            mesh_ratelog_hit (d->drops, "bad_auth", "refused AUTH from '%.64s': %s", from, bad);
+        mesh_msg_destroy (&msg);
+        return;
+    }
     const char *agent = mesh_supervise_agent_of (sup, from);
     if (!agent) {
-        mesh_warn ("message from unknown peer '%s' dropped", from);
+        mesh_ratelog_hit (d->drops, "unauthenticated",
+                          "dropped %s from unauthenticated peer '%.64s'",
+                          mesh_msg_type_name (msg->type), from);
         mesh_msg_destroy (&msg);
         return;
     }
@@ -122,7 +312,10 @@ s_serve_agent (mesh_supervise_t *sup, mesh_ledger_t *ledger, zsock_t *sock)
             if (strcmp (claimed, agent) != 0)
                 mesh_supervise_punish (sup, from, "record for another agent");
             else
-                seq = mesh_ledger_append (ledger, record);
+            if (d->storage_down)
+                seq = -1;               //  held: do not hammer a full or read-only disk
+            else
+                seq = s_append (d, record);
             json_t *reply = seq > 0 ? json_pack ("{ss sI}", "id", id, "seq", (json_int_t) seq)
                                     : json_pack ("{ss ss}", "id", id, "reason",
                                                  "the ledger refused the record");
@@ -155,12 +348,12 @@ s_serve_agent (mesh_supervise_t *sup, mesh_ledger_t *ledger, zsock_t *sock)
 
 static void
 s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
-                 s_config_state_t *st, mesh_ledger_t *ledger)
+                 s_config_state_t *st, mesh_ledger_t *ledger, mesh_ratelog_t *drops)
 {
     const char *why = NULL;
     mesh_msg_t *msg = mesh_proto_recv (sock, true, &why, NULL);
     if (!msg) {
-        mesh_warn ("control: dropped a request: %s", why);
+        mesh_ratelog_hit (drops, "control", "dropped a request: %s", why);
         return;
     }
     json_t *reply = NULL;
@@ -257,16 +450,28 @@ s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
     return reply;
 }
 
+//  Bind ENDPOINT (ipc) and give its file MODE.  The bind runs under umask 0177 (ZeroMQ
+//  binds ipc in the calling thread), so the file is never more open than 0600, even
+//  between bind and chmod.
 static zsock_t *
-s_bind (int type, const char *endpoint)
+s_bind (int type, const char *endpoint, mode_t mode)
 {
     const char *path = endpoint + strlen ("ipc://");
     unlink (path);                      //  a stale socket from a killed meshd
     zsock_t *sock = zsock_new (type);
     zsock_set_linger (sock, 0);
     zsock_set_router_mandatory (sock, 0);
-    if (zsock_bind (sock, "%s", endpoint) != 0) {
+    mesh_proto_limit (sock);
+    mode_t old = umask (0177);
+    int rc = zsock_bind (sock, "%s", endpoint);
+    umask (old);
+    if (rc != 0) {
         mesh_err ("cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&sock);
+    }
+    else
+    if (chmod (path, mode) != 0) {
+        mesh_err ("cannot chmod %04o %s: %s", (unsigned) mode, path, strerror (errno));
         zsock_destroy (&sock);
     }
     return sock;
@@ -298,9 +503,8 @@ s_run (mesh_config_t *cfg_at_start)
 {
     s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path)};
     mesh_config_t *cfg = st.cfg;
-    if (s_mkdirs (cfg->runtime_dir, 0750) != 0 || s_mkdirs (cfg->state_dir, 0750) != 0) {
-        mesh_err ("cannot create %s or %s: %s", cfg->runtime_dir, cfg->state_dir,
-                  strerror (errno));
+    if (s_prepare_dir ("runtime_dir", cfg->runtime_dir) != 0
+        || s_prepare_dir ("state_dir", cfg->state_dir) != 0) {
         json_decref (st.tree);
         mesh_config_destroy (&st.cfg);
         return 1;
@@ -336,8 +540,8 @@ s_run (mesh_config_t *cfg_at_start)
         s_refuse_log (cfg, config_path);
     char *agents_ep = mesh_proto_agents_endpoint (runtime);
     char *control_ep = mesh_proto_control_endpoint (runtime);
-    zsock_t *agents = ledger ? s_bind (ZMQ_ROUTER, agents_ep) : NULL;
-    zsock_t *control = agents ? s_bind (ZMQ_ROUTER, control_ep) : NULL;
+    zsock_t *agents = ledger ? s_bind (ZMQ_ROUTER, agents_ep, 0600) : NULL;
+    zsock_t *control = agents ? s_bind (ZMQ_ROUTER, control_ep, 0660) : NULL;
     char *binary = s_agent_binary (cfg);
     int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
     if (!control)
@@ -345,11 +549,16 @@ s_run (mesh_config_t *cfg_at_start)
 
     mesh_supervise_t *sup = mesh_supervise_new (cfg, binary, config_path, agents_ep, brokers,
                                                 agents);
+    if (!sup)
+        goto done;
+    s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
+                    .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
+    mesh_supervise_set_recorder (sup, s_record_agent, &d);
     s_record_rules (ledger, cfg, "start");
     zpoller_t *poller = zpoller_new (agents, control, NULL);
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled (0, &watchdog_usec) > 0;
-    bool ready = false;
+    bool ready = false, told_ready = false, last_down = false;
     int64_t started = zclock_mono (), next_status = 0, next_watchdog = 0, deadline = 0;
     char *last_summary = NULL;
     mesh_notice ("meshd %s started: %zu agent(s), decision log %s", MESHD_VERSION,
@@ -374,7 +583,7 @@ s_run (mesh_config_t *cfg_at_start)
         }
         void *which = zpoller_wait (poller, 100);
         if (which == agents)
-            s_serve_agent (sup, ledger, agents);
+            s_serve_agent (&d, agents);
         else
         if (which == control) {
             json_t *status = json_pack (
@@ -384,27 +593,46 @@ s_run (mesh_config_t *cfg_at_start)
                 "ledger_seq", (json_int_t) mesh_ledger_seq (ledger), "ready", ready,
                 "ledger_fsync_ms", mesh_ledger_last_fsync_ms (ledger));
             json_object_set (status, "last_reload", st.last ? st.last : json_null ());
-            s_serve_control (control, status, sup, &st, ledger);
+            json_object_set_new (status, "storage", json_string (d.storage_down ? "down" : "up"));
+            json_object_set_new (status, "storage_error", d.storage_down
+                                                              ? json_string (d.storage_error)
+                                                              : json_null ());
+            json_object_set_new (status, "dropped", mesh_ratelog_counts (d.drops));
+            s_serve_control (control, status, sup, &st, ledger, d.drops);
             cfg = st.cfg;
             json_decref (status);
         }
         mesh_supervise_tick (sup);
+        s_check_storage (&d);
+        mesh_ratelog_tick (d.drops);
         int64_t now = zclock_mono ();
-        if (!ready && mesh_supervise_ready (sup)) {
-            ready = true;
+        //  Ready: every agent said hello, none has failed, the storage takes writes.  It
+        //  can become false again (status and STATUS= say so; READY=1 is sent once).
+        bool ready_now = mesh_supervise_ready (sup) && !d.storage_down;
+        if (ready_now && !told_ready) {
+            told_ready = true;
             sd_notify (0, "READY=1");
             mesh_notice ("ready: every agent said hello");
         }
-        if (now >= next_status) {
-            char *summary = mesh_supervise_summary (sup);
+        ready = ready_now;
+        if (now >= next_status || d.storage_down != last_down) {
+            char *agents_line = mesh_supervise_summary (sup);
+            char *summary = d.storage_down
+                                ? zsys_sprintf ("storage down: %s; %s", d.storage_error,
+                                                agents_line)
+                                : strdup (agents_line);
+            free (agents_line);
             if (!last_summary || strcmp (summary, last_summary) != 0)
                 sd_notifyf (0, "STATUS=%s", summary);
             free (last_summary);
             last_summary = summary;
+            last_down = d.storage_down;
             next_status = now + 1000;
         }
-        //  Only a loop that gets here, with no failed agent, feeds the watchdog.
-        if (watchdog && now >= next_watchdog && mesh_supervise_healthy (sup)) {
+        //  Only a loop that gets here, with no failed agent and the storage up, feeds the
+        //  watchdog: systemd then restarts the whole service (see docs/configuration.md).
+        if (watchdog && now >= next_watchdog && mesh_supervise_healthy (sup)
+            && !d.storage_down) {
             sd_notify (0, "WATCHDOG=1");
             next_watchdog = now + (int64_t) (watchdog_usec / 2000);
         }
@@ -412,6 +640,9 @@ s_run (mesh_config_t *cfg_at_start)
     free (last_summary);
     zpoller_destroy (&poller);
     mesh_supervise_destroy (&sup);
+    mesh_ratelog_destroy (&d.drops);
+    json_decref (d.backlog);
+    free (d.state_dir);
     mesh_notice ("stopped; decision log at seq %lld",
                  (long long) mesh_ledger_seq (ledger));
     rc = 0;

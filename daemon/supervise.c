@@ -7,22 +7,37 @@
  *  with waitpid(WNOHANG) from the main loop's tick, so no signal handler does
  *  any work.  The instance's counters survive its death: each heartbeat carries
  *  the counters of the current life, and a death folds them into `totals`.
+ *
+ *  Authentication is per life.  s_spawn draws 32 random bytes, writes them into a
+ *  pipe before the fork and lets the child inherit only the read end (--auth-fd N):
+ *  the token is in no argv, environment, log or status.  A routing id joins the
+ *  instance's `peers` when its AUTH carries that token (sodium_memcmp: constant
+ *  time); s_forget voids the token and empties `peers` at death, so nothing said by
+ *  or in the name of an old life counts afterwards.  Agents give every DEALER that
+ *  closes before the process ends a random suffix, so a routing id, once closed,
+ *  cannot be taken over by whoever reconnects with the same name.
+ *
+ *      held: storage is down (mesh_supervise_hold); started again when it is back.
  */
 #include "supervise.h"
 #include "log.h"
 #include "proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sodium.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define S_RING 64
+#define S_MAX_PEERS 256                 //  authenticated routing ids per life (workers + a few)
 
-typedef enum { S_STARTING, S_RUNNING, S_BACKOFF, S_FAILED, S_STOPPED } s_state_t;
-static const char *s_state_names[] = {"starting", "running", "backoff", "failed", "stopped"};
+typedef enum { S_STARTING, S_RUNNING, S_BACKOFF, S_FAILED, S_STOPPED, S_HELD } s_state_t;
+static const char *s_state_names[] = {"starting", "running", "backoff", "failed", "stopped",
+                                      "held"};
 
 typedef struct {
     char *name;
@@ -39,6 +54,10 @@ typedef struct {
     char *rules_hash;                   //  the rule set the agent reports in force
     json_t *life;                       //  counters of this life (latest heartbeat)
     json_t *totals;                     //  counters of earlier lives, summed
+    uint8_t token[MESH_PROTO_TOKEN_SIZE];   //  this life's secret
+    bool token_live;                    //  false once the life is over (or never began)
+    char **peers;                       //  routing ids authenticated in this life
+    size_t peer_count;
 } s_instance_t;
 
 struct _mesh_supervise_t {
@@ -48,6 +67,10 @@ struct _mesh_supervise_t {
     s_instance_t *inst;
     size_t count;
     bool stopping;
+    bool holding;                       //  storage down: start nothing
+    char *hold_why;
+    mesh_supervise_record_fn *recorder;
+    void *recorder_arg;
 };
 
 //  Gauges describe the present and are not summed across lives.
@@ -74,9 +97,43 @@ s_fold (s_instance_t *in)
     json_object_clear (in->life);
 }
 
+//  The end of a life: its token is void and its routing ids speak for nobody.
+static void
+s_forget (s_instance_t *in)
+{
+    sodium_memzero (in->token, sizeof in->token);
+    in->token_live = false;
+    for (size_t i = 0; i < in->peer_count; i++)
+        free (in->peers[i]);
+    free (in->peers);
+    in->peers = NULL;
+    in->peer_count = 0;
+}
+
 static void
 s_spawn (mesh_supervise_t *self, s_instance_t *in)
 {
+    //  The token goes into a pipe before the fork (32 bytes fit any pipe buffer); the
+    //  child keeps only the read end, the parent closes both after the fork.
+    s_forget (in);
+    int pipefd[2];
+    if (pipe2 (pipefd, O_CLOEXEC) != 0) {
+        mesh_err ("cannot make the token pipe for %s: %s", in->name, strerror (errno));
+        in->state = S_BACKOFF;
+        in->next_start = zclock_mono () + in->backoff_ms;
+        return;
+    }
+    randombytes_buf (in->token, sizeof in->token);
+    ssize_t wrote = write (pipefd[1], in->token, sizeof in->token);
+    close (pipefd[1]);
+    if (wrote != (ssize_t) sizeof in->token) {
+        mesh_err ("cannot hand a token to %s: %s", in->name, strerror (errno));
+        close (pipefd[0]);
+        sodium_memzero (in->token, sizeof in->token);
+        in->state = S_BACKOFF;
+        in->next_start = zclock_mono () + in->backoff_ms;
+        return;
+    }
     //  Signals stay blocked from the fork until the child has default dispositions: a
     //  SIGTERM sent at once (a stop before the agent is up) would otherwise run meshd's
     //  own handler in the child and be lost.
@@ -84,9 +141,12 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
     sigfillset (&all);
     pthread_sigmask (SIG_SETMASK, &all, &old);
     pid_t pid = fork ();
-    if (pid > 0 || pid < 0)
+    if (pid > 0 || pid < 0) {
         pthread_sigmask (SIG_SETMASK, &old, NULL);
+        close (pipefd[0]);
+    }
     if (pid < 0) {
+        sodium_memzero (in->token, sizeof in->token);
         mesh_err ("cannot fork for %s: %s", in->name, strerror (errno));
         in->state = S_BACKOFF;
         in->next_start = zclock_mono () + in->backoff_ms;
@@ -101,15 +161,26 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
         sigset_t none;
         sigemptyset (&none);
         sigprocmask (SIG_SETMASK, &none, NULL);
+        //  The agent inherits stdin, stdout, stderr and the token on descriptor 3, and
+        //  nothing else (no socket, log or broker descriptor of meshd's, whatever its flags).
+        if (pipefd[0] == 3)
+            fcntl (3, F_SETFD, 0);
+        else
+        if (dup2 (pipefd[0], 3) != 3)
+            _exit (127);
+        close_range (4, ~0U, 0);
+        char fdtext[16] = "3";
         char *argv[] = {self->binary,  "--config",   self->config_path, "--agent",
                         in->cfg->name, "--instance", in->name,          "--endpoint",
-                        self->endpoint, "--brokers", self->brokers,     NULL};
+                        self->endpoint, "--brokers", self->brokers,     "--auth-fd",
+                        fdtext,        NULL};
         execv (self->binary, argv);
         fprintf (stderr, "<3>meshd[%s]: cannot exec %s: %s\n", in->name, self->binary,
                  strerror (errno));
         _exit (127);
     }
     in->pid = pid;
+    in->token_live = true;
     in->state = S_STARTING;
     in->hello = false;
     in->started_at = in->last_beat = zclock_mono ();
@@ -143,10 +214,23 @@ mesh_supervise_new (const mesh_config_t *cfg, const char *agent_binary, const ch
             in->backoff_ms = cfg->backoff_initial_ms;
             in->life = json_object ();
             in->totals = json_object ();
-            s_spawn (self, in);
         }
     }
+    if (sodium_init () < 0) {
+        mesh_err ("libsodium cannot start: no tokens for agents");
+        mesh_supervise_destroy (&self);
+        return NULL;
+    }
+    for (size_t i = 0; i < self->count; i++)
+        s_spawn (self, &self->inst[i]);
     return self;
+}
+
+void
+mesh_supervise_set_recorder (mesh_supervise_t *self, mesh_supervise_record_fn *fn, void *arg)
+{
+    self->recorder = fn;
+    self->recorder_arg = arg;
 }
 
 void
@@ -156,6 +240,7 @@ mesh_supervise_destroy (mesh_supervise_t **self_p)
         return;
     mesh_supervise_t *self = *self_p;
     for (size_t i = 0; i < self->count; i++) {
+        s_forget (&self->inst[i]);
         free (self->inst[i].name);
         free (self->inst[i].rules_hash);
         json_decref (self->inst[i].life);
@@ -166,6 +251,7 @@ mesh_supervise_destroy (mesh_supervise_t **self_p)
     free (self->config_path);
     free (self->endpoint);
     free (self->brokers);
+    free (self->hold_why);
     free (self);
     *self_p = NULL;
 }
@@ -179,13 +265,15 @@ s_by_pid (mesh_supervise_t *self, pid_t pid)
     return NULL;
 }
 
-//  The instance owning a routing id "<instance>" or "<instance>/<thread>".
+//  The instance a routing id "<instance>" or "<instance>/<suffix>" names (claims only).
 static s_instance_t *
-s_by_routing (mesh_supervise_t *self, const char *routing_id)
+s_by_prefix (mesh_supervise_t *self, const char *routing_id)
 {
     if (!routing_id)
         return NULL;
     size_t len = strcspn (routing_id, "/");
+    if (routing_id[len] == '/' && routing_id[len + 1] == 0)
+        return NULL;                    //  "<instance>/" with an empty suffix
     for (size_t i = 0; i < self->count; i++)
         if (strlen (self->inst[i].name) == len
             && strncmp (self->inst[i].name, routing_id, len) == 0)
@@ -193,13 +281,124 @@ s_by_routing (mesh_supervise_t *self, const char *routing_id)
     return NULL;
 }
 
+//  The instance for which ROUTING_ID authenticated in its current life, or NULL.
+static s_instance_t *
+s_by_routing (mesh_supervise_t *self, const char *routing_id)
+{
+    s_instance_t *in = s_by_prefix (self, routing_id);
+    if (!in || !in->token_live)
+        return NULL;
+    for (size_t i = 0; i < in->peer_count; i++)
+        if (strcmp (in->peers[i], routing_id) == 0)
+            return in;
+    return NULL;
+}
+
+const char *
+mesh_supervise_auth (mesh_supervise_t *self, const char *routing_id, json_t *body)
+{
+    const char *instance = json_string_value (json_object_get (body, "instance"));
+    const char *token = json_string_value (json_object_get (body, "token"));
+    if (!routing_id || !instance || !token)
+        return "auth without routing id, instance or token";
+    s_instance_t *in = s_by_prefix (self, routing_id);
+    if (!in)
+        return "routing id names no instance";
+    if (strcmp (in->name, instance) != 0)
+        return "auth names another instance than its routing id";
+    if (!in->token_live || !in->pid)
+        return "instance is not alive";
+    uint8_t given[MESH_PROTO_TOKEN_SIZE];
+    size_t len = 0;
+    if (sodium_hex2bin (given, sizeof given, token, strlen (token), NULL, &len, NULL) != 0
+        || len != sizeof given)
+        return "token is not 64 hex digits";
+    int differs = sodium_memcmp (given, in->token, sizeof given);
+    sodium_memzero (given, sizeof given);
+    if (differs)
+        return "wrong token";
+    for (size_t i = 0; i < in->peer_count; i++)
+        if (strcmp (in->peers[i], routing_id) == 0)
+            return NULL;                //  said twice: still itself
+    if (in->peer_count >= S_MAX_PEERS)
+        return "too many connections for one instance";
+    in->peers = realloc (in->peers, (in->peer_count + 1) * sizeof *in->peers);
+    in->peers[in->peer_count++] = strdup (routing_id);
+    return NULL;
+}
+
+//  Why a process died of SIG, for the log and the decision log.
+static const char *
+s_signal_reason (int sig)
+{
+    switch (sig) {
+        case SIGSYS: return "killed by its seccomp filter (a system call outside the allow-list)";
+        case SIGKILL: return "killed";
+        case SIGSEGV: return "crashed";
+        case SIGBUS: return "crashed (bus error)";
+        case SIGILL: return "crashed (illegal instruction)";
+        case SIGFPE: return "crashed (arithmetic error)";
+        case SIGABRT: return "aborted";
+        case SIGTERM: return "terminated";
+        case SIGINT: return "interrupted";
+        default: return "killed by a signal";
+    }
+}
+
+//  {"type":"agent","event":EVENT,...} to the recorder, if there is one.
+static void
+s_record (mesh_supervise_t *self, s_instance_t *in, const char *event, pid_t pid, int status)
+{
+    if (!self->recorder)
+        return;
+    json_t *record = json_pack ("{ss ss ss ss si}", "type", "agent", "event", event, "instance",
+                                in->name, "agent", in->cfg->name, "pid", (int) pid);
+    if (WIFSIGNALED (status)) {
+        const char *abbrev = sigabbrev_np (WTERMSIG (status));
+        char name[32];
+        snprintf (name, sizeof name, "SIG%s", abbrev ? abbrev : "?");
+        json_object_set_new (record, "signal", json_string (name));
+        json_object_set_new (record, "reason", json_string (s_signal_reason (WTERMSIG (status))));
+    }
+    else
+        json_object_set_new (record, "exit", json_integer (WEXITSTATUS (status)));
+    if (strcmp (event, "failed") == 0) {
+        json_object_set_new (record, "restarts", json_integer (in->restarts));
+        json_object_set_new (record, "period_s", json_integer (self->cfg->restart_period_s));
+    }
+    self->recorder (self->recorder_arg, record);
+    json_decref (record);
+}
+
+//  How a death reads in a log line ("exit code 3", "signal SIGSYS: killed by ...").
+static char *
+s_death_text (int status)
+{
+    if (!WIFSIGNALED (status))
+        return zsys_sprintf ("exit code %d", WEXITSTATUS (status));
+    const char *abbrev = sigabbrev_np (WTERMSIG (status));
+    return zsys_sprintf ("signal SIG%s: %s", abbrev ? abbrev : "?",
+                         s_signal_reason (WTERMSIG (status)));
+}
+
 static void
 s_died (mesh_supervise_t *self, s_instance_t *in, int status)
 {
     int64_t now = zclock_mono ();
+    pid_t pid = in->pid;
     in->last_exit = WIFEXITED (status) ? WEXITSTATUS (status) : -WTERMSIG (status);
     in->pid = 0;
+    s_forget (in);
     s_fold (in);
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+        s_record (self, in, "died", pid, status);
+    if (self->holding && !self->stopping) {
+        in->state = S_HELD;
+        in->restart_requested = false;
+        mesh_info ("agent %s is down (last exit %d); held until %s", in->name, in->last_exit,
+                   self->hold_why ? self->hold_why : "released");
+        return;
+    }
     if (in->restart_requested && !self->stopping) {
         in->restart_requested = false;
         mesh_info ("agent %s exited (%d) to apply the new config; starting it again", in->name,
@@ -221,18 +420,21 @@ s_died (mesh_supervise_t *self, s_instance_t *in, int status)
     for (int i = 0; i < in->restarts && i < S_RING; i++)
         if (now - in->restart_at[i] <= (int64_t) self->cfg->restart_period_s * 1000)
             recent++;
+    char *death = s_death_text (status);
     if (recent > self->cfg->restart_intensity) {
         in->state = S_FAILED;
-        mesh_err ("agent %s failed: %d restarts within %d s (last exit %d); not restarting "
-                  "until meshd restarts",
-                  in->name, recent, self->cfg->restart_period_s, in->last_exit);
+        s_record (self, in, "failed", pid, status);
+        mesh_err ("agent %s failed: %d restarts within %d s (last death: %s); not restarting "
+                  "until meshd restarts; meshd is not ready and stops feeding the watchdog",
+                  in->name, recent, self->cfg->restart_period_s, death);
+        free (death);
         return;
     }
     in->state = S_BACKOFF;
     in->next_start = now + in->backoff_ms;
-    mesh_warn ("agent %s died (%s %d); restart in %lld ms", in->name,
-               in->last_exit < 0 ? "signal" : "exit code",
-               in->last_exit < 0 ? -in->last_exit : in->last_exit, (long long) in->backoff_ms);
+    mesh_warn ("agent %s died (%s); restart in %lld ms", in->name, death,
+               (long long) in->backoff_ms);
+    free (death);
     in->backoff_ms = in->backoff_ms * 2 > self->cfg->backoff_max_ms ? self->cfg->backoff_max_ms
                                                                     : in->backoff_ms * 2;
 }
@@ -250,7 +452,8 @@ mesh_supervise_tick (mesh_supervise_t *self)
     int64_t now = zclock_mono ();
     for (size_t i = 0; i < self->count; i++) {
         s_instance_t *in = &self->inst[i];
-        if (in->state == S_BACKOFF && !self->stopping && now >= in->next_start)
+        if (in->state == S_BACKOFF && !self->stopping && !self->holding
+            && now >= in->next_start)
             s_spawn (self, in);
         else
         if ((in->state == S_RUNNING || in->state == S_STARTING) && in->pid
@@ -361,10 +564,46 @@ mesh_supervise_punish (mesh_supervise_t *self, const char *routing_id, const cha
 bool
 mesh_supervise_ready (mesh_supervise_t *self)
 {
+    if (self->holding)
+        return false;
     for (size_t i = 0; i < self->count; i++)
-        if (!self->inst[i].ever_hello && self->inst[i].state != S_FAILED)
+        if (!self->inst[i].ever_hello || self->inst[i].state == S_FAILED)
             return false;
     return true;
+}
+
+void
+mesh_supervise_hold (mesh_supervise_t *self, bool hold, const char *why)
+{
+    if (hold == self->holding)
+        return;
+    self->holding = hold;
+    free (self->hold_why);
+    self->hold_why = hold && why ? strdup (why) : NULL;
+    for (size_t i = 0; i < self->count; i++) {
+        s_instance_t *in = &self->inst[i];
+        if (in->state == S_FAILED || in->state == S_STOPPED)
+            continue;
+        if (hold && in->pid) {
+            in->restart_requested = true;   //  released before it is gone: start it at once
+            if (in->hello)
+                s_send (self, in, MESH_MSG_SHUTDOWN, why ? why : "held");
+            else
+                kill (in->pid, SIGTERM);
+        }
+        else
+        if (hold)
+            in->state = S_HELD;
+        else
+        if (in->state == S_HELD && !self->stopping) {
+            in->backoff_ms = self->cfg->backoff_initial_ms;
+            s_spawn (self, in);
+        }
+    }
+    if (hold)
+        mesh_warn ("holding every agent: %s", why ? why : "?");
+    else
+        mesh_notice ("agents released: starting them again");
 }
 
 bool
@@ -445,12 +684,26 @@ mesh_supervise_summary (mesh_supervise_t *self)
 {
     int running = 0, failed = 0;
     json_int_t decisions = 0;
+    char names[256] = "";
+    size_t used = 0;
     for (size_t i = 0; i < self->count; i++) {
-        running += self->inst[i].state == S_RUNNING;
-        failed += self->inst[i].state == S_FAILED;
-        decisions += json_integer_value (json_object_get (self->inst[i].life, "loops"))
-                     + json_integer_value (json_object_get (self->inst[i].totals, "loops"));
+        s_instance_t *in = &self->inst[i];
+        running += in->state == S_RUNNING;
+        decisions += json_integer_value (json_object_get (in->life, "loops"))
+                     + json_integer_value (json_object_get (in->totals, "loops"));
+        if (in->state != S_FAILED)
+            continue;
+        if (used < sizeof names) {
+            int n = snprintf (names + used, sizeof names - used, "%s%s: last exit %d",
+                              failed ? "; " : " (", in->name, in->last_exit);
+            used += n > 0 ? (size_t) n : 0;
+        }
+        failed++;
     }
-    return zsys_sprintf ("%d/%zu agents running, %d failed, %lld decisions", running, self->count,
-                         failed, (long long) decisions);
+    if (failed && used < sizeof names - 1)
+        strcat (names, ")");
+    return zsys_sprintf ("%d/%zu agents running, %d failed%s, %lld decisions%s%s", running,
+                         self->count, failed, names, (long long) decisions,
+                         self->holding ? "; held: " : "", self->holding && self->hold_why
+                                                              ? self->hold_why : "");
 }

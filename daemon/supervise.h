@@ -6,6 +6,12 @@
  *  daemon stays up and reports it).  An instance that stops sending heartbeats
  *  for liveness_timeout_ms is killed and restarted.  Counters from the agents'
  *  heartbeats are kept across restarts (totals of earlier lives + this life).
+ *
+ *  Each life of an instance gets a fresh random token, handed to the child over an
+ *  inherited pipe (--auth-fd).  A routing id is listened to only after it sent AUTH
+ *  with its instance's current token; the table of such ids is forgotten, and the
+ *  token voided, when the instance dies.  Everything that names a peer below
+ *  (agent_of, punish, hello, heartbeat) sees authenticated routing ids only.
  */
 #ifndef MESH_SUPERVISE_H
 #define MESH_SUPERVISE_H
@@ -22,19 +28,37 @@ mesh_supervise_t *mesh_supervise_new (const mesh_config_t *cfg, const char *agen
                                       const char *config_path, const char *endpoint,
                                       const char *brokers, zsock_t *sock);
 void mesh_supervise_destroy (mesh_supervise_t **self_p);
+//  Where deaths are recorded: FN (ARG, RECORD) appends RECORD (borrowed) to the decision
+//  log.  Records: {"type":"agent","event":"died","instance","agent","pid","signal","reason"}
+//  or {... "exit":code}, and {"type":"agent","event":"failed",...} past the intensity.
+typedef void (mesh_supervise_record_fn) (void *arg, json_t *record);
+void mesh_supervise_set_recorder (mesh_supervise_t *self, mesh_supervise_record_fn *fn, void *arg);
+//  AUTH from ROUTING_ID: NULL when accepted (the routing id now speaks for its instance),
+//  else a static reason (nothing is changed; the caller counts and logs it).  The routing
+//  id must be "<instance>" or "<instance>/<suffix>" of a live instance, BODY's instance the
+//  same, and its token that life's token (compared in constant time).
+const char *mesh_supervise_auth (mesh_supervise_t *self, const char *routing_id, json_t *body);
 //  Reap children, start instances whose backoff is over, kill silent ones.
 void mesh_supervise_tick (mesh_supervise_t *self);
-//  Messages from agents.  ROUTING_ID is the sender's socket identity.
+//  Messages from agents.  ROUTING_ID is the sender's socket identity (ignored unless
+//  authenticated).
 void mesh_supervise_hello (mesh_supervise_t *self, const char *routing_id, json_t *body);
 void mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t *body);
-//  The agent name owning ROUTING_ID ("<instance>" or "<instance>/<thread>"), or NULL.
+//  The agent name of authenticated ROUTING_ID ("<instance>" or "<instance>/<thread>"), or
+//  NULL when it is not authenticated (for this life of its instance).
 const char *mesh_supervise_agent_of (mesh_supervise_t *self, const char *routing_id);
-//  A peer sent something invalid: kill it (it is restarted like any death).
+//  An authenticated peer sent something invalid: kill its instance (it is restarted like
+//  any death).  Unauthenticated routing ids are ignored: they speak for nobody.
 void mesh_supervise_punish (mesh_supervise_t *self, const char *routing_id, const char *why);
-//  True once every instance said hello at least once (failed ones excepted).
+//  True once every instance said hello at least once and none has failed.
 bool mesh_supervise_ready (mesh_supervise_t *self);
 //  True when no instance is in trouble (for the watchdog and STATUS=).
 bool mesh_supervise_healthy (mesh_supervise_t *self);
+//  HOLD true: ask every live instance to drain and exit, and start none (state "held")
+//  until called with false, which starts them at once (no backoff; not counted as
+//  restarts).  WHY (copied) is shown in the summary.  For a state directory that cannot be
+//  written: agents would only crash-loop.
+void mesh_supervise_hold (mesh_supervise_t *self, bool hold, const char *why);
 //  Ask every instance to drain and exit; no more restarts.
 void mesh_supervise_stop (mesh_supervise_t *self);
 //  Number of instance processes still alive.
@@ -49,9 +73,10 @@ void mesh_supervise_restart (mesh_supervise_t *self, const char *name);
 //  Ask instance NAME to re-read the config and swap its rule chain between decisions.
 void mesh_supervise_reload (mesh_supervise_t *self, const char *name);
 //  Status of every instance (caller owns): [{name, agent, pid, state, restarts, uptime_s,
-//  last_exit, counters{}}].
+//  last_exit, counters{}}].  state: starting, running, backoff, failed, stopped, held.
 json_t *mesh_supervise_status (mesh_supervise_t *self);
-//  A one-line summary for STATUS= ("2/2 agents running, 0 failed, 14 decisions").
+//  A one-line summary for STATUS= ("2/2 agents running, 0 failed, 14 decisions"; failed
+//  ones are named: "1/2 agents running, 1 failed (ops: last exit 127), 0 decisions").
 char *mesh_supervise_summary (mesh_supervise_t *self);
 
 #endif

@@ -161,6 +161,14 @@ s_counter (json_t *agent, const char *name)
     return json_integer_value (json_object_get (json_object_get (agent, "counters"), name));
 }
 
+//  A string member, "" when absent.
+static const char *
+s_str (json_t *object, const char *key)
+{
+    const char *value = json_string_value (json_object_get (object, key));
+    return value ? value : "";
+}
+
 static int
 s_status (s_opts_t *o)
 {
@@ -171,13 +179,37 @@ s_status (s_opts_t *o)
         json_dumpf (status, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
     else {
         json_t *d = json_object_get (status, "daemon");
+        //  Not ready is "starting" only while nothing is wrong: a failed agent or storage
+        //  that is down say so (meshd then stops feeding the watchdog).
+        bool storage_down = !strcmp (s_str (d, "storage"), "down");
+        bool failed = false;
+        size_t k;
+        json_t *agent;
+        json_array_foreach (json_object_get (status, "agents"), k, agent)
+            failed |= !strcmp (s_str (agent, "state"), "failed");
+        const char *readiness = json_is_true (json_object_get (d, "ready")) ? "ready"
+                                : storage_down                             ? "NOT READY (storage down)"
+                                : failed                                   ? "NOT READY (agent failed)"
+                                                                           : "starting";
         printf ("meshd pid %lld, up %llds, %s, log %s (seq %lld), brokers %s\n",
                 (long long) json_integer_value (json_object_get (d, "pid")),
                 (long long) json_integer_value (json_object_get (d, "uptime_s")),
-                json_is_true (json_object_get (d, "ready")) ? "ready" : "starting",
+                readiness,
                 json_string_value (json_object_get (d, "decision_log")),
                 (long long) json_integer_value (json_object_get (d, "ledger_seq")),
                 json_string_value (json_object_get (d, "brokers")));
+        if (storage_down)
+            printf ("STORAGE DOWN (agents held until a write succeeds): %s\n",
+                    s_str (d, "storage_error"));
+        json_t *dropped = json_object_get (d, "dropped");
+        if (json_object_size (dropped)) {
+            printf ("dropped messages:");
+            const char *kind;
+            json_t *n;
+            json_object_foreach (dropped, kind, n)
+                printf (" %s %lld", kind, (long long) json_integer_value (n));
+            printf ("\n");
+        }
         json_t *last = json_object_get (d, "last_reload");
         if (json_is_object (last) && !json_is_true (json_object_get (last, "ok")))
             printf ("LAST RELOAD FAILED (old config and rules in force):\n%s",

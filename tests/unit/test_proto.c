@@ -325,6 +325,20 @@ test_check_schemas (void **state)
         {MESH_MSG_HEARTBEAT, "{\"instance\":\"a-1\",\"counters\":{}}", NULL},
         {MESH_MSG_HEARTBEAT, "{\"instance\":\"a-1\",\"counters\":[]}", "field has the wrong type"},
         {MESH_MSG_SHUTDOWN, "{\"reason\":\"x\"}", NULL},
+        {MESH_MSG_AUTH, "{\"instance\":\"ops\",\"token\":\"" ID_A "\"}", NULL},
+        {MESH_MSG_AUTH, "{\"instance\":\"ops#1\",\"token\":\"" ID_A "\",\"x\":1}", NULL},
+        {MESH_MSG_AUTH, "{\"instance\":\"ops\"}", "required field missing"},
+        {MESH_MSG_AUTH, "{\"token\":\"" ID_A "\"}", "required field missing"},
+        {MESH_MSG_AUTH, "{\"instance\":\"ops\",\"token\":7}", "field has the wrong type"},
+        {MESH_MSG_AUTH, "{\"instance\":\"\",\"token\":\"" ID_A "\"}",
+         "auth instance must be 1-200 characters without '/'"},
+        {MESH_MSG_AUTH, "{\"instance\":\"ops/w0\",\"token\":\"" ID_A "\"}",
+         "auth instance must be 1-200 characters without '/'"},
+        {MESH_MSG_AUTH, "{\"instance\":\"ops\",\"token\":\"abc\"}",
+         "auth token must be 64 lower-case hex digits"},
+        {MESH_MSG_AUTH, "{\"instance\":\"ops\",\"token\":\""
+                        "A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90\"}",
+         "auth token must be 64 lower-case hex digits"},
         {MESH_MSG_SHUTDOWN, "{\"reason\":null}", "field has the wrong type"},
         {MESH_MSG_DECISION, "{\"record\":{\"type\":\"decision\",\"id\":\"" ID_A
                             "\",\"agent\":\"a\"}}", NULL},
@@ -395,6 +409,53 @@ test_check_schemas (void **state)
         json_decref (body);
     }
     assert_string_equal (mesh_proto_check (MESH_MSG_ERROR, NULL), "body is not a JSON object");
+    char long_name[202];
+    memset (long_name, 'a', 201);
+    long_name[201] = 0;
+    json_t *auth = json_pack ("{ss ss}", "instance", long_name, "token", ID_A);
+    assert_string_equal (mesh_proto_check (MESH_MSG_AUTH, auth),
+                         "auth instance must be 1-200 characters without '/'");
+    json_decref (auth);
+}
+
+//  A frame above MESH_PROTO_MAX_FRAME never reaches the receiver: ZMQ_MAXMSGSIZE closes
+//  the connection (tcp here: the cap applies to network transports, ipc included; inproc
+//  has no decoder).  A frame at the cap's size still passes.
+static void
+test_socket_caps_frames (void **state)
+{
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    zsock_set_linger (router, 0);
+    mesh_proto_limit (router);
+    assert_int_equal (zsock_maxmsgsize (router), MESH_PROTO_MAX_FRAME);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    zsock_t *big = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (big, 0);
+    assert_int_equal (zsock_connect (big, "tcp://127.0.0.1:%d", port), 0);
+    byte header[4] = {'M', 'S', MESH_PROTO_VERSION, MESH_MSG_ERROR};
+    size_t size = MESH_PROTO_MAX_FRAME + 1;
+    char *body = malloc (size);
+    memset (body, ' ', size);
+    s_send_raw (big, header, sizeof header, body, size, 0);
+    zsock_set_rcvtimeo (router, 500);
+    zmsg_t *got = zmsg_recv (router);
+    assert_null (got);                      //  dropped with its connection
+    //  A normal peer is served as before.
+    zsock_t *small = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (small, 0);
+    assert_int_equal (zsock_connect (small, "tcp://127.0.0.1:%d", port), 0);
+    json_t *ok = json_pack ("{ss}", "reason", "small");
+    assert_int_equal (mesh_proto_send (small, NULL, MESH_MSG_ERROR, ok), 0);
+    json_decref (ok);
+    zsock_set_rcvtimeo (router, 5000);
+    mesh_msg_t *msg = mesh_proto_recv (router, true, NULL, NULL);
+    assert_non_null (msg);
+    mesh_msg_destroy (&msg);
+    free (body);
+    zsock_destroy (&small);
+    zsock_destroy (&big);
+    zsock_destroy (&router);
 }
 
 static void
@@ -403,6 +464,7 @@ test_type_names_and_endpoints (void **state)
     assert_string_equal (mesh_msg_type_name (MESH_MSG_HELLO), "hello");
     assert_string_equal (mesh_msg_type_name (MESH_MSG_LOOKUP_REPLY), "lookup_reply");
     assert_string_equal (mesh_msg_type_name (MESH_MSG_PENDING_REPLY), "pending_reply");
+    assert_string_equal (mesh_msg_type_name (MESH_MSG_AUTH), "auth");
     assert_string_equal (mesh_msg_type_name ((mesh_msg_type_t) 0), "unknown");
     assert_string_equal (mesh_msg_type_name (MESH_MSG_COUNT_), "unknown");
     for (int t = 1; t < MESH_MSG_COUNT_; t++)
@@ -530,6 +592,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_recv_timeout_is_interrupted, s_setup, s_teardown),
         cmocka_unit_test (test_check_schemas),
         cmocka_unit_test (test_type_names_and_endpoints),
+        cmocka_unit_test (test_socket_caps_frames),
         cmocka_unit_test_setup_teardown (test_routing_ids_text_and_binary, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_refused_binary_sender_is_reported, s_setup,
                                          s_teardown),

@@ -6,7 +6,8 @@
  *  not involved (test_ledger.c covers it); what is pinned here is the request/reply
  *  contract mesh_record_* promise: 0 only on an acknowledgement of the same id,
  *  -1 on refusal or silence within the timeout, and replies to earlier requests that
- *  arrive late are not mistaken for the answer to the current one.
+ *  arrive late are not mistaken for the answer to the current one.  Every socket
+ *  authenticates first: the server counts AUTH messages apart and keeps the last one.
  */
 #include "record.h"
 #include "log.h"
@@ -39,6 +40,9 @@ struct _server_t {
     char last_routing[64];
     json_t *last_body;
     char *previous_id;              //  the id of the request before this one
+    int auths;                      //  AUTH messages, each the first from its routing id
+    char auth_routing[64];
+    json_t *auth_body;
 };
 
 static int s_endpoints;
@@ -66,6 +70,14 @@ s_server_actor (zsock_t *pipe, void *args)
         mesh_msg_t *msg = mesh_proto_recv (router, true, NULL, NULL);
         if (!msg)
             continue;
+        if (msg->type == MESH_MSG_AUTH) {
+            server->auths++;
+            snprintf (server->auth_routing, sizeof server->auth_routing, "%s", msg->routing_id);
+            json_decref (server->auth_body);
+            server->auth_body = json_incref (msg->body);
+            mesh_msg_destroy (&msg);
+            continue;
+        }
         server->last_type = msg->type;
         snprintf (server->last_routing, sizeof server->last_routing, "%s", msg->routing_id);
         json_decref (server->last_body);
@@ -97,6 +109,7 @@ s_server_destroy (server_t **server_p)
     server_t *server = *server_p;
     zactor_destroy (&server->actor);
     json_decref (server->last_body);
+    json_decref (server->auth_body);
     free (server->previous_id);
     free (server);
     *server_p = NULL;
@@ -251,7 +264,16 @@ test_what_the_supervisor_sees (void **state)
     zactor_destroy (&server->actor);    //  joins the server thread: its fields are ours now
     assert_int_equal (server->requests, 1);
     assert_int_equal (server->last_type, MESH_MSG_DECISION);
-    assert_string_equal (server->last_routing, "cpu-1/2");
+    //  "<identity>.<16 hex>": a closed socket's routing id is never reused.
+    assert_int_equal (strlen (server->last_routing), strlen ("cpu-1/2.") + 16);
+    assert_memory_equal (server->last_routing, "cpu-1/2.", 8);
+    //  It authenticated first, from the same routing id, with the process's credentials.
+    assert_int_equal (server->auths, 1);
+    assert_string_equal (server->auth_routing, server->last_routing);
+    assert_string_equal (json_string_value (json_object_get (server->auth_body, "instance")),
+                         "cpu-1");
+    assert_string_equal (json_string_value (json_object_get (server->auth_body, "token")),
+                         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
     assert_true (json_equal (json_object_get (server->last_body, "record"), decision));
     json_decref (decision);
     s_server_destroy (&server);
@@ -416,6 +438,10 @@ main (void)
         mesh_log_set_level (MESH_LOG_ERR - 1);      //  the failure paths log on purpose
     zsys_init ();
     zsys_set_logstream (NULL);
+    uint8_t token[MESH_PROTO_TOKEN_SIZE];
+    for (size_t i = 0; i < sizeof token; i++)
+        token[i] = (uint8_t) i;
+    mesh_record_auth_set ("cpu-1", token, sizeof token);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_new_refuses_bad_endpoint),
         cmocka_unit_test (test_decision_acknowledged),

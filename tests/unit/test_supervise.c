@@ -1,7 +1,10 @@
 /*  test_supervise - the agent lifecycle, driven with fake agents.
  *
  *  The "agents" are shell scripts written to a temporary directory: one exits at
- *  once with code 3 (a crash loop), one execs sleep (an agent that never talks).
+ *  once with code 3 (a crash loop), one execs sleep (an agent that never talks) after
+ *  writing the token it read from --auth-fd, its argv and its environment to files
+ *  named after its instance and pid, so the test can authenticate in its name (and
+ *  check the token is in neither argv nor environment).
  *  The test plays the supervisor's main loop: it calls mesh_supervise_tick every few
  *  milliseconds and delivers hello and heartbeat bodies itself, as daemon/main.c
  *  does after mesh_proto_recv.  States are read back through mesh_supervise_status,
@@ -19,6 +22,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -32,6 +36,8 @@ typedef struct {
     char dir[64];
     char crash[128];                //  exits 3 at once
     char sleeper[128];              //  exec sleep 30
+    char sigsys[128];               //  dies of SIGSYS
+    json_t *records;                //  what the supervisor recorded
     char missing[128];              //  does not exist
     mesh_agent_config_t agents[2];
     mesh_config_t cfg;
@@ -63,8 +69,23 @@ s_setup (void **state)
     snprintf (fx->crash, sizeof fx->crash, "%s/crash.sh", fx->dir);
     snprintf (fx->sleeper, sizeof fx->sleeper, "%s/sleeper.sh", fx->dir);
     snprintf (fx->missing, sizeof fx->missing, "%s/missing", fx->dir);
-    if (s_write_script (fx->crash, "exit 3") || s_write_script (fx->sleeper, "exec sleep 30"))
+    snprintf (fx->sigsys, sizeof fx->sigsys, "%s/sigsys.sh", fx->dir);
+    char sleeper[1024];
+    snprintf (sleeper, sizeof sleeper,
+              "args=\"$*\"\n"
+              "while [ $# -gt 0 ]; do case \"$1\" in --auth-fd) fd=$2;; --instance) inst=$2;; "
+              "esac; shift; done\n"
+              "echo \"$args\" > %s/$inst.$$.args\n"
+              "env > %s/$inst.$$.env\n"
+              "ls -l /proc/$$/fd/ > %s/$inst.$$.fds\n"
+              "od -An -v -tx1 /dev/fd/$fd | tr -d ' \\n' > %s/$inst.$$.tmp\n"
+              "mv %s/$inst.$$.tmp %s/$inst.$$.token\n"
+              "exec sleep 30",
+              fx->dir, fx->dir, fx->dir, fx->dir, fx->dir, fx->dir);
+    if (s_write_script (fx->crash, "exit 3") || s_write_script (fx->sleeper, sleeper)
+        || s_write_script (fx->sigsys, "kill -SYS $$"))
         return -1;
+    fx->records = json_array ();
     fx->agents[0].name = (char *) "cpu";
     fx->agents[1].name = (char *) "mem";
     fx->cfg.agents = fx->agents;
@@ -105,9 +126,16 @@ s_teardown (void **state)
         mesh_supervise_destroy (&fx->sup);
     }
     zsock_destroy (&fx->router);
+    json_decref (fx->records);
     nftw (fx->dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
     free (fx);
     return 0;
+}
+
+static void
+s_recorder (void *arg, json_t *record)
+{
+    json_array_append (((fixture_t *) arg)->records, record);
 }
 
 static mesh_supervise_t *
@@ -117,7 +145,59 @@ s_start (fixture_t *fx, const char *binary, size_t agents)
     fx->sup = mesh_supervise_new (&fx->cfg, binary, "meshd.yaml", "ipc://unused/agents.ipc",
                                   "127.0.0.1:9", fx->router);
     assert_non_null (fx->sup);
+    mesh_supervise_set_recorder (fx->sup, s_recorder, fx);
     return fx->sup;
+}
+
+//  The contents of <dir>/<instance>.<pid>.<ext> once the fake agent wrote it (5 s at most).
+static char *
+s_agent_file (fixture_t *fx, const char *instance, int pid, const char *ext)
+{
+    char path[256];
+    snprintf (path, sizeof path, "%s/%s.%d.%s", fx->dir, instance, pid, ext);
+    int64_t deadline = zclock_mono () + 5000;
+    while (zclock_mono () < deadline) {
+        FILE *file = fopen (path, "r");
+        if (file) {
+            char *text = calloc (1, 65536);
+            size_t n = fread (text, 1, 65535, file);
+            fclose (file);
+            text[n] = 0;
+            return text;
+        }
+        zclock_sleep (5);
+    }
+    fail_msg ("the fake agent wrote no %s", path);
+    return NULL;
+}
+
+//  Authenticate ROUTING_ID as INSTANCE with TOKEN (hex); the supervisor's answer.
+static const char *
+s_auth_with (mesh_supervise_t *sup, const char *routing_id, const char *instance,
+             const char *token)
+{
+    json_t *body = json_pack ("{ss ss}", "instance", instance, "token", token);
+    const char *why = mesh_supervise_auth (sup, routing_id, body);
+    json_decref (body);
+    return why;
+}
+
+//  Authenticate ROUTING_ID for instance number I with its current life's token.
+static const char *
+s_auth (fixture_t *fx, size_t i, const char *routing_id)
+{
+    json_t *status = mesh_supervise_status (fx->sup);
+    json_t *inst = json_array_get (status, i);
+    int pid = (int) json_integer_value (json_object_get (inst, "pid"));
+    char name[32];
+    snprintf (name, sizeof name, "%s", json_string_value (json_object_get (inst, "name")));
+    json_decref (status);
+    assert_true (pid > 0);
+    char *token = s_agent_file (fx, name, pid, "token");
+    assert_int_equal (strlen (token), 64);
+    const char *why = s_auth_with (fx->sup, routing_id, name, token);
+    free (token);
+    return why;
 }
 
 //  One instance's line of the status, as meshctl would see it.
@@ -151,6 +231,24 @@ s_state (mesh_supervise_t *sup, size_t i)
     json_decref (snap.counters);
     memcpy (state, snap.state, sizeof state);
     return state;
+}
+
+static int
+s_snap_pid (mesh_supervise_t *sup, size_t i)
+{
+    snap_t snap;
+    s_snap (sup, i, &snap);
+    json_decref (snap.counters);
+    return snap.pid;
+}
+
+static int
+s_snap_restarts (mesh_supervise_t *sup, size_t i)
+{
+    snap_t snap;
+    s_snap (sup, i, &snap);
+    json_decref (snap.counters);
+    return snap.restarts;
 }
 
 //  Tick until instance I is in STATE; false if it is not within TIMEOUT_MS.
@@ -247,11 +345,24 @@ test_crash_loop_backs_off_then_fails (void **state)
     assert_int_equal (snap.pid, 0);
     assert_int_equal (snap.last_exit, 3);
     assert_false (mesh_supervise_healthy (sup));
-    assert_true (mesh_supervise_ready (sup));       //  failed instances do not block ready
+    assert_false (mesh_supervise_ready (sup));      //  a failed instance: meshd is not ready
     assert_int_equal (mesh_supervise_alive (sup), 0);
     char *summary = mesh_supervise_summary (sup);
-    assert_string_equal (summary, "0/1 agents running, 1 failed, 0 decisions");
+    assert_string_equal (summary, "0/1 agents running, 1 failed (cpu: last exit 3), 0 decisions");
     free (summary);
+    //  Every death is on the record, and the failure once.
+    assert_int_equal (json_array_size (fx->records), 5);
+    for (size_t i = 0; i < 4; i++) {
+        json_t *r = json_array_get (fx->records, i);
+        assert_string_equal (json_string_value (json_object_get (r, "type")), "agent");
+        assert_string_equal (json_string_value (json_object_get (r, "event")), "died");
+        assert_string_equal (json_string_value (json_object_get (r, "instance")), "cpu");
+        assert_int_equal (json_integer_value (json_object_get (r, "exit")), 3);
+        assert_true (json_integer_value (json_object_get (r, "pid")) > 0);
+    }
+    json_t *failed = json_array_get (fx->records, 4);
+    assert_string_equal (json_string_value (json_object_get (failed, "event")), "failed");
+    assert_int_equal (json_integer_value (json_object_get (failed, "restarts")), 4);
 
     //  Failed stays failed: no more starts.
     for (int i = 0; i < 40; i++) {
@@ -304,10 +415,13 @@ test_hello_running_ready (void **state)
     json_decref (cpu.counters);
     json_decref (mem.counters);
 
-    //  Hellos that do not count: an unknown peer, a peer naming another agent.
+    //  Hellos that do not count: an unknown peer, a peer naming another agent, a peer that
+    //  did not authenticate.
     s_hello (sup, "disk/0", "disk", 1);
+    assert_null (s_auth (fx, 0, "cpu/0"));
     s_hello (sup, "cpu/0", "mem", mem.pid);
     s_hello (sup, "cpux", "cpu", cpu.pid);
+    s_hello (sup, "cpu/9", "cpu", cpu.pid);
     assert_string_equal (s_state (sup, 0), "starting");
     assert_string_equal (s_state (sup, 1), "starting");
 
@@ -315,6 +429,7 @@ test_hello_running_ready (void **state)
     assert_string_equal (s_state (sup, 0), "running");
     assert_string_equal (s_state (sup, 1), "starting");
     assert_false (mesh_supervise_ready (sup));
+    assert_null (s_auth (fx, 1, "mem"));
     s_hello (sup, "mem", "mem", mem.pid);
     assert_string_equal (s_state (sup, 1), "running");
     assert_true (mesh_supervise_ready (sup));
@@ -329,6 +444,8 @@ test_hello_running_ready (void **state)
     assert_string_equal (s_state (sup, 0), "running");
     assert_int_equal (mesh_supervise_alive (sup), 2);
 
+    assert_null (mesh_supervise_agent_of (sup, "cpu/3"));       //  not authenticated
+    assert_null (s_auth (fx, 0, "cpu/3"));
     assert_string_equal (mesh_supervise_agent_of (sup, "cpu/3"), "cpu");
     assert_string_equal (mesh_supervise_agent_of (sup, "mem"), "mem");
     assert_null (mesh_supervise_agent_of (sup, "cpux/1"));
@@ -353,6 +470,8 @@ test_counters_survive_death (void **state)
     snap_t snap;
     s_snap (sup, 0, &snap);
     json_decref (snap.counters);
+    assert_null (s_auth (fx, 0, "cpu/0"));
+    assert_null (s_auth (fx, 0, "cpu/1"));
     s_hello (sup, "cpu/0", "cpu", snap.pid);
 
     json_t *beat = json_pack ("{ss s{si si si}}", "instance", "cpu", "counters", "events", 5,
@@ -405,6 +524,10 @@ test_counters_survive_death (void **state)
     s_snap (sup, 0, &snap);
     json_decref (snap.counters);
     assert_true (snap.pid > 0);
+    //  The new life authenticates afresh: the old routing ids were forgotten.
+    assert_null (mesh_supervise_agent_of (sup, "cpu/1"));
+    assert_null (s_auth (fx, 0, "cpu/0"));
+    assert_null (s_auth (fx, 0, "cpu/1"));
     s_hello (sup, "cpu/0", "cpu", snap.pid);
     beat = json_pack ("{ss s{si si}}", "instance", "cpu", "counters", "events", 1, "queue", 4);
     mesh_supervise_heartbeat (sup, "cpu/1", beat);
@@ -429,6 +552,8 @@ test_liveness_kills_the_silent (void **state)
     snap_t snap;
     s_snap (sup, 1, &snap);
     json_decref (snap.counters);
+    assert_null (s_auth (fx, 1, "mem"));
+    assert_null (s_auth (fx, 1, "mem/0"));
     s_hello (sup, "mem", "mem", snap.pid);
     int mem_pid = snap.pid;
     //  "mem" keeps beating; "cpu" never says a word.
@@ -463,6 +588,16 @@ test_punish_kills (void **state)
     mesh_supervise_punish (sup, NULL, "garbage");
     mesh_supervise_tick (sup);
     assert_string_equal (s_state (sup, 0), "starting");
+    //  Not authenticated: it speaks for nobody, so nobody is punished.
+    mesh_supervise_punish (sup, "cpu/2", "wrong version");
+    mesh_supervise_punish (sup, "cpu", "wrong version");
+    for (int i = 0; i < 20; i++) {
+        mesh_supervise_tick (sup);
+        zclock_sleep (5);
+    }
+    assert_string_equal (s_state (sup, 0), "starting");
+    assert_int_equal (mesh_supervise_alive (sup), 1);
+    assert_null (s_auth (fx, 0, "cpu/2"));
     mesh_supervise_punish (sup, "cpu/2", "wrong version");
     assert_true (s_tick_until (sup, 0, "backoff", 5000));
     snap_t snap;
@@ -497,6 +632,7 @@ test_stop (void **state)
     snap_t snap;
     s_snap (sup, 0, &snap);
     json_decref (snap.counters);
+    assert_null (s_auth (fx, 0, "cpu/0"));
     s_hello (sup, "cpu/0", "cpu", snap.pid);
     assert_int_equal (mesh_supervise_alive (sup), 2);
 
@@ -552,6 +688,176 @@ test_stop_during_backoff (void **state)
     mesh_supervise_destroy (NULL);
 }
 
+static void
+test_only_authenticated_peers_count (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    int leak = open ("/dev/zero", O_RDONLY);        //  not close-on-exec: must not reach it
+    assert_true (leak > 3);
+    mesh_supervise_t *sup = s_start (fx, fx->sleeper, 2);
+    close (leak);
+    snap_t cpu, mem;
+    s_snap (sup, 0, &cpu);
+    s_snap (sup, 1, &mem);
+    json_decref (cpu.counters);
+    json_decref (mem.counters);
+    char *token = s_agent_file (fx, "cpu", cpu.pid, "token");
+    char *mem_token = s_agent_file (fx, "mem", mem.pid, "token");
+    assert_int_equal (strlen (token), 64);
+    assert_string_not_equal (token, mem_token);
+    //  The token travelled over the pipe only: not in argv, not in the environment.
+    char *args = s_agent_file (fx, "cpu", cpu.pid, "args");
+    char *env = s_agent_file (fx, "cpu", cpu.pid, "env");
+    assert_non_null (strstr (args, "--auth-fd"));
+    assert_null (strstr (args, token));
+    assert_null (strstr (env, token));
+    //  It inherited stdin, stdout, stderr and the token's pipe (3), nothing of meshd's:
+    //  above 3 there is only the shell's own handle on its script (and the listing's).
+    char *fds = s_agent_file (fx, "cpu", cpu.pid, "fds");
+    //  (dash keeps its script open, and a copy of its stdin, on descriptors of its own.)
+    char *targets[64] = {NULL};
+    int numbers[64], seen = 0;
+    for (char *line = strtok (fds, "\n"); line && seen < 64; line = strtok (NULL, "\n")) {
+        char *arrow = strstr (line, " -> ");
+        if (!arrow)
+            continue;
+        char *number = arrow;
+        while (number > line && number[-1] != ' ')
+            number--;
+        numbers[seen] = atoi (number);
+        targets[seen++] = arrow + 4;
+    }
+    assert_true (seen >= 4);
+    for (int i = 0; i < seen; i++) {
+        bool allowed = numbers[i] <= 3 || strcmp (targets[i], fx->sleeper) == 0;
+        for (int j = 0; j < seen && !allowed; j++)
+            allowed = numbers[j] <= 2 && strcmp (targets[i], targets[j]) == 0;
+        if (!allowed)
+            fail_msg ("the agent inherited descriptor %d: %s", numbers[i], targets[i]);
+    }
+    assert_non_null (strstr (args, "--auth-fd 3"));
+    free (fds);
+    free (args);
+    free (env);
+
+    //  Refusals change nothing.
+    char wrong[65];
+    snprintf (wrong, sizeof wrong, "%s", token);
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    assert_string_equal (s_auth_with (sup, "cpu", "cpu", wrong), "wrong token");
+    assert_string_equal (s_auth_with (sup, "cpu/w0", "cpu", mem_token), "wrong token");
+    assert_string_equal (s_auth_with (sup, "mem", "cpu", token),
+                         "auth names another instance than its routing id");
+    assert_string_equal (s_auth_with (sup, "cpux", "cpux", token), "routing id names no instance");
+    assert_string_equal (s_auth_with (sup, "cpu/", "cpu", token), "routing id names no instance");
+    assert_string_equal (s_auth_with (sup, "~00abcdef12", "cpu", token),
+                         "routing id names no instance");
+    assert_string_equal (s_auth_with (sup, "cpu", "cpu", "zz"), "token is not 64 hex digits");
+    assert_non_null (mesh_supervise_auth (sup, NULL, NULL));
+    s_hello (sup, "cpu", "cpu", cpu.pid);
+    assert_string_equal (s_state (sup, 0), "starting");
+    assert_null (mesh_supervise_agent_of (sup, "cpu"));
+    assert_null (mesh_supervise_agent_of (sup, "cpu/w0"));
+    //  Claims in cpu's name from unauthenticated ids punish nobody.
+    mesh_supervise_punish (sup, "cpu", "garbage");
+    mesh_supervise_punish (sup, "cpu/x", "garbage");
+    mesh_supervise_punish (sup, "cpu/w0", "garbage");
+
+    //  The right token binds exactly that routing id, for that instance.
+    assert_null (s_auth_with (sup, "cpu/w0", "cpu", token));
+    assert_null (s_auth_with (sup, "cpu/w0", "cpu", token));        //  twice is harmless
+    assert_string_equal (mesh_supervise_agent_of (sup, "cpu/w0"), "cpu");
+    assert_null (mesh_supervise_agent_of (sup, "cpu/w1"));
+    assert_null (mesh_supervise_agent_of (sup, "cpu"));
+    assert_null (mesh_supervise_agent_of (sup, "mem/w0"));
+    for (int i = 0; i < 20; i++) {
+        mesh_supervise_tick (sup);
+        zclock_sleep (5);
+    }
+    assert_int_equal (mesh_supervise_alive (sup), 2);
+
+    //  Death forgets the routing ids and voids the token.
+    mesh_supervise_punish (sup, "cpu/w0", "wrong version");
+    assert_true (s_tick_until (sup, 0, "backoff", 5000));
+    assert_null (mesh_supervise_agent_of (sup, "cpu/w0"));
+    assert_string_equal (s_auth_with (sup, "cpu/w0", "cpu", token), "instance is not alive");
+    assert_true (s_tick_until (sup, 0, "starting", 5000));
+    assert_string_equal (s_auth_with (sup, "cpu/w0", "cpu", token), "wrong token");
+    assert_null (mesh_supervise_agent_of (sup, "cpu/w0"));
+    assert_null (s_auth (fx, 0, "cpu/w0"));
+    assert_string_equal (mesh_supervise_agent_of (sup, "cpu/w0"), "cpu");
+    assert_int_equal (s_snap_restarts (sup, 1), 0);                 //  mem untouched
+    free (token);
+    free (mem_token);
+}
+
+static void
+test_signal_deaths_are_recorded (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    fx->cfg.backoff_initial_ms = 60000;
+    mesh_supervise_t *sup = s_start (fx, fx->sigsys, 1);
+    assert_true (s_tick_until (sup, 0, "backoff", 5000));
+    assert_int_equal (json_array_size (fx->records), 1);
+    json_t *r = json_array_get (fx->records, 0);
+    assert_string_equal (json_string_value (json_object_get (r, "event")), "died");
+    assert_string_equal (json_string_value (json_object_get (r, "agent")), "cpu");
+    assert_string_equal (json_string_value (json_object_get (r, "signal")), "SIGSYS");
+    assert_string_equal (json_string_value (json_object_get (r, "reason")),
+                         "killed by its seccomp filter (a system call outside the allow-list)");
+    assert_null (json_object_get (r, "exit"));
+    mesh_supervise_stop (sup);
+    mesh_supervise_destroy (&fx->sup);
+
+    json_array_clear (fx->records);
+    fx->cfg.backoff_initial_ms = BACKOFF_MS;
+    sup = s_start (fx, fx->sleeper, 1);
+    int pid = s_snap_pid (sup, 0);
+    assert_int_equal (kill (pid, SIGKILL), 0);
+    assert_true (s_tick_until (sup, 0, "backoff", 5000));
+    r = json_array_get (fx->records, 0);
+    assert_non_null (r);
+    assert_string_equal (json_string_value (json_object_get (r, "signal")), "SIGKILL");
+    assert_string_equal (json_string_value (json_object_get (r, "reason")), "killed");
+    assert_int_equal (json_integer_value (json_object_get (r, "pid")), pid);
+}
+
+static void
+test_hold_and_release (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_supervise_t *sup = s_start (fx, fx->sleeper, 2);
+    assert_null (s_auth (fx, 0, "cpu"));
+    assert_null (s_auth (fx, 1, "mem"));
+    s_hello (sup, "cpu", "cpu", s_snap_pid (sup, 0));
+    s_hello (sup, "mem", "mem", s_snap_pid (sup, 1));
+    assert_true (mesh_supervise_ready (sup));
+    //  Held: every live one is asked to stop (these fakes never read the socket: the
+    //  test kills them as a drained agent would exit), none is restarted.
+    mesh_supervise_hold (sup, true, "storage down");
+    assert_false (mesh_supervise_ready (sup));
+    kill (s_snap_pid (sup, 0), SIGTERM);
+    kill (s_snap_pid (sup, 1), SIGTERM);
+    assert_true (s_tick_until (sup, 0, "held", 5000));
+    assert_true (s_tick_until (sup, 1, "held", 5000));
+    for (int i = 0; i < 40; i++) {
+        mesh_supervise_tick (sup);
+        zclock_sleep (5);
+    }
+    assert_int_equal (mesh_supervise_alive (sup), 0);
+    assert_string_equal (s_state (sup, 0), "held");
+    assert_false (mesh_supervise_ready (sup));
+    char *summary = mesh_supervise_summary (sup);
+    assert_non_null (strstr (summary, "held: storage down"));
+    free (summary);
+    //  Released: started at once, not counted as restarts.
+    mesh_supervise_hold (sup, false, NULL);
+    assert_int_equal (mesh_supervise_alive (sup), 2);
+    assert_string_equal (s_state (sup, 0), "starting");
+    assert_int_equal (s_snap_restarts (sup, 0), 0);
+    assert_int_equal (s_snap_restarts (sup, 1), 0);
+}
+
 int
 main (void)
 {
@@ -569,6 +875,10 @@ main (void)
         cmocka_unit_test_setup_teardown (test_punish_kills, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stop, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stop_during_backoff, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_only_authenticated_peers_count, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_signal_deaths_are_recorded, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_hold_and_release, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests_name ("supervise", tests, NULL, NULL);
     zsys_shutdown ();
