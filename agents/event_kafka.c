@@ -48,7 +48,8 @@ struct _mesh_event_kafka_t {
     char *cluster_id;               //  the brokers' cluster id, known before the first poll
     char *incarnation;              //  the embedded broker's incarnation, or NULL
     bool starting;                  //  in the cluster id wait: errors are kept, not logged
-    char last_error[512];           //  the last client error seen while starting
+    char last_error[512];           //  the most telling client error seen while starting
+    bool telling;                   //  ... it says what failed, not just "Disconnected"
 };
 
 static s_partition_t *
@@ -209,7 +210,15 @@ s_client_error (rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     mesh_event_kafka_t *self = opaque;
     if (self->starting) {
-        snprintf (self->last_error, sizeof self->last_error, "%s", reason);
+        //  The first is the telling one ("SSL handshake failed: ... PLAINTEXT broker
+        //  listener?"); what follows is "Disconnected" and "all brokers are down".
+        bool telling = strcasestr (reason, "fail") || strcasestr (reason, "error")
+                    || strcasestr (reason, "certificate");
+        if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+            && (!self->last_error[0] || (telling && !self->telling))) {
+            snprintf (self->last_error, sizeof self->last_error, "%s", reason);
+            self->telling = telling;
+        }
         return;
     }
     mesh_warn ("event: consumer: %s", reason);
@@ -240,6 +249,7 @@ s_identify (mesh_event_kafka_t *self, const mesh_config_t *cfg, const char *brok
         wait_ms = 500;
     int64_t deadline = zclock_mono () + wait_ms;
     bool answered = false;
+    rd_kafka_resp_err_t failed = RD_KAFKA_RESP_ERR__TIMED_OUT;
     self->starting = true;
     char *id = NULL;
     while (!(id = rd_kafka_clusterid (self->rk, 0)) && !answered) {
@@ -254,8 +264,7 @@ s_identify (mesh_event_kafka_t *self, const mesh_config_t *cfg, const char *brok
             answered = true;            //  a broker answered: the id is cached, or it has none
         }
         else
-        if (!self->last_error[0])
-            snprintf (self->last_error, sizeof self->last_error, "%s", rd_kafka_err2str (err));
+            failed = err;
         rd_kafka_poll (self->rk, err ? 200 : 0);   //  serves s_client_error
     }
     self->starting = false;
@@ -264,10 +273,20 @@ s_identify (mesh_event_kafka_t *self, const mesh_config_t *cfg, const char *brok
             mesh_err ("event: the brokers at %s answered but report no cluster id (Kafka 0.10.1 "
                       "or later is needed): decision ids could repeat, so the agent does not "
                       "start", brokers);
-        else
-            mesh_err ("event: no answer from the brokers at %s within %d ms: %s (check "
-                      "kafka.brokers and kafka.security against the brokers' listeners)",
-                      brokers, wait_ms, self->last_error[0] ? self->last_error : "timed out");
+        else {
+            const char *hint = "check kafka.brokers and kafka.security against the brokers' "
+                               "listeners";
+            if (strstr (self->last_error, "SSL"))
+                hint = "the TLS handshake failed: do these brokers' listeners speak TLS, and "
+                       "is kafka.security.ssl.ca_file their CA?";
+            else
+            if (strstr (self->last_error, "SASL"))
+                hint = "SASL authentication failed: check kafka.security.sasl (mechanism, "
+                       "username, password file) against the brokers' listeners";
+            mesh_err ("event: no usable connection to the brokers at %s within %d ms: %s (%s)", brokers,
+                      wait_ms, self->last_error[0] ? self->last_error : rd_kafka_err2str (failed),
+                      hint);
+        }
         return -1;
     }
     self->cluster_id = strdup (id);

@@ -158,6 +158,12 @@ mesh_kafka_conf_refusal (const char *key)
            "metadata and TLS cipher tuning; see meshd.yaml(5))";
 }
 
+const char *const *
+mesh_kafka_conf_allowed (void)
+{
+    return s_allowed;
+}
+
 int
 mesh_kafka_conf_try (const char *key, const char *value, char *why, size_t size)
 {

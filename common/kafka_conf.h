@@ -32,6 +32,9 @@ rd_kafka_conf_t *mesh_kafka_conf_new (const mesh_config_t *cfg, const char *brok
 //  says what to do instead).  See the allow-list in kafka_conf.c.
 const char *mesh_kafka_conf_refusal (const char *key);
 
+//  The allow-list itself, NULL-terminated (for documentation and tests).
+const char *const *mesh_kafka_conf_allowed (void);
+
 //  0 if this build of librdkafka accepts KEY = VALUE (set into a throwaway conf); else -1
 //  with librdkafka's words in WHY.  For settings that are not secret only: librdkafka may
 //  repeat VALUE in WHY.
