@@ -283,9 +283,9 @@ s_identify (mesh_event_kafka_t *self, const mesh_config_t *cfg, const char *brok
             if (strstr (self->last_error, "SASL"))
                 hint = "SASL authentication failed: check kafka.security.sasl (mechanism, "
                        "username, password file) against the brokers' listeners";
-            mesh_err ("event: no usable connection to the brokers at %s within %d ms: %s (%s)", brokers,
-                      wait_ms, self->last_error[0] ? self->last_error : rd_kafka_err2str (failed),
-                      hint);
+            mesh_err ("event: no usable connection to the brokers at %s within %d ms: %s (%s)",
+                      brokers, wait_ms,
+                      self->last_error[0] ? self->last_error : rd_kafka_err2str (failed), hint);
         }
         return -1;
     }

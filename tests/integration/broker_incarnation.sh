@@ -66,7 +66,8 @@ for line in open(sys.argv[1]):
 assert len(starts) == 2, f"expected 2 broker starts, got {starts}"
 assert starts[0] != starts[1] and all(len(s) == 32 for s in starts), starts
 first, second = runs
-print(f"incarnations {starts[0][:8]}.. {starts[1][:8]}..: {len(first)} then {len(second)} decisions")
+print(f"incarnations {starts[0][:8]}.. {starts[1][:8]}..: "
+      f"{len(first)} then {len(second)} decisions")
 assert first, "no decisions in the first run"
 assert len(second) == len(first), "the second run did not decide every incident again"
 for run, inc in zip(runs, starts):

@@ -1135,8 +1135,8 @@ test_kafka_security (void **state)
     //  A SASL mechanism without a sasl_* protocol; TLS files with plaintext.
     assert_int_equal (s_load_kafka ("  security:\n"
                                     "    protocol: ssl\n"
-                                    "    sasl: {mechanism: PLAIN, username: u, password_file: pw}\n",
-                                    &cfg, &out), 1);
+                                    "    sasl: {mechanism: PLAIN, username: u, "
+                                    "password_file: pw}\n", &cfg, &out), 1);
     s_expect (out, "21:11: kafka.security.sasl: only used with protocol sasl_plaintext or "
               "sasl_ssl (protocol is ssl)");
     free (out);
