@@ -242,9 +242,12 @@ s_identify (mesh_event_kafka_t *self, const mesh_config_t *cfg, const char *brok
         }
         self->incarnation = strdup (incarnation);
     }
-    int wait_ms = cfg->liveness_timeout_ms > 0 ? cfg->liveness_timeout_ms / 2 : 5000;
+    //  The agent sends no heartbeat before it runs: the wait, with the start-up before it
+    //  (slow under a sanitizer), must end well within the liveness timeout, or the
+    //  supervisor kills the agent before it could say why.
+    int wait_ms = cfg->liveness_timeout_ms > 0 ? cfg->liveness_timeout_ms / 4 : 2500;
     if (wait_ms > 5000)
-        wait_ms = 5000;                 //  the supervisor must hear of it before liveness ends
+        wait_ms = 5000;
     if (wait_ms < 500)
         wait_ms = 500;
     int64_t deadline = zclock_mono () + wait_ms;
@@ -258,14 +261,14 @@ s_identify (mesh_event_kafka_t *self, const mesh_config_t *cfg, const char *brok
             break;
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err = rd_kafka_metadata (self->rk, 0, NULL, &md,
-                                                     (int) (left < 1000 ? left : 1000));
+                                                     (int) (left < 500 ? left : 500));
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             rd_kafka_metadata_destroy (md);
             answered = true;            //  a broker answered: the id is cached, or it has none
         }
         else
             failed = err;
-        rd_kafka_poll (self->rk, err ? 200 : 0);   //  serves s_client_error
+        rd_kafka_poll (self->rk, err ? 100 : 0);   //  serves s_client_error
     }
     self->starting = false;
     if (!id) {

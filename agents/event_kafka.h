@@ -22,8 +22,8 @@
 typedef struct _mesh_event_kafka_t mesh_event_kafka_t;
 
 //  Create the consumer (and the dead-letter producer) with the settings of
-//  common/kafka_conf.h, and learn the cluster id before returning: bounded by half the
-//  liveness timeout (at most 5 s).  NULL, with one log line that says why (no answer,
+//  common/kafka_conf.h, and learn the cluster id before returning: bounded by a quarter of
+//  the liveness timeout (0.5 to 5 s).  NULL, with one log line that says why (no answer,
 //  TLS or SASL failure, no cluster id, embedded broker without an incarnation).
 mesh_event_kafka_t *mesh_event_kafka_new (const mesh_config_t *cfg,
                                           const mesh_agent_config_t *agent, const char *brokers,

@@ -310,7 +310,7 @@ test_tls_against_plaintext_broker_fails_clearly (void **state)
     mesh_config_t cfg = {0};
     cfg.session_timeout_ms = 6000;
     cfg.commit_interval_ms = 1000;
-    cfg.liveness_timeout_ms = 6000;     //  the wait is half of it: 3 s
+    cfg.liveness_timeout_ms = 12000;    //  the wait is a quarter of it: 3 s
     cfg.kafka_security = (mesh_kafka_security_t) {
         .given = true, .protocol = MESH_KAFKA_SSL, .verify_hostname = true};
     s_capture ();
@@ -370,7 +370,7 @@ test_sasl_password_never_logged (void **state)
     mesh_config_t cfg = {0};
     cfg.session_timeout_ms = 6000;
     cfg.commit_interval_ms = 1000;
-    cfg.liveness_timeout_ms = 4000;
+    cfg.liveness_timeout_ms = 8000;
     cfg.kafka_security = (mesh_kafka_security_t) {
         .given = true, .protocol = MESH_KAFKA_SASL_PLAINTEXT, .mechanism = MESH_SASL_PLAIN,
         .username = (char *) "meshd", .password_file = pw, .allow_plaintext_password = true};
