@@ -8,6 +8,13 @@
  *  are revoked and forgets their watermarks; an event still in flight on a
  *  revoked partition is re-delivered to the new owner, whose ledger lookup finds
  *  the decision already recorded and does not repeat it.
+ *
+ *  Both clients here start from common/kafka_conf.c (TLS, SASL, kafka.properties).
+ *  Before the consumer is handed over, it learns what identifies the history of the
+ *  partitions it reads - the cluster id, and the embedded broker's incarnation -
+ *  because decision ids derive from it and offsets alone repeat when a broker starts
+ *  afresh.  The wait is bounded, and a client that cannot connect (wrong listener,
+ *  TLS or SASL refused) fails here with librdkafka's most telling error, once.
  */
 #include "event_kafka.h"
 #include "kafka_conf.h"
