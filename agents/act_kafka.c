@@ -8,6 +8,7 @@
  *  (librdkafka producers are thread-safe); each call waits for its own report.
  */
 #include "act.h"
+#include "kafka_conf.h"
 #include "log.h"
 
 #include <librdkafka/rdkafka.h>
@@ -43,10 +44,14 @@ mesh_act_kafka_t *
 mesh_act_kafka_new (const mesh_config_t *cfg, const char *brokers)
 {
     char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new ();
-    if (rd_kafka_conf_set (conf, "bootstrap.servers", brokers, err, sizeof err)
-            != RD_KAFKA_CONF_OK
-        || rd_kafka_conf_set (conf, "enable.idempotence", "true", err, sizeof err)
+    char *why = NULL;
+    rd_kafka_conf_t *conf = mesh_kafka_conf_new (cfg, brokers, &why);    //  TLS, SASL, properties
+    if (!conf) {
+        mesh_err ("act_kafka: %s", why);
+        free (why);
+        return NULL;
+    }
+    if (rd_kafka_conf_set (conf, "enable.idempotence", "true", err, sizeof err)
                != RD_KAFKA_CONF_OK
         || rd_kafka_conf_set (conf, "message.timeout.ms", "10000", err, sizeof err)
                != RD_KAFKA_CONF_OK) {

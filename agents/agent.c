@@ -342,11 +342,10 @@ s_shed (mesh_agent_t *self, mesh_incident_t *incident)
         self->shed_record = mesh_record_new (self->endpoint, identity, 10000);
     }
     json_t *decision = json_pack (
-        "{ss ss ss ss s{ss si sI} so ss sb sn si}", "type", "decision", "id", incident->id,
+        "{ss ss ss ss so so ss sb sn si}", "type", "decision", "id", incident->id,
         "agent", self->acfg->name, "mode", self->acfg->observe ? "observe" : "act", "trigger",
-        "topic", incident->topic, "partition", (int) incident->partition, "offset",
-        (json_int_t) incident->offset, "incident", mesh_incident_json (incident), "verdict",
-        "shed", "fallback", 0, "action", "tokens", 0);
+        mesh_incident_trigger_json (incident), "incident", mesh_incident_json (incident),
+        "verdict", "shed", "fallback", 0, "action", "tokens", 0);
     json_object_set_new (decision, "reason",
                          json_sprintf ("reasoning queue full (%d incidents waiting)",
                                        self->acfg->reason.queue_size));
@@ -655,7 +654,10 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
     self->budget = mesh_budget_new (acfg->reason.budget_tokens, acfg->reason.budget_window_s);
     self->act = mesh_act_new (cfg, acfg, brokers);
     self->events = mesh_event_kafka_new (cfg, acfg, brokers, instance);
-    if (!self->detect || !self->incidents || !self->budget || !self->act || !self->events) {
+    if (!self->detect || !self->incidents || !self->budget || !self->act || !self->events
+        || mesh_incidents_set_history (self->incidents,
+                                       mesh_event_kafka_cluster_id (self->events),
+                                       mesh_event_kafka_incarnation (self->events)) != 0) {
         mesh_agent_destroy (&self);
         return NULL;
     }

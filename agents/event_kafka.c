@@ -8,8 +8,16 @@
  *  are revoked and forgets their watermarks; an event still in flight on a
  *  revoked partition is re-delivered to the new owner, whose ledger lookup finds
  *  the decision already recorded and does not repeat it.
+ *
+ *  Both clients here start from common/kafka_conf.c (TLS, SASL, kafka.properties).
+ *  Before the consumer is handed over, it learns what identifies the history of the
+ *  partitions it reads - the cluster id, and the embedded broker's incarnation -
+ *  because decision ids derive from it and offsets alone repeat when a broker starts
+ *  afresh.  The wait is bounded, and a client that cannot connect (wrong listener,
+ *  TLS or SASL refused) fails here with librdkafka's most telling error, once.
  */
 #include "event_kafka.h"
+#include "kafka_conf.h"
 #include "log.h"
 
 #include <czmq.h>
@@ -44,6 +52,11 @@ struct _mesh_event_kafka_t {
     bool paused;                    //  backpressure: every assigned partition is paused
     rd_kafka_t *dlq;                //  producer for dead_letter_topic, or NULL
     uint64_t dead_lettered, dead_letter_failed;
+    char *cluster_id;               //  the brokers' cluster id, known before the first poll
+    char *incarnation;              //  the embedded broker's incarnation, or NULL
+    bool starting;                  //  in the cluster id wait: errors are kept, not logged
+    char last_error[512];           //  the most telling client error seen while starting
+    bool telling;                   //  ... it says what failed, not just "Disconnected"
 };
 
 static s_partition_t *
@@ -194,6 +207,106 @@ s_dlq_report (rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
         *err = msg->err;
 }
 
+//  Client-wide errors (transport, authentication, all brokers down).  While starting they
+//  are kept for the one message that says why the cluster id never came; later they are
+//  logged as they come, as they used to be when they arrived as consumer messages.
+//  librdkafka's transport and authentication errors name brokers and mechanisms, never a
+//  property value, so they are safe to log.
+static void
+s_client_error (rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    mesh_event_kafka_t *self = opaque;
+    if (self->starting) {
+        //  The first is the telling one ("SSL handshake failed: ... PLAINTEXT broker
+        //  listener?"); what follows is "Disconnected" and "all brokers are down".
+        bool telling = strcasestr (reason, "fail") || strcasestr (reason, "error")
+                    || strcasestr (reason, "certificate");
+        if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+            && (!self->last_error[0] || (telling && !self->telling))) {
+            snprintf (self->last_error, sizeof self->last_error, "%s", reason);
+            self->telling = telling;
+        }
+        return;
+    }
+    mesh_warn ("event: consumer: %s", reason);
+}
+
+//  What identifies the history of the partitions read: the cluster id, and for the
+//  embedded broker the incarnation meshd drew at its start.  The cluster id comes with the
+//  first Metadata response (v2 and later), so one is asked for at once and the wait is
+//  bounded; without it no decision id could be made, so the agent does not start.
+static int
+s_identify (mesh_event_kafka_t *self, const mesh_config_t *cfg, const char *brokers)
+{
+    if (cfg->embedded) {
+        const char *incarnation = getenv (MESH_BROKER_INCARNATION_ENV);
+        if (!incarnation || strlen (incarnation) != 32
+            || strspn (incarnation, "0123456789abcdef") != 32) {
+            mesh_err ("event: brokers is \"embedded\" but no broker incarnation was passed "
+                      "(%s); mesh-agent is started by meshd, which runs the broker",
+                      MESH_BROKER_INCARNATION_ENV);
+            return -1;
+        }
+        self->incarnation = strdup (incarnation);
+    }
+    //  The agent sends no heartbeat before it runs: the wait, with the start-up before it
+    //  (slow under a sanitizer), must end well within the liveness timeout, or the
+    //  supervisor kills the agent before it could say why.
+    int wait_ms = cfg->liveness_timeout_ms > 0 ? cfg->liveness_timeout_ms / 4 : 2500;
+    if (wait_ms > 5000)
+        wait_ms = 5000;
+    if (wait_ms < 500)
+        wait_ms = 500;
+    int64_t deadline = zclock_mono () + wait_ms;
+    bool answered = false;
+    rd_kafka_resp_err_t failed = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    self->starting = true;
+    char *id = NULL;
+    while (!(id = rd_kafka_clusterid (self->rk, 0)) && !answered) {
+        int64_t left = deadline - zclock_mono ();
+        if (left <= 0)
+            break;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata (self->rk, 0, NULL, &md,
+                                                     (int) (left < 500 ? left : 500));
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_metadata_destroy (md);
+            answered = true;            //  a broker answered: the id is cached, or it has none
+        }
+        else
+            failed = err;
+        rd_kafka_poll (self->rk, err ? 100 : 0);   //  serves s_client_error
+    }
+    self->starting = false;
+    if (!id) {
+        if (answered)
+            mesh_err ("event: the brokers at %s answered but report no cluster id (Kafka 0.10.1 "
+                      "or later is needed): decision ids could repeat, so the agent does not "
+                      "start", brokers);
+        else {
+            const char *hint = "check kafka.brokers and kafka.security against the brokers' "
+                               "listeners";
+            if (strstr (self->last_error, "SSL"))
+                hint = "the TLS handshake failed: do these brokers' listeners speak TLS, and "
+                       "is kafka.security.ssl.ca_file their CA?";
+            else
+            if (strstr (self->last_error, "SASL"))
+                hint = "SASL authentication failed: check kafka.security.sasl (mechanism, "
+                       "username, password file) against the brokers' listeners";
+            mesh_err ("event: no usable connection to the brokers at %s within %d ms: %s (%s)",
+                      brokers, wait_ms,
+                      self->last_error[0] ? self->last_error : rd_kafka_err2str (failed), hint);
+        }
+        return -1;
+    }
+    self->cluster_id = strdup (id);
+    rd_kafka_mem_free (self->rk, id);
+    mesh_info ("event: cluster %s%s%s", self->cluster_id,
+               self->incarnation ? ", embedded broker incarnation " : "",
+               self->incarnation ? self->incarnation : "");
+    return 0;
+}
+
 static bool
 s_set (rd_kafka_conf_t *conf, const char *key, const char *value)
 {
@@ -218,8 +331,14 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
     //  second and then waits, capping it near 100,000-200,000 messages per second.
     snprintf (prefetch, sizeof prefetch, "%d",
               cfg->prefetch_messages > 0 ? cfg->prefetch_messages : MESH_PREFETCH_DEFAULT);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new ();
-    if (!s_set (conf, "bootstrap.servers", brokers) || !s_set (conf, "group.id", agent->group)
+    char *why = NULL;
+    rd_kafka_conf_t *conf = mesh_kafka_conf_new (cfg, brokers, &why);
+    if (!conf) {
+        mesh_err ("event: %s", why);
+        free (why);
+        return NULL;
+    }
+    if (!s_set (conf, "group.id", agent->group)
         || !s_set (conf, "client.id", instance)
         || !s_set (conf, "enable.auto.offset.store", "false")
         || !s_set (conf, "enable.auto.commit", "true")
@@ -235,19 +354,31 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
     mesh_event_kafka_t *self = calloc (1, sizeof *self);
     self->agent = agent;
     rd_kafka_conf_set_rebalance_cb (conf, s_rebalance);
+    rd_kafka_conf_set_error_cb (conf, s_client_error);
     rd_kafka_conf_set_opaque (conf, self);
     char err[512];
     self->rk = rd_kafka_new (RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!self->rk) {
+        rd_kafka_conf_destroy (conf);           //  librdkafka keeps it only on success
         mesh_err ("event: cannot create consumer: %s", err);
         free (self);
         return NULL;
     }
+    //  Before the main queue is handed to the consumer: rd_kafka_poll serves errors.
+    if (s_identify (self, cfg, brokers) != 0) {
+        mesh_event_kafka_destroy (&self);
+        return NULL;
+    }
     rd_kafka_poll_set_consumer (self->rk);
     if (agent->dead_letter_topic) {
-        rd_kafka_conf_t *pconf = rd_kafka_conf_new ();
-        if (!s_set (pconf, "bootstrap.servers", brokers)
-            || !s_set (pconf, "enable.idempotence", "true")
+        rd_kafka_conf_t *pconf = mesh_kafka_conf_new (cfg, brokers, &why);
+        if (!pconf) {
+            mesh_err ("event: dead-letter producer: %s", why);
+            free (why);
+            mesh_event_kafka_destroy (&self);
+            return NULL;
+        }
+        if (!s_set (pconf, "enable.idempotence", "true")
             || !s_set (pconf, "message.timeout.ms", "10000")) {
             rd_kafka_conf_destroy (pconf);
             mesh_event_kafka_destroy (&self);
@@ -295,6 +426,8 @@ mesh_event_kafka_destroy (mesh_event_kafka_t **self_p)
     while (self->part_count)
         s_partition_forget (self, self->parts[0].topic, self->parts[0].partition);
     free (self->parts);
+    free (self->cluster_id);
+    free (self->incarnation);
     free (self);
     *self_p = NULL;
 }
@@ -545,4 +678,16 @@ size_t
 mesh_event_kafka_held (const mesh_event_kafka_t *self)
 {
     return self->held_total;
+}
+
+const char *
+mesh_event_kafka_cluster_id (const mesh_event_kafka_t *self)
+{
+    return self->cluster_id;
+}
+
+const char *
+mesh_event_kafka_incarnation (const mesh_event_kafka_t *self)
+{
+    return self->incarnation;
 }

@@ -21,9 +21,18 @@
 
 typedef struct _mesh_event_kafka_t mesh_event_kafka_t;
 
+//  Create the consumer (and the dead-letter producer) with the settings of
+//  common/kafka_conf.h, and learn the cluster id before returning: bounded by a quarter of
+//  the liveness timeout (0.5 to 5 s).  NULL, with one log line that says why (no answer,
+//  TLS or SASL failure, no cluster id, embedded broker without an incarnation).
 mesh_event_kafka_t *mesh_event_kafka_new (const mesh_config_t *cfg,
                                           const mesh_agent_config_t *agent, const char *brokers,
                                           const char *instance);
+//  What identifies the history of the partitions read, for decision ids: the brokers'
+//  cluster id, and with the embedded broker the incarnation meshd drew at its start
+//  (NULL with a real cluster).  Borrowed; valid until destroy.
+const char *mesh_event_kafka_cluster_id (const mesh_event_kafka_t *self);
+const char *mesh_event_kafka_incarnation (const mesh_event_kafka_t *self);
 //  Commit what is stored, leave the group, destroy; sets *self_p to NULL; safe on NULL.
 void mesh_event_kafka_destroy (mesh_event_kafka_t **self_p);
 //  Wait up to TIMEOUT_MS for one message.  1: *event filled (valid until the next poll);

@@ -5,8 +5,10 @@
  *  reasoning worker: it copies every string and deep-copies the triggering message
  *  (jansson reference counts are not a safe way to share a tree across threads),
  *  so it outlives the Kafka message it came from.  Its decision id is the SHA-256
- *  of (agent, topic, partition, offset) of the anomalous point it speaks for, the
- *  key that makes a re-delivered event find its earlier decision.
+ *  of (agent, topic, partition, offset) of the anomalous point it speaks for and of
+ *  the history of that partition (the cluster id, and the embedded broker's
+ *  incarnation): the key that makes a re-delivered event find its earlier decision,
+ *  and that a fresh broker's offset 0 cannot share with the old broker's.
  *
  *  mesh_incidents_t is Alertmanager's dispatcher over anomalous points, driven by
  *  event time so that a replay of the stream opens the same incidents as the live
@@ -63,8 +65,8 @@
 #define S_STATE_VERSION 1
 
 void
-mesh_incident_decision_id (const char *agent, const char *topic, int32_t partition,
-                           int64_t offset, char out[65])
+mesh_incident_decision_id (const mesh_incident_history_t *history, const char *agent,
+                           const char *topic, int32_t partition, int64_t offset, char out[65])
 {
     assert (agent);
     assert (topic);
@@ -78,13 +80,24 @@ mesh_incident_decision_id (const char *agent, const char *topic, int32_t partiti
     crypto_hash_sha256_update (&st, (const unsigned char *) topic, strlen (topic) + 1);
     crypto_hash_sha256_update (&st, (const unsigned char *) part, strlen (part) + 1);
     crypto_hash_sha256_update (&st, (const unsigned char *) off, strlen (off));
+    //  "\0cluster\0incarnation" after it: the old id had nothing after the offset, so the
+    //  two forms never hash the same bytes.
+    if (history && (history->cluster_id || history->incarnation)) {
+        const char *cluster = history->cluster_id ? history->cluster_id : "";
+        const char *incarnation = history->incarnation ? history->incarnation : "";
+        crypto_hash_sha256_update (&st, (const unsigned char *) "", 1);
+        crypto_hash_sha256_update (&st, (const unsigned char *) cluster, strlen (cluster) + 1);
+        crypto_hash_sha256_update (&st, (const unsigned char *) incarnation,
+                                   strlen (incarnation));
+    }
     unsigned char digest[crypto_hash_sha256_BYTES];
     crypto_hash_sha256_final (&st, digest);
     sodium_bin2hex (out, 65, digest, sizeof digest);
 }
 
 mesh_incident_t *
-mesh_incident_new (const char *agent, const mesh_event_t *event, const char *detector,
+mesh_incident_new (const char *agent, const mesh_incident_history_t *history,
+                   const mesh_event_t *event, const char *detector,
                    const mesh_detect_info_t *info)
 {
     assert (agent);
@@ -103,8 +116,13 @@ mesh_incident_new (const char *agent, const mesh_event_t *event, const char *det
     self->detector = strdup (detector);
     if (event->json)
         self->event = json_deep_copy (event->json);
+    if (history && history->cluster_id)
+        self->cluster_id = strdup (history->cluster_id);
+    if (history && history->incarnation)
+        self->incarnation = strdup (history->incarnation);
     if (!self->agent || !self->topic || !self->series || !self->detector
-        || (event->json && !self->event)) {
+        || (event->json && !self->event) || (history && history->cluster_id && !self->cluster_id)
+        || (history && history->incarnation && !self->incarnation)) {
         mesh_err ("incident: out of memory");
         mesh_incident_destroy (&self);
         return NULL;
@@ -114,7 +132,8 @@ mesh_incident_new (const char *agent, const mesh_event_t *event, const char *det
     self->value = event->value;
     self->ts_ms = event->ts_ms;
     self->info = *info;
-    mesh_incident_decision_id (agent, topic, event->partition, event->offset, self->id);
+    mesh_incident_decision_id (history, agent, topic, event->partition, event->offset,
+                               self->id);
     return self;
 }
 
@@ -129,6 +148,8 @@ mesh_incident_destroy (mesh_incident_t **self_p)
     free (self->topic);
     free (self->series);
     free (self->detector);
+    free (self->cluster_id);
+    free (self->incarnation);
     json_decref (self->event);
     json_decref (self->group);
     free (self);
@@ -194,11 +215,30 @@ mesh_incident_json (const mesh_incident_t *self)
         "ts_ms", (json_int_t) self->ts_ms,
         "trigger", "topic", self->topic, "partition", (int) self->partition,
         "offset", (json_int_t) self->offset);
+    json_t *trigger = root ? json_object_get (root, "trigger") : NULL;
+    if (trigger && self->cluster_id)
+        json_object_set_new (trigger, "cluster_id", json_string (self->cluster_id));
+    if (trigger && self->incarnation)
+        json_object_set_new (trigger, "incarnation", json_string (self->incarnation));
     if (root && self->group)
         json_object_set_new (root, "group", json_deep_copy (self->group));
     if (!root)
         mesh_err ("incident: cannot build the JSON of incident %s", self->id);
     return root;
+}
+
+json_t *
+mesh_incident_trigger_json (const mesh_incident_t *self)
+{
+    assert (self);
+    json_t *trigger = json_pack ("{s:s, s:i, s:I}", "topic", self->topic ? self->topic : "",
+                                 "partition", (int) self->partition, "offset",
+                                 (json_int_t) self->offset);
+    if (trigger && self->cluster_id)
+        json_object_set_new (trigger, "cluster_id", json_string (self->cluster_id));
+    if (trigger && self->incarnation)
+        json_object_set_new (trigger, "incarnation", json_string (self->incarnation));
+    return trigger;
 }
 
 //  --- detect info and incidents, whole, for the state file -------------------------
@@ -235,13 +275,18 @@ s_info_from (json_t *j, mesh_detect_info_t *info)
 static json_t *
 s_incident_save (const mesh_incident_t *inc)
 {
-    return json_pack ("{s:s, s:s, s:s, s:i, s:I, s:s, s:o, s:I, s:s, s:o, s:O?, s:O?}",
+    json_t *saved = json_pack ("{s:s, s:s, s:s, s:i, s:I, s:s, s:o, s:I, s:s, s:o, s:O?, s:O?}",
                       "id", inc->id, "agent", inc->agent, "topic", inc->topic,
                       "partition", (int) inc->partition, "offset", (json_int_t) inc->offset,
                       "series", inc->series, "value", s_number (inc->value),
                       "ts_ms", (json_int_t) inc->ts_ms, "detector", inc->detector,
                       "info", s_info_json (&inc->info), "event", inc->event,
                       "group", inc->group);
+    if (saved && inc->cluster_id)
+        json_object_set_new (saved, "cluster_id", json_string (inc->cluster_id));
+    if (saved && inc->incarnation)
+        json_object_set_new (saved, "incarnation", json_string (inc->incarnation));
+    return saved;
 }
 
 static mesh_incident_t *
@@ -269,7 +314,10 @@ s_incident_load (json_t *j)
     snprintf (ev.series, sizeof ev.series, "%s", series);
     mesh_detect_info_t info;
     s_info_from (json_object_get (j, "info"), &info);
-    mesh_incident_t *inc = mesh_incident_new (agent, &ev, detector, &info);
+    mesh_incident_history_t history = {
+        .cluster_id = json_string_value (json_object_get (j, "cluster_id")),
+        .incarnation = json_string_value (json_object_get (j, "incarnation")) };
+    mesh_incident_t *inc = mesh_incident_new (agent, &history, &ev, detector, &info);
     if (!inc)
         return NULL;
     memcpy (inc->id, id, 64);           //  the id of the point it speaks for, as recorded
@@ -484,6 +532,10 @@ struct _mesh_incidents_t {
     char *state_path;
     bool dirty, urgent;
     int64_t last_save;
+
+    char *cluster_id, *incarnation;     //  the history now (mesh_incidents_set_history)
+    bool state_loaded;                  //  a state file was loaded ...
+    char *loaded_cluster_id, *loaded_incarnation;   //  ... written under this history
 
     uint64_t suppressed[MESH_SUPPRESS_COUNT_];
     uint64_t opened, resolved, refired, state_errors;
@@ -1038,7 +1090,9 @@ s_fire (mesh_incidents_t *self, s_group_t *g, s_point_t *p, const mesh_event_t *
     mesh_event_t ev = { .topic = p->topic, .partition = p->partition, .offset = p->offset,
                         .value = p->value, .ts_ms = p->ts_ms, .json = p->event };
     snprintf (ev.series, sizeof ev.series, "%s", p->series);
-    mesh_incident_t *inc = mesh_incident_new (self->agent->name, &ev, p->detector, &p->info);
+    mesh_incident_history_t history = { self->cluster_id, self->incarnation };
+    mesh_incident_t *inc = mesh_incident_new (self->agent->name, &history, &ev, p->detector,
+                                              &p->info);
     if (inc)
         inc->group = s_group_json (self, g, p, kind);
     if (inc && hold) {                  //  the id stays the point's; the offset is HOLD's
@@ -1467,8 +1521,9 @@ s_state_json (const mesh_incidents_t *self)
     for (int i = 0; i < MESH_SUPPRESS_COUNT_; i++)
         json_object_set_new (counts, s_reason_names[i],
                              json_integer ((json_int_t) self->suppressed[i]));
-    return json_pack ("{s:i, s:s, s:o, s:i, s:o, s:o, s:I, s:o, s:o, s:o, s:o}",
+    return json_pack ("{s:i, s:s, s:s?, s:s?, s:o, s:i, s:o, s:o, s:I, s:o, s:o, s:o, s:o}",
                       "version", S_STATE_VERSION, "agent", self->agent->name,
+                      "cluster_id", self->cluster_id, "incarnation", self->incarnation,
                       "group_by", s_strings_json (self->cfg->group_by,
                                                   self->cfg->group_by_count),
                       "min_points", self->min_points,
@@ -1754,6 +1809,11 @@ s_load (mesh_incidents_t *self)
         }
         mesh_incident_destroy (&inc);
     }
+    const char *cluster = json_string_value (json_object_get (root, "cluster_id"));
+    const char *incarnation = json_string_value (json_object_get (root, "incarnation"));
+    if (!why && ((cluster && !(self->loaded_cluster_id = strdup (cluster)))
+                 || (incarnation && !(self->loaded_incarnation = strdup (incarnation)))))
+        why = "out of memory";
     json_decref (root);
     if (why) {
         mesh_warn ("incident: %s: %s; starting with no groups", self->state_path, why);
@@ -1762,6 +1822,7 @@ s_load (mesh_incidents_t *self)
     }
     mesh_info ("incident: state loaded from %s: %zu groups (%zu with a candidate), %zu members",
                self->state_path, self->alive, self->pending, self->members.size);
+    self->state_loaded = true;
     return 0;
 }
 
@@ -1860,6 +1921,42 @@ mesh_incidents_new (const mesh_agent_config_t *agent, const char *state_dir,
     return self;
 }
 
+static bool
+s_same (const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp (a, b));
+}
+
+int
+mesh_incidents_set_history (mesh_incidents_t *self, const char *cluster_id,
+                            const char *incarnation)
+{
+    assert (self);
+    free (self->cluster_id);
+    free (self->incarnation);
+    self->cluster_id = cluster_id ? strdup (cluster_id) : NULL;
+    self->incarnation = incarnation ? strdup (incarnation) : NULL;
+    if ((cluster_id && !self->cluster_id) || (incarnation && !self->incarnation)) {
+        mesh_err ("incident: out of memory");
+        return -1;
+    }
+    if (self->state_loaded && (!s_same (cluster_id, self->loaded_cluster_id)
+                               || !s_same (incarnation, self->loaded_incarnation))) {
+        mesh_warn ("incident: %s was written for %s %s, not for %s %s (a new broker or "
+                   "cluster: its offsets start afresh); its groups and remembered incidents "
+                   "are dropped", self->state_path,
+                   self->loaded_incarnation ? "broker incarnation" : "cluster",
+                   self->loaded_incarnation ? self->loaded_incarnation
+                   : self->loaded_cluster_id ? self->loaded_cluster_id : "(unknown)",
+                   incarnation ? "broker incarnation" : "cluster",
+                   incarnation ? incarnation : cluster_id ? cluster_id : "(unknown)");
+        s_clear (self);
+        self->dirty = true;
+    }
+    self->state_loaded = false;         //  compared once; what is saved from now is ours
+    return 0;
+}
+
 void
 mesh_incidents_destroy (mesh_incidents_t **self_p)
 {
@@ -1880,6 +1977,10 @@ mesh_incidents_destroy (mesh_incidents_t **self_p)
     mesh_silences_destroy (&self->file_silences);
     free (self->silences_path);
     free (self->state_path);
+    free (self->cluster_id);
+    free (self->incarnation);
+    free (self->loaded_cluster_id);
+    free (self->loaded_incarnation);
     free (self);
     *self_p = NULL;
 }

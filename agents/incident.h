@@ -22,8 +22,18 @@
 #include "event.h"
 #include <jansson.h>
 
+//  What identifies the history of the partitions an agent reads: offsets repeat when a
+//  broker starts afresh (the embedded one at every meshd start) or a cluster is rebuilt, so
+//  a decision id names the history too.  Both NULL: unknown (unit tests only).
 typedef struct {
-    char id[65];                        //  decision id: hex SHA-256 of agent/topic/partition/offset
+    const char *cluster_id;             //  the brokers' cluster id (rd_kafka_clusterid)
+    const char *incarnation;            //  the embedded broker's incarnation; NULL otherwise
+} mesh_incident_history_t;
+
+typedef struct {
+    char id[65];                        //  decision id: see mesh_incident_decision_id
+    char *cluster_id;                   //  the history it was opened in (NULL: unknown)
+    char *incarnation;
     char *agent;
     char *topic;
     int32_t partition;
@@ -37,16 +47,25 @@ typedef struct {
     json_t *group;                      //  the group it speaks for (owned), or NULL; see below
 } mesh_incident_t;
 
-//  Build an incident from the triggering event (copies everything it needs).
-mesh_incident_t *mesh_incident_new (const char *agent, const mesh_event_t *event,
-                                    const char *detector, const mesh_detect_info_t *info);
+//  Build an incident from the triggering event (copies everything it needs), opened in
+//  HISTORY (may be NULL: unknown).
+mesh_incident_t *mesh_incident_new (const char *agent, const mesh_incident_history_t *history,
+                                    const mesh_event_t *event, const char *detector,
+                                    const mesh_detect_info_t *info);
 void mesh_incident_destroy (mesh_incident_t **self_p);
 //  The incident as JSON (series, value, score, detector, stats, window, started_at, trigger,
 //  and group when it has one).  Caller owns the result.
 json_t *mesh_incident_json (const mesh_incident_t *self);
-//  The decision id for (agent, topic, partition, offset) into out[65].
-void mesh_incident_decision_id (const char *agent, const char *topic, int32_t partition,
-                                int64_t offset, char out[65]);
+//  The decision's trigger: {topic, partition, offset, cluster_id?, incarnation?}, the last
+//  two when known.  Caller owns.
+json_t *mesh_incident_trigger_json (const mesh_incident_t *self);
+//  The decision id into out[65]: hex SHA-256 of (agent, topic, partition, offset) and, when
+//  HISTORY is given, its cluster id and incarnation, so that the same offset in another
+//  broker incarnation or cluster never has the same id.  HISTORY NULL (or both fields
+//  NULL) gives the id of the first releases, over the coordinates alone.
+void mesh_incident_decision_id (const mesh_incident_history_t *history, const char *agent,
+                                const char *topic, int32_t partition, int64_t offset,
+                                char out[65]);
 
 //  Why an anomalous point opened no incident.  Each point is counted once, under the
 //  reason that held it when it stopped being a candidate.
@@ -76,6 +95,13 @@ typedef struct _mesh_incidents_t mesh_incidents_t;
 //  unusable or out of memory.
 mesh_incidents_t *mesh_incidents_new (const mesh_agent_config_t *agent, const char *state_dir,
                                       const char *instance);
+//  The history of the partitions from now on (copied): the ids of the incidents opened
+//  after this call derive from it.  Call once, before the first update.  A state file
+//  written under another history (or none) speaks of offsets in a log that no longer
+//  exists: its groups and remembered incidents are dropped, with a warning, so that a
+//  fresh broker's offsets never reopen an old incident.  0, or -1 (out of memory).
+int mesh_incidents_set_history (mesh_incidents_t *self, const char *cluster_id,
+                                const char *incarnation);
 //  Save the state (with a state dir) and destroy; sets *self_p to NULL; safe on NULL.
 void mesh_incidents_destroy (mesh_incidents_t **self_p);
 //  Feed every consumed EVENT (ANOMALOUS or not: every event moves event time on, and a

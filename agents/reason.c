@@ -678,11 +678,7 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_object_set_new (decision, "id", json_string (incident->id));
     json_object_set_new (decision, "agent", json_string (agent->name));
     json_object_set_new (decision, "mode", json_string (agent->observe ? "observe" : "act"));
-    json_object_set_new (decision, "trigger",
-                         json_pack ("{s:s, s:i, s:I}", "topic",
-                                    incident->topic ? incident->topic : "", "partition",
-                                    (int) incident->partition, "offset",
-                                    (json_int_t) incident->offset));
+    json_object_set_new (decision, "trigger", mesh_incident_trigger_json (incident));
     json_object_set_new (decision, "incident", incident_json);
     json_object_set_new (decision, "ctx", recorded_ctx);
     json_object_set_new (decision, "rules_hash", json_string (mesh_gate_rules_hash (self->gate)));

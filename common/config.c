@@ -34,12 +34,14 @@
  *  whether they load is the gate module's business (meshd --check-config).
  */
 #include "config.h"
+#include "kafka_conf.h"
 #include "log.h"
 #include "silence.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -47,6 +49,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define S_MAX_BYTES     (1024 * 1024)   //  larger config files are refused
@@ -1294,6 +1298,417 @@ s_brokers (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     cfg->brokers = s_strdup (ctx, text);
 }
 
+//  kafka.security and kafka.properties (common/kafka_conf.c turns them into librdkafka
+//  settings).  Files are checked now, so that a missing key or an unreadable password is a
+//  config error with its position, not a client that fails at start; secrets are never
+//  accepted inline, and a secret file others may read is refused.
+
+typedef enum {
+    S_FILE_PUBLIC,                      //  a CA bundle or certificate: readable is enough
+    S_FILE_KEY,                         //  a private key: not readable by others
+    S_FILE_SECRET,                      //  a password: not readable by others, one short line
+} s_file_kind_t;
+
+static const char *
+s_check_credential (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length <= 255 && strcmp (text, ".") && strcmp (text, "..");
+    for (size_t i = 0; good && i < length; i++)
+        good = isalnum ((unsigned char) text [i]) || strchr ("._-@:", text [i]);
+    return good ? NULL : "a systemd credential name (1-255 of [A-Za-z0-9._@:-], not '.' or '..')";
+}
+
+//  A file named by PATH or {credential: NAME} ($CREDENTIALS_DIRECTORY/NAME, as systemd's
+//  LoadCredential= provides it), checked for KIND and stored (resolved) in *OUT.
+static void
+s_kafka_file (s_ctx_t *ctx, s_node_t *node, const char *path, char **out, s_file_kind_t kind)
+{
+    char what [96], shown [64];
+    const char *text;
+    char *resolved = NULL;
+    if (node->kind == S_MAPPING) {
+        s_node_t *name = s_find (node, "credential");
+        if (node->count != 2 || !name) {
+            s_at (ctx, node, "%s: expected a file path or {credential: NAME}", path);
+            return;
+        }
+        char sub [S_PATH_MAX];
+        s_join (sub, path, "credential");
+        if (!s_get_string (ctx, name, sub, &text))
+            return;
+        const char *why = s_check_credential (text);
+        if (why) {
+            s_at (ctx, name, "%s: expected %s, got '%s'", sub, why,
+                  s_show (text, shown, sizeof shown));
+            return;
+        }
+        const char *dir = getenv ("CREDENTIALS_DIRECTORY");
+        if (!dir || !*dir) {
+            s_at (ctx, name, "%s: $CREDENTIALS_DIRECTORY is not set, so credential '%s' "
+                  "cannot be found (systemd sets it for LoadCredential=; outside systemd name "
+                  "a file instead)", sub, s_show (text, shown, sizeof shown));
+            return;
+        }
+        if (asprintf (&resolved, "%s/%s", dir, text) < 0) {
+            s_oom (ctx);
+            return;
+        }
+        node = name;
+    }
+    else {
+        if (!s_get_string (ctx, node, path, &text))
+            return;
+        if (node->kind != S_SCALAR) {
+            s_at (ctx, node, "%s: expected a file path or {credential: NAME}, got %s", path,
+                  s_what (node, what, sizeof what));
+            return;
+        }
+        const char *why = s_check_path (text);
+        if (why) {
+            s_at (ctx, node, "%s: expected %s", path, why);
+            return;
+        }
+        if (!(resolved = s_resolve (ctx, text)))
+            return;
+    }
+    //  The file itself: there, readable, a regular file, and for keys and secrets private.
+    struct stat st;
+    int fd = open (resolved, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat (fd, &st) != 0) {
+        s_at (ctx, node, "%s: cannot read %s: %s", path, resolved, strerror (errno));
+        if (fd >= 0)
+            close (fd);
+        free (resolved);
+        return;
+    }
+    close (fd);
+    const char *problem = NULL;
+    if (!S_ISREG (st.st_mode))
+        problem = "is not a regular file";
+    else
+    if (st.st_size == 0)
+        problem = "is empty";
+    else
+    if (kind != S_FILE_PUBLIC && (st.st_mode & S_IROTH))
+        problem = "is readable by every user; make it private (chmod o-r), or use a systemd "
+                  "credential";
+    else
+    if (kind == S_FILE_SECRET && st.st_size > MESH_KAFKA_SECRET_MAX)
+        problem = "is larger than 4096 bytes; a secret file holds one line";
+    else
+    if (st.st_size > S_MAX_BYTES)
+        problem = "is larger than 1 MiB";
+    if (problem) {
+        s_at (ctx, node, "%s: %s %s", path, resolved, problem);
+        free (resolved);
+        return;
+    }
+    free (*out);
+    *out = resolved;
+}
+
+#define S_FILE_HANDLER(name, member, kind)                                                   \
+    static void name (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)           \
+    {                                                                                        \
+        s_kafka_file (ctx, node, path, &((mesh_kafka_security_t *) base)->member, kind);     \
+    }
+S_FILE_HANDLER (s_ca_file, ca_file, S_FILE_PUBLIC)
+S_FILE_HANDLER (s_cert_file, cert_file, S_FILE_PUBLIC)
+S_FILE_HANDLER (s_key_file, key_file, S_FILE_KEY)
+S_FILE_HANDLER (s_key_password_file, key_password_file, S_FILE_SECRET)
+S_FILE_HANDLER (s_password_file, password_file, S_FILE_SECRET)
+S_FILE_HANDLER (s_client_secret_file, client_secret_file, S_FILE_SECRET)
+
+//  `password:`, `key_password:`, `client_secret:` written inline: refused, whatever the value.
+static void
+s_inline_secret (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    const char *key = strrchr (path, '.') ? strrchr (path, '.') + 1 : path;
+    s_at (ctx, node, "%s: secrets are never written in the config; put it in a file readable "
+          "only by meshd and name it with %s_file: PATH, or %s_file: {credential: NAME} for a "
+          "systemd credential", path, key, key);
+}
+
+static const char *const s_kafka_protocols [] = { "plaintext", "ssl", "sasl_plaintext",
+                                                  "sasl_ssl", NULL };
+static const char *const s_sasl_mechanisms [] = { "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512",
+                                                  "OAUTHBEARER", NULL };
+
+static void
+s_sasl_mechanism (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    const char *text;
+    char shown [64], choices [128];
+    if (s_is_null (node)) {
+        s_at (ctx, node, "%s: a value is required", path);
+        return;
+    }
+    if (!s_get_string (ctx, node, path, &text))
+        return;
+    int choice = s_choice (s_sasl_mechanisms, text);
+    if (choice < 0) {
+        s_choices_text (s_sasl_mechanisms, choices, sizeof choices);
+        s_at (ctx, node, "%s: must be one of: %s; got '%s'", path, choices,
+              s_show (text, shown, sizeof shown));
+        return;
+    }
+    ((mesh_kafka_security_t *) base)->mechanism = (mesh_sasl_mechanism_t) (choice + 1);
+}
+
+//  The token endpoint of an OIDC provider: https, no credentials in it.
+static const char *
+s_check_token_url (const char *text)
+{
+    if (strncmp (text, "https://", 8))
+        return "an https:// URL (the client secret is sent there)";
+    for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return "a URL without spaces or control characters";
+    size_t authority = strcspn (text + 8, "/?#");
+    if (authority == 0)
+        return "a URL with a host";
+    if (memchr (text + 8, '@', authority))
+        return "a URL without credentials (the client secret goes in client_secret_file)";
+    return strlen (text) < 2048 ? NULL : "a URL shorter than 2048 characters";
+}
+
+enum { O_URL, O_CLIENT_ID, O_SECRET_FILE, O_SCOPE, O_SECRET };
+static const s_field_t s_oauth_fields [] = {
+    [O_URL] = { .key = "token_endpoint_url", .type = F_STRING, .no_echo = true,
+                .offset = offsetof (mesh_kafka_security_t, token_endpoint_url),
+                .check = s_check_token_url },
+    [O_CLIENT_ID] = S_STR ("client_id", mesh_kafka_security_t, client_id, s_check_line),
+    [O_SECRET_FILE] = { .key = "client_secret_file", .type = F_CALL,
+                        .handler = s_client_secret_file },
+    [O_SCOPE] = S_STR ("scope", mesh_kafka_security_t, scope, s_check_line),
+    [O_SECRET] = { .key = "client_secret", .type = F_CALL, .handler = s_inline_secret },
+    { NULL }
+};
+
+enum { L_MECHANISM, L_USERNAME, L_PASSWORD_FILE, L_ALLOW, L_OAUTH, L_PASSWORD };
+static const s_field_t s_sasl_fields [] = {
+    [L_MECHANISM] = { .key = "mechanism", .type = F_CALL, .handler = s_sasl_mechanism },
+    [L_USERNAME] = S_STR ("username", mesh_kafka_security_t, username, s_check_line),
+    [L_PASSWORD_FILE] = { .key = "password_file", .type = F_CALL, .handler = s_password_file },
+    [L_ALLOW] = { .key = "allow_plaintext_password", .type = F_BOOL,
+                  .offset = offsetof (mesh_kafka_security_t, allow_plaintext_password) },
+    [L_OAUTH] = { .key = "oauthbearer", .type = F_SECTION, .sub = s_oauth_fields },
+    [L_PASSWORD] = { .key = "password", .type = F_CALL, .handler = s_inline_secret },
+    { NULL }
+};
+
+enum { T_CA, T_CERT, T_KEY, T_KEY_PASSWORD_FILE, T_VERIFY, T_KEY_PASSWORD };
+static const s_field_t s_ssl_fields [] = {
+    [T_CA] = { .key = "ca_file", .type = F_CALL, .handler = s_ca_file },
+    [T_CERT] = { .key = "cert_file", .type = F_CALL, .handler = s_cert_file },
+    [T_KEY] = { .key = "key_file", .type = F_CALL, .handler = s_key_file },
+    [T_KEY_PASSWORD_FILE] = { .key = "key_password_file", .type = F_CALL,
+                              .handler = s_key_password_file },
+    [T_VERIFY] = { .key = "verify_hostname", .type = F_BOOL,
+                   .offset = offsetof (mesh_kafka_security_t, verify_hostname) },
+    [T_KEY_PASSWORD] = { .key = "key_password", .type = F_CALL, .handler = s_inline_secret },
+    { NULL }
+};
+
+enum { Y_PROTOCOL, Y_SSL, Y_SASL };
+static const s_field_t s_security_fields [] = {
+    [Y_PROTOCOL] = { .key = "protocol", .type = F_ENUM, .required = true,
+                     .offset = offsetof (mesh_kafka_security_t, protocol),
+                     .choices = s_kafka_protocols },
+    [Y_SSL] = { .key = "ssl", .type = F_SECTION, .sub = s_ssl_fields },
+    [Y_SASL] = { .key = "sasl", .type = F_SECTION, .sub = s_sasl_fields },
+    { NULL }
+};
+
+//  Whether this build of librdkafka has FEATURE (a word of its builtin.features).
+static bool
+s_rdkafka_feature (const char *feature)
+{
+    char features [512];
+    size_t size = sizeof features;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+    bool found = false;
+    if (rd_kafka_conf_get (conf, "builtin.features", features, &size) == RD_KAFKA_CONF_OK)
+        for (char *word = strtok (features, ","); word && !found; word = strtok (NULL, ","))
+            found = !strcmp (word, feature);
+    rd_kafka_conf_destroy (conf);
+    return found;
+}
+
+//  The combinations, once every key is read.  SEEN: the security block's keys; the ssl and
+//  sasl sections' keys are found again in their nodes.
+static void
+s_security_check (s_ctx_t *ctx, mesh_kafka_security_t *sec, s_node_t *node, s_node_t **seen,
+                  const char *path)
+{
+    if (!s_given (seen [Y_PROTOCOL]))
+        return;                         //  reported; the rest depends on it
+    const char *protocol = s_kafka_protocols [sec->protocol];
+    bool ssl = sec->protocol == MESH_KAFKA_SSL || sec->protocol == MESH_KAFKA_SASL_SSL;
+    bool sasl = sec->protocol == MESH_KAFKA_SASL_PLAINTEXT
+             || sec->protocol == MESH_KAFKA_SASL_SSL;
+    s_node_t *tls = seen [Y_SSL], *auth = seen [Y_SASL];
+    if (ssl && !s_rdkafka_feature ("ssl"))
+        s_at (ctx, seen [Y_PROTOCOL], "%s.protocol: %s needs TLS, which this build of "
+              "librdkafka lacks", path, protocol);
+    if (tls && !s_is_null (tls) && !ssl)
+        s_at (ctx, tls, "%s.ssl: only used with protocol ssl or sasl_ssl (protocol is %s): "
+              "TLS files with a plaintext connection would be silently ignored", path, protocol);
+    if (auth && !s_is_null (auth) && !sasl)
+        s_at (ctx, auth, "%s.sasl: only used with protocol sasl_plaintext or sasl_ssl "
+              "(protocol is %s)", path, protocol);
+    if (ssl) {
+        if (!sec->cert_file != !sec->key_file && s_given (s_either (s_find (tls, "cert_file"),
+                                                          s_find (tls, "key_file"), NULL)))
+            s_at (ctx, s_either (s_find (tls, "cert_file"), s_find (tls, "key_file"), tls),
+                  "%s.ssl: cert_file and key_file go together (a client certificate needs its "
+                  "key)", path);
+        if (sec->key_password_file && !sec->key_file)
+            s_at (ctx, s_find (tls, "key_password_file"), "%s.ssl.key_password_file: only "
+                  "used with key_file", path);
+    }
+    if (!sasl)
+        return;
+    const char *mechanism = mesh_kafka_conf_mechanism_name (sec->mechanism);
+    if (!mechanism) {
+        if (!s_find (auth, "mechanism"))
+            s_at (ctx, auth && !s_is_null (auth) ? auth : node, "%s.sasl.mechanism: required "
+                  "with protocol %s (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)", path,
+                  protocol);
+        return;
+    }
+    s_node_t *at = s_find (auth, "mechanism");
+    char sub [S_PATH_MAX];
+    snprintf (sub, sizeof sub, "%s.sasl", path);
+    if (sec->mechanism == MESH_SASL_OAUTHBEARER) {
+        char why [512];
+        if (mesh_kafka_conf_try ("sasl.oauthbearer.method", "oidc", why, sizeof why) != 0)
+            s_at (ctx, at, "%s.mechanism: OAUTHBEARER (OIDC) cannot be used with this "
+                  "librdkafka: %s", sub, why);
+        if (s_find (auth, "username") || s_find (auth, "password_file"))
+            s_at (ctx, s_either (s_find (auth, "username"), s_find (auth, "password_file"), at),
+                  "%s: username and password_file are for PLAIN and SCRAM; OAUTHBEARER uses "
+                  "oauthbearer.client_id and client_secret_file", sub);
+        s_node_t *oauth = s_find (auth, "oauthbearer");
+        static const char *const needed [] = { "token_endpoint_url", "client_id",
+                                               "client_secret_file", NULL };
+        for (int i = 0; needed [i]; i++)
+            if (!s_find (oauth, needed [i]))
+                s_at (ctx, oauth && !s_is_null (oauth) ? oauth : at, "%s.oauthbearer.%s: "
+                      "required with mechanism OAUTHBEARER", sub, needed [i]);
+        return;
+    }
+    const char *feature = sec->mechanism == MESH_SASL_PLAIN ? "sasl_plain" : "sasl_scram";
+    if (!s_rdkafka_feature (feature))
+        s_at (ctx, at, "%s.mechanism: %s is not in this build of librdkafka", sub, mechanism);
+    if (s_find (auth, "oauthbearer"))
+        s_at (ctx, s_find (auth, "oauthbearer"), "%s.oauthbearer: only used with mechanism "
+              "OAUTHBEARER (mechanism is %s)", sub, mechanism);
+    if (!s_find (auth, "username"))
+        s_at (ctx, auth, "%s.username: required with mechanism %s", sub, mechanism);
+    if (!s_find (auth, "password_file"))
+        s_at (ctx, auth, "%s.password_file: required with mechanism %s (a file holding the "
+              "password, or {credential: NAME})", sub, mechanism);
+    if (sec->mechanism == MESH_SASL_PLAIN && sec->protocol == MESH_KAFKA_SASL_PLAINTEXT
+        && !sec->allow_plaintext_password)
+        s_at (ctx, at, "%s.mechanism: PLAIN over sasl_plaintext sends the password "
+              "unencrypted; use protocol sasl_ssl, or set allow_plaintext_password: true to "
+              "accept that", sub);
+}
+
+static void
+s_kafka_security (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_kafka_security_t *sec = &((mesh_config_t *) base)->kafka_security;
+    s_node_t *seen [S_MAX_FIELDS];
+    if (s_is_null (node)) {
+        s_at (ctx, node, "%s: expected a mapping with at least protocol", path);
+        return;
+    }
+    sec->given = true;
+    s_walk (ctx, node, path, s_security_fields, sec, seen);
+    if (node->kind == S_MAPPING)
+        s_security_check (ctx, sec, node, seen, path);
+}
+
+//  librdkafka property names: lower case, digits, '.', '_'.
+static const char *
+s_check_property (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length <= 128 && islower ((unsigned char) text [0]);
+    for (size_t i = 1; good && i < length; i++)
+        good = islower ((unsigned char) text [i]) || isdigit ((unsigned char) text [i])
+            || text [i] == '.' || text [i] == '_';
+    return good ? NULL : "a librdkafka property name such as socket.keepalive.enable";
+}
+
+static void
+s_kafka_properties (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t **keys, **values;
+    size_t count = s_entries (ctx, node, path, s_check_property, &keys, &values);
+    cfg->kafka_properties = s_calloc (ctx, count, sizeof *cfg->kafka_properties);
+    for (size_t i = 0; cfg->kafka_properties && i < count; i++) {
+        char sub [S_PATH_MAX], shown [64], what [96], why [512];
+        s_join (sub, path, keys [i]->text);
+        const char *refusal = mesh_kafka_conf_refusal (keys [i]->text);
+        if (refusal) {
+            s_at (ctx, keys [i], "%s: refused: %s", sub, refusal);
+            continue;
+        }
+        s_node_t *value = values [i];
+        if (value->kind != S_SCALAR || s_is_null (value)) {
+            s_at (ctx, value, "%s: expected a value (string, number or boolean), got %s", sub,
+                  s_what (value, what, sizeof what));
+            continue;
+        }
+        const char *text;
+        if (!s_get_string (ctx, value, sub, &text))
+            continue;
+        const char *bad = s_check_line (text);
+        if (bad) {
+            s_at (ctx, value, "%s: expected %s", sub, bad);
+            continue;
+        }
+        if (mesh_kafka_conf_try (keys [i]->text, text, why, sizeof why) != 0) {
+            s_at (ctx, value, "%s: librdkafka refuses '%s': %s", sub,
+                  s_show (text, shown, sizeof shown), why);
+            continue;
+        }
+        mesh_kafka_property_t *p = &cfg->kafka_properties [cfg->kafka_property_count];
+        p->key = s_strdup (ctx, keys [i]->text);
+        p->value = s_strdup (ctx, text);
+        p->pos = (mesh_config_pos_t) { value->line, value->col };
+        cfg->kafka_property_count++;
+    }
+    free (keys);
+    free (values);
+}
+
+static void
+s_kafka_security_free (mesh_config_t *cfg)
+{
+    mesh_kafka_security_t *sec = &cfg->kafka_security;
+    free (sec->ca_file);
+    free (sec->cert_file);
+    free (sec->key_file);
+    free (sec->key_password_file);
+    free (sec->username);
+    free (sec->password_file);
+    free (sec->token_endpoint_url);
+    free (sec->client_id);
+    free (sec->client_secret_file);
+    free (sec->scope);
+    for (size_t i = 0; i < cfg->kafka_property_count; i++) {
+        free (cfg->kafka_properties [i].key);
+        free (cfg->kafka_properties [i].value);
+    }
+    free (cfg->kafka_properties);
+}
+
 static const s_field_t s_embedded_fields [] = {
     S_NUM ("partitions", mesh_config_t, embedded_partitions, F_INT, 1, 256),
     { .key = "topics", .type = F_LIST, .offset = offsetof (mesh_config_t, embedded_topics),
@@ -1302,7 +1717,7 @@ static const s_field_t s_embedded_fields [] = {
     { NULL }
 };
 
-enum { K_BROKERS, K_SESSION, K_COMMIT, K_PREFETCH, K_EMBEDDED };
+enum { K_BROKERS, K_SESSION, K_COMMIT, K_PREFETCH, K_EMBEDDED, K_SECURITY, K_PROPERTIES };
 static const s_field_t s_kafka_fields [] = {
     [K_BROKERS] = { .key = "brokers", .type = F_CALL, .required = true, .handler = s_brokers },
     [K_SESSION] = S_NUM ("session_timeout_ms", mesh_config_t, session_timeout_ms, F_INT,
@@ -1312,6 +1727,8 @@ static const s_field_t s_kafka_fields [] = {
     [K_PREFETCH] = S_NUM ("prefetch_messages", mesh_config_t, prefetch_messages, F_INT,
                           1000, 10000000),
     [K_EMBEDDED] = { .key = "embedded", .type = F_SECTION, .sub = s_embedded_fields },
+    [K_SECURITY] = { .key = "security", .type = F_CALL, .handler = s_kafka_security },
+    [K_PROPERTIES] = { .key = "properties", .type = F_CALL, .handler = s_kafka_properties },
     { NULL }
 };
 
@@ -1325,6 +1742,10 @@ s_kafka (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
         s_at (ctx, seen [K_EMBEDDED], "%s.embedded: only allowed when brokers is \"embedded\" "
               "(brokers is '%s')", path, cfg->brokers);
     ctx->embedded_topics_given = seen [K_EMBEDDED] && s_find (seen [K_EMBEDDED], "topics");
+    if (cfg->embedded && seen [K_SECURITY])
+        s_at (ctx, seen [K_SECURITY], "%s.security: not used with the embedded broker (it "
+              "listens in plaintext on loopback only, for demos and tests); name a real "
+              "cluster in brokers, or remove this block", path);
 }
 
 //  --------------------------------------------------------------------------
@@ -2115,6 +2536,7 @@ s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
     cfg->session_timeout_ms = 10000;
     cfg->commit_interval_ms = 1000;
     cfg->prefetch_messages = MESH_PREFETCH_DEFAULT;
+    cfg->kafka_security.verify_hostname = true;
     cfg->lua_instructions = 1000000;
     cfg->lua_memory = 8 * 1024 * 1024;
     cfg->lua_time_ms = 50;
@@ -2280,6 +2702,7 @@ mesh_config_destroy (mesh_config_t **self_p)
     free (self->decision_log);
     free (self->agent_binary);
     free (self->brokers);
+    s_kafka_security_free (self);
     s_strv_free (&self->embedded_topics, self->embedded_topic_count);
     s_strv_free (&self->global_rules, self->global_rule_count);
     free (self->global_rule_pos);

@@ -190,6 +190,49 @@ typedef struct {
     mesh_sandbox_seccomp_t seccomp; //  default kill
 } mesh_sandbox_config_t;
 
+//  kafka.security: how every Kafka client of meshd authenticates (common/kafka_conf.c turns
+//  it into librdkafka settings).  File names are resolved paths ("credential: NAME" became
+//  $CREDENTIALS_DIRECTORY/NAME); secrets themselves are never stored in the config.
+typedef enum {
+    MESH_KAFKA_PLAINTEXT,           //  in the order of the YAML spellings (config.c)
+    MESH_KAFKA_SSL,
+    MESH_KAFKA_SASL_PLAINTEXT,
+    MESH_KAFKA_SASL_SSL,
+} mesh_kafka_protocol_t;
+
+typedef enum {
+    MESH_SASL_NONE,
+    MESH_SASL_PLAIN,
+    MESH_SASL_SCRAM_SHA_256,
+    MESH_SASL_SCRAM_SHA_512,
+    MESH_SASL_OAUTHBEARER,          //  with librdkafka's OIDC client-credentials flow
+} mesh_sasl_mechanism_t;
+
+typedef struct {
+    bool given;                     //  a security block was written
+    mesh_kafka_protocol_t protocol; //  default plaintext
+    char *ca_file;                  //  ssl: CA bundle; NULL = the system's default store
+    char *cert_file;                //  ssl: client certificate (with key_file)
+    char *key_file;                 //  ssl: client private key
+    char *key_password_file;        //  ssl: file holding the key's passphrase
+    bool verify_hostname;           //  ssl: broker name checked against its certificate; true
+    mesh_sasl_mechanism_t mechanism;
+    char *username;                 //  PLAIN, SCRAM
+    char *password_file;            //  PLAIN, SCRAM: file holding the password
+    bool allow_plaintext_password;  //  PLAIN over sasl_plaintext; default false
+    char *token_endpoint_url;       //  OAUTHBEARER (OIDC)
+    char *client_id;
+    char *client_secret_file;
+    char *scope;                    //  NULL = none
+} mesh_kafka_security_t;
+
+//  kafka.properties: further librdkafka settings, allow-listed and checked by librdkafka at
+//  load (common/kafka_conf.h says which and why).
+typedef struct {
+    char *key, *value;
+    mesh_config_pos_t pos;
+} mesh_kafka_property_t;
+
 typedef struct {
     char *path;                     //  the file loaded
     //  daemon:
@@ -214,6 +257,9 @@ typedef struct {
     int session_timeout_ms;         //  consumer group session timeout; default 10000
     int commit_interval_ms;         //  auto-commit of stored offsets; default 1000
     int prefetch_messages;          //  librdkafka queued.min.messages; MESH_PREFETCH_DEFAULT
+    mesh_kafka_security_t kafka_security;
+    mesh_kafka_property_t *kafka_properties;
+    size_t kafka_property_count;
     //  gates:
     long lua_instructions;          //  per rule evaluation; default 1000000
     size_t lua_memory;              //  bytes per rule state; default 8 MiB

@@ -3,13 +3,17 @@
  *  The mock cluster hangs off a client handle; a producer handle that never
  *  produces is the cheapest host.  Topics the agents consume are created up
  *  front with a fixed partition count so that keyed messages spread the same way
- *  on every run.
+ *  on every run.  Every start draws a random incarnation id (broker.h says why) and
+ *  puts it in the environment before any agent is spawned: the agents' command line
+ *  stays as it is, and a test that runs the broker in-process gets it too.
  */
 #include "broker.h"
 #include "log.h"
 
+#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +21,7 @@ struct _mesh_broker_t {
     rd_kafka_t *rk;
     rd_kafka_mock_cluster_t *mcluster;
     char *bootstraps;
+    char incarnation[33];
 };
 
 mesh_broker_t *
@@ -47,8 +52,22 @@ mesh_broker_new (const mesh_config_t *cfg)
     self->rk = rk;
     self->mcluster = mcluster;
     self->bootstraps = strdup (rd_kafka_mock_cluster_bootstraps (mcluster));
-    mesh_notice ("embedded broker listening on %s (%zu topics, %d partitions each)",
-                 self->bootstraps, cfg->embedded_topic_count, cfg->embedded_partitions);
+    unsigned char epoch[16];
+    if (sodium_init () < 0) {
+        mesh_err ("broker: libsodium cannot start");
+        mesh_broker_destroy (&self);
+        return NULL;
+    }
+    randombytes_buf (epoch, sizeof epoch);
+    sodium_bin2hex (self->incarnation, sizeof self->incarnation, epoch, sizeof epoch);
+    if (setenv (MESH_BROKER_INCARNATION_ENV, self->incarnation, 1) != 0) {
+        mesh_err ("broker: cannot publish the incarnation: %s", strerror (errno));
+        mesh_broker_destroy (&self);
+        return NULL;
+    }
+    mesh_notice ("embedded broker listening on %s (%zu topics, %d partitions each), "
+                 "incarnation %s", self->bootstraps, cfg->embedded_topic_count,
+                 cfg->embedded_partitions, self->incarnation);
     return self;
 }
 
@@ -69,4 +88,18 @@ const char *
 mesh_broker_bootstraps (const mesh_broker_t *self)
 {
     return self->bootstraps;
+}
+
+const char *
+mesh_broker_incarnation (const mesh_broker_t *self)
+{
+    return self->incarnation;
+}
+
+json_t *
+mesh_broker_record (const mesh_broker_t *self)
+{
+    return json_pack ("{s:s, s:s, s:b, s:s, s:s}", "type", "broker", "event", "start",
+                      "embedded", 1, "incarnation", self->incarnation, "bootstraps",
+                      self->bootstraps);
 }

@@ -525,7 +525,12 @@ s_run (mesh_config_t *cfg_at_start)
             return 1;
         }
         brokers = mesh_broker_bootstraps (broker);
+        mesh_warn ("kafka.brokers is \"embedded\": the embedded broker keeps everything in "
+                   "memory and is for demos and tests; its topics, messages and committed "
+                   "group offsets are lost when meshd stops (docs/configuration.md)");
     }
+    else
+        unsetenv (MESH_BROKER_INCARNATION_ENV);     //  agents must not inherit a stale one
     char *brokers_file = zsys_sprintf ("%s/brokers", runtime);
     FILE *bf = fopen (brokers_file, "w");
     if (bf) {
@@ -555,6 +560,11 @@ s_run (mesh_config_t *cfg_at_start)
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     s_record_rules (ledger, cfg, "start");
+    if (broker) {                       //  the incarnation the next decision ids derive from
+        json_t *record = mesh_broker_record (broker);
+        mesh_ledger_append (ledger, record);
+        json_decref (record);
+    }
     zpoller_t *poller = zpoller_new (agents, control, NULL);
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled (0, &watchdog_usec) > 0;

@@ -22,6 +22,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "kafka_conf.h"
+
+#include <sys/stat.h>
 
 static char s_dir [64];
 
@@ -1041,6 +1044,371 @@ test_missing_file (void **state)
     assert_null (cfg);
 }
 
+
+//  kafka.security and kafka.properties.  The config s_kafka_config builds has kafka: at
+//  line 17, brokers at 18, and BLOCK from line 19 on.
+static int
+s_load_kafka (const char *block, mesh_config_t **cfg_p, char **out_p)
+{
+    char *base = strdup (s_base);
+    s_blank (base, "kafka:\n");
+    s_blank (base, "  brokers: embedded\n");
+    char *full;
+    assert_true (asprintf (&full, "%skafka:\n  brokers: k1:9093,k2:9093\n%s", base, block) > 0);
+    int problems = s_load (full, cfg_p, out_p);
+    free (full);
+    free (base);
+    return problems;
+}
+
+//  A file in the temporary directory with MODE.
+static void
+s_file (const char *name, const char *text, mode_t mode)
+{
+    char *path = s_write (name, text, strlen (text));
+    assert_int_equal (chmod (path, mode), 0);
+    free (path);
+}
+
+static void
+test_kafka_security (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    s_file ("pw", "s3cret-pw\n", 0600);
+    s_file ("pw-public", "s3cret-pw\n", 0644);
+    s_file ("ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+    s_file ("key.pem", "-----BEGIN PRIVATE KEY-----\n", 0600);
+    s_file ("key-public.pem", "-----BEGIN PRIVATE KEY-----\n", 0644);
+    s_file ("cert.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+    s_file ("empty", "", 0600);
+
+    //  A complete SASL_SSL + SCRAM setup: every value reaches the struct, paths resolved.
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    ssl: {ca_file: ca.pem, cert_file: cert.pem, "
+                                    "key_file: key.pem, key_password_file: pw}\n"
+                                    "    sasl: {mechanism: SCRAM-SHA-512, username: meshd, "
+                                    "password_file: pw}\n", &cfg, &out), 0);
+    const mesh_kafka_security_t *sec = &cfg->kafka_security;
+    assert_true (sec->given);
+    assert_int_equal (sec->protocol, MESH_KAFKA_SASL_SSL);
+    assert_int_equal (sec->mechanism, MESH_SASL_SCRAM_SHA_512);
+    assert_string_equal (sec->username, "meshd");
+    assert_true (sec->verify_hostname);
+    char expected [128];
+    snprintf (expected, sizeof expected, "%s/pw", s_dir);
+    assert_string_equal (sec->password_file, expected);
+    assert_string_equal (sec->key_password_file, expected);
+    snprintf (expected, sizeof expected, "%s/ca.pem", s_dir);
+    assert_string_equal (sec->ca_file, expected);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  Without a security block: plaintext, nothing set.
+    assert_int_equal (s_load_kafka ("", &cfg, &out), 0);
+    assert_false (cfg->kafka_security.given);
+    assert_int_equal (cfg->kafka_security.protocol, MESH_KAFKA_PLAINTEXT);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  A password written inline is refused, and its value is not repeated.
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    sasl:\n"
+                                    "      mechanism: PLAIN\n"
+                                    "      username: meshd\n"
+                                    "      password: hunter2\n"
+                                    "      password_file: pw\n", &cfg, &out), 1);
+    s_expect (out, "24:17: kafka.security.sasl.password: secrets are never written in the "
+              "config; put it in a file readable only by meshd and name it with "
+              "password_file: PATH, or password_file: {credential: NAME}");
+    assert_null (strstr (out, "hunter2"));
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: ssl\n"
+                                    "    ssl: {key_file: key.pem, cert_file: cert.pem, "
+                                    "key_password: abc}\n", &cfg, &out), 1);
+    s_expect (out, "21:65: kafka.security.ssl.key_password: secrets are never written");
+    free (out);
+
+    //  A SASL mechanism without a sasl_* protocol; TLS files with plaintext.
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: ssl\n"
+                                    "    sasl: {mechanism: PLAIN, username: u, "
+                                    "password_file: pw}\n", &cfg, &out), 1);
+    s_expect (out, "21:11: kafka.security.sasl: only used with protocol sasl_plaintext or "
+              "sasl_ssl (protocol is ssl)");
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: plaintext\n"
+                                    "    ssl: {ca_file: ca.pem}\n", &cfg, &out), 1);
+    s_expect (out, "21:10: kafka.security.ssl: only used with protocol ssl or sasl_ssl "
+              "(protocol is plaintext)");
+    free (out);
+
+    //  PLAIN over sasl_plaintext: only when allowed in so many words.
+    const char *plain = "  security:\n"
+                        "    protocol: sasl_plaintext\n"
+                        "    sasl:\n"
+                        "      mechanism: PLAIN\n"
+                        "      username: meshd\n"
+                        "      password_file: pw\n";
+    assert_int_equal (s_load_kafka (plain, &cfg, &out), 1);
+    s_expect (out, "22:18: kafka.security.sasl.mechanism: PLAIN over sasl_plaintext sends the "
+              "password unencrypted; use protocol sasl_ssl, or set allow_plaintext_password: "
+              "true");
+    free (out);
+    char *allowed;
+    assert_true (asprintf (&allowed, "%s      allow_plaintext_password: true\n", plain) > 0);
+    assert_int_equal (s_load_kafka (allowed, &cfg, &out), 0);
+    assert_true (cfg->kafka_security.allow_plaintext_password);
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (allowed);
+
+    //  sasl_* without a mechanism; SCRAM without its username and password file.
+    assert_int_equal (s_load_kafka ("  security: {protocol: sasl_ssl}\n", &cfg, &out), 1);
+    s_expect (out, "19:13: kafka.security.sasl.mechanism: required with protocol sasl_ssl");
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    sasl: {mechanism: SCRAM-SHA-256}\n", &cfg, &out), 2);
+    s_expect (out, "21:11: kafka.security.sasl.username: required with mechanism "
+              "SCRAM-SHA-256");
+    s_expect (out, "21:11: kafka.security.sasl.password_file: required with mechanism "
+              "SCRAM-SHA-256");
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    sasl: {mechanism: GSSAPI}\n", &cfg, &out), 1);
+    s_expect (out, "21:23: kafka.security.sasl.mechanism: must be one of: PLAIN, SCRAM-SHA-256, "
+              "SCRAM-SHA-512, OAUTHBEARER; got 'GSSAPI'");
+    free (out);
+
+    //  Files: missing, empty, a secret or key others may read, a key without its
+    //  certificate, a key password without a key.
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    ssl:\n"
+                                    "      ca_file: missing.pem\n"
+                                    "    sasl:\n"
+                                    "      mechanism: SCRAM-SHA-256\n"
+                                    "      username: u\n"
+                                    "      password_file: pw-public\n", &cfg, &out), 2);
+    s_expect (out, "22:16: kafka.security.ssl.ca_file: cannot read ");
+    assert_non_null (strstr (out, "missing.pem: No such file or directory"));
+    s_expect (out, "26:22: kafka.security.sasl.password_file: ");
+    assert_non_null (strstr (out, "pw-public is readable by every user; make it private"));
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: ssl\n"
+                                    "    ssl: {key_file: key-public.pem}\n", &cfg, &out), 1);
+    s_expect (out, "21:21: kafka.security.ssl.key_file: ");
+    assert_non_null (strstr (out, "key-public.pem is readable by every user"));
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: ssl\n"
+                                    "    ssl: {key_file: key.pem}\n", &cfg, &out), 1);
+    s_expect (out, "21:21: kafka.security.ssl: cert_file and key_file go together");
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: ssl\n"
+                                    "    ssl: {key_password_file: pw, ca_file: empty}\n",
+                                    &cfg, &out), 2);
+    s_expect (out, "21:30: kafka.security.ssl.key_password_file: only used with key_file");
+    s_expect (out, "21:43: kafka.security.ssl.ca_file: ");
+    assert_non_null (strstr (out, "empty is empty"));
+    free (out);
+
+    //  Security settings with the embedded broker.
+    char *base = strdup (s_base);
+    s_blank (base, "kafka:\n");
+    s_blank (base, "  brokers: embedded\n");
+    char *full;
+    assert_true (asprintf (&full, "%skafka:\n  brokers: embedded\n  security: {protocol: ssl}\n",
+                           base) > 0);
+    assert_int_equal (s_load (full, &cfg, &out), 1);
+    s_expect (out, "19:13: kafka.security: not used with the embedded broker");
+    free (out);
+    free (full);
+    free (base);
+}
+
+static void
+test_kafka_credentials (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    char creds [128];
+    snprintf (creds, sizeof creds, "%s/creds", s_dir);
+    assert_int_equal (mkdir (creds, 0700), 0);
+    s_file ("creds/kafka-pw", "pw\n", 0400);
+    const char *block = "  security:\n"
+                        "    protocol: sasl_ssl\n"
+                        "    sasl:\n"
+                        "      mechanism: SCRAM-SHA-256\n"
+                        "      username: meshd\n"
+                        "      password_file: {credential: kafka-pw}\n";
+    char *saved = getenv ("CREDENTIALS_DIRECTORY") ? strdup (getenv ("CREDENTIALS_DIRECTORY"))
+                                                    : NULL;
+    unsetenv ("CREDENTIALS_DIRECTORY");
+    assert_int_equal (s_load_kafka (block, &cfg, &out), 1);
+    s_expect (out, "24:35: kafka.security.sasl.password_file.credential: $CREDENTIALS_DIRECTORY "
+              "is not set, so credential 'kafka-pw' cannot be found");
+    free (out);
+    setenv ("CREDENTIALS_DIRECTORY", creds, 1);
+    assert_int_equal (s_load_kafka (block, &cfg, &out), 0);
+    char expected [160];
+    snprintf (expected, sizeof expected, "%s/kafka-pw", creds);
+    assert_string_equal (cfg->kafka_security.password_file, expected);
+    mesh_config_destroy (&cfg);
+    free (out);
+    //  A name that would leave the directory; a mapping that is not {credential: NAME}.
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    sasl:\n"
+                                    "      mechanism: SCRAM-SHA-256\n"
+                                    "      username: meshd\n"
+                                    "      password_file: {credential: ../pw}\n", &cfg, &out), 1);
+    s_expect (out, "24:35: kafka.security.sasl.password_file.credential: expected a systemd "
+              "credential name");
+    free (out);
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    sasl:\n"
+                                    "      mechanism: SCRAM-SHA-256\n"
+                                    "      username: meshd\n"
+                                    "      password_file: {file: pw}\n", &cfg, &out), 1);
+    s_expect (out, "24:22: kafka.security.sasl.password_file: expected a file path or "
+              "{credential: NAME}");
+    free (out);
+    if (saved)
+        setenv ("CREDENTIALS_DIRECTORY", saved, 1);
+    else
+        unsetenv ("CREDENTIALS_DIRECTORY");
+    free (saved);
+}
+
+static void
+test_kafka_oauthbearer (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    s_file ("secret", "client-secret\n", 0600);
+    const char *block = "  security:\n"
+                        "    protocol: sasl_ssl\n"
+                        "    sasl:\n"
+                        "      mechanism: OAUTHBEARER\n"
+                        "      oauthbearer:\n"
+                        "        token_endpoint_url: https://idp.example/token\n"
+                        "        client_id: meshd\n"
+                        "        client_secret_file: secret\n"
+                        "        scope: kafka\n";
+    //  Whether it loads depends on this librdkafka: Debian 12's is built without OIDC, and
+    //  then the refusal says so at the mechanism, in librdkafka's words.
+    char why [512];
+    bool oidc = mesh_kafka_conf_try ("sasl.oauthbearer.method", "oidc", why, sizeof why) == 0;
+    if (oidc) {
+        assert_int_equal (s_load_kafka (block, &cfg, &out), 0);
+        assert_int_equal (cfg->kafka_security.mechanism, MESH_SASL_OAUTHBEARER);
+        assert_string_equal (cfg->kafka_security.client_id, "meshd");
+        mesh_config_destroy (&cfg);
+    }
+    else {
+        assert_int_equal (s_load_kafka (block, &cfg, &out), 1);
+        s_expect (out, "22:18: kafka.security.sasl.mechanism: OAUTHBEARER (OIDC) cannot be used "
+                  "with this librdkafka: ");
+        assert_non_null (strstr (out, why));
+    }
+    free (out);
+    //  Missing pieces, a plain http endpoint, an inline secret, PLAIN keys with it.
+    int expected = oidc ? 5 : 6;
+    assert_int_equal (s_load_kafka ("  security:\n"
+                                    "    protocol: sasl_ssl\n"
+                                    "    sasl:\n"
+                                    "      mechanism: OAUTHBEARER\n"
+                                    "      username: u\n"
+                                    "      oauthbearer:\n"
+                                    "        token_endpoint_url: http://idp.example/token\n"
+                                    "        client_secret: abc\n", &cfg, &out), expected);
+    s_expect (out, "23:17: kafka.security.sasl: username and password_file are for PLAIN and "
+              "SCRAM");
+    s_expect (out, "25:29: kafka.security.sasl.oauthbearer.token_endpoint_url: expected an "
+              "https:// URL");
+    s_expect (out, "26:24: kafka.security.sasl.oauthbearer.client_secret: secrets are never "
+              "written");
+    s_expect (out, "25:9: kafka.security.sasl.oauthbearer.client_id: required with mechanism "
+              "OAUTHBEARER");
+    free (out);
+}
+
+static void
+test_kafka_properties (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    //  Allow-listed tuning passes, as written, in order.
+    assert_int_equal (s_load_kafka ("  properties:\n"
+                                    "    socket.keepalive.enable: true\n"
+                                    "    client.rack: eu-west-1a\n"
+                                    "    reconnect.backoff.max.ms: 5000\n", &cfg, &out), 0);
+    assert_int_equal (cfg->kafka_property_count, 3);
+    assert_string_equal (cfg->kafka_properties [0].key, "socket.keepalive.enable");
+    assert_string_equal (cfg->kafka_properties [0].value, "true");
+    assert_string_equal (cfg->kafka_properties [2].value, "5000");
+    assert_int_equal (cfg->kafka_properties [1].pos.line, 21);
+    mesh_config_destroy (&cfg);
+    free (out);
+    //  What meshd sets, secrets, code, callbacks, debug and anything unlisted: refused at
+    //  the key; a value librdkafka refuses: refused at the value, in its words.
+    assert_int_equal (s_load_kafka ("  properties:\n"
+                                    "    group.id: other\n"
+                                    "    enable.auto.commit: true\n"
+                                    "    isolation.level: read_uncommitted\n"
+                                    "    sasl.password: hunter2\n"
+                                    "    security.protocol: plaintext\n"
+                                    "    plugin.library.paths: /tmp/x.so\n"
+                                    "    sasl.kerberos.kinit.cmd: touch /tmp/x\n"
+                                    "    debug: all\n"
+                                    "    error_cb: x\n"
+                                    "    session.timeout.ms: 100\n"
+                                    "    fetch.wait.max.ms: 10\n"
+                                    "    socket.timeout.ms: soon\n"
+                                    "    broker.address.family: v5\n"
+                                    "    socket.nagle.disable: {a: 1}\n"
+                                    "    Bad-Name: 1\n", &cfg, &out), 15);
+    s_expect (out, "20:5: kafka.properties.group.id: refused: meshd sets it from the agent's "
+              "group");
+    s_expect (out, "21:5: kafka.properties.enable.auto.commit: refused: meshd commits offsets "
+              "only for handled events");
+    s_expect (out, "22:5: kafka.properties.isolation.level: refused:");
+    s_expect (out, "23:5: kafka.properties.sasl.password: refused: a secret: use "
+              "kafka.security.sasl.password_file");
+    s_expect (out, "24:5: kafka.properties.security.protocol: refused: use "
+              "kafka.security.protocol");
+    s_expect (out, "25:5: kafka.properties.plugin.library.paths: refused: it loads code into "
+              "meshd");
+    s_expect (out, "26:5: kafka.properties.sasl.kerberos.kinit.cmd: refused: Kerberos");
+    s_expect (out, "27:5: kafka.properties.debug: refused:");
+    s_expect (out, "28:5: kafka.properties.error_cb: refused: callbacks are meshd's");
+    s_expect (out, "29:5: kafka.properties.session.timeout.ms: refused: use "
+              "kafka.session_timeout_ms");
+    s_expect (out, "30:5: kafka.properties.fetch.wait.max.ms: refused: not on meshd's "
+              "allow-list");
+    s_expect (out, "31:24: kafka.properties.socket.timeout.ms: librdkafka refuses 'soon': ");
+    s_expect (out, "32:28: kafka.properties.broker.address.family: librdkafka refuses 'v5': "
+              "Invalid value \"v5\"");
+    s_expect (out, "33:27: kafka.properties.socket.nagle.disable: expected a value");
+    s_expect (out, "34:5: kafka.properties: expected a librdkafka property name");
+    assert_null (strstr (out, "hunter2"));
+    free (out);
+    //  Not a mapping.
+    assert_int_equal (s_load_kafka ("  properties: [a]\n", &cfg, &out), 1);
+    s_expect (out, "19:15: kafka.properties: expected a mapping");
+    free (out);
+}
+
 int
 main (void)
 {
@@ -1067,6 +1435,10 @@ main (void)
         cmocka_unit_test (test_names_and_strings),
         cmocka_unit_test (test_many_problems),
         cmocka_unit_test (test_missing_file),
+        cmocka_unit_test (test_kafka_security),
+        cmocka_unit_test (test_kafka_credentials),
+        cmocka_unit_test (test_kafka_oauthbearer),
+        cmocka_unit_test (test_kafka_properties),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

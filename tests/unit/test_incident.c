@@ -30,26 +30,26 @@ static void
 test_decision_id_is_stable_and_distinct (void **state)
 {
     char a[65], b[65], c[65];
-    mesh_incident_decision_id ("agent-a", "metrics", 3, 42, a);
+    mesh_incident_decision_id (NULL, "agent-a", "metrics", 3, 42, a);
     //  SHA-256 of "agent-a\0metrics\0" "3\0" "42", computed independently.
     assert_string_equal (a, "c23d6e411c90832a30982483dd7f5f2ad282ce09c5928291f7bbf711ba79e433");
-    mesh_incident_decision_id ("agent-a", "metrics", 3, 42, b);
+    mesh_incident_decision_id (NULL, "agent-a", "metrics", 3, 42, b);
     assert_string_equal (a, b);
-    mesh_incident_decision_id ("agent-a", "metrics", 3, 43, b);
+    mesh_incident_decision_id (NULL, "agent-a", "metrics", 3, 43, b);
     assert_string_not_equal (a, b);
-    mesh_incident_decision_id ("agent-a", "metrics", 4, 42, b);
+    mesh_incident_decision_id (NULL, "agent-a", "metrics", 4, 42, b);
     assert_string_not_equal (a, b);
-    mesh_incident_decision_id ("agent-b", "metrics", 3, 42, b);
+    mesh_incident_decision_id (NULL, "agent-b", "metrics", 3, 42, b);
     assert_string_not_equal (a, b);
     //  The separators keep the fields apart: ("ab","c") is not ("a","bc"), and
     //  partition 1 offset 23 is not partition 12 offset 3.
-    mesh_incident_decision_id ("ab", "c", 0, 0, b);
-    mesh_incident_decision_id ("a", "bc", 0, 0, c);
+    mesh_incident_decision_id (NULL, "ab", "c", 0, 0, b);
+    mesh_incident_decision_id (NULL, "a", "bc", 0, 0, c);
     assert_string_not_equal (b, c);
-    mesh_incident_decision_id ("a", "b", 1, 23, b);
-    mesh_incident_decision_id ("a", "b", 12, 3, c);
+    mesh_incident_decision_id (NULL, "a", "b", 1, 23, b);
+    mesh_incident_decision_id (NULL, "a", "b", 12, 3, c);
     assert_string_not_equal (b, c);
-    mesh_incident_decision_id ("", "", 0, 0, b);
+    mesh_incident_decision_id (NULL, "", "", 0, 0, b);
     assert_string_equal (b, "92af716cfde77d0f2e3c666941b1933ca4b5349236b7148b74fa6ad7ba60ea89");
     assert_int_equal (strlen (b), 64);
 }
@@ -75,7 +75,7 @@ test_incident_copies_everything (void **state)
     char agent[] = "cpu-watch";
     char detector[] = "ewma";
     mesh_detect_info_t info = sample_info ();
-    mesh_incident_t *inc = mesh_incident_new (agent, &ev, detector, &info);
+    mesh_incident_t *inc = mesh_incident_new (agent, NULL, &ev, detector, &info);
     assert_non_null (inc);
     //  Scribble over every source: the incident must not notice.
     strcpy (agent, "XXXXXXXXX");
@@ -87,7 +87,7 @@ test_incident_copies_everything (void **state)
     info.score = 0;
 
     char id[65];
-    mesh_incident_decision_id ("cpu-watch", "metrics", 2, 1234, id);
+    mesh_incident_decision_id (NULL, "cpu-watch", "metrics", 2, 1234, id);
     assert_string_equal (inc->id, id);
     assert_string_equal (inc->agent, "cpu-watch");
     assert_string_equal (inc->topic, "metrics");
@@ -107,7 +107,7 @@ test_incident_copies_everything (void **state)
     //  No message attached is allowed (a test or a replay may have none).
     ev.json = NULL;
     strcpy (ev.series, "s");
-    inc = mesh_incident_new ("a", &ev, "ewma", &info);
+    inc = mesh_incident_new ("a", NULL, &ev, "ewma", &info);
     assert_non_null (inc);
     assert_null (inc->event);
     mesh_incident_destroy (&inc);
@@ -120,7 +120,7 @@ test_incident_json_fields (void **state)
                         .ts_ms = 1767225660500LL, .json = NULL };
     strcpy (ev.series, "web-1/cpu");
     mesh_detect_info_t info = sample_info ();
-    mesh_incident_t *inc = mesh_incident_new ("cpu-watch", &ev, "ewma", &info);
+    mesh_incident_t *inc = mesh_incident_new ("cpu-watch", NULL, &ev, "ewma", &info);
     json_t *j = mesh_incident_json (inc);
     assert_non_null (j);
     assert_string_equal (json_string_value (json_object_get (j, "series")), "web-1/cpu");
@@ -153,7 +153,7 @@ test_incident_json_fields (void **state)
     info.window_len = 1;
     info.window[0] = NAN;
     ev.ts_ms = -1500;
-    inc = mesh_incident_new ("cpu-watch", &ev, "ewma", &info);
+    inc = mesh_incident_new ("cpu-watch", NULL, &ev, "ewma", &info);
     j = mesh_incident_json (inc);
     assert_non_null (j);
     assert_true (json_is_null (json_object_get (j, "mean")));
@@ -228,7 +228,7 @@ s_expect (mesh_incidents_t *t, const char *series, int32_t id_part, int64_t id_o
     assert_non_null (inc);
     assert_string_equal (inc->series, series);
     char id[65];
-    mesh_incident_decision_id ("ops", "metrics", id_part, id_off, id);
+    mesh_incident_decision_id (NULL, "ops", "metrics", id_part, id_off, id);
     assert_string_equal (inc->id, id);
     assert_int_equal (inc->offset, trigger_off);
     assert_non_null (inc->group);
@@ -1010,6 +1010,125 @@ test_bad_config_refused (void **state)
     assert_string_equal (mesh_suppress_name (MESH_SUPPRESS_COUNT_), "unknown");
 }
 
+
+//  The history of the partition goes into the id: the same coordinates in another broker
+//  incarnation or cluster are another decision.
+static void
+test_decision_id_by_history (void **state)
+{
+    char legacy[65], a[65], b[65], c[65];
+    mesh_incident_decision_id (NULL, "agent-a", "metrics", 3, 42, legacy);
+    mesh_incident_history_t none = { NULL, NULL };
+    mesh_incident_decision_id (&none, "agent-a", "metrics", 3, 42, a);
+    assert_string_equal (a, legacy);
+    char zeros[33];
+    memset (zeros, '0', 32);
+    zeros[32] = 0;
+    mesh_incident_history_t h1 = { "mockCluster1", zeros };
+    mesh_incident_decision_id (&h1, "agent-a", "metrics", 3, 42, a);
+    //  SHA-256 of "agent-a\0metrics\0" "3\0" "42\0" "mockCluster1\0" and 32 zeros,
+    //  computed independently.
+    assert_string_equal (a, "e4ab6334510e6f3b68abe3b8b5aed62453ee8232c0d5770dcf7fafdc74d984ea");
+    assert_string_not_equal (a, legacy);
+    mesh_incident_decision_id (&h1, "agent-a", "metrics", 3, 42, b);
+    assert_string_equal (a, b);
+    //  Another incarnation of the same (mock) cluster id: another id.
+    mesh_incident_history_t h2 = { "mockCluster1", "00000000000000000000000000000001" };
+    mesh_incident_decision_id (&h2, "agent-a", "metrics", 3, 42, b);
+    assert_string_not_equal (a, b);
+    //  Another cluster, no incarnation (a real cluster): another id.
+    mesh_incident_history_t h3 = { "lkc-abc", NULL };
+    mesh_incident_history_t h4 = { "lkc-abd", NULL };
+    mesh_incident_decision_id (&h3, "agent-a", "metrics", 3, 42, b);
+    mesh_incident_decision_id (&h4, "agent-a", "metrics", 3, 42, c);
+    assert_string_not_equal (b, c);
+    assert_string_not_equal (b, legacy);
+    //  The separator keeps cluster and incarnation apart.
+    mesh_incident_history_t h5 = { "ab", "c" }, h6 = { "a", "bc" };
+    mesh_incident_decision_id (&h5, "x", "t", 0, 0, b);
+    mesh_incident_decision_id (&h6, "x", "t", 0, 0, c);
+    assert_string_not_equal (b, c);
+
+    //  An incident opened in a history carries it in its id and its trigger.
+    mesh_event_t ev = { .topic = "metrics", .partition = 3, .offset = 42, .value = 1 };
+    strcpy (ev.series, "web-1/cpu");
+    mesh_detect_info_t info = sample_info ();
+    mesh_incident_t *inc = mesh_incident_new ("agent-a", &h1, &ev, "ewma", &info);
+    assert_non_null (inc);
+    assert_string_equal (inc->id, a);
+    json_t *trigger = mesh_incident_trigger_json (inc);
+    assert_string_equal (json_string_value (json_object_get (trigger, "cluster_id")),
+                         "mockCluster1");
+    assert_string_equal (json_string_value (json_object_get (trigger, "incarnation")), zeros);
+    assert_int_equal (json_integer_value (json_object_get (trigger, "offset")), 42);
+    json_decref (trigger);
+    json_t *j = mesh_incident_json (inc);
+    assert_string_equal (json_string_value (json_object_get (json_object_get (j, "trigger"),
+                                                             "incarnation")), zeros);
+    json_decref (j);
+    mesh_incident_destroy (&inc);
+    //  Without a history the trigger has neither key.
+    inc = mesh_incident_new ("agent-a", NULL, &ev, "ewma", &info);
+    trigger = mesh_incident_trigger_json (inc);
+    assert_null (json_object_get (trigger, "cluster_id"));
+    assert_null (json_object_get (trigger, "incarnation"));
+    json_decref (trigger);
+    mesh_incident_destroy (&inc);
+}
+
+//  A state file written under another broker incarnation speaks of offsets that no longer
+//  exist: it is dropped, so the fresh broker's offset 40 opens a new incident with a new
+//  id instead of reopening (and then skipping as a duplicate) the old one.
+static void
+test_new_history_drops_old_state (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_set_history (t, "mockCluster1", "i1"), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 2, 40, true), 1);
+    mesh_incident_t *first = mesh_incidents_next (t);
+    assert_non_null (first);
+    assert_string_equal (first->incarnation, "i1");
+    assert_int_equal (mesh_incidents_save (t), 0);
+    mesh_incidents_destroy (&t);
+
+    //  The same history (an agent restart under the same broker): the state is kept and
+    //  the re-delivered event reopens its incident with the old id.
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_set_history (t, "mockCluster1", "i1"), 0);
+    assert_int_equal (mesh_incidents_groups (t), 1);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 2, 40, false), 1);
+    mesh_incident_t *again = mesh_incidents_next (t);
+    assert_string_equal (again->id, first->id);
+    mesh_incident_destroy (&again);
+    mesh_incidents_destroy (&t);
+
+    //  A new incarnation with the same cluster id (the mock cluster's can repeat): dropped.
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_groups (t), 1);
+    assert_int_equal (mesh_incidents_set_history (t, "mockCluster1", "i2"), 0);
+    assert_int_equal (mesh_incidents_groups (t), 0);
+    assert_int_equal (mesh_incidents_ready (t), 0);
+    //  The fresh broker's offset 40 is a new event: not reopened, but anomalous it opens a
+    //  new incident at once (no cooldown from the old life), under a new id.
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0, 2, 40, false), 0);
+    assert_int_equal (s_feed (t, "web-1", "cpu", T0 + SEC, 2, 41, true), 1);
+    mesh_incident_t *fresh = mesh_incidents_next (t);
+    assert_non_null (fresh);
+    assert_string_not_equal (fresh->id, first->id);
+    assert_string_equal (fresh->incarnation, "i2");
+    mesh_incident_destroy (&fresh);
+    mesh_incidents_destroy (&t);
+
+    //  What was saved since is the new incarnation's: kept under it.
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_int_equal (mesh_incidents_set_history (t, "mockCluster1", "i2"), 0);
+    assert_int_equal (mesh_incidents_groups (t), 1);
+    mesh_incidents_destroy (&t);
+    mesh_incident_destroy (&first);
+}
+
 int
 main (void)
 {
@@ -1017,6 +1136,8 @@ main (void)
         cmocka_unit_test (test_decision_id_is_stable_and_distinct),
         cmocka_unit_test (test_incident_copies_everything),
         cmocka_unit_test (test_incident_json_fields),
+        cmocka_unit_test (test_decision_id_by_history),
+        cmocka_unit_test_setup_teardown (test_new_history_drops_old_state, s_mkdtemp, s_rmtree),
         cmocka_unit_test (test_first_point_opens_at_once),
         cmocka_unit_test (test_group_wait_collects_then_any_event_fires),
         cmocka_unit_test (test_one_event_fires_several_groups),
