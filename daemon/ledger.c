@@ -70,6 +70,7 @@ struct _mesh_ledger_t {
     int64_t seq;                    //  last seq written
     char hash[MESH_AUDIT_HASH_HEX + 1];   //  its hash
     unsigned char key[MESH_AUDIT_KEY_BYTES];   //  the MAC key
+    bool key_made;                  //  the key file was created by this open
     double last_fsync_ms;
     bool head_failing;              //  the head file could not be written (logged once)
     zhashx_t *index;                //  id -> s_entry_t
@@ -567,6 +568,18 @@ s_load (mesh_ledger_t *self, const char **head_p)
     json_t *repair = NULL;
     if (check.torn && !(repair = s_move_torn (self, &check)))
         return -1;
+    //  A log without any MAC is an old log only if the key is new too: with a key that
+    //  existed before, records without MACs were written by someone who lacked it.
+    if (check.unmacd > 0 && check.mac_since == 0 && !self->key_made) {
+        mesh_err ("ledger: the decision log %s fails verification; nothing will act on it:",
+                  self->path);
+        mesh_err ("ledger:   none of its %" PRId64 " records carries a MAC, yet the MAC key "
+                  "existed before this start: the log was written without the key "
+                  "(replaced or rewritten)", check.unmacd);
+        mesh_err ("ledger:   nothing in the log or its head was changed or deleted");
+        errno = EBADMSG;
+        return -1;
+    }
     if (check.unmacd > 0 && check.mac_since == 0) {
         json_t *mark = json_pack ("{s:s, s:s, s:I}", "type", "ledger", "event", "mac", "since",
                                   (json_int_t) (self->seq + 1));
@@ -643,6 +656,7 @@ s_load_key (mesh_ledger_t *self, const char *key_path)
         unlink (key_path);
         return -1;
     }
+    self->key_made = true;
     mesh_notice ("ledger: created the MAC key %s (mode 0600); records are provable to this "
                  "supervisor only while it is kept", key_path);
     return 0;

@@ -916,10 +916,10 @@ test_head_unwritable (void **state)
 
 //  A log from before MACs: kept, marked by a "mac" record, and none of its undone
 //  decisions is handed out; a record without MAC after the mark is refused.
+//  Write a two-record log in the format from before MACs.
 static void
-test_old_log_without_macs (void **state)
+s_write_old_log (fixture_t *fx)
 {
-    fixture_t *fx = (fixture_t *) *state;
     char dir[200];
     snprintf (dir, sizeof dir, "%s/state/log", fx->dir);
     char cmd[300];
@@ -942,6 +942,13 @@ test_old_log_without_macs (void **state)
     s_rewrite (fx, records, 0);
     json_decref (records);
 
+}
+
+static void
+test_old_log_without_macs (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    s_write_old_log (fx);
     mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     json_t *pending = mesh_ledger_pending (ledger, "cpu");
@@ -952,7 +959,7 @@ test_old_log_without_macs (void **state)
     assert_null (decision);
     assert_int_equal (s_append (ledger, s_decision (ID_B, "accepted")), 5);
     mesh_ledger_destroy (&ledger);
-    records = s_records (fx->path);
+    json_t *records = s_records (fx->path);
     json_t *mark = json_array_get (records, 2);
     assert_string_equal (json_string_value (json_object_get (mark, "event")), "mac");
     assert_int_equal (json_integer_value (json_object_get (mark, "since")), 3);
@@ -982,6 +989,22 @@ test_old_log_without_macs (void **state)
     json_array_append_new (records, forged);
     s_rewrite (fx, records, json_array_size (records) - 1);
     json_decref (records);
+    s_assert_refused (fx);
+}
+
+//  A log without any MAC while the key already existed: written by someone without the
+//  key (replaced or rewritten), so it fails verification instead of passing as old.
+static void
+test_unmacd_log_with_old_key (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);      //  makes the key
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    char head[300];
+    snprintf (head, sizeof head, "%s.head", fx->path);
+    unlink (head);
+    s_write_old_log (fx);
     s_assert_refused (fx);
 }
 
@@ -1117,6 +1140,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_head_unwritable, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_old_log_without_macs, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_old_log_torn, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_unmacd_log_with_old_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_set_aside, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name ("ledger", tests, NULL, NULL);
