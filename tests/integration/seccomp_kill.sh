@@ -22,7 +22,7 @@ PIDS+=("$MESHD")
 # The agent confines itself, calls the forbidden system call and is killed; meshd
 # restarts it with backoff, so the line appears again and again.  Wait for two deaths.
 for _ in $(seq 150); do
-    [ "$(grep -cE 'agent jailed died \((signal 31|SIGSYS)' "$T/meshd.log")" -ge 2 ] && break
+    [ "$(grep -cE 'agent jailed died \(signal (31|SIGSYS)' "$T/meshd.log")" -ge 2 ] && break
     kill -0 "$MESHD" 2>/dev/null || fail "meshd exited"
     sleep 0.2
 done
@@ -30,26 +30,20 @@ grep -E 'confined: .*seccomp kill' "$T/meshd.log" | head -1 \
     || fail "the agent did not report its confinement"
 grep -E 'test hook: calling personality' "$T/meshd.log" | head -1 \
     || fail "the agent did not reach the test hook"
-grep -E 'agent jailed died \((signal 31|SIGSYS)' "$T/meshd.log" | head -1 \
+grep -E 'agent jailed died \(signal (31|SIGSYS)' "$T/meshd.log" | head -1 \
     || fail "meshd did not log the agent's death by SIGSYS (signal 31)"
 # It never got further than the hook: no hello, so never running.
 grep -q 'consuming metrics' "$T/meshd.log" && fail "the agent kept running after the forbidden call"
 
-# The decision log records the death when the ledger supports agent records.
-if grep -rqs '"died"' "$ROOT/daemon"; then
-    for _ in $(seq 50); do
-        grep -qs '"event":"died"' "$T/state/decisions.jsonl" && break
-        sleep 0.1
-    done
-    grep '"event":"died"' "$T/state/decisions.jsonl" | grep '"agent":"jailed' \
-        | grep -q '"signal":"SIGSYS"' \
-        || fail "no {type: agent, event: died, signal: SIGSYS} record for jailed in the log"
-    note "the decision log records the death"
-else
-    # TODO(lead): once the ledger writes {"type":"agent","event":"died","signal":"SIGSYS"},
-    # this branch is dead; make the record check above unconditional.
-    note "TODO: ledger has no agent death records yet; record check skipped"
-fi
+# The decision log records the death, with the signal and why.
+for _ in $(seq 50); do
+    grep -qs '"event":"died"' "$T/state/decisions.jsonl" && break
+    sleep 0.1
+done
+grep '"event":"died"' "$T/state/decisions.jsonl" | grep '"agent":"jailed' \
+    | grep -q '"signal":"SIGSYS"' \
+    || fail "no {type: agent, event: died, signal: SIGSYS} record for jailed in the log"
+note "the decision log records the death"
 
 # The same config with seccomp: log keeps the agent alive through the same call.
 kill -TERM "$MESHD"; wait "$MESHD" || true
