@@ -10,9 +10,13 @@
  *
  *  Exactly-once effect.  Before reasoning, a worker asks the ledger about the
  *  decision id: complete -> skip (a re-delivery after a crash); decided but no
- *  outcome -> carry out the recorded decision again (every action kind here is
- *  idempotent by its key) and record the outcome; unknown -> reason, record the
- *  decision and wait for the ack, and only then act.
+ *  outcome -> recover it as at start; unknown -> reason, record the decision and wait
+ *  for the ack, and only then act.  At start, every decision of this agent that the
+ *  ledger holds without an outcome is recovered before consuming: it passes the gates
+ *  again (recover.c: the archived rule set by hash, the recorded proposal and ctx)
+ *  or is recorded "refused"; a kafka action is produced again only if the action
+ *  topic does not hold a message keyed by its id ("done", "already produced at P/O"),
+ *  and never when that cannot be checked ("outcome_unknown").  docs/recovery.md.
  */
 #include "agent.h"
 #include "act.h"
@@ -25,6 +29,7 @@
 #include "proto.h"
 #include "reason.h"
 #include "record.h"
+#include "recover.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -40,7 +45,7 @@
     X (events) X (malformed) X (anomalies) X (incidents) X (suppressed) X (loops)            \
     X (accepted) X (rejected) X (fallback) X (budget_exhausted) X (model_failed) X (tokens)  \
     X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (recovered) \
-    X (ledger_errors) X (shed) X (dead_lettered)
+    X (recovery_refused) X (outcome_unknown) X (ledger_errors) X (shed) X (dead_lettered)
 
 typedef struct {
 #define S_FIELD(name) atomic_ullong name;
@@ -149,6 +154,68 @@ s_remember (mesh_agent_t *self, json_t *decision, const mesh_incident_t *inciden
     }
 }
 
+static void
+s_count_outcome (mesh_agent_t *self, json_t *outcome)
+{
+    const char *status = json_string_value (json_object_get (outcome, "status"));
+    if (!status)
+        status = "";
+    if (strcmp (status, "done") == 0)
+        self->n.actions_done++;
+    else
+    if (strcmp (status, "observed") == 0)
+        self->n.actions_observed++;
+    else
+    if (strcmp (status, "refused") == 0)
+        self->n.recovery_refused++;
+    else
+    if (strcmp (status, "outcome_unknown") == 0)
+        self->n.outcome_unknown++;
+    else
+    if (strcmp (status, "skipped") != 0)
+        self->n.actions_failed++;
+}
+
+//  A decision recorded by a previous life without an outcome: it runs only if it passes
+//  the gates again now (recover.c), and a kafka action only if the topic does not hold
+//  it already (mesh_act_recover); the outcome is recorded, marked "recovered".  A shed
+//  decision has nothing to run.  False if the ledger did not answer.
+static bool
+s_recover_one (mesh_agent_t *self, mesh_record_t *record, json_t *decision)
+{
+    const char *id = json_string_value (json_object_get (decision, "id"));
+    json_t *action = json_object_get (decision, "action");
+    const char *verdict = json_string_value (json_object_get (decision, "verdict"));
+    json_t *outcome;
+    char *why = NULL;
+    if (json_is_null (action) && verdict && strcmp (verdict, "shed") == 0)
+        outcome = json_pack ("{ss ss ss ss ss}", "type", "outcome", "id", id ? id : "",
+                             "agent", self->acfg->name, "status", "skipped", "detail",
+                             "shed: not reasoned about");
+    else
+    if (mesh_recover_check (self->cfg, self->acfg, self->cfg->state_dir, decision, &why) != 0) {
+        mesh_err ("decision %.12s recorded without an outcome is NOT carried out: %s",
+                  id ? id : "?", why);
+        outcome = json_pack ("{ss ss ss ss? ss ss}", "type", "outcome", "id", id ? id : "",
+                             "agent", self->acfg->name, "action",
+                             json_string_value (json_object_get (action, "name")), "status",
+                             "refused", "detail", why);
+        free (why);
+    }
+    else {
+        mesh_info ("recovering decision %.12s: recorded, not yet carried out; the gates "
+                   "accept it again", id ? id : "?");
+        outcome = mesh_act_recover (self->act, decision);
+    }
+    json_object_set_new (outcome, "recovered", json_true ());
+    s_count_outcome (self, outcome);
+    bool ok = mesh_record_outcome (record, outcome, NULL) == 0;
+    json_decref (outcome);
+    if (ok)
+        self->n.recovered++;
+    return ok;
+}
+
 //  One incident, start to finish.  Returns false if the ledger did not answer.
 static bool
 s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
@@ -163,32 +230,26 @@ s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
         json_decref (decision);
         return true;
     }
-    if (state == MESH_RECORD_NONE) {
-        pthread_mutex_lock (&self->lock);
-        json_t *history = json_deep_copy (self->history);
-        pthread_mutex_unlock (&self->lock);
-        decision = mesh_reason_run (reason, incident, history);        //  reason + gate
-        json_decref (history);
-        if (!decision)
-            return false;
-        if (mesh_record_decision (record, decision, NULL) != 0) {     //  durable first
-            json_decref (decision);
-            return false;
-        }
-        s_count_decision (self, decision);
+    if (state == MESH_RECORD_DECIDED) {
+        //  Decided in an earlier life and not recovered at start: the same path.
+        bool ok = decision && s_recover_one (self, record, decision);
+        json_decref (decision);
+        return ok;
     }
-    else
+    pthread_mutex_lock (&self->lock);
+    json_t *history = json_deep_copy (self->history);
+    pthread_mutex_unlock (&self->lock);
+    decision = mesh_reason_run (reason, incident, history);            //  reason + gate
+    json_decref (history);
     if (!decision)
         return false;
+    if (mesh_record_decision (record, decision, NULL) != 0) {         //  durable first
+        json_decref (decision);
+        return false;
+    }
+    s_count_decision (self, decision);
     json_t *outcome = mesh_act_run (self->act, decision);                //  act
-    const char *status = json_string_value (json_object_get (outcome, "status"));
-    if (strcmp (status, "done") == 0)
-        self->n.actions_done++;
-    else
-    if (strcmp (status, "observed") == 0)
-        self->n.actions_observed++;
-    else
-        self->n.actions_failed++;
+    s_count_outcome (self, outcome);
     int rc = mesh_record_outcome (record, outcome, NULL);                //  record
     if (rc == 0)
         s_remember (self, decision, incident);
@@ -503,10 +564,11 @@ s_control (mesh_agent_t *self)
     return stop;
 }
 
-//  Finish what a previous life of this agent decided but did not carry out: the
-//  decision is durable, so its action runs now (every kind is idempotent by the
-//  decision id) and the outcome is recorded.  Its event, re-delivered later, is then
-//  found complete and skipped.  False if the ledger did not answer.
+//  Finish what a previous life of this agent decided but did not carry out: each
+//  decision passes the gates again and, for a kafka action, the topic is checked for
+//  it before anything is produced (s_recover_one); the outcome is recorded.  Its
+//  event, re-delivered later, is then found complete and skipped.  False if the ledger
+//  did not answer.
 static bool
 s_recover (mesh_agent_t *self)
 {
@@ -521,17 +583,9 @@ s_recover (mesh_agent_t *self)
     bool ok = true;
     size_t i;
     json_t *decision;
-    json_array_foreach (pending, i, decision) {
-        mesh_info ("recovering decision %.12s: recorded, not yet carried out",
-                   json_string_value (json_object_get (decision, "id")));
-        json_t *outcome = mesh_act_run (self->act, decision);
-        json_object_set_new (outcome, "recovered", json_true ());
-        ok = mesh_record_outcome (record, outcome, NULL) == 0;
-        json_decref (outcome);
-        if (!ok)
+    json_array_foreach (pending, i, decision)
+        if (!(ok = s_recover_one (self, record, decision)))
             break;
-        self->n.recovered++;
-    }
     json_decref (pending);
     mesh_record_destroy (&record);
     return ok;
