@@ -181,19 +181,32 @@ s_left (int64_t deadline)
     return left > 0 ? (int) left : 0;
 }
 
+//  librdkafka's messages about the checking consumer, at their syslog level, except its
+//  remarks on the producer's topic settings it inherits and does not use.
+static void
+s_scan_log (const rd_kafka_t *rk, int level, const char *facility, const char *text)
+{
+    if (strcmp (facility, "CONFWARN") != 0)
+        mesh_log (level, "act: checking consumer: %s: %s", facility, text);
+}
+
 //  A consumer for the check: a copy of the producer's configuration (so the same
 //  brokers and the same security settings), without what only a producer has, plus
 //  what the check needs.  No group is joined: partitions are assigned, nothing is
-//  committed (a group id is set only because librdkafka wants one for assign).
+//  committed or subscribed (librdkafka 2.0 refuses assign without a group.id, so one
+//  is set, named after the decision; it never has members or offsets).
 static rd_kafka_t *
 s_scan_consumer (mesh_act_kafka_t *self, const char *key, char *err, size_t size)
 {
     static const char *producer_only[] = {
-        "enable.idempotence", "message.timeout.ms", "dr_msg_cb", "dr_cb", "acks",
+        "enable.idempotence", "message.timeout.ms", "delivery.timeout.ms", "dr_msg_cb",
+        "dr_cb", "acks",
         "request.required.acks", "linger.ms", "queue.buffering.max.ms"
     };
     rd_kafka_conf_t *conf = rd_kafka_conf_dup_filter (
         rd_kafka_conf (self->rk), sizeof producer_only / sizeof *producer_only, producer_only);
+    if (conf)
+        rd_kafka_conf_set_log_cb (conf, s_scan_log);
     char group[96];
     snprintf (group, sizeof group, "meshd.recover-check.%.16s", key);
     const char *set[][2] = {
