@@ -4,8 +4,9 @@
  *  Only actions declared in config exist; the decision names one and carries its
  *  already-validated params.  Every action carries an idempotency key: the
  *  decision id (the Kafka message key, the log line's id), so a repeat after a
- *  crash is recognisable downstream.  In observe mode nothing is executed and the
- *  outcome says "observed".  One file per kind: act_kafka.c, act_log.c.
+ *  crash is recognisable downstream, and recovery (mesh_act_recover) looks for it on
+ *  the action topic before producing again.  In observe mode nothing is executed and
+ *  the outcome says "observed".  One file per kind: act_kafka.c, act_log.c.
  */
 #ifndef MESH_ACT_H
 #define MESH_ACT_H

@@ -6,6 +6,16 @@
  *  for its delivery report so that "done" in the outcome record means the broker
  *  has it.  One producer per agent process, shared by the reasoning workers
  *  (librdkafka producers are thread-safe); each call waits for its own report.
+ *
+ *  Recovery (mesh_act_kafka_find): before a decision from a previous life is produced
+ *  again, the topic is read for its key from the decision's time on, by a consumer of
+ *  its own, bounded in time and messages; "cannot tell" is an answer of its own, and
+ *  the caller then produces nothing (docs/recovery.md).
+ *
+ *  TEST ONLY: MESH_TEST_KILL_AFTER_ACT=<file>.  After a successful produce, if the file
+ *  holds a number above 0, it is decremented (the file rewritten and fsync'd) and the
+ *  process ends with _exit (137) before the outcome can be recorded: the crash that
+ *  tests/integration/exactly_once.sh repeats 50 times.  Never set it in production.
  */
 #include "act.h"
 #include "log.h"

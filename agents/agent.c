@@ -97,6 +97,7 @@ struct _mesh_agent_t {
     bool stopping;                      //  workers: finish the queue, then exit
     atomic_bool fatal;                  //  the ledger stopped answering: exit, re-deliver
     s_worker_t *workers;
+    char (*handling)[65];               //  ids the workers are handling ("" = free slot)
     mesh_record_t *shed_record;         //  the consumer thread's, made on the first shed
 };
 
@@ -216,10 +217,61 @@ s_recover_one (mesh_agent_t *self, mesh_record_t *record, json_t *decision)
     return ok;
 }
 
+//  Two incidents can carry one decision id (an event re-delivered after a restart
+//  reopens its incident while the restored group fires it too), and the ledger answers
+//  a second decision for an id with the first one's seq.  So one id is handled by one
+//  worker at a time: the second waits, then finds the decision complete.  Returns the
+//  slot to give back with s_release.
+static int
+s_claim (mesh_agent_t *self, const char *id)
+{
+    int workers = self->acfg->reason.workers, slot = -1;
+    pthread_mutex_lock (&self->lock);
+    while (true) {
+        bool busy = false;
+        slot = -1;
+        for (int i = 0; i < workers; i++) {
+            if (strcmp (self->handling[i], id) == 0)
+                busy = true;
+            else
+            if (!self->handling[i][0] && slot < 0)
+                slot = i;
+        }
+        if (!busy && slot >= 0)
+            break;
+        pthread_cond_wait (&self->wake, &self->lock);
+    }
+    snprintf (self->handling[slot], sizeof self->handling[slot], "%s", id);
+    pthread_mutex_unlock (&self->lock);
+    return slot;
+}
+
+static void
+s_release (mesh_agent_t *self, int slot)
+{
+    pthread_mutex_lock (&self->lock);
+    self->handling[slot][0] = 0;
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
+}
+
+static bool s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
+                              mesh_incident_t *incident);
+
 //  One incident, start to finish.  Returns false if the ledger did not answer.
 static bool
 s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
           mesh_incident_t *incident)
+{
+    int slot = s_claim (self, incident->id);
+    bool ok = s_handle_claimed (self, reason, record, incident);
+    s_release (self, slot);
+    return ok;
+}
+
+static bool
+s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
+                  mesh_incident_t *incident)
 {
     mesh_record_state_t state;
     json_t *decision = NULL;
@@ -710,6 +762,7 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
         mesh_agent_destroy (&self);
         return NULL;
     }
+    self->handling = calloc ((size_t) acfg->reason.workers, sizeof *self->handling);
     self->workers = calloc ((size_t) acfg->reason.workers, sizeof *self->workers);
     for (int i = 0; i < acfg->reason.workers; i++) {
         self->workers[i] = (s_worker_t) {.agent = self, .index = i};
@@ -738,6 +791,7 @@ mesh_agent_destroy (mesh_agent_t **self_p)
         free (self->done[i].topic);
     free (self->done);
     free (self->workers);
+    free (self->handling);
     json_decref (self->history);
     for (size_t i = 0; i < self->loaded_count; i++)
         mesh_config_destroy (&self->loaded[i]);

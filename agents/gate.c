@@ -38,7 +38,11 @@
  *  a NUL and its content: what a decision record needs to name the rules in force.
  *  mesh_gate_archive writes the rule set under the state directory by that hash, so
  *  that a replay can load exactly those files (manifest.json keeps each basename, so
- *  the hash can be computed again from the archive).
+ *  the hash can be computed again from the archive).  mesh_gate_from_archive is that
+ *  load, for recovery (agents/recover.c): the archive is not trusted either - the
+ *  manifest must name the hash, each file must match its sha256, each rule is loaded
+ *  from memory under its original basename, and the chain must hash to the name again.
+ *  The actions (the built-in check) come from the config in force, not the archive.
  */
 #include "gate.h"
 #include "log.h"
