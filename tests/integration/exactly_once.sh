@@ -8,7 +8,7 @@
 # message exactly once (and nothing else), the counter must be 0, the agent restarted
 # at least 50 times, and no genuine decision refused.  Each kill costs a group rejoin on the
 # embedded broker (its 3 s rebalance delay, and the dead member's session, 3 s here), so
-# the test takes about 4 to 5 minutes.
+# the test takes about 5 minutes (EXACTLY_ONCE_KILLS=N for a quicker look).
 source "$(dirname "$0")/lib.sh"
 KILLS=${EXACTLY_ONCE_KILLS:-50}
 
