@@ -410,7 +410,7 @@ test_find_bounds (void **state)
     free (detail);
     json_decref (message);
     for (int i = 0; i < 6; i++) {
-        char key[16];
+        char key[32];
         snprintf (key, sizeof key, "other-%d", i);
         message = json_pack ("{si}", "n", i);
         assert_int_equal (mesh_act_kafka_run (kafka, "actions", key, message, &detail), 0);

@@ -133,7 +133,9 @@ s_refused (s_world_t *w, json_t *decision, const char *want)
     assert_non_null (why);
     if (!strstr (why, want))
         fail_msg ("refused for \"%s\", expected a reason mentioning \"%s\"", why, want);
-    assert_non_null (json_string (why));         //  valid UTF-8, one line
+    json_t *text = json_string (why);             //  valid UTF-8, one line
+    assert_non_null (text);
+    json_decref (text);
     assert_null (strchr (why, '\n'));
     free (why);
 }
