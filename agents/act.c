@@ -54,8 +54,8 @@ s_allowed (const mesh_agent_config_t *agent, const char *name)
     return false;
 }
 
-json_t *
-mesh_act_run (mesh_act_t *self, json_t *decision)
+static json_t *
+s_run (mesh_act_t *self, json_t *decision, bool recovering)
 {
     const char *id = json_string_value (json_object_get (decision, "id"));
     json_t *action = json_object_get (decision, "action");
@@ -83,7 +83,28 @@ mesh_act_run (mesh_act_t *self, json_t *decision)
                                      json_object_get (action, "params") ?: json_null (),
                                      "incident", json_object_get (decision, "incident")
                                                      ?: json_null ());
-        if (mesh_act_kafka_run (self->kafka, spec->topic, id, message, &detail) == 0)
+        int found = 0;
+        if (recovering) {
+            //  Without a ledger time the whole retained topic is the range to check.
+            json_t *ts = json_object_get (decision, "ts");
+            int64_t since = json_is_integer (ts) ? json_integer_value (ts)
+                                                   - MESH_ACT_SCAN_MARGIN_MS : 0;
+            found = mesh_act_kafka_find (self->kafka, spec->topic, id ? id : "",
+                                         since > 0 ? since : 0, MESH_ACT_SCAN_TIMEOUT_MS,
+                                         MESH_ACT_SCAN_MAX_MESSAGES, &detail);
+            if (found == 1)
+                status = "done";
+            else
+            if (found < 0) {
+                status = "outcome_unknown";
+                mesh_err ("act: decision %.12s: cannot tell whether %s was already produced "
+                          "to %s (%s); NOT produced again - a human must check the topic for "
+                          "key %s", id ? id : "?", name, spec->topic, detail ? detail : "?",
+                          id ? id : "?");
+            }
+        }
+        if (found == 0 && mesh_act_kafka_run (self->kafka, spec->topic, id ? id : "", message,
+                                              &detail) == 0)
             status = "done";
         json_decref (message);
     }
@@ -91,4 +112,16 @@ mesh_act_run (mesh_act_t *self, json_t *decision)
     json_object_set_new (outcome, "detail", detail ? json_string (detail) : json_null ());
     free (detail);
     return outcome;
+}
+
+json_t *
+mesh_act_run (mesh_act_t *self, json_t *decision)
+{
+    return s_run (self, decision, false);
+}
+
+json_t *
+mesh_act_recover (mesh_act_t *self, json_t *decision)
+{
+    return s_run (self, decision, true);
 }

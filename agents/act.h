@@ -4,8 +4,9 @@
  *  Only actions declared in config exist; the decision names one and carries its
  *  already-validated params.  Every action carries an idempotency key: the
  *  decision id (the Kafka message key, the log line's id), so a repeat after a
- *  crash is recognisable downstream.  In observe mode nothing is executed and the
- *  outcome says "observed".  One file per kind: act_kafka.c, act_log.c.
+ *  crash is recognisable downstream, and recovery (mesh_act_recover) looks for it on
+ *  the action topic before producing again.  In observe mode nothing is executed and
+ *  the outcome says "observed".  One file per kind: act_kafka.c, act_log.c.
  */
 #ifndef MESH_ACT_H
 #define MESH_ACT_H
@@ -23,6 +24,18 @@ void mesh_act_destroy (mesh_act_t **self_p);
 //  Carry out DECISION's action.  Returns the outcome record (caller owns):
 //  {"type":"outcome","id","agent","action","status":"done"|"failed"|"observed","detail"}.
 json_t *mesh_act_run (mesh_act_t *self, json_t *decision);
+//  The same for a decision a previous life recorded and may already have carried out
+//  (recovery).  A kafka action is produced only if its topic holds no message keyed by
+//  the decision id written since the decision's "ts" (ms, set by the ledger) minus
+//  MESH_ACT_SCAN_MARGIN_MS: found -> status "done", detail "already produced at P/O",
+//  nothing produced; the topic could not be checked -> status "outcome_unknown",
+//  nothing produced (logged as an error: a human must look).  Other kinds as
+//  mesh_act_run (a log action repeats a notice line, which is harmless).
+json_t *mesh_act_recover (mesh_act_t *self, json_t *decision);
+
+#define MESH_ACT_SCAN_MARGIN_MS     60000       //  clock skew between ledger and broker
+#define MESH_ACT_SCAN_TIMEOUT_MS    15000       //  the whole check, metadata to last fetch
+#define MESH_ACT_SCAN_MAX_MESSAGES  200000      //  messages read in one check
 
 //  Kind-specific executors (act_kafka.c, act_log.c): 0 done, -1 failed with *detail set
 //  (caller frees).
@@ -31,6 +44,13 @@ mesh_act_kafka_t *mesh_act_kafka_new (const mesh_config_t *cfg, const char *brok
 void mesh_act_kafka_destroy (mesh_act_kafka_t **self_p);
 int mesh_act_kafka_run (mesh_act_kafka_t *self, const char *topic, const char *key,
                         json_t *message, char **detail);
+//  Is a message keyed KEY on TOPIC, written at or after SINCE_MS (epoch ms)?  Reads with
+//  a consumer of its own (no group, read_committed) the partitions' ranges from that
+//  time (rd_kafka_offsets_for_times) to the high watermark, within TIMEOUT_MS and
+//  MAX_MESSAGES.  1 found (*detail "already produced at P/O"), 0 not there (*detail
+//  NULL), -1 the check could not finish (*detail says why).  Caller frees *detail.
+int mesh_act_kafka_find (mesh_act_kafka_t *self, const char *topic, const char *key,
+                         int64_t since_ms, int timeout_ms, long max_messages, char **detail);
 int mesh_act_log_run (const char *agent, const char *id, json_t *action, char **detail);
 
 #endif

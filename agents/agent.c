@@ -10,9 +10,13 @@
  *
  *  Exactly-once effect.  Before reasoning, a worker asks the ledger about the
  *  decision id: complete -> skip (a re-delivery after a crash); decided but no
- *  outcome -> carry out the recorded decision again (every action kind here is
- *  idempotent by its key) and record the outcome; unknown -> reason, record the
- *  decision and wait for the ack, and only then act.
+ *  outcome -> recover it as at start; unknown -> reason, record the decision and wait
+ *  for the ack, and only then act.  At start, every decision of this agent that the
+ *  ledger holds without an outcome is recovered before consuming: it passes the gates
+ *  again (recover.c: the archived rule set by hash, the recorded proposal and ctx)
+ *  or is recorded "refused"; a kafka action is produced again only if the action
+ *  topic does not hold a message keyed by its id ("done", "already produced at P/O"),
+ *  and never when that cannot be checked ("outcome_unknown").  docs/recovery.md.
  */
 #include "agent.h"
 #include "act.h"
@@ -25,6 +29,7 @@
 #include "proto.h"
 #include "reason.h"
 #include "record.h"
+#include "recover.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -40,7 +45,7 @@
     X (events) X (malformed) X (anomalies) X (incidents) X (suppressed) X (loops)            \
     X (accepted) X (rejected) X (fallback) X (budget_exhausted) X (model_failed) X (tokens)  \
     X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (recovered) \
-    X (ledger_errors) X (shed) X (dead_lettered)
+    X (recovery_refused) X (outcome_unknown) X (ledger_errors) X (shed) X (dead_lettered)
 
 typedef struct {
 #define S_FIELD(name) atomic_ullong name;
@@ -92,6 +97,7 @@ struct _mesh_agent_t {
     bool stopping;                      //  workers: finish the queue, then exit
     atomic_bool fatal;                  //  the ledger stopped answering: exit, re-deliver
     s_worker_t *workers;
+    char (*handling)[65];               //  ids the workers are handling ("" = free slot)
     mesh_record_t *shed_record;         //  the consumer thread's, made on the first shed
 };
 
@@ -149,10 +155,123 @@ s_remember (mesh_agent_t *self, json_t *decision, const mesh_incident_t *inciden
     }
 }
 
+static void
+s_count_outcome (mesh_agent_t *self, json_t *outcome)
+{
+    const char *status = json_string_value (json_object_get (outcome, "status"));
+    if (!status)
+        status = "";
+    if (strcmp (status, "done") == 0)
+        self->n.actions_done++;
+    else
+    if (strcmp (status, "observed") == 0)
+        self->n.actions_observed++;
+    else
+    if (strcmp (status, "refused") == 0)
+        self->n.recovery_refused++;
+    else
+    if (strcmp (status, "outcome_unknown") == 0)
+        self->n.outcome_unknown++;
+    else
+    if (strcmp (status, "skipped") != 0)
+        self->n.actions_failed++;
+}
+
+//  A decision recorded by a previous life without an outcome: it runs only if it passes
+//  the gates again now (recover.c), and a kafka action only if the topic does not hold
+//  it already (mesh_act_recover); the outcome is recorded, marked "recovered".  A shed
+//  decision has nothing to run.  False if the ledger did not answer.
+static bool
+s_recover_one (mesh_agent_t *self, mesh_record_t *record, json_t *decision)
+{
+    const char *id = json_string_value (json_object_get (decision, "id"));
+    json_t *action = json_object_get (decision, "action");
+    const char *verdict = json_string_value (json_object_get (decision, "verdict"));
+    json_t *outcome;
+    char *why = NULL;
+    if (json_is_null (action) && verdict && strcmp (verdict, "shed") == 0)
+        outcome = json_pack ("{ss ss ss ss ss}", "type", "outcome", "id", id ? id : "",
+                             "agent", self->acfg->name, "status", "skipped", "detail",
+                             "shed: not reasoned about");
+    else
+    if (mesh_recover_check (self->cfg, self->acfg, self->cfg->state_dir, decision, &why) != 0) {
+        mesh_err ("decision %.12s recorded without an outcome is NOT carried out: %s",
+                  id ? id : "?", why);
+        outcome = json_pack ("{ss ss ss ss? ss ss}", "type", "outcome", "id", id ? id : "",
+                             "agent", self->acfg->name, "action",
+                             json_string_value (json_object_get (action, "name")), "status",
+                             "refused", "detail", why);
+        free (why);
+    }
+    else {
+        mesh_info ("recovering decision %.12s: recorded, not yet carried out; the gates "
+                   "accept it again", id ? id : "?");
+        outcome = mesh_act_recover (self->act, decision);
+    }
+    json_object_set_new (outcome, "recovered", json_true ());
+    s_count_outcome (self, outcome);
+    bool ok = mesh_record_outcome (record, outcome, NULL) == 0;
+    json_decref (outcome);
+    if (ok)
+        self->n.recovered++;
+    return ok;
+}
+
+//  Two incidents can carry one decision id (an event re-delivered after a restart
+//  reopens its incident while the restored group fires it too), and the ledger answers
+//  a second decision for an id with the first one's seq.  So one id is handled by one
+//  worker at a time: the second waits, then finds the decision complete.  Returns the
+//  slot to give back with s_release.
+static int
+s_claim (mesh_agent_t *self, const char *id)
+{
+    int workers = self->acfg->reason.workers, slot = -1;
+    pthread_mutex_lock (&self->lock);
+    while (true) {
+        bool busy = false;
+        slot = -1;
+        for (int i = 0; i < workers; i++) {
+            if (strcmp (self->handling[i], id) == 0)
+                busy = true;
+            else
+            if (!self->handling[i][0] && slot < 0)
+                slot = i;
+        }
+        if (!busy && slot >= 0)
+            break;
+        pthread_cond_wait (&self->wake, &self->lock);
+    }
+    snprintf (self->handling[slot], sizeof self->handling[slot], "%s", id);
+    pthread_mutex_unlock (&self->lock);
+    return slot;
+}
+
+static void
+s_release (mesh_agent_t *self, int slot)
+{
+    pthread_mutex_lock (&self->lock);
+    self->handling[slot][0] = 0;
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
+}
+
+static bool s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
+                              mesh_incident_t *incident);
+
 //  One incident, start to finish.  Returns false if the ledger did not answer.
 static bool
 s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
           mesh_incident_t *incident)
+{
+    int slot = s_claim (self, incident->id);
+    bool ok = s_handle_claimed (self, reason, record, incident);
+    s_release (self, slot);
+    return ok;
+}
+
+static bool
+s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
+                  mesh_incident_t *incident)
 {
     mesh_record_state_t state;
     json_t *decision = NULL;
@@ -163,32 +282,26 @@ s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
         json_decref (decision);
         return true;
     }
-    if (state == MESH_RECORD_NONE) {
-        pthread_mutex_lock (&self->lock);
-        json_t *history = json_deep_copy (self->history);
-        pthread_mutex_unlock (&self->lock);
-        decision = mesh_reason_run (reason, incident, history);        //  reason + gate
-        json_decref (history);
-        if (!decision)
-            return false;
-        if (mesh_record_decision (record, decision, NULL) != 0) {     //  durable first
-            json_decref (decision);
-            return false;
-        }
-        s_count_decision (self, decision);
+    if (state == MESH_RECORD_DECIDED) {
+        //  Decided in an earlier life and not recovered at start: the same path.
+        bool ok = decision && s_recover_one (self, record, decision);
+        json_decref (decision);
+        return ok;
     }
-    else
+    pthread_mutex_lock (&self->lock);
+    json_t *history = json_deep_copy (self->history);
+    pthread_mutex_unlock (&self->lock);
+    decision = mesh_reason_run (reason, incident, history);            //  reason + gate
+    json_decref (history);
     if (!decision)
         return false;
+    if (mesh_record_decision (record, decision, NULL) != 0) {         //  durable first
+        json_decref (decision);
+        return false;
+    }
+    s_count_decision (self, decision);
     json_t *outcome = mesh_act_run (self->act, decision);                //  act
-    const char *status = json_string_value (json_object_get (outcome, "status"));
-    if (strcmp (status, "done") == 0)
-        self->n.actions_done++;
-    else
-    if (strcmp (status, "observed") == 0)
-        self->n.actions_observed++;
-    else
-        self->n.actions_failed++;
+    s_count_outcome (self, outcome);
     int rc = mesh_record_outcome (record, outcome, NULL);                //  record
     if (rc == 0)
         s_remember (self, decision, incident);
@@ -502,10 +615,11 @@ s_control (mesh_agent_t *self)
     return stop;
 }
 
-//  Finish what a previous life of this agent decided but did not carry out: the
-//  decision is durable, so its action runs now (every kind is idempotent by the
-//  decision id) and the outcome is recorded.  Its event, re-delivered later, is then
-//  found complete and skipped.  False if the ledger did not answer.
+//  Finish what a previous life of this agent decided but did not carry out: each
+//  decision passes the gates again and, for a kafka action, the topic is checked for
+//  it before anything is produced (s_recover_one); the outcome is recorded.  Its
+//  event, re-delivered later, is then found complete and skipped.  False if the ledger
+//  did not answer.
 static bool
 s_recover (mesh_agent_t *self)
 {
@@ -520,17 +634,9 @@ s_recover (mesh_agent_t *self)
     bool ok = true;
     size_t i;
     json_t *decision;
-    json_array_foreach (pending, i, decision) {
-        mesh_info ("recovering decision %.12s: recorded, not yet carried out",
-                   json_string_value (json_object_get (decision, "id")));
-        json_t *outcome = mesh_act_run (self->act, decision);
-        json_object_set_new (outcome, "recovered", json_true ());
-        ok = mesh_record_outcome (record, outcome, NULL) == 0;
-        json_decref (outcome);
-        if (!ok)
+    json_array_foreach (pending, i, decision)
+        if (!(ok = s_recover_one (self, record, decision)))
             break;
-        self->n.recovered++;
-    }
     json_decref (pending);
     mesh_record_destroy (&record);
     return ok;
@@ -661,6 +767,7 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
         mesh_agent_destroy (&self);
         return NULL;
     }
+    self->handling = calloc ((size_t) acfg->reason.workers, sizeof *self->handling);
     self->workers = calloc ((size_t) acfg->reason.workers, sizeof *self->workers);
     for (int i = 0; i < acfg->reason.workers; i++) {
         self->workers[i] = (s_worker_t) {.agent = self, .index = i};
@@ -689,6 +796,7 @@ mesh_agent_destroy (mesh_agent_t **self_p)
         free (self->done[i].topic);
     free (self->done);
     free (self->workers);
+    free (self->handling);
     json_decref (self->history);
     for (size_t i = 0; i < self->loaded_count; i++)
         mesh_config_destroy (&self->loaded[i]);

@@ -38,7 +38,11 @@
  *  a NUL and its content: what a decision record needs to name the rules in force.
  *  mesh_gate_archive writes the rule set under the state directory by that hash, so
  *  that a replay can load exactly those files (manifest.json keeps each basename, so
- *  the hash can be computed again from the archive).
+ *  the hash can be computed again from the archive).  mesh_gate_from_archive is that
+ *  load, for recovery (agents/recover.c): the archive is not trusted either - the
+ *  manifest must name the hash, each file must match its sha256, each rule is loaded
+ *  from memory under its original basename, and the chain must hash to the name again.
+ *  The actions (the built-in check) come from the config in force, not the archive.
  */
 #include "gate.h"
 #include "log.h"
@@ -284,12 +288,22 @@ s_limits (const mesh_config_t *cfg)
     return limits;
 }
 
+//  A rule to load: from PATH, or (SOURCE set) from SIZE bytes already read, named PATH.
+typedef struct {
+    const char *path;
+    const char *source;
+    size_t size;
+} s_source_t;
+
 static void
-s_add_rule (mesh_gate_t *self, const char *path, const mesh_sandbox_limits_t *limits,
+s_add_rule (mesh_gate_t *self, const s_source_t *from, const mesh_sandbox_limits_t *limits,
             s_list_t *problems)
 {
     char *msg = NULL;
-    mesh_sandbox_t *rule = mesh_sandbox_load (path, limits, &msg);
+    const char *path = from->path;
+    mesh_sandbox_t *rule = from->source
+                         ? mesh_sandbox_load_buffer (path, from->source, from->size, limits, &msg)
+                         : mesh_sandbox_load (path, limits, &msg);
     if (!rule) {
         s_list_add (problems, "\n", "%s", msg ? msg : "out of memory");
         free (msg);
@@ -324,8 +338,10 @@ s_hash (mesh_gate_t *self)
     sodium_bin2hex (self->hash, sizeof self->hash, digest, sizeof digest);
 }
 
-mesh_gate_t *
-mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char **err)
+//  The chain of RULES (COUNT of them, in order) with AGENT's actions as CFG declares them.
+static mesh_gate_t *
+s_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, const s_source_t *rules,
+       size_t count, char **err)
 {
     assert (cfg);
     assert (agent);
@@ -335,8 +351,7 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
     mesh_gate_t *self = calloc (1, sizeof *self);
     if (self) {
         pthread_mutex_init (&self->lock, NULL);
-        self->rules = calloc (cfg->global_rule_count + agent->rule_count + 1,
-                              sizeof (mesh_sandbox_t *));
+        self->rules = calloc (count + 1, sizeof (mesh_sandbox_t *));
         self->actions = calloc (agent->action_count + 1, sizeof (s_action_t));
     }
     if (!self || !self->rules || !self->actions || sodium_init () < 0) {
@@ -345,10 +360,8 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
     }
     mesh_sandbox_limits_t limits = s_limits (cfg);
     self->limits = limits;
-    for (size_t i = 0; i < cfg->global_rule_count; i++)
-        s_add_rule (self, cfg->global_rules [i], &limits, &problems);
-    for (size_t i = 0; i < agent->rule_count; i++)
-        s_add_rule (self, agent->rules [i], &limits, &problems);
+    for (size_t i = 0; i < count; i++)
+        s_add_rule (self, &rules [i], &limits, &problems);
 
     s_list_t allowed = { NULL, 0, 0 };
     for (size_t i = 0; i < agent->action_count; i++) {
@@ -394,6 +407,27 @@ failed:
     }
     mesh_gate_destroy (&self);
     return NULL;
+}
+
+mesh_gate_t *
+mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char **err)
+{
+    assert (cfg);
+    assert (agent);
+    size_t count = cfg->global_rule_count + agent->rule_count;
+    s_source_t *rules = calloc (count + 1, sizeof (s_source_t));
+    if (!rules) {
+        if (err)
+            *err = strdup ("out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->global_rule_count; i++)
+        rules [i].path = cfg->global_rules [i];
+    for (size_t i = 0; i < agent->rule_count; i++)
+        rules [cfg->global_rule_count + i].path = agent->rules [i];
+    mesh_gate_t *self = s_new (cfg, agent, rules, count, err);
+    free (rules);
+    return self;
 }
 
 void
@@ -724,6 +758,24 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     return worst == MESH_FAIL_NONE;
 }
 
+char *
+mesh_gate_builtin (mesh_gate_t *self, json_t *proposal)
+{
+    assert (self);
+    const s_action_t *action;
+    return s_builtin (self, proposal, &action);
+}
+
+json_t *
+mesh_gate_action_spec (const mesh_gate_t *self, const char *name)
+{
+    assert (self);
+    for (size_t i = 0; name && i < self->action_count; i++)
+        if (strcmp (self->actions [i].name, name) == 0)
+            return self->actions [i].spec;
+    return NULL;
+}
+
 //  --------------------------------------------------------------------------------
 //  The rule set as a manifest and an archive
 
@@ -928,4 +980,209 @@ done:
     free (final);
     free (tmp);
     return rc;
+}
+
+//  --------------------------------------------------------------------------------
+//  Loading an archived rule set
+
+#define S_MANIFEST_MAX  (1024 * 1024)   //  bytes of a manifest.json we read
+#define S_ARCHIVE_RULES 256             //  rules in one archived set
+
+//  DIR/NAME read whole into *data_p (NUL-terminated; caller frees), at most MAX bytes.
+//  0, or -1 with errno (EFBIG when larger than MAX).
+static int
+s_read_file (const char *dir, const char *name, size_t max, char **data_p, size_t *size_p)
+{
+    *data_p = NULL;
+    char *path = NULL;
+    if (asprintf (&path, "%s/%s", dir, name) < 0)
+        return -1;
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free (path);
+    if (fd < 0)
+        return -1;
+    char *data = malloc (max + 2);
+    size_t size = 0;
+    while (data && size <= max) {
+        ssize_t n = read (fd, data + size, max + 1 - size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n < 0) {
+                free (data);
+                data = NULL;
+            }
+            break;
+        }
+        size += (size_t) n;
+    }
+    int e = errno;
+    close (fd);
+    if (!data) {
+        errno = e ? e : ENOMEM;
+        return -1;
+    }
+    if (size > max) {
+        free (data);
+        errno = EFBIG;
+        return -1;
+    }
+    data [size] = 0;
+    *data_p = data;
+    *size_p = size;
+    return 0;
+}
+
+static bool
+s_is_hash (const char *text)
+{
+    if (!text || strlen (text) != 64)
+        return false;
+    for (const char *p = text; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+//  A basename as the manifest may name it: not empty, no slash, not . or .., printable.
+static bool
+s_is_basename (const char *name)
+{
+    if (!name || !*name || strlen (name) > 255 || strchr (name, '/') || strcmp (name, ".") == 0
+        || strcmp (name, "..") == 0)
+        return false;
+    for (const char *p = name; *p; p++)
+        if ((unsigned char) *p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+mesh_gate_t *
+mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
+                        const char *state_dir, const char *rules_hash, char **err)
+{
+    assert (cfg);
+    assert (agent);
+    assert (state_dir);
+    assert (err);
+    *err = NULL;
+    if (!s_is_hash (rules_hash)) {
+        *err = strdup ("the rules hash is not 64 lower-case hex digits");
+        return NULL;
+    }
+    char *dir = NULL;
+    if (asprintf (&dir, "%s/rules/%s", state_dir, rules_hash) < 0) {
+        *err = strdup ("out of memory");
+        return NULL;
+    }
+    mesh_gate_t *self = NULL;
+    char *text = NULL;
+    size_t size = 0;
+    json_t *manifest = NULL;
+    s_source_t *rules = NULL;
+    size_t count = 0;
+    if (s_read_file (dir, "manifest.json", S_MANIFEST_MAX, &text, &size) != 0) {
+        if (asprintf (err, "%s/manifest.json: %s", dir, errno == ENOENT
+                      ? "no such file: the rule set is not archived"
+                      : errno == EFBIG ? "larger than 1 MiB" : strerror (errno)) < 0)
+            *err = NULL;
+        goto done;
+    }
+    json_error_t jerr;
+    manifest = json_loadb (text, size, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *list = json_object_get (manifest, "rules");
+    const char *hash = json_string_value (json_object_get (manifest, "hash"));
+    if (!json_is_object (manifest) || !json_is_array (list) || !hash) {
+        if (asprintf (err, "%s/manifest.json: not a manifest (an object with \"hash\" and "
+                      "\"rules\")%s%s", dir, manifest ? "" : ": ", manifest ? "" : jerr.text) < 0)
+            *err = NULL;
+        goto done;
+    }
+    if (strcmp (hash, rules_hash) != 0) {
+        if (asprintf (err, "%s/manifest.json: names rule set %.16s..., not the directory's "
+                      "%.16s...", dir, hash, rules_hash) < 0)
+            *err = NULL;
+        goto done;
+    }
+    count = json_array_size (list);
+    if (count > S_ARCHIVE_RULES) {
+        if (asprintf (err, "%s/manifest.json: %zu rules, more than %d", dir, count,
+                      S_ARCHIVE_RULES) < 0)
+            *err = NULL;
+        goto done;
+    }
+    rules = calloc (count + 1, sizeof (s_source_t));
+    if (!rules) {
+        *err = strdup ("out of memory");
+        goto done;
+    }
+    //  Each file is the manifest's NN-basename, and its content hashes to the manifest's
+    //  sha256; it is loaded under DIR/basename, so the chain's hash is computed over the
+    //  names and contents as they were in force.
+    for (size_t i = 0; i < count; i++) {
+        json_t *entry = json_array_get (list, i);
+        const char *base = json_string_value (json_object_get (entry, "basename"));
+        const char *file = json_string_value (json_object_get (entry, "file"));
+        const char *sha = json_string_value (json_object_get (entry, "sha256"));
+        char expected[300];
+        if (s_is_basename (base))
+            snprintf (expected, sizeof expected, "%02zu-%s", i + 1, base);
+        if (!s_is_basename (base) || !file || strcmp (file, expected) != 0 || !s_is_hash (sha)) {
+            if (asprintf (err, "%s/manifest.json: rule %zu: needs \"basename\", \"file\" "
+                          "(NN-basename, NN its position from 01) and \"sha256\"", dir,
+                          i + 1) < 0)
+                *err = NULL;
+            goto done;
+        }
+        char *content = NULL;
+        size_t length = 0;
+        if (s_read_file (dir, file, MESH_SANDBOX_MAX_SOURCE, &content, &length) != 0) {
+            if (asprintf (err, "%s/%s: %s", dir, file,
+                          errno == EFBIG ? "larger than a rule may be" : strerror (errno)) < 0)
+                *err = NULL;
+            goto done;
+        }
+        char actual[65];
+        s_sha256_hex (content, length, actual);
+        char *path = NULL;
+        if (strcmp (actual, sha) != 0 || asprintf (&path, "%s/%s", dir, base) < 0) {
+            free (content);
+            if (asprintf (err, "%s/%s: content does not match the manifest (sha256 %.16s..., "
+                          "manifest says %.16s...)", dir, file, actual, sha) < 0)
+                *err = NULL;
+            goto done;
+        }
+        rules [i] = (s_source_t) { path, content, length };
+    }
+    self = s_new (cfg, agent, rules, count, err);
+    if (self && strcmp (self->hash, rules_hash) != 0) {
+        if (asprintf (err, "%s: the archived rules hash to %.16s..., not to the directory's "
+                      "name", dir, self->hash) < 0)
+            *err = NULL;
+        mesh_gate_destroy (&self);
+    }
+    for (size_t i = 0; self && i < count; i++) {
+        const char *name = json_string_value (json_object_get (json_array_get (list, i),
+                                                               "name"));
+        if (!name || strcmp (name, mesh_sandbox_name (self->rules [i])) != 0) {
+            if (asprintf (err, "%s/manifest.json: rule %zu is named \"%s\" in the manifest "
+                          "but \"%s\" in its file", dir, i + 1, name ? name : "",
+                          mesh_sandbox_name (self->rules [i])) < 0)
+                *err = NULL;
+            mesh_gate_destroy (&self);
+        }
+    }
+
+done:
+    if (!self && !*err)
+        *err = strdup ("out of memory");
+    for (size_t i = 0; rules && i < count; i++) {
+        free ((char *) rules [i].path);
+        free ((char *) rules [i].source);
+    }
+    free (rules);
+    json_decref (manifest);
+    free (text);
+    free (dir);
+    return self;
 }

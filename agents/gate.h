@@ -50,6 +50,20 @@ json_t *mesh_gate_manifest (const mesh_gate_t *self);
 //  (its name is the hash of its content).  0 and *dir_p (may be NULL; caller frees)
 //  set to the directory, or -1 (logged).
 int mesh_gate_archive (const mesh_gate_t *self, const char *state_dir, char **dir_p);
+//  The rule set archived as STATE_DIR/rules/RULES_HASH/, with AGENT's actions as CFG
+//  declares them now (the built-in check is today's).  The manifest must name that
+//  hash, each file must be its NN-basename with the manifest's sha256, and the chain
+//  built from them must hash to RULES_HASH again (each rule loaded under its original
+//  basename).  Returns NULL with *err set (caller frees) if anything is missing,
+//  altered or does not load.  Limits from CFG.
+mesh_gate_t *mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
+                                     const char *state_dir, const char *rules_hash, char **err);
+//  The built-in check alone (no rule runs): NULL when PROPOSAL has the declared shape,
+//  otherwise every problem found (caller frees).
+char *mesh_gate_builtin (mesh_gate_t *self, json_t *proposal);
+//  The declared spec of action NAME as rules see it in ctx.action ({name, kind, params}),
+//  borrowed; NULL if NAME is not one of the agent's actions.
+json_t *mesh_gate_action_spec (const mesh_gate_t *self, const char *name);
 //  Bytes held by the largest of the gate's idle Lua states (0 before the first check):
 //  the memory one evaluating thread costs.
 size_t mesh_gate_state_memory (const mesh_gate_t *self);

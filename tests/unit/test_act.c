@@ -6,6 +6,10 @@
  *  An unreachable broker is a local TCP socket that is bound but not listening: every
  *  connection is refused, and the action must report failure once the producer's
  *  message timeout (10 s, not configurable) is up.
+ *
+ *  Recovery (mesh_act_recover): a kafka action is produced again only when the topic
+ *  does not hold a message keyed by the decision id; a check that cannot finish (an
+ *  unreachable broker, too many messages) produces nothing and says outcome_unknown.
  */
 #include "act.h"
 #include "broker.h"
@@ -322,6 +326,155 @@ test_kafka_action_unreachable_broker_fails (void **state)
     close (fd);
 }
 
+//  --- recovery: produce again only if the topic does not hold the decision -----------
+
+static json_t *
+s_recovered (const char *id, const char *action, int64_t ts)
+{
+    json_t *decision = s_decision (id, action);
+    json_object_set_new (decision, "ts", json_integer (ts));
+    return decision;
+}
+
+static size_t
+s_count_key (json_t *got, const char *key)
+{
+    size_t n = 0, i;
+    json_t *m;
+    json_array_foreach (got, i, m)
+        n += strcmp (s_str (m, "key"), key) == 0;
+    return n;
+}
+
+static void
+test_recover_produces_once (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_act_t *act = mesh_act_new (&fx->cfg, &fx->agent, mesh_broker_bootstraps (fx->broker));
+    assert_non_null (act);
+    //  A live act of A, then A recovered (the outcome was lost): found, not produced again.
+    json_t *decision = s_recovered (ID_A, "publish", zclock_time ());
+    json_t *outcome = mesh_act_run (act, decision);
+    s_check_outcome (outcome, ID_A, "publish", "done");
+    json_decref (outcome);
+    outcome = mesh_act_recover (act, decision);
+    s_check_outcome (outcome, ID_A, "publish", "done");
+    assert_non_null (strstr (s_str (outcome, "detail"), "already produced at "));
+    json_decref (outcome);
+    json_decref (decision);
+    //  B was recorded but never produced: recovery produces it, and a second recovery
+    //  finds it.  Other keys on the topic are read past.
+    decision = s_recovered (ID_B, "publish", zclock_time ());
+    outcome = mesh_act_recover (act, decision);
+    s_check_outcome (outcome, ID_B, "publish", "done");
+    assert_string_equal (s_str (outcome, "detail"), "produced to actions");
+    json_decref (outcome);
+    outcome = mesh_act_recover (act, decision);
+    s_check_outcome (outcome, ID_B, "publish", "done");
+    assert_non_null (strstr (s_str (outcome, "detail"), "already produced at "));
+    json_decref (outcome);
+    json_decref (decision);
+    //  A decision without a ledger time: the whole topic is checked.
+    decision = s_decision (ID_A, "publish");
+    outcome = mesh_act_recover (act, decision);
+    assert_non_null (strstr (s_str (outcome, "detail"), "already produced at "));
+    json_decref (outcome);
+    json_decref (decision);
+    //  A log action recovers as it runs.
+    decision = s_recovered (ID_C, "escalate", zclock_time ());
+    outcome = mesh_act_recover (act, decision);
+    s_check_outcome (outcome, ID_C, "escalate", "done");
+    json_decref (outcome);
+    json_decref (decision);
+    mesh_act_destroy (&act);
+
+    json_t *got = s_consume_all (mesh_broker_bootstraps (fx->broker), "actions");
+    assert_int_equal (json_array_size (got), 2);
+    assert_int_equal (s_count_key (got, ID_A), 1);
+    assert_int_equal (s_count_key (got, ID_B), 1);
+    json_decref (got);
+}
+
+static void
+test_find_bounds (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_act_kafka_t *kafka = mesh_act_kafka_new (&fx->cfg, mesh_broker_bootstraps (fx->broker));
+    assert_non_null (kafka);
+    char *detail = NULL;
+    //  An empty topic: nothing there.
+    assert_int_equal (mesh_act_kafka_find (kafka, "actions", ID_A, 0, 10000, 1000, &detail), 0);
+    assert_null (detail);
+    json_t *message = json_pack ("{ss}", "x", "y");
+    assert_int_equal (mesh_act_kafka_run (kafka, "actions", ID_A, message, &detail), 0);
+    free (detail);
+    json_decref (message);
+    for (int i = 0; i < 6; i++) {
+        char key[32];
+        snprintf (key, sizeof key, "other-%d", i);
+        message = json_pack ("{si}", "n", i);
+        assert_int_equal (mesh_act_kafka_run (kafka, "actions", key, message, &detail), 0);
+        free (detail);
+        json_decref (message);
+    }
+    int64_t now = zclock_time ();
+    assert_int_equal (mesh_act_kafka_find (kafka, "actions", ID_A, now - 60000, 10000, 1000,
+                                           &detail), 1);
+    assert_non_null (strstr (detail, "already produced at "));
+    free (detail);
+    assert_int_equal (mesh_act_kafka_find (kafka, "actions", ID_B, now - 60000, 10000, 1000,
+                                           &detail), 0);
+    //  Too many messages to read within the bound: not "absent", unknown.
+    assert_int_equal (mesh_act_kafka_find (kafka, "actions", ID_B, now - 60000, 10000, 3,
+                                           &detail), -1);
+    assert_non_null (strstr (detail, "more than"));
+    free (detail);
+    //  Only what was written since the time asked about is read: every message is older
+    //  than an hour from now, so A (followed by others on its partition) is not seen.
+    //  The mock cluster cannot look up by time; the last message's timestamp shows that
+    //  nothing is newer, so no partition is read from its start.
+    assert_int_equal (mesh_act_kafka_find (kafka, "actions", ID_A, now + 3600000, 10000, 1000,
+                                           &detail), 0);
+    //  Not a millisecond to do it in.
+    assert_int_equal (mesh_act_kafka_find (kafka, "actions", ID_B, 0, 0, 1000, &detail), -1);
+    assert_non_null (detail);
+    free (detail);
+    //  No producer.
+    assert_int_equal (mesh_act_kafka_find (NULL, "actions", ID_A, 0, 3000, 1000, &detail), -1);
+    assert_string_equal (detail, "no producer");
+    free (detail);
+    mesh_act_kafka_destroy (&kafka);
+}
+
+static void
+test_recover_unreachable_is_unknown (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    assert_true (fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    assert_int_equal (bind (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    assert_int_equal (getsockname (fd, (struct sockaddr *) &addr, &len), 0);
+    char brokers[64];
+    snprintf (brokers, sizeof brokers, "127.0.0.1:%d", ntohs (addr.sin_port));
+
+    //  The check cannot finish: no produce, the outcome says it is unknown.
+    mesh_act_t *act = mesh_act_new (&fx->cfg, &fx->agent, brokers);
+    assert_non_null (act);
+    json_t *decision = s_recovered (ID_A, "publish", zclock_time ());
+    json_t *outcome = mesh_act_recover (act, decision);
+    s_check_outcome (outcome, ID_A, "publish", "outcome_unknown");
+    json_decref (outcome);
+    json_decref (decision);
+    mesh_act_destroy (&act);
+    close (fd);
+    json_t *got = s_consume_all (mesh_broker_bootstraps (fx->broker), "actions");
+    assert_int_equal (json_array_size (got), 0);
+    json_decref (got);
+}
+
 int
 main (void)
 {
@@ -336,6 +489,10 @@ main (void)
         cmocka_unit_test_setup_teardown (test_kafka_action_lands_on_topic, s_setup, s_teardown),
         cmocka_unit_test (test_kafka_executor_without_producer),
         cmocka_unit_test_setup_teardown (test_kafka_action_unreachable_broker_fails, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_recover_produces_once, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_find_bounds, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_recover_unreachable_is_unknown, s_setup,
                                          s_teardown),
     };
     int rc = cmocka_run_group_tests_name ("act", tests, NULL, NULL);
