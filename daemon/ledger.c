@@ -73,7 +73,8 @@ struct _mesh_ledger_t {
     bool key_made;                  //  the key file was created by this open
     double last_fsync_ms;
     bool head_failing;              //  the head file could not be written (logged once)
-    zhashx_t *index;                //  id -> s_entry_t
+    zhashx_t *index;
+    zhashx_t *rules;                //  "agent\nrules_hash" and "agent" of every rules record                //  id -> s_entry_t
 };
 
 //  What the check of an existing log found (s_check).
@@ -326,6 +327,17 @@ s_index (mesh_ledger_t *self, json_t *record, bool unproven)
     const char *type = json_string_value (json_object_get (record, "type"));
     const char *id = json_string_value (json_object_get (record, "id"));
     int64_t seq = json_integer_value (json_object_get (record, "seq"));
+    if (type && streq (type, "rules") && !unproven) {
+        const char *agent = json_string_value (json_object_get (record, "agent"));
+        const char *hash = json_string_value (json_object_get (record, "rules_hash"));
+        if (agent && hash) {
+            char *key = zsys_sprintf ("%s\n%s", agent, hash);
+            zhashx_update (self->rules, agent, (void *) "");
+            zhashx_update (self->rules, key, (void *) "");
+            free (key);
+        }
+        return;
+    }
     if (!type || !id || !*id)
         return;
     s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->index, id);
@@ -686,6 +698,8 @@ s_new (const char *path, const char *key_path)
     self->dir = strdup (dirname (copy));
     free (copy);
     self->index = zhashx_new ();
+    self->rules = zhashx_new ();
+    assert (self->rules);
     assert (self->path && self->head_path && self->head_tmp && self->dir && self->index);
     zhashx_set_destructor (self->index, s_entry_destroy);
     memset (self->hash, '0', MESH_AUDIT_HASH_HEX);
@@ -857,6 +871,7 @@ mesh_ledger_destroy (mesh_ledger_t **self_p)
     if (self->dir_fd >= 0)
         close (self->dir_fd);
     zhashx_destroy (&self->index);
+    zhashx_destroy (&self->rules);
     sodium_memzero (self->key, sizeof self->key);
     free (self->path);
     free (self->head_path);
@@ -864,6 +879,42 @@ mesh_ledger_destroy (mesh_ledger_t **self_p)
     free (self->dir);
     free (self);
     *self_p = NULL;
+}
+
+//  Is RECORD the decision STORED holds, apart from what the ledger added to it?
+static bool
+s_same_decision (json_t *stored, json_t *record)
+{
+    if (!stored)
+        return false;
+    json_t *copy = json_copy (stored);
+    static const char *added[] = {"seq", "prev", "ts", "mac", "hash", "recorded_late"};
+    for (size_t i = 0; i < sizeof added / sizeof added[0]; i++)
+        json_object_del (copy, added[i]);
+    json_t *other = json_copy (record);
+    json_object_del (other, "recorded_late");
+    bool same = json_equal (copy, other);
+    json_decref (copy);
+    json_decref (other);
+    return same;
+}
+
+//  An accepted decision must name a rule set meshd itself recorded for its agent (once
+//  meshd recorded any for that agent): recovery later loads the rules by that name.
+static bool
+s_unknown_rules (mesh_ledger_t *self, json_t *record)
+{
+    const char *verdict = json_string_value (json_object_get (record, "verdict"));
+    const char *agent = json_string_value (json_object_get (record, "agent"));
+    if (!verdict || !streq (verdict, "accepted") || !agent || !zhashx_lookup (self->rules, agent))
+        return false;
+    const char *hash = json_string_value (json_object_get (record, "rules_hash"));
+    if (!hash)
+        return true;
+    char *key = zsys_sprintf ("%s\n%s", agent, hash);
+    bool known = zhashx_lookup (self->rules, key) != NULL;
+    free (key);
+    return !known;
 }
 
 int64_t
@@ -900,8 +951,24 @@ mesh_ledger_append (mesh_ledger_t *self, json_t *record)
             return -1;
         }
         entry = (s_entry_t *) zhashx_lookup (self->index, id);
-        if (decision && entry)
-            return entry->decision_seq;
+        if (decision && entry) {
+            //  A retry (the ack was lost) sends the same decision again: the same seq.  A
+            //  different decision for an id already decided, or any for one complete, is
+            //  another process's: acknowledging it would let that one act on a decision
+            //  that is not the one recorded.
+            if (entry->state == MESH_LEDGER_DECIDED && s_same_decision (entry->decision, record))
+                return entry->decision_seq;
+            mesh_err ("ledger: refused a second, different decision for id %.16s... (seq %"
+                      PRId64 " holds the first)", id, entry->decision_seq);
+            return -1;
+        }
+        if (decision && s_unknown_rules (self, record)) {
+            mesh_err ("ledger: refused an accepted decision for id %.16s... whose rule set %.12s "
+                      "is not one meshd recorded for agent %s", id,
+                      json_string_value (json_object_get (record, "rules_hash")) ?: "(none)",
+                      json_string_value (json_object_get (record, "agent")) ?: "?");
+            return -1;
+        }
         if (outcome && !entry) {
             mesh_err ("ledger: refused an outcome for id %.16s... which has no decision", id);
             return -1;

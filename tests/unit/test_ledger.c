@@ -261,6 +261,40 @@ test_format_on_disk (void **state)
     mesh_ledger_destroy (&ledger);
 }
 
+//  Once meshd recorded a rule set for an agent, an accepted decision of that agent must
+//  name one it recorded (recovery loads the rules by that name); other verdicts need not.
+static void
+test_accepted_needs_recorded_rules (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    json_t *rules = json_pack ("{s:s, s:s, s:s, s:s}", "type", "rules", "event", "start",
+                               "agent", "cpu", "rules_hash", "aaaa");
+    assert_int_equal (mesh_ledger_append (ledger, rules), 2);
+    json_decref (rules);
+    json_t *d = s_decision (ID_A, "accepted");
+    json_object_set_new (d, "rules_hash", json_string ("bbbb"));
+    assert_int_equal (s_append (ledger, d), -1);
+    d = s_decision (ID_A, "accepted");
+    json_object_del (d, "rules_hash");
+    assert_int_equal (s_append (ledger, d), -1);
+    d = s_decision (ID_A, "rejected");
+    json_object_set_new (d, "rules_hash", json_string ("bbbb"));
+    assert_int_equal (s_append (ledger, d), 3);
+    d = s_decision (ID_B, "accepted");
+    json_object_set_new (d, "rules_hash", json_string ("aaaa"));
+    assert_int_equal (s_append (ledger, d), 4);
+    mesh_ledger_destroy (&ledger);
+    //  The set is rebuilt from the log.
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    d = s_decision (ID_C, "accepted");
+    json_object_set_new (d, "rules_hash", json_string ("bbbb"));
+    assert_int_equal (s_append (ledger, d), -1);
+    mesh_ledger_destroy (&ledger);
+}
+
 static void
 test_idempotent_per_id (void **state)
 {
@@ -268,12 +302,15 @@ test_idempotent_per_id (void **state)
     mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
-    //  The same decision again (even with other content) writes nothing.
-    assert_int_equal (s_append (ledger, s_decision (ID_A, "rejected")), 2);
+    //  The same decision again (a retry after a lost ack) writes nothing: the same seq.
+    assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
+    //  Another decision for the id is another process's: refused, nothing written.
+    assert_int_equal (s_append (ledger, s_decision (ID_A, "rejected")), -1);
     assert_int_equal (mesh_ledger_seq (ledger), 2);
     assert_int_equal (s_append (ledger, s_outcome (ID_A, "done")), 3);
     assert_int_equal (s_append (ledger, s_outcome (ID_A, "failed")), 3);
-    assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
+    //  Once complete, no decision for the id is a retry.
+    assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), -1);
     assert_int_equal (mesh_ledger_seq (ledger), 3);
     assert_int_equal (mesh_ledger_record_seq (ledger, ID_A, false), 2);
     assert_int_equal (mesh_ledger_record_seq (ledger, ID_A, true), 3);
@@ -285,9 +322,10 @@ test_idempotent_per_id (void **state)
     ledger = mesh_ledger_open (fx->path, fx->key);
     assert_non_null (ledger);
     assert_int_equal (mesh_ledger_seq (ledger), 5);
-    assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), 2);
+    assert_int_equal (s_append (ledger, s_decision (ID_A, "accepted")), -1);
     assert_int_equal (s_append (ledger, s_outcome (ID_A, "done")), 3);
     assert_int_equal (s_append (ledger, s_decision (ID_B, "rejected")), 4);
+    assert_int_equal (s_append (ledger, s_decision (ID_B, "accepted")), -1);
     assert_int_equal (s_append (ledger, s_outcome (ID_B, "skipped")), 6);
     assert_int_equal (s_append (ledger, s_outcome (ID_B, "skipped")), 6);
     assert_int_equal (mesh_ledger_seq (ledger), 6);
@@ -1127,6 +1165,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_create_append_reopen, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_format_on_disk, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_idempotent_per_id, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_accepted_needs_recorded_rules, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_refused_records, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_lookup_states, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_torn_last_line_moved_aside, s_setup, s_teardown),
