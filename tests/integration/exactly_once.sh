@@ -42,8 +42,10 @@ open(responses, "w").write("".join(json.dumps(l) + "\n" for l in lines))
 PY
 grep -q "intensity: 1000" "$T/meshd.yaml" && grep -q "session_timeout_ms: 3000" "$T/meshd.yaml" && grep -q "$T/responses.jsonl" "$T/meshd.yaml" \
     || fail "test config not rewritten"
-echo "$KILLS" > "$T/kills"
-export MESH_TEST_KILL_AFTER_ACT=$T/kills
+# The count lives where a confined agent may write (Landlock: beneath state_dir/incidents).
+mkdir -p "$T/state/incidents" && chmod 750 "$T/state" "$T/state/incidents"
+echo "$KILLS" > "$T/state/incidents/kills"
+export MESH_TEST_KILL_AFTER_ACT=$T/state/incidents/kills
 start_meshd
 
 "$BIN/mesh-gen" --brokers "$BROKERS" --topic metrics --hosts 3 --metrics 2 --points 150 \
@@ -52,8 +54,8 @@ total=$(jq_py 'print(d["events"] + d["malformed"])' < "$T/labels.json")
 
 # Wait for the kills to be used up, then for the stream to be handled.
 t0=$(date +%s)
-while [ "$(cat "$T/kills")" -gt 0 ]; do
-    [ $(( $(date +%s) - t0 )) -lt 420 ] || { MESHCTL --json status || true; fail "only $(( KILLS - $(cat "$T/kills") )) of $KILLS kills in 420 s"; }
+while [ "$(cat "$T/state/incidents/kills")" -gt 0 ]; do
+    [ $(( $(date +%s) - t0 )) -lt 420 ] || { MESHCTL --json status || true; fail "only $(( KILLS - $(cat "$T/state/incidents/kills") )) of $KILLS kills in 420 s"; }
     state=$(status_json | jq_py 'print(d["agents"][0]["state"])' 2>/dev/null || echo x)
     [ "$state" != failed ] || fail "the agent failed (restart intensity)"
     sleep 0.2
@@ -105,5 +107,5 @@ assert statuses.get("done", 0) == len(accepted), f"not all done: {dict(statuses)
 assert recovered["found"] >= kills // 2, f"recovery found only {recovered['found']} earlier produces"
 assert recovered.get("refused", 0) == 0, "a genuine decision was refused on recovery"
 PY
-[ "$(cat "$T/kills")" = 0 ] || fail "kill counter is $(cat "$T/kills"), expected 0"
+[ "$(cat "$T/state/incidents/kills")" = 0 ] || fail "kill counter is $(cat "$T/state/incidents/kills"), expected 0"
 echo ok
