@@ -22,12 +22,17 @@
  *  and chmod'ed 0600, control.ipc 0660; both ROUTERs cap frames (ZMQ_MAXMSGSIZE).
  *  On agents.ipc only authenticated routing ids are served (see supervise.h); the
  *  rest is dropped and counted, with at most a line per kind and 10 s (ratelog).
+ *  With sandbox.user (agent_user.h): meshd must be root; the agents' account must reach
+ *  what it opens (checked, at --check-config and at start, never fixed by changing the
+ *  operator's modes); the directories meshd creates get the agents' group, agents.ipc
+ *  and <state_dir>/incidents become the account's.
  *
  *  Storage: a ledger append that fails and a probe (write + fsync + unlink of
  *  <state_dir>/.probe) that fails too put meshd in one `storage: down` state: logged
  *  once, agents held (asked to drain, not restarted), not ready, no watchdog pings.
  *  The probe runs at most every 5 s; when it succeeds the agents start again.
  */
+#include "agent_user.h"
 #include "broker.h"
 #include "config.h"
 #include "control.h"
@@ -90,12 +95,27 @@ s_on_signal (int sig)
         s_stop = 1;
 }
 
+//  DIR was just made by meshd: mode 0750 whatever the umask, and GROUP unless -1.
+static int
+s_made_dir (const char *key, const char *dir, gid_t group)
+{
+    if (chmod (dir, 0750) != 0
+        || (group != (gid_t) -1 && lchown (dir, (uid_t) -1, group) != 0)) {
+        mesh_err ("daemon.%s: cannot give %s mode 0750%s: %s", key, dir,
+                  group != (gid_t) -1 ? " and the agents' group" : "", strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
 //  Make PATH (the daemon.KEY directory) one meshd can trust: created 0750 with its
 //  missing parents (chmod after mkdir: the umask does not matter), or, when it exists, a
-//  directory owned by the effective uid and not writable by group or others.  0, or -1
-//  logged with the directory and the fix.
+//  directory owned by the effective uid and not writable by group or others.  What meshd
+//  creates gets GROUP (the agents' group with sandbox.user, so they can search it; -1:
+//  meshd's own); an existing directory is never changed.  0, or -1 logged with the
+//  directory and the fix.
 static int
-s_prepare_dir (const char *key, const char *path)
+s_prepare_dir (const char *key, const char *path, gid_t group)
 {
     char buf[PATH_MAX];
     if (snprintf (buf, sizeof buf, "%s", path) >= (int) sizeof buf) {
@@ -106,8 +126,10 @@ s_prepare_dir (const char *key, const char *path)
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir (buf, 0750) == 0)
-                chmod (buf, 0750);
+            if (mkdir (buf, 0750) == 0) {
+                if (s_made_dir (key, buf, group) != 0)
+                    return -1;
+            }
             else
             if (errno != EEXIST) {
                 mesh_err ("daemon.%s: cannot create %s: %s", key, buf, strerror (errno));
@@ -115,13 +137,8 @@ s_prepare_dir (const char *key, const char *path)
             }
             *p = '/';
         }
-    if (mkdir (buf, 0750) == 0) {
-        if (chmod (buf, 0750) != 0) {
-            mesh_err ("daemon.%s: cannot chmod 0750 %s: %s", key, buf, strerror (errno));
-            return -1;
-        }
-        return 0;
-    }
+    if (mkdir (buf, 0750) == 0)
+        return s_made_dir (key, buf, group);
     if (errno != EEXIST) {
         mesh_err ("daemon.%s: cannot create %s: %s", key, buf, strerror (errno));
         return -1;
@@ -497,22 +514,53 @@ s_refuse_log (const mesh_config_t *cfg, const char *config_path)
               cfg->decision_log);
 }
 
-//  Runs the daemon until it is stopped; owns and frees CFG_AT_START (and its successors).
+//  With sandbox.user (AU): now that runtime_dir and state_dir exist, the agents' account
+//  can reach everything it opens, and <state_dir>/incidents is its own.  0, or -1 logged.
 static int
-s_run (mesh_config_t *cfg_at_start)
+s_prepare_agent_user (const mesh_agent_user_t *au, const mesh_config_t *cfg)
+{
+    if (!au)
+        return 0;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    int problems = out ? mesh_agent_user_check_access (au, cfg, out) : 1;
+    if (out)
+        fclose (out);
+    if (problems) {
+        char *save = NULL;
+        for (char *l = strtok_r (text, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
+            mesh_err ("%s", l);
+        mesh_err ("refusing to start: the agents' user cannot reach what it needs (%d "
+                  "problem%s above)", problems, problems == 1 ? "" : "s");
+    }
+    free (text);
+    if (problems)
+        return -1;
+    return mesh_agent_user_prepare_state (au, cfg->state_dir);
+}
+
+//  Runs the daemon until it is stopped; owns and frees CFG_AT_START (and its successors)
+//  and AU (the agents' account with sandbox.user, else NULL).
+static int
+s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
 {
     s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path)};
     mesh_config_t *cfg = st.cfg;
-    if (s_prepare_dir ("runtime_dir", cfg->runtime_dir) != 0
-        || s_prepare_dir ("state_dir", cfg->state_dir) != 0) {
+    gid_t group = au ? mesh_agent_user_gid (au) : (gid_t) -1;
+    if (s_prepare_dir ("runtime_dir", cfg->runtime_dir, group) != 0
+        || s_prepare_dir ("state_dir", cfg->state_dir, group) != 0
+        || s_prepare_agent_user (au, cfg) != 0) {
         json_decref (st.tree);
         mesh_config_destroy (&st.cfg);
+        mesh_agent_user_destroy (&au);
         return 1;
     }
     char runtime[PATH_MAX], config_path[PATH_MAX];
     if (!realpath (cfg->runtime_dir, runtime) || !realpath (cfg->path, config_path)) {
         json_decref (st.tree);
         mesh_config_destroy (&st.cfg);
+        mesh_agent_user_destroy (&au);
         return 1;
     }
     mesh_broker_t *broker = NULL;
@@ -522,6 +570,7 @@ s_run (mesh_config_t *cfg_at_start)
         if (!broker) {
             json_decref (st.tree);
             mesh_config_destroy (&st.cfg);
+            mesh_agent_user_destroy (&au);
             return 1;
         }
         brokers = mesh_broker_bootstraps (broker);
@@ -546,6 +595,10 @@ s_run (mesh_config_t *cfg_at_start)
     char *agents_ep = mesh_proto_agents_endpoint (runtime);
     char *control_ep = mesh_proto_control_endpoint (runtime);
     zsock_t *agents = ledger ? s_bind (ZMQ_ROUTER, agents_ep, 0600) : NULL;
+    //  With sandbox.user the agents' uid owns agents.ipc (0600): they connect, nobody else.
+    if (agents && au
+        && mesh_agent_user_own_socket (au, agents_ep + strlen ("ipc://")) != 0)
+        zsock_destroy (&agents);
     zsock_t *control = agents ? s_bind (ZMQ_ROUTER, control_ep, 0660) : NULL;
     char *binary = s_agent_binary (cfg);
     int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
@@ -559,6 +612,7 @@ s_run (mesh_config_t *cfg_at_start)
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
+    mesh_supervise_set_agent_user (sup, au);
     s_record_rules (ledger, cfg, "start");
     if (broker) {                       //  the incarnation the next decision ids derive from
         json_t *record = mesh_broker_record (broker);
@@ -671,6 +725,7 @@ done:
     json_decref (st.tree);
     json_decref (st.last);
     mesh_config_destroy (&st.cfg);
+    mesh_agent_user_destroy (&au);
     return rc;
 }
 
@@ -703,6 +758,12 @@ main (int argc, char **argv)
     int problems = mesh_config_load (config, &cfg, stderr);
     if (problems == 0)
         problems = mesh_reload_check_parts (cfg, stderr);
+    //  sandbox.user: the account, meshd being root, and what the agents must reach.
+    mesh_agent_user_t *au = NULL;
+    if (problems == 0 && !set_aside)
+        problems = mesh_agent_user_new (cfg, &au, stderr);
+    if (problems == 0 && au)
+        problems = mesh_agent_user_check_access (au, cfg, stderr);
     if (check || problems) {
         if (problems)
             fprintf (stderr, "%s: %d problem%s found\n", config, problems,
@@ -711,6 +772,7 @@ main (int argc, char **argv)
             printf ("%s: ok (%zu agents, %zu actions, %zu backends)\n", config, cfg->agent_count,
                     cfg->action_count, cfg->backend_count);
         mesh_config_destroy (&cfg);
+        mesh_agent_user_destroy (&au);
         return problems ? 1 : 0;
     }
     if (set_aside) {
@@ -730,5 +792,5 @@ main (int argc, char **argv)
     signal (SIGPIPE, SIG_IGN);
     zsys_init ();
     zsys_set_logstream (NULL);
-    return s_run (cfg);         //  takes the config (a reload replaces it)
+    return s_run (cfg, au);     //  takes the config (a reload replaces it) and the account
 }
