@@ -217,14 +217,22 @@ s_check_as_agent (const mesh_agent_user_t *self, const char *path, int mode,
 }
 
 //  PATH made absolute against the working directory (the agent opens it from anywhere).
-static void
+//  0, or -1 when it does not fit.
+static int
 s_absolute (const char *path, char *out, size_t size)
 {
     char cwd[PATH_MAX];
-    if (path[0] == '/' || !getcwd (cwd, sizeof cwd))
-        snprintf (out, size, "%s", path);
-    else
-        snprintf (out, size, "%s/%s", cwd, path);
+    bool relative = path[0] != '/' && getcwd (cwd, sizeof cwd);
+    size_t need = (relative ? strlen (cwd) + 1 : 0) + strlen (path) + 1;
+    if (need > size)
+        return -1;
+    out[0] = 0;
+    if (relative) {
+        strcat (out, cwd);
+        strcat (out, "/");
+    }
+    strcat (out, path);
+    return 0;
 }
 
 //  Check one path; print a problem to OUT (WHERE: the config position, WHAT: which key).
@@ -235,7 +243,11 @@ s_check (const mesh_agent_user_t *self, FILE *out, const char *where, const char
     if (!given)
         return 0;
     char path[PATH_MAX];
-    s_absolute (given, path, sizeof path);
+    if (s_absolute (given, path, sizeof path) != 0) {
+        fprintf (out, "%s: sandbox.user: %s %s: path too long to check; use a shorter one\n",
+                 where, what, given);
+        return 1;
+    }
     s_verdict_t v = s_check_as_agent (self, path, is_dir ? X_OK : R_OK, may_be_missing);
     if (v.err == 0)
         return 0;
@@ -276,7 +288,8 @@ mesh_agent_user_check_access (const mesh_agent_user_t *self, const mesh_config_t
     const char *at = cfg->path;
     int problems = 0;
     problems += s_check (self, out, at, "daemon.runtime_dir", cfg->runtime_dir, true, true);
-    problems += s_check (self, out, at, "daemon.state_dir", cfg->state_dir, true, true);
+    int state = s_check (self, out, at, "daemon.state_dir", cfg->state_dir, true, true);
+    problems += state;
     problems += s_check (self, out, at, "the config file", cfg->path, false, false);
     for (size_t i = 0; i < cfg->global_rule_count + cfg->agent_count; i++) {
         char **rules;
@@ -316,7 +329,8 @@ mesh_agent_user_check_access (const mesh_agent_user_t *self, const mesh_config_t
         problems += s_check (self, out, at, kafka[i].key, kafka[i].path, false, false);
     char silences[PATH_MAX];
     snprintf (silences, sizeof silences, "%s/silences.json", cfg->state_dir);
-    problems += s_check (self, out, at, "the silences file", silences, false, true);
+    if (!state)                         //  else said already
+        problems += s_check (self, out, at, "the silences file", silences, false, true);
     return problems;
 }
 
