@@ -62,6 +62,7 @@ typedef struct {
     mesh_config_t *cfg;                 //  in force
     json_t *tree;                       //  its file as a tree, to compare with a new one
     json_t *last;                       //  the last reload: {ok, at, error?, restart, reload}
+    const mesh_agent_user_t *agent_user;    //  sandbox.user as at start, or NULL
 } s_config_state_t;
 
 static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger);
@@ -424,6 +425,38 @@ s_record_rules (mesh_ledger_t *ledger, const mesh_config_t *cfg, const char *eve
     }
 }
 
+static bool
+s_same_name (const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp (a, b) == 0);
+}
+
+//  A reloaded config NEXT and sandbox.user: the account cannot change without a restart
+//  (meshd prepared the host for it), and it must reach every file NEXT names.  0, or -1
+//  and *error_p (caller frees), one problem per line.
+static int
+s_reload_agent_user (const s_config_state_t *st, const mesh_config_t *next, char **error_p)
+{
+    const mesh_sandbox_config_t *was = &st->cfg->sandbox, *now = &next->sandbox;
+    if (!s_same_name (was->user, now->user) || !s_same_name (was->group, now->group)) {
+        *error_p = zsys_sprintf ("%s: sandbox.user or sandbox.group changed: restart meshd to "
+                                 "apply it", next->path);
+        return -1;
+    }
+    if (!st->agent_user)
+        return 0;
+    size_t size = 0;
+    FILE *out = open_memstream (error_p, &size);
+    int problems = out ? mesh_agent_user_check_access (st->agent_user, next, out) : 1;
+    if (out)
+        fclose (out);
+    if (problems == 0) {
+        free (*error_p);
+        *error_p = NULL;
+    }
+    return problems ? -1 : 0;
+}
+
 //  SIGHUP or `meshctl reload`.  Returns the reply body for meshctl.
 static json_t *
 s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
@@ -432,7 +465,14 @@ s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
     json_t *plan = NULL, *tree = NULL;
     char *error = NULL;
     json_decref (st->last);
-    if (mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error) != 0) {
+    int rc = mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error);
+    if (rc == 0 && s_reload_agent_user (st, next, &error) != 0) {
+        rc = -1;
+        mesh_config_destroy (&next);
+        json_decref (plan);
+        json_decref (tree);
+    }
+    if (rc != 0) {
         mesh_err ("reload refused; the running config and rules stay in force:");
         char *lines = strdup (error), *save = NULL;
         for (char *l = strtok_r (lines, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
@@ -545,7 +585,8 @@ s_prepare_agent_user (const mesh_agent_user_t *au, const mesh_config_t *cfg)
 static int
 s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
 {
-    s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path)};
+    s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path),
+                           .agent_user = au};
     mesh_config_t *cfg = st.cfg;
     gid_t group = au ? mesh_agent_user_gid (au) : (gid_t) -1;
     if (s_prepare_dir ("runtime_dir", cfg->runtime_dir, group) != 0

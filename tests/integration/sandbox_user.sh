@@ -163,6 +163,21 @@ except OSError: print('no')" "$T/run/agents.ipc" 2>/dev/null || echo no)
 [ "$nobody_can" = no ] || fail "another unprivileged user can connect to agents.ipc"
 note "agent uid: ledger.key unreadable, decision log not writable, state_dir not writable; nobody cannot connect"
 
+# A reload that names a file the agents' user cannot read, or changes the user: refused,
+# the running config stays; a valid one is accepted.
+chmod 0600 "$T/rules/action_allowlist.lua"
+if out=$(MESHCTL reload 2>&1); then fail "reload accepted a rule file the agents cannot read"; fi
+echo "$out" | grep -qF "cannot read the rule file $T/rules/action_allowlist.lua" \
+    || { echo "$out"; fail "the reload error does not name the unreadable rule file"; }
+chmod 0644 "$T/rules/action_allowlist.lua"
+sed -i "s/^  user: $U\$/  user: nobody/" "$T/meshd.yaml"
+if out=$(MESHCTL reload 2>&1); then fail "reload changed sandbox.user"; fi
+echo "$out" | grep -qF "sandbox.user or sandbox.group changed: restart meshd" \
+    || { echo "$out"; fail "the reload error does not say sandbox.user changed"; }
+sed -i "s/^  user: nobody\$/  user: $U/" "$T/meshd.yaml"
+MESHCTL reload > /dev/null || fail "a valid reload was refused"
+note "reload: unreadable rule and changed user refused, valid reload accepted"
+
 stop_meshd
 ls -la "$T/state/incidents" | sed 's/^/    /'
 [ "$(stat -c %u "$T/state/incidents/ops.json")" = "$UID_A" ] \
