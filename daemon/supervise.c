@@ -112,12 +112,15 @@ s_forget (s_instance_t *in)
     in->peer_count = 0;
 }
 
-//  A start that could not happen: the instance waits its backoff and tries again.
+//  A start that could not happen: the instance waits its backoff, which doubles (up to
+//  backoff_max_ms) so that a lasting problem is not retried and logged ten times a second.
 static void
-s_not_started (s_instance_t *in)
+s_not_started (mesh_supervise_t *self, s_instance_t *in)
 {
     in->state = S_BACKOFF;
     in->next_start = zclock_mono () + in->backoff_ms;
+    in->backoff_ms = in->backoff_ms * 2 > self->cfg->backoff_max_ms ? self->cfg->backoff_max_ms
+                                                                    : in->backoff_ms * 2;
 }
 
 static void
@@ -130,7 +133,7 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
     if (self->agent_user
         && mesh_agent_user_prepare_state (self->agent_user, self->cfg->state_dir) != 0) {
         mesh_err ("cannot start agent %s: its state directory is not ready (above)", in->name);
-        s_not_started (in);
+        s_not_started (self, in);
         return;
     }
     int pipefd[2];

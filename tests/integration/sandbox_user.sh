@@ -94,11 +94,13 @@ chmod 0644 "$T/rules/action_allowlist.lua"
 # 4. state_dir/incidents owned by a third uid, or a symbolic link: refused, not followed.
 mkdir -m 0755 "$T/state"
 mkdir -m 0700 "$T/state/incidents"; chown nobody "$T/state/incidents"
-refused "incidents owned by nobody" 1 "is owned by uid $(id -u nobody), neither root nor the agents' user"
+refused "incidents owned by nobody" 1 \
+    "is owned by uid $(id -u nobody), neither root nor the agents' user"
 rm -rf "$T/state/incidents"
 mkdir -m 0700 "$T/elsewhere"
 ln -s "$T/elsewhere" "$T/state/incidents"
-refused "incidents is a symlink" 1 "$T/state/incidents exists and is not a directory (a symbolic link"
+refused "incidents is a symlink" 1 \
+    "$T/state/incidents exists and is not a directory (a symbolic link"
 [ "$(stat -c %u "$T/elsewhere")" = 0 ] || fail "meshd followed the symlink and chowned its target"
 rm -f "$T/state/incidents"; rm -rf "$T/state" "$T/run"
 
@@ -161,7 +163,31 @@ s=socket.socket(socket.AF_UNIX)
 try: s.connect(sys.argv[1]); print('yes')
 except OSError: print('no')" "$T/run/agents.ipc" 2>/dev/null || echo no)
 [ "$nobody_can" = no ] || fail "another unprivileged user can connect to agents.ipc"
-note "agent uid: ledger.key unreadable, decision log not writable, state_dir not writable; nobody cannot connect"
+note "agent uid: ledger.key unreadable, decision log not writable, state_dir not writable"
+note "another user cannot connect to agents.ipc"
+
+# Before every restart of an agent, incidents/ is checked and made the agents' again: a
+# third uid's stops the start (logged, retried with backoff); once fixed (here: the agents'
+# user's again, but 0755), the agent starts and the directory is 0700 again.
+pid=$(status_json | jq_py 'print(d["agents"][0]["pid"])')
+chown nobody "$T/state/incidents"
+kill -KILL "$pid"
+for _ in $(seq 100); do
+    grep -q "cannot start agent ops: its state directory is not ready" "$T/meshd.log" && break
+    sleep 0.1
+done
+grep -q "cannot start agent ops: its state directory is not ready" "$T/meshd.log" \
+    || fail "an agent was started with incidents/ owned by a third uid"
+chown "$UID_A" "$T/state/incidents"; chmod 0755 "$T/state/incidents"
+for _ in $(seq 100); do
+    read -r npid state < <(status_json | jq_py 'a=d["agents"][0]; print(a["pid"], a["state"])' \
+                          2>/dev/null || echo "0 x")
+    [ "$npid" != 0 ] && [ "$npid" != "$pid" ] && [ "$state" = running ] && break
+    sleep 0.1
+done
+[ "$state" = running ] || fail "the agent did not come back once incidents/ was fixed"
+[ "$(stat -c %a "$T/state/incidents")" = 700 ] || fail "incidents/ not 0700 again after restart"
+note "restart: refused while incidents/ was nobody's, back as pid $npid once fixed, 0700 again"
 
 # A reload that names a file the agents' user cannot read, or changes the user: refused,
 # the running config stays; a valid one is accepted.
