@@ -22,12 +22,17 @@
  *  and chmod'ed 0600, control.ipc 0660; both ROUTERs cap frames (ZMQ_MAXMSGSIZE).
  *  On agents.ipc only authenticated routing ids are served (see supervise.h); the
  *  rest is dropped and counted, with at most a line per kind and 10 s (ratelog).
+ *  With sandbox.user (agent_user.h): meshd must be root; the agents' account must reach
+ *  what it opens (checked, at --check-config and at start, never fixed by changing the
+ *  operator's modes); the directories meshd creates get the agents' group, agents.ipc
+ *  and <state_dir>/incidents become the account's.
  *
  *  Storage: a ledger append that fails and a probe (write + fsync + unlink of
  *  <state_dir>/.probe) that fails too put meshd in one `storage: down` state: logged
  *  once, agents held (asked to drain, not restarted), not ready, no watchdog pings.
  *  The probe runs at most every 5 s; when it succeeds the agents start again.
  */
+#include "agent_user.h"
 #include "broker.h"
 #include "config.h"
 #include "control.h"
@@ -57,6 +62,7 @@ typedef struct {
     mesh_config_t *cfg;                 //  in force
     json_t *tree;                       //  its file as a tree, to compare with a new one
     json_t *last;                       //  the last reload: {ok, at, error?, restart, reload}
+    const mesh_agent_user_t *agent_user;    //  sandbox.user as at start, or NULL
 } s_config_state_t;
 
 static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger);
@@ -90,12 +96,27 @@ s_on_signal (int sig)
         s_stop = 1;
 }
 
+//  DIR was just made by meshd: mode 0750 whatever the umask, and GROUP unless -1.
+static int
+s_made_dir (const char *key, const char *dir, gid_t group)
+{
+    if (chmod (dir, 0750) != 0
+        || (group != (gid_t) -1 && lchown (dir, (uid_t) -1, group) != 0)) {
+        mesh_err ("daemon.%s: cannot give %s mode 0750%s: %s", key, dir,
+                  group != (gid_t) -1 ? " and the agents' group" : "", strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
 //  Make PATH (the daemon.KEY directory) one meshd can trust: created 0750 with its
 //  missing parents (chmod after mkdir: the umask does not matter), or, when it exists, a
-//  directory owned by the effective uid and not writable by group or others.  0, or -1
-//  logged with the directory and the fix.
+//  directory owned by the effective uid and not writable by group or others.  What meshd
+//  creates gets GROUP (the agents' group with sandbox.user, so they can search it; -1:
+//  meshd's own); an existing directory is never changed.  0, or -1 logged with the
+//  directory and the fix.
 static int
-s_prepare_dir (const char *key, const char *path)
+s_prepare_dir (const char *key, const char *path, gid_t group)
 {
     char buf[PATH_MAX];
     if (snprintf (buf, sizeof buf, "%s", path) >= (int) sizeof buf) {
@@ -106,8 +127,10 @@ s_prepare_dir (const char *key, const char *path)
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            if (mkdir (buf, 0750) == 0)
-                chmod (buf, 0750);
+            if (mkdir (buf, 0750) == 0) {
+                if (s_made_dir (key, buf, group) != 0)
+                    return -1;
+            }
             else
             if (errno != EEXIST) {
                 mesh_err ("daemon.%s: cannot create %s: %s", key, buf, strerror (errno));
@@ -115,13 +138,8 @@ s_prepare_dir (const char *key, const char *path)
             }
             *p = '/';
         }
-    if (mkdir (buf, 0750) == 0) {
-        if (chmod (buf, 0750) != 0) {
-            mesh_err ("daemon.%s: cannot chmod 0750 %s: %s", key, buf, strerror (errno));
-            return -1;
-        }
-        return 0;
-    }
+    if (mkdir (buf, 0750) == 0)
+        return s_made_dir (key, buf, group);
     if (errno != EEXIST) {
         mesh_err ("daemon.%s: cannot create %s: %s", key, buf, strerror (errno));
         return -1;
@@ -407,6 +425,38 @@ s_record_rules (mesh_ledger_t *ledger, const mesh_config_t *cfg, const char *eve
     }
 }
 
+static bool
+s_same_name (const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp (a, b) == 0);
+}
+
+//  A reloaded config NEXT and sandbox.user: the account cannot change without a restart
+//  (meshd prepared the host for it), and it must reach every file NEXT names.  0, or -1
+//  and *error_p (caller frees), one problem per line.
+static int
+s_reload_agent_user (const s_config_state_t *st, const mesh_config_t *next, char **error_p)
+{
+    const mesh_sandbox_config_t *was = &st->cfg->sandbox, *now = &next->sandbox;
+    if (!s_same_name (was->user, now->user) || !s_same_name (was->group, now->group)) {
+        *error_p = zsys_sprintf ("%s: sandbox.user or sandbox.group changed: restart meshd to "
+                                 "apply it", next->path);
+        return -1;
+    }
+    if (!st->agent_user)
+        return 0;
+    size_t size = 0;
+    FILE *out = open_memstream (error_p, &size);
+    int problems = out ? mesh_agent_user_check_access (st->agent_user, next, out) : 1;
+    if (out)
+        fclose (out);
+    if (problems == 0) {
+        free (*error_p);
+        *error_p = NULL;
+    }
+    return problems ? -1 : 0;
+}
+
 //  SIGHUP or `meshctl reload`.  Returns the reply body for meshctl.
 static json_t *
 s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
@@ -415,7 +465,14 @@ s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
     json_t *plan = NULL, *tree = NULL;
     char *error = NULL;
     json_decref (st->last);
-    if (mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error) != 0) {
+    int rc = mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error);
+    if (rc == 0 && s_reload_agent_user (st, next, &error) != 0) {
+        rc = -1;
+        mesh_config_destroy (&next);
+        json_decref (plan);
+        json_decref (tree);
+    }
+    if (rc != 0) {
         mesh_err ("reload refused; the running config and rules stay in force:");
         char *lines = strdup (error), *save = NULL;
         for (char *l = strtok_r (lines, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
@@ -497,22 +554,54 @@ s_refuse_log (const mesh_config_t *cfg, const char *config_path)
               cfg->decision_log);
 }
 
-//  Runs the daemon until it is stopped; owns and frees CFG_AT_START (and its successors).
+//  With sandbox.user (AU): now that runtime_dir and state_dir exist, the agents' account
+//  can reach everything it opens, and <state_dir>/incidents is its own.  0, or -1 logged.
 static int
-s_run (mesh_config_t *cfg_at_start)
+s_prepare_agent_user (const mesh_agent_user_t *au, const mesh_config_t *cfg)
 {
-    s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path)};
+    if (!au)
+        return 0;
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    int problems = out ? mesh_agent_user_check_access (au, cfg, out) : 1;
+    if (out)
+        fclose (out);
+    if (problems) {
+        char *save = NULL;
+        for (char *l = strtok_r (text, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
+            mesh_err ("%s", l);
+        mesh_err ("refusing to start: the agents' user cannot reach what it needs (%d "
+                  "problem%s above)", problems, problems == 1 ? "" : "s");
+    }
+    free (text);
+    if (problems)
+        return -1;
+    return mesh_agent_user_prepare_state (au, cfg->state_dir);
+}
+
+//  Runs the daemon until it is stopped; owns and frees CFG_AT_START (and its successors)
+//  and AU (the agents' account with sandbox.user, else NULL).
+static int
+s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
+{
+    s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path),
+                           .agent_user = au};
     mesh_config_t *cfg = st.cfg;
-    if (s_prepare_dir ("runtime_dir", cfg->runtime_dir) != 0
-        || s_prepare_dir ("state_dir", cfg->state_dir) != 0) {
+    gid_t group = au ? mesh_agent_user_gid (au) : (gid_t) -1;
+    if (s_prepare_dir ("runtime_dir", cfg->runtime_dir, group) != 0
+        || s_prepare_dir ("state_dir", cfg->state_dir, group) != 0
+        || s_prepare_agent_user (au, cfg) != 0) {
         json_decref (st.tree);
         mesh_config_destroy (&st.cfg);
+        mesh_agent_user_destroy (&au);
         return 1;
     }
     char runtime[PATH_MAX], config_path[PATH_MAX];
     if (!realpath (cfg->runtime_dir, runtime) || !realpath (cfg->path, config_path)) {
         json_decref (st.tree);
         mesh_config_destroy (&st.cfg);
+        mesh_agent_user_destroy (&au);
         return 1;
     }
     mesh_broker_t *broker = NULL;
@@ -522,6 +611,7 @@ s_run (mesh_config_t *cfg_at_start)
         if (!broker) {
             json_decref (st.tree);
             mesh_config_destroy (&st.cfg);
+            mesh_agent_user_destroy (&au);
             return 1;
         }
         brokers = mesh_broker_bootstraps (broker);
@@ -546,6 +636,10 @@ s_run (mesh_config_t *cfg_at_start)
     char *agents_ep = mesh_proto_agents_endpoint (runtime);
     char *control_ep = mesh_proto_control_endpoint (runtime);
     zsock_t *agents = ledger ? s_bind (ZMQ_ROUTER, agents_ep, 0600) : NULL;
+    //  With sandbox.user the agents' uid owns agents.ipc (0600): they connect, nobody else.
+    if (agents && au
+        && mesh_agent_user_own_socket (au, agents_ep + strlen ("ipc://")) != 0)
+        zsock_destroy (&agents);
     zsock_t *control = agents ? s_bind (ZMQ_ROUTER, control_ep, 0660) : NULL;
     char *binary = s_agent_binary (cfg);
     int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
@@ -559,6 +653,7 @@ s_run (mesh_config_t *cfg_at_start)
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
+    mesh_supervise_set_agent_user (sup, au);
     s_record_rules (ledger, cfg, "start");
     if (broker) {                       //  the incarnation the next decision ids derive from
         json_t *record = mesh_broker_record (broker);
@@ -671,6 +766,7 @@ done:
     json_decref (st.tree);
     json_decref (st.last);
     mesh_config_destroy (&st.cfg);
+    mesh_agent_user_destroy (&au);
     return rc;
 }
 
@@ -703,6 +799,12 @@ main (int argc, char **argv)
     int problems = mesh_config_load (config, &cfg, stderr);
     if (problems == 0)
         problems = mesh_reload_check_parts (cfg, stderr);
+    //  sandbox.user: the account, meshd being root, and what the agents must reach.
+    mesh_agent_user_t *au = NULL;
+    if (problems == 0 && !set_aside)
+        problems = mesh_agent_user_new (cfg, &au, stderr);
+    if (problems == 0 && au)
+        problems = mesh_agent_user_check_access (au, cfg, stderr);
     if (check || problems) {
         if (problems)
             fprintf (stderr, "%s: %d problem%s found\n", config, problems,
@@ -711,6 +813,7 @@ main (int argc, char **argv)
             printf ("%s: ok (%zu agents, %zu actions, %zu backends)\n", config, cfg->agent_count,
                     cfg->action_count, cfg->backend_count);
         mesh_config_destroy (&cfg);
+        mesh_agent_user_destroy (&au);
         return problems ? 1 : 0;
     }
     if (set_aside) {
@@ -730,5 +833,5 @@ main (int argc, char **argv)
     signal (SIGPIPE, SIG_IGN);
     zsys_init ();
     zsys_set_logstream (NULL);
-    return s_run (cfg);         //  takes the config (a reload replaces it)
+    return s_run (cfg, au);     //  takes the config (a reload replaces it) and the account
 }

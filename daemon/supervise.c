@@ -20,6 +20,7 @@
  *      held: storage is down (mesh_supervise_hold); started again when it is back.
  */
 #include "supervise.h"
+#include "agent_user.h"
 #include "log.h"
 #include "proto.h"
 
@@ -71,6 +72,7 @@ struct _mesh_supervise_t {
     char *hold_why;
     mesh_supervise_record_fn *recorder;
     void *recorder_arg;
+    const mesh_agent_user_t *agent_user;    //  sandbox.user, or NULL
 };
 
 //  Gauges describe the present and are not summed across lives.
@@ -110,12 +112,30 @@ s_forget (s_instance_t *in)
     in->peer_count = 0;
 }
 
+//  A start that could not happen: the instance waits its backoff, which doubles (up to
+//  backoff_max_ms) so that a lasting problem is not retried and logged ten times a second.
+static void
+s_not_started (mesh_supervise_t *self, s_instance_t *in)
+{
+    in->state = S_BACKOFF;
+    in->next_start = zclock_mono () + in->backoff_ms;
+    in->backoff_ms = in->backoff_ms * 2 > self->cfg->backoff_max_ms ? self->cfg->backoff_max_ms
+                                                                    : in->backoff_ms * 2;
+}
+
 static void
 s_spawn (mesh_supervise_t *self, s_instance_t *in)
 {
     //  The token goes into a pipe before the fork (32 bytes fit any pipe buffer); the
     //  child keeps only the read end, the parent closes both after the fork.
     s_forget (in);
+    //  An agent under another uid writes only <state_dir>/incidents: it must be its own.
+    if (self->agent_user
+        && mesh_agent_user_prepare_state (self->agent_user, self->cfg->state_dir) != 0) {
+        mesh_err ("cannot start agent %s: its state directory is not ready (above)", in->name);
+        s_not_started (self, in);
+        return;
+    }
     int pipefd[2];
     if (pipe2 (pipefd, O_CLOEXEC) != 0) {
         mesh_err ("cannot make the token pipe for %s: %s", in->name, strerror (errno));
@@ -231,6 +251,12 @@ mesh_supervise_set_recorder (mesh_supervise_t *self, mesh_supervise_record_fn *f
 {
     self->recorder = fn;
     self->recorder_arg = arg;
+}
+
+void
+mesh_supervise_set_agent_user (mesh_supervise_t *self, const mesh_agent_user_t *agent_user)
+{
+    self->agent_user = agent_user;
 }
 
 void

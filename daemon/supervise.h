@@ -33,6 +33,12 @@ void mesh_supervise_destroy (mesh_supervise_t **self_p);
 //  or {... "exit":code}, and {"type":"agent","event":"failed",...} past the intensity.
 typedef void (mesh_supervise_record_fn) (void *arg, json_t *record);
 void mesh_supervise_set_recorder (mesh_supervise_t *self, mesh_supervise_record_fn *fn, void *arg);
+//  With sandbox.user: AGENT_USER (borrowed, may be NULL) is the agents' account; before
+//  every later start of an agent, <state_dir>/incidents is made its own again
+//  (mesh_agent_user_prepare_state); if that fails, the agent is not started and waits a
+//  growing backoff (logged each time), like one that could not be forked.
+typedef struct _mesh_agent_user_t mesh_agent_user_t;
+void mesh_supervise_set_agent_user (mesh_supervise_t *self, const mesh_agent_user_t *agent_user);
 //  AUTH from ROUTING_ID: NULL when accepted (the routing id now speaks for its instance),
 //  else a static reason (nothing is changed; the caller counts and logs it).  The routing
 //  id must be "<instance>" or "<instance>/<suffix>" of a live instance, BODY's instance the
