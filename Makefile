@@ -8,7 +8,7 @@
 #
 #   make deps    install the Debian packages the project needs (idempotent, quiet)
 #   make         build/meshd build/mesh-agent build/meshctl build/mesh-gen
-#   make test    unit tests, rule tests, integration tests
+#   make test    unit tests, rule tests, integration tests (installs TEST_DEBS too)
 #   make asan    the same tests under AddressSanitizer + UBSan (build-asan/)
 #   make demo    the embedded default end to end
 #   make install PREFIX=/usr/local DESTDIR=
@@ -31,6 +31,8 @@ DESTDIR  ?=
 DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua5.4-dev \
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
         libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
+# Only the tests need these (immutable directories, another user, dropping privileges).
+TEST_DEBS := e2fsprogs passwd util-linux
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c lua/*.c agents/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
@@ -44,7 +46,7 @@ BINS     := $(B)/meshd $(B)/mesh-agent $(TOOLS)
 all: $(BINS) $(UNITS) $(HELPERS) $(BENCHES)
 
 deps:
-	@missing=""; for p in $(DEBS); do \
+	@missing=""; for p in $(DEBS) $(EXTRA_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -77,11 +79,13 @@ $(B)/tests/%: $(B)/obj/tests/helpers/%.o $(B)/libmesh.a
 	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
 
 # The build of the tests depends on deps so that a fresh machine gets there.
-test: deps
+test:
+	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(TEST_DEBS)"
 	@$(MAKE) --no-print-directory all
 	@B=$(B) tests/run.sh
 
-asan: deps
+asan:
+	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(TEST_DEBS)"
 	@$(MAKE) --no-print-directory B=build-asan \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
 	@B=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
