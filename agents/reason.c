@@ -27,6 +27,7 @@
 #include "log.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -453,8 +454,17 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
     if (serialised)
         s_sha256_hex (serialised, prompt_hash);
     free (serialised);
-    char seed_key[96];
-    snprintf (seed_key, sizeof seed_key, "%s/%d", incident->id, step);
+    //  The seed key names what the incident is about (agent, series, event time), not
+    //  its decision id: the id also names the broker's history, which a fresh embedded
+    //  broker draws anew, and the same data must draw the same outputs on every run.
+    char seed_key[96], seed_base[65] = "";
+    char *about = NULL;
+    if (asprintf (&about, "%s/%s/%" PRId64, incident->agent ? incident->agent : "",
+                  incident->series ? incident->series : "", incident->ts_ms) >= 0) {
+        s_sha256_hex (about, seed_base);
+        free (about);
+    }
+    snprintf (seed_key, sizeof seed_key, "%s/%d", seed_base[0] ? seed_base : incident->id, step);
 
     mesh_backend_reply_t reply;
     mesh_fail_t why = MESH_FAIL_NONE;
