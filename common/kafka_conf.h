@@ -18,7 +18,7 @@
 #define MESH_KAFKA_SECRET_MAX 4096
 
 //  The environment variable through which the agents meshd spawns learn the embedded
-//  broker's incarnation (daemon/broker.c sets it, agents/event_kafka.c reads it).
+//  broker's incarnation (daemon/broker.c sets it, agents/event/event_kafka.c reads it).
 #define MESH_BROKER_INCARNATION_ENV "MESHD_BROKER_INCARNATION"
 
 //  A new conf for one client (consumer or producer) of BROKERS: bootstrap.servers, every

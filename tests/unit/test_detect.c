@@ -1,4 +1,4 @@
-/*  test_detect - the EWMA z-score detector (agents/detect_ewma.c).
+/*  test_detect - the EWMA z-score detector (agents/detect/detect_ewma.c).
  *
  *  Usage example: create a detector from its config, feed it (series, value)
  *  points, compare the score with the threshold through mesh_detect_is_anomaly.

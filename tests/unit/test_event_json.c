@@ -1,7 +1,7 @@
 /*  test_event_json - the event scanner accepts exactly what jansson accepts.
  *
  *  mesh_event_decode validates messages with its own one-pass scanner
- *  (agents/event_json.c) instead of building a jansson tree; an anomalous event is
+ *  (agents/event/event_json.c) instead of building a jansson tree; an anomalous event is
  *  parsed by jansson later.  If the two disagreed, a message could be valid when
  *  normal and malformed when anomalous.  These tests hold the scanner to jansson's
  *  verdict (JSON_REJECT_DUPLICATES, an object at the top) on hand-written edge cases
