@@ -125,7 +125,7 @@ install: $(BINS)
 	install -m 0644 systemd/meshd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/meshd.conf
 
 format:
-	clang-format -i $(wildcard */*.c */*.h tests/*/*.c)
+	clang-format -i $(wildcard */*.c */*.h agents/*/*.c agents/*/*.h tests/*/*.c)
 
 clean:
 	rm -rf build build-asan
