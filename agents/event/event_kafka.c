@@ -660,13 +660,15 @@ mesh_event_kafka_lag (mesh_event_kafka_t *self)
         int64_t lo = 0, hi = 0;
         if (rd_kafka_get_watermark_offsets (self->rk, list->elems[i].topic,
                                             list->elems[i].partition, &lo, &hi) != 0
-            || hi < 0)
-            continue;
+            || hi < 0) {
+            lag = -1;               //  no fetch answered yet: unknown, not "caught up"
+            break;
+        }
         s_partition_t *p = s_partition (self, list->elems[i].topic, list->elems[i].partition,
                                         false);
         int64_t pos = list->elems[i].offset >= 0         ? list->elems[i].offset
                       : p && p->committed >= 0 ? p->committed
-                                               : lo;
+                                               : lo > 0 ? lo : 0;
         if (hi > pos)
             lag += hi - pos;
     }

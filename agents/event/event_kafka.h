@@ -81,7 +81,9 @@ void mesh_event_kafka_flush (mesh_event_kafka_t *self);
 void mesh_event_kafka_pause (mesh_event_kafka_t *self, bool pause);
 bool mesh_event_kafka_paused (const mesh_event_kafka_t *self);
 //  Messages on the assigned partitions not yet consumed (from cached watermarks; no broker
-//  round trip).  -1 while nothing is assigned.
+//  round trip).  -1 while it is not known: nothing is assigned, or a partition's high
+//  watermark or position is not yet known (just after an assignment, before the first
+//  fetch answered) - never 0 for "not yet looked".
 int64_t mesh_event_kafka_lag (mesh_event_kafka_t *self);
 //  Events held (in flight) right now.
 size_t mesh_event_kafka_held (const mesh_event_kafka_t *self);
