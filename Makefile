@@ -11,6 +11,8 @@
 #   make test    unit tests, rule tests, integration tests (installs TEST_DEBS too)
 #   make asan    the same tests under AddressSanitizer + UBSan (build-asan/)
 #   make demo    the embedded default end to end
+#   make fuzz    every libFuzzer target for FUZZ_SECONDS each (default 600; build-fuzz/)
+#   make fuzz-smoke  the same, 30 s each (what CI runs)
 #   make install PREFIX=/usr/local DESTDIR=
 
 B        ?= build
@@ -42,7 +44,7 @@ HELPERS  := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 BINS     := $(B)/meshd $(B)/mesh-agent $(TOOLS)
 
-.PHONY: all deps test asan demo bench nab install clean format
+.PHONY: all deps test asan demo bench nab install clean format fuzz fuzz-build fuzz-smoke
 all: $(BINS) $(UNITS) $(HELPERS) $(BENCHES)
 
 deps:
@@ -91,6 +93,32 @@ asan:
 	@B=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh
 
+# libFuzzer: one harness per parser of untrusted bytes, tests/fuzz/fuzz_<target>.c, seed
+# corpus tests/fuzz/corpus/<target>/; the library is built with clang into build-fuzz/
+# instrumented for coverage, ASan and UBSan.  docs/fuzzing.md has the runs and figures.
+FUZZ_DEBS    := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 600
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
+
+.PRECIOUS: $(B)/obj/tests/fuzz/%.o
+
+$(B)/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(B)/obj/tests/fuzz/fuzz_common.o $(B)/libmesh.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(FUZZ_DEBS)"
+	@$(MAKE) --no-print-directory B=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" \
+	  $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@B=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@B=build-fuzz FUZZ_SECONDS=30 tests/fuzz/run.sh $(FUZZ_TARGETS)
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@B=$(B) tools/demo.sh
@@ -128,4 +156,4 @@ format:
 	clang-format -i $(wildcard */*.c */*.h agents/*/*.c agents/*/*.h tests/*/*.c)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

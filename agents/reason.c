@@ -36,6 +36,9 @@
 
 #define S_LINE_MAX      300         //  the decision's one-line "reason"
 #define S_SUMMARY_MAX   256         //  default max_length of a fallback summary
+//  The deepest proposal kept: the record nests it a few levels further down, and the
+//  supervisor's parser refuses a message nested deeper than 2048 (found by fuzz_reason).
+#define S_PROPOSAL_DEPTH_MAX 64
 
 struct _mesh_reason_t {
     const mesh_config_t *cfg;
@@ -443,6 +446,31 @@ s_fallback_params (const mesh_reason_t *self, const mesh_incident_t *incident,
 
 //  Run one step.  Returns the attempt record; sets *accepted, *backend_failed, *charged
 //  and, for a reask, *reask (the two messages to append).
+//  Nesting depth of VALUE, counted up to LIMIT + 1 at most (1 for a scalar).
+static int
+s_depth (json_t *value, int limit)
+{
+    int deepest = 0;
+    if (limit >= 0 && json_is_object (value)) {
+        const char *key;
+        json_t *member;
+        json_object_foreach (value, key, member) {
+            int d = s_depth (member, limit - 1);
+            deepest = d > deepest ? d : deepest;
+        }
+    }
+    else
+    if (limit >= 0 && json_is_array (value)) {
+        size_t i;
+        json_t *member;
+        json_array_foreach (value, i, member) {
+            int d = s_depth (member, limit - 1);
+            deepest = d > deepest ? d : deepest;
+        }
+    }
+    return deepest + 1;
+}
+
 static json_t *
 s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *messages, int step,
            long prompt_estimate, long reserved, json_t *ctx, bool *accepted,
@@ -490,6 +518,12 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
         json_error_t jerr;
         proposal = text ? json_loads (text, JSON_REJECT_DUPLICATES, &jerr) : NULL;
         free (text);
+        if (proposal && s_depth (proposal, S_PROPOSAL_DEPTH_MAX) > S_PROPOSAL_DEPTH_MAX) {
+            json_decref (proposal);
+            proposal = NULL;
+            snprintf (jerr.text, sizeof jerr.text, "it nests deeper than %d levels",
+                      S_PROPOSAL_DEPTH_MAX);
+        }
         if (!json_is_object (proposal)) {
             why = MESH_FAIL_MODEL_MALFORMED;
             if (asprintf (&detail, "output is not exactly one JSON object: %s",

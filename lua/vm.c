@@ -275,9 +275,10 @@ s_small_alloc (s_run_t *run, size_t class)
         return block;
     }
     size_t size = (class + 1) * S_SMALL_STEP;
-    if (run->carve + size > run->carve_end) {
+    //  No slab yet: carve is NULL, and NULL plus an offset is undefined behaviour.
+    if (!run->carve || run->carve + size > run->carve_end) {
         //  The rest of the old slab goes to the free lists, largest classes first.
-        while (run->carve + S_SMALL_STEP <= run->carve_end) {
+        while (run->carve && run->carve + S_SMALL_STEP <= run->carve_end) {
             size_t rest = (size_t) (run->carve_end - run->carve);
             size_t c = s_class (rest > S_SMALL_MAX ? S_SMALL_MAX : rest);
             if ((c + 1) * S_SMALL_STEP > rest)
