@@ -208,6 +208,9 @@ s_shrink (json_t *record, const char *why)
                                     dumped ? json_integer ((json_int_t) bytes) : json_null (),
                                     "sha256", dumped ? json_string (hex) : json_null ()));
     if (decision) {
+        //  Built by the agent, small: what was spent, and which message it was about.
+        json_object_set (minimal, "trigger", json_object_get (record, "trigger"));
+        json_object_set (minimal, "tokens", json_object_get (record, "tokens"));
         json_object_set_new (minimal, "verdict", json_string ("record_refused"));
         json_object_set_new (minimal, "fallback", json_true ());
         json_object_set_new (minimal, "action", json_null ());

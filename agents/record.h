@@ -43,7 +43,8 @@ void mesh_record_destroy (mesh_record_t **self_p);
 //  Append a decision (borrowed); 0 once the supervisor acknowledged it durable (*seq_p set),
 //  -1 on timeout or refusal (logged).  A record that fails mesh_record_check is never
 //  sent: its content is replaced, in place, by a minimal one ({type, id, agent,
-//  verdict "record_refused", action null, record_refused: {why, bytes, sha256}}) that
+//  trigger, tokens, verdict "record_refused", action null, record_refused: {why, bytes,
+//  sha256}}; trigger and tokens when the decision had them) that
 //  is sent instead, so the caller acts on what was recorded: nothing.
 int mesh_record_decision (mesh_record_t *self, json_t *decision, int64_t *seq_p);
 //  Append the outcome of decision ID; same contract.
