@@ -282,32 +282,8 @@ s_agent_binary (const mesh_config_t *cfg)
     return zsys_sprintf ("%s/mesh-agent", self);
 }
 
-//  An authenticated agent sent a message the protocol refuses (too large, too deep, not
-//  JSON): a bug in the agent, not a reason to kill it - killing it re-delivers the same
-//  input and loops.  Logged and recorded as an agent_error, at most one record per
-//  S_AGENT_BUG_EVERY_MS (the record counts the ones it stands for).
-#define S_AGENT_BUG_EVERY_MS 60000
-static void
-s_agent_bug (s_daemon_t *d, const char *agent, const char *why)
-{
-    static int64_t last_ms;
-    static int64_t unrecorded;
-    int64_t now = zclock_mono ();
-    mesh_ratelog_hit (d->drops, "agent_error", "agent %s sent a message the protocol refuses "
-                      "(%s): an agent bug; recorded, not restarted", agent, why);
-    unrecorded++;
-    if (last_ms && now - last_ms < S_AGENT_BUG_EVERY_MS)
-        return;
-    last_ms = now;
-    json_t *record = json_pack ("{s:s, s:s, s:s, s:I}", "type", "agent_error", "agent", agent,
-                                "reason", why, "count", (json_int_t) unrecorded);
-    unrecorded = 0;
-    s_record_agent (d, record);
-    json_decref (record);
-}
-
 //  One message from an agent.  Only an authenticated routing id is served; an invalid
-//  message from one is recorded as its bug (s_agent_bug); everything else is counted.
+//  message from one is recorded as its bug, not punished; everything else is counted.
 static void
 s_serve_agent (s_daemon_t *d, zsock_t *sock)
 {
@@ -317,9 +293,12 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
     char *sender = NULL;
     mesh_msg_t *msg = mesh_proto_recv (sock, true, &why, &sender);
     if (!msg) {
-        const char *bug_of = sender ? mesh_supervise_agent_of (sup, sender) : NULL;
-        if (bug_of)
-            s_agent_bug (d, bug_of, why);
+        if (sender && mesh_supervise_agent_of (sup, sender)) {
+            mesh_ratelog_hit (d->drops, "agent_error",
+                              "agent %s sent a message the protocol refuses: %s",
+                              mesh_supervise_agent_of (sup, sender), why);
+            mesh_supervise_agent_bug (sup, sender, why);
+        }
         else
             mesh_ratelog_hit (d->drops, "unauthenticated",
                               "dropped an invalid message from unauthenticated peer '%.64s': %s",
