@@ -6,19 +6,28 @@
  *  (the user message: the incident as a fenced JSON block of untrusted data).  The
  *  data block is serialised compact and ASCII-only by jansson, so no string in it can
  *  break a line, and every backtick is written as \u0060, so nothing inside the data
- *  can close the fence.  A reask appends the model's previous output and the refusal
- *  reasons; it replaces, not extends, the previous reask, so a prompt never grows
- *  with the number of steps.
+ *  can close the fence.  A reask appends the start of the model's previous output
+ *  (S_ECHO_MAX bytes) and the refusal reasons as data: a JSON array of bounded strings
+ *  in a fence of its own, the same way, so a reason quoting the model (an unknown
+ *  key's name) cannot become instructions; it replaces, not extends, the previous
+ *  reask, so a prompt never grows with the number of steps.
  *
  *  Tokens.  Before every call: the prompt estimate (bytes/4) + max_tokens must fit in
  *  what is left of the incident's cap, and the agent's budget must grant it; either
  *  refusal ends the loop without a call.  After the call the reservation is settled
  *  with the server's usage.  A call that fails is charged by what it may have cost:
  *  a timeout or a malformed 200 the whole reservation (the server may have generated
- *  up to max_tokens), a refused or unreachable request nothing.
+ *  up to max_tokens), a body over the transport cap at least that and at least what
+ *  arrived, a refused or unreachable request nothing.
  *
- *  Parsing is strict: exactly one JSON object, duplicate keys refused, one
- *  ```json fence pair tolerated (Ollama models add it) and recorded.  What a proposal
+ *  Nothing is parsed before it is checked: a finish_reason that is not a stop is
+ *  model_truncated, an output over the backend's limits (bytes, then depth, keys and
+ *  string length in one scan, mesh_backend_scan) is model_oversize, a NUL or invalid
+ *  UTF-8 is model_malformed with the offset.  Parsing is strict: exactly one JSON
+ *  object, duplicate keys refused, one ```json fence pair tolerated (Ollama models add
+ *  it) and recorded.  The record keeps the raw output as an excerpt, its length and
+ *  its SHA-256, never the whole of it, and a refused proposal only while it is small:
+ *  nothing the model says can make the record too big or too deep for the ledger.  What a proposal
  *  may do is not decided here: the gate chain decides, and only its explicit accept
  *  counts.
  */
