@@ -338,12 +338,17 @@ s_parse_ok (const s_buffer_t *body, json_t *messages, mesh_backend_reply_t *repl
             mesh_fail_t *why, char **detail)
 {
     json_error_t jerr;
-    json_t *root = body->data ? json_loadb (body->data, body->size, 0, &jerr) : NULL;
+    //  JSON_ALLOW_NUL: a content with \u0000 is then refused below, by name.
+    jerr.text[0] = 0;
+    json_t *root = body->data ? json_loadb (body->data, body->size, JSON_ALLOW_NUL, &jerr)
+                              : NULL;
     if (!json_is_object (root)) {
         json_decref (root);
         *why = MESH_FAIL_MODEL_MALFORMED;
         char *start = s_one_line (body->data ? body->data : "", body->size < 80 ? body->size : 80);
-        if (asprintf (detail, "response is not a JSON object (%zu bytes): %s", body->size,
+        //  jansson names invalid UTF-8 ("unable to decode byte 0xff") and its offset.
+        if (asprintf (detail, "response is not a JSON object (%zu bytes%s%s): %s", body->size,
+                      root || !jerr.text[0] ? "" : "; ", root ? "" : jerr.text,
                       start ? start : "") < 0)
             *detail = NULL;
         free (start);

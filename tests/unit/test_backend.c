@@ -650,6 +650,15 @@ test_openai_reject_schema_retry (void **state)
 
 //  --- model output: one choice, the transport cap, the limits ---------------------------
 
+//  A NUL or a byte that is not UTF-8 in the content: a reason that says so.
+static void
+test_openai_nul_and_bad_utf8 (void **state)
+{
+    (void) state;
+    s_expect_failure ("nul", 0, MESH_FAIL_MODEL_MALFORMED, "contains a NUL character");
+    s_expect_failure ("bad-utf8", 0, MESH_FAIL_MODEL_MALFORMED, "unable to decode byte 0xff");
+}
+
 static void
 test_openai_two_choices (void **state)
 {
@@ -850,6 +859,7 @@ main (void)
         cmocka_unit_test (test_openai_no_usage_estimated),
         cmocka_unit_test (test_openai_reject_schema_retry),
         cmocka_unit_test (test_openai_two_choices),
+        cmocka_unit_test (test_openai_nul_and_bad_utf8),
         cmocka_unit_test (test_openai_huge_charged),
         cmocka_unit_test (test_openai_finish_reason_kept),
         cmocka_unit_test (test_finished),
