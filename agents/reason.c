@@ -664,7 +664,8 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
     json_object_set_new (attempt, "output_sha256",
                          reply.content ? json_string (output_hash) : json_null ());
     json_object_set_new (attempt, "output_truncated",
-                         json_boolean (reply.content && strlen (excerpt) < strlen (reply.content)));
+                         json_boolean (reply.content && excerpt
+                                       && strlen (excerpt) < strlen (reply.content)));
     free (excerpt);
     json_object_set_new (attempt, "prompt_tokens", json_integer (reply.prompt_tokens));
     json_object_set_new (attempt, "completion_tokens", json_integer (reply.completion_tokens));
