@@ -10,7 +10,8 @@
  *     be an integer or a real), strings without control characters or NUL, within
  *     max_length bytes, matching the whole of the declared POSIX ERE (we wrap it in
  *     ^(...)$) and in the enum; numbers within min/max; "confidence", if present, a
- *     number in [0,1]; "rationale", if present, a string.  Every problem found is
+ *     number in [0,1]; "rationale", if present, a string; no other top-level key
+ *     (the schema is closed: an "approved" or "argv" is refused by name).  Every problem found is
  *     listed in the reason, so one reask can fix them all.  When the built-in check
  *     fails, the Lua rules are NOT run: the proposal does not have the shape they are
  *     written against, so their verdicts would say nothing.  Only the builtin verdict
@@ -621,6 +622,17 @@ s_builtin (const mesh_gate_t *self, json_t *proposal, const s_action_t **action_
     if (rationale && !json_is_string (rationale))
         s_list_add (&why, "; ", "\"rationale\" must be a string, not %s",
                     s_json_type (rationale));
+    //  The schema is closed: a key nobody checks ("approved", "argv") is refused, so no
+    //  later reader can mistake it for something that was judged.
+    const char *key;
+    json_t *value;
+    json_object_foreach (proposal, key, value) {
+        (void) value;
+        if (strcmp (key, "action") && strcmp (key, "params") && strcmp (key, "confidence")
+            && strcmp (key, "rationale"))
+            s_list_add (&why, "; ", "unknown top-level key %s; allowed: action, params, "
+                        "confidence, rationale", s_quote (key, strlen (key), q));
+    }
     if (why.count == 0) {
         *action_p = action;
         return NULL;

@@ -6,6 +6,12 @@
  *  Nothing here retries: the caller decides what an unanswered request means
  *  (never "act anyway").
  *
+ *  Nothing is sent that the supervisor would refuse (a refused message is lost, and
+ *  the agent would wait, give up, and see the event again): every record is checked
+ *  for size and depth first, well below the protocol's limits, and one that fails is
+ *  replaced by a minimal record that says so (fail closed: no action).  reason.c keeps
+ *  what comes from the model small (excerpts and hashes), so this is the last line.
+ *
  *  Authentication: the supervisor listens to a routing id only after it sent AUTH
  *  with the token meshd handed this process at spawn.  The credentials are one per
  *  process, set by main before any thread starts, and read-only afterwards; every
@@ -127,12 +133,108 @@ s_await (mesh_record_t *self, const char *id, mesh_msg_type_t want)
     return NULL;
 }
 
+//  Depth of VALUE, counting no further than LIMIT + 1 (so a hostile depth costs nothing).
+static int
+s_depth (json_t *value, int limit)
+{
+    if (limit < 0 || !(json_is_object (value) || json_is_array (value)))
+        return 0;
+    int deepest = 0;
+    if (json_is_object (value)) {
+        const char *key;
+        json_t *member;
+        json_object_foreach (value, key, member) {
+            int d = s_depth (member, limit - 1);
+            if (d > deepest)
+                deepest = d;
+            if (deepest > limit)
+                break;
+        }
+    }
+    else {
+        size_t index;
+        json_t *member;
+        json_array_foreach (value, index, member) {
+            int d = s_depth (member, limit - 1);
+            if (d > deepest)
+                deepest = d;
+            if (deepest > limit)
+                break;
+        }
+    }
+    return deepest + 1;
+}
+
+const char *
+mesh_record_check (json_t *record, char *why, size_t why_size)
+{
+    if (s_depth (record, MESH_RECORD_MAX_DEPTH) > MESH_RECORD_MAX_DEPTH) {
+        snprintf (why, why_size, "nested deeper than %d levels", MESH_RECORD_MAX_DEPTH);
+        return why;
+    }
+    size_t bytes = json_dumpb (record, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (bytes == 0 || bytes > MESH_RECORD_MAX_BYTES) {
+        snprintf (why, why_size, "%zu bytes, over the limit of %d", bytes,
+                  MESH_RECORD_MAX_BYTES);
+        return why;
+    }
+    return NULL;
+}
+
+//  Replace RECORD's content by the minimal record that says why it could not be sent.
+static void
+s_shrink (json_t *record, const char *why)
+{
+    const char *type = json_string_value (json_object_get (record, "type"));
+    const char *id = json_string_value (json_object_get (record, "id"));
+    const char *agent = json_string_value (json_object_get (record, "agent"));
+    bool decision = type && !strcmp (type, "decision");
+    json_t *minimal = json_pack ("{s:s, s:s, s:s}", "type", type ? type : "?", "id",
+                                 id ? id : "", "agent", agent ? agent : "");
+    //  The hash of what would have been sent, when it can be serialised at all.
+    char hex[65] = "";
+    size_t bytes = 0;
+    char *text = json_dumps (record, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    bool dumped = text != NULL;
+    if (text) {
+        bytes = strlen (text);
+        unsigned char hash[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256 (hash, (const unsigned char *) text, bytes);
+        sodium_bin2hex (hex, sizeof hex, hash, sizeof hash);
+        free (text);
+    }
+    json_object_set_new (minimal, "record_refused",
+                         json_pack ("{s:s, s:o, s:o}", "why", why, "bytes",
+                                    dumped ? json_integer ((json_int_t) bytes) : json_null (),
+                                    "sha256", dumped ? json_string (hex) : json_null ()));
+    if (decision) {
+        //  Built by the agent, small: what was spent, and which message it was about.
+        json_object_set (minimal, "trigger", json_object_get (record, "trigger"));
+        json_object_set (minimal, "tokens", json_object_get (record, "tokens"));
+        json_object_set_new (minimal, "verdict", json_string ("record_refused"));
+        json_object_set_new (minimal, "fallback", json_true ());
+        json_object_set_new (minimal, "action", json_null ());
+    }
+    else
+        json_object_set (minimal, "status", json_object_get (record, "status"));
+    json_object_clear (record);
+    json_object_update (record, minimal);
+    json_decref (minimal);
+}
+
 static int
 s_append (mesh_record_t *self, mesh_msg_type_t type, json_t *record, int64_t *seq_p)
 {
-    const char *id = json_string_value (json_object_get (record, "id"));
-    if (!id)
+    if (!json_string_value (json_object_get (record, "id")))
         return -1;
+    char why[128];
+    if (mesh_record_check (record, why, sizeof why)) {
+        mesh_err ("record: %s %.12s is %s: the ledger would refuse it; recording that "
+                  "instead", mesh_msg_type_name (type),
+                  json_string_value (json_object_get (record, "id")), why);
+        s_shrink (record, why);
+    }
+    const char *id = json_string_value (json_object_get (record, "id"));
     json_t *body = json_pack ("{sO}", "record", record);
     int rc = mesh_proto_send (self->sock, NULL, type, body);
     json_decref (body);

@@ -9,11 +9,22 @@
 #ifndef MESH_RECORD_H
 #define MESH_RECORD_H
 
+#include "proto.h"
 #include <czmq.h>
 #include <jansson.h>
 #include <stdint.h>
 
 typedef struct _mesh_record_t mesh_record_t;
+
+//  What a record sent to the ledger may be, well below what the supervisor accepts (a
+//  body of MESH_PROTO_MAX_BODY bytes, JSON nested at most 2048 deep by its parser).
+#define MESH_RECORD_MAX_BYTES (MESH_PROTO_MAX_BODY - 65536)
+#define MESH_RECORD_MAX_DEPTH 128
+
+//  NULL when RECORD (serialised compact) is at most MESH_RECORD_MAX_BYTES and nested at
+//  most MESH_RECORD_MAX_DEPTH deep; otherwise why not ("N bytes, over ..."), written to
+//  WHY (WHY_SIZE bytes) and returned.
+const char *mesh_record_check (json_t *record, char *why, size_t why_size);
 
 typedef enum { MESH_RECORD_NONE, MESH_RECORD_DECIDED, MESH_RECORD_COMPLETE } mesh_record_state_t;
 
@@ -30,7 +41,11 @@ int mesh_record_auth_send (zsock_t *sock);
 mesh_record_t *mesh_record_new (const char *endpoint, const char *identity, int timeout_ms);
 void mesh_record_destroy (mesh_record_t **self_p);
 //  Append a decision (borrowed); 0 once the supervisor acknowledged it durable (*seq_p set),
-//  -1 on timeout or refusal (logged).
+//  -1 on timeout or refusal (logged).  A record that fails mesh_record_check is never
+//  sent: its content is replaced, in place, by a minimal one ({type, id, agent,
+//  trigger, tokens, verdict "record_refused", action null, record_refused: {why, bytes,
+//  sha256}}; trigger and tokens when the decision had them) that
+//  is sent instead, so the caller acts on what was recorded: nothing.
 int mesh_record_decision (mesh_record_t *self, json_t *decision, int64_t *seq_p);
 //  Append the outcome of decision ID; same contract.
 int mesh_record_outcome (mesh_record_t *self, json_t *outcome, int64_t *seq_p);

@@ -1807,7 +1807,18 @@ s_sandbox (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 
 static const char *const s_backend_kinds [] = { "scripted", "openai", NULL };
 
-enum { B_KIND, B_FILE, B_URL, B_MODEL, B_KEY, B_TIMEOUT, B_CONNECT, B_TEMPERATURE, B_SCHEMA };
+//  backends.X.limits: the upper bounds keep every recorded answer far below the
+//  protocol's 4 MiB message and the supervisor's JSON depth (docs/reasoning.md).
+static const s_field_t s_limits_fields [] = {
+    S_NUM ("max_bytes", mesh_backend_config_t, limits.max_bytes, F_SIZE, 1, 1048576),
+    S_NUM ("max_depth", mesh_backend_config_t, limits.max_depth, F_INT, 1, 64),
+    S_NUM ("max_keys", mesh_backend_config_t, limits.max_keys, F_SIZE, 1, 4096),
+    S_NUM ("max_string", mesh_backend_config_t, limits.max_string, F_SIZE, 1, 65536),
+    { NULL }
+};
+
+enum { B_KIND, B_FILE, B_URL, B_MODEL, B_KEY, B_TIMEOUT, B_CONNECT, B_TEMPERATURE, B_SCHEMA,
+       B_LIMITS };
 static const s_field_t s_backend_fields [] = {
     [B_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_backend_config_t, kind), .choices = s_backend_kinds },
@@ -1823,6 +1834,7 @@ static const s_field_t s_backend_fields [] = {
     [B_TEMPERATURE] = S_NUM ("temperature", mesh_backend_config_t, temperature, F_DOUBLE, 0, 2),
     [B_SCHEMA] = { .key = "json_schema", .type = F_BOOL,
                    .offset = offsetof (mesh_backend_config_t, json_schema) },
+    [B_LIMITS] = { .key = "limits", .type = F_SECTION, .sub = s_limits_fields },
     { NULL }
 };
 
@@ -1860,6 +1872,14 @@ s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const c
     }
 }
 
+void
+mesh_config_output_limits_default (mesh_output_limits_t *limits)
+{
+    *limits = (mesh_output_limits_t) {
+        .max_bytes = 65536, .max_depth = 32, .max_keys = 512, .max_string = 4096,
+    };
+}
+
 static void
 s_backends (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 {
@@ -1875,6 +1895,7 @@ s_backends (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
         backend->connect_timeout_ms = 2000;
         backend->temperature = 0;
         backend->json_schema = true;
+        mesh_config_output_limits_default (&backend->limits);
         char sub [S_PATH_MAX];
         s_join (sub, path, keys [i]->text);
         s_backend (ctx, backend, values [i], sub);

@@ -69,6 +69,14 @@ typedef enum {
     MESH_BACKEND_OPENAI,            //  POST {url}/v1/chat/completions
 } mesh_backend_kind_t;
 
+//  What a model answer may be, checked before and while it is parsed (backends.X.limits).
+typedef struct {
+    size_t max_bytes;               //  content bytes (default 65536, at most 1048576)
+    int max_depth;                  //  JSON nesting (default 32, at most 64)
+    size_t max_keys;                //  object keys in all (default 512, at most 4096)
+    size_t max_string;              //  one string, as written (default 4096, at most 65536)
+} mesh_output_limits_t;
+
 typedef struct {
     char *name;
     mesh_backend_kind_t kind;
@@ -80,6 +88,7 @@ typedef struct {
     int connect_timeout_ms;         //  default 2000
     double temperature;             //  default 0
     bool json_schema;               //  send response_format json_schema (default true)
+    mesh_output_limits_t limits;    //  what an answer may be (both kinds)
 } mesh_backend_config_t;
 
 typedef struct {
@@ -296,6 +305,8 @@ json_t *mesh_config_param_json (const mesh_param_spec_t *param);
 //  Lookups (borrowed pointers, NULL when absent).
 const mesh_agent_config_t *mesh_config_agent (const mesh_config_t *self, const char *name);
 const mesh_backend_config_t *mesh_config_backend (const mesh_config_t *self, const char *name);
+//  Fill LIMITS with the documented defaults (what an absent backends.X.limits means).
+void mesh_config_output_limits_default (mesh_output_limits_t *limits);
 const mesh_action_spec_t *mesh_config_action (const mesh_config_t *self, const char *name);
 
 #endif

@@ -13,6 +13,8 @@ static const char *s_names[MESH_FAIL_COUNT_] = {
     [MESH_FAIL_ACTION_FAILED] = "action_failed",
     [MESH_FAIL_LEDGER_UNAVAILABLE] = "ledger_unavailable",
     [MESH_FAIL_EVENT_MALFORMED] = "event_malformed",
+    [MESH_FAIL_MODEL_OVERSIZE] = "model_oversize",
+    [MESH_FAIL_MODEL_TRUNCATED] = "model_truncated",
 };
 
 const char *

@@ -18,6 +18,8 @@ typedef enum {
     MESH_FAIL_ACTION_FAILED,        //  the action ran and failed
     MESH_FAIL_LEDGER_UNAVAILABLE,   //  the decision ledger did not acknowledge: nothing acted
     MESH_FAIL_EVENT_MALFORMED,      //  an input message that cannot be decoded
+    MESH_FAIL_MODEL_OVERSIZE,       //  the answer is over a backend limit (bytes, depth, keys, string)
+    MESH_FAIL_MODEL_TRUNCATED,      //  the server stopped for another reason than a stop (length, ...)
     MESH_FAIL_COUNT_
 } mesh_fail_t;
 

@@ -282,8 +282,8 @@ s_agent_binary (const mesh_config_t *cfg)
     return zsys_sprintf ("%s/mesh-agent", self);
 }
 
-//  One message from an agent.  Only an authenticated routing id is served, and only an
-//  authenticated one is punished for an invalid message; everything else is counted.
+//  One message from an agent.  Only an authenticated routing id is served; an invalid
+//  message from one is recorded as its bug, not punished; everything else is counted.
 static void
 s_serve_agent (s_daemon_t *d, zsock_t *sock)
 {
@@ -293,8 +293,12 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
     char *sender = NULL;
     mesh_msg_t *msg = mesh_proto_recv (sock, true, &why, &sender);
     if (!msg) {
-        if (sender && mesh_supervise_agent_of (sup, sender))
-            mesh_supervise_punish (sup, sender, why);
+        if (sender && mesh_supervise_agent_of (sup, sender)) {
+            mesh_ratelog_hit (d->drops, "agent_error",
+                              "agent %s sent a message the protocol refuses: %s",
+                              mesh_supervise_agent_of (sup, sender), why);
+            mesh_supervise_agent_bug (sup, sender, why);
+        }
         else
             mesh_ratelog_hit (d->drops, "unauthenticated",
                               "dropped an invalid message from unauthenticated peer '%.64s': %s",

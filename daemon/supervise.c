@@ -59,6 +59,8 @@ typedef struct {
     bool token_live;                    //  false once the life is over (or never began)
     char **peers;                       //  routing ids authenticated in this life
     size_t peer_count;
+    int64_t bug_recorded_at;            //  the last agent_error record (mono ms), 0: none
+    int64_t bugs_unrecorded;            //  refused messages since then
 } s_instance_t;
 
 struct _mesh_supervise_t {
@@ -585,6 +587,30 @@ mesh_supervise_punish (mesh_supervise_t *self, const char *routing_id, const cha
         return;
     mesh_err ("agent %s sent an invalid message (%s); restarting it", in->name, why);
     kill (in->pid, SIGKILL);
+}
+
+void
+mesh_supervise_agent_bug (mesh_supervise_t *self, const char *routing_id, const char *why)
+{
+    s_instance_t *in = s_by_routing (self, routing_id);
+    if (!in || !in->pid)
+        return;
+    in->bugs_unrecorded++;
+    int64_t now = zclock_mono ();
+    if (in->bug_recorded_at && now - in->bug_recorded_at < MESH_SUPERVISE_BUG_EVERY_MS)
+        return;
+    mesh_err ("agent %s sent a message the protocol refuses (%s): an agent bug; recorded, "
+              "not restarted", in->name, why);
+    in->bug_recorded_at = now;
+    if (self->recorder) {
+        json_t *record = json_pack ("{ss ss ss ss si ss sI}", "type", "agent", "event",
+                                    "agent_error", "instance", in->name, "agent", in->cfg->name,
+                                    "pid", (int) in->pid, "reason", why ? why : "?", "count",
+                                    (json_int_t) in->bugs_unrecorded);
+        self->recorder (self->recorder_arg, record);
+        json_decref (record);
+    }
+    in->bugs_unrecorded = 0;
 }
 
 bool

@@ -56,6 +56,13 @@ const char *mesh_supervise_agent_of (mesh_supervise_t *self, const char *routing
 //  An authenticated peer sent something invalid: kill its instance (it is restarted like
 //  any death).  Unauthenticated routing ids are ignored: they speak for nobody.
 void mesh_supervise_punish (mesh_supervise_t *self, const char *routing_id, const char *why);
+//  The agent behind ROUTING_ID (authenticated) sent a message the protocol refuses (too
+//  large, too deep, not JSON): a bug in the agent, not a reason to kill it, which would
+//  re-deliver the same input and loop.  Logged and recorded ({"type":"agent","event":
+//  "agent_error", instance, agent, pid, reason, count}) at most once per
+//  MESH_SUPERVISE_BUG_EVERY_MS per instance; count is how many refusals it stands for.
+#define MESH_SUPERVISE_BUG_EVERY_MS 60000
+void mesh_supervise_agent_bug (mesh_supervise_t *self, const char *routing_id, const char *why);
 //  True once every instance said hello at least once and none has failed.
 bool mesh_supervise_ready (mesh_supervise_t *self);
 //  True when no instance is in trouble (for the watchdog and STATUS=).

@@ -10,6 +10,8 @@
 #include "log.h"
 
 #include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,10 +83,12 @@ mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_
                               detail);
     if (rc == 0 && reply->content)
         return 0;
-    //  Failure (or a kind that broke its contract): keep only the latency.
+    //  Failure (or a kind that broke its contract): keep only the latency and the size.
     long latency_ms = reply->latency_ms;
+    size_t received = reply->received_bytes;
     mesh_backend_reply_clear (reply);
     reply->latency_ms = latency_ms;
+    reply->received_bytes = received;
     if (*why == MESH_FAIL_NONE)
         *why = MESH_FAIL_MODEL_ERROR;
     if (!*detail)
@@ -108,6 +112,118 @@ mesh_backend_name (const mesh_backend_t *self)
 {
     assert (self);
     return self->name;
+}
+
+//  Length of the UTF-8 sequence at P (at most LEFT bytes), or 0 if it is not valid
+//  (overlong forms, surrogates and code points past U+10FFFF included).
+static size_t
+s_utf8_length (const unsigned char *p, size_t left)
+{
+    if (p[0] < 0x80)
+        return 1;
+    size_t n = p[0] >= 0xC2 && p[0] <= 0xDF ? 2 : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
+             : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : 0;
+    if (n == 0 || n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F)
+        || (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F))
+        return 0;
+    return n;
+}
+
+static mesh_fail_t
+s_scan_fail (mesh_fail_t fail, char **detail, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    if (vasprintf (detail, format, args) < 0)
+        *detail = NULL;
+    va_end (args);
+    return fail;
+}
+
+mesh_fail_t
+mesh_backend_scan (const char *text, size_t len, const mesh_output_limits_t *limits,
+                   char **detail)
+{
+    assert (text && limits && detail);
+    *detail = NULL;
+    mesh_output_limits_t max;
+    mesh_config_output_limits_default (&max);
+    if (limits->max_bytes) max.max_bytes = limits->max_bytes;
+    if (limits->max_depth) max.max_depth = limits->max_depth;
+    if (limits->max_keys) max.max_keys = limits->max_keys;
+    if (limits->max_string) max.max_string = limits->max_string;
+    if (len > max.max_bytes)
+        return s_scan_fail (MESH_FAIL_MODEL_OVERSIZE, detail,
+                            "output is %zu bytes, over the limit of %zu (limits.max_bytes)",
+                            len, max.max_bytes);
+    const unsigned char *p = (const unsigned char *) text;
+    int depth = 0;
+    size_t keys = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = s_utf8_length (p + i, len - i);
+        if (p[i] == 0)
+            return s_scan_fail (MESH_FAIL_MODEL_MALFORMED, detail,
+                                "output contains a NUL byte at offset %zu", i);
+        if (n == 0)
+            return s_scan_fail (MESH_FAIL_MODEL_MALFORMED, detail,
+                                "output is not valid UTF-8 at byte offset %zu", i);
+        if (p[i] == '"') {
+            size_t start = i++;
+            while (i < len && p[i] != '"') {
+                if (p[i] == '\\' && i + 1 < len) {
+                    if (p[i + 1] == 'u' && i + 5 < len && !memcmp (p + i + 2, "0000", 4))
+                        return s_scan_fail (MESH_FAIL_MODEL_MALFORMED, detail,
+                                            "output contains an escaped NUL (\\u0000) at "
+                                            "offset %zu", i);
+                    i += 2;
+                    continue;
+                }
+                size_t m = s_utf8_length (p + i, len - i);
+                if (p[i] == 0 || m == 0)
+                    break;              //  reported by the outer loop
+                i += m;
+            }
+            if (i - start - 1 > max.max_string)
+                return s_scan_fail (MESH_FAIL_MODEL_OVERSIZE, detail,
+                                    "output has a string of %zu bytes at offset %zu, over the "
+                                    "limit of %zu (limits.max_string)", i - start - 1, start,
+                                    max.max_string);
+            if (i < len && p[i] == '"')
+                i++;
+            continue;
+        }
+        if (p[i] == '{' || p[i] == '[') {
+            if (++depth > max.max_depth)
+                return s_scan_fail (MESH_FAIL_MODEL_OVERSIZE, detail,
+                                    "output is nested deeper than %d levels at offset %zu "
+                                    "(limits.max_depth)", max.max_depth, i);
+        }
+        else if (p[i] == '}' || p[i] == ']')
+            depth--;
+        else if (p[i] == ':' && ++keys > max.max_keys)
+            return s_scan_fail (MESH_FAIL_MODEL_OVERSIZE, detail,
+                                "output has more than %zu object keys (limits.max_keys)",
+                                max.max_keys);
+        i += n;
+    }
+    return MESH_FAIL_NONE;
+}
+
+bool
+mesh_backend_finished (const char *finish_reason)
+{
+    static const char *stops[] = { "stop", "stop_sequence", "eos_token", "eos", NULL };
+    if (!finish_reason)
+        return true;
+    for (int i = 0; stops[i]; i++)
+        if (!strcmp (finish_reason, stops[i]))
+            return true;
+    return false;
 }
 
 long

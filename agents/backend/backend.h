@@ -30,6 +30,7 @@ typedef struct {
     bool estimated;
     long latency_ms;            //  set on failure too (time until the failure was known)
     char *finish_reason;        //  owned, may be NULL
+    size_t received_bytes;      //  HTTP body bytes read; kept on failure too (for charging)
 } mesh_backend_reply_t;
 
 typedef struct _mesh_backend_t mesh_backend_t;
@@ -55,12 +56,28 @@ extern const mesh_backend_ops_t mesh_backend_openai_ops;
 mesh_backend_t *mesh_backend_new (const mesh_backend_config_t *cfg);
 //  Destroy; sets *self_p to NULL; safe on NULL.
 void mesh_backend_destroy (mesh_backend_t **self_p);
+//  Check a model answer (TEXT, LEN bytes) against LIMITS before anyone parses it: its
+//  size, then in one pass without building anything, its bytes (NUL, invalid UTF-8, an
+//  escaped NUL), its nesting depth, its number of object keys and the length of each
+//  string as written.  A zero field of LIMITS means its default.  MESH_FAIL_NONE, or
+//  MODEL_OVERSIZE (a limit) / MODEL_MALFORMED (the bytes) with *detail set to a
+//  one-line reason naming the limit or the byte offset (caller frees).  Text that is
+//  not JSON passes: the parser says what is wrong with it.
+mesh_fail_t mesh_backend_scan (const char *text, size_t len, const mesh_output_limits_t *limits,
+                               char **detail);
+//  The stop reasons that mean "the model finished its answer": "stop" (every server),
+//  "stop_sequence" and "eos_token" (TGI), "eos" (some llama.cpp builds); an absent or
+//  null finish_reason (Ollama's runner may give none) counts as a stop.  Anything
+//  else ("length", "content_filter", "abort", "tool_calls") is a truncated answer.
+bool mesh_backend_finished (const char *finish_reason);
+
 //  MESSAGES: a JSON array of {"role","content"} (borrowed).  SCHEMA: JSON Schema for the
 //  proposal (borrowed, may be NULL).  SEED_KEY: "<decision id>/<step>" (the scripted
 //  backend derives its choice from it; may be NULL).  0 and *reply filled (clear it with
 //  mesh_backend_reply_clear), or -1 with *why (MODEL_TIMEOUT, MODEL_ERROR,
-//  MODEL_MALFORMED) and *detail (a one-line message, caller frees) set, and of *reply
-//  only latency_ms.
+//  MODEL_MALFORMED, MODEL_OVERSIZE for a body over the transport cap) and *detail (a
+//  one-line message, caller frees) set, and of *reply only latency_ms and
+//  received_bytes.
 int mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_t *schema,
                        const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
                        char **detail);

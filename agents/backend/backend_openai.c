@@ -14,7 +14,9 @@
  *  message (nested {"error":{"message"}}, TGI/Ollama {"error":"..."}, old vLLM flat
  *  {"message"}, FastAPI {"detail"}, or plain text); a 200 that is not JSON or has no
  *  choices[0].message.content string (null content with only reasoning_content
- *  included) -> MODEL_MALFORMED.  Missing usage is estimated from bytes.
+ *  included), or more than one choice -> MODEL_MALFORMED; a body over the 1 MiB
+ *  transport cap -> MODEL_OVERSIZE, with the bytes read kept in the reply so the
+ *  caller can charge them.  Missing usage is estimated from bytes.
  *
  *  The bearer token is read from api_key_file for every request (so a rotated
  *  credential is picked up), wiped with sodium_memzero after use, never logged.  Its
@@ -56,6 +58,7 @@ typedef struct {
 typedef struct {
     char *data;
     size_t size;
+    size_t received;                //  bytes offered by libcurl, kept or not
     bool overflow;
 } s_buffer_t;
 
@@ -173,6 +176,7 @@ s_write (char *ptr, size_t size, size_t nmemb, void *arg)
 {
     s_buffer_t *buffer = arg;
     size_t n = size * nmemb;
+    buffer->received += n;
     if (buffer->size + n > S_MAX_RESPONSE) {
         buffer->overflow = true;
         return 0;               //  libcurl stops with CURLE_WRITE_ERROR
@@ -334,12 +338,17 @@ s_parse_ok (const s_buffer_t *body, json_t *messages, mesh_backend_reply_t *repl
             mesh_fail_t *why, char **detail)
 {
     json_error_t jerr;
-    json_t *root = body->data ? json_loadb (body->data, body->size, 0, &jerr) : NULL;
+    //  JSON_ALLOW_NUL: a content with \u0000 is then refused below, by name.
+    jerr.text[0] = 0;
+    json_t *root = body->data ? json_loadb (body->data, body->size, JSON_ALLOW_NUL, &jerr)
+                              : NULL;
     if (!json_is_object (root)) {
         json_decref (root);
         *why = MESH_FAIL_MODEL_MALFORMED;
         char *start = s_one_line (body->data ? body->data : "", body->size < 80 ? body->size : 80);
-        if (asprintf (detail, "response is not a JSON object (%zu bytes): %s", body->size,
+        //  jansson names invalid UTF-8 ("unable to decode byte 0xff") and its offset.
+        if (asprintf (detail, "response is not a JSON object (%zu bytes%s%s): %s", body->size,
+                      root || !jerr.text[0] ? "" : "; ", root ? "" : jerr.text,
                       start ? start : "") < 0)
             *detail = NULL;
         free (start);
@@ -354,7 +363,17 @@ s_parse_ok (const s_buffer_t *body, json_t *messages, mesh_backend_reply_t *repl
         json_decref (root);
         return -1;
     }
-    json_t *choice = json_array_get (json_object_get (root, "choices"), 0);
+    json_t *choices = json_object_get (root, "choices");
+    if (json_is_array (choices) && json_array_size (choices) > 1) {
+        //  We asked for one (no "n"): taking the first of several would be a guess.
+        *why = MESH_FAIL_MODEL_MALFORMED;
+        if (asprintf (detail, "response has %zu choices; exactly one was asked for",
+                      json_array_size (choices)) < 0)
+            *detail = NULL;
+        json_decref (root);
+        return -1;
+    }
+    json_t *choice = json_array_get (choices, 0);
     json_t *message = json_object_get (choice, "message");
     json_t *content = json_object_get (message, "content");
     if (!json_is_string (content)) {
@@ -433,6 +452,7 @@ s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const cha
         sodium_memzero (key, sizeof key);
         free (payload);
         reply->latency_ms = s_now_ms () - started;
+        reply->received_bytes = body.received;
         bool retry = false;
         if (code == CURLE_OPERATION_TIMEDOUT) {
             *why = MESH_FAIL_MODEL_TIMEOUT;
@@ -440,8 +460,11 @@ s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const cha
                 *detail = NULL;
         }
         else if (code == CURLE_WRITE_ERROR && body.overflow) {
-            *why = MESH_FAIL_MODEL_ERROR;
-            *detail = strdup ("response larger than 1 MiB");
+            //  The server generated it: charged by what arrived (reason.c), never 0.
+            *why = MESH_FAIL_MODEL_OVERSIZE;
+            if (asprintf (detail, "response larger than the transport cap of %d bytes "
+                          "(%zu read)", S_MAX_RESPONSE, body.received) < 0)
+                *detail = NULL;
         }
         else if (code != CURLE_OK) {
             *why = MESH_FAIL_MODEL_ERROR;

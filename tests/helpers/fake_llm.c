@@ -18,6 +18,12 @@
  *      reject-schema  HTTP 400 naming response_format when the request has one
  *                     (as a server without structured output would); normal otherwise
  *      tgi-error      HTTP 422 with TGI's flat {"error","error_type"} shape
+ *      two-choices    a normal answer with the output twice in "choices"
+ *      length         a normal answer with finish_reason "length" (a cut-short answer)
+ *      huge           a normal answer whose content is padded past 1 MiB (2 MiB of
+ *                     spaces after the output), as a server ignoring max_tokens would
+ *      nul            a normal answer whose content has a NUL (\u0000) in the middle
+ *      bad-utf8       HTTP 200 whose content holds a byte that is not UTF-8
  *
  *  --port 0 (or --port-file alone) binds an ephemeral port and writes it to the
  *  port file (written to a temporary name and renamed, so a reader never sees half a
@@ -49,10 +55,14 @@
 
 #define S_MAX_UPLOAD (1024 * 1024)
 
-typedef enum { S_OK, S_500, S_TIMEOUT, S_MALFORMED, S_NO_USAGE, S_REJECT_SCHEMA, S_TGI } s_mode_t;
+typedef enum {
+    S_OK, S_500, S_TIMEOUT, S_MALFORMED, S_NO_USAGE, S_REJECT_SCHEMA, S_TGI, S_TWO_CHOICES,
+    S_LENGTH, S_HUGE, S_NUL, S_BAD_UTF8
+} s_mode_t;
 
 static const char *s_mode_names[] = {
-    "ok", "500", "timeout", "malformed", "no-usage", "reject-schema", "tgi-error", NULL
+    "ok", "500", "timeout", "malformed", "no-usage", "reject-schema", "tgi-error",
+    "two-choices", "length", "huge", "nul", "bad-utf8", NULL
 };
 
 typedef struct {
@@ -202,6 +212,11 @@ s_completion (struct MHD_Connection *connection, s_upload_t *upload)
                                 json_pack ("{s:s, s:s}", "error",
                                            "Input validation error: simulated by fake_llm",
                                            "error_type", "validation"));
+        case S_BAD_UTF8:
+            json_decref (body);
+            return s_send (connection, 200, "{\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                           "\"assistant\",\"content\":\"caf\xff\"},\"finish_reason\":\"stop\"}]}",
+                           "application/json");
         case S_MALFORMED:
             json_decref (body);
             //  Not JSON, and not even UTF-8 (the \xff): clients must cope with both.
@@ -241,6 +256,24 @@ s_completion (struct MHD_Connection *connection, s_upload_t *upload)
                        "model", model ? model : "fake-model", "choices", "index", 0,
                        "message", "role", "assistant", "content", content,
                        "finish_reason", "stop");
+    json_t *choices = json_object_get (reply, "choices");
+    if (s_mode == S_TWO_CHOICES)
+        json_array_append_new (choices, json_deep_copy (json_array_get (choices, 0)));
+    if (s_mode == S_LENGTH)
+        json_object_set_new (json_array_get (choices, 0), "finish_reason", json_string ("length"));
+    if (s_mode == S_NUL)
+        json_object_set_new (json_object_get (json_array_get (choices, 0), "message"),
+                             "content", json_stringn ("{\"action\":\"x\0\"}", 15));
+    if (s_mode == S_HUGE) {
+        size_t len = strlen (content), pad = 2 * 1024 * 1024;
+        char *big = malloc (len + pad + 1);
+        memcpy (big, content, len);
+        memset (big + len, ' ', pad);
+        big[len + pad] = 0;
+        json_object_set_new (json_object_get (json_array_get (choices, 0), "message"),
+                             "content", json_string (big));
+        free (big);
+    }
     if (s_mode != S_NO_USAGE)
         json_object_set_new (reply, "usage",
                              json_pack ("{s:I, s:I, s:I}", "prompt_tokens",
@@ -319,7 +352,7 @@ static void
 s_usage (void)
 {
     fprintf (stderr, "usage: fake_llm --port P | --port-file F [--responses FILE] "
-                     "[--mode ok|500|timeout|malformed|no-usage|reject-schema|tgi-error] "
+                     "[--mode ok|500|timeout|malformed|no-usage|reject-schema|tgi-error|two-choices|length|huge|nul|bad-utf8] "
                      "[--hang-ms N] [--requests LOG]\n");
     exit (2);
 }

@@ -648,6 +648,176 @@ test_openai_reject_schema_retry (void **state)
     s_server_stop (&server);
 }
 
+//  --- model output: one choice, the transport cap, the limits ---------------------------
+
+//  A NUL or a byte that is not UTF-8 in the content: a reason that says so.
+static void
+test_openai_nul_and_bad_utf8 (void **state)
+{
+    (void) state;
+    s_expect_failure ("nul", 0, MESH_FAIL_MODEL_MALFORMED, "contains a NUL character");
+    s_expect_failure ("bad-utf8", 0, MESH_FAIL_MODEL_MALFORMED, "unable to decode byte 0xff");
+}
+
+static void
+test_openai_two_choices (void **state)
+{
+    (void) state;
+    s_expect_failure ("two-choices", 0, MESH_FAIL_MODEL_MALFORMED,
+                      "response has 2 choices; exactly one was asked for");
+}
+
+//  A body over the transport cap is its own class and keeps what arrived, for charging.
+static void
+test_openai_huge_charged (void **state)
+{
+    (void) state;
+    s_server_t server;
+    s_server_start (&server, "huge", NULL);
+    mesh_backend_config_t cfg = s_openai_config (server.url);
+    mesh_backend_t *backend = mesh_backend_new (&cfg);
+    json_t *messages = s_messages ();
+    mesh_backend_reply_t reply;
+    mesh_fail_t why = MESH_FAIL_NONE;
+    char *detail = NULL;
+    assert_int_equal (mesh_backend_call (backend, messages, 64, NULL, "id/1", &reply, &why,
+                                         &detail), -1);
+    assert_int_equal (why, MESH_FAIL_MODEL_OVERSIZE);
+    assert_non_null (strstr (detail, "transport cap"));
+    assert_true (reply.received_bytes > 1024 * 1024);
+    assert_null (reply.content);
+    free (detail);
+    json_decref (messages);
+    mesh_backend_destroy (&backend);
+    s_server_stop (&server);
+}
+
+static void
+test_openai_finish_reason_kept (void **state)
+{
+    (void) state;
+    s_server_t server;
+    s_server_start (&server, "length", NULL);
+    mesh_backend_config_t cfg = s_openai_config (server.url);
+    mesh_backend_t *backend = mesh_backend_new (&cfg);
+    json_t *messages = s_messages ();
+    mesh_backend_reply_t reply;
+    mesh_fail_t why = MESH_FAIL_NONE;
+    char *detail = NULL;
+    assert_int_equal (mesh_backend_call (backend, messages, 64, NULL, "id/1", &reply, &why,
+                                         &detail), 0);
+    assert_string_equal (reply.finish_reason, "length");
+    assert_false (mesh_backend_finished (reply.finish_reason));
+    mesh_backend_reply_clear (&reply);
+    json_decref (messages);
+    mesh_backend_destroy (&backend);
+    s_server_stop (&server);
+}
+
+static void
+test_finished (void **state)
+{
+    (void) state;
+    assert_true (mesh_backend_finished (NULL));
+    assert_true (mesh_backend_finished ("stop"));
+    assert_true (mesh_backend_finished ("stop_sequence"));
+    assert_true (mesh_backend_finished ("eos_token"));
+    assert_true (mesh_backend_finished ("eos"));
+    assert_false (mesh_backend_finished ("length"));
+    assert_false (mesh_backend_finished ("content_filter"));
+    assert_false (mesh_backend_finished ("abort"));
+    assert_false (mesh_backend_finished ("Stop"));
+}
+
+//  TEXT scanned under LIMITS: the class, and (if not NONE) a word the detail must hold.
+static void
+s_expect_scan (const char *text, size_t len, mesh_output_limits_t limits, mesh_fail_t expected,
+               const char *in_detail)
+{
+    char *detail = NULL;
+    mesh_fail_t got = mesh_backend_scan (text, len, &limits, &detail);
+    if (got != expected)
+        fail_msg ("scan of %.40s: expected %d, got %d (%s)", text, expected, got,
+                  detail ? detail : "no detail");
+    if (expected == MESH_FAIL_NONE)
+        assert_null (detail);
+    else if (!detail || !strstr (detail, in_detail))
+        fail_msg ("scan of %.40s: expected '%s' in '%s'", text, in_detail,
+                  detail ? detail : "(null)");
+    free (detail);
+}
+
+static char *
+s_nested (int depth)
+{
+    char *text = malloc (2 * (size_t) depth + 1);
+    for (int i = 0; i < depth; i++) {
+        text[i] = '[';
+        text[2 * depth - 1 - i] = ']';
+    }
+    text[2 * depth] = 0;
+    return text;
+}
+
+static void
+test_scan_limits (void **state)
+{
+    (void) state;
+    mesh_output_limits_t none = { 0 };          //  the defaults
+    const char *ok = "{\"action\":\"escalate\",\"params\":{\"summary\":\"a \\\" b\"}}";
+    s_expect_scan (ok, strlen (ok), none, MESH_FAIL_NONE, NULL);
+    //  Not JSON is the parser's business, not the scan's.
+    s_expect_scan ("not json", 8, none, MESH_FAIL_NONE, NULL);
+
+    //  Depth: 32 passes, 33 and 2,000 do not (and the scan stops at the limit).
+    char *deep = s_nested (32);
+    s_expect_scan (deep, strlen (deep), none, MESH_FAIL_NONE, NULL);
+    free (deep);
+    deep = s_nested (33);
+    s_expect_scan (deep, strlen (deep), none, MESH_FAIL_MODEL_OVERSIZE, "limits.max_depth");
+    free (deep);
+    deep = s_nested (2000);
+    s_expect_scan (deep, strlen (deep), none, MESH_FAIL_MODEL_OVERSIZE, "deeper than 32");
+    free (deep);
+    //  Brackets inside strings are not nesting.
+    s_expect_scan ("{\"a\":\"[[[[[[\"}", 14, (mesh_output_limits_t) { .max_depth = 1 },
+                   MESH_FAIL_NONE, NULL);
+
+    //  Bytes: 64 KiB by default, before anything is scanned.
+    size_t big = 65537;
+    char *text = malloc (big + 1);
+    memset (text, ' ', big);
+    text[big] = 0;
+    s_expect_scan (text, big, none, MESH_FAIL_MODEL_OVERSIZE, "limits.max_bytes");
+    s_expect_scan (text, 65536, none, MESH_FAIL_NONE, NULL);
+    s_expect_scan (text, 100, (mesh_output_limits_t) { .max_bytes = 99 },
+                   MESH_FAIL_MODEL_OVERSIZE, "100 bytes, over the limit of 99");
+    free (text);
+
+    //  Keys: colons outside strings; one inside a string is not a key.
+    s_expect_scan ("{\"a\":1,\"b\":2,\"c\":\":::\"}", 23,
+                   (mesh_output_limits_t) { .max_keys = 3 }, MESH_FAIL_NONE, NULL);
+    s_expect_scan ("{\"a\":1,\"b\":2,\"c\":3,\"d\":4}", 25,
+                   (mesh_output_limits_t) { .max_keys = 3 }, MESH_FAIL_MODEL_OVERSIZE,
+                   "more than 3 object keys");
+
+    //  Strings, as written.
+    s_expect_scan ("[\"abcd\"]", 8, (mesh_output_limits_t) { .max_string = 4 }, MESH_FAIL_NONE,
+                   NULL);
+    s_expect_scan ("[\"abcde\"]", 9, (mesh_output_limits_t) { .max_string = 4 },
+                   MESH_FAIL_MODEL_OVERSIZE, "string of 5 bytes");
+
+    //  Bytes the parser would refuse with a less useful message.
+    s_expect_scan ("{\"a\":\"x\0y\"}", 11, none, MESH_FAIL_MODEL_MALFORMED, "NUL byte at offset 7");
+    s_expect_scan ("{\"a\":\"\xff\"}", 9, none, MESH_FAIL_MODEL_MALFORMED,
+                   "not valid UTF-8 at byte offset 6");
+    s_expect_scan ("\xc0\x80", 2, none, MESH_FAIL_MODEL_MALFORMED, "not valid UTF-8");
+    s_expect_scan ("\xed\xa0\x80", 3, none, MESH_FAIL_MODEL_MALFORMED, "not valid UTF-8");
+    s_expect_scan ("{\"a\":\"\\u0000\"}", 14, none, MESH_FAIL_MODEL_MALFORMED,
+                   "escaped NUL");
+    s_expect_scan ("{\"a\":\"caf\xc3\xa9\"}", 13, none, MESH_FAIL_NONE, NULL);
+}
+
 //  --- main ------------------------------------------------------------------------------
 
 static int
@@ -688,6 +858,12 @@ main (void)
         cmocka_unit_test (test_openai_connection_refused),
         cmocka_unit_test (test_openai_no_usage_estimated),
         cmocka_unit_test (test_openai_reject_schema_retry),
+        cmocka_unit_test (test_openai_two_choices),
+        cmocka_unit_test (test_openai_nul_and_bad_utf8),
+        cmocka_unit_test (test_openai_huge_charged),
+        cmocka_unit_test (test_openai_finish_reason_kept),
+        cmocka_unit_test (test_finished),
+        cmocka_unit_test (test_scan_limits),
     };
     return cmocka_run_group_tests_name ("backend", tests, s_setup, s_teardown);
 }

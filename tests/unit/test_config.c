@@ -386,6 +386,7 @@ test_values (void **state)
         "    model: m\n"
         "    temperature: 0.7\n"
         "    json_schema: false\n"
+        "    limits: {max_depth: 8, max_keys: 100}\n"
         "actions:\n"
         "  flag: {kind: log, params: {on: {type: boolean}, x: {type: number, min: -0.5}}}\n"
         "agents:\n"
@@ -401,6 +402,10 @@ test_values (void **state)
     assert_string_equal (llm->url, "https://llm.example:8443");    //  trailing / dropped
     assert_true (llm->temperature == 0.7);
     assert_false (llm->json_schema);
+    assert_int_equal (llm->limits.max_depth, 8);
+    assert_int_equal (llm->limits.max_keys, 100);
+    assert_int_equal (llm->limits.max_bytes, 65536);               //  the defaults
+    assert_int_equal (llm->limits.max_string, 4096);
     const mesh_action_spec_t *flag = mesh_config_action (cfg, "flag");
     assert_int_equal (flag->params [0].type, MESH_PARAM_BOOLEAN);
     assert_false (flag->params [0].has_min);
@@ -549,6 +554,24 @@ test_wrong_types (void **state)
     s_expect (out, "3:47: backends.b.timeout_ms: expected an integer, got the quoted string '100'");
     s_expect (out, "5:85: agents[0].reason.max_steps: expected a decimal integer without "
               "leading zeros, got '010'");
+    free (out);
+
+    //  Output limits have upper bounds, and an unknown one is an error.
+    text =
+        "kafka: {brokers: embedded}\n"
+        "backends: {b: {kind: scripted, file: r.jsonl, limits: {max_depth: 65,\n"
+        "    max_bytes: 2000000, max_keys: 0, max_string: 65537, max_width: 3}}}\n"
+        "actions: {esc: {kind: log}}\n"
+        "agents: [{name: a, topics: [m], fields: {key: [h]}, reason: {backend: b}, "
+        "actions: [esc], fallback: esc}]\n";
+    free (s_write ("r.jsonl", "", 0));
+    assert_true (s_load (text, &cfg, &out) >= 5);
+    s_expect (out, "2:67: backends.b.limits.max_depth: must be in [1,64], got 65");
+    s_expect (out, "3:16: backends.b.limits.max_bytes: must be in [1,1048576], got 2000000");
+    s_expect (out, "3:35: backends.b.limits.max_keys: must be in [1,4096], got 0");
+    s_expect (out, "3:50: backends.b.limits.max_string: must be in [1,65536], got 65537");
+    if (!strstr (out, "max_width"))
+        fail_msg ("unknown limit not reported:\n%s", out);
     free (out);
 }
 

@@ -206,9 +206,17 @@ test_builtin_shape (void **state)
     s_accepts (gate, "{\"action\":\"scale_out\",\"params\":{\"service\":\"web-1\","
                      "\"replicas\":3},\"confidence\":0.9,\"rationale\":\"hot\"}", NULL, 1);
     s_accepts (gate, "{\"action\":\"escalate\"}", NULL, 1);      //  params absent = {}
-    s_accepts (gate, "{\"action\":\"escalate\",\"confidence\":0,\"extra\":1}", NULL, 1);
+    s_accepts (gate, "{\"action\":\"escalate\",\"confidence\":0}", NULL, 1);
     s_accepts (gate, "{\"action\":\"escalate\",\"confidence\":1}", NULL, 1);
 
+    //  The schema is closed: an extra top-level key is refused by name, whatever it says.
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"confidence\":0,\"extra\":1}",
+                       "unknown top-level key \"extra\"; allowed: action, params, confidence, "
+                       "rationale");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"approved\":true,\"argv\":[\"rm\"]}",
+                       "unknown top-level key \"approved\"");
+    s_builtin_rejects (gate, "{\"action\":\"escalate\",\"verdict\":\"approve\"}",
+                       "unknown top-level key \"verdict\"");
     s_builtin_rejects (gate, "[]", "the proposal must be a JSON object, not an array");
     s_builtin_rejects (gate, "\"scale_out\"", "must be a JSON object");
     s_builtin_rejects (gate, "{}", "\"action\" must be a string naming one of: scale_out, "
@@ -715,7 +723,8 @@ test_chain_recovers (void **state)
     for (int i = 0; i < 3; i++) {
         bool ok;
         mesh_fail_t fail;
-        json_t *v = s_check (gate, "{\"action\":\"escalate\",\"kind\":\"rep\"}", &ok, &fail);
+        json_t *v = s_check (gate, "{\"action\":\"escalate\",\"rationale\":\"rep\"}", &ok,
+                             &fail);
         assert_false (ok);
         assert_int_equal (fail, MESH_FAIL_RULE_LIMIT);
         assert_string_equal (s_field (v, 1, "verdict"), "accept");

@@ -377,6 +377,63 @@ test_invalid_records_are_not_sent (void **state)
     s_server_destroy (&server);
 }
 
+//  A record the supervisor would refuse (too deep for its parser, too large for the
+//  protocol) is never sent: a minimal record saying so goes instead, it is acknowledged,
+//  and the caller's decision now says what was recorded - no action.
+static void
+s_expect_replaced (json_t *hostile, const char *why)
+{
+    server_t *server = s_server_new (s_reply_ack);
+    mesh_record_t *record = mesh_record_new (server->endpoint, "cpu-1/0", 2000);
+    json_t *decision = s_decision (ID_A);
+    json_object_set_new (decision, "proposal", hostile);
+    char text[128];
+    assert_non_null (mesh_record_check (decision, text, sizeof text));
+    assert_non_null (strstr (text, why));
+    int64_t seq = -1;
+    assert_int_equal (mesh_record_decision (record, decision, &seq), 0);
+    assert_int_equal (seq, 100);
+    mesh_record_destroy (&record);
+    zactor_destroy (&server->actor);
+    json_t *sent = json_object_get (server->last_body, "record");
+    assert_true (json_equal (sent, decision));
+    assert_string_equal (json_string_value (json_object_get (sent, "id")), ID_A);
+    assert_string_equal (json_string_value (json_object_get (sent, "agent")), "cpu");
+    assert_string_equal (json_string_value (json_object_get (sent, "verdict")), "record_refused");
+    assert_true (json_is_null (json_object_get (sent, "action")));
+    assert_null (json_object_get (sent, "proposal"));
+    json_t *refused = json_object_get (sent, "record_refused");
+    assert_non_null (strstr (json_string_value (json_object_get (refused, "why")), why));
+    assert_null (mesh_record_check (sent, text, sizeof text));
+    json_decref (decision);
+    s_server_destroy (&server);
+}
+
+static void
+test_oversize_record_replaced (void **state)
+{
+    //  2,100 levels: more than the supervisor's parser takes (2,048).
+    json_t *deep = json_array ();
+    for (int i = 0; i < 2100; i++) {
+        json_t *outer = json_array ();
+        json_array_append_new (outer, deep);
+        deep = outer;
+    }
+    s_expect_replaced (deep, "nested deeper than 128 levels");
+    //  5 MB: more than the protocol's 4 MiB body.
+    size_t big = 5 * 1024 * 1024;
+    char *text = malloc (big + 1);
+    memset (text, 'x', big);
+    text[big] = 0;
+    s_expect_replaced (json_string (text), "over the limit of");
+    free (text);
+    //  What fits is sent as it is.
+    char why[128];
+    json_t *decision = s_decision (ID_B);
+    assert_null (mesh_record_check (decision, why, sizeof why));
+    json_decref (decision);
+}
+
 static void
 test_lookup_states (void **state)
 {
@@ -451,6 +508,7 @@ main (void)
         cmocka_unit_test (test_no_supervisor_times_out),
         cmocka_unit_test (test_late_reply_is_skipped),
         cmocka_unit_test (test_invalid_records_are_not_sent),
+        cmocka_unit_test (test_oversize_record_replaced),
         cmocka_unit_test (test_lookup_states),
         cmocka_unit_test (test_pending),
     };

@@ -609,6 +609,33 @@ test_punish_kills (void **state)
     assert_string_equal (s_state (sup, 0), "backoff");
 }
 
+//  A refused message from an authenticated agent is its bug: recorded once per interval,
+//  counted, and the agent is left running (killing it would re-deliver and loop).
+static void
+test_agent_bug_recorded_not_killed (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_supervise_t *sup = s_start (fx, fx->sleeper, 1);
+    mesh_supervise_agent_bug (sup, "cpu/2", "body too large");     //  not authenticated
+    assert_int_equal (json_array_size (fx->records), 0);
+    assert_null (s_auth (fx, 0, "cpu/2"));
+    for (int i = 0; i < 5; i++)
+        mesh_supervise_agent_bug (sup, "cpu/2", "body is not valid JSON");
+    for (int i = 0; i < 20; i++) {
+        mesh_supervise_tick (sup);
+        zclock_sleep (5);
+    }
+    assert_string_equal (s_state (sup, 0), "starting");
+    assert_int_equal (mesh_supervise_alive (sup), 1);
+    assert_int_equal (json_array_size (fx->records), 1);           //  rate-limited
+    json_t *r = json_array_get (fx->records, 0);
+    assert_string_equal (json_string_value (json_object_get (r, "type")), "agent");
+    assert_string_equal (json_string_value (json_object_get (r, "event")), "agent_error");
+    assert_string_equal (json_string_value (json_object_get (r, "reason")),
+                         "body is not valid JSON");
+    assert_int_equal (json_integer_value (json_object_get (r, "count")), 1);
+}
+
 static void
 test_stop (void **state)
 {
@@ -878,6 +905,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_only_authenticated_peers_count, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_signal_deaths_are_recorded, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_agent_bug_recorded_not_killed, s_setup,
+                                         s_teardown),
         cmocka_unit_test_setup_teardown (test_hold_and_release, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests_name ("supervise", tests, NULL, NULL);

@@ -1,4 +1,5 @@
--- Hostile fixture: tries to exhaust memory in the way proposal.kind says.
+-- Hostile fixture: tries to exhaust memory in the way proposal.kind (or, through the
+-- gate, whose proposal schema is closed, proposal.rationale) says.
 local bombs = {
     concat = function ()
         local x = "x"
@@ -25,6 +26,6 @@ return {
     name = "hostile_memory",
     description = "memory bombs",
     check = function (proposal, ctx)
-        return bombs[proposal.kind]()
+        return bombs[proposal.kind or proposal.rationale]()
     end,
 }
