@@ -45,6 +45,40 @@ int mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_
 //  at PAYLOAD (which must outlive the event).  0, or -1 with *why set to a static reason.
 int mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t len,
                        mesh_event_t *event, json_t **json_p, const char **why);
+
+//  Why a message was not an event: one reason per cause, counted apart (heartbeat counters
+//  malformed_<name>), named in the log line and in the dead-letter header meshd-reason.
+//  Limits are the agent's `events:` keys (docs/configuration.md).
+#define MESH_EVENT_REASONS(X)                                                                  \
+    X (TRUNCATED, "truncated")          /*  the text ends inside a value                  */ \
+    X (SYNTAX, "syntax")                /*  not JSON: a stray character, bad escape, ...  */ \
+    X (INVALID_UTF8, "invalid_utf8")    /*  bad UTF-8, "\u0000" or a lone surrogate        */ \
+    X (DUPLICATE_KEY, "duplicate_key")  /*  a key twice in one object                     */ \
+    X (NON_FINITE, "non_finite")        /*  a real overflowing a double, an integer int64 */ \
+    X (TOO_DEEP, "too_deep")            /*  nesting beyond events.max_depth               */ \
+    X (TOO_LARGE, "too_large")          /*  more than events.max_bytes                    */ \
+    X (TOO_MANY_KEYS, "too_many_keys")  /*  more than events.max_keys keys in all         */ \
+    X (NOT_OBJECT, "not_object")        /*  JSON, or not, but not an object at the top    */ \
+    X (TOMBSTONE, "tombstone")          /*  a null value (a compaction tombstone)         */ \
+    X (MISSING_FIELD, "missing_field")  /*  a key field or the value field is absent      */ \
+    X (BAD_FIELD, "bad_field")          /*  a mapped field of the wrong type or unusable  */ \
+    X (OUT_OF_WINDOW, "out_of_window")  /*  event time beyond max_future_skew_s / max_age */
+
+typedef enum {
+#define S_REASON_ENUM(tag, name) MESH_EVENT_##tag,
+    MESH_EVENT_REASONS (S_REASON_ENUM)
+#undef S_REASON_ENUM
+    MESH_EVENT_REASON_COUNT_
+} mesh_event_reason_t;
+
+//  The stable lower-case name of REASON ("truncated", ...).
+const char *mesh_event_reason_name (mesh_event_reason_t reason);
+//  The reason behind a WHY given by mesh_event_decode / mesh_event_scan.
+mesh_event_reason_t mesh_event_reason_of (const char *why);
+//  Is EVENT_MS (epoch ms) within AGENT's window of event time around WALL_MS?  0, or -1
+//  with *why set (reason MESH_EVENT_OUT_OF_WINDOW).
+int mesh_event_check_time (const mesh_agent_config_t *agent, int64_t event_ms, int64_t wall_ms,
+                           const char **why);
 //  The whole message as a tree, parsed from event->raw on first use and kept in
 //  event->json; the event's owner decrefs it (the agent, right after the incident stage).
 //  NULL only on out-of-memory (a decoded event is valid JSON).
@@ -65,6 +99,8 @@ typedef struct {
 } mesh_event_field_t;
 int mesh_event_scan (const mesh_agent_config_t *agent, const char *payload, size_t len,
                      mesh_event_t *event, mesh_event_field_t *time_field, const char **why);
+//  The why of a time field that does not parse.
+extern const char mesh_event_why_time[];
 //  The event at (topic, partition, offset) is in flight: do not store past it.
 void mesh_event_kafka_hold (mesh_event_kafka_t *self, const char *topic, int32_t partition,
                             int64_t offset);
@@ -72,8 +108,14 @@ void mesh_event_kafka_hold (mesh_event_kafka_t *self, const char *topic, int32_t
 void mesh_event_kafka_done (mesh_event_kafka_t *self, const char *topic, int32_t partition,
                             int64_t offset);
 uint64_t mesh_event_kafka_malformed (const mesh_event_kafka_t *self);
-//  Malformed messages copied to the dead-letter topic.
+//  Malformed messages of one REASON.
+uint64_t mesh_event_kafka_malformed_by (const mesh_event_kafka_t *self,
+                                        mesh_event_reason_t reason);
+//  Malformed messages copied to the dead-letter topic (acknowledged by its broker).
 uint64_t mesh_event_kafka_dead_lettered (const mesh_event_kafka_t *self);
+//  Malformed messages whose copy failed or was not acknowledged within
+//  events.dead_letter_timeout_ms: each was logged with its topic, partition and offset.
+uint64_t mesh_event_kafka_dead_letter_failed (const mesh_event_kafka_t *self);
 //  Store the moved watermarks now (poll does it every 100 ms by itself).
 void mesh_event_kafka_flush (mesh_event_kafka_t *self);
 //  Backpressure: pause (or resume) every assigned partition, also ones assigned later.
