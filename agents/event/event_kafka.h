@@ -7,10 +7,12 @@
  *  handled: a message that opened an incident is "held" until its decision and
  *  outcome are recorded, and per partition the stored offset never passes the
  *  lowest held one (a watermark), so a crash re-delivers exactly what was not
- *  finished.  Malformed messages are counted, logged once per kind, copied to
- *  the agent's dead_letter_topic (if any) with the reason in a header, and their
- *  offsets stored: garbage is "handled" by being counted, it never stalls a
- *  partition.  Not thread-safe: the consumer thread owns it; workers report
+ *  finished.  Malformed messages (anything beyond the agent's events: limits or
+ *  window included) are counted by cause, logged at a bounded rate per cause,
+ *  copied to the agent's dead_letter_topic (if any) with the cause in a header,
+ *  and their offsets stored once the copy is acknowledged or has failed (within
+ *  events.dead_letter_timeout_ms; the consumer never waits for it): garbage is
+ *  "handled" by being counted, it never stalls a partition.  Not thread-safe: the consumer thread owns it; workers report
  *  completions through mesh_event_kafka_done called on that thread.
  */
 #ifndef MESH_EVENT_KAFKA_H
@@ -36,7 +38,8 @@ const char *mesh_event_kafka_incarnation (const mesh_event_kafka_t *self);
 //  Commit what is stored, leave the group, destroy; sets *self_p to NULL; safe on NULL.
 void mesh_event_kafka_destroy (mesh_event_kafka_t **self_p);
 //  Wait up to TIMEOUT_MS for one message.  1: *event filled (valid until the next poll);
-//  0: nothing; -1: a malformed message was consumed (counted, its offset stored).
+//  0: nothing; -1: a malformed message was consumed (counted; its offset stored, or held
+//  until its dead-letter copy is acknowledged or fails).
 //  The caller must then call either mesh_event_kafka_done or mesh_event_kafka_hold.
 int mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event);
 //  Decode one message body through AGENT's field map (used by poll; exposed for tests and
