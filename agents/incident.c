@@ -1297,8 +1297,14 @@ mesh_incidents_update (mesh_incidents_t *self, const mesh_event_t *event, bool a
     assert (self);
     assert (event);
     if (event->ts_ms > s_time_limit (self)) {
-        self->out_of_window++;          //  never moves the clock (see the top of this file)
-        return 0;
+        //  The tick's wall clock may be a batch old: the consumer judged by a fresher one.
+        struct timespec wall;
+        clock_gettime (CLOCK_REALTIME, &wall);
+        int64_t wall_ms = (int64_t) wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+        if (event->ts_ms > wall_ms + (int64_t) self->agent->events.max_future_skew_s * 1000) {
+            self->out_of_window++;      //  never moves the clock (see the top of this file)
+            return 0;
+        }
     }
     size_t opened = self->fired_previous ? s_refire (self, event) : 0;
     if (!self->have_time || event->ts_ms > self->event_watermark)
