@@ -45,7 +45,8 @@
     X (events) X (malformed) X (anomalies) X (incidents) X (suppressed) X (loops)            \
     X (accepted) X (rejected) X (fallback) X (budget_exhausted) X (model_failed) X (tokens)  \
     X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (recovered) \
-    X (recovery_refused) X (outcome_unknown) X (ledger_errors) X (shed) X (dead_lettered)
+    X (recovery_refused) X (outcome_unknown) X (ledger_errors) X (shed) X (dead_lettered)  \
+    X (dead_letter_failed)
 
 typedef struct {
 #define S_FIELD(name) atomic_ullong name;
@@ -424,6 +425,13 @@ s_counters_unlocked (mesh_agent_t *self)
     json_object_set_new (c, "budget_used", json_integer (mesh_budget_used (self->budget)));
     json_object_set_new (c, "lag", json_integer (mesh_event_kafka_lag (self->events)));
     json_object_set_new (c, "paused", json_integer (mesh_event_kafka_paused (self->events)));
+    //  malformed_<reason>: the malformed count by cause (event_kafka.h).
+    for (int r = 0; r < MESH_EVENT_REASON_COUNT_; r++) {
+        char key[64];
+        snprintf (key, sizeof key, "malformed_%s", mesh_event_reason_name (r));
+        json_object_set_new (c, key, json_integer ((json_int_t) mesh_event_kafka_malformed_by (
+                                         self->events, (mesh_event_reason_t) r)));
+    }
     json_t *incidents = mesh_incidents_counters (self->incidents);
     json_object_update_missing (c, incidents);  //  the agent's own names win
     json_decref (incidents);
@@ -435,6 +443,7 @@ s_heartbeat (mesh_agent_t *self)
 {
     self->n.malformed = mesh_event_kafka_malformed (self->events);
     self->n.dead_lettered = mesh_event_kafka_dead_lettered (self->events);
+    self->n.dead_letter_failed = mesh_event_kafka_dead_letter_failed (self->events);
     pthread_mutex_lock (&self->lock);
     json_t *body = json_pack ("{ss so ss}", "instance", self->instance, "counters",
                               s_counters_unlocked (self), "rules_hash", self->rules_hash);

@@ -32,6 +32,15 @@
  *  incident opened there has no offset to ride on: it is kept in the ring too and
  *  opened again once at the next start (the ledger skips it if it was finished).
  *
+ *  Event time is believed only up to the wall clock plus events.max_future_skew_s:
+ *  an event stamped beyond it (the year 3000, microseconds read as milliseconds)
+ *  would move "now" forward for good - every later point would then open a new
+ *  incident and a model call - so it is counted (out_of_window) and moves nothing.
+ *  The consumer refuses such events before they come here (event_kafka.c); this is
+ *  the table's own guarantee.  Idle time never moves the clock past that bound
+ *  either, and a persisted clock beyond it (written before the bound existed, or
+ *  under a wall clock that was wrong) is clamped on load, with a warning.
+ *
  *  Group state (groups, members, the ring) is written atomically to
  *  state_dir/incidents/<instance>.json every persist_interval_s while it changes,
  *  soon after every incident, and at drain; a crash loses at most that interval of
@@ -539,6 +548,8 @@ struct _mesh_incidents_t {
 
     uint64_t suppressed[MESH_SUPPRESS_COUNT_];
     uint64_t opened, resolved, refired, state_errors;
+    uint64_t out_of_window;             //  events stamped beyond wall clock + skew
+    uint64_t clamped;                   //  times beyond that bound in the loaded state
 };
 
 static const char *const s_reason_names[MESH_SUPPRESS_COUNT_] = {
@@ -558,6 +569,24 @@ s_reason_from (const char *name)
         if (!strcmp (name, s_reason_names[i]))
             return i;
     return -1;
+}
+
+//  The latest event time believed: the wall clock plus events.max_future_skew_s.
+static int64_t
+s_time_limit (const mesh_incidents_t *self)
+{
+    return self->wall_ms + (int64_t) self->agent->events.max_future_skew_s * 1000;
+}
+
+//  Bring a loaded time *T back to the bound (counted); S_NEVER stays.
+static void
+s_clamp (mesh_incidents_t *self, int64_t *t)
+{
+    int64_t limit = s_time_limit (self);
+    if (*t != S_NEVER && *t > limit) {
+        *t = limit;
+        self->clamped++;
+    }
 }
 
 //  A + B, saturating; S_NEVER stays S_NEVER.
@@ -1267,6 +1296,16 @@ mesh_incidents_update (mesh_incidents_t *self, const mesh_event_t *event, bool a
 {
     assert (self);
     assert (event);
+    if (event->ts_ms > s_time_limit (self)) {
+        //  The tick's wall clock may be a batch old: the consumer judged by a fresher one.
+        struct timespec wall;
+        clock_gettime (CLOCK_REALTIME, &wall);
+        int64_t wall_ms = (int64_t) wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+        if (event->ts_ms > wall_ms + (int64_t) self->agent->events.max_future_skew_s * 1000) {
+            self->out_of_window++;      //  never moves the clock (see the top of this file)
+            return 0;
+        }
+    }
     size_t opened = self->fired_previous ? s_refire (self, event) : 0;
     if (!self->have_time || event->ts_ms > self->event_watermark)
         self->event_watermark = event->ts_ms;
@@ -1301,6 +1340,8 @@ mesh_incidents_tick (mesh_incidents_t *self, int64_t wall_ms)
     int64_t idle = wall_ms - self->last_event_wall;
     if (self->have_time && idle >= (self->event_seen ? S_IDLE_MS : S_IDLE_START_MS)) {
         int64_t now = s_after (self->event_watermark, idle);
+        if (now > s_time_limit (self))
+            now = s_time_limit (self);
         if (now > self->watermark) {
             self->watermark = now;
             opened = s_advance (self, now, NULL);
@@ -1410,6 +1451,8 @@ mesh_incidents_counters (const mesh_incidents_t *self)
     json_object_set_new (c, "incidents_refired", json_integer ((json_int_t) self->refired));
     json_object_set_new (c, "silences_active", json_integer ((json_int_t) active));
     json_object_set_new (c, "state_errors", json_integer ((json_int_t) self->state_errors));
+    json_object_set_new (c, "incident_out_of_window",
+                         json_integer ((json_int_t) self->out_of_window));
     return c;
 }
 
@@ -1641,6 +1684,10 @@ s_load_group (mesh_incidents_t *self, json_t *j)
     g->notified = (uint32_t) json_integer_value (json_object_get (j, "notified"));
     g->points = (uint64_t) json_integer_value (json_object_get (j, "points"));
     g->members = (uint64_t) json_integer_value (json_object_get (j, "members"));
+    s_clamp (self, &first);
+    s_clamp (self, &last);
+    s_clamp (self, &wait);
+    s_clamp (self, &notify);
     g->first_ms = first;
     g->last_ms = last;
     g->wait_until_ms = wait;
@@ -1747,6 +1794,8 @@ s_load (mesh_incidents_t *self)
         self->watermark = json_integer_value (wm);
         self->event_watermark = json_is_integer (ewm) ? json_integer_value (ewm)
                                                       : self->watermark;
+        s_clamp (self, &self->watermark);
+        s_clamp (self, &self->event_watermark);
     }
     size_t i;
     json_t *j;
@@ -1912,6 +1961,12 @@ mesh_incidents_new (const mesh_agent_config_t *agent, const char *state_dir,
             if (rename (self->state_path, aside) == 0)
                 mesh_warn ("incident: the unreadable state was kept as %s", aside);
             self->state_errors++;
+        }
+        if (ok && self->clamped) {
+            mesh_warn ("incident: %s held %llu time(s) beyond the wall clock plus "
+                       "events.max_future_skew_s (%d s); clamped to it", self->state_path,
+                       (unsigned long long) self->clamped, agent->events.max_future_skew_s);
+            self->dirty = true;
         }
     }
     if (!ok) {

@@ -104,7 +104,8 @@ int mesh_incidents_set_history (mesh_incidents_t *self, const char *cluster_id,
                                 const char *incarnation);
 //  Save the state (with a state dir) and destroy; sets *self_p to NULL; safe on NULL.
 void mesh_incidents_destroy (mesh_incidents_t **self_p);
-//  Feed every consumed EVENT (ANOMALOUS or not: every event moves event time on, and a
+//  Feed every consumed EVENT (ANOMALOUS or not: every event moves event time on - unless
+//  it is stamped beyond the wall clock plus events.max_future_skew_s: counted, ignored - and a
 //  re-delivered trigger of an incident opened before a restart opens it again).  INFO
 //  and DETECTOR describe the score (may be NULL when not anomalous).  Returns how many
 //  incidents this event opened; the caller must hold the event's offset once for each
@@ -136,7 +137,8 @@ uint64_t mesh_incidents_evictions (const mesh_incidents_t *self);
 //  The counters for the heartbeat, flat integers: suppressed, suppressed_<reason> for
 //  each reason, incident_groups, incident_pending (gauges), groups_resolved,
 //  group_evictions, member_evictions, incidents_refired, silences_active (gauge),
-//  state_errors.  Caller owns the object.
+//  state_errors, incident_out_of_window (events stamped beyond the wall clock plus
+//  events.max_future_skew_s: ignored, they move nothing).  Caller owns the object.
 json_t *mesh_incidents_counters (const mesh_incidents_t *self);
 
 #endif

@@ -2242,6 +2242,18 @@ static const s_field_t s_incident_fields [] = {
 };
 #undef S_INC
 
+#define S_EV mesh_agent_config_t
+static const s_field_t s_event_fields [] = {
+    S_NUM ("max_bytes", S_EV, events.max_bytes, F_SIZE, 64, 67108864),
+    S_NUM ("max_depth", S_EV, events.max_depth, F_INT, 2, 2048),
+    S_NUM ("max_keys", S_EV, events.max_keys, F_INT, 1, 1000000),
+    S_NUM ("max_future_skew_s", S_EV, events.max_future_skew_s, F_INT, 0, 86400),
+    S_NUM ("max_event_age_s", S_EV, events.max_event_age_s, F_INT, 0, 31536000),
+    S_NUM ("dead_letter_timeout_ms", S_EV, events.dead_letter_timeout_ms, F_INT, 100, 300000),
+    { NULL }
+};
+#undef S_EV
+
 enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS, R_OVERFLOW };
 static const char *const s_overflow_kinds [] = { "pause", "shed", NULL };
 static const s_field_t s_reason_fields [] = {
@@ -2263,7 +2275,7 @@ static const s_field_t s_reason_fields [] = {
 };
 
 enum { G_NAME, G_TOPICS, G_GROUP, G_MODE, G_FIELDS, G_DETECTOR, G_INCIDENT, G_REASON, G_ACTIONS,
-       G_FALLBACK, G_RULES, G_REPLICAS, G_DLQ };
+       G_FALLBACK, G_RULES, G_REPLICAS, G_DLQ, G_EVENTS };
 static const s_field_t s_agent_fields [] = {
     [G_NAME] = { .key = "name", .type = F_STRING, .required = true,
                  .offset = offsetof (mesh_agent_config_t, name), .check = s_check_name },
@@ -2293,6 +2305,7 @@ static const s_field_t s_agent_fields [] = {
     [G_DLQ] = { .key = "dead_letter_topic", .type = F_STRING,
                 .offset = offsetof (mesh_agent_config_t, dead_letter_topic),
                 .check = s_check_topic },
+    [G_EVENTS] = { .key = "events", .type = F_SECTION, .sub = s_event_fields },
     { NULL }
 };
 
@@ -2454,6 +2467,12 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->incident.resolve_s = 300;
     agent->incident.max_groups = 10000;
     agent->incident.persist_interval_s = 5;
+    agent->events.max_bytes = 1048576;
+    agent->events.max_depth = 64;
+    agent->events.max_keys = 1024;
+    agent->events.max_future_skew_s = 300;
+    agent->events.max_event_age_s = 0;
+    agent->events.dead_letter_timeout_ms = 5000;
     agent->reason.max_steps = 3;
     agent->reason.max_tokens = 256;
     agent->reason.incident_token_cap = 4000;

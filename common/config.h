@@ -148,6 +148,18 @@ typedef struct {
     size_t silence_count;
 } mesh_incident_config_t;
 
+//  events: what one input message may cost, and the window of event time the agent
+//  believes (docs/configuration.md, docs/incidents.md).
+typedef struct {
+    size_t max_bytes;               //  message bytes; default 1 MiB, at most 64 MiB
+    int max_depth;                  //  JSON nesting; default 64, at most 2048
+    int max_keys;                   //  object keys in the whole message; default 1024, at most 1000000
+    int max_future_skew_s;          //  event time ahead of the wall clock; default 300, at most 86400
+    int max_event_age_s;            //  event time behind it; default 0 = off, at most 31536000
+    int dead_letter_timeout_ms;     //  a dead-letter copy not acknowledged by then fails;
+                                    //  default 5000, 100 to 300000
+} mesh_event_config_t;
+
 typedef struct {
     char *backend;                  //  name of an entry in `backends:`
     int max_steps;                  //  model calls per incident, including reasks; default 3
@@ -173,6 +185,7 @@ typedef struct {
     char *time_field;               //  event time: epoch seconds/ms number or RFC 3339 string; default "ts"
     mesh_detector_config_t detector;
     mesh_incident_config_t incident;
+    mesh_event_config_t events;
     mesh_reason_config_t reason;
     char **actions;                 //  names of declared actions this agent may take
     size_t action_count;

@@ -169,6 +169,25 @@ s_str (json_t *object, const char *key)
     return value ? value : "";
 }
 
+//  Under an agent's row, when it skipped messages: how many of each cause (the heartbeat's
+//  malformed_<reason> counters) and what became of their dead-letter copies.
+static void
+s_malformed_line (json_t *agent)
+{
+    json_t *counters = json_object_get (agent, "counters");
+    json_int_t failed = s_counter (agent, "dead_letter_failed");
+    if (!s_counter (agent, "malformed") && !failed)
+        return;
+    printf ("  malformed %lld:", (long long) s_counter (agent, "malformed"));
+    const char *key;
+    json_t *n;
+    json_object_foreach (counters, key, n)
+        if (!strncmp (key, "malformed_", 10) && json_integer_value (n))
+            printf (" %s %lld", key + 10, (long long) json_integer_value (n));
+    printf ("; dead-lettered %lld, dead_letter_failed %lld\n",
+            (long long) s_counter (agent, "dead_lettered"), (long long) failed);
+}
+
 static int
 s_status (s_opts_t *o)
 {
@@ -228,6 +247,7 @@ s_status (s_opts_t *o)
                     (long long) s_counter (a, "events"), (long long) s_counter (a, "incidents"),
                     (long long) s_counter (a, "loops"), (long long) s_counter (a, "accepted"),
                     (long long) s_counter (a, "tokens"), rules ? rules : "-");
+            s_malformed_line (a);
         }
     }
     printf ("\n");

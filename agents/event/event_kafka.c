@@ -19,6 +19,7 @@
 #include "event_kafka.h"
 #include "kafka_conf.h"
 #include "log.h"
+#include "ratelog.h"
 
 #include <czmq.h>
 #include <librdkafka/rdkafka.h>
@@ -45,13 +46,14 @@ struct _mesh_event_kafka_t {
     s_partition_t *parts;
     size_t part_count;
     uint64_t malformed;
+    uint64_t malformed_by[MESH_EVENT_REASON_COUNT_];
     size_t held_total;
-    const char *warned[16];         //  malformed reasons already logged (static strings)
-    size_t warned_count;
+    mesh_ratelog_t *ratelog;        //  malformed messages, one kind per reason
     int64_t last_flush;             //  monotonic ms of the last offsets store
     bool paused;                    //  backpressure: every assigned partition is paused
     rd_kafka_t *dlq;                //  producer for dead_letter_topic, or NULL
     uint64_t dead_lettered, dead_letter_failed;
+    size_t dead_letter_pending;     //  copies produced, not yet acknowledged or failed
     char *cluster_id;               //  the brokers' cluster id, known before the first poll
     char *incarnation;              //  the embedded broker's incarnation, or NULL
     bool starting;                  //  in the cluster id wait: errors are kept, not logged
@@ -199,12 +201,44 @@ s_rebalance (rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_l
     }
 }
 
+//  A dead-letter copy in flight: where its source message is, whose offset is held.
+typedef struct {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} s_letter_t;
+
+static void
+s_dead_letter_failed (mesh_event_kafka_t *self, const char *topic, int32_t partition,
+                      int64_t offset, rd_kafka_resp_err_t err)
+{
+    //  Every one is logged with its coordinates: the line is what is left of the message
+    //  once its offset moves on (the source topic still holds it until retention).
+    self->dead_letter_failed++;
+    mesh_err ("event: cannot dead-letter %s/%d/%lld to %s: %s; its offset moves on (counted "
+              "as dead_letter_failed)", topic, partition, (long long) offset,
+              self->agent->dead_letter_topic, rd_kafka_err2str (err));
+}
+
+//  The dead-letter broker acknowledged a copy, or it failed (at the latest after
+//  events.dead_letter_timeout_ms): either way its source offset is released.  Runs on the
+//  consumer thread, from rd_kafka_poll in mesh_event_kafka_poll or destroy.
 static void
 s_dlq_report (rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
-    rd_kafka_resp_err_t *err = msg->_private;
-    if (err)
-        *err = msg->err;
+    (void) rk;
+    mesh_event_kafka_t *self = opaque;
+    s_letter_t *letter = msg->_private;
+    if (!letter)
+        return;
+    if (msg->err)
+        s_dead_letter_failed (self, letter->topic, letter->partition, letter->offset, msg->err);
+    else
+        self->dead_lettered++;
+    self->dead_letter_pending--;
+    mesh_event_kafka_done (self, letter->topic, letter->partition, letter->offset);
+    free (letter->topic);
+    free (letter);
 }
 
 //  Client-wide errors (transport, authentication, all brokers down).  While starting they
@@ -353,6 +387,7 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
     }
     mesh_event_kafka_t *self = calloc (1, sizeof *self);
     self->agent = agent;
+    self->ratelog = mesh_ratelog_new (10000);
     rd_kafka_conf_set_rebalance_cb (conf, s_rebalance);
     rd_kafka_conf_set_error_cb (conf, s_client_error);
     rd_kafka_conf_set_opaque (conf, self);
@@ -378,13 +413,20 @@ mesh_event_kafka_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent
             mesh_event_kafka_destroy (&self);
             return NULL;
         }
+        char timeout[32];
+        snprintf (timeout, sizeof timeout, "%d",
+                  agent->events.dead_letter_timeout_ms > 0 ? agent->events.dead_letter_timeout_ms
+                                                           : 5000);
+        //  message.timeout.ms bounds how long a copy holds its source offset back; the
+        //  consumer thread itself never waits for the dead-letter broker.
         if (!s_set (pconf, "enable.idempotence", "true")
-            || !s_set (pconf, "message.timeout.ms", "10000")) {
+            || !s_set (pconf, "message.timeout.ms", timeout)) {
             rd_kafka_conf_destroy (pconf);
             mesh_event_kafka_destroy (&self);
             return NULL;
         }
         rd_kafka_conf_set_dr_msg_cb (pconf, s_dlq_report);
+        rd_kafka_conf_set_opaque (pconf, self);
         self->dlq = rd_kafka_new (RD_KAFKA_PRODUCER, pconf, err, sizeof err);
         if (!self->dlq) {
             rd_kafka_conf_destroy (pconf);      //  librdkafka keeps it only on success
@@ -416,13 +458,20 @@ mesh_event_kafka_destroy (mesh_event_kafka_t **self_p)
     if (self->current)
         rd_kafka_message_destroy (self->current);
     json_decref (self->current_json);
+    if (self->dlq) {
+        //  Copies in flight: wait for them (within their own timeout), so that their
+        //  offsets are stored below, or count and log what is left.
+        int timeout = self->agent->events.dead_letter_timeout_ms;
+        rd_kafka_flush (self->dlq, timeout > 0 ? timeout : 5000);
+        rd_kafka_purge (self->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll (self->dlq, 0);
+    }
     s_flush (self);
     rd_kafka_consumer_close (self->rk);     //  revokes (commits stored offsets), leaves
     rd_kafka_destroy (self->rk);
-    if (self->dlq) {
-        rd_kafka_flush (self->dlq, 5000);
+    if (self->dlq)
         rd_kafka_destroy (self->dlq);
-    }
+    mesh_ratelog_destroy (&self->ratelog);
     while (self->part_count)
         s_partition_forget (self, self->parts[0].topic, self->parts[0].partition);
     free (self->parts);
@@ -500,7 +549,24 @@ mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, size_t
         event->ts_ms = -1;              //  the caller falls back to the broker timestamp
     else
     if (s_time (&time_field, &event->ts_ms) != 0) {
-        *why = "time field is neither epoch seconds nor RFC 3339";
+        *why = mesh_event_why_time;
+        return -1;
+    }
+    return 0;
+}
+
+int
+mesh_event_check_time (const mesh_agent_config_t *agent, int64_t event_ms, int64_t wall_ms,
+                       const char **why)
+{
+    if (event_ms > wall_ms + (int64_t) agent->events.max_future_skew_s * 1000) {
+        *why = "out_of_window: event time more than events.max_future_skew_s ahead of the "
+               "wall clock";
+        return -1;
+    }
+    if (agent->events.max_event_age_s > 0
+        && event_ms < wall_ms - (int64_t) agent->events.max_event_age_s * 1000) {
+        *why = "out_of_window: event time older than events.max_event_age_s";
         return -1;
     }
     return 0;
@@ -517,42 +583,83 @@ mesh_event_parse (mesh_event_t *event)
 }
 
 //  Copy a malformed message to the dead-letter topic, with why and where it came from in
-//  headers, and wait for the broker to have it.  A failure is logged and counted; the
-//  source offset is stored anyway, so one bad message never stalls a partition.
-static void
-s_dead_letter (mesh_event_kafka_t *self, const rd_kafka_message_t *msg, const char *why)
+//  headers: meshd-reason (the reason's name), meshd-error (the whole why), meshd-origin
+//  (topic/partition/offset).  The produce never waits: the source offset is held until
+//  the copy is acknowledged or fails (s_dlq_report).  True if the offset is now held.
+static bool
+s_dead_letter (mesh_event_kafka_t *self, const rd_kafka_message_t *msg, const char *why,
+               mesh_event_reason_t reason)
 {
     if (!self->dlq)
-        return;
+        return false;
+    const char *topic = rd_kafka_topic_name (msg->rkt);
     char origin[512];
-    snprintf (origin, sizeof origin, "%s/%d/%lld", rd_kafka_topic_name (msg->rkt),
-              msg->partition, (long long) msg->offset);
-    rd_kafka_headers_t *headers = rd_kafka_headers_new (2);
+    snprintf (origin, sizeof origin, "%s/%d/%lld", topic, msg->partition,
+              (long long) msg->offset);
+    rd_kafka_headers_t *headers = rd_kafka_headers_new (3);
+    rd_kafka_header_add (headers, "meshd-reason", -1, mesh_event_reason_name (reason), -1);
     rd_kafka_header_add (headers, "meshd-error", -1, why, -1);
     rd_kafka_header_add (headers, "meshd-origin", -1, origin, -1);
-    rd_kafka_resp_err_t delivered = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-    rd_kafka_resp_err_t err = rd_kafka_producev (
-        self->dlq, RD_KAFKA_V_TOPIC (self->agent->dead_letter_topic),
-        RD_KAFKA_V_KEY (msg->key, msg->key_len), RD_KAFKA_V_VALUE (msg->payload, msg->len),
-        RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS (headers),
-        RD_KAFKA_V_OPAQUE (&delivered), RD_KAFKA_V_END);
-    if (err)
+    s_letter_t *letter = calloc (1, sizeof *letter);
+    if (letter)
+        *letter = (s_letter_t) {.topic = strdup (topic), .partition = msg->partition,
+                                .offset = msg->offset};
+    rd_kafka_resp_err_t err = !letter || !letter->topic ? RD_KAFKA_RESP_ERR__FAIL
+        : rd_kafka_producev (
+            self->dlq, RD_KAFKA_V_TOPIC (self->agent->dead_letter_topic),
+            RD_KAFKA_V_KEY (msg->key, msg->key_len), RD_KAFKA_V_VALUE (msg->payload, msg->len),
+            RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS (headers),
+            RD_KAFKA_V_OPAQUE (letter), RD_KAFKA_V_END);
+    if (err) {
         rd_kafka_headers_destroy (headers);
-    else
-        rd_kafka_flush (self->dlq, 15000);
-    if (err || delivered != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        self->dead_letter_failed++;
-        mesh_err ("event: cannot dead-letter %s to %s: %s", origin,
-                  self->agent->dead_letter_topic, rd_kafka_err2str (err ? err : delivered));
+        if (letter)
+            free (letter->topic);
+        free (letter);
+        s_dead_letter_failed (self, topic, msg->partition, msg->offset, err);
+        return false;
     }
-    else
-        self->dead_lettered++;
+    mesh_event_kafka_hold (self, topic, msg->partition, msg->offset);
+    self->dead_letter_pending++;
+    return true;
 }
 
 uint64_t
 mesh_event_kafka_dead_lettered (const mesh_event_kafka_t *self)
 {
     return self->dead_lettered;
+}
+
+uint64_t
+mesh_event_kafka_dead_letter_failed (const mesh_event_kafka_t *self)
+{
+    return self->dead_letter_failed;
+}
+
+uint64_t
+mesh_event_kafka_malformed_by (const mesh_event_kafka_t *self, mesh_event_reason_t reason)
+{
+    return (unsigned) reason < MESH_EVENT_REASON_COUNT_ ? self->malformed_by[reason] : 0;
+}
+
+//  A message that is no event: counted under its reason, logged (at most one line per
+//  reason and 10 s, then a summary), copied to the dead-letter topic, its offset stored.
+static void
+s_malformed (mesh_event_kafka_t *self, const rd_kafka_message_t *msg, s_partition_t *p,
+             const char *why)
+{
+    static const char *const kinds[] = {
+#define S_REASON_KIND(tag, name) "event: malformed message (" name ")",
+        MESH_EVENT_REASONS (S_REASON_KIND)
+#undef S_REASON_KIND
+    };
+    mesh_event_reason_t reason = mesh_event_reason_of (why);
+    self->malformed++;
+    self->malformed_by[reason]++;
+    mesh_ratelog_hit (self->ratelog, kinds[reason], "%s[%d]@%lld skipped: %s",
+                      rd_kafka_topic_name (msg->rkt), msg->partition, (long long) msg->offset,
+                      why);
+    if (!s_dead_letter (self, msg, why, reason))
+        s_store (self, p);
 }
 
 int
@@ -564,8 +671,12 @@ mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *e
     json_decref (self->current_json);
     self->current_json = NULL;
 
-    if (zclock_mono () - self->last_flush >= 100)
+    if (self->dead_letter_pending)
+        rd_kafka_poll (self->dlq, 0);   //  acknowledgements: release their offsets
+    if (zclock_mono () - self->last_flush >= 100) {
         s_flush (self);
+        mesh_ratelog_tick (self->ratelog);
+    }
     rd_kafka_message_t *msg = rd_kafka_consumer_poll (self->rk, timeout_ms);
     if (!msg)
         return 0;
@@ -587,25 +698,18 @@ mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *e
     const char *why = "?";
     if (mesh_event_decode (self->agent, msg->payload, msg->len, event, &self->current_json, &why)
         != 0) {
-        self->malformed++;
-        //  Reasons are static strings: the pointer names the kind.
-        bool seen = false;
-        for (size_t i = 0; i < self->warned_count && !seen; i++)
-            seen = self->warned[i] == why;
-        if (!seen && self->warned_count < sizeof self->warned / sizeof *self->warned) {
-            self->warned[self->warned_count++] = why;
-            mesh_warn ("event: malformed message %s[%d]@%lld skipped: %s (further ones of "
-                       "this kind are only counted)",
-                       topic, msg->partition, (long long) msg->offset, why);
-        }
-        s_dead_letter (self, msg, why);
-        s_store (self, p);
+        s_malformed (self, msg, p, why);
         return -1;
     }
     if (event->ts_ms < 0) {
         rd_kafka_timestamp_type_t tstype;
         int64_t ts = rd_kafka_message_timestamp (msg, &tstype);
         event->ts_ms = ts >= 0 ? ts : 0;
+    }
+    //  An event time the wall clock does not believe never reaches the incident clock.
+    if (mesh_event_check_time (self->agent, event->ts_ms, zclock_time (), &why) != 0) {
+        s_malformed (self, msg, p, why);
+        return -1;
     }
     return 1;
 }

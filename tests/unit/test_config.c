@@ -487,6 +487,49 @@ test_relative_paths (void **state)
 //  --------------------------------------------------------------------------
 //  One class of problem per test.
 
+//  events: documented defaults; every limit has an upper bound, refused with its position.
+static void
+test_event_limits (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_base ("", &cfg, &out), 0);
+    const mesh_event_config_t *e = &cfg->agents[0].events;
+    assert_int_equal (e->max_bytes, 1048576);
+    assert_int_equal (e->max_depth, 64);
+    assert_int_equal (e->max_keys, 1024);
+    assert_int_equal (e->max_future_skew_s, 300);
+    assert_int_equal (e->max_event_age_s, 0);
+    assert_int_equal (e->dead_letter_timeout_ms, 5000);
+    mesh_config_destroy (&cfg);
+    free (out);
+    assert_int_equal (s_load_base ("    events: {max_depth: 8, max_keys: 20, max_bytes: 4096,\n"
+                                   "             max_future_skew_s: 60, max_event_age_s: 3600}\n",
+                                   &cfg, &out), 0);
+    e = &cfg->agents[0].events;
+    assert_int_equal (e->max_depth, 8);
+    assert_int_equal (e->max_keys, 20);
+    assert_int_equal (e->max_bytes, 4096);
+    assert_int_equal (e->max_future_skew_s, 60);
+    assert_int_equal (e->max_event_age_s, 3600);
+    mesh_config_destroy (&cfg);
+    free (out);
+    static const char *const too_big[] = {
+        "max_depth: 2049", "max_keys: 1000001", "max_bytes: 67108865",
+        "max_future_skew_s: 86401", "max_event_age_s: 31536001", "dead_letter_timeout_ms: 300001",
+        "dead_letter_timeout_ms: 99",
+    };
+    for (size_t i = 0; i < sizeof too_big / sizeof *too_big; i++) {
+        char *text;
+        assert_true (asprintf (&text, "    events:\n      %s\n", too_big[i]) > 0);
+        assert_int_equal (s_load_base (text, &cfg, &out), 1);
+        s_expect (out, "18:");
+        free (text);
+        free (out);
+        mesh_config_destroy (&cfg);
+    }
+}
+
 static void
 test_unknown_key (void **state)
 {
@@ -495,7 +538,7 @@ test_unknown_key (void **state)
     assert_int_equal (s_load_base ("    foo: 1\n"
                                    "color: blue\n", &cfg, &out), 2);
     s_expect (out, "17:5: unknown key 'foo' in agents[0] (expected one of: name, topics, group, "
-              "mode, fields, detector, incident, reason, actions, fallback, rules, replicas, dead_letter_topic)");
+              "mode, fields, detector, incident, reason, actions, fallback, rules, replicas, dead_letter_topic, events)");
     s_expect (out, "18:1: unknown key 'color' at top level (expected one of: daemon, kafka, ");
     free (out);
 
@@ -1441,6 +1484,7 @@ main (void)
         cmocka_unit_test (test_minimal_defaults),
         cmocka_unit_test (test_values),
         cmocka_unit_test (test_relative_paths),
+        cmocka_unit_test (test_event_limits),
         cmocka_unit_test (test_unknown_key),
         cmocka_unit_test (test_wrong_types),
         cmocka_unit_test (test_out_of_range),

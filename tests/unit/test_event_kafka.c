@@ -19,6 +19,7 @@
 
 #include <czmq.h>
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,26 +145,31 @@ test_decode_times (void **state)
 static void
 test_decode_malformed (void **state)
 {
-    static const char *const NOT_OBJECT = "not a JSON object";
-    static const char *const KEY = "a key field is missing or not a string/integer";
-    static const char *const CONTROL = "a key field holds control characters";
-    static const char *const VALUE = "value field missing or not a finite number";
-    static const char *const TIME = "time field is neither epoch seconds nor RFC 3339";
+    static const char *const TRUNCATED = "truncated: the message ends inside a JSON value";
+    static const char *const NOT_OBJECT = "not_object: not a JSON object";
+    static const char *const SYNTAX = "syntax: not JSON";
+    static const char *const DUPLICATE = "duplicate_key: a key appears twice in one object";
+    static const char *const NO_KEY = "missing_field: a key field is missing";
+    static const char *const KEY = "bad_field: a key field is not a string or an integer";
+    static const char *const CONTROL = "bad_field: a key field holds control characters";
+    static const char *const NO_VALUE = "missing_field: the value field is missing";
+    static const char *const VALUE = "bad_field: the value field is not a finite number";
+    static const char *const TIME = "bad_field: time field is neither epoch seconds nor RFC 3339";
     static const struct {
         const char *text;
         const char *why;
     } cases[] = {
-        {"", NOT_OBJECT},
+        {"", TRUNCATED},
         {"not json", NOT_OBJECT},
-        {"{\"host\":\"a\"", NOT_OBJECT},
+        {"{\"host\":\"a\"", TRUNCATED},
         {"[{\"host\":\"a\",\"metric\":\"b\",\"value\":1}]", NOT_OBJECT},
         {"\"host\"", NOT_OBJECT},
         {"17", NOT_OBJECT},
-        {"{\"host\":\"a\",\"metric\":\"b\",\"value\":1}{}", NOT_OBJECT},
-        {"{\"host\":\"a\",\"host\":\"b\",\"metric\":\"c\",\"value\":1}", NOT_OBJECT},
-        {"{\"host\":\"a\",\"metric\":\"b\",\"value\":1,\"value\":2}", NOT_OBJECT},
-        {"{\"metric\":\"b\",\"value\":1}", KEY},
-        {"{\"host\":\"a\",\"value\":1}", KEY},
+        {"{\"host\":\"a\",\"metric\":\"b\",\"value\":1}{}", SYNTAX},
+        {"{\"host\":\"a\",\"host\":\"b\",\"metric\":\"c\",\"value\":1}", DUPLICATE},
+        {"{\"host\":\"a\",\"metric\":\"b\",\"value\":1,\"value\":2}", DUPLICATE},
+        {"{\"metric\":\"b\",\"value\":1}", NO_KEY},
+        {"{\"host\":\"a\",\"value\":1}", NO_KEY},
         {"{\"host\":{\"name\":\"a\"},\"metric\":\"b\",\"value\":1}", KEY},
         {"{\"host\":[\"a\"],\"metric\":\"b\",\"value\":1}", KEY},
         {"{\"host\":1.5,\"metric\":\"b\",\"value\":1}", KEY},
@@ -173,7 +179,7 @@ test_decode_malformed (void **state)
         {"{\"host\":\"a\",\"metric\":\"\\u0001\",\"value\":1}", CONTROL},
         {"{\"host\":\"a\",\"metric\":\"b\\u007f\",\"value\":1}", CONTROL},
         {"{\"host\":\"a\",\"metric\":\"b\\t\",\"value\":1}", CONTROL},
-        {"{\"host\":\"a\",\"metric\":\"b\"}", VALUE},
+        {"{\"host\":\"a\",\"metric\":\"b\"}", NO_VALUE},
         {"{\"host\":\"a\",\"metric\":\"b\",\"value\":\"3\"}", VALUE},
         {"{\"host\":\"a\",\"metric\":\"b\",\"value\":null}", VALUE},
         {"{\"host\":\"a\",\"metric\":\"b\",\"value\":true}", VALUE},
@@ -213,7 +219,8 @@ test_decode_malformed (void **state)
     mesh_event_t ev;
     const char *why;
     assert_int_equal (s_decode (&s_agent, NULL, &ev, &why), -1);
-    assert_string_equal (why, NOT_OBJECT);
+    assert_string_equal (why, "tombstone: no value (a tombstone)");
+    assert_int_equal (mesh_event_reason_of (why), MESH_EVENT_TOMBSTONE);
 }
 
 static void
@@ -233,11 +240,11 @@ test_decode_key_length (void **state)
     host[254] = 0;
     snprintf (text, sizeof text, "{\"host\":\"%s\",\"metric\":\"m\",\"value\":1}", host);
     assert_int_equal (s_decode (&s_agent, text, &ev, &why), -1);
-    assert_string_equal (why, "series key too long");
+    assert_string_equal (why, "bad_field: series key too long");
     //  Long in the second field.
     snprintf (text, sizeof text, "{\"host\":\"h\",\"metric\":\"%s\",\"value\":1}", host);
     assert_int_equal (s_decode (&s_agent, text, &ev, &why), -1);
-    assert_string_equal (why, "series key too long");
+    assert_string_equal (why, "bad_field: series key too long");
 
     //  A single key field: 255 characters fit, more must be refused, not cut short
     //  (two long hosts that share a prefix would otherwise be one series).
@@ -254,7 +261,7 @@ test_decode_key_length (void **state)
     host[300] = 0;
     snprintf (text, sizeof text, "{\"host\":\"%s\",\"value\":1}", host);
     assert_int_equal (s_decode (&agent, text, &ev, &why), -1);
-    assert_string_equal (why, "series key too long");
+    assert_string_equal (why, "bad_field: series key too long");
 }
 
 //  ---------------------------------------------------------------------------------------
@@ -387,10 +394,17 @@ test_consume_hold_done (void **state)
             mesh_event_kafka_done (consumer, ev.topic, ev.partition, ev.offset);
         valid++;
     }
-    int expect_malformed = 0;
-    for (int i = 0; i < MESSAGES; i++)
+    int expect_malformed = 0, expect_missing = 0;
+    for (int i = 0; i < MESSAGES; i++) {
         expect_malformed += s_is_malformed (i);
+        expect_missing += s_is_malformed (i) && i % 3 == 2;
+    }
     assert_int_equal (malformed, expect_malformed);
+    //  Counted by cause: "garbage" and "[]" are no object, {"host":"h"} lacks fields.
+    assert_int_equal (mesh_event_kafka_malformed_by (consumer, MESH_EVENT_MISSING_FIELD),
+                      (uint64_t) expect_missing);
+    assert_int_equal (mesh_event_kafka_malformed_by (consumer, MESH_EVENT_NOT_OBJECT),
+                      (uint64_t) (expect_malformed - expect_missing));
     assert_int_equal (valid, MESSAGES - expect_malformed);
     assert_int_equal (mesh_event_kafka_malformed (consumer), (uint64_t) expect_malformed);
     assert_int_equal (mesh_event_kafka_held (consumer), 1);
@@ -506,6 +520,173 @@ test_commit_on_close_keeps_the_hold (void **state)
     mesh_broker_destroy (&broker);
 }
 
+//  Produce TEXT to metrics[0] through RK.
+static void
+s_send (rd_kafka_t *rk, const char *text)
+{
+    assert_int_equal (rd_kafka_producev (rk, RD_KAFKA_V_TOPIC ("metrics"), RD_KAFKA_V_PARTITION (0),
+                                         RD_KAFKA_V_VALUE ((void *) text, strlen (text)),
+                                         RD_KAFKA_V_MSGFLAGS (RD_KAFKA_MSG_F_COPY),
+                                         RD_KAFKA_V_END),
+                      RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal (rd_kafka_flush (rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+//  Poll CONSUMER until UNTIL holds or TIMEOUT_MS passes; no single poll may take longer
+//  than a second (the consumer thread never waits for the dead-letter broker).  Counts
+//  valid events into *VALID.
+#define S_POLL_UNTIL(consumer, until, timeout_ms, valid)                                     \
+    do {                                                                                     \
+        int64_t deadline_ = zclock_mono () + (timeout_ms);                                   \
+        while (!(until) && zclock_mono () < deadline_) {                                     \
+            mesh_event_t ev_;                                                                \
+            int64_t t0_ = zclock_mono ();                                                    \
+            int rc_ = mesh_event_kafka_poll ((consumer), 100, &ev_);                         \
+            assert_true (zclock_mono () - t0_ < 1000);                                       \
+            if (rc_ == 1) {                                                                  \
+                (valid)++;                                                                   \
+                mesh_event_kafka_done ((consumer), ev_.topic, ev_.partition, ev_.offset);    \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
+
+//  Event time out of the window (year 3000, microseconds read as milliseconds, too old):
+//  counted out_of_window and dead-lettered with the reason in a header.  Then a dead-letter
+//  broker that never acknowledges: each poll stays short, the copies fail after
+//  events.dead_letter_timeout_ms, are counted dead_letter_failed, and the offsets move on.
+static void
+test_window_and_dead_letter (void **state)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new ();
+    rd_kafka_t *host = rd_kafka_new (RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    assert_non_null (host);
+    rd_kafka_mock_cluster_t *mcluster = rd_kafka_mock_cluster_new (host, 1);
+    assert_non_null (mcluster);
+    assert_int_equal (rd_kafka_mock_topic_create (mcluster, "metrics", PARTITIONS, 1), 0);
+    assert_int_equal (rd_kafka_mock_topic_create (mcluster, "metrics.dlq", 1, 1), 0);
+    const char *bootstraps = rd_kafka_mock_cluster_bootstraps (mcluster);
+
+    conf = rd_kafka_conf_new ();
+    assert_int_equal (rd_kafka_conf_set (conf, "bootstrap.servers", bootstraps, err, sizeof err),
+                      RD_KAFKA_CONF_OK);
+    rd_kafka_t *producer = rd_kafka_new (RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    assert_non_null (producer);
+    int64_t now_s = zclock_time () / 1000;
+    char text[200];
+    snprintf (text, sizeof text, "{\"host\":\"a\",\"metric\":\"b\",\"value\":1,\"ts\":%lld}",
+              (long long) now_s);
+    s_send (producer, text);
+    s_send (producer, "{\"host\":\"a\",\"metric\":\"b\",\"value\":2,\"ts\":32503680000}");
+    snprintf (text, sizeof text, "{\"host\":\"a\",\"metric\":\"b\",\"value\":3,\"ts\":%lld}",
+              (long long) now_s * 1000000);     //  microseconds: read as ms, year 50000+
+    s_send (producer, text);
+    s_send (producer, "{\"host\":\"a\",\"metric\":\"b\",\"value\":4,"
+                      "\"ts\":\"3000-01-01T00:00:00Z\"}");
+    snprintf (text, sizeof text, "{\"host\":\"a\",\"metric\":\"b\",\"value\":5,\"ts\":%lld}",
+              (long long) now_s - 7200);        //  two hours old: max_event_age_s is one
+    s_send (producer, text);
+    snprintf (text, sizeof text, "{\"host\":\"a\",\"metric\":\"b\",\"value\":6,\"ts\":%lld}",
+              (long long) now_s + 60);          //  a minute ahead: within the skew
+    s_send (producer, text);
+
+    mesh_config_t cfg = {0};
+    cfg.session_timeout_ms = 6000;
+    cfg.commit_interval_ms = 100;
+    mesh_agent_config_t agent = s_agent;
+    agent.group = (char *) "meshd.test_window";
+    agent.dead_letter_topic = (char *) "metrics.dlq";
+    agent.events.max_future_skew_s = 300;
+    agent.events.max_event_age_s = 3600;
+    agent.events.dead_letter_timeout_ms = 1000;
+    mesh_event_kafka_t *consumer = mesh_event_kafka_new (&cfg, &agent, bootstraps, "w-1");
+    assert_non_null (consumer);
+    int valid = 0;
+    S_POLL_UNTIL (consumer, valid == 2 && mesh_event_kafka_dead_lettered (consumer) == 4, 30000,
+                  valid);
+    assert_int_equal (valid, 2);
+    assert_int_equal (mesh_event_kafka_malformed_by (consumer, MESH_EVENT_OUT_OF_WINDOW), 4);
+    assert_int_equal (mesh_event_kafka_malformed (consumer), 4);
+    assert_int_equal (mesh_event_kafka_dead_lettered (consumer), 4);
+    assert_int_equal (mesh_event_kafka_dead_letter_failed (consumer), 0);
+    assert_int_equal (mesh_event_kafka_held (consumer), 0);
+
+    //  The copies carry the reason, the why and the origin.
+    conf = rd_kafka_conf_new ();
+    assert_int_equal (rd_kafka_conf_set (conf, "bootstrap.servers", bootstraps, err, sizeof err),
+                      RD_KAFKA_CONF_OK);
+    assert_int_equal (rd_kafka_conf_set (conf, "group.id", "dlq-reader", err, sizeof err),
+                      RD_KAFKA_CONF_OK);
+    rd_kafka_t *reader = rd_kafka_new (RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    assert_non_null (reader);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new (1);
+    rd_kafka_topic_partition_list_add (list, "metrics.dlq", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal (rd_kafka_assign (reader, list), 0);
+    rd_kafka_topic_partition_list_destroy (list);
+    int copies = 0;
+    int64_t deadline = zclock_mono () + 20000;
+    while (copies < 4 && zclock_mono () < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll (reader, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t n;
+            assert_int_equal (rd_kafka_message_headers (m, &h), 0);
+            assert_int_equal (rd_kafka_header_get_last (h, "meshd-reason", &v, &n), 0);
+            assert_int_equal (n, strlen ("out_of_window"));
+            assert_memory_equal (v, "out_of_window", n);
+            assert_int_equal (rd_kafka_header_get_last (h, "meshd-origin", &v, &n), 0);
+            assert_true (n > strlen ("metrics/0/") && !memcmp (v, "metrics/0/", 10));
+            copies++;
+        }
+        rd_kafka_message_destroy (m);
+    }
+    assert_int_equal (copies, 4);
+    rd_kafka_consumer_close (reader);
+    rd_kafka_destroy (reader);
+
+    //  The dead-letter broker stops acknowledging: every produce request times out.
+    s_send (producer, "garbage");
+    s_send (producer, "{\"host\":\"a\",\"host\":\"b\",\"metric\":\"c\",\"value\":1}");
+    snprintf (text, sizeof text, "{\"host\":\"a\",\"metric\":\"b\",\"value\":7,\"ts\":%lld}",
+              (long long) now_s);
+    s_send (producer, text);
+    rd_kafka_resp_err_t errors[2000];
+    for (size_t i = 0; i < sizeof errors / sizeof *errors; i++)
+        errors[i] = RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
+    rd_kafka_mock_push_request_errors_array (mcluster, 0 /* Produce */,
+                                             sizeof errors / sizeof *errors, errors);
+    int64_t start = zclock_mono ();
+    S_POLL_UNTIL (consumer, valid == 3 && mesh_event_kafka_dead_letter_failed (consumer) == 2,
+                  20000, valid);
+    //  Within the bound (plus the retry backoff and the test's 100 ms polls).
+    assert_true (zclock_mono () - start < 1000 + 2000);
+    assert_int_equal (valid, 3);
+    assert_int_equal (mesh_event_kafka_dead_letter_failed (consumer), 2);
+    assert_int_equal (mesh_event_kafka_dead_lettered (consumer), 4);
+    assert_int_equal (mesh_event_kafka_malformed_by (consumer, MESH_EVENT_NOT_OBJECT), 1);
+    assert_int_equal (mesh_event_kafka_malformed_by (consumer, MESH_EVENT_DUPLICATE_KEY), 1);
+    assert_int_equal (mesh_event_kafka_held (consumer), 0);
+    //  ... and the offsets moved on: the group's commit reaches the end of the partition.
+    mesh_event_kafka_flush (consumer);
+    rd_kafka_t *group = s_group_reader (bootstraps, "meshd.test_window");
+    int64_t committed[PARTITIONS] = {-1, -1};
+    deadline = zclock_mono () + 20000;
+    while (committed[0] != 9 && zclock_mono () < deadline) {
+        mesh_event_t ev;
+        assert_int_equal (mesh_event_kafka_poll (consumer, 100, &ev), 0);
+        s_committed (group, committed);
+    }
+    assert_int_equal (committed[0], 9);
+    rd_kafka_destroy (group);
+    mesh_event_kafka_destroy (&consumer);
+    rd_kafka_destroy (producer);
+    rd_kafka_mock_cluster_destroy (mcluster);
+    rd_kafka_destroy (host);
+}
+
 int
 main (void)
 {
@@ -518,6 +699,7 @@ main (void)
         cmocka_unit_test (test_decode_key_length),
         cmocka_unit_test (test_consume_hold_done),
         cmocka_unit_test (test_commit_on_close_keeps_the_hold),
+        cmocka_unit_test (test_window_and_dead_letter),
     };
     return cmocka_run_group_tests_name ("event_kafka", tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -686,6 +687,93 @@ test_state_survives_restart (void **state)
     mesh_incidents_destroy (&t);
 }
 
+//  The wall clock now, in epoch ms.
+static int64_t
+s_wall_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+//  One event stamped in the year 3000 (or microseconds read as milliseconds) used to move
+//  the clock forward for good: every group then resolved at once and every later point
+//  opened a new incident.  Now it is counted and moves nothing: de-duplication holds.
+static void
+test_future_event_keeps_dedup (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.events.max_future_skew_s = 300;
+    mesh_incidents_t *t = mesh_incidents_new (&a, NULL, NULL);
+    assert_non_null (t);
+    int64_t now = s_wall_ms () - 600 * SEC;
+    assert_int_equal (s_feed (t, "web-1", "cpu", now, 0, 1, true), 1);
+    mesh_incident_t *inc = mesh_incidents_next (t);
+    mesh_incident_destroy (&inc);
+    assert_int_equal (s_feed (t, "web-1", "cpu", now + SEC, 0, 2, true), 0);
+    //  Year 3000, then microseconds since the epoch read as milliseconds.
+    assert_int_equal (s_feed (t, "web-1", "cpu", 32503680000000LL, 0, 3, true), 0);
+    assert_int_equal (s_feed (t, "web-2", "cpu", (now + 2 * SEC) * 1000, 0, 4, true), 0);
+    json_t *c = mesh_incidents_counters (t);
+    assert_int_equal (json_integer_value (json_object_get (c, "incident_out_of_window")), 2);
+    json_decref (c);
+    //  Anomalous points of the same series go on being grouped: no new incident.
+    for (int i = 0; i < 20; i++)
+        assert_int_equal (s_feed (t, "web-1", "cpu", now + (3 + i) * SEC, 0, 5 + i, true), 0);
+    assert_int_equal (mesh_incidents_opened (t), 1);
+    assert_int_equal (mesh_incidents_groups (t), 1);
+    //  Just within the skew moves the clock as any event does.
+    assert_int_equal (s_feed (t, "web-3", "cpu", s_wall_ms () + 200 * SEC, 0, 30, true), 1);
+    mesh_incidents_destroy (&t);
+}
+
+//  A persisted clock beyond wall clock + skew (written by an older release, or under a
+//  wrong wall clock) is clamped on load, and the clamp is written back.
+static void
+test_future_clock_clamped_on_load (void **state)
+{
+    mesh_agent_config_t a;
+    s_agent (&a);
+    a.events.max_future_skew_s = 300;
+    mesh_incidents_t *t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_non_null (t);
+    int64_t now = s_wall_ms () - 600 * SEC;
+    assert_int_equal (s_feed (t, "web-1", "cpu", now, 0, 1, true), 1);
+    mesh_incident_t *inc = mesh_incidents_next (t);
+    mesh_incident_destroy (&inc);
+    mesh_incidents_destroy (&t);
+    char path[128];
+    snprintf (path, sizeof path, "%s/incidents/ops.json", s_dir);
+    json_error_t jerr;
+    json_t *saved = json_load_file (path, 0, &jerr);
+    assert_non_null (saved);
+    json_object_set_new (saved, "watermark_ms", json_integer (32503680000000LL));
+    json_object_set_new (saved, "event_watermark_ms", json_integer (32503680000000LL));
+    json_t *group = json_array_get (json_object_get (saved, "groups"), 0);
+    assert_non_null (group);
+    json_object_set_new (group, "last_notify_ms", json_integer (32503680000000LL));
+    assert_int_equal (json_dump_file (saved, path, 0), 0);
+    json_decref (saved);
+
+    t = mesh_incidents_new (&a, s_dir, "ops");
+    assert_non_null (t);
+    int64_t limit = s_wall_ms () + 300 * SEC;
+    assert_int_equal (mesh_incidents_save (t), 0);
+    saved = json_load_file (path, 0, &jerr);
+    assert_non_null (saved);
+    assert_true (json_integer_value (json_object_get (saved, "watermark_ms")) <= limit);
+    assert_true (json_integer_value (json_object_get (saved, "event_watermark_ms")) <= limit);
+    group = json_array_get (json_object_get (saved, "groups"), 0);
+    assert_true (json_integer_value (json_object_get (group, "last_notify_ms")) <= limit);
+    json_decref (saved);
+    //  The group is still there and de-duplicates as before.
+    assert_int_equal (mesh_incidents_groups (t), 1);
+    assert_int_equal (s_feed (t, "web-1", "cpu", now + SEC, 0, 2, true), 0);
+    assert_int_equal (mesh_incidents_opened (t), 0);
+    mesh_incidents_destroy (&t);
+}
+
 static void
 test_refire_after_restart (void **state)
 {
@@ -1159,6 +1247,8 @@ main (void)
         cmocka_unit_test (test_groups_bounded_evictions_counted),
         cmocka_unit_test (test_every_point_accounted),
         cmocka_unit_test (test_bad_config_refused),
+        cmocka_unit_test (test_future_event_keeps_dedup),
+        cmocka_unit_test_setup_teardown (test_future_clock_clamped_on_load, s_mkdtemp, s_rmtree),
         cmocka_unit_test_setup_teardown (test_config_section, s_mkdtemp, s_rmtree),
     };
     return cmocka_run_group_tests_name ("incident", tests, NULL, NULL);
