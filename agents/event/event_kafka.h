@@ -36,7 +36,8 @@ const char *mesh_event_kafka_incarnation (const mesh_event_kafka_t *self);
 //  Commit what is stored, leave the group, destroy; sets *self_p to NULL; safe on NULL.
 void mesh_event_kafka_destroy (mesh_event_kafka_t **self_p);
 //  Wait up to TIMEOUT_MS for one message.  1: *event filled (valid until the next poll);
-//  0: nothing; -1: a malformed message was consumed (counted, its offset stored).
+//  0: nothing; -1: a malformed message was consumed (counted, its offset stored), or the
+//  guard skipped one (mesh_event_kafka_set_guard).
 //  The caller must then call either mesh_event_kafka_done or mesh_event_kafka_hold.
 int mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event);
 //  Decode one message body through AGENT's field map (used by poll; exposed for tests and
@@ -85,5 +86,13 @@ bool mesh_event_kafka_paused (const mesh_event_kafka_t *self);
 int64_t mesh_event_kafka_lag (mesh_event_kafka_t *self);
 //  Events held (in flight) right now.
 size_t mesh_event_kafka_held (const mesh_event_kafka_t *self);
+//  Poison messages: FN (ARG, topic, partition, offset) is called for every message before
+//  it is decoded.  It returns NULL to go on, or a reason (static) to skip the message:
+//  then it is copied to the dead-letter topic (if any) with that reason, its offset is
+//  stored, and poll returns -1 (not counted as malformed).
+typedef const char *(mesh_event_kafka_guard_fn) (void *arg, const char *topic,
+                                                 int32_t partition, int64_t offset);
+void mesh_event_kafka_set_guard (mesh_event_kafka_t *self, mesh_event_kafka_guard_fn *fn,
+                                 void *arg);
 
 #endif
