@@ -711,8 +711,9 @@ test_only_authenticated_peers_count (void **state)
     assert_non_null (strstr (args, "--auth-fd"));
     assert_null (strstr (args, token));
     assert_null (strstr (env, token));
-    //  It inherited stdin, stdout, stderr and the token's pipe (3), nothing of meshd's:
-    //  above 3 there is only the shell's own handle on its script (and the listing's).
+    //  It inherited stdin, stdout, stderr, the token's pipe (3) and its in-flight area (4,
+    //  a memfd), nothing of meshd's: above 4 there is only the shell's own handle on its
+    //  script (and the listing's).
     char *fds = s_agent_file (fx, "cpu", cpu.pid, "fds");
     //  (dash keeps its script open, and a copy of its stdin, on descriptors of its own.)
     char *targets[64] = {NULL};
@@ -729,13 +730,15 @@ test_only_authenticated_peers_count (void **state)
     }
     assert_true (seen >= 4);
     for (int i = 0; i < seen; i++) {
-        bool allowed = numbers[i] <= 3 || strcmp (targets[i], fx->sleeper) == 0;
+        bool allowed = numbers[i] <= 3 || strcmp (targets[i], fx->sleeper) == 0
+                       || (numbers[i] == 4 && strncmp (targets[i], "/memfd:mesh-inflight", 20) == 0);
         for (int j = 0; j < seen && !allowed; j++)
             allowed = numbers[j] <= 2 && strcmp (targets[i], targets[j]) == 0;
         if (!allowed)
             fail_msg ("the agent inherited descriptor %d: %s", numbers[i], targets[i]);
     }
     assert_non_null (strstr (args, "--auth-fd 3"));
+    assert_non_null (strstr (args, "--inflight-fd 4"));
     free (fds);
     free (args);
     free (env);
