@@ -6,6 +6,7 @@
  *  supervisor reads it; hostile contents (an agent that wrote garbage) are written
  *  straight into the memfd and must be refused or ignored, never believed.
  */
+#include "config.h"
 #include "inflight.h"
 #include "quarantine.h"
 #include "log.h"
@@ -272,6 +273,43 @@ test_bounded (void **state)
     mesh_quarantine_destroy (&table);
 }
 
+//  daemon.restart.quarantine_after: 3 in the sample config; above 100 is refused, with
+//  the key's position.
+static void
+test_config_key (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    assert_int_equal (mesh_config_load ("config/meshd.yaml", &cfg, stderr), 0);
+    assert_int_equal (cfg->quarantine_after, 3);
+    mesh_config_destroy (&cfg);
+    FILE *in = fopen ("config/meshd.yaml", "r");
+    assert_non_null (in);
+    char path[] = "config/.test_quarantine.XXXXXX";
+    int fd = mkstemp (path);
+    assert_true (fd >= 0);
+    FILE *out = fdopen (fd, "w");
+    char line[4096];
+    while (fgets (line, sizeof line, in)) {
+        char *key = strstr (line, "quarantine_after: 3");
+        if (key && line[0] == ' ')
+            strcpy (key, "quarantine_after: 101\n");
+        fputs (line, out);
+    }
+    fclose (in);
+    fclose (out);
+    char *text = NULL;
+    size_t size;
+    FILE *err = open_memstream (&text, &size);
+    int problems = mesh_config_load (path, &cfg, err);
+    fclose (err);
+    unlink (path);
+    assert_int_equal (problems, 1);
+    assert_null (cfg);
+    assert_non_null (strstr (text, "quarantine_after"));
+    assert_non_null (strstr (text, path));
+    free (text);
+}
+
 int
 main (void)
 {
@@ -282,6 +320,7 @@ main (void)
         cmocka_unit_test (test_marks),
         cmocka_unit_test (test_strikes),
         cmocka_unit_test (test_bounded),
+        cmocka_unit_test (test_config_key),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
