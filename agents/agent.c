@@ -25,6 +25,7 @@
 #include "event_kafka.h"
 #include "gate.h"
 #include "incident.h"
+#include "inflight.h"
 #include "log.h"
 #include "proto.h"
 #include "reason.h"
@@ -33,6 +34,7 @@
 
 #include <czmq.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,6 +102,8 @@ struct _mesh_agent_t {
     s_worker_t *workers;
     char (*handling)[65];               //  ids the workers are handling ("" = free slot)
     mesh_record_t *shed_record;         //  the consumer thread's, made on the first shed
+    mesh_inflight_t *inflight;          //  what each thread handles, for meshd (or NULL)
+    const char *test_poison;            //  MESH_TEST_POISON (tests only), or NULL
 };
 
 //  --- worker side ----------------------------------------------------------------
@@ -265,7 +269,10 @@ s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
           mesh_incident_t *incident)
 {
     int slot = s_claim (self, incident->id);
+    mesh_inflight_set (self->inflight, 1 + slot, incident->topic, incident->partition,
+                       incident->offset);
     bool ok = s_handle_claimed (self, reason, record, incident);
+    mesh_inflight_clear (self->inflight, 1 + slot);
     s_release (self, slot);
     return ok;
 }
@@ -392,6 +399,14 @@ s_worker (void *arg)
 
 //  --- consumer side ---------------------------------------------------------------
 
+//  The event at this position is handled: its offset may be stored.
+static void
+s_event_done (mesh_agent_t *self, const char *topic, int32_t partition, int64_t offset)
+{
+    mesh_event_kafka_done (self->events, topic, partition, offset);
+    mesh_inflight_done (self->inflight, topic, partition, offset);
+}
+
 static void
 s_store_completions (mesh_agent_t *self)
 {
@@ -402,7 +417,7 @@ s_store_completions (mesh_agent_t *self)
     self->done_len = self->done_cap = 0;
     pthread_mutex_unlock (&self->lock);
     for (size_t i = 0; i < len; i++) {
-        mesh_event_kafka_done (self->events, done[i].topic, done[i].partition, done[i].offset);
+        s_event_done (self, done[i].topic, done[i].partition, done[i].offset);
         free (done[i].topic);
     }
     free (done);
@@ -496,8 +511,7 @@ s_enqueue (mesh_agent_t *self, mesh_incident_t *incident)
     if (shed) {
         pthread_mutex_unlock (&self->lock);
         if (s_shed (self, incident))
-            mesh_event_kafka_done (self->events, incident->topic, incident->partition,
-                                   incident->offset);
+            s_event_done (self, incident->topic, incident->partition, incident->offset);
         else
             self->fatal = true;         //  not recorded: exit, the event is re-delivered
         mesh_incident_destroy (&incident);
@@ -507,12 +521,33 @@ s_enqueue (mesh_agent_t *self, mesh_incident_t *incident)
         pthread_cond_wait (&self->wake, &self->lock);
     mesh_event_kafka_hold (self->events, incident->topic, incident->partition,
                            incident->offset);
+    mesh_inflight_hold (self->inflight, incident->topic, incident->partition, incident->offset);
     size_t tail = (self->queue_head + self->queue_len) % self->queue_cap;
     self->queue[tail] = incident;
     self->queue_len++;
     self->busy++;
     pthread_cond_broadcast (&self->wake);
     pthread_mutex_unlock (&self->lock);
+}
+
+//  Test only: MESH_TEST_POISON="crash:TEXT" makes the consumer thread crash (SIGSEGV),
+//  "hang:TEXT" makes it hang (no more heartbeats), on every event whose bytes contain
+//  TEXT: a poison message, for tests/integration/poison.sh.
+static void
+s_test_poison (mesh_agent_t *self, const mesh_event_t *event)
+{
+    const char *text = strchr (self->test_poison, ':');
+    if (!text || !text[1] || !event->raw || !memmem (event->raw, event->raw_len, text + 1,
+                                                     strlen (text + 1)))
+        return;
+    mesh_warn ("test hook MESH_TEST_POISON: %.*s on %s[%d]@%lld",
+               (int) (text - self->test_poison), self->test_poison, event->topic,
+               event->partition, (long long) event->offset);
+    if (strncmp (self->test_poison, "hang:", 5) == 0)
+        while (true)
+            sleep (1);
+    signal (SIGSEGV, SIG_DFL);          //  not a sanitizer's handler: a plain crash
+    raise (SIGSEGV);
 }
 
 //  Detect and de-duplicate one event; queue what it opened or mark it done.  With no
@@ -523,6 +558,8 @@ static void
 s_consume (mesh_agent_t *self, mesh_event_t *event)
 {
     size_t opened = 0;
+    if (event && self->test_poison)
+        s_test_poison (self, event);
     if (event) {
         self->n.events++;
         mesh_detect_info_t info;
@@ -537,8 +574,7 @@ s_consume (mesh_agent_t *self, mesh_event_t *event)
         json_decref (event->json);      //  an incident keeps its own copy
         event->json = NULL;
         if (!opened)
-            mesh_event_kafka_done (self->events, event->topic, event->partition,
-                                   event->offset);
+            s_event_done (self, event->topic, event->partition, event->offset);
     }
     else
         mesh_incidents_tick (self->incidents, zclock_time ());
@@ -688,10 +724,11 @@ mesh_agent_run (mesh_agent_t *self)
         for (int i = 0; i < S_BATCH; i++) {
             mesh_event_t event;
             int rc = mesh_event_kafka_poll (self->events, i == 0 ? 100 : 0, &event);
-            if (rc == 0)
-                break;
             if (rc == 1)
                 s_consume (self, &event);                                      //  event
+            mesh_inflight_clear (self->inflight, 0);    //  set by s_guard
+            if (rc == 0)
+                break;
             if ((i & 63) == 63 && (zclock_mono () >= next_beat || s_queue_full (self)))
                 break;
         }
@@ -718,6 +755,32 @@ mesh_agent_run (mesh_agent_t *self)
     int code = self->fatal ? 75 : 0;    //  EX_TEMPFAIL: restart me, re-deliver the rest
     mesh_info ("stopped (%s)", code ? "ledger unavailable" : "drained");
     return code;
+}
+
+//  The event consumer's guard, before a message is decoded: from here until the consumer
+//  clears it, slot 0 says this position is being handled; a quarantined one is skipped.
+static const char *
+s_guard (void *arg, const char *topic, int32_t partition, int64_t offset)
+{
+    mesh_agent_t *self = arg;
+    mesh_inflight_set (self->inflight, 0, topic, partition, offset);
+    if (!mesh_inflight_quarantined (self->inflight, topic, partition, offset))
+        return NULL;
+    return "quarantined: handling this message ended the agent daemon.restart.quarantine_after "
+           "times";
+}
+
+void
+mesh_agent_set_inflight (mesh_agent_t *self, mesh_inflight_t **inflight_p)
+{
+    mesh_inflight_destroy (&self->inflight);
+    self->inflight = *inflight_p;
+    *inflight_p = NULL;
+    if (self->inflight)
+        mesh_event_kafka_set_guard (self->events, s_guard, self);
+    if (mesh_inflight_marks (self->inflight))
+        mesh_notice ("%zu message position(s) with strikes from earlier lives (quarantined "
+                     "ones are skipped)", mesh_inflight_marks (self->inflight));
 }
 
 //  --- lifecycle ---------------------------------------------------------------------
@@ -776,6 +839,7 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
         mesh_agent_destroy (&self);
         return NULL;
     }
+    self->test_poison = getenv ("MESH_TEST_POISON");
     self->handling = calloc ((size_t) acfg->reason.workers, sizeof *self->handling);
     self->workers = calloc ((size_t) acfg->reason.workers, sizeof *self->workers);
     for (int i = 0; i < acfg->reason.workers; i++) {
@@ -798,6 +862,7 @@ mesh_agent_destroy (mesh_agent_t **self_p)
     mesh_detect_destroy (&self->detect);
     zsock_destroy (&self->ctl);
     mesh_record_destroy (&self->shed_record);
+    mesh_inflight_destroy (&self->inflight);
     for (size_t i = 0; i < self->queue_len; i++)
         mesh_incident_destroy (&self->queue[(self->queue_head + i) % self->queue_cap]);
     free (self->queue);

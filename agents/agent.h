@@ -20,6 +20,11 @@ typedef struct _mesh_agent_t mesh_agent_t;
 mesh_agent_t *mesh_agent_new (const mesh_config_t *cfg, const char *agent_name,
                               const char *instance, const char *endpoint, const char *brokers);
 void mesh_agent_destroy (mesh_agent_t **self_p);
+//  Poison messages (common/inflight.h): the area meshd gave this life, before run; the
+//  agent takes ownership.  Its consumer thread (slot 0) and each reason worker (slot 1 +
+//  its index) write there what they handle; quarantined positions are skipped.
+typedef struct _mesh_inflight_t mesh_inflight_t;
+void mesh_agent_set_inflight (mesh_agent_t *self, mesh_inflight_t **inflight_p);
 //  Run until told to stop (SHUTDOWN from the supervisor, SIGTERM/SIGINT, or the supervisor
 //  gone); drains in-flight incidents, stores offsets.  Returns the process exit code.
 int mesh_agent_run (mesh_agent_t *self);

@@ -1,14 +1,17 @@
 /*  mesh-agent - one agent process, started by meshd (never by hand in production).
  *
  *      mesh-agent --config FILE --agent NAME --instance ID --endpoint EP --brokers LIST
- *                 --auth-fd N
+ *                 --auth-fd N [--inflight-fd M]
  *
  *  Loads the same config file as the supervisor and runs agent NAME; see agent.c.
  *  Descriptor N holds the token meshd made for this life of the instance: it is read
  *  (exactly MESH_PROTO_TOKEN_SIZE bytes, then end of file) and closed before anything
  *  else, after the process made itself non-dumpable, so that another process of the
  *  same user cannot read the token from /proc/PID/mem; every socket to the
- *  supervisor authenticates with it.
+ *  supervisor authenticates with it.  Descriptor M (meshd always passes one) is this
+ *  life's in-flight area (common/inflight.h): mapped, then closed, before the config is
+ *  read; the threads write there what they handle, so that meshd can tell which message
+ *  a death happened on, and meshd wrote there which messages are quarantined.
  *  Exit codes: 0 drained on request, 64 usage, 78 config, 75 ledger unavailable
  *  (the supervisor restarts it), 1 anything else (confinement failing included).
  *
@@ -16,11 +19,12 @@
  *  drops capabilities and file writes outside its state directory before any thread
  *  starts, and installs its system call filter once started, before the first event.
  *  MESH_TEST_FORBIDDEN_SYSCALL=1 (tests only) makes it call a system call outside the
- *  filter right after that.
+ *  filter right after that.  MESH_TEST_POISON (tests only) is described in agent.c.
  */
 #include "agent.h"
 #include "config.h"
 #include "confine.h"
+#include "inflight.h"
 #include "log.h"
 #include "proto.h"
 #include "record.h"
@@ -72,6 +76,26 @@ s_read_token (const char *fd_text, uint8_t *token)
     return 0;
 }
 
+//  Map the in-flight area on FD_TEXT's descriptor (NULL without one).  -1 with a message
+//  on stderr when the descriptor is not one.
+static int
+s_attach_inflight (const char *fd_text, mesh_inflight_t **inflight_p)
+{
+    *inflight_p = NULL;
+    if (!fd_text)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long fd = strtol (fd_text, &end, 10);
+    const char *why = "not a descriptor number (3 or more)";
+    if (!errno && end && !*end && fd >= 3 && fd <= INT_MAX
+        && (*inflight_p = mesh_inflight_attach ((int) fd, &why)) != NULL)
+        return 0;
+    fprintf (stderr, "mesh-agent: --inflight-fd '%s': %s; meshd passes one when it starts "
+                     "an agent\n", fd_text, why);
+    return -1;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -83,11 +107,11 @@ main (int argc, char **argv)
         return 1;
     }
     const char *config = NULL, *agent = NULL, *instance = NULL, *endpoint = NULL,
-               *brokers = NULL, *auth_fd = NULL;
+               *brokers = NULL, *auth_fd = NULL, *inflight_fd = NULL;
     static struct option opts[] = {{"config", 1, 0, 'c'},   {"agent", 1, 0, 'a'},
                                    {"instance", 1, 0, 'i'}, {"endpoint", 1, 0, 'e'},
                                    {"brokers", 1, 0, 'b'},  {"auth-fd", 1, 0, 'A'},
-                                   {0, 0, 0, 0}};
+                                   {"inflight-fd", 1, 0, 'F'}, {0, 0, 0, 0}};
     int c;
     //  Not dumpable before the token is read: no same-user process may read our memory.
     prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -99,12 +123,13 @@ main (int argc, char **argv)
             case 'e': endpoint = optarg; break;
             case 'b': brokers = optarg; break;
             case 'A': auth_fd = optarg; break;
+            case 'F': inflight_fd = optarg; break;
             default: return 64;
         }
     }
     if (!config || !agent || !endpoint || !brokers || !auth_fd) {
         fprintf (stderr, "usage: mesh-agent --config FILE --agent NAME [--instance ID] "
-                         "--endpoint EP --brokers LIST --auth-fd N\n");
+                         "--endpoint EP --brokers LIST --auth-fd N [--inflight-fd M]\n");
         return 64;
     }
     if (!instance)
@@ -114,6 +139,9 @@ main (int argc, char **argv)
         return 64;
     mesh_record_auth_set (instance, token, sizeof token);
     sodium_memzero (token, sizeof token);
+    mesh_inflight_t *inflight = NULL;
+    if (s_attach_inflight (inflight_fd, &inflight) != 0)
+        return 64;
     mesh_log_set_tag (instance);
     zsys_init ();
     zsys_set_logstream (NULL);
@@ -129,6 +157,9 @@ main (int argc, char **argv)
         return 1;
     }
     mesh_agent_t *self = mesh_agent_new (cfg, agent, instance, endpoint, brokers);
+    if (self)
+        mesh_agent_set_inflight (self, &inflight);
+    mesh_inflight_destroy (&inflight);
     if (self && mesh_confine_apply (&cfg->sandbox, parent, &why) != 0) {
         mesh_err ("cannot confine the agent: %s", why);
         free (why);

@@ -1210,6 +1210,7 @@ static const s_field_t s_restart_fields [] = {
     S_NUM ("healthy_after_s", mesh_config_t, healthy_after_s, F_INT, 1, 86400),
     S_NUM ("intensity", mesh_config_t, restart_intensity, F_INT, 0, 1000),
     S_NUM ("period_s", mesh_config_t, restart_period_s, F_INT, 1, 86400),
+    S_NUM ("quarantine_after", mesh_config_t, quarantine_after, F_INT, 1, 100),
     { NULL }
 };
 
@@ -2570,6 +2571,7 @@ s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
     cfg->backoff_max_ms = 30000;
     cfg->healthy_after_s = 60;
     cfg->restart_intensity = 5;
+    cfg->quarantine_after = 3;
     cfg->restart_period_s = 60;
     cfg->drain_timeout_ms = 10000;
     cfg->embedded_partitions = 4;

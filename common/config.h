@@ -268,6 +268,7 @@ typedef struct {
     int healthy_after_s;            //  up this long -> backoff resets; default 60
     int restart_intensity;          //  more than this many restarts ...; default 5
     int restart_period_s;           //  ... within this many seconds -> agent marked failed; default 60
+    int quarantine_after;           //  deaths while handling one message -> quarantined; default 3
     int drain_timeout_ms;           //  on stop, how long agents may take to drain; default 10000
     char *agent_binary;             //  default: mesh-agent beside the meshd binary
     //  kafka:

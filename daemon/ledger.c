@@ -917,6 +917,28 @@ s_unknown_rules (mesh_ledger_t *self, json_t *record)
     return !known;
 }
 
+//  A "quarantine" record names the message it is about: agent, topic, a partition and
+//  an offset that are not negative, and the strikes that reached the limit.  NULL if it
+//  does (or the record is of another type), else what is wrong.
+static const char *
+s_check_quarantine (const char *type, json_t *record)
+{
+    if (!streq (type, "quarantine"))
+        return NULL;
+    json_t *partition = json_object_get (record, "partition");
+    json_t *offset = json_object_get (record, "offset");
+    json_t *strikes = json_object_get (record, "strikes");
+    if (!json_is_string (json_object_get (record, "agent"))
+        || !json_is_string (json_object_get (record, "topic")))
+        return "\"agent\" and \"topic\" must be strings";
+    if (!json_is_integer (partition) || json_integer_value (partition) < 0
+        || !json_is_integer (offset) || json_integer_value (offset) < 0)
+        return "\"partition\" and \"offset\" must be integers, not negative";
+    if (!json_is_integer (strikes) || json_integer_value (strikes) < 1)
+        return "\"strikes\" must be a positive integer";
+    return NULL;
+}
+
 int64_t
 mesh_ledger_append (mesh_ledger_t *self, json_t *record)
 {
@@ -939,6 +961,11 @@ mesh_ledger_append (mesh_ledger_t *self, json_t *record)
         }
     if (streq (type, "ledger")) {
         mesh_err ("ledger: refused a record of the reserved type \"ledger\"");
+        return -1;
+    }
+    const char *refused = s_check_quarantine (type, record);
+    if (refused) {
+        mesh_err ("ledger: refused a quarantine record: %s", refused);
         return -1;
     }
     bool decision = streq (type, "decision");

@@ -18,11 +18,21 @@
  *  cannot be taken over by whoever reconnects with the same name.
  *
  *      held: storage is down (mesh_supervise_hold); started again when it is back.
+ *
+ *  Poison messages.  Each life also gets an in-flight area (common/inflight.h) on
+ *  descriptor 4 (--inflight-fd): the agent's threads write there what they are
+ *  handling.  At the reap, s_reckon reads it back; a death by signal, by a heartbeat
+ *  timeout or by a failing exit counts one strike for each position being handled
+ *  (daemon/quarantine.c keeps them, in <state_dir>/quarantine.json), and a position at
+ *  daemon.restart.quarantine_after strikes is quarantined: a "quarantine" record in the
+ *  decision log, and the next lives are told (in their area) to skip it.
  */
 #include "supervise.h"
 #include "agent_user.h"
+#include "inflight.h"
 #include "log.h"
 #include "proto.h"
+#include "quarantine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +71,10 @@ typedef struct {
     size_t peer_count;
     int64_t bug_recorded_at;            //  the last agent_error record (mono ms), 0: none
     int64_t bugs_unrecorded;            //  refused messages since then
+    bool hung;                          //  killed for silence (the reap says "hung")
+    int inflight_fd;                    //  this life's in-flight area (inflight.h), or -1
+    mesh_inflight_pos_t *marks;         //  the positions with strikes this life was told
+    size_t mark_count;
 } s_instance_t;
 
 struct _mesh_supervise_t {
@@ -75,6 +89,7 @@ struct _mesh_supervise_t {
     mesh_supervise_record_fn *recorder;
     void *recorder_arg;
     const mesh_agent_user_t *agent_user;    //  sandbox.user, or NULL
+    mesh_quarantine_t *quarantine;      //  strikes of poison messages, all agents
 };
 
 //  Gauges describe the present and are not summed across lives.
@@ -131,6 +146,10 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
     //  The token goes into a pipe before the fork (32 bytes fit any pipe buffer); the
     //  child keeps only the read end, the parent closes both after the fork.
     s_forget (in);
+    if (in->inflight_fd >= 0) {         //  never the case after a reap (s_reckon closes it)
+        close (in->inflight_fd);
+        in->inflight_fd = -1;
+    }
     //  An agent under another uid writes only <state_dir>/incidents: it must be its own.
     if (self->agent_user
         && mesh_agent_user_prepare_state (self->agent_user, self->cfg->state_dir) != 0) {
@@ -145,12 +164,27 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
         in->next_start = zclock_mono () + in->backoff_ms;
         return;
     }
+    //  The in-flight area, with what this life must know: the positions with strikes.
+    bool quarantined[MESH_INFLIGHT_MARKS];
+    in->mark_count = mesh_quarantine_marks (self->quarantine, in->cfg->name, in->marks,
+                                            quarantined, MESH_INFLIGHT_MARKS);
+    const char *why = NULL;
+    int inflight = mesh_inflight_create (in->marks, quarantined, in->mark_count, &why);
+    if (inflight < 0) {
+        mesh_err ("cannot make the in-flight area for %s: %s: %s", in->name, why,
+                  strerror (errno));
+        close (pipefd[0]);
+        close (pipefd[1]);
+        s_not_started (self, in);
+        return;
+    }
     randombytes_buf (in->token, sizeof in->token);
     ssize_t wrote = write (pipefd[1], in->token, sizeof in->token);
     close (pipefd[1]);
     if (wrote != (ssize_t) sizeof in->token) {
         mesh_err ("cannot hand a token to %s: %s", in->name, strerror (errno));
         close (pipefd[0]);
+        close (inflight);
         sodium_memzero (in->token, sizeof in->token);
         in->state = S_BACKOFF;
         in->next_start = zclock_mono () + in->backoff_ms;
@@ -168,6 +202,7 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
         close (pipefd[0]);
     }
     if (pid < 0) {
+        close (inflight);
         sodium_memzero (in->token, sizeof in->token);
         mesh_err ("cannot fork for %s: %s", in->name, strerror (errno));
         in->state = S_BACKOFF;
@@ -183,25 +218,27 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
         sigset_t none;
         sigemptyset (&none);
         sigprocmask (SIG_SETMASK, &none, NULL);
-        //  The agent inherits stdin, stdout, stderr and the token on descriptor 3, and
-        //  nothing else (no socket, log or broker descriptor of meshd's, whatever its flags).
-        if (pipefd[0] == 3)
-            fcntl (3, F_SETFD, 0);
-        else
-        if (dup2 (pipefd[0], 3) != 3)
+        //  The agent inherits stdin, stdout, stderr, the token on descriptor 3 and the
+        //  in-flight area on 4, and nothing else (no socket, log or broker descriptor of
+        //  meshd's, whatever its flags).  Both are moved above 4 first, so that neither
+        //  dup2 can overwrite the other; dup2 clears close-on-exec.
+        int token_fd = fcntl (pipefd[0], F_DUPFD_CLOEXEC, 5);
+        int area_fd = fcntl (inflight, F_DUPFD_CLOEXEC, 5);
+        if (token_fd < 0 || area_fd < 0 || dup2 (token_fd, 3) != 3 || dup2 (area_fd, 4) != 4)
             _exit (127);
-        close_range (4, ~0U, 0);
-        char fdtext[16] = "3";
-        char *argv[] = {self->binary,  "--config",   self->config_path, "--agent",
-                        in->cfg->name, "--instance", in->name,          "--endpoint",
-                        self->endpoint, "--brokers", self->brokers,     "--auth-fd",
-                        fdtext,        NULL};
+        close_range (5, ~0U, 0);
+        char fdtext[16] = "3", areatext[16] = "4";
+        char *argv[] = {self->binary,   "--config",   self->config_path, "--agent",
+                        in->cfg->name,  "--instance", in->name,          "--endpoint",
+                        self->endpoint, "--brokers",  self->brokers,     "--auth-fd",
+                        fdtext,         "--inflight-fd", areatext,       NULL};
         execv (self->binary, argv);
         fprintf (stderr, "<3>meshd[%s]: cannot exec %s: %s\n", in->name, self->binary,
                  strerror (errno));
         _exit (127);
     }
     in->pid = pid;
+    in->inflight_fd = inflight;
     in->token_live = true;
     in->state = S_STARTING;
     in->hello = false;
@@ -236,8 +273,13 @@ mesh_supervise_new (const mesh_config_t *cfg, const char *agent_binary, const ch
             in->backoff_ms = cfg->backoff_initial_ms;
             in->life = json_object ();
             in->totals = json_object ();
+            in->inflight_fd = -1;
+            in->marks = calloc (MESH_INFLIGHT_MARKS, sizeof *in->marks);
         }
     }
+    char *table = cfg->state_dir ? zsys_sprintf ("%s/quarantine.json", cfg->state_dir) : NULL;
+    self->quarantine = mesh_quarantine_new (table);
+    free (table);
     if (sodium_init () < 0) {
         mesh_err ("libsodium cannot start: no tokens for agents");
         mesh_supervise_destroy (&self);
@@ -273,7 +315,11 @@ mesh_supervise_destroy (mesh_supervise_t **self_p)
         free (self->inst[i].rules_hash);
         json_decref (self->inst[i].life);
         json_decref (self->inst[i].totals);
+        if (self->inst[i].inflight_fd >= 0)
+            close (self->inst[i].inflight_fd);
+        free (self->inst[i].marks);
     }
+    mesh_quarantine_destroy (&self->quarantine);
     free (self->inst);
     free (self->binary);
     free (self->config_path);
@@ -409,6 +455,90 @@ s_death_text (int status)
                          s_signal_reason (WTERMSIG (status)));
 }
 
+//  {"type":"quarantine","event":"quarantined",...} to the recorder, if there is one.
+static void
+s_record_quarantine (mesh_supervise_t *self, s_instance_t *in, const mesh_inflight_pos_t *pos,
+                     int strikes, int limit, const char *death)
+{
+    if (!self->recorder)
+        return;
+    json_t *record = json_pack ("{ss ss ss ss ss si sI si si ss}", "type", "quarantine",
+                                "event", "quarantined", "agent", in->cfg->name, "instance",
+                                in->name, "topic", pos->topic, "partition", (int) pos->partition,
+                                "offset", (json_int_t) pos->offset, "strikes", strikes, "limit",
+                                limit, "last_death", death);
+    json_object_set_new (record, "dead_letter_topic",
+                         in->cfg->dead_letter_topic ? json_string (in->cfg->dead_letter_topic)
+                                                    : json_null ());
+    self->recorder (self->recorder_arg, record);
+    json_decref (record);
+}
+
+//  The end of a life: what was it handling?  Marks flagged survived lose their strikes.
+//  Then, for a death a message can cause - anything but a clean exit, exit 75 (the
+//  ledger did not answer) or the end of a drain while meshd stops - each position a
+//  thread was handling gets a strike; one that reaches daemon.restart.quarantine_after
+//  is quarantined: logged, recorded, and skipped by every later life.
+static void
+s_reckon (mesh_supervise_t *self, s_instance_t *in, int status)
+{
+    int fd = in->inflight_fd;
+    in->inflight_fd = -1;
+    bool hung = in->hung;
+    in->hung = false;
+    if (fd < 0)
+        return;
+    mesh_inflight_pos_t busy[MESH_INFLIGHT_SLOTS];
+    bool survived[MESH_INFLIGHT_MARKS];
+    size_t busy_count = 0, rejected = 0;
+    const char *why = NULL;
+    int rc = mesh_inflight_read (fd, in->mark_count, busy, &busy_count, survived, &rejected,
+                                 &why);
+    close (fd);
+    if (rc != 0) {
+        mesh_warn ("agent %s: %s; this death counts no strike", in->name, why);
+        return;
+    }
+    if (rejected)
+        mesh_warn ("agent %s: %zu in-flight slot(s) held no valid position; ignored", in->name,
+                   rejected);
+    for (size_t i = 0; i < in->mark_count; i++)
+        if (survived[i])
+            mesh_quarantine_clear (self->quarantine, in->cfg->name, &in->marks[i]);
+    bool clean = WIFEXITED (status) && (WEXITSTATUS (status) == 0 || WEXITSTATUS (status) == 75);
+    if (clean || self->stopping || busy_count == 0)
+        return;
+    int limit = self->cfg->quarantine_after > 0 ? self->cfg->quarantine_after
+                                                : MESH_QUARANTINE_AFTER_DEFAULT;
+    char *death = hung ? zsys_sprintf ("hung: no heartbeat for %d ms, killed",
+                                       self->cfg->liveness_timeout_ms)
+                       : s_death_text (status);
+    for (size_t i = 0; i < busy_count; i++) {
+        bool twice = false;             //  two threads on one position: one strike
+        for (size_t k = 0; k < i && !twice; k++)
+            twice = busy[k].offset == busy[i].offset && busy[k].partition == busy[i].partition
+                    && strcmp (busy[k].topic, busy[i].topic) == 0;
+        if (twice)
+            continue;
+        bool reached = false;
+        int strikes = mesh_quarantine_strike (self->quarantine, in->cfg->name, &busy[i], limit,
+                                              &reached);
+        if (reached) {
+            mesh_err ("agent %s: message %s[%d]@%lld quarantined: handling it ended the agent "
+                      "%d times (last: %s); later lives skip it%s%s", in->name, busy[i].topic,
+                      busy[i].partition, (long long) busy[i].offset, strikes, death,
+                      in->cfg->dead_letter_topic ? " and copy it to " : "",
+                      in->cfg->dead_letter_topic ? in->cfg->dead_letter_topic : "");
+            s_record_quarantine (self, in, &busy[i], strikes, limit, death);
+        }
+        else
+            mesh_warn ("agent %s ended (%s) while handling %s[%d]@%lld: strike %d of %d",
+                       in->name, death, busy[i].topic, busy[i].partition,
+                       (long long) busy[i].offset, strikes, limit);
+    }
+    free (death);
+}
+
 static void
 s_died (mesh_supervise_t *self, s_instance_t *in, int status)
 {
@@ -420,6 +550,7 @@ s_died (mesh_supervise_t *self, s_instance_t *in, int status)
     s_fold (in);
     if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
         s_record (self, in, "died", pid, status);
+    s_reckon (self, in, status);
     if (self->holding && !self->stopping) {
         in->state = S_HELD;
         in->restart_requested = false;
@@ -489,6 +620,7 @@ mesh_supervise_tick (mesh_supervise_t *self)
             mesh_err ("agent %s sent no heartbeat for %d ms; killing it", in->name,
                       self->cfg->liveness_timeout_ms);
             kill (in->pid, SIGKILL);
+            in->hung = true;
             in->last_beat = now;        //  once; the reap restarts it
         }
     }
@@ -725,8 +857,13 @@ mesh_supervise_status (mesh_supervise_t *self)
                              in->restarts, "uptime_s",
                              (json_int_t) (in->pid ? (now - in->started_at) / 1000 : 0),
                              "last_exit", in->last_exit, "counters", counters));
-        json_object_set_new (json_array_get (list, json_array_size (list) - 1), "rules_hash",
+        json_t *entry = json_array_get (list, json_array_size (list) - 1);
+        json_object_set_new (entry, "rules_hash",
                              in->rules_hash ? json_string (in->rules_hash) : json_null ());
+        json_object_set_new (entry, "quarantined", json_integer ((json_int_t) mesh_quarantine_count (
+                                                       self->quarantine, in->cfg->name)));
+        json_object_set_new (entry, "suspects", json_integer ((json_int_t) mesh_quarantine_suspects (
+                                                    self->quarantine, in->cfg->name)));
     }
     return list;
 }

@@ -12,6 +12,10 @@
  *  with its instance's current token; the table of such ids is forgotten, and the
  *  token voided, when the instance dies.  Everything that names a peer below
  *  (agent_of, punish, hello, heartbeat) sees authenticated routing ids only.
+ *
+ *  Each life also gets an in-flight area (--inflight-fd, common/inflight.h): a death
+ *  while a thread handled a message is a strike against that message's position, and
+ *  daemon.restart.quarantine_after strikes quarantine it (daemon/quarantine.h).
  */
 #ifndef MESH_SUPERVISE_H
 #define MESH_SUPERVISE_H
@@ -30,7 +34,9 @@ mesh_supervise_t *mesh_supervise_new (const mesh_config_t *cfg, const char *agen
 void mesh_supervise_destroy (mesh_supervise_t **self_p);
 //  Where deaths are recorded: FN (ARG, RECORD) appends RECORD (borrowed) to the decision
 //  log.  Records: {"type":"agent","event":"died","instance","agent","pid","signal","reason"}
-//  or {... "exit":code}, and {"type":"agent","event":"failed",...} past the intensity.
+//  or {... "exit":code}, {"type":"agent","event":"failed",...} past the intensity, and
+//  {"type":"quarantine","event":"quarantined","agent","instance","topic","partition",
+//  "offset","strikes","limit","last_death","dead_letter_topic"} for a poison message.
 typedef void (mesh_supervise_record_fn) (void *arg, json_t *record);
 void mesh_supervise_set_recorder (mesh_supervise_t *self, mesh_supervise_record_fn *fn, void *arg);
 //  With sandbox.user: AGENT_USER (borrowed, may be NULL) is the agents' account; before
@@ -86,7 +92,9 @@ void mesh_supervise_restart (mesh_supervise_t *self, const char *name);
 //  Ask instance NAME to re-read the config and swap its rule chain between decisions.
 void mesh_supervise_reload (mesh_supervise_t *self, const char *name);
 //  Status of every instance (caller owns): [{name, agent, pid, state, restarts, uptime_s,
-//  last_exit, counters{}}].  state: starting, running, backoff, failed, stopped, held.
+//  last_exit, counters{}, rules_hash, quarantined, suspects}].  state: starting, running,
+//  backoff, failed, stopped, held.  quarantined: positions of its agent quarantined as
+//  poison messages; suspects: positions with strikes below the limit.
 json_t *mesh_supervise_status (mesh_supervise_t *self);
 //  A one-line summary for STATUS= ("2/2 agents running, 0 failed, 14 decisions"; failed
 //  ones are named: "1/2 agents running, 1 failed (ops: last exit 127), 0 decisions").

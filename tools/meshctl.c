@@ -233,20 +233,22 @@ s_status (s_opts_t *o)
         if (json_is_object (last) && !json_is_true (json_object_get (last, "ok")))
             printf ("LAST RELOAD FAILED (old config and rules in force):\n%s",
                     json_string_value (json_object_get (last, "error")));
-        printf ("%-16s %7s %-9s %8s %9s %9s %9s %9s %8s %-12s\n", "AGENT", "PID", "STATE",
-                "RESTARTS", "EVENTS", "INCIDENTS", "DECISIONS", "ACCEPTED", "TOKENS", "RULES");
+        printf ("%-16s %7s %-9s %8s %9s %9s %9s %9s %8s %-12s %11s\n", "AGENT", "PID",
+                "STATE", "RESTARTS", "EVENTS", "INCIDENTS", "DECISIONS", "ACCEPTED", "TOKENS",
+                "RULES", "QUARANTINED");
         size_t i;
         json_t *a;
         json_array_foreach (json_object_get (status, "agents"), i, a) {
             const char *rules = json_string_value (json_object_get (a, "rules_hash"));
-            printf ("%-16s %7lld %-9s %8lld %9lld %9lld %9lld %9lld %8lld %.12s\n",
+            printf ("%-16s %7lld %-9s %8lld %9lld %9lld %9lld %9lld %8lld %-12.12s %11lld\n",
                     json_string_value (json_object_get (a, "name")),
                     (long long) json_integer_value (json_object_get (a, "pid")),
                     json_string_value (json_object_get (a, "state")),
                     (long long) json_integer_value (json_object_get (a, "restarts")),
                     (long long) s_counter (a, "events"), (long long) s_counter (a, "incidents"),
                     (long long) s_counter (a, "loops"), (long long) s_counter (a, "accepted"),
-                    (long long) s_counter (a, "tokens"), rules ? rules : "-");
+                    (long long) s_counter (a, "tokens"), rules ? rules : "-",
+                    (long long) json_integer_value (json_object_get (a, "quarantined")));
             s_malformed_line (a);
         }
     }

@@ -59,6 +59,8 @@ struct _mesh_event_kafka_t {
     bool starting;                  //  in the cluster id wait: errors are kept, not logged
     char last_error[512];           //  the most telling client error seen while starting
     bool telling;                   //  ... it says what failed, not just "Disconnected"
+    mesh_event_kafka_guard_fn *guard;   //  poison messages: skip this one?
+    void *guard_arg;
 };
 
 static s_partition_t *
@@ -662,6 +664,32 @@ s_malformed (mesh_event_kafka_t *self, const rd_kafka_message_t *msg, s_partitio
         s_store (self, p);
 }
 
+void
+mesh_event_kafka_set_guard (mesh_event_kafka_t *self, mesh_event_kafka_guard_fn *fn, void *arg)
+{
+    self->guard = fn;
+    self->guard_arg = arg;
+}
+
+//  The guard's word on MSG, before anything reads its bytes: a quarantined message is
+//  counted as malformed (quarantined), dead-lettered and its offset stored, unhandled.  True if it was skipped.
+static bool
+s_guarded (mesh_event_kafka_t *self, const rd_kafka_message_t *msg, s_partition_t *p)
+{
+    if (!self->guard)
+        return false;
+    const char *why = self->guard (self->guard_arg, p->topic, msg->partition, msg->offset);
+    if (!why)
+        return false;
+    mesh_warn ("event: message %s[%d]@%lld skipped: %s", p->topic, msg->partition,
+               (long long) msg->offset, why);
+    self->malformed++;
+    self->malformed_by[MESH_EVENT_QUARANTINED]++;
+    if (!s_dead_letter (self, msg, why, MESH_EVENT_QUARANTINED))
+        s_store (self, p);
+    return true;
+}
+
 int
 mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event)
 {
@@ -691,6 +719,8 @@ mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *e
     s_partition_t *p = s_partition (self, topic, msg->partition, true);
     if (msg->offset + 1 > p->next)
         p->next = msg->offset + 1;
+    if (s_guarded (self, msg, p))
+        return -1;
     memset (event, 0, sizeof *event);
     event->topic = topic;
     event->partition = msg->partition;

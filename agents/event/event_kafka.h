@@ -38,8 +38,9 @@ const char *mesh_event_kafka_incarnation (const mesh_event_kafka_t *self);
 //  Commit what is stored, leave the group, destroy; sets *self_p to NULL; safe on NULL.
 void mesh_event_kafka_destroy (mesh_event_kafka_t **self_p);
 //  Wait up to TIMEOUT_MS for one message.  1: *event filled (valid until the next poll);
-//  0: nothing; -1: a malformed message was consumed (counted; its offset stored, or held
-//  until its dead-letter copy is acknowledged or fails).
+//  0: nothing; -1: a malformed message was consumed, or the guard skipped one
+//  (mesh_event_kafka_set_guard): counted, its offset stored, or held until its
+//  dead-letter copy is acknowledged or fails.
 //  The caller must then call either mesh_event_kafka_done or mesh_event_kafka_hold.
 int mesh_event_kafka_poll (mesh_event_kafka_t *self, int timeout_ms, mesh_event_t *event);
 //  Decode one message body through AGENT's field map (used by poll; exposed for tests and
@@ -65,7 +66,8 @@ int mesh_event_decode (const mesh_agent_config_t *agent, const char *payload, si
     X (TOMBSTONE, "tombstone")          /*  a null value (a compaction tombstone)         */ \
     X (MISSING_FIELD, "missing_field")  /*  a key field or the value field is absent      */ \
     X (BAD_FIELD, "bad_field")          /*  a mapped field of the wrong type or unusable  */ \
-    X (OUT_OF_WINDOW, "out_of_window")  /*  event time beyond max_future_skew_s / max_age */
+    X (OUT_OF_WINDOW, "out_of_window")  /*  event time beyond max_future_skew_s / max_age */ \
+    X (QUARANTINED, "quarantined")      /*  it ended the agent quarantine_after times     */
 
 typedef enum {
 #define S_REASON_ENUM(tag, name) MESH_EVENT_##tag,
@@ -132,5 +134,13 @@ bool mesh_event_kafka_paused (const mesh_event_kafka_t *self);
 int64_t mesh_event_kafka_lag (mesh_event_kafka_t *self);
 //  Events held (in flight) right now.
 size_t mesh_event_kafka_held (const mesh_event_kafka_t *self);
+//  Poison messages: FN (ARG, topic, partition, offset) is called for every message before
+//  it is decoded.  It returns NULL to go on, or a reason (static) to skip the message:
+//  then it is copied to the dead-letter topic (if any) with that reason, its offset is
+//  stored, and poll returns -1 (not counted as malformed).
+typedef const char *(mesh_event_kafka_guard_fn) (void *arg, const char *topic,
+                                                 int32_t partition, int64_t offset);
+void mesh_event_kafka_set_guard (mesh_event_kafka_t *self, mesh_event_kafka_guard_fn *fn,
+                                 void *arg);
 
 #endif

@@ -144,6 +144,31 @@ s_append (mesh_ledger_t *ledger, json_t *record)
 
 //  ---------------------------------------------------------------------------------------
 
+//  A quarantine record (a poison message, daemon/supervise.c) names its message.
+static void
+test_quarantine_record (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    const char *good = "{\"type\":\"quarantine\",\"event\":\"quarantined\",\"agent\":\"ops\","
+                       "\"topic\":\"metrics\",\"partition\":0,\"offset\":5,\"strikes\":3}";
+    assert_int_equal (s_append (ledger, json_loads (good, 0, NULL)), 2);
+    const char *bad[] = {
+        "{\"type\":\"quarantine\",\"topic\":\"metrics\",\"partition\":0,\"offset\":5,\"strikes\":3}",
+        "{\"type\":\"quarantine\",\"agent\":\"ops\",\"topic\":\"metrics\",\"partition\":-1,"
+        "\"offset\":5,\"strikes\":3}",
+        "{\"type\":\"quarantine\",\"agent\":\"ops\",\"topic\":\"metrics\",\"partition\":0,"
+        "\"offset\":\"5\",\"strikes\":3}",
+        "{\"type\":\"quarantine\",\"agent\":\"ops\",\"topic\":\"metrics\",\"partition\":0,"
+        "\"offset\":5,\"strikes\":0}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal (s_append (ledger, json_loads (bad[i], 0, NULL)), -1);
+    assert_int_equal (mesh_ledger_seq (ledger), 2);
+    mesh_ledger_destroy (&ledger);
+}
+
 static void
 test_create_append_reopen (void **state)
 {
@@ -1181,6 +1206,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_old_log_torn, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_unmacd_log_with_old_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_set_aside, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_quarantine_record, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name ("ledger", tests, NULL, NULL);
 }

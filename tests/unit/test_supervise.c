@@ -14,6 +14,7 @@
  *  before its backoff is over), never upper bounds a slow machine could miss.
  */
 #include "supervise.h"
+#include "inflight.h"
 #include "log.h"
 #include "proto.h"
 
@@ -738,8 +739,9 @@ test_only_authenticated_peers_count (void **state)
     assert_non_null (strstr (args, "--auth-fd"));
     assert_null (strstr (args, token));
     assert_null (strstr (env, token));
-    //  It inherited stdin, stdout, stderr and the token's pipe (3), nothing of meshd's:
-    //  above 3 there is only the shell's own handle on its script (and the listing's).
+    //  It inherited stdin, stdout, stderr, the token's pipe (3) and its in-flight area (4,
+    //  a memfd), nothing of meshd's: above 4 there is only the shell's own handle on its
+    //  script (and the listing's).
     char *fds = s_agent_file (fx, "cpu", cpu.pid, "fds");
     //  (dash keeps its script open, and a copy of its stdin, on descriptors of its own.)
     char *targets[64] = {NULL};
@@ -756,13 +758,15 @@ test_only_authenticated_peers_count (void **state)
     }
     assert_true (seen >= 4);
     for (int i = 0; i < seen; i++) {
-        bool allowed = numbers[i] <= 3 || strcmp (targets[i], fx->sleeper) == 0;
+        bool allowed = numbers[i] <= 3 || strcmp (targets[i], fx->sleeper) == 0
+                       || (numbers[i] == 4 && strncmp (targets[i], "/memfd:mesh-inflight", 20) == 0);
         for (int j = 0; j < seen && !allowed; j++)
             allowed = numbers[j] <= 2 && strcmp (targets[i], targets[j]) == 0;
         if (!allowed)
             fail_msg ("the agent inherited descriptor %d: %s", numbers[i], targets[i]);
     }
     assert_non_null (strstr (args, "--auth-fd 3"));
+    assert_non_null (strstr (args, "--inflight-fd 4"));
     free (fds);
     free (args);
     free (env);
@@ -849,6 +853,83 @@ test_signal_deaths_are_recorded (void **state)
     assert_int_equal (json_integer_value (json_object_get (r, "pid")), pid);
 }
 
+//  A poison message: every life of the agent dies (exit 3) while its consumer slot says
+//  it handles metrics[2]@5 (and a second slot holds garbage, which is ignored).  The
+//  script writes the slot with dd into descriptor 4, as the agent's stores would, and
+//  notes the quarantined flag of the first mark it was given.  After quarantine_after (3)
+//  deaths: one quarantine record, the count in status, the table in state_dir, and the
+//  next life is told.
+static void
+test_poison_is_quarantined (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    //  The offsets the script writes at, from the layout.
+    assert_int_equal (offsetof (mesh_inflight_area_t, slot[0].busy), 16);
+    assert_int_equal (offsetof (mesh_inflight_area_t, slot[0].topic), 36);
+    assert_int_equal (offsetof (mesh_inflight_area_t, slot[1].busy), 296);
+    assert_int_equal (offsetof (mesh_inflight_area_t, mark[0].quarantined), 4780);
+    char poison[160], body[1024];
+    snprintf (poison, sizeof poison, "%s/poison.sh", fx->dir);
+    snprintf (body, sizeof body,
+              "od -An -tu1 -j4780 -N1 /dev/fd/4 | tr -d ' ' >> %s/marks\n"
+              "printf '\\001\\000\\000\\000\\002\\000\\000\\000\\005\\000\\000\\000"
+              "\\000\\000\\000\\000\\007\\000\\000\\000metrics' "
+              "| dd of=/dev/fd/4 bs=1 seek=16 conv=notrunc status=none\n"
+              "printf '\\001\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000"
+              "\\000\\000\\000\\000\\377\\377\\000\\000' "
+              "| dd of=/dev/fd/4 bs=1 seek=296 conv=notrunc status=none\n"
+              "exit 3", fx->dir);
+    assert_int_equal (s_write_script (poison, body), 0);
+    fx->cfg.state_dir = fx->dir;
+    fx->cfg.quarantine_after = 3;
+    fx->cfg.restart_intensity = 10;
+    mesh_supervise_t *sup = s_start (fx, poison, 1);
+    int64_t deadline = zclock_mono () + 10000;
+    while (s_snap_restarts (sup, 0) < 4 && zclock_mono () < deadline) {
+        mesh_supervise_tick (sup);
+        zclock_sleep (5);
+    }
+    assert_true (s_snap_restarts (sup, 0) >= 4);
+    size_t quarantines = 0;
+    json_t *q = NULL;
+    for (size_t i = 0; i < json_array_size (fx->records); i++) {
+        json_t *r = json_array_get (fx->records, i);
+        if (strcmp (json_string_value (json_object_get (r, "type")), "quarantine") == 0) {
+            quarantines++;
+            q = r;
+        }
+    }
+    assert_int_equal (quarantines, 1);
+    assert_string_equal (json_string_value (json_object_get (q, "topic")), "metrics");
+    assert_int_equal (json_integer_value (json_object_get (q, "partition")), 2);
+    assert_int_equal (json_integer_value (json_object_get (q, "offset")), 5);
+    assert_int_equal (json_integer_value (json_object_get (q, "strikes")), 3);
+    assert_string_equal (json_string_value (json_object_get (q, "last_death")), "exit code 3");
+    json_t *status = mesh_supervise_status (sup);
+    assert_int_equal (json_integer_value (json_object_get (json_array_get (status, 0),
+                                                           "quarantined")), 1);
+    json_decref (status);
+    //  Lives 1-3 were given nothing quarantined, the 4th and later the poison.
+    char path[160];
+    snprintf (path, sizeof path, "%s/marks", fx->dir);
+    FILE *file = fopen (path, "r");
+    assert_non_null (file);
+    char line[16];
+    int lives = 0, told = 0;
+    while (fgets (line, sizeof line, file)) {
+        lives++;
+        told += atoi (line) == 1;
+        if (lives <= 3)
+            assert_int_equal (atoi (line), 0);
+    }
+    fclose (file);
+    assert_true (lives >= 4);
+    assert_int_equal (told, lives - 3);
+    snprintf (path, sizeof path, "%s/quarantine.json", fx->dir);
+    assert_int_equal (access (path, F_OK), 0);
+    fx->cfg.state_dir = NULL;
+}
+
 static void
 test_hold_and_release (void **state)
 {
@@ -907,6 +988,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_signal_deaths_are_recorded, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_agent_bug_recorded_not_killed, s_setup,
                                          s_teardown),
+        cmocka_unit_test_setup_teardown (test_poison_is_quarantined, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_hold_and_release, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests_name ("supervise", tests, NULL, NULL);
