@@ -390,7 +390,7 @@ test_values (void **state)
         "  flag: {kind: log, params: {on: {type: boolean}, x: {type: number, min: -0.5}}}\n"
         "agents:\n"
         "  - {name: a.b_c-1, topics: [t1, t2], mode: observe, fields: {key: [h]},\n"
-        "     reason: {backend: llm, budget_tokens: 10000000000}, actions: [flag],\n"
+        "     reason: {backend: llm, budget_tokens: 1000000000}, actions: [flag],\n"
         "     fallback: flag, group: g}\n";
     assert_int_equal (s_load (text, &cfg, &out), 0);
     assert_null (cfg->agent_binary);
@@ -412,7 +412,7 @@ test_values (void **state)
     assert_true (agent->observe);
     assert_string_equal (agent->group, "g");
     assert_int_equal (agent->topic_count, 2);
-    assert_true (agent->reason.budget_tokens == 10000000000L);
+    assert_true (agent->reason.budget_tokens == 1000000000L);
     mesh_config_destroy (&cfg);
     free (out);
 }
@@ -423,13 +423,21 @@ test_relative_paths (void **state)
     char *sub;
     assert_true (asprintf (&sub, "%s/etc", s_dir) > 0);
     assert_int_equal (mkdir (sub, 0700), 0);
+    //  The rule files exist (the loader checks who may write them); /etc/hostname stands
+    //  for an absolute one, /bin/sh for an agent binary: both are root's, mode 0644/0755.
+    char *rule_dir;
+    assert_true (asprintf (&rule_dir, "%s/r", sub) > 0);
+    assert_int_equal (mkdir (rule_dir, 0700), 0);
+    free (rule_dir);
+    free (s_write ("etc/r/one.lua", "", 0));
+    free (s_write ("etc/mine.lua", "", 0));
     const char *text =
         "daemon:\n"
         "  runtime_dir: run\n"
         "  state_dir: ../state\n"
-        "  agent_binary: /opt/mesh-agent\n"
+        "  agent_binary: /bin/sh\n"
         "gates:\n"
-        "  rules: [r/one.lua, /abs/two.lua]\n"
+        "  rules: [r/one.lua, /etc/hostname]\n"
         "kafka: {brokers: embedded}\n"
         "backends: {b: {kind: openai, url: 'http://h:1', model: m, api_key_file: key}}\n"
         "actions: {esc: {kind: log}}\n"
@@ -448,10 +456,10 @@ test_relative_paths (void **state)
     assert_string_equal (cfg->state_dir, expect);
     snprintf (expect, sizeof expect, "%s/../state/decisions.jsonl", sub);
     assert_string_equal (cfg->decision_log, expect);
-    assert_string_equal (cfg->agent_binary, "/opt/mesh-agent");
+    assert_string_equal (cfg->agent_binary, "/bin/sh");
     snprintf (expect, sizeof expect, "%s/r/one.lua", sub);
     assert_string_equal (cfg->global_rules [0], expect);
-    assert_string_equal (cfg->global_rules [1], "/abs/two.lua");
+    assert_string_equal (cfg->global_rules [1], "/etc/hostname");
     assert_int_equal (cfg->global_rule_pos [0].line, 6);
     assert_int_equal (cfg->global_rule_pos [0].col, 11);
     assert_int_equal (cfg->global_rule_pos [1].line, 6);
@@ -564,7 +572,7 @@ test_out_of_range (void **state)
     s_expect (out, "17:23: agents[0].detector.alpha: must be in (0,1], got 1.5");
     s_expect (out, "17:39: agents[0].detector.threshold: must be in [0,1], got -0.1");
     s_expect (out, "17:53: agents[0].detector.warmup: must be in [2,1000000], got 1");
-    s_expect (out, "18:23: gates.instructions: must be >= 1000, got 999");
+    s_expect (out, "18:23: gates.instructions: must be in [1000,1000000000], got 999");
     s_expect (out, "18:36: gates.memory: must be in [65536,4294967296], got 1024");
     s_expect (out, "18:51: gates.time_ms: must be in [1,60000], got 0");
     s_expect (out, "19:51: daemon.liveness_timeout_ms: must be greater than heartbeat_ms (2000)");
@@ -885,7 +893,7 @@ test_embedded (void **state)
     const char *text =
         "kafka: {brokers: embedded}\n"
         "backends: {b: {kind: scripted, file: f}}\n"
-        "actions: {k: {kind: kafka, topic: out}, l: {kind: log}}\n"
+        "actions: {k: {kind: kafka, topic: out, allow_input_topic: true}, l: {kind: log}}\n"
         "agents:\n"
         "  - {name: a, topics: [m, n], fields: {key: [h]}, reason: {backend: b},"
         " actions: [k], fallback: k}\n"
@@ -1036,7 +1044,7 @@ test_missing_file (void **state)
     free (out);
     //  A directory is not a config either.
     assert_int_equal (s_load_path (s_dir, &cfg, &out), 1);
-    s_expect (out, "1:1: cannot read the configuration");
+    s_expect (out, "is not a regular file");
     free (out);
     free (path);
     //  ERR may be NULL: the count is still returned.
