@@ -1044,7 +1044,7 @@ test_missing_file (void **state)
     free (out);
     //  A directory is not a config either.
     assert_int_equal (s_load_path (s_dir, &cfg, &out), 1);
-    s_expect (out, "is not a regular file");
+    s_expect (out, "1:1: the configuration cannot be trusted: ");
     free (out);
     free (path);
     //  ERR may be NULL: the count is still returned.
