@@ -47,6 +47,7 @@
 #include "supervise.h"
 
 #include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -400,8 +401,37 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
 //  a reload changes it.  Returns the "rules" records to append once this config is in
 //  force (an auditor can tell which rules judged which decision, a replay can find
 //  them), or NULL (logged) if any of it cannot be written.
+//  With sandbox.user the agents read the archive DIR after switching user: give it, the
+//  rules directory above it and its files the agents' GROUP, and DIR mode 0750 (mkdtemp
+//  made it 0700); the files are 0640: the group reads, nobody else.  meshd wrote them
+//  all; lchown follows no link.
+static int
+s_share_archive (const char *dir, gid_t group)
+{
+    if (group == (gid_t) -1)
+        return 0;
+    char *parent = strdup (dir);
+    char *slash = parent ? strrchr (parent, '/') : NULL;
+    if (slash)
+        *slash = 0;
+    int rc = parent && lchown (parent, (uid_t) -1, group) == 0
+             && lchown (dir, (uid_t) -1, group) == 0 && chmod (dir, 0750) == 0 ? 0 : -1;
+    free (parent);
+    DIR *d = rc == 0 ? opendir (dir) : NULL;
+    struct dirent *entry;
+    while (d && (entry = readdir (d)))
+        if (entry->d_name[0] != '.' && fchownat (dirfd (d), entry->d_name, (uid_t) -1, group,
+                                                 AT_SYMLINK_NOFOLLOW) != 0)
+            rc = -1;
+    if (d)
+        closedir (d);
+    if (rc != 0)
+        mesh_err ("cannot give %s the agents' group: %s", dir, strerror (errno));
+    return rc;
+}
+
 static json_t *
-s_fix_config (mesh_config_t *cfg, const char *runtime, const char *event)
+s_fix_config (mesh_config_t *cfg, const char *runtime, gid_t group, const char *event)
 {
     if (mesh_config_snapshot (cfg, runtime) != 0)
         return NULL;
@@ -411,9 +441,12 @@ s_fix_config (mesh_config_t *cfg, const char *runtime, const char *event)
         char *err = NULL;
         mesh_gate_t *gate = mesh_gate_new (cfg, agent, &err);
         char *archive = NULL;
-        if (!gate || mesh_gate_archive (gate, cfg->state_dir, &archive) != 0) {
+        if (!gate || mesh_gate_archive (gate, cfg->state_dir, &archive) != 0
+            || s_share_archive (archive, group) != 0) {
             mesh_err ("rules of agent %s: %s", agent->name,
-                      gate ? "cannot be archived, so no agent could run them" : err ? err : "?");
+                      gate ? "cannot be archived for the agents, so none could run them"
+                           : err ? err : "?");
+            free (archive);
             free (err);
             mesh_gate_destroy (&gate);
             json_decref (records);
@@ -490,7 +523,9 @@ s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
     json_t *records = NULL;
     int rc = mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error);
     if (rc == 0 && s_reload_agent_user (st, next, &error) == 0
-        && !(records = s_fix_config (next, st->runtime, "reload")))
+        && !(records = s_fix_config (next, st->runtime,
+                                     st->agent_user ? mesh_agent_user_gid (st->agent_user)
+                                                    : (gid_t) -1, "reload")))
         error = zsys_sprintf ("%s: its snapshot or rule archive cannot be written (see the "
                               "log)", next->path);
     if (rc == 0 && !records) {
@@ -671,7 +706,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     char *binary = s_agent_binary (cfg);
     int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
     st.runtime = runtime;
-    json_t *records = control ? s_fix_config (cfg, runtime, "start") : NULL;
+    json_t *records = control ? s_fix_config (cfg, runtime, group, "start") : NULL;
     if (!records)
         goto done;
 
