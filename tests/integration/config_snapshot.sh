@@ -2,7 +2,8 @@
 # Config snapshot: an agent runs the config meshd checked and recorded, and the rule set
 # archived for it.  The config and a rule file are edited on disk without a reload, the
 # agent is killed: its replacement runs the recorded config (same snapshot, same SHA-256)
-# and the recorded rules hash.  A snapshot changed behind meshd's back is refused by the
+# and the recorded rules hash.  Only a reload changes them; a refused reload names the
+# position of what it refuses.  A snapshot changed behind meshd's back is refused by the
 # agent.  Then meshd --check-config=FILE, and the StrictModes refusals it reports.
 source "$(dirname "$0")/lib.sh"
 
@@ -60,6 +61,15 @@ sha3=$(arg "$pid3" --sha256)
 note "reloaded: pid $pid3, rules $h3, config $sha3"
 [ "$sha3" != "$sha" ] || fail "the reload did not hand the agent the new config"
 [ "$h3" != "$h1" ] || fail "the reload did not hand the agent the new rules"
+
+# 2b. a refused reload names the position of what it refuses
+sed -i 's/heartbeat_ms: 200/heartbeat_ms: 300/' "$T/meshd.yaml"
+if out=$(MESHCTL reload 2>&1); then fail "a daemon change was applied by reload"; fi
+echo "$out"
+line=$(grep -n "^daemon:" "$T/meshd.yaml" | cut -d: -f1)
+echo "$out" | grep -q "$T/meshd.yaml:$line:1: the 'daemon' section changed" \
+    || fail "the refused reload does not name FILE:LINE:COL of the daemon section"
+sed -i 's/heartbeat_ms: 300/heartbeat_ms: 200/' "$T/meshd.yaml"
 
 # 3. a snapshot changed behind meshd's back: the agent refuses it (exit 78), never runs it
 snap3=$(arg "$pid3" --snapshot)
