@@ -1044,8 +1044,12 @@ s_list (s_ctx_t *ctx, const s_field_t *field, s_node_t *node, const char *path, 
                                      : s_strdup (ctx, good [i]->text);
         if (!list [used])
             continue;
+        //  Who may write a rule file is checked here; one that is not there at all is
+        //  left to the rule check (meshd --check-config, start, reload), which says so.
         char why [PATH_MAX + 256];
+        struct stat st;
         if (field->is_path && !ctx->snapshot
+        &&  !(stat (list [used], &st) != 0 && errno == ENOENT)
         &&  mesh_config_check_trust (list [used], why, sizeof why)) {
             s_index (item_path, path, i);
             s_at (ctx, good [i], "%s: %s", item_path, why);
