@@ -1466,6 +1466,7 @@ test_strict_modes (void **state)
     assert_int_equal (s_load_path (path, &cfg, &out), 1);
     s_expect (out, "1:1: the configuration cannot be trusted: ");
     assert_non_null (strstr (out, "c.yaml is writable by its group (mode 0664)"));
+    free (out);
     assert_int_equal (chmod (path, 0644), 0);
     assert_int_equal (s_load_path (path, &cfg, &out), 0);
     mesh_config_destroy (&cfg);
