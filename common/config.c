@@ -30,8 +30,14 @@
  *  by position and printed as "FILE:LINE:COL: message", so an operator fixes a
  *  file in one round.  The config is built as the walk goes and destroyed if any
  *  problem was found: there is one ownership rule (the config owns all it points
- *  to) and one cleanup path.  Rule files are only resolved and positioned here;
+ *  to) and one cleanup path.  Rule files are resolved, positioned and checked for
+ *  who may write them here (StrictModes, with the config file and agent_binary);
  *  whether they load is the gate module's business (meshd --check-config).
+ *
+ *  The file is read once, hashed (SHA-256), and parsed once; the config keeps the
+ *  bytes, the hash and the tree of that parse (with every key's position), so that
+ *  meshd can snapshot exactly what it checked and compare configs on reload without
+ *  parsing again.  An agent loads the snapshot by its hash (mesh_config_load_snapshot).
  */
 #include "config.h"
 #include "kafka_conf.h"
