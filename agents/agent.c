@@ -601,17 +601,24 @@ s_queue_full (mesh_agent_t *self)
     return full;
 }
 
-//  The supervisor validated a new config whose only change for us is the rules: load it,
-//  check that our chain builds, and let the workers switch between decisions.
+//  The supervisor validated a new config whose only change for us is the rules, wrote its
+//  snapshot and archived our rule set (BODY names both by hash): load them, check that our
+//  chain builds, and let the workers switch between decisions.
 static void
-s_reload_rules (mesh_agent_t *self)
+s_reload_rules (mesh_agent_t *self, json_t *body)
 {
     mesh_config_t *next = NULL;
-    if (mesh_config_load (self->cfg->path, &next, stderr) != 0) {
-        mesh_err ("reload: the config no longer loads; keeping the rules in force");
+    if (mesh_config_load_snapshot (self->cfg->path,
+                                   json_string_value (json_object_get (body, "snapshot")),
+                                   json_string_value (json_object_get (body, "sha256")), &next,
+                                   stderr) != 0) {
+        mesh_err ("reload: the config snapshot does not load; keeping the rules in force");
         return;
     }
-    const mesh_agent_config_t *acfg = mesh_config_agent (next, self->acfg->name);
+    mesh_agent_config_t *acfg = (mesh_agent_config_t *) mesh_config_agent (next,
+                                                                         self->acfg->name);
+    if (acfg)
+        acfg->rules_hash = strdup (json_string_value (json_object_get (body, "rules_sha256")));
     char *err = NULL;
     mesh_gate_t *gate = acfg ? mesh_gate_new (next, acfg, &err) : NULL;
     if (!gate) {
@@ -654,7 +661,7 @@ s_control (mesh_agent_t *self)
         }
         else
         if (msg->type == MESH_MSG_RELOAD)
-            s_reload_rules (self);
+            s_reload_rules (self, msg->body);
         mesh_msg_destroy (&msg);
     }
     return stop;

@@ -415,6 +415,21 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
 {
     assert (cfg);
     assert (agent);
+    //  An agent started by meshd runs the rule set meshd archived for it, never the files
+    //  as they are now (they may have been edited since; only a reload changes the rules).
+    if (agent->rules_hash) {
+        char *why = NULL;
+        mesh_gate_t *self = mesh_gate_from_archive (cfg, agent, cfg->state_dir,
+                                                    agent->rules_hash, &why);
+        if (!self && err)
+            *err = why;
+        else
+        if (!self) {
+            mesh_err ("rule set %s: %s", agent->rules_hash, why ? why : "?");
+            free (why);
+        }
+        return self;
+    }
     size_t count = cfg->global_rule_count + agent->rule_count;
     s_source_t *rules = calloc (count + 1, sizeof (s_source_t));
     if (!rules) {

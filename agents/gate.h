@@ -21,8 +21,10 @@
 
 typedef struct _mesh_gate_t mesh_gate_t;
 
-//  Compile the chain for AGENT.  Returns NULL and sets *err (caller frees; one line per
-//  problem, "FILE:LINE: message") if any rule does not load.
+//  Compile the chain for AGENT: from the rule set archived as agent->rules_hash when it is
+//  set (mesh_gate_from_archive; an agent meshd started), else from the files.  Returns NULL
+//  and sets *err (caller frees; one line per problem, "FILE:LINE: message") if any rule does
+//  not load.
 mesh_gate_t *mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char **err);
 //  Destroy; sets *self_p to NULL; safe on NULL.
 void mesh_gate_destroy (mesh_gate_t **self_p);

@@ -1,9 +1,17 @@
 /*  mesh-agent - one agent process, started by meshd (never by hand in production).
  *
  *      mesh-agent --config FILE --agent NAME --instance ID --endpoint EP --brokers LIST
- *                 --auth-fd N [--inflight-fd M]
+ *                 --auth-fd N [--inflight-fd M] [--snapshot SNAP --sha256 HEX]
+ *                 [--rules-sha256 HEX]
  *
- *  Loads the same config file as the supervisor and runs agent NAME; see agent.c.
+ *  Runs agent NAME of the config the supervisor checked and recorded; see agent.c.
+ *  meshd passes the snapshot it wrote of the config FILE (SNAP, in the runtime
+ *  directory) and its SHA-256: the bytes are read once, hashed, and parsed only if the
+ *  hash is HEX (relative paths and messages are FILE's).  --rules-sha256 names the rule
+ *  set meshd archived for this agent (state_dir/rules/HEX/), which every rule chain of
+ *  this process is built from.  So an agent restarted after FILE or a rule file was
+ *  edited runs what was recorded; only a reload changes it.  Without --snapshot (by
+ *  hand, in tests) FILE and the rule files are loaded as they are.
  *  Descriptor N holds the token meshd made for this life of the instance: it is read
  *  (exactly MESH_PROTO_TOKEN_SIZE bytes, then end of file) and closed before anything
  *  else, after the process made itself non-dumpable, so that another process of the
@@ -107,11 +115,14 @@ main (int argc, char **argv)
         return 1;
     }
     const char *config = NULL, *agent = NULL, *instance = NULL, *endpoint = NULL,
-               *brokers = NULL, *auth_fd = NULL, *inflight_fd = NULL;
+               *brokers = NULL, *auth_fd = NULL, *inflight_fd = NULL, *snapshot = NULL,
+               *sha256 = NULL, *rules_sha256 = NULL;
     static struct option opts[] = {{"config", 1, 0, 'c'},   {"agent", 1, 0, 'a'},
                                    {"instance", 1, 0, 'i'}, {"endpoint", 1, 0, 'e'},
                                    {"brokers", 1, 0, 'b'},  {"auth-fd", 1, 0, 'A'},
-                                   {"inflight-fd", 1, 0, 'F'}, {0, 0, 0, 0}};
+                                   {"inflight-fd", 1, 0, 'F'}, {"snapshot", 1, 0, 'S'},
+                                   {"sha256", 1, 0, 'H'},   {"rules-sha256", 1, 0, 'R'},
+                                   {0, 0, 0, 0}};
     int c;
     //  Not dumpable before the token is read: no same-user process may read our memory.
     prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -124,12 +135,16 @@ main (int argc, char **argv)
             case 'b': brokers = optarg; break;
             case 'A': auth_fd = optarg; break;
             case 'F': inflight_fd = optarg; break;
+            case 'S': snapshot = optarg; break;
+            case 'H': sha256 = optarg; break;
+            case 'R': rules_sha256 = optarg; break;
             default: return 64;
         }
     }
-    if (!config || !agent || !endpoint || !brokers || !auth_fd) {
+    if (!config || !agent || !endpoint || !brokers || !auth_fd || !snapshot != !sha256) {
         fprintf (stderr, "usage: mesh-agent --config FILE --agent NAME [--instance ID] "
-                         "--endpoint EP --brokers LIST --auth-fd N [--inflight-fd M]\n");
+                         "--endpoint EP --brokers LIST --auth-fd N [--inflight-fd M] "
+                         "[--snapshot SNAP --sha256 HEX] [--rules-sha256 HEX]\n");
         return 64;
     }
     if (!instance)
@@ -146,8 +161,14 @@ main (int argc, char **argv)
     zsys_init ();
     zsys_set_logstream (NULL);
     mesh_config_t *cfg = NULL;
-    if (mesh_config_load (config, &cfg, stderr) != 0)
+    if ((snapshot ? mesh_config_load_snapshot (config, snapshot, sha256, &cfg, stderr)
+                  : mesh_config_load (config, &cfg, stderr)) != 0)
         return 78;
+    mesh_agent_config_t *acfg = (mesh_agent_config_t *) mesh_config_agent (cfg, agent);
+    if (acfg && rules_sha256 && !(acfg->rules_hash = strdup (rules_sha256))) {
+        mesh_config_destroy (&cfg);
+        return 1;
+    }
     int landlock = 0;
     if (mesh_confine_privileges (&cfg->sandbox, &why) != 0
         || mesh_confine_filesystem (cfg->state_dir, &landlock, &why) != 0) {

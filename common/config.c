@@ -30,8 +30,14 @@
  *  by position and printed as "FILE:LINE:COL: message", so an operator fixes a
  *  file in one round.  The config is built as the walk goes and destroyed if any
  *  problem was found: there is one ownership rule (the config owns all it points
- *  to) and one cleanup path.  Rule files are only resolved and positioned here;
+ *  to) and one cleanup path.  Rule files are resolved, positioned and checked for
+ *  who may write them here (StrictModes, with the config file and agent_binary);
  *  whether they load is the gate module's business (meshd --check-config).
+ *
+ *  The file is read once, hashed (SHA-256), and parsed once; the config keeps the
+ *  bytes, the hash and the tree of that parse (with every key's position), so that
+ *  meshd can snapshot exactly what it checked and compare configs on reload without
+ *  parsing again.  An agent loads the snapshot by its hash (mesh_config_load_snapshot).
  */
 #include "config.h"
 #include "kafka_conf.h"
@@ -49,7 +55,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -99,6 +107,8 @@ typedef struct {
     bool oom_reported;
     s_node_t *agents;                   //  walked last, after backends and actions
     bool embedded_topics_given;
+    bool snapshot;                      //  loading a snapshot: rule files are not read
+    s_node_t *actions;                  //  the actions: section, for positions of topics
 } s_ctx_t;
 
 static void s_problem (s_ctx_t *ctx, int line, int col, const char *fmt, ...)
@@ -635,6 +645,17 @@ s_check_topic (const char *text)
     return good ? NULL : "a Kafka topic name (1-249 of [a-zA-Z0-9._-], not '.' or '..')";
 }
 
+//  A topic meshd writes to (an action's, a dead-letter topic): never one of Kafka's own
+//  (__consumer_offsets, __transaction_state: they start with "__").
+static const char *
+s_check_write_topic (const char *text)
+{
+    const char *why = s_check_topic (text);
+    if (why)
+        return why;
+    return strncmp (text, "__", 2) ? NULL : "a topic that is not Kafka-internal (not '__...')";
+}
+
 static const char *
 s_check_line (const char *text)
 {
@@ -686,6 +707,109 @@ s_check_url (const char *text)
 }
 
 //  --------------------------------------------------------------------------
+//  Files the config names, and the config itself: StrictModes, as sshd has it.
+//  Whoever may write a rule file, the config or the agent binary decides what
+//  meshd does, so each must be owned by root or meshd's user and writable by
+//  no one else; so must the directory that holds it (else it can be replaced),
+//  after following symlinks, and the directory holding the symlink.  Directories
+//  further up must be owned the same way and not writable by others, except a
+//  sticky one (such as /tmp), in which no one else may rename what is ours.
+
+static bool
+s_trusted_owner (uid_t uid)
+{
+    return uid == 0 || uid == geteuid ();
+}
+
+//  NULL if DIR and every directory above it can be trusted (DIR itself not even
+//  when sticky), else what is wrong in WHY.
+static const char *
+s_check_dirs (const char *dir, char *why, size_t size)
+{
+    char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s", dir);
+    bool first = true;
+    while (true) {
+        struct stat st;
+        if (stat (path, &st) != 0) {
+            snprintf (why, size, "cannot examine directory %s: %s", path, strerror (errno));
+            return why;
+        }
+        if (!s_trusted_owner (st.st_uid)) {
+            snprintf (why, size, "directory %s is owned by uid %u, neither root nor meshd's "
+                      "user (uid %u); chown it, or move the file", path, (unsigned) st.st_uid,
+                      (unsigned) geteuid ());
+            return why;
+        }
+        if ((st.st_mode & 022) && (first || !(st.st_mode & S_ISVTX))) {
+            snprintf (why, size, "directory %s is writable by %s (mode %04o), so the file in it "
+                      "could be replaced; run chmod go-w %s", path,
+                      (st.st_mode & 002) ? "others" : "its group",
+                      (unsigned) (st.st_mode & 07777), path);
+            return why;
+        }
+        first = false;
+        if (!strcmp (path, "/"))
+            return NULL;
+        char *slash = strrchr (path, '/');
+        if (slash == path)
+            slash [1] = 0;
+        else
+            *slash = 0;
+    }
+}
+
+const char *
+mesh_config_check_trust (const char *path, char *why, size_t size)
+{
+    assert (path);
+    char real [PATH_MAX], given [PATH_MAX];
+    if (!realpath (path, real)) {
+        snprintf (why, size, "cannot resolve %s: %s", path, strerror (errno));
+        return why;
+    }
+    struct stat st;
+    if (stat (real, &st) != 0) {
+        snprintf (why, size, "cannot examine %s: %s", real, strerror (errno));
+        return why;
+    }
+    const char *shown = strcmp (real, path) ? real : path;
+    if (!S_ISREG (st.st_mode)) {
+        snprintf (why, size, "%s is not a regular file", shown);
+        return why;
+    }
+    if (!s_trusted_owner (st.st_uid)) {
+        snprintf (why, size, "%s is owned by uid %u, neither root nor meshd's user (uid %u); "
+                  "chown it", shown, (unsigned) st.st_uid, (unsigned) geteuid ());
+        return why;
+    }
+    if (st.st_mode & 022) {
+        snprintf (why, size, "%s is writable by %s (mode %04o); run chmod go-w %s", shown,
+                  (st.st_mode & 002) ? "others" : "its group", (unsigned) (st.st_mode & 07777),
+                  shown);
+        return why;
+    }
+    //  The directory of the target, then (a symlink) the one that holds the link.
+    char *slash = strrchr (real, '/');
+    if (slash == real)
+        slash [1] = 0;
+    else
+        *slash = 0;
+    if (s_check_dirs (real, why, size))
+        return why;
+    snprintf (given, sizeof given, "%s", path);
+    char *parent = dirname (given);
+    char resolved [PATH_MAX];
+    if (!realpath (parent, resolved)) {
+        snprintf (why, size, "cannot resolve %s: %s", parent, strerror (errno));
+        return why;
+    }
+    if (strcmp (resolved, real) && s_check_dirs (resolved, why, size))
+        return why;
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
 //  Pass 2: the generic walker and the tables it reads.
 
 typedef enum {
@@ -712,7 +836,9 @@ struct _s_field_t {
     bool required;
     double lo, hi;                      //  numbers: inclusive bounds
     bool lo_open;                       //  numbers: lo itself is excluded
-    bool no_hi;                         //  numbers: no upper bound (beyond the C type's)
+    bool unbounded;                     //  numbers: no upper bound; only for values that are
+                                        //  not limits (a param's min and max): every limit,
+                                        //  budget and size has one (s_walk asserts it)
     const char *const *choices;         //  F_STRING, F_ENUM: the allowed values (NULL-terminated)
     const char *(*check) (const char *);  //  F_STRING, F_PATH, F_LIST items: syntax
     bool no_echo;                       //  never repeat the value in a message
@@ -833,7 +959,7 @@ s_range_text (const s_field_t *field, bool integral, char *buf, size_t size)
     char lo [32], hi [32];
     snprintf (lo, sizeof lo, format, field->lo);
     snprintf (hi, sizeof hi, format, field->hi);
-    if (field->no_hi)
+    if (field->unbounded)
         snprintf (buf, size, "%s %s", field->lo_open ? ">" : ">=", lo);
     else
         snprintf (buf, size, "in %c%s,%s]", field->lo_open ? '(' : '[', lo, hi);
@@ -844,7 +970,7 @@ s_in_range (s_ctx_t *ctx, const s_field_t *field, const s_node_t *node, const ch
             double value, bool integral)
 {
     bool good = field->lo_open ? value > field->lo : value >= field->lo;
-    if (!field->no_hi)
+    if (!field->unbounded)
         good = good && value <= field->hi;
     if (!good) {
         char range [96], shown [64];
@@ -924,6 +1050,18 @@ s_list (s_ctx_t *ctx, const s_field_t *field, s_node_t *node, const char *path, 
                                      : s_strdup (ctx, good [i]->text);
         if (!list [used])
             continue;
+        //  Who may write a rule file is checked here; one that is not there at all is
+        //  left to the rule check (meshd --check-config, start, reload), which says so.
+        char why [PATH_MAX + 256];
+        struct stat st;
+        if (field->is_path && !ctx->snapshot
+        &&  !(stat (list [used], &st) != 0 && errno == ENOENT)
+        &&  mesh_config_check_trust (list [used], why, sizeof why)) {
+            s_index (item_path, path, i);
+            s_at (ctx, good [i], "%s: %s", item_path, why);
+            free (list [used]);
+            continue;
+        }
         if (pos)
             pos [used] = (mesh_config_pos_t) { good [i]->line, good [i]->col };
         used++;
@@ -1034,8 +1172,14 @@ s_walk (s_ctx_t *ctx, s_node_t *map, const char *path, const s_field_t *fields, 
         s_node_t **seen)
 {
     size_t field_count = 0;
-    while (fields [field_count].key)
-        field_count++;
+    while (fields [field_count].key) {
+        //  The one place bounds live: every number in a table has an upper one.
+        const s_field_t *field = &fields [field_count++];
+        assert (field->type < F_INT || field->type > F_DOUBLE || field->unbounded
+                || field->hi >= field->lo);
+        assert (field->type < F_INT || field->type > F_DOUBLE || field->unbounded
+                || field->hi > 0);
+    }
     assert (field_count <= S_MAX_FIELDS);
     s_node_t *local [S_MAX_FIELDS], *keys [S_MAX_FIELDS];
     if (!seen)
@@ -1194,8 +1338,6 @@ s_either (s_node_t *one, s_node_t *other, s_node_t *fallback)
 
 #define S_NUM(k, T, m, ty, l, h) \
     { .key = (k), .type = (ty), .offset = offsetof (T, m), .lo = (l), .hi = (h) }
-#define S_MIN(k, T, m, ty, l) \
-    { .key = (k), .type = (ty), .offset = offsetof (T, m), .lo = (l), .no_hi = true }
 #define S_STR(k, T, m, chk) \
     { .key = (k), .type = F_STRING, .offset = offsetof (T, m), .check = (chk) }
 #define S_PATHF(k, T, m) \
@@ -1214,12 +1356,35 @@ static const s_field_t s_restart_fields [] = {
     { NULL }
 };
 
+//  daemon.agent_binary: what meshd executes for every agent, so an absolute path to a
+//  file no one else may change (mesh_config_check_trust).
+static void
+s_agent_binary (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    const char *text;
+    char shown [64], why [PATH_MAX + 256];
+    if (s_is_null (node) || !s_get_string (ctx, node, path, &text))
+        return;                         //  null: the default, beside meshd
+    if (text [0] != '/' || s_check_path (text)) {
+        s_at (ctx, node, "%s: expected an absolute path (/usr/libexec/meshd/mesh-agent), got "
+              "'%s'", path, s_show (text, shown, sizeof shown));
+        return;
+    }
+    if (!ctx->snapshot && mesh_config_check_trust (text, why, sizeof why)) {
+        s_at (ctx, node, "%s: %s", path, why);
+        return;
+    }
+    free (cfg->agent_binary);
+    cfg->agent_binary = s_strdup (ctx, text);
+}
+
 enum { D_RUNTIME, D_STATE, D_LOG, D_BINARY, D_HEARTBEAT, D_LIVENESS, D_DRAIN, D_RESTART };
 static const s_field_t s_daemon_fields [] = {
     [D_RUNTIME] = S_PATHF ("runtime_dir", mesh_config_t, runtime_dir),
     [D_STATE] = S_PATHF ("state_dir", mesh_config_t, state_dir),
     [D_LOG] = S_PATHF ("decision_log", mesh_config_t, decision_log),
-    [D_BINARY] = S_PATHF ("agent_binary", mesh_config_t, agent_binary),
+    [D_BINARY] = { .key = "agent_binary", .type = F_CALL, .handler = s_agent_binary },
     [D_HEARTBEAT] = S_NUM ("heartbeat_ms", mesh_config_t, heartbeat_ms, F_INT, 10, 60000),
     [D_LIVENESS] = S_NUM ("liveness_timeout_ms", mesh_config_t, liveness_timeout_ms, F_INT,
                           20, 3600000),
@@ -1753,7 +1918,7 @@ s_kafka (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 //  gates:
 
 static const s_field_t s_gates_fields [] = {
-    S_MIN ("instructions", mesh_config_t, lua_instructions, F_LONG, 1000),
+    S_NUM ("instructions", mesh_config_t, lua_instructions, F_LONG, 1000, 1000000000),
     S_NUM ("memory", mesh_config_t, lua_memory, F_SIZE, 65536, 4294967296.0),
     S_NUM ("time_ms", mesh_config_t, lua_time_ms, F_INT, 1, 60000),
     { .key = "rules", .type = F_LIST, .offset = offsetof (mesh_config_t, global_rules),
@@ -1819,7 +1984,7 @@ static const s_field_t s_limits_fields [] = {
 };
 
 enum { B_KIND, B_FILE, B_URL, B_MODEL, B_KEY, B_TIMEOUT, B_CONNECT, B_TEMPERATURE, B_SCHEMA,
-       B_LIMITS };
+       B_LIMITS, B_LINK_LOCAL };
 static const s_field_t s_backend_fields [] = {
     [B_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_backend_config_t, kind), .choices = s_backend_kinds },
@@ -1836,8 +2001,68 @@ static const s_field_t s_backend_fields [] = {
     [B_SCHEMA] = { .key = "json_schema", .type = F_BOOL,
                    .offset = offsetof (mesh_backend_config_t, json_schema) },
     [B_LIMITS] = { .key = "limits", .type = F_SECTION, .sub = s_limits_fields },
+    [B_LINK_LOCAL] = { .key = "allow_link_local", .type = F_BOOL,
+                       .offset = offsetof (mesh_backend_config_t, allow_link_local) },
     { NULL }
 };
+
+//  The host of URL (checked by s_check_url) if it is a link-local or cloud-metadata
+//  address, as written: a model server never lives there, and a request to one can
+//  hand out the host's cloud credentials.  NULL otherwise.  Only what the URL says is
+//  known here: a DNS name that resolves there later is not (see docs/configuration.md).
+static const char *
+s_metadata_host (const char *url, char *host, size_t size)
+{
+    const char *rest = strstr (url, "://") + 3;
+    size_t length = strcspn (rest, "/?#");
+    const char *start = rest, *end = rest + length;
+    if (*start == '[') {                //  [v6]:port
+        start++;
+        const char *close = memchr (start, ']', (size_t) (end - start));
+        end = close ? close : end;
+    }
+    else {
+        const char *colon = memchr (start, ':', (size_t) (end - start));
+        end = colon ? colon : end;
+    }
+    length = (size_t) (end - start);
+    while (length && start [length - 1] == '.')
+        length--;                       //  "metadata.google.internal." is the same name
+    if (length == 0 || length >= size)
+        return NULL;
+    for (size_t i = 0; i < length; i++)
+        host [i] = (char) tolower ((unsigned char) start [i]);
+    host [length] = 0;
+    static const char *const names [] = { "metadata.google.internal", "metadata.goog",
+                                          "metadata", "instance-data",
+                                          "instance-data.ec2.internal", NULL };
+    if (s_choice (names, host) >= 0)
+        return host;
+    struct in_addr v4;
+    struct in6_addr v6;
+    uint32_t address = 0;
+    //  inet_aton reads every form curl does (169.254.169.254, 2852039166, 0xa9fea9fe).
+    if (inet_aton (host, &v4))
+        address = ntohl (v4.s_addr);
+    else
+    if (inet_pton (AF_INET6, host, &v6) == 1) {
+        const uint8_t *b = v6.s6_addr;
+        static const uint8_t ec2 [16] = { 0xfd, 0x00, 0x0e, 0xc2, [14] = 0x02, [15] = 0x54 };
+        if ((b [0] == 0xfe && (b [1] & 0xc0) == 0x80) || !memcmp (b, ec2, 16))
+            return host;
+        static const uint8_t mapped [12] = { [10] = 0xff, [11] = 0xff };
+        if (memcmp (b, mapped, 12))
+            return NULL;
+        address = (uint32_t) b [12] << 24 | (uint32_t) b [13] << 16 | (uint32_t) b [14] << 8
+                | b [15];
+    }
+    else
+        return NULL;
+    if ((address >> 16) == 0xa9fe       //  169.254.0.0/16, AWS, GCP, Azure, OCI, ...
+    ||  address == 0x646464c8)          //  100.100.100.200, Alibaba Cloud
+        return host;
+    return NULL;
+}
 
 static void
 s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const char *path)
@@ -1849,7 +2074,7 @@ s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const c
     bool openai = backend->kind == MESH_BACKEND_OPENAI;
     const char *kind = s_backend_kinds [backend->kind];
     //  Keys that belong to the other kind are errors, not silently ignored.
-    for (int i = B_FILE; i <= B_SCHEMA; i++) {
+    for (int i = B_FILE; i <= B_LINK_LOCAL; i++) {
         bool openai_only = i != B_FILE;
         if (seen [i] && openai_only != openai)
             s_at (ctx, seen [i], "%s.%s: only for kind %s (this backend is %s)", path,
@@ -1866,6 +2091,13 @@ s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const c
         s_at (ctx, s_either (seen [B_CONNECT], seen [B_TIMEOUT], node),
               "%s.connect_timeout_ms: must not exceed timeout_ms (%d), got %d", path,
               backend->timeout_ms, backend->connect_timeout_ms);
+    char host [256];
+    if (backend->url && !backend->allow_link_local
+    &&  s_metadata_host (backend->url, host, sizeof host))
+        s_at (ctx, seen [B_URL], "%s.url: host %s is a link-local or cloud-metadata address, "
+              "where no model server lives and a request can leak the host's cloud "
+              "credentials; name the server's own address, or set allow_link_local: true if "
+              "it really is there", path, host);
     if (backend->url) {                 //  "http://h:8080/" and "http://h:8080" are one server
         size_t length = strlen (backend->url);
         while (length && backend->url [length - 1] == '/')
@@ -1924,9 +2156,9 @@ static const s_field_t s_param_fields [] = {
                  .count_offset = offsetof (mesh_param_spec_t, enum_count), .unique = true,
                  .min_items = 1 },
     [P_MIN] = { .key = "min", .type = F_DOUBLE, .offset = offsetof (mesh_param_spec_t, min),
-                .lo = -HUGE_VAL, .no_hi = true },
+                .lo = -HUGE_VAL, .unbounded = true },
     [P_MAX] = { .key = "max", .type = F_DOUBLE, .offset = offsetof (mesh_param_spec_t, max),
-                .lo = -HUGE_VAL, .no_hi = true },
+                .lo = -HUGE_VAL, .unbounded = true },
     { NULL }
 };
 
@@ -2019,13 +2251,15 @@ s_params (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     free (values);
 }
 
-enum { A_KIND, A_TOPIC, A_DESCRIPTION, A_PARAMS };
+enum { A_KIND, A_TOPIC, A_DESCRIPTION, A_PARAMS, A_LOOP };
 static const s_field_t s_action_fields [] = {
     [A_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_action_spec_t, kind), .choices = s_action_kinds },
-    [A_TOPIC] = S_STR ("topic", mesh_action_spec_t, topic, s_check_topic),
+    [A_TOPIC] = S_STR ("topic", mesh_action_spec_t, topic, s_check_write_topic),
     [A_DESCRIPTION] = S_STR ("description", mesh_action_spec_t, description, s_check_text),
     [A_PARAMS] = { .key = "params", .type = F_CALL, .handler = s_params },
+    [A_LOOP] = { .key = "allow_input_topic", .type = F_BOOL,
+                 .offset = offsetof (mesh_action_spec_t, allow_input_topic) },
     { NULL }
 };
 
@@ -2034,6 +2268,7 @@ s_actions (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 {
     mesh_config_t *cfg = base;
     s_node_t **keys, **values;
+    ctx->actions = node;
     size_t count = s_entries (ctx, node, path, s_check_name, &keys, &values);
     cfg->actions = s_calloc (ctx, count, sizeof *cfg->actions);
     for (size_t i = 0; cfg->actions && i < count; i++) {
@@ -2051,6 +2286,9 @@ s_actions (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
                   "produced)", sub);
         if (action->kind == MESH_ACTION_LOG && seen [A_TOPIC])
             s_at (ctx, seen [A_TOPIC], "%s.topic: only for kind kafka (this action is log)", sub);
+        if (action->kind == MESH_ACTION_LOG && seen [A_LOOP])
+            s_at (ctx, seen [A_LOOP], "%s.allow_input_topic: only for kind kafka (this action "
+                  "is log)", sub);
     }
     free (keys);
     free (values);
@@ -2262,9 +2500,10 @@ static const s_field_t s_reason_fields [] = {
                     .offset = offsetof (mesh_agent_config_t, reason.backend) },
     [R_STEPS] = S_NUM ("max_steps", mesh_agent_config_t, reason.max_steps, F_INT, 1, 20),
     [R_TOKENS] = S_NUM ("max_tokens", mesh_agent_config_t, reason.max_tokens, F_INT, 1, 1000000),
-    [R_CAP] = S_MIN ("incident_token_cap", mesh_agent_config_t, reason.incident_token_cap,
-                     F_INT, 1),
-    [R_BUDGET] = S_MIN ("budget_tokens", mesh_agent_config_t, reason.budget_tokens, F_LONG, 1),
+    [R_CAP] = S_NUM ("incident_token_cap", mesh_agent_config_t, reason.incident_token_cap,
+                     F_INT, 1, 10000000),
+    [R_BUDGET] = S_NUM ("budget_tokens", mesh_agent_config_t, reason.budget_tokens, F_LONG,
+                        1, 1000000000),
     [R_WINDOW] = S_NUM ("budget_window_s", mesh_agent_config_t, reason.budget_window_s, F_INT,
                         1, 31 * 86400),
     [R_QUEUE] = S_NUM ("queue_size", mesh_agent_config_t, reason.queue_size, F_INT, 1, 1000000),
@@ -2305,7 +2544,7 @@ static const s_field_t s_agent_fields [] = {
     [G_REPLICAS] = S_NUM ("replicas", mesh_agent_config_t, replicas, F_INT, 1, 64),
     [G_DLQ] = { .key = "dead_letter_topic", .type = F_STRING,
                 .offset = offsetof (mesh_agent_config_t, dead_letter_topic),
-                .check = s_check_topic },
+                .check = s_check_write_topic },
     [G_EVENTS] = { .key = "events", .type = F_SECTION, .sub = s_event_fields },
     { NULL }
 };
@@ -2486,6 +2725,73 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     return agent->value_field && agent->time_field && agent->detector.kind ? 0 : -1;
 }
 
+//  A topic an agent reads must not be one meshd writes into, or every message would
+//  come round again: an action's topic only with allow_input_topic (a second agent
+//  meant to read the first one's actions), a dead-letter topic never (a malformed
+//  message would be read, refused and written there forever).
+static void
+s_topic_loops (s_ctx_t *ctx, const mesh_config_t *cfg)
+{
+    char shown [64];
+    for (size_t a = 0; a < cfg->agent_count; a++) {
+        const mesh_agent_config_t *agent = &cfg->agents [a];
+        for (size_t t = 0; t < agent->topic_count; t++) {
+            const char *topic = agent->topics [t];
+            for (size_t i = 0; i < cfg->action_count; i++) {
+                const mesh_action_spec_t *action = &cfg->actions [i];
+                if (!action->topic || action->allow_input_topic || strcmp (action->topic, topic))
+                    continue;
+                s_node_t *at = s_find (s_find (ctx->actions, action->name), "topic");
+                s_at (ctx, at ? at : ctx->actions, "actions.%s.topic: '%s' is an input topic "
+                      "of agent %s, so its actions would come back to it as events; name "
+                      "another topic, or set allow_input_topic: true if that loop is meant",
+                      action->name, s_show (topic, shown, sizeof shown), agent->name);
+            }
+            for (size_t d = 0; d < cfg->agent_count; d++) {
+                const char *dlq = cfg->agents [d].dead_letter_topic;
+                if (dlq && !strcmp (dlq, topic))
+                    s_at (ctx, s_find (ctx->agents->kids [d], "dead_letter_topic"),
+                          "agents[%zu].dead_letter_topic: '%s' is an input topic of agent %s, "
+                          "so a malformed message would be read and set aside forever; name "
+                          "another topic", d, s_show (dlq, shown, sizeof shown), agent->name);
+            }
+        }
+    }
+}
+
+//  One rule file twice in an agent's chain (the global rules, then its own), however
+//  it is spelled (./a.lua, a symlink to it): a rule runs once per chain.
+static void
+s_rule_repeats (s_ctx_t *ctx, const mesh_config_t *cfg, const mesh_agent_config_t *agent,
+                const char *path)
+{
+    if (ctx->snapshot)
+        return;                         //  not read: the supervisor checked these bytes
+    size_t count = cfg->global_rule_count + agent->rule_count;
+    char **real = s_calloc (ctx, count, sizeof *real);
+    for (size_t i = 0; real && i < count; i++) {
+        bool global = i < cfg->global_rule_count;
+        size_t at = global ? i : i - cfg->global_rule_count;
+        const char *file = global ? cfg->global_rules [at] : agent->rules [at];
+        mesh_config_pos_t pos = global ? cfg->global_rule_pos [at] : agent->rule_pos [at];
+        real [i] = realpath (file, NULL);
+        for (size_t j = 0; real [i] && j < i; j++) {
+            if (!real [j] || strcmp (real [i], real [j]))
+                continue;
+            bool earlier_global = j < cfg->global_rule_count;
+            mesh_config_pos_t first = earlier_global ? cfg->global_rule_pos [j]
+                                    : agent->rule_pos [j - cfg->global_rule_count];
+            s_problem (ctx, pos.line, pos.col, "%s.rules: %s is already in this agent's rule "
+                       "chain (%s, at %d:%d); a rule file is listed once", path, file,
+                       earlier_global ? "gates.rules" : "its own rules", first.line, first.col);
+            break;
+        }
+    }
+    for (size_t i = 0; real && i < count; i++)
+        free (real [i]);
+    free (real);
+}
+
 static void
 s_agents (s_ctx_t *ctx, mesh_config_t *cfg, s_node_t *node)
 {
@@ -2525,6 +2831,7 @@ s_agents (s_ctx_t *ctx, mesh_config_t *cfg, s_node_t *node)
             }
         }
         s_agent_refs (ctx, cfg, agent, seen, path);
+        s_rule_repeats (ctx, cfg, agent, path);
         s_detector_check (ctx, agent, seen [G_DETECTOR], path);
         s_incident_check (ctx, agent, seen [G_INCIDENT], path);
     }
@@ -2537,6 +2844,7 @@ s_agents (s_ctx_t *ctx, mesh_config_t *cfg, s_node_t *node)
                   names [first [i]]->line, names [first [i]]->col);
     free (first);
     free (names);
+    s_topic_loops (ctx, cfg);
 }
 
 //  --------------------------------------------------------------------------
@@ -2625,13 +2933,58 @@ s_derive (s_ctx_t *ctx, mesh_config_t *cfg)
     }
 }
 
-//  Read the whole file, at most S_MAX_BYTES.
+//  The parsed file as JSON (scalars as strings), and where each key and item is, for
+//  reload's comparisons: built from the one tree the loader parsed, never by a second
+//  parse.  NULL if out of memory.
+static json_t *
+s_tree (const s_node_t *node, const char *path, json_t *where)
+{
+    if (node->kind == S_SCALAR)
+        return s_is_null (node) ? json_null () : json_stringn (node->text, node->length);
+    if (node->kind == S_INVALID)
+        return json_null ();
+    bool map = node->kind == S_MAPPING;
+    json_t *self = map ? json_object () : json_array ();
+    for (size_t i = 0; self && i < node->count; i += map ? 2 : 1) {
+        const s_node_t *at = node->kids [i];
+        char *sub = NULL;
+        int rc = map ? asprintf (&sub, "%s%s%s", path, *path ? "." : "", at->text)
+                     : asprintf (&sub, "%s[%zu]", path, i);
+        json_t *kid = rc < 0 ? NULL : s_tree (map ? node->kids [i + 1] : at, sub, where);
+        json_t *pos = json_pack ("[ii]", at->line, at->col);
+        if (!kid || !pos || json_object_set_new (where, sub, pos) != 0
+        ||  (map ? json_object_set_new (self, at->text, kid) : json_array_append_new (self, kid))) {
+            json_decref (self);
+            self = NULL;
+        }
+        free (sub);
+    }
+    return self;
+}
+
+//  Read the whole file, at most S_MAX_BYTES, once it passed the StrictModes check: the
+//  descriptor read is the file checked.
 static char *
 s_read (s_ctx_t *ctx, const char *path, size_t *length_p)
 {
-    FILE *file = fopen (path, "rb");
+    char why [PATH_MAX + 256];
+    FILE *file = fopen (path, "rbe");
     if (!file) {
         s_problem (ctx, 1, 1, "cannot open the configuration: %s", strerror (errno));
+        return NULL;
+    }
+    if (mesh_config_check_trust (path, why, sizeof why)) {
+        s_problem (ctx, 1, 1, "the configuration cannot be trusted: %s", why);
+        fclose (file);
+        return NULL;
+    }
+    struct stat opened, checked;
+    char real [PATH_MAX];
+    if (fstat (fileno (file), &opened) != 0 || !realpath (path, real)
+    ||  stat (real, &checked) != 0 || opened.st_dev != checked.st_dev
+    ||  opened.st_ino != checked.st_ino) {
+        s_problem (ctx, 1, 1, "the configuration changed while it was being opened; try again");
+        fclose (file);
         return NULL;
     }
     char *buf = malloc (S_MAX_BYTES + 1);
@@ -2661,8 +3014,10 @@ s_read (s_ctx_t *ctx, const char *path, size_t *length_p)
 //  --------------------------------------------------------------------------
 //  Public API
 
-int
-mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err)
+//  Load PATH, or (SNAPSHOT given) the snapshot of it whose bytes must hash to SHA256.
+static int
+s_load (const char *path, const char *snapshot, const char *sha256, mesh_config_t **config_p,
+        FILE *err)
 {
     assert (path);
     assert (config_p);
@@ -2675,10 +3030,23 @@ mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err)
         return 1;
     }
     ctx->file = path;
+    ctx->snapshot = snapshot != NULL;
     mesh_config_t *cfg = NULL;
     s_node_t *root = NULL;
     size_t length = 0;
-    char *buf = s_read (ctx, path, &length);
+    char *buf = s_read (ctx, snapshot ? snapshot : path, &length);
+    uint8_t digest [crypto_hash_sha256_BYTES];
+    char hex [65] = "";
+    if (buf) {
+        crypto_hash_sha256 (digest, (const unsigned char *) buf, length);
+        sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
+    }
+    if (buf && snapshot && (!sha256 || strcmp (hex, sha256))) {
+        s_problem (ctx, 1, 1, "snapshot %s has SHA-256 %s, not %s as meshd recorded: it was "
+                   "changed, so it is not used", snapshot, hex, sha256 ? sha256 : "(none)");
+        free (buf);
+        buf = NULL;
+    }
     char *copy = buf ? s_strdup (ctx, path) : NULL;
     if (copy)
         ctx->dir = s_strdup (ctx, dirname (copy));
@@ -2687,6 +3055,15 @@ mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err)
     if (root)
         cfg = s_calloc (ctx, 1, sizeof *cfg);
     if (cfg && s_config_defaults (ctx, cfg, path) == 0) {
+        memcpy (cfg->sha256, hex, sizeof hex);
+        cfg->bytes = buf;
+        cfg->length = length;
+        buf = NULL;
+        cfg->snapshot = snapshot ? s_strdup (ctx, snapshot) : NULL;
+        cfg->where = json_object ();
+        cfg->tree = cfg->where ? s_tree (root, "", cfg->where) : NULL;
+        if (!cfg->tree)
+            s_oom (ctx);
         s_walk (ctx, root, "", s_root_fields, cfg, NULL);
         if (ctx->agents)
             s_agents (ctx, cfg, ctx->agents);
@@ -2703,6 +3080,85 @@ mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err)
     free (buf);
     free (ctx);
     return problems;
+}
+
+int
+mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err)
+{
+    return s_load (path, NULL, NULL, config_p, err);
+}
+
+int
+mesh_config_load_snapshot (const char *origin, const char *snapshot, const char *sha256,
+                           mesh_config_t **config_p, FILE *err)
+{
+    assert (snapshot);
+    return s_load (origin, snapshot, sha256, config_p, err);
+}
+
+int
+mesh_config_snapshot (mesh_config_t *self, const char *dir)
+{
+    assert (self);
+    assert (dir);
+    char *final = NULL, *tmp = NULL;
+    int rc = -1, fd = -1;
+    if (asprintf (&final, "%s/config-%s.yaml", dir, self->sha256) < 0
+    ||  asprintf (&tmp, "%s/.config-%.16s-XXXXXX", dir, self->sha256) < 0) {
+        mesh_err ("config: cannot snapshot %s: out of memory", self->path);
+        goto done;
+    }
+    struct stat st;
+    if (stat (final, &st) == 0 && S_ISREG (st.st_mode)) {
+        rc = 0;                         //  its name is the hash of what is in it
+        goto done;
+    }
+    fd = mkostemp (tmp, O_CLOEXEC);     //  mode 0600
+    size_t done = 0;
+    while (fd >= 0 && done < self->length) {
+        ssize_t n = write (fd, self->bytes + done, self->length - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (size_t) n;
+    }
+    if (fd < 0 || done != self->length || fsync (fd) != 0 || close (fd) != 0
+    ||  rename (tmp, final) != 0) {
+        mesh_err ("config: cannot write the snapshot %s of %s: %s", final, self->path,
+                  strerror (errno));
+        if (fd >= 0)
+            unlink (tmp);
+        fd = -1;
+        goto done;
+    }
+    fd = -1;
+    int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync (dfd);
+        close (dfd);
+    }
+    rc = 0;
+done:
+    if (fd >= 0)
+        close (fd);
+    if (rc == 0) {
+        free (self->snapshot);
+        self->snapshot = final;
+        final = NULL;
+    }
+    free (final);
+    free (tmp);
+    return rc;
+}
+
+mesh_config_pos_t
+mesh_config_where (const mesh_config_t *self, const char *path)
+{
+    assert (self);
+    json_t *pos = json_object_get (self->where, path);
+    return (mesh_config_pos_t) { (int) json_integer_value (json_array_get (pos, 0)),
+                                 (int) json_integer_value (json_array_get (pos, 1)) };
 }
 
 static void
@@ -2729,6 +3185,7 @@ s_agent_free (mesh_agent_config_t *agent)
     free (agent->dead_letter_topic);
     s_strv_free (&agent->rules, agent->rule_count);
     free (agent->rule_pos);
+    free (agent->rules_hash);
 }
 
 void
@@ -2739,6 +3196,10 @@ mesh_config_destroy (mesh_config_t **self_p)
     if (!self)
         return;
     free (self->path);
+    free (self->snapshot);
+    free (self->bytes);
+    json_decref (self->tree);
+    json_decref (self->where);
     free (self->runtime_dir);
     free (self->state_dir);
     free (self->decision_log);

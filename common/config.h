@@ -59,7 +59,9 @@ typedef struct {
     char *name;
     mesh_action_kind_t kind;
     char *description;              //  shown to the model in the prompt
-    char *topic;                    //  kafka: destination topic
+    char *topic;                    //  kafka: destination topic (never `__*`, never an
+                                    //  agent's input topic unless allow_input_topic)
+    bool allow_input_topic;         //  kafka: the topic may feed an agent (a loop, on purpose)
     mesh_param_spec_t *params;
     size_t param_count;
 } mesh_action_spec_t;
@@ -89,6 +91,7 @@ typedef struct {
     double temperature;             //  default 0
     bool json_schema;               //  send response_format json_schema (default true)
     mesh_output_limits_t limits;    //  what an answer may be (both kinds)
+    bool allow_link_local;          //  url may name a link-local or cloud-metadata address
 } mesh_backend_config_t;
 
 typedef struct {
@@ -195,6 +198,9 @@ typedef struct {
     char **rules;                   //  rule files (resolved paths), after the global chain
     mesh_config_pos_t *rule_pos;
     size_t rule_count;
+    char *rules_hash;               //  not from the file: the archived rule set (64 hex) this
+                                    //  agent runs (agents/gate.c builds it from the archive
+                                    //  under state_dir/rules/); NULL = from the files above
 } mesh_agent_config_t;
 
 //  sandbox.seccomp: what a system call outside the agents' allow-list does.
@@ -256,7 +262,16 @@ typedef struct {
 } mesh_kafka_property_t;
 
 typedef struct {
-    char *path;                     //  the file loaded
+    char *path;                     //  the file loaded (with a snapshot: the file it was taken of)
+    char sha256 [65];               //  hex SHA-256 of the bytes parsed
+    char *snapshot;                 //  the snapshot these bytes are in (mesh_config_snapshot, or
+                                    //  the one loaded by mesh_config_load_snapshot); NULL = none
+    char *bytes;                    //  the bytes parsed (what a snapshot holds)
+    size_t length;
+    json_t *tree;                   //  the file as JSON (every scalar a string), from the one
+                                    //  parse, for comparing configs on reload
+    json_t *where;                  //  {"daemon": [line, col], "agents[0].replicas": ...}: where
+                                    //  each key and item of the tree is (mesh_config_where)
     //  daemon:
     char *runtime_dir;              //  sockets; default /run/meshd
     char *state_dir;                //  durable state; default /var/lib/meshd
@@ -304,6 +319,32 @@ typedef struct {
 //  to ERR (may be NULL) as one "FILE:LINE:COL: message" line.  On 0, *config_p is
 //  set and the caller owns it; otherwise *config_p is NULL.
 int mesh_config_load (const char *path, mesh_config_t **config_p, FILE *err);
+
+//  Load the snapshot SNAPSHOT of the config ORIGIN (mesh_config_snapshot wrote it): its
+//  bytes must hash to SHA256 (64 hex), else nothing is parsed.  Messages and relative
+//  paths are as for ORIGIN; rule files are not checked on disk (an agent that runs a
+//  snapshot builds its rules from the archive, see rules_hash).  Returns as
+//  mesh_config_load; on 0, (*config_p)->snapshot is SNAPSHOT.
+int mesh_config_load_snapshot (const char *origin, const char *snapshot, const char *sha256,
+                               mesh_config_t **config_p, FILE *err);
+
+//  Write the bytes SELF was parsed from to DIR/config-<sha256>.yaml (mode 0600, written
+//  to a temporary file, fsync'd and renamed, so it is complete or absent; an existing one
+//  is kept: its name is the hash of its content) and set self->snapshot.  0, or -1 with
+//  the reason logged.
+int mesh_config_snapshot (mesh_config_t *self, const char *dir);
+
+//  Where key path PATH ("daemon", "agents[1].replicas", "gates.rules[0]") is in the file;
+//  {0, 0} when it is not there.
+mesh_config_pos_t mesh_config_where (const mesh_config_t *self, const char *path);
+
+//  The StrictModes check (as sshd's) of a file the config names or is: PATH is resolved
+//  (symlinks followed) and the target must be a regular file, owned by root or the
+//  effective user, not writable by group or others; so must the directory holding it,
+//  and the one holding PATH itself; directories above them must be owned by root or the
+//  effective user and not writable by group or others unless sticky (as /tmp).  NULL if
+//  PATH can be trusted, else what is wrong and how to fix it, in WHY.
+const char *mesh_config_check_trust (const char *path, char *why, size_t size);
 
 //  Destroy; sets *self_p to NULL; safe on NULL.
 void mesh_config_destroy (mesh_config_t **self_p);

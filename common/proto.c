@@ -34,7 +34,8 @@ static const s_schema_t s_schemas[MESH_MSG_COUNT_] = {
     [MESH_MSG_CTL_REQUEST] = {"ctl_request", {{"cmd", JSON_STRING}}},
     [MESH_MSG_CTL_REPLY] = {"ctl_reply", {{"ok", JSON_TRUE}}},
     [MESH_MSG_PENDING] = {"pending", {{"id", JSON_STRING}}},
-    [MESH_MSG_RELOAD] = {"reload", {{"reason", JSON_STRING}}},
+    [MESH_MSG_RELOAD] = {"reload", {{"reason", JSON_STRING}, {"snapshot", JSON_STRING},
+                                    {"sha256", JSON_STRING}, {"rules_sha256", JSON_STRING}}},
     [MESH_MSG_PENDING_REPLY] = {"pending_reply", {{"id", JSON_STRING}, {"decisions", JSON_ARRAY}}},
     [MESH_MSG_AUTH] = {"auth", {{"instance", JSON_STRING}, {"token", JSON_STRING}}},
 };

@@ -47,7 +47,8 @@ typedef enum {
     MESH_MSG_CTL_REPLY,         //  sup -> meshctl {ok, result?, error?}
     MESH_MSG_PENDING,           //  agent -> sup   {id: agent name}: decisions without outcome?
     MESH_MSG_PENDING_REPLY,     //  sup -> agent   {id: agent name, decisions[]}
-    MESH_MSG_RELOAD,            //  sup -> agent   {reason}: re-read the config, swap the rules
+    MESH_MSG_RELOAD,            //  sup -> agent   {reason, snapshot, sha256, rules_sha256}: load
+                                //  that config snapshot and archived rule set, swap the rules
     MESH_MSG_AUTH,              //  agent -> sup   {instance, token}: first on every DEALER
     MESH_MSG_COUNT_
 } mesh_msg_type_t;

@@ -1,7 +1,8 @@
 /*  meshd - the supervisor: front door of the daemon.
  *
  *      meshd [--config FILE]            run (systemd Type=notify service)
- *      meshd --check-config [FILE]      validate config, rules and backends; exit 0/1
+ *      meshd --check-config[=FILE]      validate config, rules and backends; exit 0/1
+ *                                       (--check-config FILE is the same)
  *      meshd --set-aside-log [--config FILE]   move a log that fails verification
  *                                       aside intact and start a new one; exit 0/1
  *
@@ -46,6 +47,7 @@
 #include "supervise.h"
 
 #include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -63,6 +65,7 @@ typedef struct {
     json_t *tree;                       //  its file as a tree, to compare with a new one
     json_t *last;                       //  the last reload: {ok, at, error?, restart, reload}
     const mesh_agent_user_t *agent_user;    //  sandbox.user as at start, or NULL
+    const char *runtime;                //  the runtime directory (resolved): snapshots go there
 } s_config_state_t;
 
 static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger);
@@ -395,38 +398,90 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
     mesh_msg_destroy (&msg);
 }
 
-//  Record, for every agent, the rule set now in force (its content hash), so that an
-//  auditor can tell which rules judged which decision and a replay can find them.
-static void
-s_record_rules (mesh_ledger_t *ledger, const mesh_config_t *cfg, const char *event)
+//  Fix what the agents of CFG will run: the config's bytes as a snapshot in the runtime
+//  directory (they load it by its SHA-256), and each agent's rule set archived under the
+//  state directory by its hash (cfg->agents[i].rules_hash, which they build from).  A
+//  restarted agent so runs what was checked and recorded, never a file edited since; only
+//  a reload changes it.  Returns the "rules" records to append once this config is in
+//  force (an auditor can tell which rules judged which decision, a replay can find
+//  them), or NULL (logged) if any of it cannot be written.
+//  With sandbox.user the agents read the archive DIR after switching user: give it, the
+//  rules directory above it and its files the agents' GROUP, and DIR mode 0750 (mkdtemp
+//  made it 0700); the files are 0640: the group reads, nobody else.  meshd wrote them
+//  all; lchown follows no link.
+static int
+s_share_archive (const char *dir, gid_t group)
 {
-    for (size_t i = 0; i < cfg->agent_count; i++) {
+    if (group == (gid_t) -1)
+        return 0;
+    char *parent = strdup (dir);
+    char *slash = parent ? strrchr (parent, '/') : NULL;
+    if (slash)
+        *slash = 0;
+    int rc = parent && lchown (parent, (uid_t) -1, group) == 0
+             && lchown (dir, (uid_t) -1, group) == 0 && chmod (dir, 0750) == 0 ? 0 : -1;
+    free (parent);
+    DIR *d = rc == 0 ? opendir (dir) : NULL;
+    struct dirent *entry;
+    while (d && (entry = readdir (d)))
+        if (entry->d_name[0] != '.' && fchownat (dirfd (d), entry->d_name, (uid_t) -1, group,
+                                                 AT_SYMLINK_NOFOLLOW) != 0)
+            rc = -1;
+    if (d)
+        closedir (d);
+    if (rc != 0)
+        mesh_err ("cannot give %s the agents' group: %s", dir, strerror (errno));
+    return rc;
+}
+
+static json_t *
+s_fix_config (mesh_config_t *cfg, const char *runtime, gid_t group, const char *event)
+{
+    if (mesh_config_snapshot (cfg, runtime) != 0)
+        return NULL;
+    json_t *records = json_array ();
+    for (size_t i = 0; records && i < cfg->agent_count; i++) {
+        mesh_agent_config_t *agent = &cfg->agents[i];
         char *err = NULL;
-        mesh_gate_t *gate = mesh_gate_new (cfg, &cfg->agents[i], &err);
-        if (!gate) {
-            mesh_err ("rules of agent %s: %s", cfg->agents[i].name, err ? err : "?");
+        mesh_gate_t *gate = mesh_gate_new (cfg, agent, &err);
+        char *archive = NULL;
+        if (!gate || mesh_gate_archive (gate, cfg->state_dir, &archive) != 0
+            || s_share_archive (archive, group) != 0) {
+            mesh_err ("rules of agent %s: %s", agent->name,
+                      gate ? "cannot be archived for the agents, so none could run them"
+                           : err ? err : "?");
+            free (archive);
             free (err);
-            continue;
+            mesh_gate_destroy (&gate);
+            json_decref (records);
+            return NULL;
         }
+        free (agent->rules_hash);
+        agent->rules_hash = strdup (mesh_gate_rules_hash (gate));
         json_t *files = json_array ();
         for (size_t r = 0; r < cfg->global_rule_count; r++)
             json_array_append_new (files, json_string (cfg->global_rules[r]));
-        for (size_t r = 0; r < cfg->agents[i].rule_count; r++)
-            json_array_append_new (files, json_string (cfg->agents[i].rules[r]));
-        //  The archive is what a replay loads: the files as they were, under their hash.
-        char *archive = NULL;
-        if (mesh_gate_archive (gate, cfg->state_dir, &archive) != 0)
-            mesh_err ("rules of agent %s could not be archived; decisions stay verifiable by "
-                      "hash, but a replay will need the files", cfg->agents[i].name);
-        json_t *record = json_pack ("{ss ss ss ss so so ss?}", "type", "rules", "event", event,
-                                    "agent", cfg->agents[i].name, "rules_hash",
-                                    mesh_gate_rules_hash (gate), "files", files, "manifest",
-                                    mesh_gate_manifest (gate), "archive", archive);
+        for (size_t r = 0; r < agent->rule_count; r++)
+            json_array_append_new (files, json_string (agent->rules[r]));
+        json_array_append_new (records, json_pack (
+            "{ss ss ss ss so so ss ss ss}", "type", "rules", "event", event, "agent",
+            agent->name, "rules_hash", mesh_gate_rules_hash (gate), "files", files, "manifest",
+            mesh_gate_manifest (gate), "archive", archive, "config_sha256", cfg->sha256,
+            "config_snapshot", cfg->snapshot));
         free (archive);
-        mesh_ledger_append (ledger, record);
-        json_decref (record);
         mesh_gate_destroy (&gate);
     }
+    return records;
+}
+
+static void
+s_record_rules (mesh_ledger_t *ledger, json_t *records)
+{
+    size_t i;
+    json_t *record;
+    json_array_foreach (records, i, record)
+        mesh_ledger_append (ledger, record);
+    json_decref (records);
 }
 
 static bool
@@ -469,8 +524,15 @@ s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
     json_t *plan = NULL, *tree = NULL;
     char *error = NULL;
     json_decref (st->last);
+    json_t *records = NULL;
     int rc = mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error);
-    if (rc == 0 && s_reload_agent_user (st, next, &error) != 0) {
+    if (rc == 0 && s_reload_agent_user (st, next, &error) == 0
+        && !(records = s_fix_config (next, st->runtime,
+                                     st->agent_user ? mesh_agent_user_gid (st->agent_user)
+                                                    : (gid_t) -1, "reload")))
+        error = zsys_sprintf ("%s: its snapshot or rule archive cannot be written (see the "
+                              "log)", next->path);
+    if (rc == 0 && !records) {
         rc = -1;
         mesh_config_destroy (&next);
         json_decref (plan);
@@ -499,7 +561,7 @@ s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
         mesh_supervise_restart (sup, json_string_value (name));
     json_array_foreach (json_object_get (plan, "reload"), i, name)
         mesh_supervise_reload (sup, json_string_value (name));
-    s_record_rules (ledger, st->cfg, "reload");
+    s_record_rules (ledger, records);
     mesh_notice ("reloaded %s: %zu agent(s) swap their rules, %zu restart",
                  st->cfg->path, json_array_size (json_object_get (plan, "reload")),
                  json_array_size (json_object_get (plan, "restart")));
@@ -589,7 +651,7 @@ s_prepare_agent_user (const mesh_agent_user_t *au, const mesh_config_t *cfg)
 static int
 s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
 {
-    s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path),
+    s_config_state_t st = {.cfg = cfg_at_start, .tree = json_incref (cfg_at_start->tree),
                            .agent_user = au};
     mesh_config_t *cfg = st.cfg;
     gid_t group = au ? mesh_agent_user_gid (au) : (gid_t) -1;
@@ -647,18 +709,22 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     zsock_t *control = agents ? s_bind (ZMQ_ROUTER, control_ep, 0660) : NULL;
     char *binary = s_agent_binary (cfg);
     int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
-    if (!control)
+    st.runtime = runtime;
+    json_t *records = control ? s_fix_config (cfg, runtime, group, "start") : NULL;
+    if (!records)
         goto done;
 
     mesh_supervise_t *sup = mesh_supervise_new (cfg, binary, config_path, agents_ep, brokers,
                                                 agents);
-    if (!sup)
+    if (!sup) {
+        json_decref (records);
         goto done;
+    }
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     mesh_supervise_set_agent_user (sup, au);
-    s_record_rules (ledger, cfg, "start");
+    s_record_rules (ledger, records);
     if (broker) {                       //  the incarnation the next decision ids derive from
         json_t *record = mesh_broker_record (broker);
         mesh_ledger_append (ledger, record);
@@ -779,25 +845,33 @@ main (int argc, char **argv)
 {
     const char *config = "/etc/meshd/meshd.yaml";
     bool check = false, set_aside = false;
-    static struct option opts[] = {{"config", 1, 0, 'c'},  {"check-config", 0, 0, 'k'},
+    static struct option opts[] = {{"config", 1, 0, 'c'},  {"check-config", 2, 0, 'k'},
                                    {"version", 0, 0, 'V'}, {"help", 0, 0, 'h'},
                                    {"set-aside-log", 0, 0, 'A'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long (argc, argv, "c:kVh", opts, NULL)) != -1) {
         switch (c) {
             case 'c': config = optarg; break;
-            case 'k': check = true; break;
+            case 'k':                   //  --check-config=FILE, or FILE after it
+                check = true;
+                if (optarg)
+                    config = optarg;
+                break;
             case 'A': set_aside = true; break;
             case 'V': printf ("meshd %s\n", MESHD_VERSION); return 0;
             case 'h':
-                printf ("usage: meshd [--config FILE] | --check-config [FILE] | "
+                printf ("usage: meshd [--config FILE] | --check-config[=FILE] | "
                         "--set-aside-log [--config FILE] | --version\n");
                 return 0;
             default: return 64;
         }
     }
     if (check && optind < argc)
-        config = argv[optind];
+        config = argv[optind++];
+    if (optind < argc) {
+        fprintf (stderr, "meshd: unexpected argument '%s'\n", argv[optind]);
+        return 64;
+    }
     mesh_log_set_tag ("supervisor");
     mesh_config_t *cfg = NULL;
     int problems = mesh_config_load (config, &cfg, stderr);

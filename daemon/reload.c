@@ -1,7 +1,9 @@
 /*  reload - validate a new config and plan what it changes (see reload.h).
  *
- *  The comparison works on the YAML documents, not the loaded structs: both files
- *  are read into plain JSON trees (every scalar a string) and compared section by
+ *  The comparison works on the YAML documents, not the loaded structs: both configs
+ *  carry their file as a plain JSON tree (every scalar a string, built by the config
+ *  loader from its one protected parse; the file is never parsed a second time, and
+ *  problems name FILE:LINE:COL from the same parse) and are compared section by
  *  section after taking the rule lists out.  That keeps this file independent of
  *  every field the config grows; a key that changes spelling but not meaning
  *  ("1" vs "1.0") counts as a change, which errs on the side of a restart.
@@ -11,54 +13,18 @@
 #include "gate.h"
 #include "log.h"
 
+#include <czmq.h>
+
 #include <string.h>
-#include <yaml.h>
 
-static json_t *
-s_node (yaml_document_t *doc, yaml_node_t *node, int depth)
+//  "FILE:LINE:COL" of key PATH in CFG, or of the first of the fallbacks found (1:1 if none).
+static void
+s_where (FILE *out, const mesh_config_t *cfg, const char *path, const char *fallback)
 {
-    if (!node || depth > 64)
-        return json_null ();
-    if (node->type == YAML_SCALAR_NODE)
-        return json_stringn ((const char *) node->data.scalar.value, node->data.scalar.length);
-    if (node->type == YAML_SEQUENCE_NODE) {
-        json_t *array = json_array ();
-        for (yaml_node_item_t *i = node->data.sequence.items.start;
-             i < node->data.sequence.items.top; i++)
-            json_array_append_new (array, s_node (doc, yaml_document_get_node (doc, *i),
-                                                  depth + 1));
-        return array;
-    }
-    json_t *object = json_object ();
-    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
-         p++) {
-        yaml_node_t *key = yaml_document_get_node (doc, p->key);
-        if (key && key->type == YAML_SCALAR_NODE)
-            json_object_set_new (object, (const char *) key->data.scalar.value,
-                                 s_node (doc, yaml_document_get_node (doc, p->value),
-                                         depth + 1));
-    }
-    return object;
-}
-
-json_t *
-mesh_reload_tree (const char *path)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    yaml_parser_initialize (&parser);
-    yaml_parser_set_input_file (&parser, file);
-    json_t *tree = NULL;
-    if (yaml_parser_load (&parser, &doc)) {
-        tree = s_node (&doc, yaml_document_get_root_node (&doc), 0);
-        yaml_document_delete (&doc);
-    }
-    yaml_parser_delete (&parser);
-    fclose (file);
-    return tree;
+    mesh_config_pos_t at = mesh_config_where (cfg, path);
+    if (!at.line && fallback)
+        at = mesh_config_where (cfg, fallback);
+    fprintf (out, "%s:%d:%d: ", cfg->path, at.line ? at.line : 1, at.line ? at.col : 1);
 }
 
 int
@@ -104,8 +70,11 @@ mesh_reload_check_parts (const mesh_config_t *cfg, FILE *out)
     for (size_t i = 0; i < cfg->backend_count; i++) {
         mesh_backend_t *backend = mesh_backend_new (&cfg->backends[i]);
         if (!backend) {
-            fprintf (out, "%s:0:0: backend %s: unusable (see the message above)\n", cfg->path,
+            char *key = zsys_sprintf ("backends.%s", cfg->backends[i].name);
+            s_where (out, cfg, key, "backends");
+            fprintf (out, "backend %s: unusable (see the message above)\n",
                      cfg->backends[i].name);
+            zstr_free (&key);
             problems++;
         }
         mesh_backend_destroy (&backend);
@@ -157,24 +126,27 @@ mesh_reload_plan (const char *path, json_t *old_tree, mesh_config_t **new_p, jso
     int problems = mesh_config_load (path, &cfg, out);
     if (problems == 0)
         problems = mesh_reload_check_parts (cfg, out);
-    if (problems == 0 && !(tree = mesh_reload_tree (path))) {
-        fprintf (out, "%s: cannot be read again\n", path);
-        problems++;
-    }
+    if (problems == 0)
+        tree = json_incref (cfg->tree);     //  from the one parse, never a second
     if (problems == 0) {
         const char *fixed[] = {"daemon", "kafka"};
         for (size_t i = 0; i < 2; i++)
             if (!s_same (json_object_get (old_tree, fixed[i]), json_object_get (tree, fixed[i]))) {
-                fprintf (out, "%s: the '%s' section changed: restart meshd to apply it\n", path,
-                         fixed[i]);
+                s_where (out, cfg, fixed[i], NULL);
+                fprintf (out, "the '%s' section changed: restart meshd to apply it\n", fixed[i]);
                 problems++;
             }
         size_t old_n = json_array_size (json_object_get (old_tree, "agents"));
         bool same_set = old_n == cfg->agent_count;
+        size_t differs = 0;
         for (size_t i = 0; same_set && i < cfg->agent_count; i++)
-            same_set = s_agent_named (old_tree, cfg->agents[i].name) != NULL;
+            if (!(same_set = s_agent_named (old_tree, cfg->agents[i].name) != NULL))
+                differs = i;
         if (!same_set) {
-            fprintf (out, "%s: agents were added or removed: restart meshd to apply it\n", path);
+            char *key = zsys_sprintf ("agents[%zu]", differs);
+            s_where (out, cfg, key, "agents");
+            fprintf (out, "agents were added or removed: restart meshd to apply it\n");
+            zstr_free (&key);
             problems++;
         }
         for (size_t i = 0; same_set && i < cfg->agent_count; i++) {
@@ -183,8 +155,13 @@ mesh_reload_plan (const char *path, json_t *old_tree, mesh_config_t **new_p, jso
             json_t *after = json_object_get (s_agent_named (tree, cfg->agents[i].name),
                                              "replicas");
             if (!s_same (before, after)) {
-                fprintf (out, "%s: agents.%s.replicas changed: restart meshd to apply it\n",
-                         path, cfg->agents[i].name);
+                char *key = zsys_sprintf ("agents[%zu].replicas", i);
+                char *agent = zsys_sprintf ("agents[%zu]", i);
+                s_where (out, cfg, key, agent);
+                fprintf (out, "agents.%s.replicas changed: restart meshd to apply it\n",
+                         cfg->agents[i].name);
+                zstr_free (&key);
+                zstr_free (&agent);
                 problems++;
             }
         }

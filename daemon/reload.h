@@ -19,17 +19,13 @@
 #include "config.h"
 #include <jansson.h>
 
-//  Compare the config file as loaded at start (OLD_TREE, from mesh_reload_tree) with the
+//  Compare the config file as loaded at start (OLD_TREE: its config's tree) with the
 //  file now at PATH.  On success returns 0, *new_p (caller owns) and *plan_p (caller owns:
-//  {"restart": [agent names], "reload": [agent names]}), and *tree_p (the new file's tree,
-//  caller owns).  On failure returns -1 and *error_p (caller frees): every problem, one per
+//  {"restart": [agent names], "reload": [agent names]}), and *tree_p (the new config's tree,
+//  from the loader's one parse; caller owns a reference).  On failure returns -1 and *error_p (caller frees): every problem, one per
 //  line, FILE:LINE:COL where known.
 int mesh_reload_plan (const char *path, json_t *old_tree, mesh_config_t **new_p,
                       json_t **plan_p, json_t **tree_p, char **error_p);
-
-//  The YAML file at PATH as a JSON tree (scalars as strings), for comparisons; NULL if it
-//  cannot be parsed.
-json_t *mesh_reload_tree (const char *path);
 
 //  Validate the parts of CFG the config loader does not: every rule file loads in the
 //  sandbox, every agent's chain builds, every backend can be created.  Problems are

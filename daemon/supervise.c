@@ -228,10 +228,24 @@ s_spawn (mesh_supervise_t *self, s_instance_t *in)
             _exit (127);
         close_range (5, ~0U, 0);
         char fdtext[16] = "3", areatext[16] = "4";
-        char *argv[] = {self->binary,   "--config",   self->config_path, "--agent",
-                        in->cfg->name,  "--instance", in->name,          "--endpoint",
-                        self->endpoint, "--brokers",  self->brokers,     "--auth-fd",
-                        fdtext,         "--inflight-fd", areatext,       NULL};
+        char *argv[24] = {self->binary,   "--config",   self->config_path, "--agent",
+                          in->cfg->name,  "--instance", in->name,          "--endpoint",
+                          self->endpoint, "--brokers",  self->brokers,     "--auth-fd",
+                          fdtext,         "--inflight-fd", areatext};
+        //  The config as checked and recorded (its snapshot and hash), and the rule set
+        //  archived for this agent: a restart runs those, never a file edited since.
+        size_t argc = 15;
+        if (self->cfg->snapshot) {
+            argv[argc++] = "--snapshot";
+            argv[argc++] = self->cfg->snapshot;
+            argv[argc++] = (char *) "--sha256";
+            argv[argc++] = (char *) self->cfg->sha256;
+        }
+        if (in->cfg->rules_hash) {
+            argv[argc++] = "--rules-sha256";
+            argv[argc++] = in->cfg->rules_hash;
+        }
+        argv[argc] = NULL;
         execv (self->binary, argv);
         fprintf (stderr, "<3>meshd[%s]: cannot exec %s: %s\n", in->name, self->binary,
                  strerror (errno));
@@ -699,8 +713,19 @@ mesh_supervise_reload (mesh_supervise_t *self, const char *name)
 {
     for (size_t i = 0; i < self->count; i++) {
         s_instance_t *in = &self->inst[i];
-        if (strcmp (in->cfg->name, name) == 0 && in->pid && in->hello)
-            s_send (self, in, MESH_MSG_RELOAD, "rules changed");
+        if (strcmp (in->cfg->name, name) != 0 || !in->pid || !in->hello)
+            continue;
+        if (!self->cfg->snapshot || !in->cfg->rules_hash) {
+            mesh_err ("agent %s: no config snapshot or rule archive to reload from; "
+                      "restarting it", in->name);
+            mesh_supervise_restart (self, name);
+            continue;
+        }
+        json_t *body = json_pack ("{ss ss ss ss}", "reason", "rules changed", "snapshot",
+                                  self->cfg->snapshot, "sha256", self->cfg->sha256,
+                                  "rules_sha256", in->cfg->rules_hash);
+        mesh_proto_send (self->sock, in->name, MESH_MSG_RELOAD, body);
+        json_decref (body);
     }
 }
 

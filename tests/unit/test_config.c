@@ -391,7 +391,7 @@ test_values (void **state)
         "  flag: {kind: log, params: {on: {type: boolean}, x: {type: number, min: -0.5}}}\n"
         "agents:\n"
         "  - {name: a.b_c-1, topics: [t1, t2], mode: observe, fields: {key: [h]},\n"
-        "     reason: {backend: llm, budget_tokens: 10000000000}, actions: [flag],\n"
+        "     reason: {backend: llm, budget_tokens: 1000000000}, actions: [flag],\n"
         "     fallback: flag, group: g}\n";
     assert_int_equal (s_load (text, &cfg, &out), 0);
     assert_null (cfg->agent_binary);
@@ -417,7 +417,7 @@ test_values (void **state)
     assert_true (agent->observe);
     assert_string_equal (agent->group, "g");
     assert_int_equal (agent->topic_count, 2);
-    assert_true (agent->reason.budget_tokens == 10000000000L);
+    assert_true (agent->reason.budget_tokens == 1000000000L);
     mesh_config_destroy (&cfg);
     free (out);
 }
@@ -428,13 +428,21 @@ test_relative_paths (void **state)
     char *sub;
     assert_true (asprintf (&sub, "%s/etc", s_dir) > 0);
     assert_int_equal (mkdir (sub, 0700), 0);
+    //  The rule files exist (the loader checks who may write them); /etc/hostname stands
+    //  for an absolute one, /bin/sh for an agent binary: both are root's, mode 0644/0755.
+    char *rule_dir;
+    assert_true (asprintf (&rule_dir, "%s/r", sub) > 0);
+    assert_int_equal (mkdir (rule_dir, 0700), 0);
+    free (rule_dir);
+    free (s_write ("etc/r/one.lua", "", 0));
+    free (s_write ("etc/mine.lua", "", 0));
     const char *text =
         "daemon:\n"
         "  runtime_dir: run\n"
         "  state_dir: ../state\n"
-        "  agent_binary: /opt/mesh-agent\n"
+        "  agent_binary: /bin/sh\n"
         "gates:\n"
-        "  rules: [r/one.lua, /abs/two.lua]\n"
+        "  rules: [r/one.lua, /etc/hostname]\n"
         "kafka: {brokers: embedded}\n"
         "backends: {b: {kind: openai, url: 'http://h:1', model: m, api_key_file: key}}\n"
         "actions: {esc: {kind: log}}\n"
@@ -453,10 +461,10 @@ test_relative_paths (void **state)
     assert_string_equal (cfg->state_dir, expect);
     snprintf (expect, sizeof expect, "%s/../state/decisions.jsonl", sub);
     assert_string_equal (cfg->decision_log, expect);
-    assert_string_equal (cfg->agent_binary, "/opt/mesh-agent");
+    assert_string_equal (cfg->agent_binary, "/bin/sh");
     snprintf (expect, sizeof expect, "%s/r/one.lua", sub);
     assert_string_equal (cfg->global_rules [0], expect);
-    assert_string_equal (cfg->global_rules [1], "/abs/two.lua");
+    assert_string_equal (cfg->global_rules [1], "/etc/hostname");
     assert_int_equal (cfg->global_rule_pos [0].line, 6);
     assert_int_equal (cfg->global_rule_pos [0].col, 11);
     assert_int_equal (cfg->global_rule_pos [1].line, 6);
@@ -630,7 +638,7 @@ test_out_of_range (void **state)
     s_expect (out, "17:23: agents[0].detector.alpha: must be in (0,1], got 1.5");
     s_expect (out, "17:39: agents[0].detector.threshold: must be in [0,1], got -0.1");
     s_expect (out, "17:53: agents[0].detector.warmup: must be in [2,1000000], got 1");
-    s_expect (out, "18:23: gates.instructions: must be >= 1000, got 999");
+    s_expect (out, "18:23: gates.instructions: must be in [1000,1000000000], got 999");
     s_expect (out, "18:36: gates.memory: must be in [65536,4294967296], got 1024");
     s_expect (out, "18:51: gates.time_ms: must be in [1,60000], got 0");
     s_expect (out, "19:51: daemon.liveness_timeout_ms: must be greater than heartbeat_ms (2000)");
@@ -951,7 +959,7 @@ test_embedded (void **state)
     const char *text =
         "kafka: {brokers: embedded}\n"
         "backends: {b: {kind: scripted, file: f}}\n"
-        "actions: {k: {kind: kafka, topic: out}, l: {kind: log}}\n"
+        "actions: {k: {kind: kafka, topic: out, allow_input_topic: true}, l: {kind: log}}\n"
         "agents:\n"
         "  - {name: a, topics: [m, n], fields: {key: [h]}, reason: {backend: b},"
         " actions: [k], fallback: k}\n"
@@ -1102,7 +1110,7 @@ test_missing_file (void **state)
     free (out);
     //  A directory is not a config either.
     assert_int_equal (s_load_path (s_dir, &cfg, &out), 1);
-    s_expect (out, "1:1: cannot read the configuration");
+    s_expect (out, "1:1: the configuration cannot be trusted: ");
     free (out);
     free (path);
     //  ERR may be NULL: the count is still returned.
@@ -1475,6 +1483,228 @@ test_kafka_properties (void **state)
     free (out);
 }
 
+
+//  --------------------------------------------------------------------------
+//  Issue 9, Config: files, topics, bounds, URLs, snapshots.
+
+//  StrictModes: a file or directory others may write, or a symlink into one, is refused at
+//  the position that names it; so is the config file itself (at 1:1).
+static void
+test_strict_modes (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    char *open_dir, *link;
+    assert_true (asprintf (&open_dir, "%s/open", s_dir) > 0);
+    assert_int_equal (mkdir (open_dir, 0700), 0);
+    assert_int_equal (chmod (open_dir, 0777), 0);
+    free (s_write ("open/r.lua", "", 0));
+    char *group_rule = s_write ("g.lua", "", 0);
+    assert_int_equal (chmod (group_rule, 0664), 0);
+    free (s_write ("ok.lua", "", 0));
+    assert_true (asprintf (&link, "%s/link", s_dir) > 0);
+    assert_int_equal (symlink (open_dir, link), 0);
+    assert_int_equal (s_load_base ("gates: {rules: [g.lua, open/r.lua, link/r.lua, ok.lua]}\n"
+                                   "daemon: {agent_binary: bin/agent}\n", &cfg, &out), 4);
+    s_expect (out, "17:17: gates.rules[0]: ");
+    assert_non_null (strstr (out, "g.lua is writable by its group (mode 0664); run chmod go-w"));
+    s_expect (out, "17:24: gates.rules[1]: directory ");
+    assert_non_null (strstr (out, "/open is writable by others (mode 0777)"));
+    //  Through the symlink: the target's directory is what is checked.
+    s_expect (out, "17:36: gates.rules[2]: directory ");
+    s_expect (out, "18:24: daemon.agent_binary: expected an absolute path");
+    free (out);
+
+    //  agent_binary: an absolute path to a file no one else may change.
+    char *binary = s_write ("agent", "", 0);
+    assert_int_equal (chmod (binary, 0757), 0);
+    char *text;
+    assert_true (asprintf (&text, "daemon: {agent_binary: %s}\n", binary) > 0);
+    assert_int_equal (s_load_base (text, &cfg, &out), 1);
+    s_expect (out, "17:24: daemon.agent_binary: ");
+    assert_non_null (strstr (out, "agent is writable by others (mode 0757)"));
+    free (out);
+    free (text);
+
+    //  The config file itself (what a user with umask 002 gets from a checkout).
+    char *path = s_write ("c.yaml", s_base, strlen (s_base));
+    assert_int_equal (chmod (path, 0664), 0);
+    assert_int_equal (s_load_path (path, &cfg, &out), 1);
+    s_expect (out, "1:1: the configuration cannot be trusted: ");
+    assert_non_null (strstr (out, "c.yaml is writable by its group (mode 0664)"));
+    free (out);
+    assert_int_equal (chmod (path, 0644), 0);
+    assert_int_equal (s_load_path (path, &cfg, &out), 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+    assert_int_equal (chmod (open_dir, 0700), 0);
+    free (path);
+    free (binary);
+    free (group_rule);
+    free (open_dir);
+    free (link);
+}
+
+//  One rule file twice in a chain, however spelled, is refused where it is listed again.
+static void
+test_duplicate_rules (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    free (s_write ("a.lua", "", 0));
+    assert_int_equal (s_load_base ("    rules: [./a.lua]\n"
+                                   "gates: {rules: [a.lua]}\n", &cfg, &out), 1);
+    s_expect (out, "17:13: agents[0].rules: ");
+    assert_non_null (strstr (out, "is already in this agent's rule chain (gates.rules, at 18:17)"));
+    free (out);
+}
+
+//  Topics meshd writes: never Kafka-internal, never an input topic unless allowed.
+static void
+test_write_topics (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    const char *text =
+        "kafka: {brokers: embedded}\n"
+        "backends: {b: {kind: scripted, file: f}}\n"
+        "actions:\n"
+        "  k: {kind: kafka, topic: __consumer_offsets}\n"
+        "  loop: {kind: kafka, topic: m}\n"
+        "  ok: {kind: kafka, topic: m, allow_input_topic: true}\n"
+        "agents:\n"
+        "  - {name: a, topics: [m], fields: {key: [h]}, reason: {backend: b},\n"
+        "     actions: [loop, ok], fallback: ok, dead_letter_topic: m}\n";
+    assert_int_equal (s_load (text, &cfg, &out), 3);
+    s_expect (out, "4:27: actions.k.topic: expected a topic that is not Kafka-internal");
+    s_expect (out, "5:30: actions.loop.topic: 'm' is an input topic of agent a");
+    s_expect (out, "9:60: agents[0].dead_letter_topic: 'm' is an input topic of agent a");
+    free (out);
+}
+
+//  Every limit and budget has an upper bound (one table: s_walk asserts each has one).
+static void
+test_upper_bounds (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load ("kafka: {brokers: embedded}\n"
+                              "backends: {b: {kind: scripted, file: f}}\n"
+                              "actions: {esc: {kind: log}}\n"
+                              "agents:\n"
+                              "  - {name: a, topics: [m], fields: {key: [h]}, actions: [esc],\n"
+                              "     reason: {backend: b, incident_token_cap: 10000001,\n"
+                              "              budget_tokens: 1000000001}, fallback: esc}\n"
+                              "gates: {instructions: 1000000001}\n", &cfg, &out), 3);
+    s_expect (out, "6:47: agents[0].reason.incident_token_cap: must be in [1,10000000], "
+              "got 10000001");
+    s_expect (out, "7:30: agents[0].reason.budget_tokens: must be in [1,1000000000], "
+              "got 1000000001");
+    s_expect (out, "8:23: gates.instructions: must be in [1000,1000000000], got 1000000001");
+    free (out);
+}
+
+//  Link-local and cloud-metadata hosts, however written, unless allow_link_local.
+static void
+test_metadata_url (void **state)
+{
+    static const char *const hosts [] = {
+        "169.254.169.254", "2852039166", "0xa9fea9fe", "[fe80::1]", "[fd00:ec2::254]",
+        "[::ffff:169.254.169.254]", "100.100.100.200", "metadata.google.internal.",
+        "Metadata.Google.Internal", NULL
+    };
+    for (int i = 0; hosts [i]; i++)
+        for (int allow = 0; allow < 2; allow++) {
+            mesh_config_t *cfg = NULL;
+            char *out = NULL, *text;
+            assert_true (asprintf (&text, "kafka: {brokers: embedded}\n"
+                                   "backends: {b: {kind: openai, model: m%s,\n"
+                                   "  url: 'http://%s:80'}}\n"
+                                   "actions: {esc: {kind: log}}\n"
+                                   "agents:\n"
+                                   "  - {name: a, topics: [m], fields: {key: [h]}, "
+                                   "reason: {backend: b}, actions: [esc], fallback: esc}\n",
+                                   allow ? ", allow_link_local: true" : "", hosts [i]) > 0);
+            assert_int_equal (s_load (text, &cfg, &out), allow ? 0 : 1);
+            if (!allow) {
+                s_expect (out, "3:8: backends.b.url: host ");
+                assert_non_null (strstr (out, "is a link-local or cloud-metadata address"));
+            }
+            mesh_config_destroy (&cfg);
+            free (out);
+            free (text);
+        }
+    //  An ordinary private address is a model server's.
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load ("kafka: {brokers: embedded}\n"
+                              "backends: {b: {kind: openai, model: m, url: 'http://10.0.0.5'}}\n"
+                              "actions: {esc: {kind: log}}\n"
+                              "agents:\n"
+                              "  - {name: a, topics: [m], fields: {key: [h]}, "
+                              "reason: {backend: b}, actions: [esc], fallback: esc}\n",
+                              &cfg, &out), 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
+//  The snapshot: the same bytes, checked by hash; the tree and positions of the one parse.
+static void
+test_snapshot (void **state)
+{
+    mesh_config_t *cfg = NULL, *again = NULL;
+    char *out = NULL;
+    char *path = s_write ("c.yaml", s_base, strlen (s_base));
+    assert_int_equal (s_load_path (path, &cfg, &out), 0);
+    free (out);
+    assert_int_equal (strlen (cfg->sha256), 64);
+    assert_string_equal (json_string_value (json_object_get (json_object_get (
+        cfg->tree, "kafka"), "brokers")), "embedded");
+    mesh_config_pos_t at = mesh_config_where (cfg, "agents[0].fallback");
+    assert_int_equal (at.line, 16);
+    assert_int_equal (at.col, 5);
+    assert_int_equal (mesh_config_where (cfg, "daemon").line, 0);
+    char *run;
+    assert_true (asprintf (&run, "%s/run", s_dir) > 0);
+    assert_int_equal (mkdir (run, 0700), 0);
+    assert_int_equal (mesh_config_snapshot (cfg, run), 0);
+    assert_non_null (cfg->snapshot);
+    //  The file is edited afterwards: the snapshot still holds what was checked.
+    char *edited = s_write ("c.yaml", "kafka: {}\n", 10);
+    size_t out_size;
+    FILE *err = open_memstream (&out, &out_size);
+    assert_int_equal (mesh_config_load_snapshot (path, cfg->snapshot, cfg->sha256, &again,
+                                                 err), 0);
+    fclose (err);
+    free (out);
+    assert_string_equal (again->path, path);
+    assert_string_equal (again->sha256, cfg->sha256);
+    assert_true (json_equal (again->tree, cfg->tree));
+    mesh_config_destroy (&again);
+    //  A snapshot that was changed, or a hash that is not its own: nothing is parsed.
+    err = open_memstream (&out, &out_size);
+    assert_int_equal (mesh_config_load_snapshot (path, cfg->snapshot, "00", &again, err), 1);
+    fclose (err);
+    assert_null (again);
+    s_expect (out, "1:1: snapshot ");
+    assert_non_null (strstr (out, "not 00 as meshd recorded"));
+    free (out);
+    FILE *file = fopen (cfg->snapshot, "ab");
+    assert_non_null (file);
+    fputs ("# changed\n", file);
+    fclose (file);
+    err = open_memstream (&out, &out_size);
+    assert_int_equal (mesh_config_load_snapshot (path, cfg->snapshot, cfg->sha256, &again,
+                                                 err), 1);
+    fclose (err);
+    assert_non_null (strstr (out, "it was changed, so it is not used"));
+    free (out);
+    mesh_config_destroy (&cfg);
+    free (edited);
+    free (run);
+    free (path);
+}
+
 int
 main (void)
 {
@@ -1506,6 +1736,12 @@ main (void)
         cmocka_unit_test (test_kafka_credentials),
         cmocka_unit_test (test_kafka_oauthbearer),
         cmocka_unit_test (test_kafka_properties),
+        cmocka_unit_test (test_strict_modes),
+        cmocka_unit_test (test_duplicate_rules),
+        cmocka_unit_test (test_write_topics),
+        cmocka_unit_test (test_upper_bounds),
+        cmocka_unit_test (test_metadata_url),
+        cmocka_unit_test (test_snapshot),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

@@ -931,6 +931,54 @@ test_archive (void **state)
     mesh_gate_destroy (&gate);
 }
 
+
+//  An agent config with rules_hash set (what meshd starts an agent with) builds its chain
+//  from the archive, not the files: a rule edited on disk afterwards changes nothing, and
+//  a hash with no archive is refused.
+static void
+test_rules_from_archive (void **state)
+{
+    char dir[] = "/tmp/test_gate_byhash.XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    char rule[300];
+    snprintf (rule, sizeof rule, "%s/floor.lua", dir);
+    size_t size;
+    char *source = s_read ("rules/confidence_floor.lua", &size);
+    FILE *file = fopen (rule, "wb");
+    assert_non_null (file);
+    assert_int_equal (fwrite (source, 1, size, file), size);
+    fclose (file);
+    s_config ();
+    s_cfg.state_dir = dir;
+    s_rule (rule);
+    mesh_gate_t *gate = s_gate ();
+    assert_int_equal (mesh_gate_archive (gate, dir, NULL), 0);
+    char hash[65];
+    snprintf (hash, sizeof hash, "%s", mesh_gate_rules_hash (gate));
+    mesh_gate_destroy (&gate);
+    file = fopen (rule, "ab");
+    assert_non_null (file);
+    fputs ("\n-- edited on disk, never reloaded\n", file);
+    fclose (file);
+    mesh_gate_t *edited = s_gate ();
+    assert_string_not_equal (mesh_gate_rules_hash (edited), hash);
+    mesh_gate_destroy (&edited);
+    s_agent.rules_hash = hash;
+    mesh_gate_t *recorded = s_gate ();
+    assert_string_equal (mesh_gate_rules_hash (recorded), hash);
+    mesh_gate_destroy (&recorded);
+    char *err = NULL;
+    s_agent.rules_hash = (char *) "0000000000000000000000000000000000000000000000000000000000000000";
+    assert_null (mesh_gate_new (&s_cfg, &s_agent, &err));
+    assert_non_null (err);
+    free (err);
+    s_agent.rules_hash = NULL;
+    free (source);
+    char cmd[400];
+    snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal (system (cmd), 0);
+}
+
 int
 main (void)
 {
@@ -948,6 +996,7 @@ main (void)
         cmocka_unit_test (test_threads),
         cmocka_unit_test (test_manifest),
         cmocka_unit_test (test_archive),
+        cmocka_unit_test (test_rules_from_archive),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
