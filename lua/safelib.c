@@ -49,9 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  Pattern calls whose bound is above this check the clock when they return.
-#define S_TIME_CHECK_STEPS  10000.0
-
 //  --------------------------------------------------------------------------------
 //  Keys in the one order rules may rely on
 
@@ -619,14 +616,6 @@ s_original (lua_State *L)
 }
 
 static int
-s_after (lua_State *L, int results, double bound)
-{
-    if (bound > S_TIME_CHECK_STEPS)
-        mesh_vm_check_time (L);
-    return results;
-}
-
-static int
 s_find (lua_State *L)
 {
     size_t ls, lp;
@@ -638,6 +627,8 @@ s_find (lua_State *L)
             luaL_pushfail (L);
             return 1;
         }
+        //  memmem is linear, but linear in 2 MiB is still work: charged up front.
+        mesh_vm_charge_bytes (L, ls - init);
         const char *found = lp == 0 ? s + init : memmem (s + init, ls - init, p, lp);
         if (!found) {
             luaL_pushfail (L);
@@ -647,40 +638,40 @@ s_find (lua_State *L)
         lua_pushinteger (L, (lua_Integer) (found - s + lp));
         return 2;
     }
-    double bound = mesh_safelib_check_pattern (L, "string.find", ls, p, lp, p [0] == '^');
-    return s_after (L, s_original (L), bound);
+    mesh_safelib_check_pattern (L, "string.find", ls, p, lp, p [0] == '^');
+    return mesh_match_find (L, true);
 }
 
-//  Check the (subject, pattern) arguments of string function FN; its bound.  A
-//  leading ^ anchors unless ANCHORABLE is false (gmatch takes it literally).
-static double
+//  Check the (subject, pattern) arguments of string function FN.  A leading ^
+//  anchors unless ANCHORABLE is false (gmatch takes it literally).
+static void
 s_check_args (lua_State *L, const char *fn, bool anchorable)
 {
     size_t ls, lp;
     luaL_checklstring (L, 1, &ls);
     const char *p = luaL_checklstring (L, 2, &lp);
-    return mesh_safelib_check_pattern (L, fn, ls, p, lp, anchorable && p [0] == '^');
+    mesh_safelib_check_pattern (L, fn, ls, p, lp, anchorable && p [0] == '^');
 }
 
 static int
 s_match (lua_State *L)
 {
-    double bound = s_check_args (L, "string.match", true);
-    return s_after (L, s_original (L), bound);
+    s_check_args (L, "string.match", true);
+    return mesh_match_find (L, false);
 }
 
 static int
 s_gmatch (lua_State *L)
 {
     s_check_args (L, "string.gmatch", false);
-    return s_original (L);
+    return mesh_match_gmatch (L);
 }
 
 static int
 s_gsub (lua_State *L)
 {
-    double bound = s_check_args (L, "string.gsub", true);
-    return s_after (L, s_original (L), bound);
+    s_check_args (L, "string.gsub", true);
+    return mesh_match_gsub (L);
 }
 
 static int
@@ -695,9 +686,104 @@ s_rep (lua_State *L)
         lua_pushliteral (L, "");
         return 1;
     }
-    int results = s_original (L);               //  the allocator bounds the size
-    mesh_vm_charge (L, (size_t) n);
-    return results;
+    //  Each turn is a call of memcpy or two, worth an instruction for short pieces and
+    //  their bytes for long ones, charged before they run; a result larger than the
+    //  memory cap allows is left to the allocator, which refuses it before any copy.
+    double total = (double) n * (double) (l + lsep);
+    size_t per_turn = (l + lsep) / MESH_VM_BYTES_PER_UNIT;
+    if (total <= (double) mesh_vm_memory_room (L))
+        mesh_vm_charge (L, (size_t) n * (per_turn ? per_turn : 1));
+    return s_original (L);
+}
+
+//  The bytes I..J (Lua's relative positions, J defaulting to DEFAULT_J) of a string
+//  of LEN bytes: how many a function walking that range touches.
+static size_t
+s_range (lua_State *L, int i_arg, lua_Integer default_i, int j_arg, lua_Integer default_j,
+         size_t len)
+{
+    lua_Integer i = lua_isinteger (L, i_arg) ? lua_tointeger (L, i_arg) : default_i;
+    lua_Integer j = lua_isinteger (L, j_arg) ? lua_tointeger (L, j_arg) : default_j;
+    if (i < 0)
+        i = i < -(lua_Integer) len ? 1 : (lua_Integer) len + i + 1;
+    if (j < 0)
+        j = j < -(lua_Integer) len ? 0 : (lua_Integer) len + j + 1;
+    if (i < 1)
+        i = 1;
+    if (j > (lua_Integer) len)
+        j = (lua_Integer) len;
+    return j >= i ? (size_t) (j - i + 1) : 0;
+}
+
+//  Functions whose C loop walks their whole first argument (upper, lower, reverse,
+//  utf8.offset) or a range of it (sub, byte, utf8.len, utf8.codepoint): the bytes
+//  are charged before the call.
+static int
+s_whole (lua_State *L)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING || lua_type (L, 1) == LUA_TNUMBER)
+        lua_tolstring (L, 1, &len);
+    mesh_vm_charge_bytes (L, len);
+    return s_original (L);
+}
+
+static int
+s_sub (lua_State *L)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING)
+        lua_tolstring (L, 1, &len);
+    mesh_vm_charge_bytes (L, s_range (L, 2, 1, 3, -1, len));
+    return s_original (L);
+}
+
+static int
+s_byte (lua_State *L)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING)
+        lua_tolstring (L, 1, &len);
+    lua_Integer i = lua_isinteger (L, 2) ? lua_tointeger (L, 2) : 1;
+    //  One value pushed per byte: each is worth an instruction.
+    mesh_vm_charge (L, s_range (L, 2, 1, 3, i, len));
+    return s_original (L);
+}
+
+//  utf8.len (s, i, j), j defaulting to -1, and utf8.codepoint (s, i, j), j defaulting
+//  to i, which also pushes a value per character.
+static int
+s_utf8_walk (lua_State *L, bool is_len)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING)
+        lua_tolstring (L, 1, &len);
+    lua_Integer i = lua_isinteger (L, 2) ? lua_tointeger (L, 2) : 1;
+    size_t n = s_range (L, 2, 1, 3, is_len ? -1 : i, len);
+    mesh_vm_charge_bytes (L, n);
+    if (!is_len)
+        mesh_vm_charge (L, n);
+    return s_original (L);
+}
+
+static int
+s_utf8_len (lua_State *L)
+{
+    return s_utf8_walk (L, true);
+}
+
+static int
+s_utf8_codepoint (lua_State *L)
+{
+    return s_utf8_walk (L, false);
+}
+
+//  Functions whose C loop runs once per argument (string.char, utf8.char).
+static int
+s_per_argument (lua_State *L)
+{
+    mesh_vm_charge (L, (size_t) lua_gettop (L));
+    return s_original (L);
 }
 
 //  string.format: no %p (an address), and %s of a table, function or userdata gives
@@ -722,6 +808,8 @@ s_format (lua_State *L)
             return luaL_error (L, "string.format: %%p is not available in rules (it shows a "
                                   "memory address)");
         if (f [i] == 's' && arg <= top) {
+            if (lua_type (L, arg) == LUA_TSTRING)
+                mesh_vm_charge_bytes (L, lua_rawlen (L, arg));
             int type = lua_type (L, arg);
             if (type != LUA_TSTRING && type != LUA_TNUMBER) {
                 mesh_safelib_tostring (L, arg, NULL);
@@ -901,8 +989,8 @@ static const s_entry_t s_base[] = {
     { NULL, NULL }
 };
 static const s_entry_t s_string[] = {
-    { "byte", NULL }, { "char", NULL }, { "len", NULL }, { "lower", NULL },
-    { "reverse", NULL }, { "sub", NULL }, { "upper", NULL },
+    { "byte", s_byte }, { "char", s_per_argument }, { "len", NULL }, { "lower", s_whole },
+    { "reverse", s_whole }, { "sub", s_sub }, { "upper", s_whole },
     { "find", s_find }, { "format", s_format }, { "gmatch", s_gmatch }, { "gsub", s_gsub },
     { "match", s_match }, { "rep", s_rep },
     { NULL, NULL }
@@ -922,8 +1010,8 @@ static const s_entry_t s_math[] = {
     { NULL, NULL }
 };
 static const s_entry_t s_utf8[] = {
-    { "char", NULL }, { "charpattern", NULL }, { "codepoint", NULL }, { "codes", NULL },
-    { "len", NULL }, { "offset", NULL },
+    { "char", s_per_argument }, { "charpattern", NULL }, { "codepoint", s_utf8_codepoint },
+    { "codes", NULL }, { "len", s_utf8_len }, { "offset", s_whole },
     { NULL, NULL }
 };
 

@@ -105,6 +105,8 @@ typedef struct {
     size_t used, cap;                   //  bytes live, bytes allowed
     bool refused;                       //  the allocator said no during this evaluation
     long budget, executed;              //  instructions
+    long clock_at;                      //  charges look at the clock when executed
+                                        //  passes this
     int period;                         //  hook period, <= S_HOOK_PERIOD
     int64_t deadline_ns;
     s_limit_t limit;                    //  sticky once set
@@ -428,8 +430,30 @@ mesh_vm_charge (lua_State *L, size_t units)
         else
             run->executed += (long) units;
     }
+    //  Work done in C is time the hook does not see: look at the clock as often as
+    //  the hook would for the same count.
+    if (run->limit == S_LIMIT_NONE && run->executed >= run->clock_at) {
+        run->clock_at = run->executed + S_HOOK_PERIOD;
+        if (s_now_ns () >= run->deadline_ns)
+            run->limit = S_LIMIT_TIME;
+    }
     if (run->limit != S_LIMIT_NONE)
         s_raise_limit (L, run);
+}
+
+void
+mesh_vm_charge_bytes (lua_State *L, size_t n)
+{
+    mesh_vm_charge (L, n / MESH_VM_BYTES_PER_UNIT);
+}
+
+size_t
+mesh_vm_memory_room (lua_State *L)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run)
+        return SIZE_MAX;
+    return run->cap > run->used ? run->cap - run->used : 0;
 }
 
 void
@@ -456,6 +480,7 @@ s_arm (mesh_vm_t *self, lua_State *L)
     run->limit = S_LIMIT_NONE;
     run->refused = false;
     run->executed = 0;
+    run->clock_at = 0;
     run->budget = self->limits.instructions;
     run->period = self->limits.instructions < S_HOOK_PERIOD
                 ? (int) self->limits.instructions : S_HOOK_PERIOD;
