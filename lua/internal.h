@@ -28,6 +28,11 @@ void mesh_vm_charge (lua_State *L, size_t units);
 void mesh_vm_charge_bytes (lua_State *L, size_t n);
 //  Bytes the memory cap still allows (SIZE_MAX in a plain state).
 size_t mesh_vm_memory_room (lua_State *L);
+//  After a protected call inside rule code ended with STATUS: if a limit was hit (or
+//  the allocator failed: LUA_ERRMEM), raise it again, so that no pcall can catch it.
+void mesh_vm_rethrow_limit (lua_State *L, int status);
+//  True once a limit was hit in this evaluation.
+bool mesh_vm_limit_hit (lua_State *L);
 //  Raise the time limit if the evaluation's deadline has passed.
 void mesh_vm_check_time (lua_State *L);
 //  True in a sandbox state, false in a plain one.

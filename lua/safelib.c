@@ -10,7 +10,9 @@
  *    view of the sandboxed string table, hidden behind __metatable, so ("").dump is
  *    nil and `getmetatable("").__index = ...` is an error.  setmetatable refuses
  *    __gc (a finalizer runs with hooks off, where no limit can stop it) and __mode
- *    (weak tables make results depend on the collector).
+ *    (weak tables make results depend on the collector), and guards the metatable
+ *    so that neither can be added afterwards.  pcall and xpcall are there, but a
+ *    limit hit inside them is raised again: they catch errors, never limits.
  *  - Non-determinism.  A verdict must replay: `pairs` and `next` walk keys in one
  *    fixed order (numbers ascending, then strings bytewise; other key types are an
  *    error), because Debian's Lua seeds string hashing per state and the raw order
@@ -457,6 +459,101 @@ s_rawlen (lua_State *L)
     return 1;
 }
 
+//  pcall (f, ...) and xpcall (f, msgh, ...) as Lua's, except that a limit is never
+//  caught: if the instruction, memory or time limit was hit inside, it is raised
+//  again on the way out (the limit is sticky, so a message handler gets no further
+//  than its first instruction either).
+static int
+s_finish_pcall (lua_State *L, int status, int extra)
+{
+    mesh_vm_rethrow_limit (L, status);
+    if (status != LUA_OK) {
+        lua_pushboolean (L, 0);
+        lua_pushvalue (L, -2);
+        return 2;
+    }
+    return lua_gettop (L) - extra;
+}
+
+static int
+s_pcall (lua_State *L)
+{
+    luaL_checkany (L, 1);
+    lua_pushboolean (L, 1);
+    lua_insert (L, 1);
+    int status = lua_pcall (L, lua_gettop (L) - 2, LUA_MULTRET, 0);
+    return s_finish_pcall (L, status, 0);
+}
+
+//  xpcall's message handler: the rule's (upvalue 1), except once a limit was hit.
+//  A limit is raised from inside the count hook, and Lua runs the message handler
+//  before it leaves the hook, with hooks off: a rule's handler would run there
+//  with nothing to stop it.  So after a limit the message passes unchanged.
+static int
+s_xpcall_handler (lua_State *L)
+{
+    if (mesh_vm_limit_hit (L))
+        return 1;
+    lua_pushvalue (L, lua_upvalueindex (1));
+    lua_insert (L, 1);
+    lua_call (L, lua_gettop (L) - 1, 1);
+    return 1;
+}
+
+static int
+s_xpcall (lua_State *L)
+{
+    int n = lua_gettop (L);
+    luaL_checktype (L, 2, LUA_TFUNCTION);
+    lua_pushvalue (L, 2);
+    lua_pushcclosure (L, s_xpcall_handler, 1);
+    lua_replace (L, 2);
+    lua_pushboolean (L, 1);
+    lua_pushvalue (L, 1);
+    lua_rotate (L, 3, 2);
+    int status = lua_pcall (L, n - 2, LUA_MULTRET, 2);
+    return s_finish_pcall (L, status, 2);
+}
+
+//  A metatable's __mode is read at every collection, so setting it after
+//  setmetatable would make a table weak after the check.  Every metatable a rule
+//  installs therefore gets this guard as its own (hidden) metatable: new __mode or
+//  __gc keys are refused, anything else is stored as Lua would.  (A __gc added
+//  later would be ignored by Lua anyway; it is refused so the error says so.)
+static const char s_key_guard = 0;
+
+static int
+s_guard_newindex (lua_State *L)
+{
+    if (lua_type (L, 2) == LUA_TSTRING) {
+        const char *key = lua_tostring (L, 2);
+        if (strcmp (key, "__mode") == 0 || strcmp (key, "__gc") == 0)
+            return luaL_error (L, "%s cannot be set on a table already used as a metatable "
+                                  "(it would change how tables are collected)", key);
+    }
+    lua_settop (L, 3);
+    lua_rawset (L, 1);
+    return 0;
+}
+
+//  Give the metatable at INDEX the guard, unless it has it; a metatable with a
+//  metatable of its own cannot be guarded and is refused.
+static void
+s_guard (lua_State *L, int index)
+{
+    if (lua_getmetatable (L, index)) {
+        lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_guard);
+        bool guarded = lua_rawequal (L, -1, -2);
+        lua_pop (L, 2);
+        if (!guarded)
+            luaL_error (L, "setmetatable: a table used as a metatable cannot have a "
+                           "metatable of its own in rules");
+        return;
+    }
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_guard);
+    lua_setmetatable (L, index);
+}
+
 static int
 s_setmetatable (lua_State *L)
 {
@@ -475,6 +572,8 @@ s_setmetatable (lua_State *L)
     if (luaL_getmetafield (L, 1, "__metatable") != LUA_TNIL)
         return luaL_error (L, "cannot change a protected metatable");
     lua_settop (L, 2);
+    if (type == LUA_TTABLE)
+        s_guard (L, 2);
     lua_setmetatable (L, 1);
     return 1;
 }
@@ -1067,6 +1166,16 @@ mesh_safelib_open (lua_State *L)
     lua_setfield (L, g, "setmetatable");
     lua_pushcfunction (L, s_tostring);
     lua_setfield (L, g, "tostring");
+    lua_pushcfunction (L, s_pcall);
+    lua_setfield (L, g, "pcall");
+    lua_pushcfunction (L, s_xpcall);
+    lua_setfield (L, g, "xpcall");
+    lua_createtable (L, 0, 2);                  //  the guard of rules' metatables
+    lua_pushcfunction (L, s_guard_newindex);
+    lua_setfield (L, -2, "__newindex");
+    lua_pushboolean (L, 0);
+    lua_setfield (L, -2, "__metatable");
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_guard);
 
     int string = s_library (L, g, "string", luaopen_string, s_string);
     //  Every string shares one metatable: its methods are the sandboxed ones, and it

@@ -457,6 +457,61 @@ mesh_vm_memory_room (lua_State *L)
 }
 
 void
+mesh_vm_rethrow_limit (lua_State *L, int status)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run)
+        return;
+    if (run->limit == S_LIMIT_NONE && status == LUA_ERRMEM)
+        run->limit = S_LIMIT_MEMORY;
+    if (run->limit != S_LIMIT_NONE)
+        s_raise_limit (L, run);
+}
+
+bool
+mesh_vm_limit_hit (lua_State *L)
+{
+    s_run_t *run = s_run_of (L);
+    return run && run->limit != S_LIMIT_NONE;
+}
+
+//  True if MSG already starts with a position, "chunk:line:".
+static bool
+s_has_position (const char *msg)
+{
+    const char *colon = strchr (msg, ':');
+    if (!colon || colon == msg || memchr (msg, ' ', (size_t) (colon - msg)))
+        return false;
+    const char *d = colon + 1;
+    while (*d >= '0' && *d <= '9')
+        d++;
+    return d > colon + 1 && *d == ':';
+}
+
+//  The message handler of every protected call that runs rule code: an error raised
+//  from C (a write to a read-only view, a bad argument to a library function, a
+//  stack overflow inside a C function) names no position; give it the file and line
+//  of the innermost rule code on the stack, so that every rule error says where.
+//  Limits are left alone: they are decided from flags, and a memory refusal must not
+//  allocate here.
+static int
+s_where (lua_State *L)
+{
+    s_run_t *run = s_run_of (L);
+    if ((run && (run->limit != S_LIMIT_NONE || run->refused))
+    ||  lua_type (L, 1) != LUA_TSTRING || s_has_position (lua_tostring (L, 1)))
+        return 1;
+    lua_Debug ar;
+    for (int level = 1; lua_getstack (L, level, &ar); level++) {
+        if (!lua_getinfo (L, "Sl", &ar) || ar.currentline <= 0)
+            continue;
+        lua_pushfstring (L, "%s:%d: %s", ar.short_src, ar.currentline, lua_tostring (L, 1));
+        return 1;
+    }
+    return 1;
+}
+
+void
 mesh_vm_check_time (lua_State *L)
 {
     s_run_t *run = s_run_of (L);
@@ -817,9 +872,10 @@ s_build (mesh_vm_t *self, char **err_p)
         *err_p = strdup ("cannot create a Lua state: out of memory");
         return -1;
     }
+    lua_pushcfunction (L, s_where);
     lua_pushcfunction (L, s_build_main);
     lua_pushlightuserdata (L, self);
-    int status = lua_pcall (L, 1, 0, 0);
+    int status = lua_pcall (L, 1, 0, 1);
     if (status != LUA_OK) {
         s_run_t *run = &self->run;
         if (run->limit == S_LIMIT_NONE && (status == LUA_ERRMEM || run->refused))
@@ -1073,9 +1129,11 @@ s_run (mesh_vm_t *self, s_call_t *call)
     lua_State *L = self->L;
     s_run_t *run = &self->run;
     s_arm (self, L);
+    lua_settop (L, 0);
+    lua_pushcfunction (L, s_where);
     lua_pushcfunction (L, s_eval_main);
     lua_pushlightuserdata (L, call);
-    int status = lua_pcall (L, 1, 0, 0);
+    int status = lua_pcall (L, 1, 0, 1);
     //  A failed evaluation during which the allocator refused is a memory limit even
     //  if what reached us is another error (a __close handler raising while the
     //  memory error unwinds).  The price: a rule that recovered from a refusal
