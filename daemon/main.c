@@ -63,9 +63,11 @@ typedef struct {
     json_t *tree;                       //  its file as a tree, to compare with a new one
     json_t *last;                       //  the last reload: {ok, at, error?, restart, reload}
     const mesh_agent_user_t *agent_user;    //  sandbox.user as at start, or NULL
+    mesh_reload_job_t *job;             //  the reload being checked, or NULL
+    zlist_t *waiters;                   //  routing ids (strings) of meshctl asking for it
 } s_config_state_t;
 
-static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger);
+static void s_reload_start (s_config_state_t *st, const char *routing_id);
 
 #define S_PROBE_EVERY_MS 5000
 #define S_DROP_LOG_MS    10000
@@ -376,9 +378,12 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
     }
     json_t *reply = NULL;
     const char *cmd = json_string_value (json_object_get (msg->body, "cmd"));
-    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "reload") == 0)
-        reply = s_reload (st, sup, ledger);
-    else
+    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "reload") == 0) {
+        //  Answered when the check job reports (s_reload_finish), not here.
+        s_reload_start (st, msg->routing_id);
+        mesh_msg_destroy (&msg);
+        return;
+    }
     if (msg->type == MESH_MSG_CTL_REQUEST) {
         json_t *agents = mesh_supervise_status (sup);
         reply = mesh_control_reply (msg->body, daemon_status, agents);
@@ -393,36 +398,14 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
 
 //  Record, for every agent, the rule set now in force (its content hash), so that an
 //  auditor can tell which rules judged which decision and a replay can find them.
+//  RECORDS come from a check job (mesh_reload_rules_records runs the rules).
 static void
-s_record_rules (mesh_ledger_t *ledger, const mesh_config_t *cfg, const char *event)
+s_record_rules (mesh_ledger_t *ledger, json_t *records)
 {
-    for (size_t i = 0; i < cfg->agent_count; i++) {
-        char *err = NULL;
-        mesh_gate_t *gate = mesh_gate_new (cfg, &cfg->agents[i], &err);
-        if (!gate) {
-            mesh_err ("rules of agent %s: %s", cfg->agents[i].name, err ? err : "?");
-            free (err);
-            continue;
-        }
-        json_t *files = json_array ();
-        for (size_t r = 0; r < cfg->global_rule_count; r++)
-            json_array_append_new (files, json_string (cfg->global_rules[r]));
-        for (size_t r = 0; r < cfg->agents[i].rule_count; r++)
-            json_array_append_new (files, json_string (cfg->agents[i].rules[r]));
-        //  The archive is what a replay loads: the files as they were, under their hash.
-        char *archive = NULL;
-        if (mesh_gate_archive (gate, cfg->state_dir, &archive) != 0)
-            mesh_err ("rules of agent %s could not be archived; decisions stay verifiable by "
-                      "hash, but a replay will need the files", cfg->agents[i].name);
-        json_t *record = json_pack ("{ss ss ss ss so so ss?}", "type", "rules", "event", event,
-                                    "agent", cfg->agents[i].name, "rules_hash",
-                                    mesh_gate_rules_hash (gate), "files", files, "manifest",
-                                    mesh_gate_manifest (gate), "archive", archive);
-        free (archive);
+    size_t i;
+    json_t *record;
+    json_array_foreach (records, i, record)
         mesh_ledger_append (ledger, record);
-        json_decref (record);
-        mesh_gate_destroy (&gate);
-    }
 }
 
 static bool
@@ -457,33 +440,65 @@ s_reload_agent_user (const s_config_state_t *st, const mesh_config_t *next, char
     return problems ? -1 : 0;
 }
 
-//  SIGHUP or `meshctl reload`.  Returns the reply body for meshctl.
-static json_t *
-s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
+//  SIGHUP or `meshctl reload` (ROUTING_ID: who to answer; NULL for SIGHUP): start a
+//  check job, or join the one under way.  The rules are loaded in its child, so a
+//  slow or hostile rule cannot hold up heartbeats, status or signals.
+static void
+s_reload_start (s_config_state_t *st, const char *routing_id)
 {
-    mesh_config_t *next = NULL;
-    json_t *plan = NULL, *tree = NULL;
-    char *error = NULL;
+    if (routing_id)
+        zlist_append (st->waiters, strdup (routing_id));
+    if (!st->job)
+        st->job = mesh_reload_job_start (st->cfg->path, st->tree, "reload");
+}
+
+//  Refuse a reload for ERROR (one problem per line); the reply body.
+static json_t *
+s_reload_refuse (s_config_state_t *st, const char *error)
+{
+    mesh_err ("reload refused; the running config and rules stay in force:");
+    char *lines = strdup (error), *save = NULL;
+    for (char *l = strtok_r (lines, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
+        mesh_err ("  %s", l);
+    free (lines);
     json_decref (st->last);
-    int rc = mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error);
-    if (rc == 0 && s_reload_agent_user (st, next, &error) != 0) {
-        rc = -1;
-        mesh_config_destroy (&next);
-        json_decref (plan);
-        json_decref (tree);
-    }
-    if (rc != 0) {
-        mesh_err ("reload refused; the running config and rules stay in force:");
-        char *lines = strdup (error), *save = NULL;
-        for (char *l = strtok_r (lines, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
-            mesh_err ("  %s", l);
-        free (lines);
-        st->last = json_pack ("{sb sI ss}", "ok", 0, "at", (json_int_t) time (NULL), "error",
-                              error ? error : "?");
+    st->last = json_pack ("{sb sI ss}", "ok", 0, "at", (json_int_t) time (NULL), "error", error);
+    return json_pack ("{sb ss}", "ok", 0, "error", error);
+}
+
+//  Apply what the check job reported (RESULT: see reload.h); the reply body.
+static json_t *
+s_reload_finish (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger,
+                 json_t *result)
+{
+    if (!json_is_true (json_object_get (result, "ok")))
+        return s_reload_refuse (st, json_string_value (json_object_get (result, "error")));
+    //  The child checked the file; this process only parses it (no rule runs here) and
+    //  makes sure it is the file the child checked.
+    mesh_config_t *next = NULL;
+    char *error = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&error, &size);
+    int problems = mesh_config_load (st->cfg->path, &next, out);
+    fclose (out);
+    json_t *tree = problems ? NULL : mesh_reload_tree (st->cfg->path);
+    if (problems == 0 && !json_equal (tree, json_object_get (result, "tree"))) {
         free (error);
-        return json_pack ("{sb ss}", "ok", 0, "error",
-                          json_string_value (json_object_get (st->last, "error")));
+        error = zsys_sprintf ("%s: the file changed while it was being checked; reload again",
+                              st->cfg->path);
+        problems = 1;
     }
+    if (problems == 0 && s_reload_agent_user (st, next, &error) != 0)
+        problems = 1;
+    if (problems) {
+        json_t *reply = s_reload_refuse (st, error ? error : "?");
+        free (error);
+        mesh_config_destroy (&next);
+        json_decref (tree);
+        return reply;
+    }
+    free (error);
+    json_t *plan = json_object_get (result, "plan");
     mesh_supervise_reconfigure (sup, next);
     mesh_config_destroy (&st->cfg);
     json_decref (st->tree);
@@ -495,16 +510,39 @@ s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
         mesh_supervise_restart (sup, json_string_value (name));
     json_array_foreach (json_object_get (plan, "reload"), i, name)
         mesh_supervise_reload (sup, json_string_value (name));
-    s_record_rules (ledger, st->cfg, "reload");
+    s_record_rules (ledger, json_object_get (result, "records"));
     mesh_notice ("reloaded %s: %zu agent(s) swap their rules, %zu restart",
                  st->cfg->path, json_array_size (json_object_get (plan, "reload")),
                  json_array_size (json_object_get (plan, "restart")));
+    json_decref (st->last);
     st->last = json_pack ("{sb sI sO sO}", "ok", 1, "at", (json_int_t) time (NULL), "reload",
                           json_object_get (plan, "reload"), "restart",
                           json_object_get (plan, "restart"));
-    json_t *reply = json_pack ("{sb sO}", "ok", 1, "result", st->last);
-    json_decref (plan);
-    return reply;
+    return json_pack ("{sb sO}", "ok", 1, "result", st->last);
+}
+
+//  If the check job has reported: apply or refuse, and answer everyone who asked.
+static void
+s_reload_poll (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger,
+               zsock_t *control)
+{
+    json_t *result = NULL;
+    if (st->job && !(result = mesh_reload_job_poll (st->job)))
+        return;
+    if (!st->job && zlist_size (st->waiters) == 0)
+        return;
+    if (!st->job)                       //  the job could not be started
+        result = json_pack ("{sb ss}", "ok", 0, "error", "cannot start checking the config "
+                            "(fork failed; see the log)");
+    mesh_reload_job_destroy (&st->job);
+    json_t *reply = s_reload_finish (st, sup, ledger, result);
+    json_decref (result);
+    char *who;
+    while ((who = zlist_pop (st->waiters))) {
+        mesh_proto_send (control, who, MESH_MSG_CTL_REPLY, reply);
+        free (who);
+    }
+    json_decref (reply);
 }
 
 //  Bind ENDPOINT (ipc) and give its file MODE.  The bind runs under umask 0177 (ZeroMQ
@@ -586,7 +624,7 @@ static int
 s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
 {
     s_config_state_t st = {.cfg = cfg_at_start, .tree = mesh_reload_tree (cfg_at_start->path),
-                           .agent_user = au};
+                           .agent_user = au, .waiters = zlist_new ()};
     mesh_config_t *cfg = st.cfg;
     gid_t group = au ? mesh_agent_user_gid (au) : (gid_t) -1;
     if (s_prepare_dir ("runtime_dir", cfg->runtime_dir, group) != 0
@@ -654,7 +692,16 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     mesh_supervise_set_agent_user (sup, au);
-    s_record_rules (ledger, cfg, "start");
+    //  The start's rule-set records: the rules run in a check job's child, as on reload.
+    mesh_reload_job_t *job = mesh_reload_job_start (cfg->path, NULL, "start");
+    json_t *checked = job ? mesh_reload_job_wait (job) : NULL;
+    mesh_reload_job_destroy (&job);
+    if (json_is_true (json_object_get (checked, "ok")))
+        s_record_rules (ledger, json_object_get (checked, "records"));
+    else
+        mesh_err ("the rule sets in force could not be recorded: %s",
+                  checked ? json_string_value (json_object_get (checked, "error")) : "no check");
+    json_decref (checked);
     if (broker) {                       //  the incarnation the next decision ids derive from
         json_t *record = mesh_broker_record (broker);
         mesh_ledger_append (ledger, record);
@@ -683,9 +730,10 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         }
         if (s_hup && !deadline) {
             s_hup = 0;
-            json_decref (s_reload (&st, sup, ledger));
-            cfg = st.cfg;
+            s_reload_start (&st, NULL);
         }
+        s_reload_poll (&st, sup, ledger, control);
+        cfg = st.cfg;
         void *which = zpoller_wait (poller, 100);
         if (which == agents)
             s_serve_agent (&d, agents);
@@ -765,6 +813,11 @@ done:
     mesh_broker_destroy (&broker);
     json_decref (st.tree);
     json_decref (st.last);
+    mesh_reload_job_destroy (&st.job);
+    char *who;
+    while (st.waiters && (who = zlist_pop (st.waiters)))
+        free (who);
+    zlist_destroy (&st.waiters);
     mesh_config_destroy (&st.cfg);
     mesh_agent_user_destroy (&au);
     return rc;

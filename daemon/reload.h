@@ -13,6 +13,15 @@
  *    - `daemon`/`kafka`, or the set of agents: refused, with a message saying
  *      that meshd must be restarted for that (the old config stays).
  */
+/*
+ *  Checking rules means running their top levels, which only the sandbox's limits
+ *  bound, so it never runs in the supervisor's main loop: a check job forks a child
+ *  that loads the config, checks every rule and chain, and works out the plan and
+ *  the rule-set records (archiving the files), then reports one JSON document on a
+ *  pipe.  The main loop polls the job between its other work; the child is killed if
+ *  it takes longer than MESH_RELOAD_CHECK_MS, and a crash or a kill is a refused
+ *  reload, never a supervisor that stops answering.
+ */
 #ifndef MESH_RELOAD_H
 #define MESH_RELOAD_H
 
@@ -35,5 +44,30 @@ json_t *mesh_reload_tree (const char *path);
 //  sandbox, every agent's chain builds, every backend can be created.  Problems are
 //  printed to OUT as FILE:LINE:COL: lines; returns their number.
 int mesh_reload_check_parts (const mesh_config_t *cfg, FILE *out);
+
+//  Wall-clock bound of one check job, and the address-space cap of its child.
+#define MESH_RELOAD_CHECK_MS    20000
+#define MESH_RELOAD_CHECK_AS    ((size_t) 2 << 30)
+
+typedef struct _mesh_reload_job_t mesh_reload_job_t;
+
+//  Start checking the config at PATH in a child process.  With OLD_TREE (a reload),
+//  the child runs mesh_reload_plan against it; without (the start), it loads and
+//  checks the file.  Either way it then computes the rule-set records for EVENT
+//  ("start", "reload": see mesh_reload_rules_records).  NULL if fork failed (logged).
+mesh_reload_job_t *mesh_reload_job_start (const char *path, json_t *old_tree, const char *event);
+//  Non-blocking: NULL while the child runs; then its result (caller owns), once:
+//  {"ok": true, "plan": {...} or null, "tree": {...}, "records": [...]} or
+//  {"ok": false, "error": "one problem per line"}.
+json_t *mesh_reload_job_poll (mesh_reload_job_t *self);
+//  Wait for the result (at most MESH_RELOAD_CHECK_MS).
+json_t *mesh_reload_job_wait (mesh_reload_job_t *self);
+//  Destroy; kills and reaps a child still running; sets *self_p to NULL; safe on NULL.
+void mesh_reload_job_destroy (mesh_reload_job_t **self_p);
+
+//  The rule-set record of every agent of CFG for EVENT: what its chain's hash is, the
+//  files, the manifest, and the archive of the files under STATE_DIR.  Loads every
+//  rule: run it in a check job.
+json_t *mesh_reload_rules_records (const mesh_config_t *cfg, const char *event);
 
 #endif
