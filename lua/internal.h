@@ -14,6 +14,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 //  --- vm.c: the budget of the running evaluation ------------------------------------
 //  In a plain lua_State (the bench's baseline) these do nothing.
@@ -33,6 +34,9 @@ size_t mesh_vm_memory_room (lua_State *L);
 void mesh_vm_rethrow_limit (lua_State *L, int status);
 //  True once a limit was hit in this evaluation.
 bool mesh_vm_limit_hit (lua_State *L);
+//  Raise the time limit now if C work estimated at NS nanoseconds, about to run
+//  where nothing can interrupt it, would end past the evaluation's deadline.
+void mesh_vm_charge_time (lua_State *L, int64_t ns);
 //  Raise the time limit if the evaluation's deadline has passed.
 void mesh_vm_check_time (lua_State *L);
 //  True in a sandbox state, false in a plain one.

@@ -468,6 +468,18 @@ mesh_vm_rethrow_limit (lua_State *L, int status)
         s_raise_limit (L, run);
 }
 
+void
+mesh_vm_charge_time (lua_State *L, int64_t ns)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run)
+        return;
+    if (run->limit == S_LIMIT_NONE && s_now_ns () + ns > run->deadline_ns)
+        run->limit = S_LIMIT_TIME;
+    if (run->limit != S_LIMIT_NONE)
+        s_raise_limit (L, run);
+}
+
 bool
 mesh_vm_limit_hit (lua_State *L)
 {

@@ -173,12 +173,51 @@ test_single_call_is_bounded (void **state)
     mesh_sandbox_destroy (&rule);
 }
 
+//  mesh.regex: a pattern glibc takes 250 ms and 30 MB to match on 4096 bytes ends
+//  at the time limit in time, at the instruction limit under the default budget,
+//  and at the memory limit under a small cap.
+static void
+test_regex_is_bounded (void **state)
+{
+    const char *src =
+        "return { name = 'r', description = 'd', check = function (p)\n"
+        "  return mesh.regex(string.rep('a', 4096), '(a{1,30}){1,30}')\n"
+        "end }\n";
+    const struct {
+        mesh_sandbox_limits_t limits;
+        const char *reason;
+    } cases[] = {
+        { { 2000000000L, 256 << 20, 30 }, "time limit" },
+        { { 1000000, 256 << 20, 5000 }, "instruction limit" },
+        { { 2000000000L, 4 << 20, 5000 }, "memory limit" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        char *err = NULL;
+        mesh_sandbox_t *rule = mesh_sandbox_load_buffer ("r.lua", src, strlen (src),
+                                                         &cases [i].limits, &err);
+        if (!rule)
+            fail_msg ("%s", err);
+        struct timespec t0;
+        clock_gettime (CLOCK_MONOTONIC, &t0);
+        char *reason = NULL;
+        mesh_verdict_t v = mesh_sandbox_eval (rule, NULL, NULL, &reason);
+        double ms = s_ms_since (&t0);
+        if (v != MESH_VERDICT_LIMIT || strcmp (reason, cases [i].reason) != 0)
+            fail_msg ("case %zu: %s \"%s\"", i, mesh_verdict_name (v), reason);
+        if (ms > 2 * cases [i].limits.time_ms + 5 + 100)
+            fail_msg ("case %zu: took %.1f ms", i, ms);
+        free (reason);
+        mesh_sandbox_destroy (&rule);
+    }
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_same_as_lua),
         cmocka_unit_test (test_single_call_is_bounded),
+        cmocka_unit_test (test_regex_is_bounded),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
