@@ -8,7 +8,10 @@
  *  instructions high enough (1e12) that the clock is what must stop them, memory
  *  64 MiB.  Each rule is evaluated S_RUNS times; the table shows the worst wall
  *  time, that over time_ms, and the verdict.  The target is a ratio of at most 2
- *  (the issue's bound is 2 x time_ms + 5 ms).  Figures and the command are recorded
+ *  (the issue's bound is 2 x time_ms + 5 ms).  The CPU time of the thread is shown
+ *  beside the wall time: on a shared host a preempted evaluation's wall time grows
+ *  with the wait, which no limit can prevent; the CPU column shows what the rule
+ *  itself got to run.  Figures and the command are recorded
  *  in docs/performance.md.  Usage: overrun [RUNS] (default 5), from the repository
  *  root.
  */
@@ -73,8 +76,9 @@ main (int argc, char **argv)
     free (big);
     printf ("hostile rules against time_ms %d (instructions 1e12, memory 64 MiB), worst of "
             "%d runs\n\n", S_TIME_MS, runs);
-    printf ("%-26s %10s %8s  %s\n", "function", "worst ms", "ratio", "verdict");
-    double worst_ratio = 0;
+    printf ("%-26s %10s %8s %10s %8s  %s\n", "function", "wall ms", "ratio", "cpu ms", "ratio",
+            "verdict");
+    double worst_ratio = 0, worst_cpu_ratio = 0;
     const char *worst_name = "";
     int failures = 0;
     for (size_t i = 0; i < S_COUNT; i++) {
@@ -94,22 +98,29 @@ main (int argc, char **argv)
             failures++;
             continue;
         }
-        double worst = 0;
+        double worst = 0, worst_cpu = 0;
         char *reason = NULL;
         mesh_verdict_t verdict = MESH_VERDICT_ACCEPT;
         for (int r = 0; r < runs; r++) {
-            struct timespec a, b;
+            struct timespec a, b, ca, cb;
             free (reason);
             reason = NULL;
+            clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ca);
             clock_gettime (CLOCK_MONOTONIC, &a);
             verdict = mesh_sandbox_eval (rule, proposal, NULL, &reason);
             clock_gettime (CLOCK_MONOTONIC, &b);
+            clock_gettime (CLOCK_THREAD_CPUTIME_ID, &cb);
             if (s_ms (&a, &b) > worst)
                 worst = s_ms (&a, &b);
+            if (s_ms (&ca, &cb) > worst_cpu)
+                worst_cpu = s_ms (&ca, &cb);
         }
         double ratio = worst / S_TIME_MS;
-        printf ("%-26s %10.1f %8.2f  %s%s%s\n", s_rules [i].name, worst, ratio,
-                mesh_verdict_name (verdict), reason ? ": " : "", reason ? reason : "");
+        printf ("%-26s %10.1f %8.2f %10.1f %8.2f  %s%s%s\n", s_rules [i].name, worst, ratio,
+                worst_cpu, worst_cpu / S_TIME_MS, mesh_verdict_name (verdict),
+                reason ? ": " : "", reason ? reason : "");
+        if (worst_cpu / S_TIME_MS > worst_cpu_ratio)
+            worst_cpu_ratio = worst_cpu / S_TIME_MS;
         if (ratio > worst_ratio) {
             worst_ratio = ratio;
             worst_name = s_rules [i].name;
@@ -118,7 +129,7 @@ main (int argc, char **argv)
         mesh_sandbox_destroy (&rule);
     }
     json_decref (proposal);
-    printf ("\nworst ratio %.2f (%s); target <= 2 (2 x time_ms + 5 ms = %.2f)\n", worst_ratio,
-            worst_name, (2.0 * S_TIME_MS + 5) / S_TIME_MS);
+    printf ("\nworst ratio %.2f wall (%s), %.2f cpu; target <= 2 (2 x time_ms + 5 ms = %.2f)\n",
+            worst_ratio, worst_name, worst_cpu_ratio, (2.0 * S_TIME_MS + 5) / S_TIME_MS);
     return failures ? 1 : 0;
 }

@@ -445,6 +445,10 @@ void
 mesh_vm_charge_bytes (lua_State *L, size_t n)
 {
     mesh_vm_charge (L, n / MESH_VM_BYTES_PER_UNIT);
+    //  Half a nanosecond a byte: a copy that could not end before the deadline does
+    //  not start (what a time limit is for), rather than overrunning it by its length.
+    if (n >= 65536)
+        mesh_vm_charge_time (L, (int64_t) (n / 2));
 }
 
 size_t
