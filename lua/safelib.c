@@ -4,7 +4,8 @@
  *  Three kinds of trouble hide in Lua's own libraries, and each has its answer here:
  *
  *  - Escapes.  Only an allow-list reaches rules: from base assert error getmetatable
- *    ipairs next pairs rawequal rawlen select setmetatable tonumber tostring type;
+ *    ipairs next pairs pcall rawequal rawlen select setmetatable tonumber tostring
+ *    type xpcall;
  *    string without dump, pack and unpack; table; math without random; utf8.  Each
  *    library is a read-only view (view.c), and the string metatable's __index is the
  *    view of the sandboxed string table, hidden behind __metatable, so ("").dump is
@@ -25,8 +26,11 @@
  *    values the same way, and table.sort is a stable merge sort, so equal elements
  *    keep their order (Lua's quicksort picks a random pivot on large inputs).
  *  - C loops the count hook cannot see.  The hook runs between VM instructions, so a
- *    long call into C holds the worker until it returns.  Pattern matching gets a
- *    static bound (mesh_safelib_check_pattern): a backtracking pattern with q
+ *    long call into C holds the worker until it returns.  Pattern matching runs in
+ *    our own matcher (match.c), which charges every step and stops at a limit
+ *    wherever it is; before it starts, a pattern gets a static bound
+ *    (mesh_safelib_check_pattern), so that a hopeless one is an error that says
+ *    why rather than a limit: a backtracking pattern with q
  *    repetitions that are followed by more pattern, matched at every start of an
  *    n-byte subject, may take (n+1)^(q+1) steps (^q when anchored), each `?` doubling
  *    that; above MESH_SANDBOX_PATTERN_STEPS the call is refused with an error before
@@ -36,8 +40,11 @@
  *    rule chooses (table.insert/remove/move/concat/unpack, string.rep, sorting,
  *    sorted iteration) charge their length to the instruction budget before they run
  *    (mesh_vm_charge), so `table.move({}, 1, 1e15, 2)` is an instruction limit, not
- *    a hang.  Memory needs no such care: every allocation passes the state's capped
- *    allocator, so string.rep and format padding (at most 99 wide in 5.4) stop there.
+ *    a hang; functions that walk or copy bytes (upper, lower, reverse, sub, byte,
+ *    rep, format %s, plain find, utf8.*) charge the bytes (mesh_vm_charge_bytes),
+ *    and every charge looks at the clock.  Memory needs no such care: every
+ *    allocation passes the state's capped allocator, so string.rep and format
+ *    padding (at most 99 wide in 5.4) stop there.
  */
 #include "internal.h"
 #include "sandbox.h"

@@ -36,7 +36,11 @@
  *    looks at the (coarse) monotonic clock; once a limit is hit it re-arms itself for
  *    every instruction and raises each time, so nothing the rule runs afterwards (a
  *    __close handler, a loop around an erroring call) gets further.  C helpers charge
- *    their loops to the same budget (mesh_vm_charge).
+ *    their loops and bytes to the same budget (mesh_vm_charge), and a charge looks
+ *    at the clock as often as the hook would; pcall cannot catch a limit
+ *    (mesh_vm_rethrow_limit).  Every protected call that runs rule code has a
+ *    message handler (s_where) that gives an error raised from C the file and line
+ *    of the rule code that caused it.
  *  - A chain runs in one protected call.  A rule that raises or hits a limit ends it:
  *    the state is closed and built again, and the chain resumes with the next rule.
  *    Lua survives its own errors, so the rebuild is not needed for correctness we
