@@ -844,6 +844,23 @@ s_sub (lua_State *L)
     return s_original (L);
 }
 
+//  Functions that push one value per element (string.byte, utf8.codepoint,
+//  table.unpack) make Lua grow its stack for them, and the stack is reallocated and
+//  shrunk again at the next collection: on a virtual machine half a million values
+//  cost tens of milliseconds of page faults in one call that nothing can interrupt.
+//  So a call pushes at most S_MAX_VALUES values (Lua's own bound is about a million);
+//  longer ranges are walked in pieces.
+#define S_MAX_VALUES 65536
+
+static void
+s_check_values (lua_State *L, const char *fn, size_t n)
+{
+    mesh_vm_charge (L, n);              //  beyond the budget: the instruction limit
+    if (n > S_MAX_VALUES)
+        luaL_error (L, "%s: at most %d values per call in rules (asked for %I); walk a "
+                       "longer range in pieces", fn, S_MAX_VALUES, (lua_Integer) n);
+}
+
 static int
 s_byte (lua_State *L)
 {
@@ -851,8 +868,7 @@ s_byte (lua_State *L)
     if (lua_type (L, 1) == LUA_TSTRING)
         lua_tolstring (L, 1, &len);
     lua_Integer i = lua_isinteger (L, 2) ? lua_tointeger (L, 2) : 1;
-    //  One value pushed per byte: each is worth an instruction.
-    mesh_vm_charge (L, s_range (L, 2, 1, 3, i, len));
+    s_check_values (L, "string.byte", s_range (L, 2, 1, 3, i, len));
     return s_original (L);
 }
 
@@ -867,10 +883,8 @@ s_utf8_walk (lua_State *L, bool is_len)
     lua_Integer i = lua_isinteger (L, 2) ? lua_tointeger (L, 2) : 1;
     size_t n = s_range (L, 2, 1, 3, is_len ? -1 : i, len);
     mesh_vm_charge_bytes (L, n);
-    if (!is_len) {
-        mesh_vm_charge (L, n);
-        mesh_vm_charge_time (L, (int64_t) n * 10);  //  a value pushed: about 10 ns
-    }
+    if (!is_len)
+        s_check_values (L, "utf8.codepoint", n);
     return s_original (L);
 }
 
@@ -971,8 +985,10 @@ s_unpack (lua_State *L)
     }
     else
         j = luaL_checkinteger (L, 3);
-    if (j >= i)
-        mesh_vm_charge (L, (size_t) ((lua_Unsigned) j - (lua_Unsigned) i + 1));
+    if (j >= i) {
+        lua_Unsigned n = (lua_Unsigned) j - (lua_Unsigned) i + 1;
+        s_check_values (L, "table.unpack", n > SIZE_MAX ? SIZE_MAX : (size_t) n);
+    }
     return s_original (L);
 }
 

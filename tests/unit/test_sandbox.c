@@ -419,6 +419,32 @@ test_error_positions (void **state)
     mesh_sandbox_destroy (&rule);
 }
 
+//  Functions that push a value per element push at most 65,536 per call.
+static void
+test_values_per_call (void **state)
+{
+    const char *src =
+        "return { name = 'v', description = 'd', check = function (p)\n"
+        "  local s = string.rep('a', 70000)\n"
+        "  local t = {} for i = 1, 70000 do t[i] = i end\n"
+        "  if p.f == 'ok' then return select('#', s:byte(1, 65536)) == 65536 and\n"
+        "    select('#', utf8.codepoint(s, 1, 65536)) == 65536 and\n"
+        "    select('#', table.unpack(t, 1, 65536)) == 65536 end\n"
+        "  if p.f == 'byte' then return s:byte(1, -1) end\n"
+        "  if p.f == 'codepoint' then return utf8.codepoint(s, 1, -1) end\n"
+        "  return table.unpack(t)\n"
+        "end }\n";
+    mesh_sandbox_limits_t limits = { 10000000, 8 << 20, 5000 };
+    mesh_sandbox_t *rule = mesh_sandbox_load_buffer ("v.lua", src, strlen (src), &limits, NULL);
+    assert_non_null (rule);
+    s_expect (rule, "{\"f\":\"ok\"}", MESH_VERDICT_ACCEPT, NULL);
+    s_expect (rule, "{\"f\":\"byte\"}", MESH_VERDICT_ERROR,
+              "v.lua:7: string.byte: at most 65536 values per call in rules (asked for 70000)");
+    s_expect (rule, "{\"f\":\"codepoint\"}", MESH_VERDICT_ERROR, "v.lua:8: utf8.codepoint");
+    s_expect (rule, "{\"f\":\"unpack\"}", MESH_VERDICT_ERROR, "v.lua:9: table.unpack");
+    mesh_sandbox_destroy (&rule);
+}
+
 //  A metatable cannot be made weak after setmetatable: the same verdict, for the
 //  same input, 1,000 times.
 static void
@@ -985,6 +1011,7 @@ main (void)
         cmocka_unit_test (test_memory_limit),
         cmocka_unit_test (test_error_positions),
         cmocka_unit_test (test_metatable_guard),
+        cmocka_unit_test (test_values_per_call),
         cmocka_unit_test (test_escapes_are_closed),
         cmocka_unit_test (test_no_state_between_evaluations),
         cmocka_unit_test (test_inputs_and_libraries_are_read_only),
