@@ -4,10 +4,12 @@
  *  agent, and a JSON-Schema check written in Lua would cost more than the rest of the
  *  rule.  Bounds: C work is invisible to the count hook, so each helper charges what
  *  it walks to the instruction budget (mesh_vm_charge), and everything that matches
- *  is bounded before it starts: Lua patterns by the same static bound as the string
- *  library (safelib.c), POSIX regular expressions by refusing what makes glibc slow
+ *  is bounded: Lua patterns by the string library's matcher and its static bound
+ *  (match.c, safelib.c), POSIX regular expressions by refusing what makes glibc slow
  *  (back-references; nested counted repetitions whose product exceeds 1000; patterns
- *  over 256 bytes; subjects over 4096 bytes).  Compiled regular expressions are kept
+ *  over 256 bytes; subjects over 4096 bytes) and by paying each regexec's estimated
+ *  cost - instructions, time left, memory - before it runs (s_regex_run).  Compiled
+ *  regular expressions are kept
  *  in a small per-state cache, which is a cache of a pure function and so no state a
  *  rule could observe.
  *
