@@ -9,9 +9,8 @@
  *  (back-references; nested counted repetitions whose product exceeds 1000; patterns
  *  over 256 bytes; subjects over 4096 bytes) and by paying each regexec's estimated
  *  cost - instructions, time left, memory - before it runs (s_regex_run).  Compiled
- *  regular expressions are kept
- *  in a small per-state cache, which is a cache of a pure function and so no state a
- *  rule could observe.
+ *  regular expressions are kept in a small per-state cache, which is a cache of a
+ *  pure function and so no state a rule could observe.
  *
  *  Helpers that judge return true, or false and a reason written for the decision
  *  log and the model's reask ("params.replicas: is 12, above the maximum 10").
