@@ -43,6 +43,7 @@
 #define S_REGEX_STEPS_PER_UNIT  3       //  steps per instruction of the budget
 #define S_REGEX_NS_PER_STEP     4.0
 #define S_REGEX_BYTES_PER_STEP  0.5
+#define S_REGEX_COMPILE_NS      150.0   //  per (pattern byte x repetition): 3 ms above
 #define S_SCHEMA_DEPTH      32
 #define S_ARG_MAX           1024        //  bytes of one exec argument
 #define S_FILTER_MAX        32          //  actions in a history filter
@@ -322,6 +323,10 @@ s_regex_get (lua_State *L, s_regex_cache_t *cache, const char *fn, const char *p
             return &slot->regex;
     }
     s_regex_vet (L, fn, p, len);
+    //  Compiling expands the counted repetitions: its time, too, is held against the
+    //  time left before it starts.
+    mesh_vm_charge_time (L, (int64_t) (((double) len + 4) * s_regex_repeats (p, len)
+                                       * S_REGEX_COMPILE_NS));
     char text[S_REGEX_MAX + 8];
     snprintf (text, sizeof text, anchored ? "^(%.*s)$" : "%.*s", (int) len, p);
     regex_t regex;

@@ -204,8 +204,14 @@ test_regex_is_bounded (void **state)
         double ms = s_ms_since (&t0);
         if (v != MESH_VERDICT_LIMIT || strcmp (reason, cases [i].reason) != 0)
             fail_msg ("case %zu: %s \"%s\"", i, mesh_verdict_name (v), reason);
+#if !defined (__SANITIZE_ADDRESS__)
+        //  glibc's compiler and matcher are not instrumented, but ASan's malloc under
+        //  them is several times slower: the time is asserted in plain builds only.
         if (ms > 2 * cases [i].limits.time_ms + 5 + 100)
             fail_msg ("case %zu: took %.1f ms", i, ms);
+#else
+        (void) ms;
+#endif
         free (reason);
         mesh_sandbox_destroy (&rule);
     }
