@@ -66,9 +66,11 @@ typedef struct {
     json_t *last;                       //  the last reload: {ok, at, error?, restart, reload}
     const mesh_agent_user_t *agent_user;    //  sandbox.user as at start, or NULL
     const char *runtime;                //  the runtime directory (resolved): snapshots go there
+    mesh_reload_job_t *job;             //  the reload being checked, or NULL
+    zlist_t *waiters;                   //  routing ids (strings) of meshctl asking for it
 } s_config_state_t;
 
-static json_t *s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger);
+static void s_reload_start (s_config_state_t *st, const char *routing_id);
 
 #define S_PROBE_EVERY_MS 5000
 #define S_DROP_LOG_MS    10000
@@ -383,9 +385,12 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
     }
     json_t *reply = NULL;
     const char *cmd = json_string_value (json_object_get (msg->body, "cmd"));
-    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "reload") == 0)
-        reply = s_reload (st, sup, ledger);
-    else
+    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "reload") == 0) {
+        //  Answered when the check job reports (s_reload_finish), not here.
+        s_reload_start (st, msg->routing_id);
+        mesh_msg_destroy (&msg);
+        return;
+    }
     if (msg->type == MESH_MSG_CTL_REQUEST) {
         json_t *agents = mesh_supervise_status (sup);
         reply = mesh_control_reply (msg->body, daemon_status, agents);
@@ -398,82 +403,37 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
     mesh_msg_destroy (&msg);
 }
 
-//  Fix what the agents of CFG will run: the config's bytes as a snapshot in the runtime
-//  directory (they load it by its SHA-256), and each agent's rule set archived under the
-//  state directory by its hash (cfg->agents[i].rules_hash, which they build from).  A
-//  restarted agent so runs what was checked and recorded, never a file edited since; only
-//  a reload changes it.  Returns the "rules" records to append once this config is in
-//  force (an auditor can tell which rules judged which decision, a replay can find
-//  them), or NULL (logged) if any of it cannot be written.
-//  With sandbox.user the agents read the archive DIR after switching user: give it, the
-//  rules directory above it and its files the agents' GROUP, and DIR mode 0750 (mkdtemp
-//  made it 0700); the files are 0640: the group reads, nobody else.  meshd wrote them
-//  all; lchown follows no link.
+//  Give every agent of CFG the rule set a check job archived for it (RECORDS: its
+//  "rules" records): the hash its processes build their chains from.  -1, with *ERROR_P
+//  (caller frees), if one is missing.
 static int
-s_share_archive (const char *dir, gid_t group)
+s_take_rules (mesh_config_t *cfg, json_t *records, char **error_p)
 {
-    if (group == (gid_t) -1)
-        return 0;
-    char *parent = strdup (dir);
-    char *slash = parent ? strrchr (parent, '/') : NULL;
-    if (slash)
-        *slash = 0;
-    int rc = parent && lchown (parent, (uid_t) -1, group) == 0
-             && lchown (dir, (uid_t) -1, group) == 0 && chmod (dir, 0750) == 0 ? 0 : -1;
-    free (parent);
-    DIR *d = rc == 0 ? opendir (dir) : NULL;
-    struct dirent *entry;
-    while (d && (entry = readdir (d)))
-        if (entry->d_name[0] != '.' && fchownat (dirfd (d), entry->d_name, (uid_t) -1, group,
-                                                 AT_SYMLINK_NOFOLLOW) != 0)
-            rc = -1;
-    if (d)
-        closedir (d);
-    if (rc != 0)
-        mesh_err ("cannot give %s the agents' group: %s", dir, strerror (errno));
-    return rc;
-}
-
-static json_t *
-s_fix_config (mesh_config_t *cfg, const char *runtime, gid_t group, const char *event)
-{
-    if (mesh_config_snapshot (cfg, runtime) != 0)
-        return NULL;
-    json_t *records = json_array ();
-    for (size_t i = 0; records && i < cfg->agent_count; i++) {
+    for (size_t i = 0; i < cfg->agent_count; i++) {
         mesh_agent_config_t *agent = &cfg->agents[i];
-        char *err = NULL;
-        mesh_gate_t *gate = mesh_gate_new (cfg, agent, &err);
-        char *archive = NULL;
-        if (!gate || mesh_gate_archive (gate, cfg->state_dir, &archive) != 0
-            || s_share_archive (archive, group) != 0) {
-            mesh_err ("rules of agent %s: %s", agent->name,
-                      gate ? "cannot be archived for the agents, so none could run them"
-                           : err ? err : "?");
-            free (archive);
-            free (err);
-            mesh_gate_destroy (&gate);
-            json_decref (records);
-            return NULL;
+        const char *hash = NULL;
+        size_t r;
+        json_t *record;
+        json_array_foreach (records, r, record)
+            if (!hash && json_is_string (json_object_get (record, "agent"))
+                && strcmp (json_string_value (json_object_get (record, "agent")), agent->name)
+                       == 0)
+                hash = json_string_value (json_object_get (record, "rules_hash"));
+        if (!hash) {
+            free (*error_p);
+            *error_p = zsys_sprintf ("%s: the check did not archive the rules of agent %s",
+                                     cfg->path, agent->name);
+            return -1;
         }
         free (agent->rules_hash);
-        agent->rules_hash = strdup (mesh_gate_rules_hash (gate));
-        json_t *files = json_array ();
-        for (size_t r = 0; r < cfg->global_rule_count; r++)
-            json_array_append_new (files, json_string (cfg->global_rules[r]));
-        for (size_t r = 0; r < agent->rule_count; r++)
-            json_array_append_new (files, json_string (agent->rules[r]));
-        json_array_append_new (records, json_pack (
-            "{ss ss ss ss so so ss ss ss}", "type", "rules", "event", event, "agent",
-            agent->name, "rules_hash", mesh_gate_rules_hash (gate), "files", files, "manifest",
-            mesh_gate_manifest (gate), "archive", archive, "config_sha256", cfg->sha256,
-            "config_snapshot", cfg->snapshot));
-        free (archive);
-        mesh_gate_destroy (&gate);
+        agent->rules_hash = strdup (hash);
     }
-    return records;
+    return 0;
 }
 
+//  Record, for every agent, the rule set now in force (its content hash), so that an
+//  auditor can tell which rules judged which decision and a replay can find them.
+//  RECORDS come from a check job (mesh_reload_rules_records runs the rules).
 static void
 s_record_rules (mesh_ledger_t *ledger, json_t *records)
 {
@@ -481,7 +441,6 @@ s_record_rules (mesh_ledger_t *ledger, json_t *records)
     json_t *record;
     json_array_foreach (records, i, record)
         mesh_ledger_append (ledger, record);
-    json_decref (records);
 }
 
 static bool
@@ -516,61 +475,108 @@ s_reload_agent_user (const s_config_state_t *st, const mesh_config_t *next, char
     return problems ? -1 : 0;
 }
 
-//  SIGHUP or `meshctl reload`.  Returns the reply body for meshctl.
-static json_t *
-s_reload (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger)
+//  SIGHUP or `meshctl reload` (ROUTING_ID: who to answer; NULL for SIGHUP): start a
+//  check job, or join the one under way.  The rules are loaded in its child, so a
+//  slow or hostile rule cannot hold up heartbeats, status or signals.
+static void
+s_reload_start (s_config_state_t *st, const char *routing_id)
 {
-    mesh_config_t *next = NULL;
-    json_t *plan = NULL, *tree = NULL;
-    char *error = NULL;
+    if (routing_id)
+        zlist_append (st->waiters, strdup (routing_id));
+    if (!st->job)
+        st->job = mesh_reload_job_start (
+            st->cfg->path, st->tree, "reload", st->runtime,
+            st->agent_user ? mesh_agent_user_gid (st->agent_user) : (gid_t) -1);
+}
+
+//  Refuse a reload for ERROR (one problem per line); the reply body.
+static json_t *
+s_reload_refuse (s_config_state_t *st, const char *error)
+{
+    mesh_err ("reload refused; the running config and rules stay in force:");
+    char *lines = strdup (error), *save = NULL;
+    for (char *l = strtok_r (lines, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
+        mesh_err ("  %s", l);
+    free (lines);
     json_decref (st->last);
-    json_t *records = NULL;
-    int rc = mesh_reload_plan (st->cfg->path, st->tree, &next, &plan, &tree, &error);
-    if (rc == 0 && s_reload_agent_user (st, next, &error) == 0
-        && !(records = s_fix_config (next, st->runtime,
-                                     st->agent_user ? mesh_agent_user_gid (st->agent_user)
-                                                    : (gid_t) -1, "reload")))
-        error = zsys_sprintf ("%s: its snapshot or rule archive cannot be written (see the "
-                              "log)", next->path);
-    if (rc == 0 && !records) {
-        rc = -1;
-        mesh_config_destroy (&next);
-        json_decref (plan);
-        json_decref (tree);
-    }
-    if (rc != 0) {
-        mesh_err ("reload refused; the running config and rules stay in force:");
-        char *lines = strdup (error), *save = NULL;
-        for (char *l = strtok_r (lines, "\n", &save); l; l = strtok_r (NULL, "\n", &save))
-            mesh_err ("  %s", l);
-        free (lines);
-        st->last = json_pack ("{sb sI ss}", "ok", 0, "at", (json_int_t) time (NULL), "error",
-                              error ? error : "?");
+    st->last = json_pack ("{sb sI ss}", "ok", 0, "at", (json_int_t) time (NULL), "error", error);
+    return json_pack ("{sb ss}", "ok", 0, "error", error);
+}
+
+//  Apply what the check job reported (RESULT: see reload.h); the reply body.
+static json_t *
+s_reload_finish (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger,
+                 json_t *result)
+{
+    if (!json_is_true (json_object_get (result, "ok")))
+        return s_reload_refuse (st, json_string_value (json_object_get (result, "error")));
+    //  The child checked the file and wrote the bytes it checked as a snapshot: this
+    //  process parses exactly those (by their hash; no rule runs here), so a file edited
+    //  since the check changes nothing.
+    mesh_config_t *next = NULL;
+    char *error = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&error, &size);
+    int problems = mesh_config_load_snapshot (
+        st->cfg->path, json_string_value (json_object_get (result, "snapshot")),
+        json_string_value (json_object_get (result, "sha256")), &next, out);
+    fclose (out);
+    if (problems == 0 && s_take_rules (next, json_object_get (result, "records"), &error) != 0)
+        problems = 1;
+    if (problems == 0 && s_reload_agent_user (st, next, &error) != 0)
+        problems = 1;
+    if (problems) {
+        json_t *reply = s_reload_refuse (st, error && *error ? error : "?");
         free (error);
-        return json_pack ("{sb ss}", "ok", 0, "error",
-                          json_string_value (json_object_get (st->last, "error")));
+        mesh_config_destroy (&next);
+        return reply;
     }
+    free (error);
+    json_t *plan = json_object_get (result, "plan");
     mesh_supervise_reconfigure (sup, next);
     mesh_config_destroy (&st->cfg);
     json_decref (st->tree);
     st->cfg = next;
-    st->tree = tree;
+    st->tree = json_incref (next->tree);
     size_t i;
     json_t *name;
     json_array_foreach (json_object_get (plan, "restart"), i, name)
         mesh_supervise_restart (sup, json_string_value (name));
     json_array_foreach (json_object_get (plan, "reload"), i, name)
         mesh_supervise_reload (sup, json_string_value (name));
-    s_record_rules (ledger, records);
+    s_record_rules (ledger, json_object_get (result, "records"));
     mesh_notice ("reloaded %s: %zu agent(s) swap their rules, %zu restart",
                  st->cfg->path, json_array_size (json_object_get (plan, "reload")),
                  json_array_size (json_object_get (plan, "restart")));
+    json_decref (st->last);
     st->last = json_pack ("{sb sI sO sO}", "ok", 1, "at", (json_int_t) time (NULL), "reload",
                           json_object_get (plan, "reload"), "restart",
                           json_object_get (plan, "restart"));
-    json_t *reply = json_pack ("{sb sO}", "ok", 1, "result", st->last);
-    json_decref (plan);
-    return reply;
+    return json_pack ("{sb sO}", "ok", 1, "result", st->last);
+}
+
+//  If the check job has reported: apply or refuse, and answer everyone who asked.
+static void
+s_reload_poll (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledger,
+               zsock_t *control)
+{
+    json_t *result = NULL;
+    if (st->job && !(result = mesh_reload_job_poll (st->job)))
+        return;
+    if (!st->job && zlist_size (st->waiters) == 0)
+        return;
+    if (!st->job)                       //  the job could not be started
+        result = json_pack ("{sb ss}", "ok", 0, "error", "cannot start checking the config "
+                            "(fork failed; see the log)");
+    mesh_reload_job_destroy (&st->job);
+    json_t *reply = s_reload_finish (st, sup, ledger, result);
+    json_decref (result);
+    char *who;
+    while ((who = zlist_pop (st->waiters))) {
+        mesh_proto_send (control, who, MESH_MSG_CTL_REPLY, reply);
+        free (who);
+    }
+    json_decref (reply);
 }
 
 //  Bind ENDPOINT (ipc) and give its file MODE.  The bind runs under umask 0177 (ZeroMQ
@@ -652,7 +658,7 @@ static int
 s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
 {
     s_config_state_t st = {.cfg = cfg_at_start, .tree = json_incref (cfg_at_start->tree),
-                           .agent_user = au};
+                           .agent_user = au, .waiters = zlist_new ()};
     mesh_config_t *cfg = st.cfg;
     gid_t group = au ? mesh_agent_user_gid (au) : (gid_t) -1;
     if (s_prepare_dir ("runtime_dir", cfg->runtime_dir, group) != 0
@@ -710,7 +716,34 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     char *binary = s_agent_binary (cfg);
     int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
     st.runtime = runtime;
-    json_t *records = control ? s_fix_config (cfg, runtime, group, "start") : NULL;
+    //  Fix what the agents will run, as a reload does: a check job's child checks the
+    //  file again, snapshots the bytes it checked and archives every agent's rules.  The
+    //  config in force must be those very bytes (else it changed since the start: refuse).
+    json_t *records = NULL;
+    if (control) {
+        mesh_reload_job_t *job = mesh_reload_job_start (cfg->path, NULL, "start", runtime, group);
+        json_t *checked = job ? mesh_reload_job_wait (job) : NULL;
+        mesh_reload_job_destroy (&job);
+        const char *sha = json_string_value (json_object_get (checked, "sha256"));
+        char *error = NULL;
+        if (!json_is_true (json_object_get (checked, "ok")))
+            mesh_err ("cannot fix what the agents run: %s",
+                      checked ? json_string_value (json_object_get (checked, "error"))
+                              : "the check did not report");
+        else
+        if (!sha || strcmp (sha, cfg->sha256) != 0)
+            mesh_err ("%s changed while meshd was starting; start it again", cfg->path);
+        else
+        if (s_take_rules (cfg, json_object_get (checked, "records"), &error) != 0)
+            mesh_err ("%s", error);
+        else {
+            free (cfg->snapshot);
+            cfg->snapshot = strdup (json_string_value (json_object_get (checked, "snapshot")));
+            records = json_incref (json_object_get (checked, "records"));
+        }
+        free (error);
+        json_decref (checked);
+    }
     if (!records)
         goto done;
 
@@ -725,6 +758,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     mesh_supervise_set_agent_user (sup, au);
     s_record_rules (ledger, records);
+    json_decref (records);
     if (broker) {                       //  the incarnation the next decision ids derive from
         json_t *record = mesh_broker_record (broker);
         mesh_ledger_append (ledger, record);
@@ -753,9 +787,10 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         }
         if (s_hup && !deadline) {
             s_hup = 0;
-            json_decref (s_reload (&st, sup, ledger));
-            cfg = st.cfg;
+            s_reload_start (&st, NULL);
         }
+        s_reload_poll (&st, sup, ledger, control);
+        cfg = st.cfg;
         void *which = zpoller_wait (poller, 100);
         if (which == agents)
             s_serve_agent (&d, agents);
@@ -835,6 +870,11 @@ done:
     mesh_broker_destroy (&broker);
     json_decref (st.tree);
     json_decref (st.last);
+    mesh_reload_job_destroy (&st.job);
+    char *who;
+    while (st.waiters && (who = zlist_pop (st.waiters)))
+        free (who);
+    zlist_destroy (&st.waiters);
     mesh_config_destroy (&st.cfg);
     mesh_agent_user_destroy (&au);
     return rc;

@@ -14,6 +14,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 //  --- vm.c: the budget of the running evaluation ------------------------------------
 //  In a plain lua_State (the bench's baseline) these do nothing.
@@ -21,6 +22,21 @@
 //  Count UNITS of work done in C against the instruction budget; raises the
 //  instruction limit (sticky, like the hook) when the budget is spent.
 void mesh_vm_charge (lua_State *L, size_t units);
+//  Count N bytes that C code is about to walk or copy: one unit per
+//  MESH_VM_BYTES_PER_UNIT bytes (a VM instruction costs about what that many bytes of
+//  memcpy or toupper do).  Call it before the work, so that the limit comes first.
+#define MESH_VM_BYTES_PER_UNIT  8
+void mesh_vm_charge_bytes (lua_State *L, size_t n);
+//  Bytes the memory cap still allows (SIZE_MAX in a plain state).
+size_t mesh_vm_memory_room (lua_State *L);
+//  After a protected call inside rule code ended with STATUS: if a limit was hit (or
+//  the allocator failed: LUA_ERRMEM), raise it again, so that no pcall can catch it.
+void mesh_vm_rethrow_limit (lua_State *L, int status);
+//  True once a limit was hit in this evaluation.
+bool mesh_vm_limit_hit (lua_State *L);
+//  Raise the time limit now if C work estimated at NS nanoseconds, about to run
+//  where nothing can interrupt it, would end past the evaluation's deadline.
+void mesh_vm_charge_time (lua_State *L, int64_t ns);
 //  Raise the time limit if the evaluation's deadline has passed.
 void mesh_vm_check_time (lua_State *L);
 //  True in a sandbox state, false in a plain one.
@@ -84,6 +100,14 @@ double mesh_safelib_check_pattern (lua_State *L, const char *fn, size_t subject_
                                    const char *pattern, size_t pattern_len, bool anchored);
 //  The deterministic tostring: pushes the string for the value at INDEX.
 const char *mesh_safelib_tostring (lua_State *L, int index, size_t *len);
+
+//  --- match.c: Lua patterns with a step counter -------------------------------------
+//  string.find (FIND true) or string.match, string.gmatch and string.gsub with the
+//  arguments of Lua's own, the same results, and every step charged (match.c).
+
+int mesh_match_find (lua_State *L, bool find);
+int mesh_match_gmatch (lua_State *L);
+int mesh_match_gsub (lua_State *L);
 
 //  --- meshlib.c: the `mesh` table --------------------------------------------------
 

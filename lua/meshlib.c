@@ -4,12 +4,13 @@
  *  agent, and a JSON-Schema check written in Lua would cost more than the rest of the
  *  rule.  Bounds: C work is invisible to the count hook, so each helper charges what
  *  it walks to the instruction budget (mesh_vm_charge), and everything that matches
- *  is bounded before it starts: Lua patterns by the same static bound as the string
- *  library (safelib.c), POSIX regular expressions by refusing what makes glibc slow
+ *  is bounded: Lua patterns by the string library's matcher and its static bound
+ *  (match.c, safelib.c), POSIX regular expressions by refusing what makes glibc slow
  *  (back-references; nested counted repetitions whose product exceeds 1000; patterns
- *  over 256 bytes; subjects over 4096 bytes).  Compiled regular expressions are kept
- *  in a small per-state cache, which is a cache of a pure function and so no state a
- *  rule could observe.
+ *  over 256 bytes; subjects over 4096 bytes) and by paying each regexec's estimated
+ *  cost - instructions, time left, memory - before it runs (s_regex_run).  Compiled
+ *  regular expressions are kept in a small per-state cache, which is a cache of a
+ *  pure function and so no state a rule could observe.
  *
  *  Helpers that judge return true, or false and a reason written for the decision
  *  log and the model's reask ("params.replicas: is 12, above the maximum 10").
@@ -37,6 +38,12 @@
 #define S_REGEX_MAX         256         //  bytes of a POSIX pattern
 #define S_REGEX_SUBJECT     4096        //  bytes of a subject matched against one
 #define S_REGEX_REPEATS     1000        //  product of counted repetitions {m,n}
+//  What one estimated regexec step costs (measured on glibc 2.36: a pattern whose
+//  repetitions multiply to 900 takes 250 ms and 30 MB on 4096 bytes).
+#define S_REGEX_STEPS_PER_UNIT  3       //  steps per instruction of the budget
+#define S_REGEX_NS_PER_STEP     4.0
+#define S_REGEX_BYTES_PER_STEP  0.5
+#define S_REGEX_COMPILE_NS      150.0   //  per (pattern byte x repetition): 3 ms above
 #define S_SCHEMA_DEPTH      32
 #define S_ARG_MAX           1024        //  bytes of one exec argument
 #define S_FILTER_MAX        32          //  actions in a history filter
@@ -254,25 +261,18 @@ s_regex_cache_gc (lua_State *L)
     return 0;
 }
 
-//  Refuse what makes glibc's regex engine slow; raises naming FN.
-static void
-s_regex_vet (lua_State *L, const char *fn, const char *p, size_t len)
+//  The product of P's counted repetitions {m,n} (the larger number given counts):
+//  how many times the compiled automaton repeats parts of the pattern.
+static double
+s_regex_repeats (const char *p, size_t len)
 {
-    if (len > S_REGEX_MAX)
-        luaL_error (L, "%s: pattern longer than %d bytes", fn, S_REGEX_MAX);
-    if (memchr (p, 0, len))
-        luaL_error (L, "%s: pattern contains a NUL byte", fn);
     double product = 1;
     for (size_t i = 0; i < len; i++) {
-        if (p [i] == '\\' && i + 1 < len && p [i + 1] >= '0' && p [i + 1] <= '9')
-            luaL_error (L, "%s: back-references (\\%c) are not allowed: they make matching "
-                           "exponential", fn, p [i + 1]);
         if (p [i] == '\\') {
             i++;
             continue;
         }
         if (p [i] == '{') {
-            //  {m}, {m,}, {m,n}: the larger number given counts.
             long m = 0, n = -1;
             size_t j = i + 1;
             while (j < len && p [j] >= '0' && p [j] <= '9' && m < 100000)
@@ -288,7 +288,25 @@ s_regex_vet (lua_State *L, const char *fn, const char *p, size_t len)
             product *= (double) ((n > m ? n : m) + 1);
         }
     }
-    if (product > S_REGEX_REPEATS)
+    return product;
+}
+
+//  Refuse what makes glibc's regex engine slow; raises naming FN.
+static void
+s_regex_vet (lua_State *L, const char *fn, const char *p, size_t len)
+{
+    if (len > S_REGEX_MAX)
+        luaL_error (L, "%s: pattern longer than %d bytes", fn, S_REGEX_MAX);
+    if (memchr (p, 0, len))
+        luaL_error (L, "%s: pattern contains a NUL byte", fn);
+    for (size_t i = 0; i < len; i++) {
+        if (p [i] == '\\' && i + 1 < len && p [i + 1] >= '0' && p [i + 1] <= '9')
+            luaL_error (L, "%s: back-references (\\%c) are not allowed: they make matching "
+                           "exponential", fn, p [i + 1]);
+        if (p [i] == '\\')
+            i++;
+    }
+    if (s_regex_repeats (p, len) > S_REGEX_REPEATS)
         luaL_error (L, "%s: counted repetitions {m,n} multiply to more than %d", fn,
                     S_REGEX_REPEATS);
 }
@@ -305,6 +323,10 @@ s_regex_get (lua_State *L, s_regex_cache_t *cache, const char *fn, const char *p
             return &slot->regex;
     }
     s_regex_vet (L, fn, p, len);
+    //  Compiling expands the counted repetitions: its time, too, is held against the
+    //  time left before it starts.
+    mesh_vm_charge_time (L, (int64_t) (((double) len + 4) * s_regex_repeats (p, len)
+                                       * S_REGEX_COMPILE_NS));
     char text[S_REGEX_MAX + 8];
     snprintf (text, sizeof text, anchored ? "^(%.*s)$" : "%.*s", (int) len, p);
     regex_t regex;
@@ -336,15 +358,26 @@ s_regex_get (lua_State *L, s_regex_cache_t *cache, const char *fn, const char *p
 }
 
 //  0 match, 1 no match, or a reason the subject cannot be matched (static string).
+//  regexec is one call into glibc that nothing can interrupt, so its cost is
+//  estimated and paid before it runs: about (pattern bytes x counted repetitions x
+//  subject bytes) automaton steps, charged to the instruction budget, held against
+//  the time left (the time limit comes now if the call could not finish in time),
+//  and, as memory, reserved in the state's allocator for the call (glibc's state
+//  sets grow with the same product), so the memory cap refuses it too.
 static const char *
-s_regex_run (lua_State *L, regex_t *regex, const char *s, size_t len, bool *matched)
+s_regex_run (lua_State *L, regex_t *regex, const char *p, size_t plen, const char *s,
+             size_t len, bool *matched)
 {
     *matched = false;
     if (len > S_REGEX_SUBJECT)
         return "is longer than 4096 bytes, too long to match against a pattern";
     if (memchr (s, 0, len))
         return "contains a NUL byte";
-    mesh_vm_charge (L, len);
+    double steps = ((double) plen + 4) * s_regex_repeats (p, plen) * ((double) len + 1);
+    mesh_vm_charge (L, (size_t) (steps / S_REGEX_STEPS_PER_UNIT) + len);
+    mesh_vm_charge_time (L, (int64_t) (steps * S_REGEX_NS_PER_STEP));
+    lua_newuserdatauv (L, (size_t) (steps * S_REGEX_BYTES_PER_STEP), 0);
+    lua_pop (L, 1);
     *matched = regexec (regex, s, 0, NULL, 0) == 0;
     return NULL;
 }
@@ -365,7 +398,7 @@ s_regex (lua_State *L)
     }
     const char *s = lua_tolstring (L, 1, &slen);
     bool matched;
-    const char *why = s_regex_run (L, regex, s, slen, &matched);
+    const char *why = s_regex_run (L, regex, p, plen, s, slen, &matched);
     if (why && slen > S_REGEX_SUBJECT)
         return luaL_error (L, "mesh.regex: the subject %s", why);
     lua_pushboolean (L, matched);
@@ -1079,7 +1112,7 @@ s_check_string (s_schema_t *S, s_node_t *node, int self, int value)
     regex_t *regex = node->regex ? node->regex
                    : s_regex_get (L, S->cache, "mesh.schema", p, plen, false);
     bool matched;
-    const char *why = s_regex_run (L, regex, s, len, &matched);
+    const char *why = s_regex_run (L, regex, p, plen, s, len, &matched);
     if (why || matched) {
         lua_pop (L, 1);
         return why ? s_fail (S, "%s", why) : true;

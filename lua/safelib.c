@@ -4,13 +4,16 @@
  *  Three kinds of trouble hide in Lua's own libraries, and each has its answer here:
  *
  *  - Escapes.  Only an allow-list reaches rules: from base assert error getmetatable
- *    ipairs next pairs rawequal rawlen select setmetatable tonumber tostring type;
+ *    ipairs next pairs pcall rawequal rawlen select setmetatable tonumber tostring
+ *    type xpcall;
  *    string without dump, pack and unpack; table; math without random; utf8.  Each
  *    library is a read-only view (view.c), and the string metatable's __index is the
  *    view of the sandboxed string table, hidden behind __metatable, so ("").dump is
  *    nil and `getmetatable("").__index = ...` is an error.  setmetatable refuses
  *    __gc (a finalizer runs with hooks off, where no limit can stop it) and __mode
- *    (weak tables make results depend on the collector).
+ *    (weak tables make results depend on the collector), and guards the metatable
+ *    so that neither can be added afterwards.  pcall and xpcall are there, but a
+ *    limit hit inside them is raised again: they catch errors, never limits.
  *  - Non-determinism.  A verdict must replay: `pairs` and `next` walk keys in one
  *    fixed order (numbers ascending, then strings bytewise; other key types are an
  *    error), because Debian's Lua seeds string hashing per state and the raw order
@@ -23,8 +26,11 @@
  *    values the same way, and table.sort is a stable merge sort, so equal elements
  *    keep their order (Lua's quicksort picks a random pivot on large inputs).
  *  - C loops the count hook cannot see.  The hook runs between VM instructions, so a
- *    long call into C holds the worker until it returns.  Pattern matching gets a
- *    static bound (mesh_safelib_check_pattern): a backtracking pattern with q
+ *    long call into C holds the worker until it returns.  Pattern matching runs in
+ *    our own matcher (match.c), which charges every step and stops at a limit
+ *    wherever it is; before it starts, a pattern gets a static bound
+ *    (mesh_safelib_check_pattern), so that a hopeless one is an error that says
+ *    why rather than a limit: a backtracking pattern with q
  *    repetitions that are followed by more pattern, matched at every start of an
  *    n-byte subject, may take (n+1)^(q+1) steps (^q when anchored), each `?` doubling
  *    that; above MESH_SANDBOX_PATTERN_STEPS the call is refused with an error before
@@ -34,8 +40,11 @@
  *    rule chooses (table.insert/remove/move/concat/unpack, string.rep, sorting,
  *    sorted iteration) charge their length to the instruction budget before they run
  *    (mesh_vm_charge), so `table.move({}, 1, 1e15, 2)` is an instruction limit, not
- *    a hang.  Memory needs no such care: every allocation passes the state's capped
- *    allocator, so string.rep and format padding (at most 99 wide in 5.4) stop there.
+ *    a hang; functions that walk or copy bytes (upper, lower, reverse, sub, byte,
+ *    rep, format %s, plain find, utf8.*) charge the bytes (mesh_vm_charge_bytes),
+ *    and every charge looks at the clock.  Memory needs no such care: every
+ *    allocation passes the state's capped allocator, so string.rep and format
+ *    padding (at most 99 wide in 5.4) stop there.
  */
 #include "internal.h"
 #include "sandbox.h"
@@ -48,9 +57,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-//  Pattern calls whose bound is above this check the clock when they return.
-#define S_TIME_CHECK_STEPS  10000.0
 
 //  --------------------------------------------------------------------------------
 //  Keys in the one order rules may rely on
@@ -460,6 +466,101 @@ s_rawlen (lua_State *L)
     return 1;
 }
 
+//  pcall (f, ...) and xpcall (f, msgh, ...) as Lua's, except that a limit is never
+//  caught: if the instruction, memory or time limit was hit inside, it is raised
+//  again on the way out (the limit is sticky, so a message handler gets no further
+//  than its first instruction either).
+static int
+s_finish_pcall (lua_State *L, int status, int extra)
+{
+    mesh_vm_rethrow_limit (L, status);
+    if (status != LUA_OK) {
+        lua_pushboolean (L, 0);
+        lua_pushvalue (L, -2);
+        return 2;
+    }
+    return lua_gettop (L) - extra;
+}
+
+static int
+s_pcall (lua_State *L)
+{
+    luaL_checkany (L, 1);
+    lua_pushboolean (L, 1);
+    lua_insert (L, 1);
+    int status = lua_pcall (L, lua_gettop (L) - 2, LUA_MULTRET, 0);
+    return s_finish_pcall (L, status, 0);
+}
+
+//  xpcall's message handler: the rule's (upvalue 1), except once a limit was hit.
+//  A limit is raised from inside the count hook, and Lua runs the message handler
+//  before it leaves the hook, with hooks off: a rule's handler would run there
+//  with nothing to stop it.  So after a limit the message passes unchanged.
+static int
+s_xpcall_handler (lua_State *L)
+{
+    if (mesh_vm_limit_hit (L))
+        return 1;
+    lua_pushvalue (L, lua_upvalueindex (1));
+    lua_insert (L, 1);
+    lua_call (L, lua_gettop (L) - 1, 1);
+    return 1;
+}
+
+static int
+s_xpcall (lua_State *L)
+{
+    int n = lua_gettop (L);
+    luaL_checktype (L, 2, LUA_TFUNCTION);
+    lua_pushvalue (L, 2);
+    lua_pushcclosure (L, s_xpcall_handler, 1);
+    lua_replace (L, 2);
+    lua_pushboolean (L, 1);
+    lua_pushvalue (L, 1);
+    lua_rotate (L, 3, 2);
+    int status = lua_pcall (L, n - 2, LUA_MULTRET, 2);
+    return s_finish_pcall (L, status, 2);
+}
+
+//  A metatable's __mode is read at every collection, so setting it after
+//  setmetatable would make a table weak after the check.  Every metatable a rule
+//  installs therefore gets this guard as its own (hidden) metatable: new __mode or
+//  __gc keys are refused, anything else is stored as Lua would.  (A __gc added
+//  later would be ignored by Lua anyway; it is refused so the error says so.)
+static const char s_key_guard = 0;
+
+static int
+s_guard_newindex (lua_State *L)
+{
+    if (lua_type (L, 2) == LUA_TSTRING) {
+        const char *key = lua_tostring (L, 2);
+        if (strcmp (key, "__mode") == 0 || strcmp (key, "__gc") == 0)
+            return luaL_error (L, "%s cannot be set on a table already used as a metatable "
+                                  "(it would change how tables are collected)", key);
+    }
+    lua_settop (L, 3);
+    lua_rawset (L, 1);
+    return 0;
+}
+
+//  Give the metatable at INDEX the guard, unless it has it; a metatable with a
+//  metatable of its own cannot be guarded and is refused.
+static void
+s_guard (lua_State *L, int index)
+{
+    if (lua_getmetatable (L, index)) {
+        lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_guard);
+        bool guarded = lua_rawequal (L, -1, -2);
+        lua_pop (L, 2);
+        if (!guarded)
+            luaL_error (L, "setmetatable: a table used as a metatable cannot have a "
+                           "metatable of its own in rules");
+        return;
+    }
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_key_guard);
+    lua_setmetatable (L, index);
+}
+
 static int
 s_setmetatable (lua_State *L)
 {
@@ -478,6 +579,8 @@ s_setmetatable (lua_State *L)
     if (luaL_getmetafield (L, 1, "__metatable") != LUA_TNIL)
         return luaL_error (L, "cannot change a protected metatable");
     lua_settop (L, 2);
+    if (type == LUA_TTABLE)
+        s_guard (L, 2);
     lua_setmetatable (L, 1);
     return 1;
 }
@@ -619,14 +722,6 @@ s_original (lua_State *L)
 }
 
 static int
-s_after (lua_State *L, int results, double bound)
-{
-    if (bound > S_TIME_CHECK_STEPS)
-        mesh_vm_check_time (L);
-    return results;
-}
-
-static int
 s_find (lua_State *L)
 {
     size_t ls, lp;
@@ -638,6 +733,8 @@ s_find (lua_State *L)
             luaL_pushfail (L);
             return 1;
         }
+        //  memmem is linear, but linear in 2 MiB is still work: charged up front.
+        mesh_vm_charge_bytes (L, ls - init);
         const char *found = lp == 0 ? s + init : memmem (s + init, ls - init, p, lp);
         if (!found) {
             luaL_pushfail (L);
@@ -647,40 +744,40 @@ s_find (lua_State *L)
         lua_pushinteger (L, (lua_Integer) (found - s + lp));
         return 2;
     }
-    double bound = mesh_safelib_check_pattern (L, "string.find", ls, p, lp, p [0] == '^');
-    return s_after (L, s_original (L), bound);
+    mesh_safelib_check_pattern (L, "string.find", ls, p, lp, p [0] == '^');
+    return mesh_match_find (L, true);
 }
 
-//  Check the (subject, pattern) arguments of string function FN; its bound.  A
-//  leading ^ anchors unless ANCHORABLE is false (gmatch takes it literally).
-static double
+//  Check the (subject, pattern) arguments of string function FN.  A leading ^
+//  anchors unless ANCHORABLE is false (gmatch takes it literally).
+static void
 s_check_args (lua_State *L, const char *fn, bool anchorable)
 {
     size_t ls, lp;
     luaL_checklstring (L, 1, &ls);
     const char *p = luaL_checklstring (L, 2, &lp);
-    return mesh_safelib_check_pattern (L, fn, ls, p, lp, anchorable && p [0] == '^');
+    mesh_safelib_check_pattern (L, fn, ls, p, lp, anchorable && p [0] == '^');
 }
 
 static int
 s_match (lua_State *L)
 {
-    double bound = s_check_args (L, "string.match", true);
-    return s_after (L, s_original (L), bound);
+    s_check_args (L, "string.match", true);
+    return mesh_match_find (L, false);
 }
 
 static int
 s_gmatch (lua_State *L)
 {
     s_check_args (L, "string.gmatch", false);
-    return s_original (L);
+    return mesh_match_gmatch (L);
 }
 
 static int
 s_gsub (lua_State *L)
 {
-    double bound = s_check_args (L, "string.gsub", true);
-    return s_after (L, s_original (L), bound);
+    s_check_args (L, "string.gsub", true);
+    return mesh_match_gsub (L);
 }
 
 static int
@@ -695,9 +792,120 @@ s_rep (lua_State *L)
         lua_pushliteral (L, "");
         return 1;
     }
-    int results = s_original (L);               //  the allocator bounds the size
-    mesh_vm_charge (L, (size_t) n);
-    return results;
+    //  Each turn is a call of memcpy or two, worth an instruction for short pieces and
+    //  their bytes for long ones, charged before they run; a result larger than the
+    //  memory cap allows is left to the allocator, which refuses it before any copy.
+    double total = (double) n * (double) (l + lsep);
+    size_t per_turn = (l + lsep) / MESH_VM_BYTES_PER_UNIT;
+    if (total <= (double) mesh_vm_memory_room (L))
+        mesh_vm_charge (L, (size_t) n * (per_turn ? per_turn : 1));
+    return s_original (L);
+}
+
+//  The bytes I..J (Lua's relative positions, J defaulting to DEFAULT_J) of a string
+//  of LEN bytes: how many a function walking that range touches.
+static size_t
+s_range (lua_State *L, int i_arg, lua_Integer default_i, int j_arg, lua_Integer default_j,
+         size_t len)
+{
+    lua_Integer i = lua_isinteger (L, i_arg) ? lua_tointeger (L, i_arg) : default_i;
+    lua_Integer j = lua_isinteger (L, j_arg) ? lua_tointeger (L, j_arg) : default_j;
+    if (i < 0)
+        i = i < -(lua_Integer) len ? 1 : (lua_Integer) len + i + 1;
+    if (j < 0)
+        j = j < -(lua_Integer) len ? 0 : (lua_Integer) len + j + 1;
+    if (i < 1)
+        i = 1;
+    if (j > (lua_Integer) len)
+        j = (lua_Integer) len;
+    return j >= i ? (size_t) (j - i + 1) : 0;
+}
+
+//  Functions whose C loop walks their whole first argument (upper, lower, reverse,
+//  utf8.offset) or a range of it (sub, byte, utf8.len, utf8.codepoint): the bytes
+//  are charged before the call.
+static int
+s_whole (lua_State *L)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING || lua_type (L, 1) == LUA_TNUMBER)
+        lua_tolstring (L, 1, &len);
+    mesh_vm_charge_bytes (L, len);
+    return s_original (L);
+}
+
+static int
+s_sub (lua_State *L)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING)
+        lua_tolstring (L, 1, &len);
+    mesh_vm_charge_bytes (L, s_range (L, 2, 1, 3, -1, len));
+    return s_original (L);
+}
+
+//  Functions that push one value per element (string.byte, utf8.codepoint,
+//  table.unpack) make Lua grow its stack for them, and the stack is reallocated and
+//  shrunk again at the next collection: on a virtual machine half a million values
+//  cost tens of milliseconds of page faults in one call that nothing can interrupt.
+//  So a call pushes at most S_MAX_VALUES values (Lua's own bound is about a million);
+//  longer ranges are walked in pieces.
+#define S_MAX_VALUES 65536
+
+static void
+s_check_values (lua_State *L, const char *fn, size_t n)
+{
+    mesh_vm_charge (L, n);              //  beyond the budget: the instruction limit
+    if (n > S_MAX_VALUES)
+        luaL_error (L, "%s: at most %d values per call in rules (asked for %I); walk a "
+                       "longer range in pieces", fn, S_MAX_VALUES, (lua_Integer) n);
+}
+
+static int
+s_byte (lua_State *L)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING)
+        lua_tolstring (L, 1, &len);
+    lua_Integer i = lua_isinteger (L, 2) ? lua_tointeger (L, 2) : 1;
+    s_check_values (L, "string.byte", s_range (L, 2, 1, 3, i, len));
+    return s_original (L);
+}
+
+//  utf8.len (s, i, j), j defaulting to -1, and utf8.codepoint (s, i, j), j defaulting
+//  to i, which also pushes a value per character.
+static int
+s_utf8_walk (lua_State *L, bool is_len)
+{
+    size_t len = 0;
+    if (lua_type (L, 1) == LUA_TSTRING)
+        lua_tolstring (L, 1, &len);
+    lua_Integer i = lua_isinteger (L, 2) ? lua_tointeger (L, 2) : 1;
+    size_t n = s_range (L, 2, 1, 3, is_len ? -1 : i, len);
+    mesh_vm_charge_bytes (L, n);
+    if (!is_len)
+        s_check_values (L, "utf8.codepoint", n);
+    return s_original (L);
+}
+
+static int
+s_utf8_len (lua_State *L)
+{
+    return s_utf8_walk (L, true);
+}
+
+static int
+s_utf8_codepoint (lua_State *L)
+{
+    return s_utf8_walk (L, false);
+}
+
+//  Functions whose C loop runs once per argument (string.char, utf8.char).
+static int
+s_per_argument (lua_State *L)
+{
+    mesh_vm_charge (L, (size_t) lua_gettop (L));
+    return s_original (L);
 }
 
 //  string.format: no %p (an address), and %s of a table, function or userdata gives
@@ -722,6 +930,8 @@ s_format (lua_State *L)
             return luaL_error (L, "string.format: %%p is not available in rules (it shows a "
                                   "memory address)");
         if (f [i] == 's' && arg <= top) {
+            if (lua_type (L, arg) == LUA_TSTRING)
+                mesh_vm_charge_bytes (L, lua_rawlen (L, arg));
             int type = lua_type (L, arg);
             if (type != LUA_TSTRING && type != LUA_TNUMBER) {
                 mesh_safelib_tostring (L, arg, NULL);
@@ -754,7 +964,11 @@ s_concat (lua_State *L)
         j = luaL_checkinteger (L, 4);
     if (j >= i)
         mesh_vm_charge (L, (size_t) ((lua_Unsigned) j - (lua_Unsigned) i + 1));
-    return s_original (L);
+    //  The bytes copied are known only once the pieces are: charged right after, so a
+    //  loop of concatenations sees the clock at least once per call.
+    int results = s_original (L);
+    mesh_vm_charge_bytes (L, lua_rawlen (L, -1));
+    return results;
 }
 
 static int
@@ -771,8 +985,10 @@ s_unpack (lua_State *L)
     }
     else
         j = luaL_checkinteger (L, 3);
-    if (j >= i)
-        mesh_vm_charge (L, (size_t) ((lua_Unsigned) j - (lua_Unsigned) i + 1));
+    if (j >= i) {
+        lua_Unsigned n = (lua_Unsigned) j - (lua_Unsigned) i + 1;
+        s_check_values (L, "table.unpack", n > SIZE_MAX ? SIZE_MAX : (size_t) n);
+    }
     return s_original (L);
 }
 
@@ -901,8 +1117,8 @@ static const s_entry_t s_base[] = {
     { NULL, NULL }
 };
 static const s_entry_t s_string[] = {
-    { "byte", NULL }, { "char", NULL }, { "len", NULL }, { "lower", NULL },
-    { "reverse", NULL }, { "sub", NULL }, { "upper", NULL },
+    { "byte", s_byte }, { "char", s_per_argument }, { "len", NULL }, { "lower", s_whole },
+    { "reverse", s_whole }, { "sub", s_sub }, { "upper", s_whole },
     { "find", s_find }, { "format", s_format }, { "gmatch", s_gmatch }, { "gsub", s_gsub },
     { "match", s_match }, { "rep", s_rep },
     { NULL, NULL }
@@ -922,8 +1138,8 @@ static const s_entry_t s_math[] = {
     { NULL, NULL }
 };
 static const s_entry_t s_utf8[] = {
-    { "char", NULL }, { "charpattern", NULL }, { "codepoint", NULL }, { "codes", NULL },
-    { "len", NULL }, { "offset", NULL },
+    { "char", s_per_argument }, { "charpattern", NULL }, { "codepoint", s_utf8_codepoint },
+    { "codes", NULL }, { "len", s_utf8_len }, { "offset", s_whole },
     { NULL, NULL }
 };
 
@@ -979,6 +1195,16 @@ mesh_safelib_open (lua_State *L)
     lua_setfield (L, g, "setmetatable");
     lua_pushcfunction (L, s_tostring);
     lua_setfield (L, g, "tostring");
+    lua_pushcfunction (L, s_pcall);
+    lua_setfield (L, g, "pcall");
+    lua_pushcfunction (L, s_xpcall);
+    lua_setfield (L, g, "xpcall");
+    lua_createtable (L, 0, 2);                  //  the guard of rules' metatables
+    lua_pushcfunction (L, s_guard_newindex);
+    lua_setfield (L, -2, "__newindex");
+    lua_pushboolean (L, 0);
+    lua_setfield (L, -2, "__metatable");
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_key_guard);
 
     int string = s_library (L, g, "string", luaopen_string, s_string);
     //  Every string shares one metatable: its methods are the sandboxed ones, and it

@@ -55,7 +55,7 @@ static const char s_pool = 0;           //  registry key of the pool of views
 static int
 s_readonly (lua_State *L)
 {
-    luaL_where (L, 2);
+    luaL_where (L, 1);
     lua_pushliteral (L, "attempt to change a read-only table (inputs, libraries and the "
                         "tables a rule's top level built are read-only; make a table of "
                         "your own inside check)");

@@ -36,7 +36,11 @@
  *    looks at the (coarse) monotonic clock; once a limit is hit it re-arms itself for
  *    every instruction and raises each time, so nothing the rule runs afterwards (a
  *    __close handler, a loop around an erroring call) gets further.  C helpers charge
- *    their loops to the same budget (mesh_vm_charge).
+ *    their loops and bytes to the same budget (mesh_vm_charge), and a charge looks
+ *    at the clock as often as the hook would; pcall cannot catch a limit
+ *    (mesh_vm_rethrow_limit).  Every protected call that runs rule code has a
+ *    message handler (s_where) that gives an error raised from C the file and line
+ *    of the rule code that caused it.
  *  - A chain runs in one protected call.  A rule that raises or hits a limit ends it:
  *    the state is closed and built again, and the chain resumes with the next rule.
  *    Lua survives its own errors, so the rebuild is not needed for correctness we
@@ -105,6 +109,8 @@ typedef struct {
     size_t used, cap;                   //  bytes live, bytes allowed
     bool refused;                       //  the allocator said no during this evaluation
     long budget, executed;              //  instructions
+    long clock_at;                      //  charges look at the clock when executed
+                                        //  passes this
     int period;                         //  hook period, <= S_HOOK_PERIOD
     int64_t deadline_ns;
     s_limit_t limit;                    //  sticky once set
@@ -429,8 +435,101 @@ mesh_vm_charge (lua_State *L, size_t units)
         else
             run->executed += (long) units;
     }
+    //  Work done in C is time the hook does not see: look at the clock as often as
+    //  the hook would for the same count.
+    if (run->limit == S_LIMIT_NONE && run->executed >= run->clock_at) {
+        run->clock_at = run->executed + S_HOOK_PERIOD;
+        if (s_now_ns () >= run->deadline_ns)
+            run->limit = S_LIMIT_TIME;
+    }
     if (run->limit != S_LIMIT_NONE)
         s_raise_limit (L, run);
+}
+
+void
+mesh_vm_charge_bytes (lua_State *L, size_t n)
+{
+    mesh_vm_charge (L, n / MESH_VM_BYTES_PER_UNIT);
+    //  Half a nanosecond a byte: a copy that could not end before the deadline does
+    //  not start (what a time limit is for), rather than overrunning it by its length.
+    if (n >= 65536)
+        mesh_vm_charge_time (L, (int64_t) (n / 2));
+}
+
+size_t
+mesh_vm_memory_room (lua_State *L)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run)
+        return SIZE_MAX;
+    return run->cap > run->used ? run->cap - run->used : 0;
+}
+
+void
+mesh_vm_rethrow_limit (lua_State *L, int status)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run)
+        return;
+    if (run->limit == S_LIMIT_NONE && status == LUA_ERRMEM)
+        run->limit = S_LIMIT_MEMORY;
+    if (run->limit != S_LIMIT_NONE)
+        s_raise_limit (L, run);
+}
+
+void
+mesh_vm_charge_time (lua_State *L, int64_t ns)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run)
+        return;
+    if (run->limit == S_LIMIT_NONE && s_now_ns () + ns > run->deadline_ns)
+        run->limit = S_LIMIT_TIME;
+    if (run->limit != S_LIMIT_NONE)
+        s_raise_limit (L, run);
+}
+
+bool
+mesh_vm_limit_hit (lua_State *L)
+{
+    s_run_t *run = s_run_of (L);
+    return run && run->limit != S_LIMIT_NONE;
+}
+
+//  True if MSG already starts with a position, "chunk:line:".
+static bool
+s_has_position (const char *msg)
+{
+    const char *colon = strchr (msg, ':');
+    if (!colon || colon == msg || memchr (msg, ' ', (size_t) (colon - msg)))
+        return false;
+    const char *d = colon + 1;
+    while (*d >= '0' && *d <= '9')
+        d++;
+    return d > colon + 1 && *d == ':';
+}
+
+//  The message handler of every protected call that runs rule code: an error raised
+//  from C (a write to a read-only view, a bad argument to a library function, a
+//  stack overflow inside a C function) names no position; give it the file and line
+//  of the innermost rule code on the stack, so that every rule error says where.
+//  Limits are left alone: they are decided from flags, and a memory refusal must not
+//  allocate here.
+static int
+s_where (lua_State *L)
+{
+    s_run_t *run = s_run_of (L);
+    if ((run && (run->limit != S_LIMIT_NONE || run->refused))
+    ||  lua_type (L, 1) != LUA_TSTRING || s_has_position (lua_tostring (L, 1)))
+        return 1;
+    lua_Debug ar;
+    for (int level = 1; lua_getstack (L, level, &ar); level++) {
+        if (!lua_getinfo (L, "Sl", &ar) || ar.currentline <= 0)
+            continue;
+        lua_pushfstring (L, "%s:%d: %s", ar.short_src, ar.currentline, lua_tostring (L, 1));
+        return 1;
+    }
+    return 1;
 }
 
 void
@@ -457,6 +556,7 @@ s_arm (mesh_vm_t *self, lua_State *L)
     run->limit = S_LIMIT_NONE;
     run->refused = false;
     run->executed = 0;
+    run->clock_at = 0;
     run->budget = self->limits.instructions;
     run->period = self->limits.instructions < S_HOOK_PERIOD
                 ? (int) self->limits.instructions : S_HOOK_PERIOD;
@@ -793,9 +893,10 @@ s_build (mesh_vm_t *self, char **err_p)
         *err_p = strdup ("cannot create a Lua state: out of memory");
         return -1;
     }
+    lua_pushcfunction (L, s_where);
     lua_pushcfunction (L, s_build_main);
     lua_pushlightuserdata (L, self);
-    int status = lua_pcall (L, 1, 0, 0);
+    int status = lua_pcall (L, 1, 0, 1);
     if (status != LUA_OK) {
         s_run_t *run = &self->run;
         if (run->limit == S_LIMIT_NONE && (status == LUA_ERRMEM || run->refused))
@@ -1049,9 +1150,11 @@ s_run (mesh_vm_t *self, s_call_t *call)
     lua_State *L = self->L;
     s_run_t *run = &self->run;
     s_arm (self, L);
+    lua_settop (L, 0);
+    lua_pushcfunction (L, s_where);
     lua_pushcfunction (L, s_eval_main);
     lua_pushlightuserdata (L, call);
-    int status = lua_pcall (L, 1, 0, 0);
+    int status = lua_pcall (L, 1, 0, 1);
     //  A failed evaluation during which the allocator refused is a memory limit even
     //  if what reached us is another error (a __close handler raising while the
     //  memory error unwinds).  The price: a rule that recovered from a refusal

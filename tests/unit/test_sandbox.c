@@ -350,8 +350,38 @@ test_time_limit (void **state)
 static void
 test_pcall_cannot_swallow (void **state)
 {
+    //  pcall is there, but a limit inside it still ends the evaluation.
     mesh_sandbox_t *rule = s_load ("hostile_pcall_loop.lua", NULL);
-    s_expect (rule, "{}", MESH_VERDICT_ERROR, "global 'pcall'");
+    s_expect (rule, "{}", MESH_VERDICT_LIMIT, "instruction limit");
+    mesh_sandbox_destroy (&rule);
+
+    mesh_sandbox_limits_t limits = { 1000000, 1 << 20, 5000 };
+    rule = s_load ("pcall.lua", &limits);
+    const struct {
+        const char *probe;
+        mesh_verdict_t verdict;
+        const char *reason;
+    } probes[] = {
+        { "caught", MESH_VERDICT_ACCEPT, NULL },
+        { "caught_values", MESH_VERDICT_ACCEPT, NULL },
+        { "xpcall_caught", MESH_VERDICT_ACCEPT, NULL },
+        { "read_only", MESH_VERDICT_ACCEPT, NULL },
+        { "instructions", MESH_VERDICT_LIMIT, "instruction limit" },
+        { "loop_around", MESH_VERDICT_LIMIT, "instruction limit" },
+        { "memory", MESH_VERDICT_LIMIT, "memory limit" },
+        { "memory_table", MESH_VERDICT_LIMIT, "memory limit" },
+        { "xpcall_limit", MESH_VERDICT_LIMIT, "instruction limit" },
+    };
+    for (size_t i = 0; i < sizeof probes / sizeof probes [0]; i++) {
+        char proposal[64];
+        snprintf (proposal, sizeof proposal, "{\"probe\":\"%s\"}", probes [i].probe);
+        s_expect (rule, proposal, probes [i].verdict, probes [i].reason);
+    }
+    mesh_sandbox_destroy (&rule);
+    //  The time limit, with instructions to spare.
+    limits = (mesh_sandbox_limits_t) { 4000000000L, 1 << 20, 30 };
+    rule = s_load ("pcall.lua", &limits);
+    s_expect (rule, "{\"probe\":\"instructions\"}", MESH_VERDICT_LIMIT, "time limit");
     mesh_sandbox_destroy (&rule);
 
     rule = s_load ("hostile_error_loop.lua", NULL);
@@ -360,6 +390,70 @@ test_pcall_cannot_swallow (void **state)
     s_expect (rule, "{\"kind\":\"close\"}", MESH_VERDICT_LIMIT, "instruction limit");
     //  ... and one that runs after the limit was hit gets no further.
     s_expect (rule, "{\"kind\":\"close_after_limit\"}", MESH_VERDICT_LIMIT, "instruction limit");
+    mesh_sandbox_destroy (&rule);
+}
+
+//  Every rule error names FILE:LINE, also those raised from C (a write to a
+//  read-only view, a bad argument, a stack overflow) or without a position.
+static void
+test_error_positions (void **state)
+{
+    //  Memory enough for Lua's own stack limit to come first.
+    mesh_sandbox_limits_t limits = { 20000000, 256 << 20, 5000 };
+    mesh_sandbox_t *rule = s_load ("positions.lua", &limits);
+    const struct {
+        const char *probe, *reason;
+    } probes[] = {
+        { "read_only", "positions.lua:4: attempt to change a read-only table" },
+        { "bad_argument", "positions.lua:5: bad argument" },
+        { "stack", "positions.lua:2: stack overflow" },
+        { "c_stack", "positions.lua:8: " },
+        { "level0", "positions.lua:11: no position" },
+        { "library", "positions.lua:12: bad argument" },
+    };
+    for (size_t i = 0; i < sizeof probes / sizeof probes [0]; i++) {
+        char proposal[64];
+        snprintf (proposal, sizeof proposal, "{\"probe\":\"%s\"}", probes [i].probe);
+        s_expect (rule, proposal, MESH_VERDICT_ERROR, probes [i].reason);
+    }
+    mesh_sandbox_destroy (&rule);
+}
+
+//  Functions that push a value per element push at most 65,536 per call.
+static void
+test_values_per_call (void **state)
+{
+    const char *src =
+        "return { name = 'v', description = 'd', check = function (p)\n"
+        "  local s = string.rep('a', 70000)\n"
+        "  local t = {} for i = 1, 70000 do t[i] = i end\n"
+        "  if p.f == 'ok' then return select('#', s:byte(1, 65536)) == 65536 and\n"
+        "    select('#', utf8.codepoint(s, 1, 65536)) == 65536 and\n"
+        "    select('#', table.unpack(t, 1, 65536)) == 65536 end\n"
+        "  if p.f == 'byte' then return s:byte(1, -1) end\n"
+        "  if p.f == 'codepoint' then return utf8.codepoint(s, 1, -1) end\n"
+        "  return table.unpack(t)\n"
+        "end }\n";
+    mesh_sandbox_limits_t limits = { 10000000, 8 << 20, 5000 };
+    mesh_sandbox_t *rule = mesh_sandbox_load_buffer ("v.lua", src, strlen (src), &limits, NULL);
+    assert_non_null (rule);
+    s_expect (rule, "{\"f\":\"ok\"}", MESH_VERDICT_ACCEPT, NULL);
+    s_expect (rule, "{\"f\":\"byte\"}", MESH_VERDICT_ERROR,
+              "v.lua:7: string.byte: at most 65536 values per call in rules (asked for 70000)");
+    s_expect (rule, "{\"f\":\"codepoint\"}", MESH_VERDICT_ERROR, "v.lua:8: utf8.codepoint");
+    s_expect (rule, "{\"f\":\"unpack\"}", MESH_VERDICT_ERROR, "v.lua:9: table.unpack");
+    mesh_sandbox_destroy (&rule);
+}
+
+//  A metatable cannot be made weak after setmetatable: the same verdict, for the
+//  same input, 1,000 times.
+static void
+test_metatable_guard (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("hostile_weak_late.lua", NULL);
+    for (int i = 0; i < 1000; i++)
+        s_expect (rule, "{}", MESH_VERDICT_ERROR, "hostile_weak_late.lua:9: __mode cannot be "
+                                                  "set on a table already used as a metatable");
     mesh_sandbox_destroy (&rule);
 }
 
@@ -386,7 +480,7 @@ test_escapes_are_closed (void **state)
     mesh_sandbox_t *rule = s_load ("hostile_escape.lua", NULL);
     const char *probes[] = {
         "os", "io", "require", "package", "load", "loadstring", "loadfile", "dofile", "debug",
-        "collectgarbage", "print", "coroutine", "pcall", "xpcall", "rawset", "rawget",
+        "collectgarbage", "print", "coroutine", "rawset", "rawget",
         "string_dump", "string_meta_dump", "string_metatable", "string_metatable_poison",
         "string_pack", "math_random", "math_randomseed", "gc_metatable", "weak_metatable",
         "global_G", "env_os", "binary_chunk",
@@ -628,7 +722,8 @@ test_hostile_probes (void **state)
         { "next_big", MESH_VERDICT_LIMIT, "instruction limit" },
         { "coroutine_wrap", MESH_VERDICT_ERROR, "global 'coroutine'" },
         { "close_hijack", MESH_VERDICT_ERROR, "unwinding" },
-        { "gc_late", MESH_VERDICT_ACCEPT, NULL },
+        { "gc_late", MESH_VERDICT_ERROR, "hostile_probes.lua:61: __gc cannot be set on a "
+                                         "table already used as a metatable" },
         { "regex_backref", MESH_VERDICT_ERROR, "back-references" },
         { "regex_nested", MESH_VERDICT_ERROR, "multiply to more than 1000" },
         { "schema_typo", MESH_VERDICT_ERROR, "schema for value.a: has the unknown keyword "
@@ -663,8 +758,9 @@ test_pattern_bound (void **state)
         //  one repetition followed by more, unanchored: (n+1)^2 <= 1e6 up to n = 999
         { "{\"f\":\"find\",\"c\":\"a\",\"n\":999,\"pat\":\"a*b\"}", MESH_VERDICT_ACCEPT },
         { "{\"f\":\"find\",\"c\":\"a\",\"n\":1000,\"pat\":\"a*b\"}", MESH_VERDICT_ERROR },
-        //  anchored, the same pattern may look at a million bytes
-        { "{\"f\":\"find\",\"c\":\"a\",\"n\":999999,\"pat\":\"^a*b\"}", MESH_VERDICT_ACCEPT },
+        //  anchored, the same pattern may look at far more bytes (the matcher's steps
+        //  and string.rep's turns are charged too: this costs about 600k instructions)
+        { "{\"f\":\"find\",\"c\":\"a\",\"n\":400000,\"pat\":\"^a*b\"}", MESH_VERDICT_ACCEPT },
         //  mesh.matches anchors both ends: [a-z]+ before $ is one repetition
         { "{\"f\":\"matches\",\"c\":\"a\",\"n\":100000,\"pat\":\"[a-z]+\"}",
           MESH_VERDICT_ACCEPT },
@@ -913,6 +1009,9 @@ main (void)
         cmocka_unit_test (test_time_limit),
         cmocka_unit_test (test_pcall_cannot_swallow),
         cmocka_unit_test (test_memory_limit),
+        cmocka_unit_test (test_error_positions),
+        cmocka_unit_test (test_metatable_guard),
+        cmocka_unit_test (test_values_per_call),
         cmocka_unit_test (test_escapes_are_closed),
         cmocka_unit_test (test_no_state_between_evaluations),
         cmocka_unit_test (test_inputs_and_libraries_are_read_only),

@@ -58,7 +58,7 @@ local probes = {
     gc_late = function ()
         local mt = {}
         local t = setmetatable({}, mt)
-        mt.__gc = function () while true do end end   -- too late to mark: harmless
+        mt.__gc = function () while true do end end   -- refused: the metatable is guarded
         return true
     end,
     regex_backref = function () return mesh.regex("aa", "(a)\\1") end,
