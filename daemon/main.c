@@ -915,8 +915,22 @@ main (int argc, char **argv)
     mesh_log_set_tag ("supervisor");
     mesh_config_t *cfg = NULL;
     int problems = mesh_config_load (config, &cfg, stderr);
-    if (problems == 0)
-        problems = mesh_reload_check_parts (cfg, stderr);
+    if (problems == 0) {
+        //  Rules run their top level when loaded: never in this process (reload.h).
+        mesh_reload_job_t *job = mesh_reload_job_start (config, NULL, "check", NULL, (gid_t) -1);
+        json_t *checked = job ? mesh_reload_job_wait (job) : NULL;
+        mesh_reload_job_destroy (&job);
+        if (!json_is_true (json_object_get (checked, "ok"))) {
+            const char *error = json_string_value (json_object_get (checked, "error"));
+            fprintf (stderr, "%s%s", error ? error : "the rule check did not report\n",
+                     error && *error && error[strlen (error) - 1] != '\n' ? "\n" : "");
+            problems = 0;
+            for (const char *c = error ? error : "x\n"; *c; c++)
+                problems += *c == '\n';
+            problems = problems ? problems : 1;
+        }
+        json_decref (checked);
+    }
     //  sandbox.user: the account, meshd being root, and what the agents must reach.
     mesh_agent_user_t *au = NULL;
     if (problems == 0 && !set_aside)

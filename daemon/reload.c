@@ -268,13 +268,20 @@ mesh_reload_rules_records (const mesh_config_t *cfg, const char *event, gid_t gr
             json_array_append_new (files, json_string (cfg->global_rules[r]));
         for (size_t r = 0; r < agent->rule_count; r++)
             json_array_append_new (files, json_string (agent->rules[r]));
-        json_array_append_new (records, json_pack (
-            "{ss ss ss ss so so ss ss s?}", "type", "rules", "event", event, "agent",
+        json_error_t jerr;
+        json_t *record = json_pack_ex (&jerr, 0,
+            "{ss ss ss ss so so ss ss so}", "type", "rules", "event", event, "agent",
             agent->name, "rules_hash", mesh_gate_rules_hash (gate), "files", files, "manifest",
             mesh_gate_manifest (gate), "archive", archive, "config_sha256", cfg->sha256,
-            "config_snapshot", cfg->snapshot ? json_string (cfg->snapshot) : NULL));
+            "config_snapshot", cfg->snapshot ? json_string (cfg->snapshot) : json_null ());
         free (archive);
         mesh_gate_destroy (&gate);
+        if (!record || json_array_append_new (records, record) != 0) {
+            fprintf (out, "%s: rules of agent %s: cannot be recorded: %s\n", cfg->path,
+                     agent->name, record ? "out of memory" : jerr.text);
+            json_decref (records);
+            return NULL;
+        }
     }
     return records;
 }
@@ -320,6 +327,12 @@ s_job_work (const char *path, json_t *old_tree, const char *event, const char *r
         error = text;
     }
     json_decref (tree);
+    if (problems == 0 && !runtime) {            //  a check only (meshd --check-config, start)
+        json_t *result = json_pack ("{sb ss}", "ok", 1, "sha256", cfg->sha256);
+        free (error);
+        mesh_config_destroy (&cfg);
+        return result;
+    }
     if (problems == 0) {
         free (error);
         error = NULL;

@@ -54,7 +54,8 @@ typedef struct _mesh_reload_job_t mesh_reload_job_t;
 //  checks the file.  Either way it then writes the snapshot of the bytes it checked to
 //  RUNTIME (mesh_config_snapshot) and archives every agent's rules, shared with GROUP
 //  ((gid_t) -1: none), and computes the rule-set records for EVENT ("start", "reload":
-//  see mesh_reload_rules_records).  NULL if fork failed (logged).
+//  see mesh_reload_rules_records).  RUNTIME NULL: only check (no snapshot, no archive,
+//  no records).  NULL if fork failed (logged).
 mesh_reload_job_t *mesh_reload_job_start (const char *path, json_t *old_tree, const char *event,
                                           const char *runtime, gid_t group);
 //  Non-blocking: NULL while the child runs; then its result (caller owns), once:

@@ -24,7 +24,7 @@ for i in 1 2 3 4; do
     chmod 644 "$T/slow$i.lua"
     slow="$slow, $T/slow$i.lua"
 done
-sed -i "s|^  rules: \[$ROOT/rules/action_allowlist.lua\]|  rules: [$ROOT/rules/action_allowlist.lua$slow]\n  instructions: 100000000000\n  time_ms: 2500|" "$T/meshd.yaml"
+sed -i "s|^  rules: \[$ROOT/rules/action_allowlist.lua\]|  rules: [$ROOT/rules/action_allowlist.lua$slow]\n  instructions: 1000000000\n  time_ms: 2500|" "$T/meshd.yaml"
 grep -q "time_ms: 2500" "$T/meshd.yaml" || fail "could not write the slow config"
 
 t0=$(date +%s.%N)
