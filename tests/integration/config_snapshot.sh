@@ -77,6 +77,10 @@ echo "# changed" >> "$snap3"
 kill -KILL "$pid3"
 for _ in $(seq 100); do grep -q "it was changed, so it is not used" "$T/meshd.log" && break; sleep 0.1; done
 grep -q "it was changed, so it is not used" "$T/meshd.log" || fail "a changed snapshot was not refused"
+# The supervisor sees that life end with 78 before meshd is stopped (a stop while the
+# agent is still exiting would end it with SIGTERM instead).
+for _ in $(seq 100); do grep -q "agent watcher .*exit code 78" "$T/meshd.log" && break; sleep 0.1; done
+grep -q "agent watcher .*exit code 78" "$T/meshd.log" || fail "the agent did not exit 78"
 stop_meshd
 
 # 4. --check-config=FILE, and what it refuses
