@@ -162,10 +162,13 @@ main (int argc, char **argv)
     zsys_set_logstream (NULL);
     mesh_config_t *cfg = NULL;
     if ((snapshot ? mesh_config_load_snapshot (config, snapshot, sha256, &cfg, stderr)
-                  : mesh_config_load (config, &cfg, stderr)) != 0)
+                  : mesh_config_load (config, &cfg, stderr)) != 0) {
+        mesh_inflight_destroy (&inflight);
         return 78;
+    }
     mesh_agent_config_t *acfg = (mesh_agent_config_t *) mesh_config_agent (cfg, agent);
     if (acfg && rules_sha256 && !(acfg->rules_hash = strdup (rules_sha256))) {
+        mesh_inflight_destroy (&inflight);
         mesh_config_destroy (&cfg);
         return 1;
     }
@@ -174,6 +177,7 @@ main (int argc, char **argv)
         || mesh_confine_filesystem (cfg->state_dir, &landlock, &why) != 0) {
         mesh_err ("cannot confine the agent: %s", why);
         free (why);
+        mesh_inflight_destroy (&inflight);
         mesh_config_destroy (&cfg);
         return 1;
     }

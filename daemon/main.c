@@ -482,7 +482,8 @@ static void
 s_reload_start (s_config_state_t *st, const char *routing_id)
 {
     if (routing_id)
-        zlist_append (st->waiters, strdup (routing_id));
+        zlist_append (st->waiters ? st->waiters : (st->waiters = zlist_new ()),
+                      strdup (routing_id));
     if (!st->job)
         st->job = mesh_reload_job_start (
             st->cfg->path, st->tree, "reload", st->runtime,
@@ -521,6 +522,10 @@ s_reload_finish (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *led
         st->cfg->path, json_string_value (json_object_get (result, "snapshot")),
         json_string_value (json_object_get (result, "sha256")), &next, out);
     fclose (out);
+    if (problems == 0) {                //  the stream's empty text: the next steps set their own
+        free (error);
+        error = NULL;
+    }
     if (problems == 0 && s_take_rules (next, json_object_get (result, "records"), &error) != 0)
         problems = 1;
     if (problems == 0 && s_reload_agent_user (st, next, &error) != 0)
@@ -563,7 +568,7 @@ s_reload_poll (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledge
     json_t *result = NULL;
     if (st->job && !(result = mesh_reload_job_poll (st->job)))
         return;
-    if (!st->job && zlist_size (st->waiters) == 0)
+    if (!st->job && (!st->waiters || zlist_size (st->waiters) == 0))
         return;
     if (!st->job)                       //  the job could not be started
         result = json_pack ("{sb ss}", "ok", 0, "error", "cannot start checking the config "
@@ -572,7 +577,7 @@ s_reload_poll (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *ledge
     json_t *reply = s_reload_finish (st, sup, ledger, result);
     json_decref (result);
     char *who;
-    while ((who = zlist_pop (st->waiters))) {
+    while (st->waiters && (who = zlist_pop (st->waiters))) {
         mesh_proto_send (control, who, MESH_MSG_CTL_REPLY, reply);
         free (who);
     }
@@ -658,7 +663,7 @@ static int
 s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
 {
     s_config_state_t st = {.cfg = cfg_at_start, .tree = json_incref (cfg_at_start->tree),
-                           .agent_user = au, .waiters = zlist_new ()};
+                           .agent_user = au};    //  waiters: made by the first reload
     mesh_config_t *cfg = st.cfg;
     gid_t group = au ? mesh_agent_user_gid (au) : (gid_t) -1;
     if (s_prepare_dir ("runtime_dir", cfg->runtime_dir, group) != 0

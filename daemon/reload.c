@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -337,7 +338,11 @@ s_job_work (const char *path, json_t *old_tree, const char *event, const char *r
         free (error);
         error = NULL;
         FILE *out = open_memstream (&error, &size);
-        if (mesh_config_snapshot (cfg, runtime) != 0)
+        //  With sandbox.user the agents read the snapshot as another user (on a reload,
+        //  already confined): its group may read it, nobody else.
+        if (mesh_config_snapshot (cfg, runtime) != 0
+            || (group != (gid_t) -1 && (lchown (cfg->snapshot, (uid_t) -1, group) != 0
+                                        || chmod (cfg->snapshot, 0640) != 0)))
             fprintf (out, "%s: its snapshot cannot be written to %s (see the log)\n", path,
                      runtime);
         else
