@@ -681,6 +681,43 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         mesh_agent_user_destroy (&au);
         return 1;
     }
+    st.runtime = runtime;
+    //  Fix what the agents will run, as a reload does: a check job's child checks the
+    //  file again, snapshots the bytes it checked and archives every agent's rules.  The
+    //  config in force must be those very bytes (else it changed since the start: refuse).
+    //  Before any thread exists (the embedded broker's, ZeroMQ's): the child forks from a
+    //  process with one thread, so no lock can be held by a thread it does not have.
+    json_t *records = NULL;
+    {
+        mesh_reload_job_t *job = mesh_reload_job_start (cfg->path, NULL, "start", runtime, group);
+        json_t *checked = job ? mesh_reload_job_wait (job) : NULL;
+        mesh_reload_job_destroy (&job);
+        const char *sha = json_string_value (json_object_get (checked, "sha256"));
+        char *error = NULL;
+        if (!json_is_true (json_object_get (checked, "ok")))
+            mesh_err ("cannot fix what the agents run: %s",
+                      checked ? json_string_value (json_object_get (checked, "error"))
+                              : "the check did not report");
+        else
+        if (!sha || strcmp (sha, cfg->sha256) != 0)
+            mesh_err ("%s changed while meshd was starting; start it again", cfg->path);
+        else
+        if (s_take_rules (cfg, json_object_get (checked, "records"), &error) != 0)
+            mesh_err ("%s", error);
+        else {
+            free (cfg->snapshot);
+            cfg->snapshot = strdup (json_string_value (json_object_get (checked, "snapshot")));
+            records = json_incref (json_object_get (checked, "records"));
+        }
+        free (error);
+        json_decref (checked);
+    }
+    if (!records) {
+        json_decref (st.tree);
+        mesh_config_destroy (&st.cfg);
+        mesh_agent_user_destroy (&au);
+        return 1;
+    }
     mesh_broker_t *broker = NULL;
     const char *brokers = cfg->brokers;
     if (cfg->embedded) {
@@ -721,36 +758,10 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     char *binary = s_agent_binary (cfg);
     int rc = refused ? 65 : 1;          //  EX_DATAERR: systemd does not restart on it
     st.runtime = runtime;
-    //  Fix what the agents will run, as a reload does: a check job's child checks the
-    //  file again, snapshots the bytes it checked and archives every agent's rules.  The
-    //  config in force must be those very bytes (else it changed since the start: refuse).
-    json_t *records = NULL;
-    if (control) {
-        mesh_reload_job_t *job = mesh_reload_job_start (cfg->path, NULL, "start", runtime, group);
-        json_t *checked = job ? mesh_reload_job_wait (job) : NULL;
-        mesh_reload_job_destroy (&job);
-        const char *sha = json_string_value (json_object_get (checked, "sha256"));
-        char *error = NULL;
-        if (!json_is_true (json_object_get (checked, "ok")))
-            mesh_err ("cannot fix what the agents run: %s",
-                      checked ? json_string_value (json_object_get (checked, "error"))
-                              : "the check did not report");
-        else
-        if (!sha || strcmp (sha, cfg->sha256) != 0)
-            mesh_err ("%s changed while meshd was starting; start it again", cfg->path);
-        else
-        if (s_take_rules (cfg, json_object_get (checked, "records"), &error) != 0)
-            mesh_err ("%s", error);
-        else {
-            free (cfg->snapshot);
-            cfg->snapshot = strdup (json_string_value (json_object_get (checked, "snapshot")));
-            records = json_incref (json_object_get (checked, "records"));
-        }
-        free (error);
-        json_decref (checked);
-    }
-    if (!records)
+    if (!records || !control) {
+        json_decref (records);
         goto done;
+    }
 
     mesh_supervise_t *sup = mesh_supervise_new (cfg, binary, config_path, agents_ep, brokers,
                                                 agents);
