@@ -70,7 +70,8 @@ for _ in $(seq 50); do
 done
 {
     tr '\0' ' ' < "/proc/$MESHD/cmdline"; echo
-    for p in $(pgrep -P "$MESHD"); do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null; echo; done
+    # An agent that cannot connect exits and is restarted: it may be gone by now.
+    for p in $(pgrep -P "$MESHD"); do { tr '\0' ' ' < "/proc/$p/cmdline"; } 2>/dev/null || true; echo; done
 } > "$T/argv.txt"
 grep -q 'mesh-agent' "$T/argv.txt" || note "no agent running at this instant"
 MESHCTL --json status > "$T/status.json" 2>&1 || true
