@@ -296,14 +296,6 @@ struct _mesh_reload_job_t {
     bool killed;                        //  we killed it: past the deadline
 };
 
-static int64_t
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 //  The child's work: the whole result document.  Everything the agents will run is
 //  fixed here, from the one parse that was checked: the config's bytes as a snapshot in
 //  RUNTIME (named by their SHA-256) and each agent's rule set archived by its hash.
@@ -422,7 +414,7 @@ mesh_reload_job_start (const char *path, json_t *old_tree, const char *event,
     }
     self->pid = pid;
     self->fd = fds[0];
-    self->deadline_ms = s_now_ms () + MESH_RELOAD_CHECK_MS;
+    self->deadline_ms = zclock_mono () + MESH_RELOAD_CHECK_MS;
     return self;
 }
 
@@ -461,7 +453,7 @@ mesh_reload_job_poll (mesh_reload_job_t *self)
     if (!self->pid)
         return NULL;
     bool eof = s_job_read (self);
-    if (!eof && s_now_ms () > self->deadline_ms && !self->killed) {
+    if (!eof && zclock_mono () > self->deadline_ms && !self->killed) {
         kill (self->pid, SIGKILL);
         self->killed = true;
     }
