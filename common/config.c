@@ -2947,13 +2947,29 @@ s_tree (const s_node_t *node, const char *path, json_t *where)
     json_t *self = map ? json_object () : json_array ();
     for (size_t i = 0; self && i < node->count; i += map ? 2 : 1) {
         const s_node_t *at = node->kids [i];
+        //  A key that is not a plain scalar (a tagged empty key, a mapping as key) has
+        //  no text; the walk reports it, the tree names it "".
+        const char *key = at->text ? at->text : "";
         char *sub = NULL;
-        int rc = map ? asprintf (&sub, "%s%s%s", path, *path ? "." : "", at->text)
+        int rc = map ? asprintf (&sub, "%s%s%s", path, *path ? "." : "", key)
                      : asprintf (&sub, "%s[%zu]", path, i);
         json_t *kid = rc < 0 ? NULL : s_tree (map ? node->kids [i + 1] : at, sub, where);
         json_t *pos = json_pack ("[ii]", at->line, at->col);
-        if (!kid || !pos || json_object_set_new (where, sub, pos) != 0
-        ||  (map ? json_object_set_new (self, at->text, kid) : json_array_append_new (self, kid))) {
+        //  Each *_set_new takes its value, even when it fails; until then this owns both.
+        bool placed = false;
+        if (kid && pos) {
+            placed = json_object_set_new (where, sub, pos) == 0;
+            pos = NULL;
+            if (placed)
+                placed = (map ? json_object_set_new (self, key, kid)
+                              : json_array_append_new (self, kid)) == 0;
+            else
+                json_decref (kid);
+            kid = NULL;
+        }
+        json_decref (kid);
+        json_decref (pos);
+        if (!placed) {
             json_decref (self);
             self = NULL;
         }
