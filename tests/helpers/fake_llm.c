@@ -1,7 +1,7 @@
 /*  fake_llm - a test inference server speaking the OpenAI chat-completions format.
  *
  *      fake_llm --port P | --port-file F  [--responses FILE]  [--mode MODE]
- *               [--hang-ms N] [--requests LOG]
+ *               [--hang-ms N] [--delay-ms N] [--requests LOG]
  *
  *  Serves, on 127.0.0.1 only:
  *      POST /v1/chat/completions   the next canned output, cycling through FILE
@@ -24,12 +24,47 @@
  *                     spaces after the output), as a server ignoring max_tokens would
  *      nul            a normal answer whose content has a NUL (\u0000) in the middle
  *      bad-utf8       HTTP 200 whose content holds a byte that is not UTF-8
+ *      max-usage      a normal answer whose usage.completion_tokens is the request's
+ *                     max_tokens exactly (else max_completion_tokens; with neither,
+ *                     the usual estimate); prompt tokens as in ok
+ *      over-usage     as max-usage, but every 3rd completion request received (n = 3,
+ *                     6, 9, ... in the request log) reports max_tokens + 50, as a
+ *                     server that does not honour max_tokens would
+ *      loading        HTTP 503 with llama.cpp's shape while it loads a model:
+ *                     {"error":{"code":503,"message":"Loading model",
+ *                     "type":"unavailable_error"}}  (/health and /v1/models stay 200)
+ *      rate-limited   HTTP 429 with OpenAI's error shape: {"error":{"message":...,
+ *                     "type":"requests","param":null,"code":"rate_limit_exceeded"}}
+ *                     (no Retry-After header)
+ *      cut            HTTP 200 whose Content-Length is the whole answer's length, but
+ *                     only the first half of the (JSON) answer is sent before the
+ *                     connection is closed: a body cut mid-transfer
+ *      drop           reads the whole request, then closes the connection without
+ *                     sending anything (the client sees an empty reply)
+ *      resend-probe   normal answers, but after each response the server closes the
+ *                     connection (shutdown of the socket) although the response had no
+ *                     "Connection: close": a client reusing the connection for its
+ *                     next request finds it dead and must send that request again on a
+ *                     new one.  A request the client wrote on the old connection before
+ *                     the close reached it is not handled, logged nor counted (the
+ *                     connection is dropped), so each request is counted once whichever
+ *                     way that race goes
+ *
+ *  loading, rate-limited and drop behave so whatever the request body; the other
+ *  modes first check it (413 past 1 MiB, 400 without a non-empty "messages").
+ *  --delay-ms N (default 0) waits N ms before answering each completion request, in
+ *  every mode (before the mode's own behaviour, so timeout waits delay + hang), so a
+ *  test can kill a client in the middle of a call.
  *
  *  --port 0 (or --port-file alone) binds an ephemeral port and writes it to the
  *  port file (written to a temporary name and renamed, so a reader never sees half a
- *  number).  --requests appends one JSON line per completion request:
- *  {"authorization": header or null, "body": the request}, so tests can see what
- *  the client sent.  The process exits on SIGTERM/SIGINT, or when its parent dies.
+ *  number).  --requests appends one JSON line per completion request received,
+ *  written as soon as the request is read (before any delay, and in every mode, the
+ *  failing ones and refused bodies included):
+ *  {"authorization": header or null, "body": the request (null if it was not JSON or
+ *  was too large), "n": 1-based count of completion requests this process received},
+ *  so tests can see what the client sent and how many HTTP requests reached the
+ *  server.  The process exits on SIGTERM/SIGINT, or when its parent dies.
  *
  *  Not covered: streaming (SSE), tool calls, real tokenisation (usage is a byte
  *  estimate), context-length errors, the servers' many other endpoints and quirks.
@@ -50,6 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,12 +93,14 @@
 
 typedef enum {
     S_OK, S_500, S_TIMEOUT, S_MALFORMED, S_NO_USAGE, S_REJECT_SCHEMA, S_TGI, S_TWO_CHOICES,
-    S_LENGTH, S_HUGE, S_NUL, S_BAD_UTF8
+    S_LENGTH, S_HUGE, S_NUL, S_BAD_UTF8, S_MAX_USAGE, S_OVER_USAGE, S_LOADING, S_RATE_LIMITED,
+    S_CUT, S_DROP, S_RESEND_PROBE
 } s_mode_t;
 
 static const char *s_mode_names[] = {
     "ok", "500", "timeout", "malformed", "no-usage", "reject-schema", "tgi-error",
-    "two-choices", "length", "huge", "nul", "bad-utf8", NULL
+    "two-choices", "length", "huge", "nul", "bad-utf8", "max-usage", "over-usage", "loading",
+    "rate-limited", "cut", "drop", "resend-probe", NULL
 };
 
 typedef struct {
@@ -75,6 +113,8 @@ static size_t s_output_count;
 static atomic_size_t s_next;
 static s_mode_t s_mode = S_OK;
 static long s_hang_ms = 10000;
+static long s_delay_ms = 0;
+static long s_received;             //  completion requests received; under s_log_mutex
 static const char *s_requests_path;
 static pthread_mutex_t s_log_mutex = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool s_stopping;
@@ -84,6 +124,11 @@ typedef struct {
     size_t size;
     bool too_big;
 } s_upload_t;
+
+//  Per connection (libmicrohttpd's socket context): resend-probe has answered on it.
+typedef struct {
+    bool answered;
+} s_socket_t;
 
 static int
 s_load_responses (const char *path)
@@ -156,47 +201,141 @@ s_openai_error (struct MHD_Connection *connection, unsigned int status, const ch
                                    "message", message, "type", type));
 }
 
-static void
-s_log_request (struct MHD_Connection *connection, json_t *body)
+//  Counts a completion request and logs it; body may be NULL (not JSON, too large).
+//  Numbered and written under the lock, so the log's lines are in order of "n".
+static long
+s_note_request (struct MHD_Connection *connection, json_t *body)
 {
-    if (!s_requests_path)
-        return;
-    const char *auth =
-      MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Authorization");
-    json_t *entry = json_pack ("{s:o, s:O}", "authorization",
-                               auth ? json_string (auth) : json_null (), "body", body);
-    char *line = json_dumps (entry, JSON_COMPACT);
-    json_decref (entry);
-    if (!line)
-        return;
     pthread_mutex_lock (&s_log_mutex);
-    int fd = open (s_requests_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-        size_t len = strlen (line);
-        line[len] = '\n';
-        ssize_t rc = write (fd, line, len + 1);
-        (void) rc;
-        close (fd);
+    long n = ++s_received;
+    if (s_requests_path) {
+        const char *auth =
+          MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Authorization");
+        json_t *entry = json_pack ("{s:o, s:O, s:I}", "authorization",
+                                   auth ? json_string (auth) : json_null (), "body",
+                                   body ? body : json_null (), "n", (json_int_t) n);
+        char *line = json_dumps (entry, JSON_COMPACT);
+        json_decref (entry);
+        int fd = line ? open (s_requests_path, O_WRONLY | O_CREAT | O_APPEND, 0600) : -1;
+        if (fd >= 0) {
+            size_t len = strlen (line);
+            line[len] = '\n';
+            ssize_t rc = write (fd, line, len + 1);
+            (void) rc;
+            close (fd);
+        }
+        free (line);
     }
     pthread_mutex_unlock (&s_log_mutex);
-    free (line);
+    return n;
+}
+
+//  Sleeps ms milliseconds, or less if the process is stopping.
+static void
+s_sleep_ms (long ms)
+{
+    for (long waited = 0; waited < ms && !atomic_load (&s_stopping); waited += 10)
+        usleep (10000);
+}
+
+//  The cut mode's body: the first `send` bytes of `text`, then an error, which makes
+//  libmicrohttpd close the connection short of the announced Content-Length.
+typedef struct {
+    char *text;
+    size_t send;
+} s_cut_t;
+
+static ssize_t
+s_cut_reader (void *cls, uint64_t pos, char *buf, size_t max)
+{
+    s_cut_t *cut = cls;
+    if (pos >= cut->send)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t len = cut->send - (size_t) pos;
+    if (len > max)
+        len = max;
+    memcpy (buf, cut->text + pos, len);
+    return (ssize_t) len;
+}
+
+static void
+s_cut_free (void *cls)
+{
+    s_cut_t *cut = cls;
+    free (cut->text);
+    free (cut);
+}
+
+static enum MHD_Result
+s_send_cut (struct MHD_Connection *connection, json_t *value)
+{
+    s_cut_t *cut = calloc (1, sizeof *cut);
+    cut->text = json_dumps (value, JSON_COMPACT);
+    json_decref (value);
+    if (!cut->text) {
+        free (cut);
+        return MHD_NO;
+    }
+    size_t total = strlen (cut->text);
+    cut->send = total / 2;
+    struct MHD_Response *response =
+      MHD_create_response_from_callback (total, 4096, s_cut_reader, cut, s_cut_free);
+    if (!response) {
+        s_cut_free (cut);
+        return MHD_NO;
+    }
+    MHD_add_response_header (response, "Content-Type", "application/json");
+    enum MHD_Result rc = MHD_queue_response (connection, 200, response);
+    MHD_destroy_response (response);
+    return rc;
+}
+
+//  The request's token cap: max_tokens, else max_completion_tokens, else -1.
+static long
+s_max_tokens (json_t *body)
+{
+    json_t *cap = json_object_get (body, "max_tokens");
+    if (!json_is_integer (cap))
+        cap = json_object_get (body, "max_completion_tokens");
+    return json_is_integer (cap) ? (long) json_integer_value (cap) : -1;
 }
 
 static enum MHD_Result
 s_completion (struct MHD_Connection *connection, s_upload_t *upload)
 {
+    json_error_t err;
+    json_t *body = upload->too_big ? NULL
+                 : json_loadb (upload->data ? upload->data : "", upload->size, 0, &err);
+    long n = s_note_request (connection, body);
+    s_sleep_ms (s_delay_ms);
+    switch (s_mode) {
+        case S_DROP:
+            //  Refusing the request makes libmicrohttpd close the connection at once,
+            //  without a status line.
+            json_decref (body);
+            return MHD_NO;
+        case S_LOADING:
+            json_decref (body);
+            return s_openai_error (connection, 503, "Loading model", "unavailable_error");
+        case S_RATE_LIMITED:
+            json_decref (body);
+            return s_send_json (connection, 429,
+                                json_pack ("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
+                                           "Rate limit reached for requests: simulated by "
+                                           "fake_llm", "type", "requests", "param", "code",
+                                           "rate_limit_exceeded"));
+        default:
+            break;
+    }
     if (upload->too_big)
         return s_openai_error (connection, 413, "request body too large",
                                "invalid_request_error");
-    json_error_t err;
-    json_t *body = json_loadb (upload->data ? upload->data : "", upload->size, 0, &err);
     json_t *messages = json_object_get (body, "messages");
     if (!json_is_array (messages) || json_array_size (messages) == 0) {
         json_decref (body);
         return s_openai_error (connection, 400, "'messages' must be a non-empty array",
                                "invalid_request_error");
     }
-    s_log_request (connection, body);
     bool has_schema = json_object_get (body, "response_format") != NULL;
     const char *model = json_string_value (json_object_get (body, "model"));
     json_t *reply = NULL;
@@ -230,8 +369,7 @@ s_completion (struct MHD_Connection *connection, s_upload_t *upload)
             }
             break;
         case S_TIMEOUT:
-            for (long waited = 0; waited < s_hang_ms && !atomic_load (&s_stopping); waited += 10)
-                usleep (10000);
+            s_sleep_ms (s_hang_ms);
             break;
         default:
             break;
@@ -246,6 +384,11 @@ s_completion (struct MHD_Connection *connection, s_upload_t *upload)
     }
     if (completion_tokens < 0)
         completion_tokens = (long) (strlen (content) + 3) / 4;
+    if ((s_mode == S_MAX_USAGE || s_mode == S_OVER_USAGE) && s_max_tokens (body) >= 0) {
+        completion_tokens = s_max_tokens (body);
+        if (s_mode == S_OVER_USAGE && n % 3 == 0)
+            completion_tokens += 50;
+    }
     char *prompt = json_dumps (messages, JSON_COMPACT);
     long prompt_tokens = prompt ? (long) (strlen (prompt) + 3) / 4 : 0;
     free (prompt);
@@ -281,6 +424,8 @@ s_completion (struct MHD_Connection *connection, s_upload_t *upload)
                                         (json_int_t) completion_tokens, "total_tokens",
                                         (json_int_t) (prompt_tokens + completion_tokens)));
     json_decref (body);
+    if (s_mode == S_CUT)
+        return s_send_cut (connection, reply);
     return s_send_json (connection, status, reply);
 }
 
@@ -292,6 +437,16 @@ s_handler (void *cls, struct MHD_Connection *connection, const char *url, const 
     (void) cls;
     (void) version;
     if (!*con_cls) {
+        if (s_mode == S_RESEND_PROBE) {
+            //  The connection was shut after its response, but the client's next
+            //  request got in first (Linux still delivers what was queued): treat it as
+            //  arriving on a closed socket, unread and unanswered.
+            const union MHD_ConnectionInfo *info =
+              MHD_get_connection_info (connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+            s_socket_t *sock = info ? info->socket_context : NULL;
+            if (sock && sock->answered)
+                return MHD_NO;
+        }
         *con_cls = calloc (1, sizeof (s_upload_t));
         return *con_cls ? MHD_YES : MHD_NO;
     }
@@ -324,13 +479,39 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
              enum MHD_RequestTerminationCode code)
 {
     (void) cls;
-    (void) connection;
-    (void) code;
+    //  resend-probe: the response went out whole and without "Connection: close";
+    //  shut the socket now so the client's next request on it finds it closed.
+    //  (libmicrohttpd has no call for this; shutdown, not close, leaves the descriptor
+    //  to it.)
+    if (s_mode == S_RESEND_PROBE && code == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        const union MHD_ConnectionInfo *info =
+          MHD_get_connection_info (connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        s_socket_t *sock = info ? info->socket_context : NULL;
+        if (sock)
+            sock->answered = true;
+        info = MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (info)
+            shutdown (info->connect_fd, SHUT_RDWR);
+    }
     s_upload_t *upload = *con_cls;
     if (upload) {
         free (upload->data);
         free (upload);
         *con_cls = NULL;
+    }
+}
+
+static void
+s_connection (void *cls, struct MHD_Connection *connection, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+    (void) cls;
+    (void) connection;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = calloc (1, sizeof (s_socket_t));
+    else {
+        free (*socket_context);
+        *socket_context = NULL;
     }
 }
 
@@ -352,8 +533,9 @@ static void
 s_usage (void)
 {
     fprintf (stderr, "usage: fake_llm --port P | --port-file F [--responses FILE] "
-                     "[--mode ok|500|timeout|malformed|no-usage|reject-schema|tgi-error|two-choices|length|huge|nul|bad-utf8] "
-                     "[--hang-ms N] [--requests LOG]\n");
+                     "[--mode ok|500|timeout|malformed|no-usage|reject-schema|tgi-error|two-choices|length|huge|nul|bad-utf8"
+                     "|max-usage|over-usage|loading|rate-limited|cut|drop|resend-probe] "
+                     "[--hang-ms N] [--delay-ms N] [--requests LOG]\n");
     exit (2);
 }
 
@@ -376,6 +558,8 @@ main (int argc, char **argv)
             responses = value;
         else if (!strcmp (arg, "--hang-ms"))
             s_hang_ms = strtol (value, NULL, 10);
+        else if (!strcmp (arg, "--delay-ms"))
+            s_delay_ms = strtol (value, NULL, 10);
         else if (!strcmp (arg, "--requests"))
             s_requests_path = value;
         else if (!strcmp (arg, "--mode")) {
@@ -417,6 +601,7 @@ main (int argc, char **argv)
                         0, NULL, NULL, s_handler, NULL,
                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
                         MHD_OPTION_NOTIFY_COMPLETED, s_completed, NULL,
+                        MHD_OPTION_NOTIFY_CONNECTION, s_connection, NULL,
                         MHD_OPTION_END);
     if (!daemon) {
         fprintf (stderr, "fake_llm: cannot listen on 127.0.0.1:%ld\n", port);
