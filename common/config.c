@@ -43,6 +43,7 @@
 #include "kafka_conf.h"
 #include "log.h"
 #include "silence.h"
+#include "tzday.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -1344,6 +1345,82 @@ s_either (s_node_t *one, s_node_t *other, s_node_t *fallback)
     { .key = (k), .type = F_PATH, .offset = offsetof (T, m), .check = s_check_path }
 
 //  --------------------------------------------------------------------------
+//  budget: one token budget (the daemon's, a backend's, an action's, an agent's).
+
+static const char *const s_window_kinds [] = { "rolling", "day", NULL };
+enum { BU_TOKENS, BU_WINDOW, BU_WINDOW_S, BU_TZ, BU_RESERVE };
+static const s_field_t s_budget_fields [] = {
+    [BU_TOKENS] = { .key = "tokens", .type = F_LONG, .required = true,
+                    .offset = offsetof (mesh_budget_config_t, tokens), .lo = 1, .hi = 1e12 },
+    [BU_WINDOW] = { .key = "window", .type = F_ENUM, .choices = s_window_kinds,
+                    .offset = offsetof (mesh_budget_config_t, window) },
+    [BU_WINDOW_S] = S_NUM ("window_s", mesh_budget_config_t, window_s, F_INT, 60, 31 * 86400),
+    [BU_TZ] = S_STR ("time_zone", mesh_budget_config_t, time_zone, NULL),
+    [BU_RESERVE] = S_NUM ("reserve", mesh_budget_config_t, reserve, F_LONG, 0, 1e12),
+    { NULL }
+};
+
+static void
+s_budget_at (s_ctx_t *ctx, s_node_t *node, const char *path, mesh_budget_config_t *budget)
+{
+    s_node_t *seen [S_MAX_FIELDS];
+    budget->window = MESH_WINDOW_ROLLING;
+    budget->window_s = 3600;
+    s_walk (ctx, node, path, s_budget_fields, budget, seen);
+    bool day = budget->window == MESH_WINDOW_DAY;
+    if (day && seen [BU_WINDOW_S])
+        s_at (ctx, seen [BU_WINDOW_S], "%s.window_s: only for window rolling (this one is the "
+              "calendar day; its length is the day's)", path);
+    if (!day && seen [BU_TZ])
+        s_at (ctx, seen [BU_TZ], "%s.time_zone: only for window day (a rolling window has no "
+              "time zone)", path);
+    if (day && !budget->time_zone)
+        budget->time_zone = s_strdup (ctx, "UTC");
+    if (day && budget->time_zone && s_given (seen [BU_TZ])) {
+        char why [600];
+        mesh_tz_t *tz = mesh_tz_load (budget->time_zone, why, sizeof why);
+        if (!tz)
+            s_at (ctx, seen [BU_TZ], "%s.time_zone: %s", path, why);
+        mesh_tz_destroy (&tz);
+    }
+    if (s_given (seen [BU_TOKENS]) && budget->reserve >= budget->tokens)
+        s_at (ctx, seen [BU_RESERVE] ? seen [BU_RESERVE] : node,
+              "%s.reserve: must be below tokens (%ld), got %ld, or only high-priority "
+              "incidents could ever spend", path, budget->tokens, budget->reserve);
+}
+
+static void
+s_root_budget (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_budget_at (ctx, node, path, &((mesh_config_t *) base)->budget);
+}
+
+static void
+s_backend_budget (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_budget_at (ctx, node, path, &((mesh_backend_config_t *) base)->budget);
+}
+
+static void
+s_action_budget (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_budget_at (ctx, node, path, &((mesh_action_spec_t *) base)->budget);
+}
+
+static void
+s_reason_budget (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_budget_at (ctx, node, path, &((mesh_agent_config_t *) base)->reason.budget);
+}
+
+static void
+s_free_budget (mesh_budget_config_t *budget)
+{
+    free (budget->time_zone);
+    budget->time_zone = NULL;
+}
+
+//  --------------------------------------------------------------------------
 //  daemon:
 
 static const s_field_t s_restart_fields [] = {
@@ -1984,7 +2061,7 @@ static const s_field_t s_limits_fields [] = {
 };
 
 enum { B_KIND, B_FILE, B_URL, B_MODEL, B_KEY, B_TIMEOUT, B_CONNECT, B_TEMPERATURE, B_SCHEMA,
-       B_LIMITS, B_LINK_LOCAL };
+       B_LIMITS, B_LINK_LOCAL, B_BUDGET };
 static const s_field_t s_backend_fields [] = {
     [B_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_backend_config_t, kind), .choices = s_backend_kinds },
@@ -2003,6 +2080,7 @@ static const s_field_t s_backend_fields [] = {
     [B_LIMITS] = { .key = "limits", .type = F_SECTION, .sub = s_limits_fields },
     [B_LINK_LOCAL] = { .key = "allow_link_local", .type = F_BOOL,
                        .offset = offsetof (mesh_backend_config_t, allow_link_local) },
+    [B_BUDGET] = { .key = "budget", .type = F_CALL, .handler = s_backend_budget },
     { NULL }
 };
 
@@ -2251,7 +2329,7 @@ s_params (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     free (values);
 }
 
-enum { A_KIND, A_TOPIC, A_DESCRIPTION, A_PARAMS, A_LOOP };
+enum { A_KIND, A_TOPIC, A_DESCRIPTION, A_PARAMS, A_LOOP, A_BUDGET };
 static const s_field_t s_action_fields [] = {
     [A_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_action_spec_t, kind), .choices = s_action_kinds },
@@ -2260,6 +2338,7 @@ static const s_field_t s_action_fields [] = {
     [A_PARAMS] = { .key = "params", .type = F_CALL, .handler = s_params },
     [A_LOOP] = { .key = "allow_input_topic", .type = F_BOOL,
                  .offset = offsetof (mesh_action_spec_t, allow_input_topic) },
+    [A_BUDGET] = { .key = "budget", .type = F_CALL, .handler = s_action_budget },
     { NULL }
 };
 
@@ -2493,7 +2572,36 @@ static const s_field_t s_event_fields [] = {
 };
 #undef S_EV
 
-enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS, R_OVERFLOW };
+//  reason.priority and reason.high_priority_when.
+static void
+s_priority (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    static const char *const kinds [] = { "normal", "high", NULL };
+    if (!s_given (node) || node->kind != S_SCALAR || s_choice (kinds, node->text) < 0) {
+        s_at (ctx, node, "%s: must be one of: normal, high", path);
+        return;
+    }
+    ((mesh_agent_config_t *) base)->reason.high_priority = !strcmp (node->text, "high");
+}
+
+static __thread char s_matcher_why [256];
+static const char *
+s_check_matcher (const char *text)
+{
+    return mesh_silence_matcher_check (text, s_matcher_why, sizeof s_matcher_why) == 0
+               ? NULL : s_matcher_why;
+}
+
+static const s_field_t s_high_priority_fields [] = {
+    { .key = "match", .type = F_LIST, .check = s_check_matcher, .min_items = 1,
+      .offset = offsetof (mesh_agent_config_t, reason.high_priority_match),
+      .count_offset = offsetof (mesh_agent_config_t, reason.high_priority_match_count) },
+    S_NUM ("min_score", mesh_agent_config_t, reason.high_priority_min_score, F_DOUBLE, 0, 1),
+    { NULL }
+};
+
+enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS, R_OVERFLOW,
+       R_BUDGET_BLOCK, R_PRIORITY, R_HIGH_WHEN };
 static const char *const s_overflow_kinds [] = { "pause", "shed", NULL };
 static const s_field_t s_reason_fields [] = {
     [R_BACKEND] = { .key = "backend", .type = F_STRING, .required = true,
@@ -2511,6 +2619,10 @@ static const s_field_t s_reason_fields [] = {
     [R_OVERFLOW] = { .key = "overflow", .type = F_STRING,
                      .offset = offsetof (mesh_agent_config_t, reason.overflow),
                      .choices = s_overflow_kinds },
+    [R_BUDGET_BLOCK] = { .key = "budget", .type = F_CALL, .handler = s_reason_budget },
+    [R_PRIORITY] = { .key = "priority", .type = F_CALL, .handler = s_priority },
+    [R_HIGH_WHEN] = { .key = "high_priority_when", .type = F_SECTION,
+                      .sub = s_high_priority_fields },
     { NULL }
 };
 
@@ -2620,6 +2732,26 @@ s_agent_refs (s_ctx_t *ctx, const mesh_config_t *cfg, mesh_agent_config_t *agent
                   "(%s)", path, s_show (agent->fallback, shown, sizeof shown), declared);
         }
     }
+    //  The agent's budget: a budget block, or the two keys it replaces (not both).
+    s_node_t *reason_node = seen [G_REASON];
+    s_node_t *block = s_find (reason_node, "budget");
+    s_node_t *legacy = s_either (s_find (reason_node, "budget_tokens"),
+                                 s_find (reason_node, "budget_window_s"), NULL);
+    if (block && legacy)
+        s_at (ctx, legacy, "%s.reason: give the agent's budget either as budget: {tokens, "
+              "window_s, ...} or as budget_tokens and budget_window_s, not both", path);
+    if (!block) {
+        agent->reason.budget.tokens = agent->reason.budget_tokens;
+        agent->reason.budget.window = MESH_WINDOW_ROLLING;
+        agent->reason.budget.window_s = agent->reason.budget_window_s;
+    }
+    else {
+        agent->reason.budget_tokens = agent->reason.budget.tokens;
+        if (agent->reason.budget.window == MESH_WINDOW_ROLLING)
+            agent->reason.budget_window_s = agent->reason.budget.window_s;
+    }
+    if (s_find (reason_node, "high_priority_when"))
+        agent->reason.high_priority_when = true;
     //  Every call reserves its prompt plus max_tokens from the incident's cap.
     if (agent->reason.incident_token_cap <= agent->reason.max_tokens) {
         s_node_t *reason = seen [G_REASON];
@@ -2864,6 +2996,7 @@ static const s_field_t s_root_fields [] = {
     { .key = "actions", .type = F_CALL, .handler = s_actions },
     { .key = "agents", .type = F_CALL, .required = true, .handler = s_defer_agents },
     { .key = "sandbox", .type = F_CALL, .handler = s_sandbox },
+    { .key = "budget", .type = F_CALL, .handler = s_root_budget },
     { NULL }
 };
 
@@ -3195,6 +3328,8 @@ s_agent_free (mesh_agent_config_t *agent)
     }
     free (agent->incident.silences);
     free (agent->reason.backend);
+    s_free_budget (&agent->reason.budget);
+    s_strv_free (&agent->reason.high_priority_match, agent->reason.high_priority_match_count);
     s_strv_free (&agent->actions, agent->action_count);
     free (agent->fallback);
     free (agent->reason.overflow);
@@ -3232,6 +3367,7 @@ mesh_config_destroy (mesh_config_t **self_p)
         free (backend->url);
         free (backend->model);
         free (backend->api_key_file);
+        s_free_budget (&backend->budget);
     }
     free (self->backends);
     for (size_t i = 0; i < self->action_count; i++) {
@@ -3245,6 +3381,7 @@ mesh_config_destroy (mesh_config_t **self_p)
             s_strv_free (&action->params [j].enum_values, action->params [j].enum_count);
         }
         free (action->params);
+        s_free_budget (&action->budget);
     }
     free (self->actions);
     for (size_t i = 0; i < self->agent_count; i++)
@@ -3252,6 +3389,7 @@ mesh_config_destroy (mesh_config_t **self_p)
     free (self->agents);
     free (self->sandbox.user);
     free (self->sandbox.group);
+    s_free_budget (&self->budget);
     free (self);
     *self_p = NULL;
 }

@@ -54,6 +54,23 @@ typedef enum {
     MESH_ACTION_KAFKA,              //  produce a JSON message to `topic`, keyed by the decision id
 } mesh_action_kind_t;
 
+//  A token budget at one scope (the daemon, an agent, a backend, an action): at most
+//  `tokens` per window, where the window is rolling (the last window_s seconds) or the
+//  calendar day in time_zone; `reserve` of them only high-priority incidents may spend.
+//  docs/reasoning.md, "Token budgets".
+typedef enum {
+    MESH_WINDOW_ROLLING,            //  the last window_s seconds (default)
+    MESH_WINDOW_DAY,                //  the calendar day in time_zone, from local midnight
+} mesh_window_kind_t;
+
+typedef struct {
+    long tokens;                    //  0 = no limit at this scope (used is still counted)
+    mesh_window_kind_t window;
+    int window_s;                   //  rolling: default 3600, 60 to 31 days
+    char *time_zone;                //  day: IANA name, default "UTC"
+    long reserve;                   //  default 0; must be below tokens
+} mesh_budget_config_t;
+
 //  An action the model may propose, declared once at top level (`actions:`).
 typedef struct {
     char *name;
@@ -64,6 +81,7 @@ typedef struct {
     bool allow_input_topic;         //  kafka: the topic may feed an agent (a loop, on purpose)
     mesh_param_spec_t *params;
     size_t param_count;
+    mesh_budget_config_t budget;    //  tokens spent on attempts proposing it (and reasks about it)
 } mesh_action_spec_t;
 
 typedef enum {
@@ -92,6 +110,7 @@ typedef struct {
     bool json_schema;               //  send response_format json_schema (default true)
     mesh_output_limits_t limits;    //  what an answer may be (both kinds)
     bool allow_link_local;          //  url may name a link-local or cloud-metadata address
+    mesh_budget_config_t budget;    //  tokens of every call to this backend
 } mesh_backend_config_t;
 
 typedef struct {
@@ -168,8 +187,14 @@ typedef struct {
     int max_steps;                  //  model calls per incident, including reasks; default 3
     int max_tokens;                 //  per call; default 256
     int incident_token_cap;         //  per incident, prompt+completion; default 4000
-    long budget_tokens;             //  per agent per window; default 200000
-    int budget_window_s;            //  default 3600
+    long budget_tokens;             //  per agent per window; default 200000 (= budget.tokens)
+    int budget_window_s;            //  default 3600 (= budget.window_s)
+    mesh_budget_config_t budget;    //  the agent's scope: `budget:` or the two keys above
+    bool high_priority;             //  priority: high (every incident may spend reserves)
+    char **high_priority_match;     //  or incidents whose key fields satisfy all these
+    size_t high_priority_match_count;   //  matchers (silence syntax) ...
+    double high_priority_min_score; //  ... and whose score is at least this (0 = any)
+    bool high_priority_when;        //  high_priority_when given
     int queue_size;                 //  incidents waiting for a worker; default 64
     int workers;                    //  reasoning threads; default 1
     char *overflow;                 //  queue full: "pause" the partitions (default) or "shed"
@@ -313,6 +338,8 @@ typedef struct {
     size_t agent_count;
     //  sandbox:
     mesh_sandbox_config_t sandbox;
+    //  budget: the whole daemon's tokens (tokens 0: no limit)
+    mesh_budget_config_t budget;
 } mesh_config_t;
 
 //  Load and validate PATH.  Returns the number of problems found; each is printed
