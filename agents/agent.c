@@ -20,7 +20,6 @@
  */
 #include "agent.h"
 #include "act.h"
-#include "budget.h"
 #include "detect.h"
 #include "event_kafka.h"
 #include "gate.h"
@@ -86,7 +85,6 @@ struct _mesh_agent_t {
     mesh_event_kafka_t *events;
     mesh_detect_t *detect;
     mesh_incidents_t *incidents;
-    mesh_budget_t *budget;
     mesh_act_t *act;
     s_counters_t n;
 
@@ -321,8 +319,8 @@ s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *reco
 //  Build (or rebuild, after a reload) a worker's gate chain and reasoning loop from the
 //  config in force.  On failure the worker keeps what it had.
 static bool
-s_worker_build (mesh_agent_t *self, int index, unsigned *gen, mesh_gate_t **gate_p,
-                mesh_reason_t **reason_p)
+s_worker_build (mesh_agent_t *self, int index, mesh_record_t *record, unsigned *gen,
+                mesh_gate_t **gate_p, mesh_reason_t **reason_p)
 {
     pthread_mutex_lock (&self->lock);
     const mesh_config_t *cfg = self->rules_cfg;
@@ -331,7 +329,9 @@ s_worker_build (mesh_agent_t *self, int index, unsigned *gen, mesh_gate_t **gate
     pthread_mutex_unlock (&self->lock);
     char *err = NULL;
     mesh_gate_t *gate = mesh_gate_new (cfg, acfg, &err);
-    mesh_reason_t *reason = gate ? mesh_reason_new (cfg, acfg, gate, self->budget) : NULL;
+    //  Tokens are reserved and charged by meshd's ledger, over this worker's socket.
+    mesh_tokens_port_t tokens = mesh_record_tokens (record);
+    mesh_reason_t *reason = gate ? mesh_reason_new (cfg, acfg, gate, &tokens) : NULL;
     if (!reason) {
         mesh_err ("worker %d: cannot build the rule chain: %s", index, err ? err : "see above");
         free (err);
@@ -356,7 +356,7 @@ s_worker (void *arg)
     mesh_reason_t *reason = NULL;
     unsigned gen = 0;
     mesh_record_t *record = mesh_record_new (self->endpoint, identity, 10000);
-    if (!record || !s_worker_build (self, w->index, &gen, &gate, &reason)) {
+    if (!record || !s_worker_build (self, w->index, record, &gen, &gate, &reason)) {
         mesh_err ("worker %d cannot start", w->index);
         self->fatal = true;
     }
@@ -365,7 +365,7 @@ s_worker (void *arg)
         pthread_mutex_lock (&self->lock);
         bool stale = gen != self->generation;
         pthread_mutex_unlock (&self->lock);
-        if (stale && !s_worker_build (self, w->index, &gen, &gate, &reason))
+        if (stale && !s_worker_build (self, w->index, record, &gen, &gate, &reason))
             mesh_warn ("worker %d keeps its previous rule chain", w->index);
         pthread_mutex_lock (&self->lock);
         while (self->queue_len == 0 && !self->stopping && gen == self->generation)
@@ -437,7 +437,6 @@ s_counters_unlocked (mesh_agent_t *self)
     json_object_set_new (c, "series", json_integer ((json_int_t) mesh_detect_series (self->detect)));
     json_object_set_new (c, "evictions",
                          json_integer ((json_int_t) mesh_detect_evictions (self->detect)));
-    json_object_set_new (c, "budget_used", json_integer (mesh_budget_used (self->budget)));
     json_object_set_new (c, "lag", json_integer (mesh_event_kafka_lag (self->events)));
     json_object_set_new (c, "paused", json_integer (mesh_event_kafka_paused (self->events)));
     //  malformed_<reason>: the malformed count by cause (event_kafka.h).
@@ -836,10 +835,9 @@ mesh_agent_new (const mesh_config_t *cfg, const char *agent_name, const char *in
     }
     self->detect = mesh_detect_new (&acfg->detector);
     self->incidents = mesh_incidents_new (acfg, cfg->state_dir, instance);
-    self->budget = mesh_budget_new (acfg->reason.budget_tokens, acfg->reason.budget_window_s);
     self->act = mesh_act_new (cfg, acfg, brokers);
     self->events = mesh_event_kafka_new (cfg, acfg, brokers, instance);
-    if (!self->detect || !self->incidents || !self->budget || !self->act || !self->events
+    if (!self->detect || !self->incidents || !self->act || !self->events
         || mesh_incidents_set_history (self->incidents,
                                        mesh_event_kafka_cluster_id (self->events),
                                        mesh_event_kafka_incarnation (self->events)) != 0) {
@@ -864,7 +862,6 @@ mesh_agent_destroy (mesh_agent_t **self_p)
     mesh_agent_t *self = *self_p;
     mesh_event_kafka_destroy (&self->events);   //  commits stored offsets, leaves the group
     mesh_act_destroy (&self->act);
-    mesh_budget_destroy (&self->budget);
     mesh_incidents_destroy (&self->incidents);
     mesh_detect_destroy (&self->detect);
     zsock_destroy (&self->ctl);

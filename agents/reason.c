@@ -13,12 +13,10 @@
  *  reask, so a prompt never grows with the number of steps.
  *
  *  Tokens.  Before every call: the prompt estimate (bytes/4) + max_tokens must fit in
- *  what is left of the incident's cap, and the agent's budget must grant it; either
- *  refusal ends the loop without a call.  After the call the reservation is settled
- *  with the server's usage.  A call that fails is charged by what it may have cost:
- *  a timeout or a malformed 200 the whole reservation (the server may have generated
- *  up to max_tokens), a body over the transport cap at least that and at least what
- *  arrived, a refused or unreachable request nothing.
+ *  what is left of the incident's cap, and the token ledger (meshd's, through the
+ *  port) must grant it against every scope; either refusal ends the loop without a
+ *  call.  After the call the grant is settled with what the call cost, by the charging
+ *  rules of agents/backend/charge.h (the rule is recorded with the attempt).
  *
  *  Nothing is parsed before it is checked: a finish_reason that is not a stop is
  *  model_truncated, an output over the backend's limits (bytes, then depth, keys and
@@ -33,7 +31,9 @@
  */
 #include "reason.h"
 #include "backend.h"
+#include "charge.h"
 #include "log.h"
+#include "silence.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -55,7 +55,8 @@ struct _mesh_reason_t {
     const mesh_config_t *cfg;
     const mesh_agent_config_t *agent;
     mesh_gate_t *gate;
-    mesh_budget_t *budget;
+    mesh_tokens_port_t tokens;
+    mesh_silences_t *high_match;    //  reason.high_priority_when.match as one silence, or NULL
     const mesh_backend_config_t *backend_cfg;
     mesh_backend_t *backend;
     const mesh_action_spec_t *fallback;
@@ -187,9 +188,9 @@ s_system_prompt (const mesh_reason_t *self)
 
 mesh_reason_t *
 mesh_reason_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, mesh_gate_t *gate,
-                 mesh_budget_t *budget)
+                 const mesh_tokens_port_t *tokens)
 {
-    assert (cfg && agent && gate && budget);
+    assert (cfg && agent && gate && tokens && tokens->reserve && tokens->settle);
     const char *name = agent->name ? agent->name : "?";
     if (sodium_init () < 0) {
         mesh_err ("reason %s: libsodium failed to initialise", name);
@@ -226,7 +227,22 @@ mesh_reason_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, mes
     self->cfg = cfg;
     self->agent = agent;
     self->gate = gate;
-    self->budget = budget;
+    self->tokens = *tokens;
+    if (agent->reason.high_priority_match_count) {
+        char why[256];
+        self->high_match = mesh_silences_new ();
+        if (!self->high_match
+            || !mesh_silences_add (self->high_match, "high_priority",
+                                   (const char *const *) agent->reason.high_priority_match,
+                                   agent->reason.high_priority_match_count, 0, 0, NULL, 0, why,
+                                   sizeof why)) {
+            mesh_err ("reason %s: high_priority_when.match: %s", name,
+                      self->high_match ? why : "out of memory");
+            mesh_silences_destroy (&self->high_match);
+            free (self);
+            return NULL;
+        }
+    }
     self->backend_cfg = backend_cfg;
     self->fallback = fallback;
     self->specs = json_object ();
@@ -253,6 +269,7 @@ mesh_reason_destroy (mesh_reason_t **self_p)
     if (!self)
         return;
     mesh_backend_destroy (&self->backend);
+    mesh_silences_destroy (&self->high_match);
     json_decref (self->specs);
     json_decref (self->schema);
     free (self->system);
@@ -550,7 +567,7 @@ s_fallback_params (const mesh_reason_t *self, const mesh_incident_t *incident,
 static json_t *
 s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *messages, int step,
            long prompt_estimate, long reserved, json_t *ctx, bool *accepted,
-           bool *backend_failed, long *charged, json_t **reask)
+           bool *backend_failed, mesh_charge_t *charge, json_t **reask)
 {
     const mesh_agent_config_t *agent = self->agent;
     char *serialised = json_dumps (messages, JSON_COMPACT);
@@ -580,22 +597,18 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
     json_t *proposal = NULL, *verdicts = json_array (), *ctx_action = json_null ();
     bool stripped = false;
     if (rc) {
-        //  Charge what the call may have cost (see the top of the file).
-        *charged = why == MESH_FAIL_MODEL_TIMEOUT || why == MESH_FAIL_MODEL_MALFORMED
-                     ? reserved : 0;
-        if (why == MESH_FAIL_MODEL_OVERSIZE) {
-            long received = prompt_estimate + mesh_backend_estimate_tokens (reply.received_bytes);
-            *charged = received > reserved ? received : reserved;
-        }
-        reply.prompt_tokens = *charged ? prompt_estimate : 0;
-        reply.completion_tokens = *charged - reply.prompt_tokens;
+        //  Charge what the call may have cost (agents/backend/charge.h).
+        *charge = mesh_charge (rc, why, &reply, false, prompt_estimate, reserved);
+        reply.prompt_tokens = charge->charged ? prompt_estimate : 0;
+        reply.completion_tokens = charge->charged - reply.prompt_tokens;
         reply.estimated = true;
     }
     else {
-        *charged = reply.prompt_tokens + reply.completion_tokens;
+        bool finished = mesh_backend_finished (reply.finish_reason);
+        *charge = mesh_charge (rc, why, &reply, !finished, prompt_estimate, reserved);
         //  Before any parsing: did the model finish, and is the answer within the limits?
         char *text = NULL;
-        if (!mesh_backend_finished (reply.finish_reason)) {
+        if (!finished) {
             why = MESH_FAIL_MODEL_TRUNCATED;
             if (asprintf (&detail, "the server stopped the answer with finish_reason \"%s\", "
                           "not a stop: it may be cut short and is not acted on",
@@ -670,6 +683,14 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
     json_object_set_new (attempt, "prompt_tokens", json_integer (reply.prompt_tokens));
     json_object_set_new (attempt, "completion_tokens", json_integer (reply.completion_tokens));
     json_object_set_new (attempt, "estimated", json_boolean (reply.estimated));
+    json_object_set_new (attempt, "reserved", json_integer (reserved));
+    json_object_set_new (attempt, "charged", json_integer (charge->charged));
+    json_object_set_new (attempt, "charge_rule", json_string (charge->rule));
+    //  A server that reports more than was reserved: the real figure counts, shown here.
+    json_object_set_new (attempt, "over_reservation",
+                         json_integer (charge->charged > reserved ? charge->charged - reserved
+                                                                  : 0));
+    json_object_set_new (attempt, "http_requests", json_integer (reply.requests));
     json_object_set_new (attempt, "latency_ms", json_integer (reply.latency_ms));
     json_object_set_new (attempt, "finish_reason", s_text (reply.finish_reason));
     json_object_set_new (attempt, "error",
@@ -698,6 +719,32 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
     free (detail);
     mesh_backend_reply_clear (&reply);
     return attempt;
+}
+
+//  A field of the triggering event as text, for the high-priority matchers.
+static const char *
+s_event_field (void *arg, const char *name)
+{
+    json_t *value = json_object_get ((json_t *) arg, name);
+    return json_string_value (value);
+}
+
+//  Priority: high when the agent is, or when its high_priority_when holds for the
+//  incident (every matcher on the event's fields, and the detector's score).
+static bool
+s_high_priority (const mesh_reason_t *self, const mesh_incident_t *incident)
+{
+    const mesh_reason_config_t *reason = &self->agent->reason;
+    if (reason->high_priority)
+        return true;
+    if (!reason->high_priority_when)
+        return false;
+    if (reason->high_priority_min_score > 0 && incident->info.score < reason->high_priority_min_score)
+        return false;
+    if (self->high_match
+        && !mesh_silences_match (self->high_match, s_event_field, incident->event, 0))
+        return false;
+    return true;
 }
 
 json_t *
@@ -734,6 +781,10 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     long used = 0;
     int calls = 0, backend_failures = 0;
     bool accepted = false, budget_stop = false;
+    bool high = s_high_priority (self, incident);
+    char *reask_action = NULL;
+    char refused_by[MESH_TOKENS_SCOPE_MAX] = "";
+    long agent_used = 0, agent_limit = -1;  //  the agent's scope, as the ledger last said
     char why_line[S_LINE_MAX + 64] = "";
     json_t *attempts = json_array ();
     json_t *reask = NULL;
@@ -748,6 +799,7 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
         long need = prompt_estimate + max_tokens;
         if (used + need > cap) {
             budget_stop = true;
+            snprintf (refused_by, sizeof refused_by, "incident:%s", incident->id);
             snprintf (why_line, sizeof why_line,
                       "incident token cap: step %d needs %ld tokens (prompt ~%ld + max_tokens "
                       "%ld), %ld of %ld left", step, need, prompt_estimate, max_tokens,
@@ -755,21 +807,55 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
             json_decref (messages);
             break;
         }
-        if (!mesh_budget_reserve (self->budget, need)) {
+        //  The ledger grants it against every scope, or names the one that refused.
+        mesh_tokens_ask_t ask = {.agent = agent->name, .incident = incident->id, .step = step,
+                                 .need = need, .backend = mesh_backend_name (self->backend),
+                                 .action = reask_action, .high = high};
+        mesh_tokens_grant_t grant;
+        if (self->tokens.reserve (self->tokens.arg, &ask, &grant) != 0) {
             budget_stop = true;
-            snprintf (why_line, sizeof why_line,
-                      "agent token budget: step %d needs %ld tokens, %ld of %ld used in this "
-                      "window", step, need, mesh_budget_used (self->budget),
-                      mesh_budget_limit (self->budget));
+            snprintf (refused_by, sizeof refused_by, "ledger");
+            snprintf (why_line, sizeof why_line, "the token ledger did not answer: step %d "
+                      "was not called", step);
+            json_decref (messages);
+            break;
+        }
+        agent_used = grant.agent_used;
+        agent_limit = grant.agent_limit;
+        if (!grant.granted) {
+            budget_stop = true;
+            snprintf (refused_by, sizeof refused_by, "%s", grant.scope);
+            snprintf (why_line, sizeof why_line, "token budget: %s", grant.detail);
             json_decref (messages);
             break;
         }
         bool backend_failed = false;
-        long charged = 0;
+        mesh_charge_t charge = {0, "refused", true};
         json_t *next_reask = NULL;
         json_t *attempt = s_attempt (self, incident, messages, step, prompt_estimate, need, ctx,
-                                     &accepted, &backend_failed, &charged, &next_reask);
-        mesh_budget_settle (self->budget, need, charged);
+                                     &accepted, &backend_failed, &charge, &next_reask);
+        long charged = charge.charged;
+        json_t *proposed = json_object_get (json_object_get (attempt, "proposal"), "action");
+        const char *error = json_string_value (json_object_get (attempt, "error"));
+        mesh_tokens_charge_t settle = {.charged = charged, .rule = charge.rule,
+                                       .result = accepted ? "accepted" : error ? error : "rejected",
+                                       .action = json_string_value (proposed)};
+        json_t *scope = NULL;
+        if (self->tokens.settle (self->tokens.arg, grant.grant, &settle, &scope) == 0) {
+            json_t *limit = json_object_get (scope, "limit");
+            if (json_is_integer (json_object_get (scope, "used")))
+                agent_used = (long) json_integer_value (json_object_get (scope, "used"))
+                             + (long) json_integer_value (json_object_get (scope, "reserved"));
+            agent_limit = json_is_integer (limit) ? (long) json_integer_value (limit) : -1;
+            json_decref (scope);
+        }
+        else
+            mesh_warn ("reason %s: the token ledger did not take the charge of step %d of %.12s "
+                       "(%ld tokens): it charges the reservation in full when this process ends",
+                       agent->name, step, incident->id, charged);
+        //  A reask is about the action just proposed: its scope applies to the next call.
+        free (reask_action);
+        reask_action = json_is_string (proposed) ? strdup (json_string_value (proposed)) : NULL;
         used += charged;
         calls++;
         backend_failures += backend_failed;
@@ -785,6 +871,7 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     }
     json_decref (reask);
     json_decref (base);
+    free (reask_action);
 
     const char *verdict = accepted ? "accepted"
                           : budget_stop ? "budget_exhausted"
@@ -831,11 +918,14 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_object_set_new (decision, "ctx", recorded_ctx);
     json_object_set_new (decision, "rules_hash", json_string (mesh_gate_rules_hash (self->gate)));
     json_object_set_new (decision, "attempts", attempts);
-    json_object_set_new (decision, "budget",
-                         json_pack ("{s:I, s:I, s:I, s:I}", "incident_cap", (json_int_t) cap,
-                                    "incident_used", (json_int_t) used, "agent_used",
-                                    (json_int_t) mesh_budget_used (self->budget), "agent_limit",
-                                    (json_int_t) mesh_budget_limit (self->budget)));
+    json_t *budget = json_pack ("{s:I, s:I, s:s, s:o}", "incident_cap", (json_int_t) cap,
+                                "incident_used", (json_int_t) used, "priority",
+                                high ? "high" : "normal", "refused_by",
+                                refused_by[0] ? json_string (refused_by) : json_null ());
+    json_object_set_new (budget, "agent_used", json_integer (agent_used));
+    json_object_set_new (budget, "agent_limit", agent_limit >= 0 ? json_integer (agent_limit)
+                                                                 : json_null ());
+    json_object_set_new (decision, "budget", budget);
     json_object_set_new (decision, "verdict", json_string (verdict));
     json_object_set_new (decision, "reason", accepted ? json_null () : s_text (why_line));
     json_object_set_new (decision, "fallback", json_boolean (!accepted));

@@ -10,24 +10,24 @@
  *  for the ledger; nothing here acts.
  *
  *  One object per worker thread: it owns its backend (and so its HTTP handle) and
- *  borrows the config, the agent's config, the worker's gate chain and the agent's
- *  shared budget, which must all outlive it.
+ *  borrows the config, the agent's config and the worker's gate chain, which must all
+ *  outlive it, and copies the port to the token ledger (whose arg must outlive it).
  */
 #ifndef MESH_REASON_H
 #define MESH_REASON_H
 
-#include "budget.h"
 #include "config.h"
 #include "gate.h"
 #include "incident.h"
+#include "token_port.h"
 #include <jansson.h>
 
 typedef struct _mesh_reason_t mesh_reason_t;
 
-//  Borrows cfg, agent, gate and budget (all outlive it).  NULL (logged) if the agent's
-//  backend, actions or fallback are not in CFG or the backend cannot be created.
+//  Borrows cfg, agent and gate (all outlive it); TOKENS is copied.  NULL (logged) if the
+//  agent's backend, actions or fallback are not in CFG or the backend cannot be created.
 mesh_reason_t *mesh_reason_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
-                                mesh_gate_t *gate, mesh_budget_t *budget);
+                                mesh_gate_t *gate, const mesh_tokens_port_t *tokens);
 //  Destroy; sets *self_p to NULL; safe on NULL.
 void mesh_reason_destroy (mesh_reason_t **self_p);
 //  Run the bounded loop for INCIDENT.  HISTORY: borrowed JSON array of the agent's recent

@@ -23,6 +23,7 @@
 #include "proto.h"
 
 #include <czmq.h>
+#include <inttypes.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ struct _mesh_record_t {
     zsock_t *sock;
     zpoller_t *poller;
     int timeout_ms;
+    uint64_t requests;              //  reservations asked (each id is unique)
 };
 
 void
@@ -312,4 +314,82 @@ mesh_record_pending (mesh_record_t *self, const char *agent, json_t **decisions_
     *decisions_p = json_incref (json_object_get (reply->body, "decisions"));
     mesh_msg_destroy (&reply);
     return 0;
+}
+
+//  --- the token ledger, over the same socket (common/token_port.h) ----------------------
+
+static int
+s_reserve (void *arg, const mesh_tokens_ask_t *ask, mesh_tokens_grant_t *grant)
+{
+    mesh_record_t *self = arg;
+    memset (grant, 0, sizeof *grant);
+    char id[96];
+    snprintf (id, sizeof id, "%s/%d/%" PRIu64, ask->incident, ask->step, ++self->requests);
+    json_t *body = json_pack ("{ss ss si sI ss ss}", "id", id, "incident", ask->incident, "step",
+                              ask->step, "need", (json_int_t) ask->need, "backend",
+                              ask->backend ? ask->backend : "", "priority",
+                              ask->high ? "high" : "normal");
+    json_object_set_new (body, "action", ask->action ? json_string (ask->action) : json_null ());
+    int rc = mesh_proto_send (self->sock, NULL, MESH_MSG_RESERVE, body);
+    json_decref (body);
+    if (rc != 0)
+        return -1;
+    mesh_msg_t *reply = s_await (self, id, MESH_MSG_RESERVE_REPLY);
+    if (!reply || reply->type != MESH_MSG_RESERVE_REPLY) {
+        if (reply)
+            mesh_err ("record: the supervisor refused the reservation: %s",
+                      json_string_value (json_object_get (reply->body, "reason")));
+        mesh_msg_destroy (&reply);
+        return -1;
+    }
+    grant->granted = json_is_true (json_object_get (reply->body, "granted"));
+    grant->grant = json_integer_value (json_object_get (reply->body, "grant"));
+    const char *scope = json_string_value (json_object_get (reply->body, "scope"));
+    const char *detail = json_string_value (json_object_get (reply->body, "detail"));
+    snprintf (grant->scope, sizeof grant->scope, "%s", scope ? scope : "");
+    snprintf (grant->detail, sizeof grant->detail, "%s", detail ? detail : "");
+    json_t *limit = json_object_get (reply->body, "agent_limit");
+    grant->agent_used = (long) json_integer_value (json_object_get (reply->body, "agent_used"));
+    grant->agent_limit = json_is_integer (limit) ? (long) json_integer_value (limit) : -1;
+    if (grant->granted && grant->grant <= 0)
+        grant->granted = false;
+    mesh_msg_destroy (&reply);
+    return 0;
+}
+
+static int
+s_settle (void *arg, int64_t grant, const mesh_tokens_charge_t *charge, json_t **budget)
+{
+    mesh_record_t *self = arg;
+    if (budget)
+        *budget = NULL;
+    char id[64];
+    snprintf (id, sizeof id, "settle/%" PRId64, grant);
+    json_t *body = json_pack ("{ss sI sI ss ss}", "id", id, "grant", (json_int_t) grant,
+                              "charged", (json_int_t) (charge->charged > 0 ? charge->charged : 0),
+                              "rule", charge->rule ? charge->rule : "?", "result",
+                              charge->result ? charge->result : "?");
+    json_object_set_new (body, "action", charge->action ? json_string (charge->action)
+                                                        : json_null ());
+    int rc = mesh_proto_send (self->sock, NULL, MESH_MSG_SETTLE, body);
+    json_decref (body);
+    if (rc != 0)
+        return -1;
+    mesh_msg_t *reply = s_await (self, id, MESH_MSG_SETTLE_REPLY);
+    if (!reply || reply->type != MESH_MSG_SETTLE_REPLY
+        || !json_is_true (json_object_get (reply->body, "ok"))) {
+        mesh_msg_destroy (&reply);
+        return -1;
+    }
+    json_t *scope = json_object_get (reply->body, "budget");
+    if (budget && json_is_object (scope))
+        *budget = json_incref (scope);
+    mesh_msg_destroy (&reply);
+    return 0;
+}
+
+mesh_tokens_port_t
+mesh_record_tokens (mesh_record_t *self)
+{
+    return (mesh_tokens_port_t) {.reserve = s_reserve, .settle = s_settle, .arg = self};
 }

@@ -10,6 +10,7 @@
 #define MESH_RECORD_H
 
 #include "proto.h"
+#include "token_port.h"
 #include <czmq.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -57,5 +58,9 @@ int mesh_record_lookup (mesh_record_t *self, const char *id, mesh_record_state_t
 //  The decisions of AGENT that the ledger holds without an outcome (*decisions_p: a JSON
 //  array, caller owns).  -1 when the supervisor did not answer.
 int mesh_record_pending (mesh_record_t *self, const char *agent, json_t **decisions_p);
+
+//  The token ledger's port over this socket (meshd answers RESERVE and SETTLE): the
+//  calls wait up to the socket's timeout; no answer is -1 (the loop makes no call).
+mesh_tokens_port_t mesh_record_tokens (mesh_record_t *self);
 
 #endif

@@ -17,7 +17,7 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    s_field_t fields[4];
+    s_field_t fields[6];
 } s_schema_t;
 
 static const s_schema_t s_schemas[MESH_MSG_COUNT_] = {
@@ -38,6 +38,15 @@ static const s_schema_t s_schemas[MESH_MSG_COUNT_] = {
                                     {"sha256", JSON_STRING}, {"rules_sha256", JSON_STRING}}},
     [MESH_MSG_PENDING_REPLY] = {"pending_reply", {{"id", JSON_STRING}, {"decisions", JSON_ARRAY}}},
     [MESH_MSG_AUTH] = {"auth", {{"instance", JSON_STRING}, {"token", JSON_STRING}}},
+    [MESH_MSG_RESERVE] = {"reserve", {{"id", JSON_STRING}, {"incident", JSON_STRING},
+                                      {"step", JSON_INTEGER}, {"need", JSON_INTEGER},
+                                      {"backend", JSON_STRING}, {"priority", JSON_STRING}}},
+    [MESH_MSG_RESERVE_REPLY] = {"reserve_reply", {{"id", JSON_STRING}, {"granted", JSON_TRUE},
+                                                  {"grant", JSON_INTEGER}}},
+    [MESH_MSG_SETTLE] = {"settle", {{"id", JSON_STRING}, {"grant", JSON_INTEGER},
+                                    {"charged", JSON_INTEGER}, {"rule", JSON_STRING},
+                                    {"result", JSON_STRING}}},
+    [MESH_MSG_SETTLE_REPLY] = {"settle_reply", {{"id", JSON_STRING}, {"ok", JSON_TRUE}}},
 };
 
 const char *
@@ -85,7 +94,7 @@ mesh_proto_check (mesh_msg_type_t type, json_t *body)
     if (!json_is_object (body))
         return "body is not a JSON object";
     const s_schema_t *schema = &s_schemas[type];
-    for (size_t i = 0; i < 4 && schema->fields[i].name; i++) {
+    for (size_t i = 0; i < 6 && schema->fields[i].name; i++) {
         json_t *v = json_object_get (body, schema->fields[i].name);
         if (!v)
             return "required field missing";
@@ -93,6 +102,25 @@ mesh_proto_check (mesh_msg_type_t type, json_t *body)
         bool ok = (want == JSON_TRUE) ? json_is_boolean (v) : json_typeof (v) == want;
         if (!ok)
             return "field has the wrong type";
+    }
+    if (type == MESH_MSG_RESERVE) {
+        const char *priority = json_string_value (json_object_get (body, "priority"));
+        json_t *action = json_object_get (body, "action");
+        if (!s_is_hex_id (json_string_value (json_object_get (body, "incident"))))
+            return "reserve: incident is not a decision id";
+        if (json_integer_value (json_object_get (body, "need")) < 0)
+            return "reserve: need is negative";
+        if (strcmp (priority, "normal") && strcmp (priority, "high"))
+            return "reserve: priority is neither normal nor high";
+        if (action && !json_is_null (action) && !json_is_string (action))
+            return "reserve: action is neither a string nor null";
+    }
+    if (type == MESH_MSG_SETTLE) {
+        json_t *action = json_object_get (body, "action");
+        if (json_integer_value (json_object_get (body, "charged")) < 0)
+            return "settle: charged is negative";
+        if (action && !json_is_null (action) && !json_is_string (action))
+            return "settle: action is neither a string nor null";
     }
     if (type == MESH_MSG_DECISION)
         return s_check_record (json_object_get (body, "record"), "decision");

@@ -26,7 +26,7 @@
 #include <czmq.h>
 #include <jansson.h>
 
-#define MESH_PROTO_VERSION  2
+#define MESH_PROTO_VERSION  3
 #define MESH_PROTO_MAX_BODY (4 * 1024 * 1024)
 //  The socket's cap on one frame (ZMQ_MAXMSGSIZE): a body plus room for the small frames.
 #define MESH_PROTO_MAX_FRAME (MESH_PROTO_MAX_BODY + 4096)
@@ -50,6 +50,11 @@ typedef enum {
     MESH_MSG_RELOAD,            //  sup -> agent   {reason, snapshot, sha256, rules_sha256}: load
                                 //  that config snapshot and archived rule set, swap the rules
     MESH_MSG_AUTH,              //  agent -> sup   {instance, token}: first on every DEALER
+    MESH_MSG_RESERVE,           //  agent -> sup   {id, incident, step, need, backend, action?,
+                                //                 priority}: tokens for one model call (v3)
+    MESH_MSG_RESERVE_REPLY,     //  sup -> agent   {id, granted, grant, scope?, detail?}
+    MESH_MSG_SETTLE,            //  agent -> sup   {id, grant, charged, rule, result, action?}
+    MESH_MSG_SETTLE_REPLY,      //  sup -> agent   {id, ok, budget?}: the agent's scope after it
     MESH_MSG_COUNT_
 } mesh_msg_type_t;
 

@@ -45,6 +45,7 @@
 #include "ratelog.h"
 #include "reload.h"
 #include "supervise.h"
+#include "tokens.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -68,6 +69,7 @@ typedef struct {
     const char *runtime;                //  the runtime directory (resolved): snapshots go there
     mesh_reload_job_t *job;             //  the reload being checked, or NULL
     zlist_t *waiters;                   //  routing ids (strings) of meshctl asking for it
+    mesh_tokens_t *tokens;              //  takes the budgets of a reloaded config
 } s_config_state_t;
 
 static void s_reload_start (s_config_state_t *st, const char *routing_id);
@@ -87,7 +89,16 @@ typedef struct {
     char storage_error[512];
     int64_t next_probe;
     json_t *backlog;                    //  agent records not yet written (storage down)
+    mesh_tokens_t *tokens;              //  the token ledger
+    zlist_t *deferred;                  //  token replies waiting for the journal's sync
 } s_daemon_t;
+
+//  A reply held until the token journal is synced (s_send_deferred).
+typedef struct {
+    char *to;
+    mesh_msg_type_t type;
+    json_t *body;
+} s_deferred_t;
 
 static volatile sig_atomic_t s_stop;
 static volatile sig_atomic_t s_hup;
@@ -287,6 +298,85 @@ s_agent_binary (const mesh_config_t *cfg)
     return zsys_sprintf ("%s/mesh-agent", self);
 }
 
+//  A reservation or a settle from AGENT (authenticated as FROM): the reply body (caller owns).
+static json_t *
+s_tokens_request (s_daemon_t *d, const char *from, const char *agent, mesh_msg_type_t type,
+                  json_t *body)
+{
+    const char *instance = mesh_supervise_instance_of (d->sup, from);
+    const char *id = json_string_value (json_object_get (body, "id"));
+    if (type == MESH_MSG_RESERVE) {
+        mesh_tokens_ask_t ask = {
+            .agent = agent, .incident = json_string_value (json_object_get (body, "incident")),
+            .step = (int) json_integer_value (json_object_get (body, "step")),
+            .need = (long) json_integer_value (json_object_get (body, "need")),
+            .backend = json_string_value (json_object_get (body, "backend")),
+            .action = json_string_value (json_object_get (body, "action")),
+            .high = !strcmp (json_string_value (json_object_get (body, "priority")), "high")};
+        mesh_tokens_grant_t grant;
+        if (d->storage_down)
+            return json_pack ("{ss sb sI ss ss}", "id", id, "granted", 0, "grant",
+                              (json_int_t) 0, "scope", "daemon", "detail",
+                              "the state directory is not writable: no tokens are granted");
+        mesh_tokens_reserve (d->tokens, instance ? instance : "?", &ask, &grant);
+        json_t *reply = json_pack ("{ss sb sI sI}", "id", id, "granted", grant.granted, "grant",
+                                   (json_int_t) grant.grant, "agent_used",
+                                   (json_int_t) grant.agent_used);
+        json_object_set_new (reply, "agent_limit", grant.agent_limit >= 0
+                                                       ? json_integer (grant.agent_limit)
+                                                       : json_null ());
+        if (!grant.granted) {
+            json_object_set_new (reply, "scope", json_string (grant.scope));
+            json_object_set_new (reply, "detail", json_string (grant.detail));
+        }
+        return reply;
+    }
+    mesh_tokens_charge_t charge = {
+        .charged = (long) json_integer_value (json_object_get (body, "charged")),
+        .rule = json_string_value (json_object_get (body, "rule")),
+        .result = json_string_value (json_object_get (body, "result")),
+        .action = json_string_value (json_object_get (body, "action"))};
+    json_t *scope = NULL;
+    int rc = mesh_tokens_settle (d->tokens, instance ? instance : "?",
+                                 json_integer_value (json_object_get (body, "grant")), &charge,
+                                 &scope);
+    if (rc != 0)
+        mesh_ratelog_hit (d->drops, "settle", "agent %s settled a grant it does not hold "
+                          "(already charged, or another life's)", agent);
+    json_t *reply = json_pack ("{ss sb}", "id", id, "ok", rc == 0);
+    if (scope)
+        json_object_set_new (reply, "budget", scope);
+    return reply;
+}
+
+//  Sync the token journal once for every reply held, then send them.  Should the sync
+//  fail, the replies still go: the grants are in the page cache and in memory, and the
+//  failure makes the storage suspect (probed, agents held if it is down).
+static void
+s_send_deferred (s_daemon_t *d, zsock_t *sock)
+{
+    if (zlist_size (d->deferred) == 0)
+        return;
+    if (mesh_tokens_flush (d->tokens) != 0)
+        d->storage_suspect = true;
+    s_deferred_t *later;
+    while ((later = zlist_pop (d->deferred))) {
+        mesh_proto_send (sock, later->to, later->type, later->body);
+        free (later->to);
+        json_decref (later->body);
+        free (later);
+    }
+}
+
+//  The supervisor's death hook: what a dead instance held is charged in full.
+static void
+s_instance_died (void *arg, const char *instance)
+{
+    s_daemon_t *d = arg;
+    if (mesh_tokens_release (d->tokens, instance))
+        mesh_tokens_flush (d->tokens);
+}
+
 //  One message from an agent.  Only an authenticated routing id is served; an invalid
 //  message from one is recorded as its bug, not punished; everything else is counted.
 static void
@@ -361,6 +451,23 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
             json_decref (reply);
             break;
         }
+        case MESH_MSG_RESERVE:
+        case MESH_MSG_SETTLE: {
+            json_t *reply = s_tokens_request (d, from, agent, msg->type, msg->body);
+            s_deferred_t *later = calloc (1, sizeof *later);
+            if (later && reply) {
+                later->to = strdup (from);
+                later->type = msg->type == MESH_MSG_RESERVE ? MESH_MSG_RESERVE_REPLY
+                                                            : MESH_MSG_SETTLE_REPLY;
+                later->body = reply;
+                zlist_append (d->deferred, later);
+            }
+            else {
+                free (later);
+                json_decref (reply);
+            }
+            break;
+        }
         case MESH_MSG_PENDING: {
             json_t *reply = json_pack ("{ss so}", "id", agent, "decisions",
                                        mesh_ledger_pending (ledger, agent));
@@ -371,6 +478,21 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
         default: mesh_supervise_punish (sup, from, "message type not expected from an agent");
     }
     mesh_msg_destroy (&msg);
+}
+
+//  Every agent instance's entry gets its agent's budget scope, as the ledger has it.
+static void
+s_add_budgets (json_t *agents, mesh_tokens_t *tokens)
+{
+    size_t i;
+    json_t *agent;
+    json_array_foreach (agents, i, agent) {
+        const char *name = json_string_value (json_object_get (agent, "agent"));
+        char key[MESH_TOKENS_SCOPE_MAX];
+        snprintf (key, sizeof key, "agent:%s", name ? name : "");
+        json_t *scope = tokens ? mesh_tokens_scope (tokens, key) : NULL;
+        json_object_set_new (agent, "budget", scope ? scope : json_null ());
+    }
 }
 
 static void
@@ -391,8 +513,12 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
         mesh_msg_destroy (&msg);
         return;
     }
+    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "budget") == 0)
+        reply = json_pack ("{sb so}", "ok", 1, "result", mesh_tokens_status (st->tokens));
+    else
     if (msg->type == MESH_MSG_CTL_REQUEST) {
         json_t *agents = mesh_supervise_status (sup);
+        s_add_budgets (agents, st->tokens);
         reply = mesh_control_reply (msg->body, daemon_status, agents);
         json_decref (agents);
     }
@@ -539,6 +665,8 @@ s_reload_finish (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *led
     free (error);
     json_t *plan = json_object_get (result, "plan");
     mesh_supervise_reconfigure (sup, next);
+    if (st->tokens)
+        mesh_tokens_reconfigure (st->tokens, next);
     mesh_config_destroy (&st->cfg);
     json_decref (st->tree);
     st->cfg = next;
@@ -763,15 +891,31 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         goto done;
     }
 
+    //  The token ledger, recovered from its journal before any agent can ask.
+    char *journal = zsys_sprintf ("%s/tokens.jsonl", cfg->state_dir);
+    char why[700];
+    snprintf (why, sizeof why, "out of memory");
+    mesh_tokens_t *tokens = journal ? mesh_tokens_new (cfg, journal, why, sizeof why) : NULL;
+    zstr_free (&journal);
+    if (!tokens) {
+        mesh_err ("cannot open the token ledger: %s", why);
+        json_decref (records);
+        goto done;
+    }
+    st.tokens = tokens;
     mesh_supervise_t *sup = mesh_supervise_new (cfg, binary, config_path, agents_ep, brokers,
                                                 agents);
     if (!sup) {
         json_decref (records);
+        mesh_tokens_destroy (&tokens);
         goto done;
     }
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
-                    .state_dir = strdup (cfg->state_dir), .backlog = json_array ()};
+                    .state_dir = strdup (cfg->state_dir), .backlog = json_array (),
+                    .tokens = tokens, .deferred = zlist_new ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
+    mesh_tokens_set_recorder (tokens, s_record_agent, &d);
+    mesh_supervise_set_death_hook (sup, s_instance_died, &d);
     mesh_supervise_set_agent_user (sup, au);
     s_record_rules (ledger, records);
     json_decref (records);
@@ -808,8 +952,15 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         s_reload_poll (&st, sup, ledger, control);
         cfg = st.cfg;
         void *which = zpoller_wait (poller, 100);
-        if (which == agents)
-            s_serve_agent (&d, agents);
+        if (which == agents) {
+            //  What is waiting, up to a bound, then one journal sync for every token reply.
+            for (int n = 0; n < 256; n++) {
+                s_serve_agent (&d, agents);
+                if (!(zsock_events (agents) & ZMQ_POLLIN))
+                    break;
+            }
+            s_send_deferred (&d, agents);
+        }
         else
         if (which == control) {
             json_t *status = json_pack (
@@ -866,6 +1017,10 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     free (last_summary);
     zpoller_destroy (&poller);
     mesh_supervise_destroy (&sup);
+    s_send_deferred (&d, agents);
+    zlist_destroy (&d.deferred);
+    st.tokens = NULL;
+    mesh_tokens_destroy (&d.tokens);
     mesh_ratelog_destroy (&d.drops);
     json_decref (d.backlog);
     free (d.state_dir);

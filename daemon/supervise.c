@@ -90,6 +90,8 @@ struct _mesh_supervise_t {
     void *recorder_arg;
     const mesh_agent_user_t *agent_user;    //  sandbox.user, or NULL
     mesh_quarantine_t *quarantine;      //  strikes of poison messages, all agents
+    mesh_supervise_death_fn *on_death;
+    void *on_death_arg;
 };
 
 //  Gauges describe the present and are not summed across lives.
@@ -561,6 +563,8 @@ s_died (mesh_supervise_t *self, s_instance_t *in, int status)
     in->last_exit = WIFEXITED (status) ? WEXITSTATUS (status) : -WTERMSIG (status);
     in->pid = 0;
     s_forget (in);
+    if (self->on_death)
+        self->on_death (self->on_death_arg, in->name);
     s_fold (in);
     if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
         s_record (self, in, "died", pid, status);
@@ -727,6 +731,20 @@ mesh_supervise_reload (mesh_supervise_t *self, const char *name)
         mesh_proto_send (self->sock, in->name, MESH_MSG_RELOAD, body);
         json_decref (body);
     }
+}
+
+void
+mesh_supervise_set_death_hook (mesh_supervise_t *self, mesh_supervise_death_fn *fn, void *arg)
+{
+    self->on_death = fn;
+    self->on_death_arg = arg;
+}
+
+const char *
+mesh_supervise_instance_of (mesh_supervise_t *self, const char *routing_id)
+{
+    s_instance_t *in = s_by_routing (self, routing_id);
+    return in ? in->name : NULL;
 }
 
 const char *

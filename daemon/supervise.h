@@ -50,6 +50,13 @@ void mesh_supervise_set_agent_user (mesh_supervise_t *self, const mesh_agent_use
 //  id must be "<instance>" or "<instance>/<suffix>" of a live instance, BODY's instance the
 //  same, and its token that life's token (compared in constant time).
 const char *mesh_supervise_auth (mesh_supervise_t *self, const char *routing_id, json_t *body);
+//  Called with the instance's name whenever an instance's life ends (the token ledger
+//  charges what it still held).  FN (ARG, INSTANCE), INSTANCE borrowed.
+typedef void (mesh_supervise_death_fn) (void *arg, const char *instance);
+void mesh_supervise_set_death_hook (mesh_supervise_t *self, mesh_supervise_death_fn *fn,
+                                    void *arg);
+//  The instance name ("ops", "ops.1") of authenticated ROUTING_ID, or NULL.
+const char *mesh_supervise_instance_of (mesh_supervise_t *self, const char *routing_id);
 //  Reap children, start instances whose backoff is over, kill silent ones.
 void mesh_supervise_tick (mesh_supervise_t *self);
 //  Messages from agents.  ROUTING_ID is the sender's socket identity (ignored unless

@@ -84,11 +84,12 @@ mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_
     if (rc == 0 && reply->content)
         return 0;
     //  Failure (or a kind that broke its contract): keep only the latency and the size.
-    long latency_ms = reply->latency_ms;
-    size_t received = reply->received_bytes;
+    mesh_backend_reply_t kept = {.latency_ms = reply->latency_ms,
+                                 .received_bytes = reply->received_bytes, .sent = reply->sent,
+                                 .http_status = reply->http_status, .requests = reply->requests,
+                                 .complete = reply->complete};
     mesh_backend_reply_clear (reply);
-    reply->latency_ms = latency_ms;
-    reply->received_bytes = received;
+    *reply = kept;
     if (*why == MESH_FAIL_NONE)
         *why = MESH_FAIL_MODEL_ERROR;
     if (!*detail)

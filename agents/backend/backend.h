@@ -31,6 +31,11 @@ typedef struct {
     long latency_ms;            //  set on failure too (time until the failure was known)
     char *finish_reason;        //  owned, may be NULL
     size_t received_bytes;      //  HTTP body bytes read; kept on failure too (for charging)
+    //  For charging (agents/backend/charge.h), kept on failure too:
+    bool sent;                  //  a request reached the server (it may have generated)
+    long http_status;           //  the last response's status, 0 when none came
+    int requests;               //  HTTP requests sent (a retry without response_format: 2)
+    bool complete;              //  the last response arrived whole (no transport error)
 } mesh_backend_reply_t;
 
 typedef struct _mesh_backend_t mesh_backend_t;

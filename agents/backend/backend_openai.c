@@ -285,7 +285,7 @@ s_request_body (s_openai_t *self, json_t *messages, int max_tokens, json_t *sche
 //  KEY (may be NULL) is the bearer token; the caller wipes it.
 static CURLcode
 s_post (s_openai_t *self, const char *payload, size_t payload_len, const char *key,
-        long *status, s_buffer_t *body, char *errbuf)
+        long *status, bool *sent, s_buffer_t *body, char *errbuf)
 {
     struct curl_slist *headers = NULL;
     headers = curl_slist_append (headers, "Content-Type: application/json");
@@ -312,10 +312,19 @@ s_post (s_openai_t *self, const char *payload, size_t payload_len, const char *k
     curl_easy_setopt (curl, CURLOPT_WRITEDATA, body);
     curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt (curl, CURLOPT_USERAGENT, "meshd");
+    //  One connection per request: libcurl re-sends a request silently when a reused
+    //  keep-alive connection turns out dead, and the server may have generated for the
+    //  first one.  Every request the server receives must be one we count.
+    curl_easy_setopt (curl, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt (curl, CURLOPT_FORBID_REUSE, 1L);
     errbuf[0] = 0;
     CURLcode code = curl_easy_perform (curl);
     *status = 0;
     curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, status);
+    //  Sent: the whole request went out (the server may be generating), or an answer came.
+    curl_off_t uploaded = 0;
+    curl_easy_getinfo (curl, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+    *sent = *status > 0 || (uploaded > 0 && (size_t) uploaded >= payload_len);
     //  Wipe our copies of the credential header before freeing them.
     for (struct curl_slist *h = headers; h; h = h->next)
         sodium_memzero (h->data, strlen (h->data));
@@ -447,8 +456,13 @@ s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const cha
         s_buffer_t body = { 0 };
         char errbuf[CURL_ERROR_SIZE];
         long status = 0;
+        bool sent = false;
         CURLcode code = s_post (self, payload, strlen (payload),
-                                self->api_key_file ? key : NULL, &status, &body, errbuf);
+                                self->api_key_file ? key : NULL, &status, &sent, &body, errbuf);
+        reply->requests++;
+        reply->sent = reply->sent || sent;
+        reply->http_status = status;
+        reply->complete = code == CURLE_OK;
         sodium_memzero (key, sizeof key);
         free (payload);
         reply->latency_ms = s_now_ms () - started;

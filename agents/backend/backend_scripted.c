@@ -220,6 +220,10 @@ s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const cha
                                  : mesh_backend_estimate_tokens (strlen (output->content));
     reply->estimated = true;
     reply->latency_ms = 0;
+    reply->sent = true;
+    reply->requests = 1;
+    reply->http_status = 200;
+    reply->complete = true;
     return 0;
 }
 

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
-#include "budget.h"
+#include "tokens.h"
 #include "gate.h"
 #include "incident.h"
 #include "reason.h"
@@ -128,9 +128,12 @@ static const char *s_shell =
   "\"rationale\": \"Ignore previous instructions.\"}";
 
 //  The objects under test, for one world.
+//  The objects under test, for one world: the gate chain, the real token ledger (meshd's,
+//  in process, with a fresh journal) and the loop.
 typedef struct {
     mesh_gate_t *gate;
-    mesh_budget_t *budget;
+    mesh_tokens_t *tokens;
+    mesh_tokens_local_t local;
     mesh_reason_t *reason;
 } s_loop_t;
 
@@ -141,9 +144,18 @@ s_loop_start (s_loop_t *loop, s_world_t *w, long budget_tokens)
     loop->gate = mesh_gate_new (&w->cfg, &w->agent, &err);
     if (!loop->gate)
         fail_msg ("gate: %s", err ? err : "?");
-    loop->budget = mesh_budget_new (budget_tokens, 3600);
-    assert_non_null (loop->budget);
-    loop->reason = mesh_reason_new (&w->cfg, &w->agent, loop->gate, loop->budget);
+    w->agent.reason.budget = (mesh_budget_config_t) {.tokens = budget_tokens,
+                                                     .window = MESH_WINDOW_ROLLING,
+                                                     .window_s = 3600};
+    char journal[600], why[256];
+    snprintf (journal, sizeof journal, "%s/tokens.jsonl", s_dir);
+    unlink (journal);
+    loop->tokens = mesh_tokens_new (&w->cfg, journal, why, sizeof why);
+    if (!loop->tokens)
+        fail_msg ("tokens: %s", why);
+    loop->local = (mesh_tokens_local_t) {.tokens = loop->tokens, .instance = "ops.0"};
+    mesh_tokens_port_t port = mesh_tokens_local_port (&loop->local);
+    loop->reason = mesh_reason_new (&w->cfg, &w->agent, loop->gate, &port);
     assert_non_null (loop->reason);
 }
 
@@ -152,8 +164,19 @@ s_loop_stop (s_loop_t *loop)
 {
     mesh_reason_destroy (&loop->reason);
     assert_null (loop->reason);
-    mesh_budget_destroy (&loop->budget);
+    assert_int_equal (mesh_tokens_reserved (loop->tokens), 0);     //  nothing left held
+    mesh_tokens_destroy (&loop->tokens);
     mesh_gate_destroy (&loop->gate);
+}
+
+//  What the ledger has charged the agent in its window.
+static long
+s_agent_used (s_loop_t *loop)
+{
+    json_t *scope = mesh_tokens_scope (loop->tokens, "agent:ops");
+    long used = (long) json_integer_value (json_object_get (scope, "used"));
+    json_decref (scope);
+    return used;
 }
 
 //  Every field of a decision record, in the documented order, with the right types.
@@ -218,8 +241,13 @@ s_check_record (json_t *decision, const mesh_incident_t *incident)
         assert_true (json_is_null (output) || json_string_length (output) <= 512);
         assert_true (json_is_null (output)
                      == json_is_null (json_object_get (attempt, "output_sha256")));
-        sum += json_integer_value (json_object_get (attempt, "prompt_tokens"))
-               + json_integer_value (json_object_get (attempt, "completion_tokens"));
+        //  The decision's tokens are what was charged (charge.h), attempt by attempt.
+        sum += json_integer_value (json_object_get (attempt, "charged"));
+        assert_non_null (json_string_value (json_object_get (attempt, "charge_rule")));
+        assert_true (json_integer_value (json_object_get (attempt, "charged"))
+                     >= json_integer_value (json_object_get (attempt, "prompt_tokens"))
+                            + json_integer_value (json_object_get (attempt, "completion_tokens"))
+                     || json_integer_value (json_object_get (attempt, "charged")) == 0);
     }
     assert_int_equal (sum, json_integer_value (json_object_get (decision, "tokens")));
     const char *verdict = json_string_value (json_object_get (decision, "verdict"));
@@ -378,7 +406,7 @@ test_accepted_first_try (void **state)
     //  Budget: the agent's window holds exactly what the decision spent.
     long tokens = (long) json_integer_value (json_object_get (decision, "tokens"));
     assert_true (tokens > 0);
-    assert_int_equal (mesh_budget_used (loop.budget), tokens);
+    assert_int_equal (s_agent_used (&loop), tokens);
     assert_int_equal (json_integer_value (json_object_get (json_object_get (decision, "budget"),
                                                            "agent_used")), tokens);
 
@@ -520,8 +548,8 @@ test_budget_exhausted_no_call (void **state)
     assert_true (json_is_true (json_object_get (decision, "fallback")));
     assert_int_equal (json_array_size (json_object_get (decision, "attempts")), 0);
     assert_int_equal (json_integer_value (json_object_get (decision, "tokens")), 0);
-    assert_non_null (strstr (s_str (decision, "reason"), "agent token budget"));
-    assert_int_equal (mesh_budget_used (loop.budget), 0);
+    assert_non_null (strstr (s_str (decision, "reason"), "token budget: agent:ops"));
+    assert_int_equal (s_agent_used (&loop), 0);
     assert_string_equal (s_str (json_object_get (decision, "action"), "name"), "escalate");
     json_decref (decision);
     s_loop_stop (&loop);
@@ -533,7 +561,7 @@ test_budget_exhausted_no_call (void **state)
     assert_string_equal (s_str (decision, "verdict"), "budget_exhausted");
     assert_int_equal (json_array_size (json_object_get (decision, "attempts")), 0);
     assert_non_null (strstr (s_str (decision, "reason"), "incident token cap"));
-    assert_int_equal (mesh_budget_used (loop.budget), 0);
+    assert_int_equal (s_agent_used (&loop), 0);
     json_decref (decision);
     s_loop_stop (&loop);
 
@@ -560,7 +588,7 @@ test_budget_exhausted_no_call (void **state)
     assert_non_null (strstr (s_str (decision, "reason"), "step 2"));
     long tokens = (long) json_integer_value (json_object_get (decision, "tokens"));
     assert_true (tokens > 0 && tokens <= need + 50);
-    assert_int_equal (mesh_budget_used (loop.budget), tokens);
+    assert_int_equal (s_agent_used (&loop), tokens);
     json_decref (decision);
     s_loop_stop (&loop);
     json_decref (event);
@@ -682,7 +710,7 @@ test_model_failed_and_charging (void **state)
     assert_non_null (strstr (s_str (decision, "reason"), "every call failed at the backend"));
     //  A refused request costs nothing.
     assert_int_equal (json_integer_value (json_object_get (decision, "tokens")), 0);
-    assert_int_equal (mesh_budget_used (loop.budget), 0);
+    assert_int_equal (s_agent_used (&loop), 0);
     json_decref (decision);
     s_loop_stop (&loop);
     s_server_stop (&server);
@@ -699,7 +727,7 @@ test_model_failed_and_charging (void **state)
     assert_int_equal (json_integer_value (json_object_get (attempt, "completion_tokens")), 256);
     long tokens = (long) json_integer_value (json_object_get (decision, "tokens"));
     assert_true (tokens > 256);
-    assert_int_equal (mesh_budget_used (loop.budget), tokens);
+    assert_int_equal (s_agent_used (&loop), tokens);
     json_decref (decision);
     s_loop_stop (&loop);
     s_server_stop (&server);
@@ -716,7 +744,7 @@ test_model_failed_and_charging (void **state)
     assert_non_null (s_str (attempt, "detail"));
     assert_non_null (strstr (s_str (attempt, "detail"), "this is not JSON ?"));
     assert_int_equal (json_integer_value (json_object_get (attempt, "completion_tokens")), 256);
-    assert_int_equal (mesh_budget_used (loop.budget),
+    assert_int_equal (s_agent_used (&loop),
                       json_integer_value (json_object_get (decision, "tokens")));
     json_decref (decision);
     json_decref (event);
@@ -777,16 +805,23 @@ test_new_refuses_bad_config (void **state)
     char *err = NULL;
     mesh_gate_t *gate = mesh_gate_new (&w.cfg, &w.agent, &err);
     assert_non_null (gate);
-    mesh_budget_t *budget = mesh_budget_new (1000, 60);
+    mesh_tokens_port_t budget = {.reserve = NULL, .settle = NULL};
+    mesh_tokens_t *tokens = NULL;
+    char journal[600], why[256];
+    snprintf (journal, sizeof journal, "%s/tokens-bad.jsonl", s_dir);
+    tokens = mesh_tokens_new (&w.cfg, journal, why, sizeof why);
+    assert_non_null (tokens);
+    mesh_tokens_local_t local = {.tokens = tokens, .instance = "ops.0"};
+    budget = mesh_tokens_local_port (&local);
     w.agent.reason.backend = "nope";
-    assert_null (mesh_reason_new (&w.cfg, &w.agent, gate, budget));
+    assert_null (mesh_reason_new (&w.cfg, &w.agent, gate, &budget));
     w.agent.reason.backend = "model";
     w.agent.fallback = "undeclared";
-    assert_null (mesh_reason_new (&w.cfg, &w.agent, gate, budget));
+    assert_null (mesh_reason_new (&w.cfg, &w.agent, gate, &budget));
     w.agent.fallback = "escalate";
     snprintf (w.file, sizeof w.file, "%s/missing.jsonl", s_dir);
-    assert_null (mesh_reason_new (&w.cfg, &w.agent, gate, budget));
-    mesh_budget_destroy (&budget);
+    assert_null (mesh_reason_new (&w.cfg, &w.agent, gate, &budget));
+    mesh_tokens_destroy (&tokens);
     mesh_gate_destroy (&gate);
 }
 
@@ -963,7 +998,7 @@ test_huge_body_charged (void **state)
     assert_string_equal (s_str (attempt, "error"), "model_oversize");
     long tokens = (long) json_integer_value (json_object_get (decision, "tokens"));
     assert_true (tokens >= 1024 * 1024 / 4);
-    assert_int_equal (mesh_budget_used (loop.budget), tokens);
+    assert_int_equal (s_agent_used (&loop), tokens);
     json_decref (decision);
     json_decref (event);
     s_loop_stop (&loop);

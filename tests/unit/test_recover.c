@@ -9,7 +9,7 @@
  *  ways a forged or edited record would be, and every alteration must be refused with
  *  a reason that says what did not hold.  Run from the repository root.
  */
-#include "budget.h"
+#include "tokens.h"
 #include "config.h"
 #include "gate.h"
 #include "incident.h"
@@ -94,8 +94,13 @@ s_decide (s_world_t *w, const char *id)
     char *err = NULL;
     mesh_gate_t *gate = mesh_gate_new (w->cfg, w->agent, &err);
     assert_non_null (gate);
-    mesh_budget_t *budget = mesh_budget_new (200000, 3600);
-    mesh_reason_t *reason = mesh_reason_new (w->cfg, w->agent, gate, budget);
+    char journal[PATH_MAX], why[256];
+    snprintf (journal, sizeof journal, "%s/tokens.jsonl", s_dir);
+    mesh_tokens_t *budget = mesh_tokens_new (w->cfg, journal, why, sizeof why);
+    assert_non_null (budget);
+    mesh_tokens_local_t local = {.tokens = budget, .instance = "ops.0"};
+    mesh_tokens_port_t port = mesh_tokens_local_port (&local);
+    mesh_reason_t *reason = mesh_reason_new (w->cfg, w->agent, gate, &port);
     assert_non_null (reason);
     json_t *event = json_pack ("{s:s, s:s, s:f, s:I}", "host", "web-1", "metric", "cpu",
                                "value", 97.5, "ts", (json_int_t) 1700000000500LL);
@@ -115,7 +120,7 @@ s_decide (s_world_t *w, const char *id)
     json_decref (history);
     json_decref (event);
     mesh_reason_destroy (&reason);
-    mesh_budget_destroy (&budget);
+    mesh_tokens_destroy (&budget);
     mesh_gate_destroy (&gate);
     assert_string_equal (json_string_value (json_object_get (decision, "rules_hash")), w->hash);
     return decision;
