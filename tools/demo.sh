@@ -96,6 +96,8 @@ print('yes' if ok else 'no')")
 done
 
 "${MESHCTL[@]}" status
+"${MESHCTL[@]}" budget
+echo
 "${MESHCTL[@]}" summary --labels "$DEMO/labels.json"
 
 say "stopping meshd (SIGTERM)"

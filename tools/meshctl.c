@@ -8,6 +8,7 @@
  *                                       [--head-advisory]
  *      meshctl [--json] [--config FILE] summary [--labels FILE] [--log FILE]
  *      meshctl [--json] [--config FILE] reload
+ *      meshctl [--json] [--config FILE] budget
  *
  *  Human tables by default, --json for scripts.  The config (default
  *  /etc/meshd/meshd.yaml, or $MESHD_CONFIG) says where the runtime directory and
@@ -56,6 +57,8 @@ s_usage (void)
              "                                 the ledger's key, every record's MAC\n"
              "  summary [--labels FILE]        counters, decisions, tokens, detection quality\n"
              "  reload                         validate and apply config and rules (else keep old)\n"
+             "  budget                         every token budget scope: limit, used, reserved,\n"
+             "                                 remaining, burn rate, when it frees\n"
              "  rules test [DIR|FILE]... | rules check FILE|DIR...  rule tests; load rules\n"
              "  silence add --match F=V [--match F=~RE] --for 2h [--comment C] | list | expire ID\n"
              "  options: --log FILE (decision log), --json (machine-readable)\n");
@@ -188,6 +191,83 @@ s_malformed_line (json_t *agent)
             (long long) s_counter (agent, "dead_lettered"), (long long) failed);
 }
 
+//  One scope of the token ledger on one line.
+static void
+s_budget_line (json_t *scope, const char *prefix)
+{
+    if (!json_is_object (scope))
+        return;
+    json_t *limit = json_object_get (scope, "limit");
+    char window[96];
+    if (json_is_string (json_object_get (scope, "time_zone")))
+        snprintf (window, sizeof window, "day in %s", s_str (scope, "time_zone"));
+    else
+        snprintf (window, sizeof window, "last %llds",
+                  (long long) json_integer_value (json_object_get (scope, "window_s")));
+    printf ("%s%-28s used %lld + reserved %lld", prefix, s_str (scope, "scope"),
+            (long long) json_integer_value (json_object_get (scope, "used")),
+            (long long) json_integer_value (json_object_get (scope, "reserved")));
+    if (json_is_integer (limit))
+        printf (" of %lld (%lld left, reserve %lld) per %s", (long long) json_integer_value (limit),
+                (long long) json_integer_value (json_object_get (scope, "remaining")),
+                (long long) json_integer_value (json_object_get (scope, "reserve")), window);
+    else
+        printf (", no limit");
+    printf (", burn %.0f/min", json_real_value (json_object_get (scope, "burn_per_min")));
+    if (json_is_string (json_object_get (scope, "resets_at")))
+        printf (", frees from %s", s_str (scope, "resets_at"));
+    printf ("\n");
+}
+
+//  meshctl budget: every scope of meshd's token ledger.
+static int
+s_budget (s_opts_t *o)
+{
+    json_t *budget = s_request (o, "budget");
+    if (!budget)
+        return EXIT_DOWN;
+    if (o->json) {
+        json_dumpf (budget, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+        printf ("\n");
+        json_decref (budget);
+        return 0;
+    }
+    printf ("%-28s %10s %10s %10s %10s %9s %10s  %s\n", "SCOPE", "LIMIT", "USED", "RESERVED",
+            "REMAINING", "BURN/MIN", "WINDOW", "RESETS");
+    size_t i;
+    json_t *scope;
+    json_array_foreach (json_object_get (budget, "scopes"), i, scope) {
+        json_t *limit = json_object_get (scope, "limit");
+        char limit_text[32], left_text[32], window[64];
+        snprintf (limit_text, sizeof limit_text, json_is_integer (limit) ? "%lld" : "-",
+                  (long long) json_integer_value (limit));
+        snprintf (left_text, sizeof left_text, json_is_integer (limit) ? "%lld" : "-",
+                  (long long) json_integer_value (json_object_get (scope, "remaining")));
+        if (json_is_string (json_object_get (scope, "time_zone")))
+            snprintf (window, sizeof window, "day %s", s_str (scope, "time_zone"));
+        else
+            snprintf (window, sizeof window, "%llds",
+                      (long long) json_integer_value (json_object_get (scope, "window_s")));
+        printf ("%-28s %10s %10lld %10lld %10s %9.0f %10s  %s\n", s_str (scope, "scope"),
+                limit_text, (long long) json_integer_value (json_object_get (scope, "used")),
+                (long long) json_integer_value (json_object_get (scope, "reserved")), left_text,
+                json_real_value (json_object_get (scope, "burn_per_min")), window,
+                json_is_string (json_object_get (scope, "resets_at"))
+                    ? s_str (scope, "resets_at") : "-");
+    }
+    json_t *run = json_object_get (budget, "run");
+    printf ("reserved now %lld in %lld grant(s); this run: %lld granted, %lld refused, %lld "
+            "charged (%lld released by dead agents)\n",
+            (long long) json_integer_value (json_object_get (budget, "reserved")),
+            (long long) json_integer_value (json_object_get (budget, "outstanding")),
+            (long long) json_integer_value (json_object_get (run, "grants")),
+            (long long) json_integer_value (json_object_get (run, "refused")),
+            (long long) json_integer_value (json_object_get (run, "charged")),
+            (long long) json_integer_value (json_object_get (run, "released")));
+    json_decref (budget);
+    return 0;
+}
+
 static int
 s_status (s_opts_t *o)
 {
@@ -250,6 +330,7 @@ s_status (s_opts_t *o)
                     (long long) s_counter (a, "tokens"), rules ? rules : "-",
                     (long long) json_integer_value (json_object_get (a, "quarantined")));
             s_malformed_line (a);
+            s_budget_line (json_object_get (a, "budget"), "  budget ");
         }
     }
     printf ("\n");
@@ -271,6 +352,41 @@ s_score_one (json_t *decision, void *arg)
     json_t *ts = json_object_get (incident, "ts_ms");
     if (series && json_is_integer (ts))
         mesh_labels_score_add (ctx->labels, &ctx->score, series, json_integer_value (ts));
+}
+
+//  The economics of a run, from the decision records: what every attempt was charged,
+//  and what was spent on attempts that were refused or failed (waste), by cause.
+typedef struct {
+    json_int_t calls, charged, accepted_decisions, decision_tokens;
+    json_t *waste;                      //  {cause: tokens}
+} s_economics_t;
+
+static void
+s_economics_one (json_t *decision, void *arg)
+{
+    s_economics_t *e = arg;
+    const char *verdict = json_string_value (json_object_get (decision, "verdict"));
+    if (verdict && !strcmp (verdict, "accepted"))
+        e->accepted_decisions++;
+    e->decision_tokens += json_integer_value (json_object_get (decision, "tokens"));
+    size_t i;
+    json_t *attempt;
+    json_array_foreach (json_object_get (decision, "attempts"), i, attempt) {
+        json_t *charged = json_object_get (attempt, "charged");
+        json_int_t n = json_is_integer (charged)
+                           ? json_integer_value (charged)
+                           : json_integer_value (json_object_get (attempt, "prompt_tokens"))
+                                 + json_integer_value (json_object_get (attempt,
+                                                                        "completion_tokens"));
+        e->calls++;
+        e->charged += n;
+        if (json_is_true (json_object_get (attempt, "accepted")))
+            continue;
+        const char *cause = json_string_value (json_object_get (attempt, "error"));
+        cause = cause ? cause : "rejected";
+        json_int_t had = json_integer_value (json_object_get (e->waste, cause));
+        json_object_set_new (e->waste, cause, json_integer (had + n));
+    }
 }
 
 static int
@@ -319,6 +435,29 @@ s_summary (s_opts_t *o)
         (json_int_t) st.budget_exhausted, "outcomes", (json_int_t) st.outcomes, "tokens",
         (json_int_t) st.tokens, "tokens_per_accepted", st.tokens_per_accepted, "decision_log",
         log);
+    //  Economics: tokens per accepted decision, waste by cause, and what a naive loop
+    //  (one call per anomalous point, at the mean tokens per call measured here) would
+    //  have spent on the same stream.
+    s_economics_t eco = {.waste = json_object ()};
+    mesh_audit_each_decision (log, s_economics_one, &eco);
+    double per_call = eco.calls ? (double) eco.charged / (double) eco.calls : 0;
+    double naive = status ? per_call * (double) anomalies : 0;
+    json_int_t waste_total = 0;
+    const char *cause;
+    json_t *n;
+    json_object_foreach (eco.waste, cause, n)
+        waste_total += json_integer_value (n);
+    json_object_set_new (
+        out, "economics",
+        json_pack ("{sI sI sf so sI sO so so}", "calls", eco.calls, "tokens", eco.charged,
+                   "tokens_per_call", per_call, "tokens_per_accepted_decision",
+                   eco.accepted_decisions ? json_real ((double) eco.decision_tokens
+                                                       / (double) eco.accepted_decisions)
+                                          : json_null (),
+                   "waste", waste_total, "waste_by_cause", eco.waste, "naive_tokens",
+                   status ? json_integer ((json_int_t) naive) : json_null (), "naive_ratio",
+                   status && eco.charged ? json_real (naive / (double) eco.charged)
+                                         : json_null ()));
     if (sc.labels)
         json_object_set_new (out, "detection",
                              json_pack ("{sI sI sI sI sf sf}", "incidents",
@@ -346,6 +485,23 @@ s_summary (s_opts_t *o)
                 (unsigned long long) st.budget_exhausted);
         printf ("  tokens used              %llu\n", (unsigned long long) st.tokens);
         printf ("  tokens per accepted      %.1f\n", st.tokens_per_accepted);
+        printf ("  model calls              %lld, %.1f tokens each on average\n",
+                (long long) eco.calls, per_call);
+        printf ("  waste                    %lld tokens on attempts refused or failed",
+                (long long) waste_total);
+        const char *sep = ": ";
+        json_object_foreach (eco.waste, cause, n) {
+            printf ("%s%s %lld", sep, cause, (long long) json_integer_value (n));
+            sep = ", ";
+        }
+        printf ("\n");
+        if (status && eco.charged)
+            printf ("  naive loop               %lld tokens (one call per anomalous point, %lld "
+                    "points): %.1fx what was spent\n", (long long) naive,
+                    (long long) anomalies, naive / (double) eco.charged);
+        else
+            printf ("  naive loop               n/a (needs meshd running for the anomaly count, "
+                    "and at least one call)\n");
         if (sc.labels)
             printf ("  detection                precision %.2f (%llu/%llu incidents in a labelled "
                     "window), recall %.2f (%llu/%llu windows)\n",
@@ -357,6 +513,7 @@ s_summary (s_opts_t *o)
         printf ("  decision log             %s\n", log);
     }
     json_decref (out);
+    json_decref (eco.waste);
     json_decref (status);
     mesh_labels_destroy (&sc.labels);
     return 0;
@@ -451,6 +608,9 @@ main (int argc, char **argv)
     else
     if (strcmp (cmd, "summary") == 0)
         rc = s_summary (&o);
+    else
+    if (strcmp (cmd, "budget") == 0)
+        rc = s_budget (&o);
     else
     if (strcmp (cmd, "reload") == 0)
         rc = s_reload (&o);
