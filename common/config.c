@@ -1354,7 +1354,7 @@ static const s_field_t s_budget_fields [] = {
                     .offset = offsetof (mesh_budget_config_t, tokens), .lo = 1, .hi = 1e12 },
     [BU_WINDOW] = { .key = "window", .type = F_ENUM, .choices = s_window_kinds,
                     .offset = offsetof (mesh_budget_config_t, window) },
-    [BU_WINDOW_S] = S_NUM ("window_s", mesh_budget_config_t, window_s, F_INT, 60, 31 * 86400),
+    [BU_WINDOW_S] = S_NUM ("window_s", mesh_budget_config_t, window_s, F_INT, 1, 31 * 86400),
     [BU_TZ] = S_STR ("time_zone", mesh_budget_config_t, time_zone, NULL),
     [BU_RESERVE] = S_NUM ("reserve", mesh_budget_config_t, reserve, F_LONG, 0, 1e12),
     { NULL }

@@ -66,7 +66,7 @@ typedef enum {
 typedef struct {
     long tokens;                    //  0 = no limit at this scope (used is still counted)
     mesh_window_kind_t window;
-    int window_s;                   //  rolling: default 3600, 60 to 31 days
+    int window_s;                   //  rolling: default 3600, 1 s to 31 days
     char *time_zone;                //  day: IANA name, default "UTC"
     long reserve;                   //  default 0; must be below tokens
 } mesh_budget_config_t;
