@@ -470,6 +470,8 @@ s_keys_json (char *const *keys, size_t count)
     return array;
 }
 
+static int s_compact (mesh_tokens_t *self);
+
 int
 mesh_tokens_flush (mesh_tokens_t *self)
 {
@@ -480,6 +482,9 @@ mesh_tokens_flush (mesh_tokens_t *self)
         return -1;
     }
     self->dirty = false;
+    //  Bounded: past S_COMPACT_BYTES the journal is rewritten as the scopes' state.
+    if (self->journal_bytes > S_COMPACT_BYTES && s_compact (self) == 0)
+        mesh_info ("tokens: %s compacted", self->journal);
     return 0;
 }
 
@@ -769,26 +774,39 @@ mesh_tokens_reserved (const mesh_tokens_t *self)
 
 //  --- reserve, settle, release ------------------------------------------------------
 
-//  Forget incident scopes idle for long; at the bound, the least recently used.
+static int
+s_by_time (const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+//  At the bound, forget the incident scopes idle for long and at least the least
+//  recently used quarter (so the scan runs once per S_INCIDENTS_MAX / 4 new incidents,
+//  not once per reservation).  One that holds a reservation stays.
 static void
 s_prune_incidents (mesh_tokens_t *self, int64_t now)
 {
     if (self->incidents < S_INCIDENTS_MAX)
         return;
-    zlist_t *gone = zlist_new ();
-    s_scope_t *oldest = NULL;
-    for (s_scope_t *scope = zhashx_first (self->scopes); scope;
-         scope = zhashx_next (self->scopes)) {
-        if (!scope->incident || scope->reserved)
-            continue;
-        if (now - scope->touched > S_INCIDENT_IDLE_MS)
-            zlist_append (gone, scope->key);
-        else
-        if (!oldest || scope->touched < oldest->touched)
-            oldest = scope;
+    int64_t *times = malloc (self->incidents * sizeof *times);
+    size_t count = 0;
+    for (s_scope_t *scope = zhashx_first (self->scopes); scope && times;
+         scope = zhashx_next (self->scopes))
+        if (scope->incident && count < self->incidents)
+            times[count++] = scope->touched;
+    int64_t cut = now - S_INCIDENT_IDLE_MS;
+    if (times && count) {
+        qsort (times, count, sizeof *times, s_by_time);
+        if (times[count / 4] > cut)
+            cut = times[count / 4];
     }
-    if (zlist_size (gone) == 0 && oldest)
-        zlist_append (gone, oldest->key);
+    free (times);
+    zlist_t *gone = zlist_new ();
+    for (s_scope_t *scope = zhashx_first (self->scopes); scope;
+         scope = zhashx_next (self->scopes))
+        if (scope->incident && !scope->reserved && scope->touched <= cut)
+            zlist_append (gone, scope->key);
     for (char *key = zlist_first (gone); key; key = zlist_next (gone)) {
         zhashx_delete (self->scopes, key);
         self->incidents--;

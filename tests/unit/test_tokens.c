@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ID_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -449,6 +450,45 @@ test_charge_rules (void **state)
     assert_int_equal (c.charged, 120 + 1000000);
 }
 
+//  Bounded: incidents tracked and the journal's size, whatever the number of calls.
+static void
+test_bounded (void **state)
+{
+    s_world_t w;
+    s_world (&w, "bounded");
+    w.agents[0].reason.budget.tokens = 1000000000;
+    w.agents[0].reason.budget.window_s = 3600;
+    s_clock_ms = 1800000000000LL;
+    mesh_tokens_t *tokens = s_open (&w);
+    mesh_tokens_grant_t grant;
+    long spent = 0;
+    for (int i = 0; i < 80000; i++) {
+        char id[65];
+        snprintf (id, sizeof id, "%064x", i);
+        s_clock_ms += 10;
+        mesh_tokens_ask_t ask = {.agent = "ops", .incident = id, .step = 1, .need = 100,
+                                 .backend = "model"};
+        assert_int_equal (mesh_tokens_reserve (tokens, "ops", &ask, &grant), 0);
+        assert_true (grant.granted);
+        mesh_tokens_charge_t charge = {.charged = 3, .rule = "usage", .result = "accepted"};
+        assert_int_equal (mesh_tokens_settle (tokens, "ops", grant.grant, &charge, NULL), 0);
+        spent += 3;
+        if (i % 1000 == 999)
+            assert_int_equal (mesh_tokens_flush (tokens), 0);
+    }
+    json_t *status = mesh_tokens_status (tokens);
+    assert_true (json_integer_value (json_object_get (status, "incidents_tracked")) <= 65536);
+    json_decref (status);
+    assert_int_equal (s_field (tokens, "agent:ops", "used"), spent);
+    struct stat st;
+    assert_int_equal (stat (w.journal, &st), 0);
+    assert_true (st.st_size < 17 * 1024 * 1024);
+    mesh_tokens_destroy (&tokens);
+    tokens = s_open (&w);
+    assert_int_equal (s_field (tokens, "agent:ops", "used"), spent);
+    mesh_tokens_destroy (&tokens);
+}
+
 static int
 s_setup (void **state)
 {
@@ -477,6 +517,7 @@ main (void)
         cmocka_unit_test (test_day_window),
         cmocka_unit_test (test_tzday),
         cmocka_unit_test (test_charge_rules),
+        cmocka_unit_test (test_bounded),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
