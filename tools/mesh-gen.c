@@ -2,7 +2,9 @@
  *
  *  mesh-gen --brokers B --topic T [--hosts 4] [--metrics 3] [--points 720]
  *           [--step-s 60] [--start EPOCH_S] [--seed 42] [--labels FILE]
- *           [--malformed N] [--stdout]
+ *           [--malformed N] [--stdout] [--rate MSGS_PER_S]
+ *           [--storm N [--storm-repeats 1] [--storm-length 40] [--storm-hosts 60]
+ *            [--storm-metrics 3] [--storm-flap 10] [--storm-spread 5] [--storm-sigmas 8]]
  *
  *  Produces one JSON message per host x metric x point,
  *      {"host":"web-1","metric":"cpu","value":42.17,"ts":1767225660}
@@ -28,9 +30,53 @@
  *  end of the ramp for a drift.  The labels are written before anything is
  *  produced, so a failure to write them leaves the topic untouched.
  *
+ *  Storm mode (--storm N, N >= 1) replaces the per-series anomalies by incident
+ *  storms shaped like real outages: one cause (a shared dependency failing) hits many
+ *  hosts and several metrics at once, for tens of minutes of event time, the series
+ *  flap while it lasts, and the same outage comes back later.  Without --storm the
+ *  stream, the labels and the summary line are exactly those of earlier releases.
+ *    --storm N          N distinct outages (causes).  Each picks its hosts and its
+ *                       metrics once; every occurrence of it hits the same ones.
+ *    --storm-repeats R  each outage happens R more times, later in the stream
+ *                       (default 1: twice in all), so there are N x (R + 1) storms.
+ *    --storm-length L   points from a storm's start to its end (default 40: 40
+ *                       minutes at the default step of 60 s).
+ *    --storm-hosts PCT  percent of the hosts an outage hits (default 60; at least one
+ *                       host, rounded to the nearest host).
+ *    --storm-metrics K  metrics an outage hits on each of its hosts (default 3; at
+ *                       most --metrics, clamped).  Direction per metric, as when a
+ *                       shared dependency fails: cpu, latency_ms, mem_pct and
+ *                       queue_depth go up, rps and net_mbps go down.
+ *    --storm-flap P     the flapping period in points (default 10).  While a storm
+ *                       lasts each hit host alternates bad phases and recoveries,
+ *                       each phase from P/4 to 3P/4 points long (integer division,
+ *                       at least one; uniform), all metrics of the host together.
+ *                       0: no flapping, bad from the onset to the storm's end.
+ *    --storm-spread S   hosts are hit one after another within the storm's first S
+ *                       points (default 5; each host's onset uniform in 0..S, and
+ *                       below L): a cascade rather than one instant.
+ *    --storm-sigmas X   size of the bad state, in each metric's noise sigma (default
+ *                       8); each host in each storm draws a factor from 0.8 to 1.2.
+ *  Placement: the points after the first 60 (the detectors' warm-up) and before the
+ *  last 30 are cut into N x (R + 1) equal slots in time order; occurrence r of
+ *  outage k takes slot r x N + k (so every outage happens once before any repeats)
+ *  and starts at a uniform point of its slot that leaves at least 30 quiet points
+ *  before the slot ends.  Too few --points for that is an error.  Labels: one window
+ *  per hit series per storm, kind "storm", from the host's first bad point to its last
+ *  (recoveries inside a storm are part of the window), with "outage", "occurrence"
+ *  (both from 1) and "sigmas" (signed); the file also gets a "storm" object with the
+ *  parameters and, per storm, its outage, occurrence, start_ms, end_ms (the storm's
+ *  last point), hosts and metrics.  Noise and the daily cycle are those of the
+ *  default stream; the hosts, metrics, times, flaps and sizes all follow from --seed.
+ *
  *  --malformed N adds N bad messages spread evenly through the stream (not JSON;
  *  JSON without a value; a value that is a string), so the agent's malformed
  *  counter can be checked.  They are not counted in "events".
+ *
+ *  --rate R sends at most R messages a second (default: as fast as it can), for a
+ *  consumer that should read the stream as it comes rather than as a backlog (the
+ *  embedded broker keeps a bounded log per partition and drops what is older).  It
+ *  changes when messages are sent, never what is sent.
  *
  *  Delivery is acks=all with the idempotent producer (no reordering or
  *  duplication on retry); the tool flushes at the end and exits non-zero if any
@@ -46,6 +92,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -53,6 +100,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S_PERIOD        288             //  points per "day"
@@ -60,6 +108,8 @@
 #define S_RAMP          30              //  points of a drift's ramp
 #define S_SHIFT_WINDOW  10              //  steps a level shift stays labelled
 #define S_MAX_HOSTS     1000
+#define S_STORM_TAIL    30              //  storm mode: quiet points at the stream's end
+#define S_STORM_GAP     30              //  storm mode: quiet points after each storm
 
 typedef struct {
     const char *name;
@@ -78,6 +128,10 @@ static const s_metric_t s_metrics[] = {
     { "net_mbps",    500, 60,  25  },
 };
 #define S_METRIC_COUNT (int) (sizeof s_metrics / sizeof s_metrics[0])
+
+//  Storm mode: the direction each metric moves when a shared dependency fails (requests
+//  pile up and wait: latency, queues, memory and CPU up; throughput down).
+static const int s_storm_signs[S_METRIC_COUNT] = { 1, 1, -1, 1, 1, -1 };
 
 typedef enum { S_NONE, S_SPIKE, S_LEVEL_SHIFT, S_DRIFT } s_kind_t;
 static const char *s_kind_names[] = { "none", "spike", "level_shift", "drift" };
@@ -138,6 +192,10 @@ typedef struct {
     int64_t start_s;
     uint64_t seed;
     bool to_stdout;
+    int rate;                           //  messages per second at most; 0: no limit
+    //  Storm mode (storms = 0: off); see the top of the file.
+    int storms, storm_repeats, storm_length, storm_hosts, storm_metrics, storm_flap,
+        storm_spread, storm_sigmas;
 } s_options_t;
 
 static double
@@ -188,6 +246,9 @@ s_series_plan (s_series_t *series, int count, const s_options_t *opt)
         s->level = s->metric->level * (0.9 + 0.2 * s_rng_uniform (&host));
         s->rng.state = opt->seed * 0x100000001B3ull + (uint64_t) i * 0x9E3779B97F4A7C15ull + 1;
     }
+    //  Storm mode: storms instead (s_storm_plan).
+    if (opt->storms > 0)
+        return 0;
     //  Anomalies need room: the quiet start, then a drift's ramp or a shift's window.
     int last_start = opt->points - S_RAMP - S_SHIFT_WINDOW;
     if (last_start < S_QUIET)
@@ -222,10 +283,218 @@ s_series_plan (s_series_t *series, int count, const s_options_t *opt)
     return anomalies;
 }
 
+//  --- storm mode ---------------------------------------------------------------------
+
+//  The plan of the storms: which hosts and metrics each outage hits, when each storm
+//  starts.  Storm e is occurrence e / outages of outage e % outages; starts ascend.
+typedef struct {
+    int outages, episodes, length, hosts, metrics;
+    int metrics_hit;                    //  metrics each outage hits
+    bool *hit_host;                     //  [outage * hosts + host]
+    bool *hit_metric;                   //  [outage * metrics + metric]
+    int *start;                         //  [storm]: its first point
+} s_storm_t;
+
+//  One host in one storm: its flapping between bad phases and recoveries.
+typedef struct {
+    s_rng_t rng;
+    int flap, left;                     //  points left in the current phase
+    bool bad;
+    double magnitude;                   //  in sigmas, unsigned
+} s_flap_t;
+
+static void
+s_storm_destroy (s_storm_t *storm)
+{
+    free (storm->hit_host);
+    free (storm->hit_metric);
+    free (storm->start);
+    memset (storm, 0, sizeof *storm);
+}
+
+//  Shuffle ORDER[0..COUNT) with RNG (Fisher-Yates).
+static void
+s_shuffle (int *order, int count, s_rng_t *rng)
+{
+    for (int i = 0; i < count; i++)
+        order[i] = i;
+    for (int i = count - 1; i > 0; i--) {
+        int j = (int) (s_rng_next (rng) % (uint64_t) (i + 1));
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+//  Plan the storms of OPT into *STORM.  0, or -1 (reported: too few points, or out of
+//  memory).
+static int
+s_storm_plan (s_storm_t *storm, const s_options_t *opt)
+{
+    memset (storm, 0, sizeof *storm);
+    storm->outages = opt->storms;
+    storm->episodes = opt->storms * (opt->storm_repeats + 1);
+    storm->length = opt->storm_length;
+    storm->hosts = opt->hosts;
+    storm->metrics = opt->metrics;
+    int span = opt->points - S_QUIET - S_STORM_TAIL;
+    int slot = span > 0 ? span / storm->episodes : 0;
+    if (slot < opt->storm_length + S_STORM_GAP) {
+        fprintf (stderr, "mesh-gen: %d storms of %d points need --points of at least %d "
+                 "(%d warm-up + %d x (length + %d quiet) + %d tail)\n", storm->episodes,
+                 opt->storm_length,
+                 S_QUIET + storm->episodes * (opt->storm_length + S_STORM_GAP) + S_STORM_TAIL,
+                 S_QUIET, storm->episodes, S_STORM_GAP, S_STORM_TAIL);
+        return -1;
+    }
+    storm->hit_host = calloc ((size_t) storm->outages * (size_t) opt->hosts, sizeof (bool));
+    storm->hit_metric = calloc ((size_t) storm->outages * (size_t) opt->metrics, sizeof (bool));
+    storm->start = calloc ((size_t) storm->episodes, sizeof (int));
+    int *order = malloc (sizeof (int) * (size_t) (opt->hosts > opt->metrics ? opt->hosts
+                                                                            : opt->metrics));
+    if (!storm->hit_host || !storm->hit_metric || !storm->start || !order) {
+        free (order);
+        s_storm_destroy (storm);
+        mesh_err ("out of memory");
+        return -1;
+    }
+    s_rng_t plan = { .state = opt->seed ^ 0x53544F524D5F504Cull };    //  "STORM_PL"
+    int hosts_hit = (opt->hosts * opt->storm_hosts + 50) / 100;
+    if (hosts_hit < 1)
+        hosts_hit = 1;
+    int metrics_hit = opt->storm_metrics < opt->metrics ? opt->storm_metrics : opt->metrics;
+    storm->metrics_hit = metrics_hit;
+    for (int k = 0; k < storm->outages; k++) {
+        s_shuffle (order, opt->hosts, &plan);
+        for (int i = 0; i < hosts_hit; i++)
+            storm->hit_host[k * opt->hosts + order[i]] = true;
+        s_shuffle (order, opt->metrics, &plan);
+        for (int i = 0; i < metrics_hit; i++)
+            storm->hit_metric[k * opt->metrics + order[i]] = true;
+    }
+    free (order);
+    int room = slot - opt->storm_length - S_STORM_GAP;
+    for (int e = 0; e < storm->episodes; e++)
+        storm->start[e] = S_QUIET + e * slot + (int) (s_rng_next (&plan) % (uint64_t) (room + 1));
+    return 0;
+}
+
+//  A phase of FLAP's next state: from flap/4 to 3 flap/4 points, at least one; a bad
+//  phase without flapping lasts to the storm's end.
+static int
+s_flap_phase (s_flap_t *flap, bool bad)
+{
+    if (flap->flap == 0)
+        return bad ? INT_MAX : 1;
+    int len = flap->flap / 4 + (int) (s_rng_next (&flap->rng) % (uint64_t) (flap->flap / 2 + 1));
+    return len < 1 ? 1 : len;
+}
+
+//  Start host H's flapping in storm E.
+static void
+s_flap_init (s_flap_t *flap, const s_options_t *opt, int e, int h)
+{
+    memset (flap, 0, sizeof *flap);
+    flap->rng.state = opt->seed * 0x2545F4914F6CDD1Dull + (uint64_t) (e + 1) * 0x9E3779B97F4A7C15ull
+                      + (uint64_t) (h + 1) * 0xD1B54A32D192ED03ull;
+    flap->flap = opt->storm_flap;
+    flap->magnitude = opt->storm_sigmas * (0.8 + 0.4 * s_rng_uniform (&flap->rng));
+    int max_onset = opt->storm_spread < opt->storm_length - 1 ? opt->storm_spread
+                                                               : opt->storm_length - 1;
+    flap->left = (int) (s_rng_next (&flap->rng) % (uint64_t) (max_onset + 1));
+    flap->bad = false;                  //  healthy until its onset
+}
+
+//  Whether the host is bad at the storm's next point.
+static bool
+s_flap_next (s_flap_t *flap)
+{
+    while (flap->left == 0) {
+        flap->bad = !flap->bad;
+        flap->left = s_flap_phase (flap, flap->bad);
+    }
+    flap->left--;
+    return flap->bad;
+}
+
+//  Host H's first and last bad point in storm E, as offsets from the storm's start;
+//  false if it is never bad.
+static bool
+s_flap_extent (const s_options_t *opt, int e, int h, int *first, int *last, double *magnitude)
+{
+    s_flap_t flap;
+    s_flap_init (&flap, opt, e, h);
+    *magnitude = flap.magnitude;
+    *first = *last = -1;
+    for (int o = 0; o < opt->storm_length; o++)
+        if (s_flap_next (&flap)) {
+            if (*first < 0)
+                *first = o;
+            *last = o;
+        }
+    return *first >= 0;
+}
+
+//  The storm-mode part of the labels: one window per hit series per storm into LIST,
+//  and the "storm" object (parameters, storms) into ROOT.  0, or -1 (out of memory).
+static int
+s_storm_labels (json_t *root, json_t *list, const s_storm_t *storm, const s_series_t *series,
+                const s_options_t *opt)
+{
+    json_t *episodes = json_array ();
+    json_t *info = json_pack ("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o}",
+                              "outages", opt->storms, "repeats", opt->storm_repeats,
+                              "length", opt->storm_length, "hosts_pct", opt->storm_hosts,
+                              "metrics", storm->metrics_hit, "flap", opt->storm_flap,
+                              "spread", opt->storm_spread, "sigmas", opt->storm_sigmas,
+                              "warmup", S_QUIET, "gap", S_STORM_GAP, "storms", episodes);
+    if (!info || json_object_set_new (root, "storm", info) != 0)
+        return -1;
+    for (int e = 0; e < storm->episodes; e++) {
+        int k = e % storm->outages;
+        int64_t start_s = opt->start_s + (int64_t) storm->start[e] * opt->step_s;
+        json_t *hosts = json_array (), *metrics = json_array ();
+        json_t *one = json_pack ("{s:i, s:i, s:I, s:I, s:o, s:o}", "outage", k + 1,
+                                 "occurrence", e / storm->outages + 1,
+                                 "start_ms", (json_int_t) (start_s * 1000), "end_ms",
+                                 (json_int_t) ((start_s + (int64_t) (opt->storm_length - 1)
+                                                              * opt->step_s) * 1000),
+                                 "hosts", hosts, "metrics", metrics);
+        if (!one || json_array_append_new (episodes, one) != 0)
+            return -1;
+        for (int m = 0; m < opt->metrics; m++)
+            if (storm->hit_metric[k * opt->metrics + m])
+                json_array_append_new (metrics, json_string (s_metrics[m].name));
+        for (int h = 0; h < opt->hosts; h++) {
+            if (!storm->hit_host[k * opt->hosts + h])
+                continue;
+            json_array_append_new (hosts, json_string (series[h * opt->metrics].host));
+            int first, last;
+            double magnitude;
+            if (!s_flap_extent (opt, e, h, &first, &last, &magnitude))
+                continue;
+            for (int m = 0; m < opt->metrics; m++) {
+                if (!storm->hit_metric[k * opt->metrics + m])
+                    continue;
+                const s_series_t *s = &series[h * opt->metrics + m];
+                json_t *w = json_pack (
+                    "{s:s, s:s, s:I, s:I, s:f, s:i, s:i}", "series", s->key, "kind", "storm",
+                    "start_ms", (json_int_t) (start_s + (int64_t) first * opt->step_s) * 1000,
+                    "end_ms", (json_int_t) (start_s + (int64_t) last * opt->step_s) * 1000,
+                    "sigmas", s_storm_signs[m] * magnitude, "outage", k + 1, "occurrence",
+                    e / storm->outages + 1);
+                if (!w || json_array_append_new (list, w) != 0)
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 //  Write the labels to PATH atomically.  0 or -1 (logged).
 static int
 s_labels_write (const char *path, const s_series_t *series, int count, const s_options_t *opt,
-                uint64_t events)
+                uint64_t events, const s_storm_t *storm)
 {
     json_t *list = json_array ();
     for (int i = 0; i < count; i++) {
@@ -244,7 +513,8 @@ s_labels_write (const char *path, const s_series_t *series, int count, const s_o
     json_t *root = json_pack ("{s:i, s:I, s:i, s:o}", "step_s", opt->step_s,
                               "events", (json_int_t) events, "malformed", opt->malformed,
                               "anomalies", list);
-    if (!root) {
+    if (!root || (storm && s_storm_labels (root, list, storm, series, opt) != 0)) {
+        json_decref (root);
         mesh_err ("cannot build the labels");
         return -1;
     }
@@ -404,6 +674,29 @@ s_sink_close (s_sink_t *sink)
     return (err || left > 0 || sink->failed > 0) ? -1 : 0;
 }
 
+//  --rate: sleep until SENT messages are due at RATE a second since BEGAN, serving the
+//  producer's delivery reports meanwhile.
+static void
+s_pace (s_sink_t *sink, const struct timespec *began, uint64_t sent, int rate)
+{
+    while (true) {
+        struct timespec now;
+        clock_gettime (CLOCK_MONOTONIC, &now);
+        double elapsed = (double) (now.tv_sec - began->tv_sec)
+                         + (double) (now.tv_nsec - began->tv_nsec) / 1e9;
+        double ahead = (double) sent / rate - elapsed;
+        if (ahead <= 0)
+            return;
+        int ms = (int) (ahead * 1000) + 1;
+        if (sink->rk)
+            rd_kafka_poll (sink->rk, ms);
+        else {
+            struct timespec pause = { ms / 1000, (long) (ms % 1000) * 1000000 };
+            nanosleep (&pause, NULL);
+        }
+    }
+}
+
 //  Malformed message number K, shaped after series S at time TS.
 static void
 s_malformed (char *buf, size_t size, int k, const s_series_t *s, int64_t ts)
@@ -430,8 +723,25 @@ s_usage (FILE *out)
     fprintf (out,
              "usage: mesh-gen --brokers B --topic T [--hosts 4] [--metrics 3] [--points 720]\n"
              "                [--step-s 60] [--start EPOCH_S] [--seed 42] [--labels FILE]\n"
-             "                [--malformed N] [--stdout]\n"
+             "                [--malformed N] [--stdout] [--rate MSGS_PER_S]\n"
+             "                [--storm N [--storm-repeats 1] [--storm-length 40]\n"
+             "                 [--storm-hosts 60] [--storm-metrics 3] [--storm-flap 10]\n"
+             "                 [--storm-spread 5] [--storm-sigmas 8]]\n"
              "  --stdout prints the messages instead of producing them (no --brokers needed).\n"
+             "  --rate R sends at most R messages a second (default: no limit).\n"
+             "  --storm N replaces the per-series anomalies by incident storms: N outages,\n"
+             "  each hitting the same hosts and metrics at once every time it happens:\n"
+             "    --storm-repeats R  each outage happens R more times later (N x (R+1) storms)\n"
+             "    --storm-length L   points per storm\n"
+             "    --storm-hosts PCT  percent of the hosts an outage hits (at least one)\n"
+             "    --storm-metrics K  metrics it hits on each of them (at most --metrics)\n"
+             "    --storm-flap P     flapping period in points: bad phases and recoveries of\n"
+             "                       P/4..3P/4 points each, per host; 0 = bad throughout\n"
+             "    --storm-spread S   hosts are hit one by one within the first S points\n"
+             "    --storm-sigmas X   size of the bad state in noise sigmas (x 0.8-1.2 per host)\n"
+             "  Storms sit in equal slots after the first 60 points and before the last 30,\n"
+             "  each followed by at least 30 quiet points; --labels gets one window per hit\n"
+             "  series per storm (kind \"storm\") and a \"storm\" object with the plan.\n"
              "  Metrics, in order: ");
     for (int i = 0; i < S_METRIC_COUNT; i++)
         fprintf (out, "%s%s", s_metrics[i].name, i + 1 < S_METRIC_COUNT ? ", " : ".\n");
@@ -458,7 +768,10 @@ main (int argc, char *argv[])
 {
     mesh_log_set_tag ("mesh-gen");
     s_options_t opt = { .hosts = 4, .metrics = 3, .points = 720, .step_s = 60,
-                        .start_s = 1767225600, .seed = 42 };
+                        .start_s = 1767225600, .seed = 42, .storm_repeats = 1,
+                        .storm_length = 40, .storm_hosts = 60, .storm_metrics = 3,
+                        .storm_flap = 10, .storm_spread = 5, .storm_sigmas = 8 };
+    bool storm_options = false;         //  a --storm-* option was given
     static const struct option longopts[] = {
         { "brokers", required_argument, NULL, 'b' },
         { "topic", required_argument, NULL, 't' },
@@ -471,6 +784,15 @@ main (int argc, char *argv[])
         { "labels", required_argument, NULL, 'l' },
         { "malformed", required_argument, NULL, 'M' },
         { "stdout", no_argument, NULL, 'o' },
+        { "rate", required_argument, NULL, 999 },
+        { "storm", required_argument, NULL, 1000 },
+        { "storm-repeats", required_argument, NULL, 1001 },
+        { "storm-length", required_argument, NULL, 1002 },
+        { "storm-hosts", required_argument, NULL, 1003 },
+        { "storm-metrics", required_argument, NULL, 1004 },
+        { "storm-flap", required_argument, NULL, 1005 },
+        { "storm-spread", required_argument, NULL, 1006 },
+        { "storm-sigmas", required_argument, NULL, 1007 },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -511,11 +833,58 @@ main (int argc, char *argv[])
             rc = s_parse_int ("malformed", optarg, 0, 10000000, &v);
             opt.malformed = (int) v;
             break;
+        case 999:
+            rc = s_parse_int ("rate", optarg, 0, 100000000, &v);
+            opt.rate = (int) v;
+            break;
+        case 1000:
+            rc = s_parse_int ("storm", optarg, 0, 1000, &v);
+            opt.storms = (int) v;
+            break;
+        case 1001:
+            rc = s_parse_int ("storm-repeats", optarg, 0, 1000, &v);
+            opt.storm_repeats = (int) v;
+            storm_options = true;
+            break;
+        case 1002:
+            rc = s_parse_int ("storm-length", optarg, 1, 1000000, &v);
+            opt.storm_length = (int) v;
+            storm_options = true;
+            break;
+        case 1003:
+            rc = s_parse_int ("storm-hosts", optarg, 1, 100, &v);
+            opt.storm_hosts = (int) v;
+            storm_options = true;
+            break;
+        case 1004:
+            rc = s_parse_int ("storm-metrics", optarg, 1, S_METRIC_COUNT, &v);
+            opt.storm_metrics = (int) v;
+            storm_options = true;
+            break;
+        case 1005:
+            rc = s_parse_int ("storm-flap", optarg, 0, 1000000, &v);
+            opt.storm_flap = (int) v;
+            storm_options = true;
+            break;
+        case 1006:
+            rc = s_parse_int ("storm-spread", optarg, 0, 1000000, &v);
+            opt.storm_spread = (int) v;
+            storm_options = true;
+            break;
+        case 1007:
+            rc = s_parse_int ("storm-sigmas", optarg, 1, 1000, &v);
+            opt.storm_sigmas = (int) v;
+            storm_options = true;
+            break;
         case 'h': s_usage (stdout); return 0;
         default: s_usage (stderr); return 2;
         }
         if (rc)
             return 2;
+    }
+    if (storm_options && opt.storms == 0) {
+        fprintf (stderr, "mesh-gen: the --storm-* options need --storm N (N >= 1)\n");
+        return 2;
     }
     if (optind < argc || (!opt.to_stdout && (!opt.topic || !opt.brokers))) {
         fprintf (stderr, "mesh-gen: --brokers and --topic (or --stdout) are required\n");
@@ -528,32 +897,76 @@ main (int argc, char *argv[])
         mesh_err ("out of memory");
         return 1;
     }
+    //  Storm mode plans storms instead of the per-series anomalies.
+    s_storm_t storm = { 0 };
+    if (opt.storms > 0 && s_storm_plan (&storm, &opt) != 0) {
+        free (series);
+        return 2;
+    }
     int anomalies = s_series_plan (series, count, &opt);
     if (anomalies < 0) {
         mesh_err ("out of memory");
+        s_storm_destroy (&storm);
         free (series);
         return 1;
     }
-    if (anomalies == 0)
+    if (anomalies == 0 && opt.storms == 0)
         mesh_warn ("%d points leave no room for anomalies (they need at least %d)", opt.points,
                    S_QUIET + S_RAMP + S_SHIFT_WINDOW);
     uint64_t events = (uint64_t) count * (uint64_t) opt.points;
-    if (opt.labels && s_labels_write (opt.labels, series, count, &opt, events) != 0) {
+    if (opt.labels && s_labels_write (opt.labels, series, count, &opt, events,
+                                      opt.storms > 0 ? &storm : NULL) != 0) {
+        s_storm_destroy (&storm);
         free (series);
         return 1;
     }
+    //  Storm mode: the storm under way, and each host's state in it.
+    s_flap_t *flaps = opt.storms > 0 ? calloc ((size_t) opt.hosts, sizeof *flaps) : NULL;
+    bool *bad = opt.storms > 0 ? calloc ((size_t) opt.hosts, sizeof *bad) : NULL;
+    if (opt.storms > 0 && (!flaps || !bad)) {
+        mesh_err ("out of memory");
+        free (flaps);
+        free (bad);
+        s_storm_destroy (&storm);
+        free (series);
+        return 1;
+    }
+    int active = -1, next_storm = 0, windows = 0;
     s_sink_t sink;
     if (s_sink_open (&sink, &opt) != 0) {
+        free (flaps);
+        free (bad);
+        s_storm_destroy (&storm);
         free (series);
         return 1;
     }
     //  Malformed message k goes just before valid message (k + 1) * events / (N + 1).
     int rc = 0;
     uint64_t index = 0;
+    struct timespec began;
+    clock_gettime (CLOCK_MONOTONIC, &began);
     int malformed_sent = 0;
     char buf[256];
     for (int t = 0; t < opt.points && rc == 0; t++) {
         int64_t ts = opt.start_s + (int64_t) t * opt.step_s;
+        if (opt.storms > 0) {
+            if (active >= 0 && t >= storm.start[active] + storm.length)
+                active = -1;
+            if (next_storm < storm.episodes && t == storm.start[next_storm]) {
+                active = next_storm++;
+                for (int h = 0; h < opt.hosts; h++)
+                    if (storm.hit_host[(active % storm.outages) * opt.hosts + h]) {
+                        s_flap_init (&flaps[h], &opt, active, h);
+                        int first, last;
+                        double magnitude;
+                        if (s_flap_extent (&opt, active, h, &first, &last, &magnitude))
+                            windows += storm.metrics_hit;
+                    }
+            }
+            for (int h = 0; h < opt.hosts; h++)
+                bad[h] = active >= 0 && storm.hit_host[(active % storm.outages) * opt.hosts + h]
+                         && s_flap_next (&flaps[h]);
+        }
         for (int i = 0; i < count && rc == 0; i++, index++) {
             s_series_t *s = &series[i];
             while (malformed_sent < opt.malformed
@@ -563,20 +976,38 @@ main (int argc, char *argv[])
                 rc = s_sink_send (&sink, s->key, buf, ts * 1000);
                 malformed_sent++;
             }
-            double value = s_value (s, t) + s->metric->sigma * s_rng_gauss (&s->rng);
+            double value = s_value (s, t);
+            if (opt.storms > 0) {
+                int h = i / opt.metrics, m = i % opt.metrics;
+                if (bad[h] && storm.hit_metric[(active % storm.outages) * opt.metrics + m])
+                    value += s_storm_signs[m] * flaps[h].magnitude * s->metric->sigma;
+            }
+            value += s->metric->sigma * s_rng_gauss (&s->rng);
             snprintf (buf, sizeof buf,
                       "{\"host\":\"%s\",\"metric\":\"%s\",\"value\":%.2f,\"ts\":%" PRId64 "}",
                       s->host, s->metric->name, value, ts);
             if (rc == 0)
                 rc = s_sink_send (&sink, s->key, buf, ts * 1000);
+            if (opt.rate > 0 && index % 100 == 99)
+                s_pace (&sink, &began, index + 1, opt.rate);
         }
     }
     if (s_sink_close (&sink) != 0)
         rc = -1;
-    fprintf (stderr, "mesh-gen: %" PRIu64 " events (%d series x %d points), %d anomalies, "
-             "%d malformed%s%s%s\n", events, count, opt.points, anomalies, malformed_sent,
-             opt.to_stdout ? " to stdout" : " to topic ", opt.to_stdout ? "" : opt.topic,
-             rc == 0 ? "" : "; FAILED");
+    const char *to = opt.to_stdout ? " to stdout" : " to topic ";
+    const char *topic = opt.to_stdout ? "" : opt.topic;
+    if (opt.storms > 0)
+        fprintf (stderr, "mesh-gen: %" PRIu64 " events (%d series x %d points), %d storms "
+                 "(%d outages x %d), %d labelled windows, %d malformed%s%s%s\n", events, count,
+                 opt.points, storm.episodes, storm.outages, opt.storm_repeats + 1, windows,
+                 malformed_sent, to, topic, rc == 0 ? "" : "; FAILED");
+    else
+        fprintf (stderr, "mesh-gen: %" PRIu64 " events (%d series x %d points), %d anomalies, "
+                 "%d malformed%s%s%s\n", events, count, opt.points, anomalies, malformed_sent,
+                 to, topic, rc == 0 ? "" : "; FAILED");
+    free (flaps);
+    free (bad);
+    s_storm_destroy (&storm);
     free (series);
     return rc == 0 ? 0 : 1;
 }
