@@ -1456,7 +1456,9 @@ s_agent_binary (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     cfg->agent_binary = s_strdup (ctx, text);
 }
 
-enum { D_RUNTIME, D_STATE, D_LOG, D_BINARY, D_HEARTBEAT, D_LIVENESS, D_DRAIN, D_RESTART };
+static const char *const s_token_sync_kinds [] = { "background", "each_grant", NULL };
+enum { D_RUNTIME, D_STATE, D_LOG, D_BINARY, D_HEARTBEAT, D_LIVENESS, D_DRAIN, D_RESTART,
+       D_TOKEN_SYNC };
 static const s_field_t s_daemon_fields [] = {
     [D_RUNTIME] = S_PATHF ("runtime_dir", mesh_config_t, runtime_dir),
     [D_STATE] = S_PATHF ("state_dir", mesh_config_t, state_dir),
@@ -1467,6 +1469,8 @@ static const s_field_t s_daemon_fields [] = {
                           20, 3600000),
     [D_DRAIN] = S_NUM ("drain_timeout_ms", mesh_config_t, drain_timeout_ms, F_INT, 0, 3600000),
     [D_RESTART] = { .key = "restart", .type = F_SECTION, .sub = s_restart_fields },
+    [D_TOKEN_SYNC] = { .key = "token_sync", .type = F_ENUM, .choices = s_token_sync_kinds,
+                       .offset = offsetof (mesh_config_t, token_sync) },
     { NULL }
 };
 

@@ -286,6 +286,13 @@ typedef struct {
     mesh_config_pos_t pos;
 } mesh_kafka_property_t;
 
+//  daemon.token_sync: when a token grant is answered.
+typedef enum {
+    MESH_TOKEN_SYNC_BACKGROUND,     //  once in the journal (the page cache); synced right
+                                    //  after by the syncer thread (default)
+    MESH_TOKEN_SYNC_EACH_GRANT,     //  once the journal is synced past it (group commit)
+} mesh_token_sync_t;
+
 typedef struct {
     char *path;                     //  the file loaded (with a snapshot: the file it was taken of)
     char sha256 [65];               //  hex SHA-256 of the bytes parsed
@@ -311,6 +318,7 @@ typedef struct {
     int quarantine_after;           //  deaths while handling one message -> quarantined; default 3
     int drain_timeout_ms;           //  on stop, how long agents may take to drain; default 10000
     char *agent_binary;             //  default: mesh-agent beside the meshd binary
+    mesh_token_sync_t token_sync;   //  when a grant is answered (daemon/tokens.h)
     //  kafka:
     char *brokers;                  //  "host:port,..." or "embedded"
     bool embedded;                  //  brokers == "embedded": meshd runs librdkafka's mock cluster

@@ -46,7 +46,6 @@ static const s_schema_t s_schemas[MESH_MSG_COUNT_] = {
     [MESH_MSG_SETTLE] = {"settle", {{"id", JSON_STRING}, {"grant", JSON_INTEGER},
                                     {"charged", JSON_INTEGER}, {"rule", JSON_STRING},
                                     {"result", JSON_STRING}}},
-    [MESH_MSG_SETTLE_REPLY] = {"settle_reply", {{"id", JSON_STRING}, {"ok", JSON_TRUE}}},
 };
 
 const char *

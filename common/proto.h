@@ -53,8 +53,8 @@ typedef enum {
     MESH_MSG_RESERVE,           //  agent -> sup   {id, incident, step, need, backend, action?,
                                 //                 priority}: tokens for one model call (v3)
     MESH_MSG_RESERVE_REPLY,     //  sup -> agent   {id, granted, grant, scope?, detail?}
-    MESH_MSG_SETTLE,            //  agent -> sup   {id, grant, charged, rule, result, action?}
-    MESH_MSG_SETTLE_REPLY,      //  sup -> agent   {id, ok, budget?}: the agent's scope after it
+    MESH_MSG_SETTLE,            //  agent -> sup   {id, grant, charged, rule, result, action?}:
+                                //                 one way, never answered
     MESH_MSG_COUNT_
 } mesh_msg_type_t;
 

@@ -50,8 +50,10 @@ typedef struct {
     //  0 with *grant filled (granted or refused), or -1 when the ledger did not answer
     //  (the caller must not call the model).
     int (*reserve) (void *arg, const mesh_tokens_ask_t *ask, mesh_tokens_grant_t *grant);
-    //  0, with *budget (caller owns, may be NULL) the agent's scope after the charge:
-    //  {used, reserved, limit, remaining}; -1 when the ledger did not answer.
+    //  0 once the charge is sent (over the socket it is one way: the ledger charges a
+    //  grant whose settle never arrives in full when the instance ends), with *budget
+    //  (caller owns) the agent's scope after the charge ({used, reserved, limit, ...})
+    //  when the port knows it, else NULL; -1 when it could not be sent.
     int (*settle) (void *arg, int64_t grant, const mesh_tokens_charge_t *charge,
                    json_t **budget);
     void *arg;

@@ -91,13 +91,16 @@ typedef struct {
     json_t *backlog;                    //  agent records not yet written (storage down)
     mesh_tokens_t *tokens;              //  the token ledger
     zlist_t *deferred;                  //  token replies waiting for the journal's sync
+    uint64_t sync_errors;               //  the journal's failed syncs seen so far
+    bool sync_each_grant;               //  daemon.token_sync (as at start)
 } s_daemon_t;
 
-//  A reply held until the token journal is synced (s_send_deferred).
+//  A reply held until the token journal is synced past SEQ (s_send_synced).
 typedef struct {
     char *to;
     mesh_msg_type_t type;
     json_t *body;
+    uint64_t seq;
 } s_deferred_t;
 
 static volatile sig_atomic_t s_stop;
@@ -349,18 +352,25 @@ s_tokens_request (s_daemon_t *d, const char *from, const char *agent, mesh_msg_t
     return reply;
 }
 
-//  Sync the token journal once for every reply held, then send them.  Should the sync
-//  fail, the replies still go: the grants are in the page cache and in memory, and the
-//  failure makes the storage suspect (probed, agents held if it is down).
+//  Send the held replies whose journal lines are synced (all of them with ALL, after a
+//  flush).  Should a sync fail, the replies still go (the grants are in the page cache
+//  and in memory) and the storage is suspect: probed, agents held if it is down.
 static void
-s_send_deferred (s_daemon_t *d, zsock_t *sock)
+s_send_synced (s_daemon_t *d, zsock_t *sock, bool all)
 {
     if (zlist_size (d->deferred) == 0)
         return;
-    if (mesh_tokens_flush (d->tokens) != 0)
+    if (all && mesh_tokens_flush (d->tokens) != 0)
         d->storage_suspect = true;
+    uint64_t errors = 0;
+    uint64_t synced = mesh_tokens_synced (d->tokens, &errors);
+    if (errors != d->sync_errors) {
+        d->sync_errors = errors;
+        d->storage_suspect = true;
+    }
     s_deferred_t *later;
-    while ((later = zlist_pop (d->deferred))) {
+    while ((later = zlist_first (d->deferred)) && later->seq <= synced) {
+        zlist_pop (d->deferred);
         mesh_proto_send (sock, later->to, later->type, later->body);
         free (later->to);
         json_decref (later->body);
@@ -451,14 +461,21 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
             json_decref (reply);
             break;
         }
-        case MESH_MSG_RESERVE:
-        case MESH_MSG_SETTLE: {
+        case MESH_MSG_SETTLE:
+            //  One way, never answered: a charge lost with the page cache is recovered as
+            //  its grant charged in full (more, never less), and a settle that never
+            //  arrives is charged in full when its instance ends.
+            json_decref (s_tokens_request (d, from, agent, msg->type, msg->body));
+            break;
+        case MESH_MSG_RESERVE: {
             json_t *reply = s_tokens_request (d, from, agent, msg->type, msg->body);
             s_deferred_t *later = calloc (1, sizeof *later);
             if (later && reply) {
                 later->to = strdup (from);
-                later->type = msg->type == MESH_MSG_RESERVE ? MESH_MSG_RESERVE_REPLY
-                                                            : MESH_MSG_SETTLE_REPLY;
+                later->type = MESH_MSG_RESERVE_REPLY;
+                //  token_sync each_grant: not before the journal is synced past it;
+                //  background: now (in the page cache, it survives a crash of meshd).
+                later->seq = d->sync_each_grant ? mesh_tokens_written (d->tokens) : 0;
                 later->body = reply;
                 zlist_append (d->deferred, later);
             }
@@ -912,7 +929,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     }
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array (),
-                    .tokens = tokens, .deferred = zlist_new ()};
+                    .tokens = tokens, .deferred = zlist_new (),
+                    .sync_each_grant = cfg->token_sync == MESH_TOKEN_SYNC_EACH_GRANT};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     mesh_tokens_set_recorder (tokens, s_record_agent, &d);
     mesh_supervise_set_death_hook (sup, s_instance_died, &d);
@@ -924,7 +942,12 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         mesh_ledger_append (ledger, record);
         json_decref (record);
     }
-    zpoller_t *poller = zpoller_new (agents, control, NULL);
+    //  Grants are answered once the token journal is synced past them; a syncer thread
+    //  does one fdatasync for all that were written meanwhile (group commit).
+    zsock_t *synced = mesh_tokens_start_syncer (tokens);
+    if (!synced)
+        mesh_warn ("tokens: no syncer thread; every grant is synced in the main loop");
+    zpoller_t *poller = zpoller_new (agents, control, synced, NULL);
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled (0, &watchdog_usec) > 0;
     bool ready = false, told_ready = false, last_down = false;
@@ -959,7 +982,13 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
                 if (!(zsock_events (agents) & ZMQ_POLLIN))
                     break;
             }
-            s_send_deferred (&d, agents);
+            s_send_synced (&d, agents, !synced);
+        }
+        else
+        if (synced && which == synced) {
+            mesh_tokens_woken (tokens);
+            s_send_synced (&d, agents, false);
+            mesh_tokens_maintain (tokens);
         }
         else
         if (which == control) {
@@ -1017,7 +1046,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     free (last_summary);
     zpoller_destroy (&poller);
     mesh_supervise_destroy (&sup);
-    s_send_deferred (&d, agents);
+    s_send_synced (&d, agents, true);
     zlist_destroy (&d.deferred);
     st.tokens = NULL;
     mesh_tokens_destroy (&d.tokens);

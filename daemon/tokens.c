@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,8 +84,17 @@ struct _mesh_tokens_t {
     long reserved;
     char *journal;
     int fd;
-    bool dirty;
     off_t journal_bytes;
+    //  The journal's sync: lines written and lines known durable, counted; a syncer
+    //  thread (mesh_tokens_start_syncer) runs fdatasync while the main loop goes on.
+    pthread_mutex_t lock;           //  fd, written, synced, syncing, the syncer's flags
+    pthread_cond_t cond;
+    uint64_t written, synced;
+    bool syncing, stop, has_syncer;
+    bool wake_pending;              //  a word to the main loop is in flight
+    uint64_t sync_errors;
+    pthread_t syncer;
+    zsock_t *wake_main, *wake_syncer;   //  PAIR: the syncer says "synced more"
     mesh_tokens_clock_fn *clock;
     void *clock_arg;
     mesh_tokens_record_fn *record;
@@ -434,8 +444,9 @@ s_threshold (mesh_tokens_t *self, s_scope_t *scope, int64_t now)
 
 //  --- the journal ----------------------------------------------------------------
 
+//  Write LINE to the journal; the caller holds the lock.
 static int
-s_append_line (mesh_tokens_t *self, json_t *line)
+s_write_locked (mesh_tokens_t *self, json_t *line)
 {
     char *text = json_dumps (line, JSON_COMPACT);
     if (!text)
@@ -456,9 +467,19 @@ s_append_line (mesh_tokens_t *self, json_t *line)
         done += (size_t) n;
     }
     free (text);
-    self->dirty = true;
+    self->written++;
     self->journal_bytes += (off_t) (length + 1);
     return 0;
+}
+
+static int
+s_append_line (mesh_tokens_t *self, json_t *line)
+{
+    pthread_mutex_lock (&self->lock);
+    int rc = s_write_locked (self, line);
+    pthread_cond_broadcast (&self->cond);
+    pthread_mutex_unlock (&self->lock);
+    return rc;
 }
 
 static json_t *
@@ -475,22 +496,142 @@ static int s_compact (mesh_tokens_t *self);
 int
 mesh_tokens_flush (mesh_tokens_t *self)
 {
-    if (!self->dirty)
-        return 0;
-    if (fdatasync (self->fd) != 0) {
-        mesh_err ("tokens: cannot sync %s: %s", self->journal, strerror (errno));
-        return -1;
+    int rc = 0;
+    pthread_mutex_lock (&self->lock);
+    uint64_t target = self->written, errors = self->sync_errors;
+    if (self->has_syncer) {
+        pthread_cond_broadcast (&self->cond);
+        while (self->synced < target)
+            pthread_cond_wait (&self->cond, &self->lock);
+        rc = self->sync_errors != errors ? -1 : 0;
     }
-    self->dirty = false;
+    else
+    if (self->synced < target) {
+        if (fdatasync (self->fd) != 0) {
+            mesh_err ("tokens: cannot sync %s: %s", self->journal, strerror (errno));
+            self->sync_errors++;
+            rc = -1;
+        }
+        self->synced = target;
+    }
+    pthread_mutex_unlock (&self->lock);
+    mesh_tokens_maintain (self);
+    return rc;
+}
+
+void
+mesh_tokens_maintain (mesh_tokens_t *self)
+{
     //  Bounded: past S_COMPACT_BYTES the journal is rewritten as the scopes' state.
     if (self->journal_bytes > S_COMPACT_BYTES && s_compact (self) == 0)
         mesh_info ("tokens: %s compacted", self->journal);
-    return 0;
+}
+
+void
+mesh_tokens_woken (mesh_tokens_t *self)
+{
+    zsock_wait (self->wake_main);
+    pthread_mutex_lock (&self->lock);
+    self->wake_pending = false;
+    pthread_mutex_unlock (&self->lock);
+}
+
+uint64_t
+mesh_tokens_written (mesh_tokens_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    uint64_t written = self->written;
+    pthread_mutex_unlock (&self->lock);
+    return written;
+}
+
+uint64_t
+mesh_tokens_synced (mesh_tokens_t *self, uint64_t *errors_p)
+{
+    pthread_mutex_lock (&self->lock);
+    uint64_t synced = self->synced;
+    if (errors_p)
+        *errors_p = self->sync_errors;
+    pthread_mutex_unlock (&self->lock);
+    return synced;
+}
+
+//  The syncer: whenever lines were written since the last sync, one fdatasync for all
+//  of them, then a word to the main loop.
+static void *
+s_syncer (void *arg)
+{
+    mesh_tokens_t *self = arg;
+    pthread_mutex_lock (&self->lock);
+    while (true) {
+        while (!self->stop && self->synced == self->written)
+            pthread_cond_wait (&self->cond, &self->lock);
+        if (self->synced == self->written)
+            break;                      //  stopping, and nothing left to sync
+        uint64_t target = self->written;
+        int fd = self->fd;
+        self->syncing = true;
+        pthread_mutex_unlock (&self->lock);
+        int rc = fdatasync (fd);
+        int error = errno;
+        pthread_mutex_lock (&self->lock);
+        self->syncing = false;
+        if (rc != 0) {
+            mesh_err ("tokens: cannot sync %s: %s", self->journal, strerror (error));
+            self->sync_errors++;
+        }
+        if (target > self->synced)
+            self->synced = target;
+        pthread_cond_broadcast (&self->cond);
+        //  At most one word in flight: the main loop may be busy for a while, and a
+        //  syncer blocked on a full socket would sync nothing more.
+        bool wake = !self->wake_pending;
+        self->wake_pending = true;
+        pthread_mutex_unlock (&self->lock);
+        if (wake)
+            zsock_signal (self->wake_syncer, 0);
+        pthread_mutex_lock (&self->lock);
+    }
+    pthread_mutex_unlock (&self->lock);
+    return NULL;
+}
+
+zsock_t *
+mesh_tokens_start_syncer (mesh_tokens_t *self)
+{
+    if (self->has_syncer)
+        return self->wake_main;
+    char bind[80], connect[80];
+    snprintf (bind, sizeof bind, "@inproc://meshd-tokens-%p", (void *) self);
+    snprintf (connect, sizeof connect, ">inproc://meshd-tokens-%p", (void *) self);
+    self->wake_main = zsock_new_pair (bind);
+    self->wake_syncer = self->wake_main ? zsock_new_pair (connect) : NULL;
+    if (!self->wake_syncer || pthread_create (&self->syncer, NULL, s_syncer, self) != 0) {
+        zsock_destroy (&self->wake_syncer);
+        zsock_destroy (&self->wake_main);
+        return NULL;
+    }
+    self->has_syncer = true;
+    return self->wake_main;
 }
 
 //  Write every scope's state as compacted charges to a new journal and put it in place.
+static int s_compact_locked (mesh_tokens_t *self);
+
 static int
 s_compact (mesh_tokens_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    while (self->syncing)
+        pthread_cond_wait (&self->cond, &self->lock);
+    int rc = s_compact_locked (self);
+    pthread_cond_broadcast (&self->cond);
+    pthread_mutex_unlock (&self->lock);
+    return rc;
+}
+
+static int
+s_compact_locked (mesh_tokens_t *self)
 {
     char *tmp = zsys_sprintf ("%s.tmp", self->journal);
     int fd = tmp ? open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
@@ -513,7 +654,7 @@ s_compact (mesh_tokens_t *self)
                 json_t *line = json_pack ("{sI sI sI sO}", "c", (json_int_t) 0, "at",
                                           (json_int_t) scope->touched, "n",
                                           (json_int_t) scope->total, "s", keys);
-                rc = s_append_line (self, line);
+                rc = s_write_locked (self, line);
                 json_decref (line);
             }
         }
@@ -524,7 +665,7 @@ s_compact (mesh_tokens_t *self)
                 json_t *line = json_pack ("{sI sI sI sO}", "c", (json_int_t) 0, "at",
                                           (json_int_t) scope->day_start * 1000, "n",
                                           (json_int_t) used, "s", keys);
-                rc = s_append_line (self, line);
+                rc = s_write_locked (self, line);
                 json_decref (line);
             }
         }
@@ -536,7 +677,7 @@ s_compact (mesh_tokens_t *self)
                 json_t *line = json_pack ("{sI sI sI sO}", "c", (json_int_t) 0, "at",
                                           (json_int_t) (scope->slot_id[i] * scope->slot_ms),
                                           "n", (json_int_t) scope->slot[i], "s", keys);
-                rc = s_append_line (self, line);
+                rc = s_write_locked (self, line);
                 json_decref (line);
             }
         }
@@ -548,7 +689,7 @@ s_compact (mesh_tokens_t *self)
         json_t *line = json_pack ("{sI sI sI so ss}", "g", (json_int_t) grant->id, "at",
                                   (json_int_t) grant->at, "n", (json_int_t) grant->need, "s",
                                   s_keys_json (grant->keys, grant->count), "i", grant->instance);
-        rc = s_append_line (self, line);
+        rc = s_write_locked (self, line);
         json_decref (line);
     }
     if (rc == 0 && fdatasync (fd) != 0)
@@ -565,7 +706,7 @@ s_compact (mesh_tokens_t *self)
         free (copy);
         if (old >= 0)
             close (old);
-        self->dirty = false;
+        self->synced = self->written;   //  the new file is synced whole
     }
     else {
         mesh_err ("tokens: cannot compact %s: %s", self->journal, strerror (errno));
@@ -686,6 +827,8 @@ mesh_tokens_new (const mesh_config_t *cfg, const char *journal, char *why, size_
         return NULL;
     }
     self->fd = -1;
+    pthread_mutex_init (&self->lock, NULL);
+    pthread_cond_init (&self->cond, NULL);
     self->clock = s_wall_ms;
     self->next_grant = 1;
     self->scopes = zhashx_new ();
@@ -737,10 +880,22 @@ mesh_tokens_destroy (mesh_tokens_t **self_p)
     mesh_tokens_t *self = *self_p;
     if (!self)
         return;
+    if (self->has_syncer) {
+        pthread_mutex_lock (&self->lock);
+        self->stop = true;
+        pthread_cond_broadcast (&self->cond);
+        pthread_mutex_unlock (&self->lock);
+        pthread_join (self->syncer, NULL);
+        self->has_syncer = false;
+    }
+    zsock_destroy (&self->wake_syncer);
+    zsock_destroy (&self->wake_main);
     if (self->fd >= 0) {
         mesh_tokens_flush (self);
         close (self->fd);
     }
+    pthread_mutex_destroy (&self->lock);
+    pthread_cond_destroy (&self->cond);
     zhashx_destroy (&self->scopes);
     zhashx_destroy (&self->grants);
     zhashx_destroy (&self->agents);

@@ -18,16 +18,20 @@
  *  an instance that dies is charged in full.
  *
  *  Durable: every grant and charge is appended to a journal (<state_dir>/tokens.jsonl)
- *  and the caller calls mesh_tokens_flush (fdatasync, once per batch) before it
- *  answers, so a restarted meshd has what it had: grants without a charge are charged
- *  in full at start (the server may have generated).  The journal is compacted at
- *  start and when it grows past 16 MiB.  Single-threaded (the supervisor's main loop).
+ *  and a grant is answered only once the journal is synced past it (group commit: one
+ *  fdatasync covers every line written meanwhile, in a syncer thread), so a restarted
+ *  meshd has what it had: grants without a charge are charged in full at start (the
+ *  server may have generated).  A charge is not waited for: lost with the page cache,
+ *  its grant is charged in full instead (more, never less).  The journal is compacted
+ *  at start and when it grows past 16 MiB.  The API is for one thread (the
+ *  supervisor's main loop); only the syncer runs beside it.
  */
 #ifndef MESH_TOKENS_H
 #define MESH_TOKENS_H
 
 #include "config.h"
 #include "token_port.h"
+#include <czmq.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,8 +65,24 @@ int mesh_tokens_settle (mesh_tokens_t *self, const char *instance, int64_t grant
                         const mesh_tokens_charge_t *charge, json_t **budget);
 //  INSTANCE died: every reservation it held is charged in full.  Returns how many.
 size_t mesh_tokens_release (mesh_tokens_t *self, const char *instance);
-//  Make what was appended durable (fdatasync) if anything was.  0, or -1 (logged).
+//  Make what was appended durable (fdatasync, or wait for the syncer's) if anything was.
+//  0, or -1 (logged) when a sync failed.
 int mesh_tokens_flush (mesh_tokens_t *self);
+//  Group commit for the main loop: a thread that syncs the journal whenever lines were
+//  written, one fdatasync for all of them, and then signals the returned socket (the
+//  main loop polls it and reads the signal).  Replies that must wait for the sync are
+//  tagged with mesh_tokens_written () and sent once mesh_tokens_synced () reaches it.
+//  NULL if the thread cannot start (then every flush syncs in the caller).
+zsock_t *mesh_tokens_start_syncer (mesh_tokens_t *self);
+//  The main loop saw the syncer's socket readable: read its word (one at most is in
+//  flight; the next sync sends another).
+void mesh_tokens_woken (mesh_tokens_t *self);
+//  Lines written to the journal so far, and lines known durable (with the syncs that
+//  failed, in *errors_p if not NULL).
+uint64_t mesh_tokens_written (mesh_tokens_t *self);
+uint64_t mesh_tokens_synced (mesh_tokens_t *self, uint64_t *errors_p);
+//  Compact the journal if it grew past its bound (the main loop calls it now and then).
+void mesh_tokens_maintain (mesh_tokens_t *self);
 
 //  meshctl budget: {scopes: [{scope, limit, used, reserved, remaining, reserve, window,
 //  window_s | time_zone, burn_per_min, resets_at, level}], reserved, outstanding, run}.
