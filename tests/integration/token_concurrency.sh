@@ -15,7 +15,7 @@ source "$(dirname "$0")/lib.sh"
 
 LIMIT=4000
 WINDOW_S=3
-"$BIN/tests/fake_llm" --port-file "$T/llm.port" --mode over-usage --delay-ms 250 \
+"$BIN/tests/fake_llm" --port-file "$T/llm.port" --mode over-usage --delay-ms 1000 \
     --responses "$ROOT/config/demo-responses.jsonl" --requests "$T/llm.requests" \
     2> "$T/llm.log" &
 PIDS+=("$!")
@@ -55,15 +55,23 @@ total=0
 ) &
 gen=$!
 
-# Kill a random agent every 1.5 s while the stream lasts: most deaths land mid-call.
+# Kill an agent at most once a second while the stream lasts, one that holds a
+# reservation (its scope says so), so that deaths land mid-call.
 kills=0
+last=0
 while kill -0 "$gen" 2>/dev/null; do
-    sleep 1.5
+    sleep 0.2
+    now=$(date +%s%N)
+    [ $(( (now - last) / 1000000 )) -ge 1000 ] || continue
     pid=$(status_json | jq_py '
 import random
 a = [x for x in d["agents"] if x["pid"]]
-print(random.choice(a)["pid"] if a else 0)' 2>/dev/null || echo 0)
-    if [ "${pid:-0}" != 0 ]; then kill -KILL "$pid" 2>/dev/null && kills=$((kills + 1)) || true; fi
+busy = [x for x in a if (x.get("budget") or {}).get("reserved", 0) > 0]
+print(random.choice(busy)["pid"] if busy else 0)' 2>/dev/null || echo 0)
+    if [ "${pid:-0}" != 0 ]; then
+        kill -KILL "$pid" 2>/dev/null && kills=$((kills + 1)) || true
+        last=$now
+    fi
 done
 wait "$gen" || fail "mesh-gen failed"
 note "$kills agents killed"

@@ -33,7 +33,7 @@ write_config "  - name: low
       high_priority_when: { match: [\"host=web-1\"] }
     actions: [scale_out, escalate]
     fallback: escalate"
-echo "budget: { tokens: 30000, reserve: 25000, window_s: 3600 }" >> "$T/meshd.yaml"
+echo "budget: { tokens: 15000, reserve: 12000, window_s: 3600 }" >> "$T/meshd.yaml"
 start_meshd
 "$BIN/mesh-gen" --brokers "$BROKERS" --topic metrics --hosts 6 --metrics 3 --points 400 \
     --labels "$T/labels.json" 2> "$T/gen.log" || fail "mesh-gen failed"
@@ -60,7 +60,13 @@ print("low: %d decisions, %d calls, %d refused; high: %d decisions, %d calls; sp
       % (len(low), called_low, len(refused), len(high), called_high, spent))
 assert all(d["budget"]["priority"] == "high" for d in high)
 # high spent from the reserve: more was spent than normal incidents may.
-assert spent > 30000 - 25000, spent
+assert spent > 15000 - 12000, spent
+# Crossing half of the daemon's window is on the record, once.
+records = [json.loads(l) for l in open(sys.argv[1])]
+half = [r for r in records if r.get("type") == "budget" and r["scope"] == "daemon"
+        and r["threshold"] == 50]
+assert len(half) == 1, half
+assert half[0]["limit"] == 15000 and half[0]["used"] + half[0]["reserved"] >= 7500, half
 assert any(d["attempts"] for d in high if d["budget"]["refused_by"] is None)
 # mixed: web-1's incidents are high, the others normal.
 for d in mixed:

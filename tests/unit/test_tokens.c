@@ -450,6 +450,41 @@ test_charge_rules (void **state)
     assert_int_equal (c.charged, 120 + 1000000);
 }
 
+//  A reload: limits and windows change, what each scope used stays.
+static void
+test_reconfigure (void **state)
+{
+    s_world_t w;
+    s_world (&w, "reconfigure");
+    s_clock_ms = 1800000000000LL;
+    mesh_tokens_t *tokens = s_open (&w);
+    mesh_tokens_grant_t grant;
+    int64_t id = s_reserve (tokens, "ops", "ops", ID_A, 2500, NULL, false, &grant);
+    s_settle (tokens, "ops", id, 2500, NULL);
+    //  A smaller limit, same window: the use stays, and now refuses.
+    w.agents[0].reason.budget.tokens = 3000;
+    mesh_tokens_reconfigure (tokens, &w.cfg);
+    assert_int_equal (s_field (tokens, "agent:ops", "used"), 2500);
+    assert_int_equal (s_field (tokens, "agent:ops", "limit"), 3000);
+    assert_int_equal (s_reserve (tokens, "ops", "ops", ID_B, 600, NULL, false, &grant), 0);
+    assert_string_equal (grant.scope, "agent:ops");
+    //  Another window: the use is carried as one charge made now, kept for the new window.
+    w.agents[0].reason.budget = (mesh_budget_config_t) {.tokens = 3000, .window = MESH_WINDOW_DAY,
+                                                        .time_zone = "UTC"};
+    mesh_tokens_reconfigure (tokens, &w.cfg);
+    assert_int_equal (s_field (tokens, "agent:ops", "used"), 2500);
+    s_clock_ms += 120 * 1000;           //  past the old 60 s window, same day
+    assert_int_equal (s_field (tokens, "agent:ops", "used"), 2500);
+    //  A daemon budget appears: it counted all along.
+    w.cfg.budget = (mesh_budget_config_t) {.tokens = 2600, .window = MESH_WINDOW_ROLLING,
+                                           .window_s = 3600};
+    mesh_tokens_reconfigure (tokens, &w.cfg);
+    assert_int_equal (s_field (tokens, "daemon", "used"), 2500);
+    assert_int_equal (s_reserve (tokens, "vip", "vip", ID_C, 200, NULL, false, &grant), 0);
+    assert_string_equal (grant.scope, "daemon");
+    mesh_tokens_destroy (&tokens);
+}
+
 //  Bounded: incidents tracked and the journal's size, whatever the number of calls.
 static void
 test_bounded (void **state)
@@ -518,6 +553,7 @@ main (void)
         cmocka_unit_test (test_tzday),
         cmocka_unit_test (test_charge_rules),
         cmocka_unit_test (test_bounded),
+        cmocka_unit_test (test_reconfigure),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
