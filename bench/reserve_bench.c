@@ -351,8 +351,20 @@ main (int argc, char **argv)
             default: return 64;
         }
     }
-    if (auth_fd && config && s_endpoint)
+    if (auth_fd && config && s_endpoint) {
+        //  The driver's --ops and --clients reach the agent (started by meshd) this way.
+        const char *ops = getenv ("MESH_BENCH_OPS"), *clients = getenv ("MESH_BENCH_CLIENTS");
+        if (ops && atoi (ops) >= 100)
+            s_ops = atoi (ops);
+        if (clients && atoi (clients) >= 1)
+            s_clients = atoi (clients);
         return s_agent (config, instance ? instance : "bench", auth_fd);
+    }
+    char number[32];
+    snprintf (number, sizeof number, "%d", s_ops);
+    setenv ("MESH_BENCH_OPS", number, 1);
+    snprintf (number, sizeof number, "%d", s_clients);
+    setenv ("MESH_BENCH_CLIENTS", number, 1);
     char self[PATH_MAX];
     ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0)
