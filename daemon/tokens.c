@@ -987,6 +987,18 @@ s_refuse (mesh_tokens_t *self, mesh_tokens_grant_t *out, const char *scope, cons
     s_add (self->refused_by, scope, 1);
 }
 
+//  True when NAME is one of AGENT's actions (as configured).
+static bool
+s_has_action (const s_agent_t *agent, const char *name)
+{
+    size_t i;
+    json_t *action;
+    json_array_foreach (agent ? agent->actions : NULL, i, action)
+        if (name && !strcmp (json_string_value (action), name))
+            return true;
+    return false;
+}
+
 static int s_reserve (mesh_tokens_t *self, const char *instance, const mesh_tokens_ask_t *ask,
                       mesh_tokens_grant_t *out);
 
@@ -1029,13 +1041,9 @@ s_reserve (mesh_tokens_t *self, const char *instance, const mesh_tokens_ask_t *a
                   ask->backend ? ask->backend : "?", ask->agent);
         return 0;
     }
-    bool action_ok = !ask->action;
+    //  An action that is not the agent's own has no scope here.
+    const char *action = s_has_action (agent, ask->action) ? ask->action : NULL;
     size_t i;
-    json_t *name;
-    json_array_foreach (agent->actions, i, name)
-        if (ask->action && !strcmp (json_string_value (name), ask->action))
-            action_ok = true;
-    const char *action = action_ok ? ask->action : NULL;    //  not its own: no scope
     bool high = ask->high && agent->may_be_high;
     char keys[S_MAX_SCOPES][MESH_TOKENS_SCOPE_MAX];
     size_t count = 0;
@@ -1169,13 +1177,12 @@ mesh_tokens_settle (mesh_tokens_t *self, const char *instance, int64_t id,
     char agent_key[MESH_TOKENS_SCOPE_MAX] = "";
     if (grant->count > 1)
         snprintf (agent_key, sizeof agent_key, "%s", grant->keys[1]);
-    //  An action's scope is charged when the attempt proposed one of the agent's actions.
+    //  An action's scope is charged when the attempt proposed one of the agent's actions
+    //  (a model naming another agent's action spends nothing of that action's budget).
     char action[MESH_TOKENS_SCOPE_MAX] = "";
-    if (charge->action && *charge->action && strlen (charge->action) < 100) {
+    const s_agent_t *agent = agent_key[0] ? zhashx_lookup (self->agents, agent_key + 6) : NULL;
+    if (s_has_action (agent, charge->action) && strlen (charge->action) < 100)
         snprintf (action, sizeof action, "action:%s", charge->action);
-        if (!zhashx_lookup (self->scopes, action))
-            action[0] = 0;              //  not a declared action: no scope of its own
-    }
     long n = charge->charged > 0 ? charge->charged : 0;
     s_close_grant (self, grant, n, action[0] ? action : NULL, s_now (self));
     self->run_settles++;

@@ -17,12 +17,13 @@
  *  (the charging rules are the agent's, agents/backend/charge.h); a reservation held by
  *  an instance that dies is charged in full.
  *
- *  Durable: every grant and charge is appended to a journal (<state_dir>/tokens.jsonl)
- *  and a grant is answered only once the journal is synced past it (group commit: one
- *  fdatasync covers every line written meanwhile, in a syncer thread), so a restarted
- *  meshd has what it had: grants without a charge are charged in full at start (the
- *  server may have generated).  A charge is not waited for: lost with the page cache,
- *  its grant is charged in full instead (more, never less).  The journal is compacted
+ *  Durable: every grant and charge is appended to a journal (<state_dir>/tokens.jsonl),
+ *  which a syncer thread fdatasyncs whenever lines were written (group commit: one sync
+ *  for every line written meanwhile); the caller answers a grant once its line is
+ *  written or, with daemon.token_sync each_grant, once it is synced.  A restarted meshd
+ *  has what it had: grants without a charge are charged in full at start (the server
+ *  may have generated).  A charge is not waited for: lost with the page cache, its
+ *  grant is charged in full instead (more, never less).  The journal is compacted
  *  at start and when it grows past 16 MiB.  The API is for one thread (the
  *  supervisor's main loop); only the syncer runs beside it.
  */

@@ -238,8 +238,13 @@ test_action_scope (void **state)
     assert_int_equal (s_reserve (tokens, "ops", "ops", ID_A, 500, "scale_out", false, &grant), 0);
     assert_string_equal (grant.scope, "action:scale_out");
     assert_true (s_reserve (tokens, "ops", "ops", ID_B, 500, "escalate", false, &grant) > 0);
-    //  An action the agent does not have gets no scope of its own: not refused by one.
-    assert_true (s_reserve (tokens, "vip", "vip", ID_C, 500, "scale_out", true, &grant) > 0);
+    //  An action the agent does not have gets no scope of its own: not refused by one,
+    //  and a proposal naming it spends nothing of that action's budget.
+    int64_t other = s_reserve (tokens, "vip", "vip", ID_C, 500, "scale_out", true, &grant);
+    assert_true (other > 0);
+    s_settle (tokens, "vip", other, 400, "scale_out");
+    assert_int_equal (s_field (tokens, "action:scale_out", "used"), 900);
+    assert_int_equal (s_field (tokens, "agent:vip", "used"), 400);
     mesh_tokens_destroy (&tokens);
 }
 
