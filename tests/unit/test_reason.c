@@ -527,6 +527,20 @@ test_all_rejected_fallback (void **state)
     s_loop_stop (&loop);
 }
 
+//  A token ledger that never answers.
+static int
+s_no_answer (void *arg, const mesh_tokens_ask_t *ask, mesh_tokens_grant_t *grant)
+{
+    return -1;
+}
+
+static int
+s_no_settle (void *arg, int64_t grant, const mesh_tokens_charge_t *charge, json_t **budget)
+{
+    fail_msg ("settled a grant that was never made");
+    return -1;
+}
+
 static void
 test_budget_exhausted_no_call (void **state)
 {
@@ -564,6 +578,23 @@ test_budget_exhausted_no_call (void **state)
     assert_int_equal (s_agent_used (&loop), 0);
     json_decref (decision);
     s_loop_stop (&loop);
+
+    //  The ledger does not answer (meshd gone): no call, fail closed, said so.
+    w.agent.reason.incident_token_cap = 4000;
+    char *err = NULL;
+    mesh_gate_t *gate = mesh_gate_new (&w.cfg, &w.agent, &err);
+    assert_non_null (gate);
+    mesh_tokens_port_t silent = {.reserve = s_no_answer, .settle = s_no_settle};
+    mesh_reason_t *reason = mesh_reason_new (&w.cfg, &w.agent, gate, &silent);
+    assert_non_null (reason);
+    decision = mesh_reason_run (reason, &incident, NULL);
+    assert_string_equal (s_str (decision, "verdict"), "budget_exhausted");
+    assert_int_equal (json_array_size (json_object_get (decision, "attempts")), 0);
+    assert_string_equal (s_str (json_object_get (decision, "budget"), "refused_by"), "ledger");
+    assert_non_null (strstr (s_str (decision, "reason"), "the token ledger did not answer"));
+    json_decref (decision);
+    mesh_reason_destroy (&reason);
+    mesh_gate_destroy (&gate);
 
     json_t *requests = s_requests (&server);
     assert_int_equal (json_array_size (requests), 0);                 //  never called
