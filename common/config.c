@@ -65,7 +65,7 @@
 #define S_MAX_BYTES     (1024 * 1024)   //  larger config files are refused
 #define S_MAX_DEPTH     64              //  deeper nesting is refused
 #define S_MAX_PROBLEMS  100             //  problems kept and printed per load
-#define S_MAX_FIELDS    24              //  keys in one section table
+#define S_MAX_FIELDS    32              //  keys in one section table
 #define S_PATH_MAX      320             //  key paths in messages ("agents[3].reason.backend")
 
 //  --------------------------------------------------------------------------
@@ -2064,8 +2064,53 @@ static const s_field_t s_limits_fields [] = {
     { NULL }
 };
 
+//  In the order of mesh_backend_flavor_t.
+static const char *const s_flavor_names [] = { "auto", "openai", "llamacpp", "vllm", "ollama",
+                                                "ollama-native", "tgi", NULL };
+_Static_assert (sizeof s_flavor_names / sizeof s_flavor_names [0] == MESH_FLAVOR_COUNT_ + 1,
+                "s_flavor_names lists every mesh_backend_flavor_t");
+
+//  backends.X.retry and backends.X.circuit (openai).
+static const s_field_t s_retry_fields [] = {
+    S_NUM ("attempts", mesh_backend_config_t, retry_attempts, F_INT, 1, 10),
+    S_NUM ("base_ms", mesh_backend_config_t, retry_base_ms, F_INT, 1, 60000),
+    S_NUM ("max_ms", mesh_backend_config_t, retry_max_ms, F_INT, 1, 600000),
+    { NULL }
+};
+
+static const s_field_t s_circuit_fields [] = {
+    S_NUM ("failures", mesh_backend_config_t, circuit_failures, F_INT, 1, 1000),
+    S_NUM ("open_ms", mesh_backend_config_t, circuit_open_ms, F_INT, 100, 3600000),
+    { NULL }
+};
+
+//  A stop string goes into every request as a JSON string: any bytes but NUL (refused
+//  when read), newlines included, since model stop strings are often "\n\n" or "\nUser:".
+static const char *
+s_check_stop (const char *text)
+{
+    return strlen (text) <= 64 ? NULL : "a stop string of at most 64 bytes";
+}
+
+//  Ollama's keep_alive, in the forms we pass through unchanged: "-1" (keep the model
+//  loaded), "0" (unload at once), or a whole number of seconds, minutes or hours.
+static const char *
+s_check_keep_alive (const char *text)
+{
+    if (!strcmp (text, "-1"))
+        return NULL;
+    size_t digits = strspn (text, "0123456789");
+    bool good = digits >= 1 && digits <= 9
+             && (!text [digits] || (strchr ("smh", text [digits]) && !text [digits + 1]));
+    return good ? NULL : "an Ollama duration: -1 (forever), 0, or digits with an optional "
+                         "unit s, m or h (30s, 5m, 1h)";
+}
+
+//  Every key of a backend, and the kind it belongs to (s_backend_scope): a key of the
+//  other kind is an error, never silently ignored.
 enum { B_KIND, B_FILE, B_URL, B_MODEL, B_KEY, B_TIMEOUT, B_CONNECT, B_TEMPERATURE, B_SCHEMA,
-       B_LIMITS, B_LINK_LOCAL, B_BUDGET };
+       B_LIMITS, B_LINK_LOCAL, B_BUDGET, B_FLAVOR, B_STREAM, B_FIRST_TOKEN, B_IDLE, B_RETRY,
+       B_CIRCUIT, B_PROBE, B_CONTEXT, B_STOP, B_SEED, B_KEEP_ALIVE, B_COUNT_ };
 static const s_field_t s_backend_fields [] = {
     [B_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_backend_config_t, kind), .choices = s_backend_kinds },
@@ -2085,7 +2130,44 @@ static const s_field_t s_backend_fields [] = {
     [B_LINK_LOCAL] = { .key = "allow_link_local", .type = F_BOOL,
                        .offset = offsetof (mesh_backend_config_t, allow_link_local) },
     [B_BUDGET] = { .key = "budget", .type = F_CALL, .handler = s_backend_budget },
+    [B_FLAVOR] = { .key = "flavor", .type = F_ENUM, .choices = s_flavor_names,
+                   .offset = offsetof (mesh_backend_config_t, flavor) },
+    [B_STREAM] = { .key = "stream", .type = F_BOOL,
+                   .offset = offsetof (mesh_backend_config_t, stream) },
+    [B_FIRST_TOKEN] = S_NUM ("first_token_timeout_ms", mesh_backend_config_t,
+                             first_token_timeout_ms, F_INT, 1, 3600000),
+    [B_IDLE] = S_NUM ("idle_timeout_ms", mesh_backend_config_t, idle_timeout_ms, F_INT,
+                      1, 3600000),
+    [B_RETRY] = { .key = "retry", .type = F_SECTION, .sub = s_retry_fields },
+    [B_CIRCUIT] = { .key = "circuit", .type = F_SECTION, .sub = s_circuit_fields },
+    [B_PROBE] = S_NUM ("probe_interval_s", mesh_backend_config_t, probe_interval_s, F_INT,
+                       1, 86400),
+    [B_CONTEXT] = S_NUM ("context_tokens", mesh_backend_config_t, context_tokens, F_LONG,
+                         0, 100000000),
+    [B_STOP] = { .key = "stop", .type = F_LIST, .check = s_check_stop, .unique = true,
+                 .offset = offsetof (mesh_backend_config_t, stop),
+                 .count_offset = offsetof (mesh_backend_config_t, stop_count) },
+    [B_SEED] = { .key = "seed", .type = F_BOOL, .offset = offsetof (mesh_backend_config_t, seed) },
+    [B_KEEP_ALIVE] = S_STR ("keep_alive", mesh_backend_config_t, keep_alive,
+                            s_check_keep_alive),
     { NULL }
+};
+_Static_assert (sizeof s_backend_fields / sizeof s_backend_fields [0] == B_COUNT_ + 1,
+                "s_backend_fields has an entry for every B_ key");
+
+//  Which kind each key belongs to.  Written out for every key, so that a new key has
+//  to be placed here (a zero would make it a both-kinds key: see the assertion).
+typedef enum { S_KIND_BOTH = 1, S_KIND_SCRIPTED, S_KIND_OPENAI } s_backend_scope_t;
+static const s_backend_scope_t s_backend_scope [B_COUNT_] = {
+    [B_KIND] = S_KIND_BOTH,         [B_FILE] = S_KIND_SCRIPTED,     [B_URL] = S_KIND_OPENAI,
+    [B_MODEL] = S_KIND_OPENAI,      [B_KEY] = S_KIND_OPENAI,        [B_TIMEOUT] = S_KIND_OPENAI,
+    [B_CONNECT] = S_KIND_OPENAI,    [B_TEMPERATURE] = S_KIND_OPENAI,
+    [B_SCHEMA] = S_KIND_OPENAI,     [B_LIMITS] = S_KIND_BOTH,
+    [B_LINK_LOCAL] = S_KIND_OPENAI, [B_BUDGET] = S_KIND_BOTH,       [B_FLAVOR] = S_KIND_OPENAI,
+    [B_STREAM] = S_KIND_OPENAI,     [B_FIRST_TOKEN] = S_KIND_OPENAI, [B_IDLE] = S_KIND_OPENAI,
+    [B_RETRY] = S_KIND_OPENAI,      [B_CIRCUIT] = S_KIND_OPENAI,    [B_PROBE] = S_KIND_OPENAI,
+    [B_CONTEXT] = S_KIND_OPENAI,    [B_STOP] = S_KIND_OPENAI,       [B_SEED] = S_KIND_OPENAI,
+    [B_KEEP_ALIVE] = S_KIND_OPENAI,
 };
 
 //  The host of URL (checked by s_check_url) if it is a link-local or cloud-metadata
@@ -2146,6 +2228,45 @@ s_metadata_host (const char *url, char *host, size_t size)
     return NULL;
 }
 
+//  The deadlines, retries and the rest of an openai backend that involve more than one
+//  key.  The first-token and idle deadlines default to 15 s and 10 s, but never to more
+//  than the whole call's (a short timeout_ms alone is a valid config); written out, they
+//  must fit in it.
+static void
+s_backend_deadlines (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node,
+                     s_node_t **seen, const char *path)
+{
+    if (!s_given (seen [B_FIRST_TOKEN]))
+        backend->first_token_timeout_ms = backend->timeout_ms < 15000 ? backend->timeout_ms
+                                                                      : 15000;
+    else
+    if (backend->first_token_timeout_ms > backend->timeout_ms)
+        s_at (ctx, seen [B_FIRST_TOKEN], "%s.first_token_timeout_ms: must not exceed timeout_ms "
+              "(%d), got %d: the whole call's deadline would end the wait first", path,
+              backend->timeout_ms, backend->first_token_timeout_ms);
+    if (!s_given (seen [B_IDLE]))
+        backend->idle_timeout_ms = backend->timeout_ms < 10000 ? backend->timeout_ms : 10000;
+    else
+    if (backend->idle_timeout_ms > backend->timeout_ms)
+        s_at (ctx, seen [B_IDLE], "%s.idle_timeout_ms: must not exceed timeout_ms (%d), got "
+              "%d: the whole call's deadline would end the wait first", path,
+              backend->timeout_ms, backend->idle_timeout_ms);
+    if (backend->retry_base_ms > backend->retry_max_ms) {
+        s_node_t *retry = seen [B_RETRY];
+        s_at (ctx, s_either (s_find (retry, "base_ms"), s_find (retry, "max_ms"), node),
+              "%s.retry.base_ms: must be at most max_ms (%d), got %d", path,
+              backend->retry_max_ms, backend->retry_base_ms);
+    }
+    s_node_t *stop = seen [B_STOP];
+    if (stop && stop->kind == S_SEQUENCE && stop->count > MESH_BACKEND_STOP_MAX)
+        s_at (ctx, stop, "%s.stop: at most %d stop strings (TGI refuses more than %d), got %zu",
+              path, MESH_BACKEND_STOP_MAX, MESH_BACKEND_STOP_MAX, stop->count);
+    if (s_given (seen [B_KEEP_ALIVE]) && backend->flavor != MESH_FLAVOR_OLLAMA_NATIVE)
+        s_at (ctx, seen [B_KEEP_ALIVE], "%s.keep_alive: only for flavor ollama-native (Ollama's "
+              "own /api/chat), and this backend's flavor is %s; set flavor: ollama-native or "
+              "remove keep_alive", path, s_flavor_names [backend->flavor]);
+}
+
 static void
 s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const char *path)
 {
@@ -2156,11 +2277,13 @@ s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const c
     bool openai = backend->kind == MESH_BACKEND_OPENAI;
     const char *kind = s_backend_kinds [backend->kind];
     //  Keys that belong to the other kind are errors, not silently ignored.
-    for (int i = B_FILE; i <= B_LINK_LOCAL; i++) {
-        bool openai_only = i != B_FILE;
-        if (seen [i] && openai_only != openai)
+    for (int i = 0; i < B_COUNT_; i++) {
+        s_backend_scope_t scope = s_backend_scope [i];
+        assert (scope == S_KIND_BOTH || scope == S_KIND_SCRIPTED || scope == S_KIND_OPENAI);
+        if (seen [i] && scope != S_KIND_BOTH && (scope == S_KIND_OPENAI) != openai)
             s_at (ctx, seen [i], "%s.%s: only for kind %s (this backend is %s)", path,
-                  s_backend_fields [i].key, openai_only ? "openai" : "scripted", kind);
+                  s_backend_fields [i].key, scope == S_KIND_OPENAI ? "openai" : "scripted",
+                  kind);
     }
     if (!openai && !s_given (seen [B_FILE]))
         s_at (ctx, node, "%s: kind scripted requires 'file' (the JSON-lines responses file)", path);
@@ -2173,6 +2296,8 @@ s_backend (s_ctx_t *ctx, mesh_backend_config_t *backend, s_node_t *node, const c
         s_at (ctx, s_either (seen [B_CONNECT], seen [B_TIMEOUT], node),
               "%s.connect_timeout_ms: must not exceed timeout_ms (%d), got %d", path,
               backend->timeout_ms, backend->connect_timeout_ms);
+    if (openai)
+        s_backend_deadlines (ctx, backend, node, seen, path);
     char host [256];
     if (backend->url && !backend->allow_link_local
     &&  s_metadata_host (backend->url, host, sizeof host))
@@ -2211,6 +2336,18 @@ s_backends (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
         backend->temperature = 0;
         backend->json_schema = true;
         mesh_config_output_limits_default (&backend->limits);
+        backend->flavor = MESH_FLAVOR_AUTO;
+        backend->stream = true;
+        backend->first_token_timeout_ms = 15000;    //  both cut to timeout_ms if shorter
+        backend->idle_timeout_ms = 10000;
+        backend->retry_attempts = 3;
+        backend->retry_base_ms = 250;
+        backend->retry_max_ms = 5000;
+        backend->circuit_failures = 5;
+        backend->circuit_open_ms = 30000;
+        backend->probe_interval_s = 300;
+        backend->context_tokens = 0;
+        backend->seed = true;
         char sub [S_PATH_MAX];
         s_join (sub, path, keys [i]->text);
         s_backend (ctx, backend, values [i], sub);
@@ -2604,11 +2741,16 @@ static const s_field_t s_high_priority_fields [] = {
     { NULL }
 };
 
+//  Backends in one agent's cascade (reason.backends).
+#define S_CASCADE_MAX   8
+
+//  reason.backend or reason.backends: exactly one is given (s_agent_backends checks it,
+//  as neither is required alone).
 enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS, R_OVERFLOW,
-       R_BUDGET_BLOCK, R_PRIORITY, R_HIGH_WHEN };
+       R_BUDGET_BLOCK, R_PRIORITY, R_HIGH_WHEN, R_BACKENDS, R_ESCALATE };
 static const char *const s_overflow_kinds [] = { "pause", "shed", NULL };
 static const s_field_t s_reason_fields [] = {
-    [R_BACKEND] = { .key = "backend", .type = F_STRING, .required = true,
+    [R_BACKEND] = { .key = "backend", .type = F_STRING,
                     .offset = offsetof (mesh_agent_config_t, reason.backend) },
     [R_STEPS] = S_NUM ("max_steps", mesh_agent_config_t, reason.max_steps, F_INT, 1, 20),
     [R_TOKENS] = S_NUM ("max_tokens", mesh_agent_config_t, reason.max_tokens, F_INT, 1, 1000000),
@@ -2627,6 +2769,11 @@ static const s_field_t s_reason_fields [] = {
     [R_PRIORITY] = { .key = "priority", .type = F_CALL, .handler = s_priority },
     [R_HIGH_WHEN] = { .key = "high_priority_when", .type = F_SECTION,
                       .sub = s_high_priority_fields },
+    [R_BACKENDS] = { .key = "backends", .type = F_LIST, .unique = true, .min_items = 1,
+                     .offset = offsetof (mesh_agent_config_t, reason.backends),
+                     .count_offset = offsetof (mesh_agent_config_t, reason.backend_count) },
+    [R_ESCALATE] = S_NUM ("escalate_below", mesh_agent_config_t, reason.escalate_below,
+                          F_DOUBLE, 0, 1),
     { NULL }
 };
 
@@ -2702,19 +2849,70 @@ s_string_at (const void *array, size_t i)
     return ((char *const *) array) [i];
 }
 
+//  An agent's backends: `backend: x` or the cascade `backends: [x, y, ...]`, exactly one of
+//  them; each name declared.  Either way reason.backends is the cascade (one long for
+//  `backend:`) and reason.backend its first name.
+static void
+s_agent_backends (s_ctx_t *ctx, const mesh_config_t *cfg, mesh_agent_config_t *agent,
+                  s_node_t *reason, const char *path)
+{
+    char declared [512], shown [64];
+    if (!reason || (reason->kind != S_MAPPING && !s_is_null (reason)))
+        return;                         //  missing, or not a mapping: reported
+    s_node_t *one = s_find (reason, "backend"), *list = s_find (reason, "backends");
+    mesh_reason_config_t *r = &agent->reason;
+    if (one && list) {
+        s_at (ctx, list, "%s.reason: give either backend (one) or backends (a cascade), not "
+              "both; backend: x is backends: [x]", path);
+        return;
+    }
+    if (!one && !list) {
+        s_at (ctx, reason, "%s.reason: missing required key 'backend' (the name of an entry in "
+              "backends) or 'backends' (a cascade of them, in order)", path);
+        return;
+    }
+    s_names_text (declared, sizeof declared, "declared: ", "none are declared",
+                  cfg->backend_count, s_backend_name, cfg->backends);
+    if (one) {
+        if (s_is_null (one))
+            s_at (ctx, one, "%s.reason.backend: a value is required", path);
+        if (!r->backend)
+            return;                     //  reported
+        if (!mesh_config_backend (cfg, r->backend))
+            s_at (ctx, one, "%s.reason.backend: no backend named '%s' (%s)", path,
+                  s_show (r->backend, shown, sizeof shown), declared);
+        r->backends = s_calloc (ctx, 1, sizeof *r->backends);
+        if (r->backends && (r->backends [0] = s_strdup (ctx, r->backend)))
+            r->backend_count = 1;
+        return;
+    }
+    if (list->kind != S_SEQUENCE)
+        return;                         //  reported by the list reader
+    if (list->count > S_CASCADE_MAX)
+        s_at (ctx, list, "%s.reason.backends: at most %d backends in a cascade, got %zu", path,
+              S_CASCADE_MAX, list->count);
+    for (size_t i = 0; i < list->count; i++) {
+        s_node_t *item = list->kids [i];
+        if (s_given (item) && item->kind == S_SCALAR && !mesh_config_backend (cfg, item->text))
+            s_at (ctx, item, "%s.reason.backends[%zu]: no backend named '%s' (%s)", path, i,
+                  s_show (item->text, shown, sizeof shown), declared);
+    }
+    if (r->backend_count)
+        r->backend = s_strdup (ctx, r->backends [0]);
+}
+
 //  References from one agent to the declared backends and actions.
 static void
 s_agent_refs (s_ctx_t *ctx, const mesh_config_t *cfg, mesh_agent_config_t *agent,
               s_node_t **seen, const char *path)
 {
     char declared [512], shown [64];
-    s_node_t *backend = s_find (seen [G_REASON], "backend");
-    if (agent->reason.backend && !mesh_config_backend (cfg, agent->reason.backend)) {
-        s_names_text (declared, sizeof declared, "declared: ", "none are declared",
-                      cfg->backend_count, s_backend_name, cfg->backends);
-        s_at (ctx, backend, "%s.reason.backend: no backend named '%s' (%s)", path,
-              s_show (agent->reason.backend, shown, sizeof shown), declared);
-    }
+    s_agent_backends (ctx, cfg, agent, seen [G_REASON], path);
+    s_node_t *escalate = s_find (seen [G_REASON], "escalate_below");
+    if (s_given (escalate) && agent->reason.backend_count == 1)
+        s_at (ctx, escalate, "%s.reason.escalate_below: needs a cascade: list two or more "
+              "backends (backends: [small, large]); with one there is nothing to escalate to",
+              path);
     s_node_t *actions = seen [G_ACTIONS];
     for (size_t i = 0; actions && actions->kind == S_SEQUENCE && i < actions->count; i++) {
         s_node_t *item = actions->kids [i];
@@ -3332,6 +3530,7 @@ s_agent_free (mesh_agent_config_t *agent)
     }
     free (agent->incident.silences);
     free (agent->reason.backend);
+    s_strv_free (&agent->reason.backends, agent->reason.backend_count);
     s_free_budget (&agent->reason.budget);
     s_strv_free (&agent->reason.high_priority_match, agent->reason.high_priority_match_count);
     s_strv_free (&agent->actions, agent->action_count);
@@ -3372,6 +3571,8 @@ mesh_config_destroy (mesh_config_t **self_p)
         free (backend->model);
         free (backend->api_key_file);
         s_free_budget (&backend->budget);
+        s_strv_free (&backend->stop, backend->stop_count);
+        free (backend->keep_alive);
     }
     free (self->backends);
     for (size_t i = 0; i < self->action_count; i++) {
@@ -3429,6 +3630,13 @@ mesh_config_action (const mesh_config_t *self, const char *name)
 }
 
 //  --- declared parameters as JSON (the gate's ctx.action and the reasoning prompt) ----
+
+const char *
+mesh_config_flavor_name (mesh_backend_flavor_t flavor)
+{
+    return (int) flavor >= 0 && (int) flavor < MESH_FLAVOR_COUNT_ ? s_flavor_names [flavor]
+                                                                   : "unknown";
+}
 
 const char *
 mesh_config_param_type_name (mesh_param_type_t type)

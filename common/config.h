@@ -97,6 +97,21 @@ typedef struct {
     size_t max_string;              //  one string, as written (default 4096, at most 65536)
 } mesh_output_limits_t;
 
+//  backends.X.flavor: which server's wire format an openai backend speaks
+//  (agents/backend/wire.h).  auto detects it once per server from its probe endpoints.
+typedef enum {
+    MESH_FLAVOR_AUTO,               //  detect (default)
+    MESH_FLAVOR_OPENAI,             //  generic OpenAI chat completions
+    MESH_FLAVOR_LLAMACPP,           //  llama.cpp llama-server
+    MESH_FLAVOR_VLLM,
+    MESH_FLAVOR_OLLAMA,             //  Ollama's OpenAI layer, /v1/chat/completions
+    MESH_FLAVOR_OLLAMA_NATIVE,      //  Ollama's own /api/chat (NDJSON, format, keep_alive)
+    MESH_FLAVOR_TGI,                //  Hugging Face text-generation-inference
+    MESH_FLAVOR_COUNT_
+} mesh_backend_flavor_t;
+
+#define MESH_BACKEND_STOP_MAX   4   //  stop strings (TGI refuses more than 4)
+
 typedef struct {
     char *name;
     mesh_backend_kind_t kind;
@@ -111,6 +126,22 @@ typedef struct {
     mesh_output_limits_t limits;    //  what an answer may be (both kinds)
     bool allow_link_local;          //  url may name a link-local or cloud-metadata address
     mesh_budget_config_t budget;    //  tokens of every call to this backend
+    //  openai only (docs/reasoning.md, "Backends"):
+    mesh_backend_flavor_t flavor;   //  default auto
+    bool stream;                    //  stream the answer (default true)
+    int first_token_timeout_ms;     //  request sent -> first token; default 15000, <= timeout_ms
+    int idle_timeout_ms;            //  between two chunks of a stream; default 10000
+    int retry_attempts;             //  requests per call, the first included; 1..10, default 3
+    int retry_base_ms;              //  backoff base (full jitter); default 250
+    int retry_max_ms;               //  backoff cap; default 5000
+    int circuit_failures;           //  consecutive failed calls that open the circuit; default 5
+    int circuit_open_ms;            //  open for this long, then one probe; default 30000
+    int probe_interval_s;           //  re-probe (flavour, context, structured output); default 300
+    long context_tokens;            //  the server's context length; 0 = read it from the server
+    char **stop;                    //  stop strings sent with every request (at most 4)
+    size_t stop_count;
+    bool seed;                      //  send a seed derived from the incident (default true)
+    char *keep_alive;               //  ollama-native: keep_alive ("5m", "-1"); NULL = not sent
 } mesh_backend_config_t;
 
 typedef struct {
@@ -183,7 +214,13 @@ typedef struct {
 } mesh_event_config_t;
 
 typedef struct {
-    char *backend;                  //  name of an entry in `backends:`
+    char *backend;                  //  name of an entry in `backends:` (= backends[0])
+    char **backends;                //  the cascade, in order: `backends:`, or {backend}
+    size_t backend_count;
+    double escalate_below;          //  cascade: a proposal whose confidence is below this
+                                    //  goes to the next backend (0 = never; default 0)
+    int deadline_ms;                //  one incident's reasoning: no model call starts and no
+                                    //  retry waits past it; default 120000
     int max_steps;                  //  model calls per incident, including reasks; default 3
     int max_tokens;                 //  per call; default 256
     int incident_token_cap;         //  per incident, prompt+completion; default 4000
@@ -384,6 +421,9 @@ const char *mesh_config_check_trust (const char *path, char *why, size_t size);
 //  Destroy; sets *self_p to NULL; safe on NULL.
 void mesh_config_destroy (mesh_config_t **self_p);
 
+//  A flavour's name as written in the config ("auto", "ollama-native", ...); "unknown"
+//  for a value outside the enum.  Static, never NULL.
+const char *mesh_config_flavor_name (mesh_backend_flavor_t flavor);
 //  A parameter type's name ("string", "integer", "number", "boolean").
 const char *mesh_config_param_type_name (mesh_param_type_t type);
 //  A bound of a parameter as JSON: integer params keep integer bounds (1, not 1.0).

@@ -215,6 +215,20 @@ test_reference_config (void **state)
     assert_int_equal (local->connect_timeout_ms, 2000);
     assert_true (local->temperature == 0);
     assert_true (local->json_schema);
+    assert_int_equal (local->flavor, MESH_FLAVOR_AUTO);
+    assert_true (local->stream);
+    assert_int_equal (local->first_token_timeout_ms, 15000);
+    assert_int_equal (local->idle_timeout_ms, 10000);
+    assert_int_equal (local->retry_attempts, 3);
+    assert_int_equal (local->retry_base_ms, 250);
+    assert_int_equal (local->retry_max_ms, 5000);
+    assert_int_equal (local->circuit_failures, 5);
+    assert_int_equal (local->circuit_open_ms, 30000);
+    assert_int_equal (local->probe_interval_s, 300);
+    assert_int_equal (local->context_tokens, 0);
+    assert_int_equal (local->stop_count, 0);
+    assert_true (local->seed);
+    assert_null (local->keep_alive);
     assert_null (mesh_config_backend (cfg, "nope"));
 
     assert_int_equal (cfg->action_count, 2);
@@ -263,6 +277,9 @@ test_reference_config (void **state)
     assert_int_equal (agent->detector.max_series, 10000);
     assert_int_equal (agent->incident.cooldown_s, 300);
     assert_string_equal (agent->reason.backend, "local");
+    assert_int_equal (agent->reason.backend_count, 1);
+    assert_string_equal (agent->reason.backends [0], "local");
+    assert_true (agent->reason.escalate_below == 0);
     assert_int_equal (agent->reason.max_steps, 3);
     assert_int_equal (agent->reason.max_tokens, 256);
     assert_int_equal (agent->reason.incident_token_cap, 4000);
@@ -1705,6 +1722,417 @@ test_snapshot (void **state)
     free (path);
 }
 
+//  An openai backend "o" (lines 3-6) whose further keys are KEYS, from line 7 on, and
+//  one agent reasoning with it.
+static int
+s_load_openai (const char *keys, mesh_config_t **cfg_p, char **out_p)
+{
+    char *text;
+    assert_true (asprintf (&text,
+                           "kafka: {brokers: embedded}\n"                   //  1
+                           "backends:\n"                                    //  2
+                           "  o:\n"                                         //  3
+                           "    kind: openai\n"                             //  4
+                           "    url: http://h:1\n"                          //  5
+                           "    model: m\n"                                 //  6
+                           "%s"                                             //  7...
+                           "actions: {esc: {kind: log}}\n"
+                           "agents: [{name: a, topics: [m], fields: {key: [h]}, "
+                           "reason: {backend: o}, actions: [esc], fallback: esc}]\n",
+                           keys) > 0);
+    int problems = s_load (text, cfg_p, out_p);
+    free (text);
+    return problems;
+}
+
+//  What an openai backend gets when it says no more than kind, url and model.
+static void
+test_backend_defaults (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_openai ("", &cfg, &out), 0);
+    const mesh_backend_config_t *o = mesh_config_backend (cfg, "o");
+    assert_int_equal (o->flavor, MESH_FLAVOR_AUTO);
+    assert_true (o->stream);
+    assert_int_equal (o->timeout_ms, 30000);
+    assert_int_equal (o->first_token_timeout_ms, 15000);
+    assert_int_equal (o->idle_timeout_ms, 10000);
+    assert_int_equal (o->retry_attempts, 3);
+    assert_int_equal (o->retry_base_ms, 250);
+    assert_int_equal (o->retry_max_ms, 5000);
+    assert_int_equal (o->circuit_failures, 5);
+    assert_int_equal (o->circuit_open_ms, 30000);
+    assert_int_equal (o->probe_interval_s, 300);
+    assert_int_equal (o->context_tokens, 0);
+    assert_null (o->stop);
+    assert_int_equal (o->stop_count, 0);
+    assert_true (o->seed);
+    assert_null (o->keep_alive);
+    //  backend: o is the cascade [o]; the name and the list are separate copies.
+    const mesh_reason_config_t *reason = &cfg->agents [0].reason;
+    assert_string_equal (reason->backend, "o");
+    assert_int_equal (reason->backend_count, 1);
+    assert_string_equal (reason->backends [0], "o");
+    assert_ptr_not_equal (reason->backends [0], reason->backend);
+    assert_true (reason->escalate_below == 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  A whole-call deadline shorter than the defaults cuts them; it is not an error.
+    assert_int_equal (s_load_openai ("    timeout_ms: 8000\n", &cfg, &out), 0);
+    o = mesh_config_backend (cfg, "o");
+    assert_int_equal (o->first_token_timeout_ms, 8000);
+    assert_int_equal (o->idle_timeout_ms, 8000);
+    mesh_config_destroy (&cfg);
+    free (out);
+    assert_int_equal (s_load_openai ("    timeout_ms: 12000\n", &cfg, &out), 0);
+    o = mesh_config_backend (cfg, "o");
+    assert_int_equal (o->first_token_timeout_ms, 12000);
+    assert_int_equal (o->idle_timeout_ms, 10000);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  The flavours' names, in the enum's order.
+    static const char *const names [] = { "auto", "openai", "llamacpp", "vllm", "ollama",
+                                          "ollama-native", "tgi" };
+    assert_int_equal (sizeof names / sizeof names [0], MESH_FLAVOR_COUNT_);
+    for (int i = 0; i < MESH_FLAVOR_COUNT_; i++)
+        assert_string_equal (mesh_config_flavor_name ((mesh_backend_flavor_t) i), names [i]);
+    assert_string_equal (mesh_config_flavor_name (MESH_FLAVOR_COUNT_), "unknown");
+}
+
+//  Every new backend key written out, and each flavour's name read back.
+static void
+test_backend_values (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_openai ("    flavor: ollama-native\n"
+                                     "    stream: false\n"
+                                     "    timeout_ms: 60000\n"
+                                     "    first_token_timeout_ms: 60000\n"
+                                     "    idle_timeout_ms: 1\n"
+                                     "    retry: {attempts: 1, base_ms: 100, max_ms: 100}\n"
+                                     "    circuit: {failures: 1000, open_ms: 100}\n"
+                                     "    probe_interval_s: 86400\n"
+                                     "    context_tokens: 100000000\n"
+                                     "    stop: [\"\\n\\n\", \"<|im_end|>\", \"User:\", \"###\"]\n"
+                                     "    seed: false\n"
+                                     "    keep_alive: \"-1\"\n", &cfg, &out), 0);
+    const mesh_backend_config_t *o = mesh_config_backend (cfg, "o");
+    assert_int_equal (o->flavor, MESH_FLAVOR_OLLAMA_NATIVE);
+    assert_false (o->stream);
+    assert_int_equal (o->first_token_timeout_ms, 60000);
+    assert_int_equal (o->idle_timeout_ms, 1);
+    assert_int_equal (o->retry_attempts, 1);
+    assert_int_equal (o->retry_base_ms, 100);
+    assert_int_equal (o->retry_max_ms, 100);
+    assert_int_equal (o->circuit_failures, 1000);
+    assert_int_equal (o->circuit_open_ms, 100);
+    assert_int_equal (o->probe_interval_s, 86400);
+    assert_int_equal (o->context_tokens, 100000000);
+    assert_int_equal (o->stop_count, 4);
+    assert_string_equal (o->stop [0], "\n\n");
+    assert_string_equal (o->stop [1], "<|im_end|>");
+    assert_string_equal (o->stop [3], "###");
+    assert_false (o->seed);
+    assert_string_equal (o->keep_alive, "-1");
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  Each flavour by name; keep_alive in each form Ollama takes.
+    static const char *const flavors [] = { "auto", "openai", "llamacpp", "vllm", "ollama",
+                                            "ollama-native", "tgi", NULL };
+    for (int i = 0; flavors [i]; i++) {
+        char *keys;
+        assert_true (asprintf (&keys, "    flavor: %s\n", flavors [i]) > 0);
+        assert_int_equal (s_load_openai (keys, &cfg, &out), 0);
+        assert_int_equal (mesh_config_backend (cfg, "o")->flavor, i);
+        mesh_config_destroy (&cfg);
+        free (out);
+        free (keys);
+    }
+    static const char *const durations [] = { "5m", "30s", "1h", "0", "300", "-1", NULL };
+    for (int i = 0; durations [i]; i++) {
+        char *keys;
+        assert_true (asprintf (&keys, "    flavor: ollama-native\n    keep_alive: \"%s\"\n",
+                               durations [i]) > 0);
+        assert_int_equal (s_load_openai (keys, &cfg, &out), 0);
+        assert_string_equal (mesh_config_backend (cfg, "o")->keep_alive, durations [i]);
+        mesh_config_destroy (&cfg);
+        free (out);
+        free (keys);
+    }
+}
+
+//  Each new backend key just outside its range, and the wrong spellings.
+static void
+test_backend_ranges (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_openai ("    first_token_timeout_ms: 0\n"                    //  7
+                                     "    idle_timeout_ms: 3600001\n"                     //  8
+                                     "    retry: {attempts: 11, base_ms: 0, max_ms: 600001}\n"
+                                     "    circuit: {failures: 0, open_ms: 99}\n"          //  10
+                                     "    probe_interval_s: 86401\n"                      //  11
+                                     "    context_tokens: -1\n"                           //  12
+                                     "    flavor: ollama_native\n"                        //  13
+                                     "    stream: yes\n"                                  //  14
+                                     "    seed: 1\n", &cfg, &out), 12);                   //  15
+    s_expect (out, "7:29: backends.o.first_token_timeout_ms: must be in [1,3600000], got 0");
+    s_expect (out, "8:22: backends.o.idle_timeout_ms: must be in [1,3600000], got 3600001");
+    s_expect (out, "9:23: backends.o.retry.attempts: must be in [1,10], got 11");
+    s_expect (out, "9:36: backends.o.retry.base_ms: must be in [1,60000], got 0");
+    s_expect (out, "9:47: backends.o.retry.max_ms: must be in [1,600000], got 600001");
+    s_expect (out, "10:25: backends.o.circuit.failures: must be in [1,1000], got 0");
+    s_expect (out, "10:37: backends.o.circuit.open_ms: must be in [100,3600000], got 99");
+    s_expect (out, "11:23: backends.o.probe_interval_s: must be in [1,86400], got 86401");
+    s_expect (out, "12:21: backends.o.context_tokens: must be in [0,100000000], got -1");
+    s_expect (out, "13:13: backends.o.flavor: must be one of: auto, openai, llamacpp, vllm, "
+              "ollama, ollama-native, tgi; got 'ollama_native'");
+    s_expect (out, "14:13: backends.o.stream: expected true or false, got 'yes'");
+    s_expect (out, "15:11: backends.o.seed: expected true or false, got '1'");
+    free (out);
+
+    //  The upper ends of the ranges that the first load did not reach.
+    assert_int_equal (s_load_openai ("    timeout_ms: 3600000\n"                          //  7
+                                     "    first_token_timeout_ms: 3600001\n"              //  8
+                                     "    retry: {base_ms: 60001}\n"                      //  9
+                                     "    circuit: {failures: 1001, open_ms: 3600001}\n"  //  10
+                                     "    context_tokens: 100000001\n"                    //  11
+                                     "    probe_interval_s: 0\n", &cfg, &out), 6);        //  12
+    s_expect (out, "8:29: backends.o.first_token_timeout_ms: must be in [1,3600000], got 3600001");
+    s_expect (out, "9:22: backends.o.retry.base_ms: must be in [1,60000], got 60001");
+    s_expect (out, "10:25: backends.o.circuit.failures: must be in [1,1000], got 1001");
+    s_expect (out, "10:40: backends.o.circuit.open_ms: must be in [100,3600000], got 3600001");
+    s_expect (out, "11:21: backends.o.context_tokens: must be in [0,100000000], got 100000001");
+    s_expect (out, "12:23: backends.o.probe_interval_s: must be in [1,86400], got 0");
+    free (out);
+}
+
+//  Backend keys that depend on each other, and the stop and keep_alive strings.
+static void
+test_backend_checks (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_openai ("    timeout_ms: 5000\n"                             //  7
+                                     "    first_token_timeout_ms: 5001\n"                 //  8
+                                     "    idle_timeout_ms: 6000\n"                        //  9
+                                     "    retry: {base_ms: 2000, max_ms: 1000}\n"         //  10
+                                     "    stop: [a, b, c, d, e]\n"                        //  11
+                                     "    keep_alive: 5m\n", &cfg, &out), 5);             //  12
+    s_expect (out, "8:29: backends.o.first_token_timeout_ms: must not exceed timeout_ms (5000), "
+              "got 5001");
+    s_expect (out, "9:22: backends.o.idle_timeout_ms: must not exceed timeout_ms (5000), got 6000");
+    s_expect (out, "10:22: backends.o.retry.base_ms: must be at most max_ms (1000), got 2000");
+    s_expect (out, "11:11: backends.o.stop: at most 4 stop strings (TGI refuses more than 4), "
+              "got 5");
+    s_expect (out, "12:17: backends.o.keep_alive: only for flavor ollama-native (Ollama's own "
+              "/api/chat), and this backend's flavor is auto");
+    free (out);
+
+    //  The default first-token deadline is cut to a short timeout_ms, but one written
+    //  out must fit in it; base_ms above the default max_ms needs a max_ms.
+    assert_int_equal (s_load_openai ("    timeout_ms: 3000\n"                             //  7
+                                     "    first_token_timeout_ms: 15000\n"                //  8
+                                     "    retry: {base_ms: 6000}\n", &cfg, &out), 2);     //  9
+    s_expect (out, "8:29: backends.o.first_token_timeout_ms: must not exceed timeout_ms (3000), "
+              "got 15000");
+    s_expect (out, "9:22: backends.o.retry.base_ms: must be at most max_ms (5000), got 6000");
+    free (out);
+
+    //  Stop strings: not empty, at most 64 bytes, no NUL, each once (and five is too many).
+    assert_int_equal (s_load_openai ("    stop: [\"\", \"x\\0y\", "                         //  7
+                                     "\"0123456789012345678901234567890123456789"
+                                     "0123456789012345678901234\", x, x]\n", &cfg, &out), 5);
+    s_expect (out, "7:11: backends.o.stop: at most 4 stop strings");
+    s_expect (out, "7:12: backends.o.stop[0]: must not be empty");
+    s_expect (out, "7:16: backends.o.stop[1]: must not contain a NUL character");
+    s_expect (out, "7:24: backends.o.stop[2]: expected a stop string of at most 64 bytes");
+    s_expect (out, "7:96: backends.o.stop[4]: 'x' is listed twice (first at 7:93)");
+    free (out);
+    //  Exactly 64 bytes is fine, and stop: [] is no stop strings.
+    assert_int_equal (s_load_openai ("    stop: [\"0123456789012345678901234567890123456789"
+                                     "012345678901234567890123\"]\n", &cfg, &out), 0);
+    assert_int_equal (strlen (mesh_config_backend (cfg, "o")->stop [0]), 64);
+    mesh_config_destroy (&cfg);
+    free (out);
+    assert_int_equal (s_load_openai ("    stop: []\n", &cfg, &out), 0);
+    assert_int_equal (mesh_config_backend (cfg, "o")->stop_count, 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  keep_alive: an Ollama duration, and only for ollama-native (not its OpenAI layer).
+    static const char *const bad [] = { "5 m", "5d", "1h30m", "-5m", "m", "1.5h", "+5m",
+                                        "1234567890s", NULL };
+    for (int i = 0; bad [i]; i++) {
+        char *keys;
+        assert_true (asprintf (&keys, "    flavor: ollama-native\n"                     //  7
+                               "    keep_alive: \"%s\"\n", bad [i]) > 0);                //  8
+        assert_int_equal (s_load_openai (keys, &cfg, &out), 1);
+        s_expect (out, "8:17: backends.o.keep_alive: expected an Ollama duration: -1 (forever), "
+                  "0, or digits with an optional unit s, m or h");
+        free (out);
+        free (keys);
+    }
+    assert_int_equal (s_load_openai ("    flavor: ollama\n"
+                                     "    keep_alive: 5m\n", &cfg, &out), 1);
+    s_expect (out, "8:17: backends.o.keep_alive: only for flavor ollama-native (Ollama's own "
+              "/api/chat), and this backend's flavor is ollama");
+    free (out);
+}
+
+//  A scripted backend refuses every openai key, naming its kind; limits and budget are
+//  for both kinds.
+static void
+test_backend_kinds (void **state)
+{
+    static const char *const openai_only [] = {
+        "flavor: tgi", "stream: true", "first_token_timeout_ms: 100", "idle_timeout_ms: 100",
+        "retry: {attempts: 2}", "circuit: {failures: 2}", "probe_interval_s: 60",
+        "context_tokens: 4096", "stop: [x]", "seed: true", "keep_alive: 5m",
+        "url: http://h:1", "model: m", "timeout_ms: 100", "json_schema: false", NULL
+    };
+    free (s_write ("r.jsonl", "", 0));
+    for (int i = 0; openai_only [i]; i++) {
+        mesh_config_t *cfg = NULL;
+        char *out = NULL, *text, *message;
+        assert_true (asprintf (&text, "kafka: {brokers: embedded}\n"
+                               "backends:\n"
+                               "  s:\n"
+                               "    kind: scripted\n"
+                               "    file: r.jsonl\n"
+                               "    %s\n"                                           //  6
+                               "actions: {esc: {kind: log}}\n"
+                               "agents: [{name: a, topics: [m], fields: {key: [h]}, "
+                               "reason: {backend: s}, actions: [esc], fallback: esc}]\n",
+                               openai_only [i]) > 0);
+        assert_int_equal (s_load (text, &cfg, &out), 1);
+        size_t key = strcspn (openai_only [i], ":");
+        assert_true (asprintf (&message, "6:%zu: backends.s.%.*s: only for kind openai (this "
+                               "backend is scripted)", 7 + key, (int) key,
+                               openai_only [i]) > 0);
+        s_expect (out, message);
+        free (message);
+        free (out);
+        free (text);
+    }
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load ("kafka: {brokers: embedded}\n"
+                              "backends: {s: {kind: scripted, file: r.jsonl, limits: "
+                              "{max_depth: 8}, budget: {tokens: 1000}}}\n"
+                              "actions: {esc: {kind: log}}\n"
+                              "agents: [{name: a, topics: [m], fields: {key: [h]}, "
+                              "reason: {backend: s}, actions: [esc], fallback: esc}]\n",
+                              &cfg, &out), 0);
+    assert_int_equal (mesh_config_backend (cfg, "s")->limits.max_depth, 8);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
+//  Three declared backends (b, c, d) and an agent whose reason is REASON, on line 13
+//  from column 13.
+static int
+s_load_reason (const char *reason, mesh_config_t **cfg_p, char **out_p)
+{
+    char *text;
+    assert_true (asprintf (&text,
+                           "kafka: {brokers: embedded}\n"                   //  1
+                           "backends:\n"                                    //  2
+                           "  b: {kind: scripted, file: r.jsonl}\n"         //  3
+                           "  c: {kind: scripted, file: r.jsonl}\n"         //  4
+                           "  d: {kind: scripted, file: r.jsonl}\n"         //  5
+                           "actions: {esc: {kind: log}}\n"                  //  6
+                           "agents:\n"                                      //  7
+                           "  - name: a\n"                                  //  8
+                           "    topics: [m]\n"                              //  9
+                           "    fields: {key: [h]}\n"                       //  10
+                           "    actions: [esc]\n"                           //  11
+                           "    fallback: esc\n"                            //  12
+                           "    reason: %s\n", reason) > 0);                //  13
+    free (s_write ("r.jsonl", "", 0));
+    int problems = s_load (text, cfg_p, out_p);
+    free (text);
+    return problems;
+}
+
+//  reason.backends: the cascade; exactly one of backend and backends.
+static void
+test_cascade (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_reason ("{backends: [c, b, d], escalate_below: 0.7}", &cfg, &out),
+                      0);
+    const mesh_reason_config_t *reason = &cfg->agents [0].reason;
+    assert_int_equal (reason->backend_count, 3);
+    assert_string_equal (reason->backends [0], "c");
+    assert_string_equal (reason->backends [1], "b");
+    assert_string_equal (reason->backends [2], "d");
+    assert_string_equal (reason->backend, "c");
+    assert_ptr_not_equal (reason->backend, reason->backends [0]);
+    assert_true (reason->escalate_below == 0.7);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    //  A cascade of one is allowed (as backend:), without escalate_below.
+    assert_int_equal (s_load_reason ("{backends: [d]}", &cfg, &out), 0);
+    assert_string_equal (cfg->agents [0].reason.backend, "d");
+    assert_int_equal (cfg->agents [0].reason.backend_count, 1);
+    mesh_config_destroy (&cfg);
+    free (out);
+
+    assert_int_equal (s_load_reason ("{backend: b, backends: [b, c]}", &cfg, &out), 1);
+    s_expect (out, "13:36: agents[0].reason: give either backend (one) or backends (a cascade), "
+              "not both");
+    free (out);
+    assert_int_equal (s_load_reason ("{max_steps: 2}", &cfg, &out), 1);
+    s_expect (out, "13:13: agents[0].reason: missing required key 'backend' (the name of an "
+              "entry in backends) or 'backends' (a cascade of them, in order)");
+    free (out);
+    assert_int_equal (s_load_reason ("{backend: }", &cfg, &out), 1);
+    s_expect (out, "13:23: agents[0].reason.backend: a value is required");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: []}", &cfg, &out), 1);
+    s_expect (out, "13:24: agents[0].reason.backends: must list at least 1 entry");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: [b, nope, c]}", &cfg, &out), 1);
+    s_expect (out, "13:28: agents[0].reason.backends[1]: no backend named 'nope' (declared: b, "
+              "c, d)");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: [b, c, b]}", &cfg, &out), 1);
+    s_expect (out, "13:31: agents[0].reason.backends[2]: 'b' is listed twice (first at 13:25)");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: [b, c, d, b1, b2, b3, b4, b5, b6]}", &cfg, &out),
+                      7);
+    s_expect (out, "13:24: agents[0].reason.backends: at most 8 backends in a cascade, got 9");
+    s_expect (out, "13:34: agents[0].reason.backends[3]: no backend named 'b1'");
+    free (out);
+
+    //  escalate_below: 0..1, and only with somewhere to escalate to.
+    assert_int_equal (s_load_reason ("{backend: b, escalate_below: 0.5}", &cfg, &out), 1);
+    s_expect (out, "13:42: agents[0].reason.escalate_below: needs a cascade: list two or more "
+              "backends (backends: [small, large])");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: [b], escalate_below: 0}", &cfg, &out), 1);
+    s_expect (out, "13:45: agents[0].reason.escalate_below: needs a cascade");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: [b, c], escalate_below: 1.5}", &cfg, &out), 1);
+    s_expect (out, "13:48: agents[0].reason.escalate_below: must be in [0,1], got 1.5");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: [b, c], escalate_below: -0.1}", &cfg, &out), 1);
+    s_expect (out, "13:48: agents[0].reason.escalate_below: must be in [0,1], got -0.1");
+    free (out);
+    assert_int_equal (s_load_reason ("{backends: [b, c], escalate_below: 1}", &cfg, &out), 0);
+    assert_true (cfg->agents [0].reason.escalate_below == 1);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
 int
 main (void)
 {
@@ -1742,6 +2170,12 @@ main (void)
         cmocka_unit_test (test_upper_bounds),
         cmocka_unit_test (test_metadata_url),
         cmocka_unit_test (test_snapshot),
+        cmocka_unit_test (test_backend_defaults),
+        cmocka_unit_test (test_backend_values),
+        cmocka_unit_test (test_backend_ranges),
+        cmocka_unit_test (test_backend_checks),
+        cmocka_unit_test (test_backend_kinds),
+        cmocka_unit_test (test_cascade),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
