@@ -23,6 +23,7 @@
 #include "detect.h"
 #include "event_kafka.h"
 #include "gate.h"
+#include "health.h"
 #include "incident.h"
 #include "inflight.h"
 #include "log.h"
@@ -462,6 +463,8 @@ s_heartbeat (mesh_agent_t *self)
     json_t *body = json_pack ("{ss so ss}", "instance", self->instance, "counters",
                               s_counters_unlocked (self), "rules_hash", self->rules_hash);
     pthread_mutex_unlock (&self->lock);
+    //  Each backend's circuit and latency figures, for `meshctl status` (health's own lock).
+    json_object_set_new (body, "backends", mesh_health_json (mesh_health_now_ms ()));
     mesh_proto_send (self->ctl, NULL, MESH_MSG_HEARTBEAT, body);
     json_decref (body);
 }

@@ -6,7 +6,10 @@
  *  Children are started with fork + execv of mesh-agent (no shell) and reaped
  *  with waitpid(WNOHANG) from the main loop's tick, so no signal handler does
  *  any work.  The instance's counters survive its death: each heartbeat carries
- *  the counters of the current life, and a death folds them into `totals`.
+ *  the counters of the current life, and a death folds them into `totals`.  Its
+ *  "backends" object (each inference backend's circuit and latency, agents/backend/
+ *  health.h) describes the present only: the latest one is kept as sent, once checked
+ *  for shape, and a death forgets it.
  *
  *  Authentication is per life.  s_spawn draws 32 random bytes, writes them into a
  *  pipe before the fork and lets the child inherit only the read end (--auth-fd N):
@@ -45,6 +48,9 @@
 
 #define S_RING 64
 #define S_MAX_PEERS 256                 //  authenticated routing ids per life (workers + a few)
+#define S_MAX_BACKENDS 64               //  entries of a heartbeat's "backends" (health.h's cap)
+#define S_MAX_BACKENDS_BYTES 65536      //  its compact size (an entry is under 1 KiB): what
+                                        //  one agent may add to every status reply
 
 typedef enum { S_STARTING, S_RUNNING, S_BACKOFF, S_FAILED, S_STOPPED, S_HELD } s_state_t;
 static const char *s_state_names[] = {"starting", "running", "backoff", "failed", "stopped",
@@ -65,6 +71,7 @@ typedef struct {
     char *rules_hash;                   //  the rule set the agent reports in force
     json_t *life;                       //  counters of this life (latest heartbeat)
     json_t *totals;                     //  counters of earlier lives, summed
+    json_t *backends;                   //  the latest heartbeat's "backends", or NULL
     uint8_t token[MESH_PROTO_TOKEN_SIZE];   //  this life's secret
     bool token_live;                    //  false once the life is over (or never began)
     char **peers;                       //  routing ids authenticated in this life
@@ -129,6 +136,8 @@ s_forget (s_instance_t *in)
     free (in->peers);
     in->peers = NULL;
     in->peer_count = 0;
+    json_decref (in->backends);         //  a dead life's backends describe nothing now
+    in->backends = NULL;
 }
 
 //  A start that could not happen: the instance waits its backoff, which doubles (up to
@@ -331,6 +340,7 @@ mesh_supervise_destroy (mesh_supervise_t **self_p)
         free (self->inst[i].rules_hash);
         json_decref (self->inst[i].life);
         json_decref (self->inst[i].totals);
+        json_decref (self->inst[i].backends);
         if (self->inst[i].inflight_fd >= 0)
             close (self->inst[i].inflight_fd);
         free (self->inst[i].marks);
@@ -662,6 +672,32 @@ mesh_supervise_hello (mesh_supervise_t *self, const char *routing_id, json_t *bo
                (long long) json_integer_value (json_object_get (body, "pid")));
 }
 
+//  A heartbeat's "backends" (VALUE, may be NULL) replaces the instance's copy when it is an
+//  object of at most S_MAX_BACKENDS objects and S_MAX_BACKENDS_BYTES; anything else is
+//  dropped (and reported as the agent's bug), which leaves none: an old picture would pass
+//  for the present.
+static void
+s_take_backends (mesh_supervise_t *self, s_instance_t *in, const char *routing_id,
+                 json_t *value)
+{
+    json_decref (in->backends);
+    in->backends = NULL;
+    if (!value)
+        return;
+    bool fits = json_is_object (value) && json_object_size (value) <= S_MAX_BACKENDS;
+    const char *name;
+    json_t *entry;
+    if (fits)
+        json_object_foreach (value, name, entry)
+            fits = fits && json_is_object (entry);
+    fits = fits && json_dumpb (value, NULL, 0, JSON_COMPACT) <= S_MAX_BACKENDS_BYTES;
+    if (fits)
+        in->backends = json_deep_copy (value);
+    else
+        mesh_supervise_agent_bug (self, routing_id, "heartbeat: \"backends\" must be an "
+                                  "object of at most 64 objects, 64 KiB; dropped");
+}
+
 void
 mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t *body)
 {
@@ -670,6 +706,7 @@ mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t
         return;     //  from a life already reaped: its counters are folded
     in->last_beat = zclock_mono ();
     json_object_update (in->life, json_object_get (body, "counters"));
+    s_take_backends (self, in, routing_id, json_object_get (body, "backends"));
     const char *hash = json_string_value (json_object_get (body, "rules_hash"));
     if (hash && (!in->rules_hash || strcmp (hash, in->rules_hash) != 0)) {
         free (in->rules_hash);
@@ -907,6 +944,8 @@ mesh_supervise_status (mesh_supervise_t *self)
                                                        self->quarantine, in->cfg->name)));
         json_object_set_new (entry, "suspects", json_integer ((json_int_t) mesh_quarantine_suspects (
                                                     self->quarantine, in->cfg->name)));
+        json_object_set_new (entry, "backends",
+                             in->backends ? json_deep_copy (in->backends) : json_object ());
     }
     return list;
 }

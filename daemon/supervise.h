@@ -60,7 +60,9 @@ const char *mesh_supervise_instance_of (mesh_supervise_t *self, const char *rout
 //  Reap children, start instances whose backoff is over, kill silent ones.
 void mesh_supervise_tick (mesh_supervise_t *self);
 //  Messages from agents.  ROUTING_ID is the sender's socket identity (ignored unless
-//  authenticated).
+//  authenticated).  A heartbeat's optional "backends" is kept only when it is an object
+//  of at most 64 objects and 64 KiB (compact); anything else is dropped and reported as
+//  mesh_supervise_agent_bug.
 void mesh_supervise_hello (mesh_supervise_t *self, const char *routing_id, json_t *body);
 void mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t *body);
 //  The agent name of authenticated ROUTING_ID ("<instance>" or "<instance>/<thread>"), or
@@ -99,9 +101,11 @@ void mesh_supervise_restart (mesh_supervise_t *self, const char *name);
 //  Ask instance NAME to re-read the config and swap its rule chain between decisions.
 void mesh_supervise_reload (mesh_supervise_t *self, const char *name);
 //  Status of every instance (caller owns): [{name, agent, pid, state, restarts, uptime_s,
-//  last_exit, counters{}, rules_hash, quarantined, suspects}].  state: starting, running,
-//  backoff, failed, stopped, held.  quarantined: positions of its agent quarantined as
-//  poison messages; suspects: positions with strikes below the limit.
+//  last_exit, counters{}, rules_hash, quarantined, suspects, backends{}}].  state: starting,
+//  running, backoff, failed, stopped, held.  quarantined: positions of its agent quarantined
+//  as poison messages; suspects: positions with strikes below the limit.  backends: the
+//  latest heartbeat's {name: {state, detail, flavor, ...}} (agents/backend/health.h), {}
+//  before the first one, after a death, or when the agent sent one of the wrong shape.
 json_t *mesh_supervise_status (mesh_supervise_t *self);
 //  A one-line summary for STATUS= ("2/2 agents running, 0 failed, 14 decisions"; failed
 //  ones are named: "1/2 agents running, 1 failed (ops: last exit 127), 0 decisions").

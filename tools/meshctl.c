@@ -48,14 +48,16 @@ s_usage (void)
 {
     fprintf (stderr,
              "usage: meshctl [--json] [--config FILE] COMMAND\n"
-             "  status                         agents with pid, state, restarts, counters\n"
+             "  status                         agents with pid, state, restarts, counters,\n"
+             "                                 and each agent's backends: circuit, latency\n"
              "  audit list [filters]           decisions (--agent --verdict --action --since "
              "--until)\n"
              "  audit show ID                  one decision and its outcome (ID or prefix >= 8)\n"
              "  audit verify [--key FILE] [--head-advisory]\n"
              "                                 check the hash chain, the head file and, with\n"
              "                                 the ledger's key, every record's MAC\n"
-             "  summary [--labels FILE]        counters, decisions, tokens, detection quality\n"
+             "  summary [--labels FILE]        counters, decisions, tokens, detection quality,\n"
+             "                                 per backend, cascade escalations and saving\n"
              "  reload                         validate and apply config and rules (else keep old)\n"
              "  budget                         every token budget scope: limit, used, reserved,\n"
              "                                 remaining, burn rate, when it frees\n"
@@ -189,6 +191,77 @@ s_malformed_line (json_t *agent)
             printf (" %s %lld", key + 10, (long long) json_integer_value (n));
     printf ("; dead-lettered %lld, dead_letter_failed %lld\n",
             (long long) s_counter (agent, "dead_lettered"), (long long) failed);
+}
+
+//  TEXT on the current line, at most MAX bytes, control characters as '?': what an agent
+//  reports about a backend is its own text (a server's error message, a name).
+static void
+s_print_clean (const char *text, size_t max)
+{
+    size_t i;
+    for (i = 0; text && text[i] && i < max; i++)
+        putchar ((unsigned char) text[i] < 0x20 || text[i] == 0x7f ? '?' : text[i]);
+    if (text && text[i])
+        printf ("...");
+}
+
+//  "p50/p95/p99" (the keys in KEYS, "/"-separated) of a {p50, p95, p99} object, "-" for each
+//  when null or absent.
+static void
+s_print_percentiles (json_t *figures, const char *const *keys, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        json_t *value = json_object_get (figures, keys[i]);
+        if (json_is_integer (value))
+            printf ("%s%lld", i ? "/" : "", (long long) json_integer_value (value));
+        else
+            printf ("%s-", i ? "/" : "");
+    }
+}
+
+//  Under an agent's row: one line per inference backend from its last heartbeat (the
+//  circuit state, what the server is, calls and latency over its last 512 calls), and when
+//  it is not serving, why.
+static void
+s_backend_lines (json_t *agent)
+{
+    static const char *const three[] = { "p50", "p95", "p99" };
+    static const char *const two[] = { "p50", "p99" };
+    const char *name;
+    json_t *b;
+    json_object_foreach (json_object_get (agent, "backends"), name, b) {
+        const char *state = s_str (b, "state");
+        json_int_t context = json_integer_value (json_object_get (b, "context_tokens"));
+        printf ("  backend ");
+        s_print_clean (name, 64);
+        printf (": ");
+        s_print_clean (*state ? state : "unknown", 16);
+        printf (" (");
+        s_print_clean (*s_str (b, "flavor") ? s_str (b, "flavor") : "-", 32);
+        if (context > 0)
+            printf (", context %lld", (long long) context);
+        else
+            printf (", context -");
+        printf (") calls %lld, failures %lld, latency p50/p95/p99 ",
+                (long long) json_integer_value (json_object_get (b, "calls")),
+                (long long) json_integer_value (json_object_get (b, "failures")));
+        s_print_percentiles (json_object_get (b, "latency_ms"), three, 3);
+        printf (" ms, ttft p50/p99 ");
+        s_print_percentiles (json_object_get (b, "ttft_ms"), two, 2);
+        printf (" ms\n");
+        bool trouble = !strcmp (state, "open") || !strcmp (state, "half_open")
+                       || !strcmp (state, "misconfigured") || !strcmp (state, "down")
+                       || !strcmp (state, "loading");
+        if (trouble && *s_str (b, "detail")) {
+            printf ("    ");
+            s_print_clean (s_str (b, "detail"), 240);
+            json_t *open_for = json_object_get (b, "open_for_ms");
+            if (json_is_integer (open_for))
+                printf (" (circuit open for another %lld ms)",
+                        (long long) json_integer_value (open_for));
+            printf ("\n");
+        }
+    }
 }
 
 //  One scope of the token ledger on one line.
@@ -331,6 +404,7 @@ s_status (s_opts_t *o)
                     (long long) json_integer_value (json_object_get (a, "quarantined")));
             s_malformed_line (a);
             s_budget_line (json_object_get (a, "budget"), "  budget ");
+            s_backend_lines (a);
         }
     }
     printf ("\n");
@@ -361,6 +435,17 @@ typedef struct {
     json_t *waste;                      //  {cause: tokens}
 } s_economics_t;
 
+//  What ATTEMPT was charged (records from before the token ledger: its usage).
+static json_int_t
+s_attempt_tokens (json_t *attempt)
+{
+    json_t *charged = json_object_get (attempt, "charged");
+    if (json_is_integer (charged))
+        return json_integer_value (charged);
+    return json_integer_value (json_object_get (attempt, "prompt_tokens"))
+           + json_integer_value (json_object_get (attempt, "completion_tokens"));
+}
+
 static void
 s_economics_one (json_t *decision, void *arg)
 {
@@ -372,12 +457,7 @@ s_economics_one (json_t *decision, void *arg)
     size_t i;
     json_t *attempt;
     json_array_foreach (json_object_get (decision, "attempts"), i, attempt) {
-        json_t *charged = json_object_get (attempt, "charged");
-        json_int_t n = json_is_integer (charged)
-                           ? json_integer_value (charged)
-                           : json_integer_value (json_object_get (attempt, "prompt_tokens"))
-                                 + json_integer_value (json_object_get (attempt,
-                                                                        "completion_tokens"));
+        json_int_t n = s_attempt_tokens (attempt);
         e->calls++;
         e->charged += n;
         if (json_is_true (json_object_get (attempt, "accepted")))
@@ -386,6 +466,311 @@ s_economics_one (json_t *decision, void *arg)
         cause = cause ? cause : "rejected";
         json_int_t had = json_integer_value (json_object_get (e->waste, cause));
         json_object_set_new (e->waste, cause, json_integer (had + n));
+    }
+}
+
+//  Per backend, from the attempts that name theirs: calls, accepted, tokens, latencies.
+typedef struct {
+    char *name;
+    json_int_t calls, accepted, tokens;
+    long *latency;                      //  latency_ms of each attempt that has one
+    size_t latency_count, latency_cap;
+} s_backend_use_t;
+
+//  Cascade decisions grouped by their last backend: the saving is estimated per group
+//  (what a decision that reached that backend spent there), then summed.
+typedef struct {
+    char *last;
+    json_int_t decisions, tokens;       //  cascade decisions, all their attempts' tokens
+    json_int_t reached, last_tokens;    //  those with an attempt at LAST, tokens spent there
+} s_cascade_group_t;
+
+typedef struct {
+    s_backend_use_t *use;
+    size_t use_count;
+    s_cascade_group_t *group;
+    size_t group_count;
+    json_int_t cascade_decisions;
+    json_t *escalations;                //  {cause: count}
+    bool oom;
+} s_backends_t;
+
+static s_backend_use_t *
+s_backend_use (s_backends_t *b, const char *name)
+{
+    for (size_t i = 0; i < b->use_count; i++)
+        if (!strcmp (b->use[i].name, name))
+            return &b->use[i];
+    s_backend_use_t *grown = realloc (b->use, (b->use_count + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    b->use = grown;
+    s_backend_use_t *use = &b->use[b->use_count];
+    memset (use, 0, sizeof *use);
+    use->name = strdup (name);
+    if (!use->name)
+        return NULL;
+    b->use_count++;
+    return use;
+}
+
+static s_cascade_group_t *
+s_cascade_group (s_backends_t *b, const char *last)
+{
+    for (size_t i = 0; i < b->group_count; i++)
+        if (!strcmp (b->group[i].last, last))
+            return &b->group[i];
+    s_cascade_group_t *grown = realloc (b->group, (b->group_count + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    b->group = grown;
+    s_cascade_group_t *group = &b->group[b->group_count];
+    memset (group, 0, sizeof *group);
+    group->last = strdup (last);
+    if (!group->last)
+        return NULL;
+    b->group_count++;
+    return group;
+}
+
+static void
+s_backends_one (json_t *decision, void *arg)
+{
+    s_backends_t *b = arg;
+    size_t i;
+    json_t *attempt;
+    json_array_foreach (json_object_get (decision, "attempts"), i, attempt) {
+        const char *name = json_string_value (json_object_get (attempt, "backend"));
+        if (!name)
+            continue;                   //  a record from before attempts named their backend
+        s_backend_use_t *use = s_backend_use (b, name);
+        if (!use) {
+            b->oom = true;
+            return;
+        }
+        use->calls++;
+        use->accepted += json_is_true (json_object_get (attempt, "accepted"));
+        use->tokens += s_attempt_tokens (attempt);
+        json_t *latency = json_object_get (attempt, "latency_ms");
+        if (!json_is_integer (latency))
+            continue;
+        if (use->latency_count == use->latency_cap) {
+            size_t cap = use->latency_cap ? use->latency_cap * 2 : 64;
+            long *grown = realloc (use->latency, cap * sizeof *grown);
+            if (!grown) {
+                b->oom = true;
+                return;
+            }
+            use->latency = grown;
+            use->latency_cap = cap;
+        }
+        use->latency[use->latency_count++] = (long) json_integer_value (latency);
+    }
+    json_t *cascade = json_object_get (decision, "cascade");
+    json_t *names = json_object_get (cascade, "backends");
+    const char *last = json_string_value (json_array_get (names, json_array_size (names) - 1));
+    if (!json_is_object (cascade) || !last)
+        return;
+    b->cascade_decisions++;
+    json_t *step;
+    json_array_foreach (json_object_get (cascade, "escalations"), i, step) {
+        const char *cause = json_string_value (json_object_get (step, "cause"));
+        cause = cause ? cause : "?";
+        json_int_t had = json_integer_value (json_object_get (b->escalations, cause));
+        json_object_set_new (b->escalations, cause, json_integer (had + 1));
+    }
+    s_cascade_group_t *group = s_cascade_group (b, last);
+    if (!group) {
+        b->oom = true;
+        return;
+    }
+    group->decisions++;
+    bool reached = false;
+    json_array_foreach (json_object_get (decision, "attempts"), i, attempt) {
+        json_int_t n = s_attempt_tokens (attempt);
+        group->tokens += n;
+        const char *name = json_string_value (json_object_get (attempt, "backend"));
+        if (name && !strcmp (name, last)) {
+            reached = true;
+            group->last_tokens += n;
+        }
+    }
+    group->reached += reached;
+}
+
+static int
+s_long_compare (const void *a, const void *b)
+{
+    long x = *(const long *) a, y = *(const long *) b;
+    return x < y ? -1 : x > y;
+}
+
+//  The nearest-rank percentile P (0..1) of the COUNT sorted VALUES (COUNT > 0).
+static long
+s_rank (const long *values, size_t count, double p)
+{
+    size_t rank = (size_t) (p * (double) count + 0.999999);
+    return values[(rank < 1 ? 1 : rank > count ? count : rank) - 1];
+}
+
+//  The summary's "backends" object: {name: {calls, accepted, acceptance_rate, tokens,
+//  latency_ms: {p50, p99} | null}}.  Sorts each backend's latencies.
+static json_t *
+s_backends_json (s_backends_t *b)
+{
+    json_t *out = json_object ();
+    for (size_t i = 0; i < b->use_count; i++) {
+        s_backend_use_t *use = &b->use[i];
+        json_t *latency = json_null ();
+        if (use->latency_count) {
+            qsort (use->latency, use->latency_count, sizeof *use->latency, s_long_compare);
+            latency = json_pack ("{sI sI}", "p50",
+                                 (json_int_t) s_rank (use->latency, use->latency_count, 0.50),
+                                 "p99",
+                                 (json_int_t) s_rank (use->latency, use->latency_count, 0.99));
+        }
+        json_object_set_new (
+            out, use->name,
+            json_pack ("{sI sI so sI so}", "calls", use->calls, "accepted", use->accepted,
+                       "acceptance_rate",
+                       use->calls ? json_real ((double) use->accepted / (double) use->calls)
+                                  : json_null (),
+                       "tokens", use->tokens, "latency_ms", latency));
+    }
+    return out;
+}
+
+//  The summary's "cascade" object, null when no decision used one: {decisions,
+//  escalations: {cause: n}, tokens, reached_last, counted_tokens, estimate_all_last_tokens,
+//  estimated_saving, by_last: {backend: {decisions, reached_last, tokens, last_tokens,
+//  estimate_all_last_tokens, estimated_saving}}}.  The estimate for a group of decisions
+//  with the same last backend: their number times the mean tokens spent at that backend by
+//  those that reached it; the totals add up the groups in which one did (counted_tokens:
+//  what their decisions spent), and the saving is 1 - counted_tokens / the estimate (null
+//  when no decision reached its last backend).  An estimate: what the
+//  decisions that stopped early would have cost at the last backend is not known.
+static json_t *
+s_cascade_json (s_backends_t *b)
+{
+    if (!b->cascade_decisions)
+        return json_null ();
+    json_t *groups = json_object ();
+    json_int_t tokens = 0, reached = 0, counted_tokens = 0;
+    double estimate = 0;
+    for (size_t i = 0; i < b->group_count; i++) {
+        s_cascade_group_t *g = &b->group[i];
+        tokens += g->tokens;
+        reached += g->reached;
+        double mine = g->reached ? (double) g->decisions * (double) g->last_tokens
+                                       / (double) g->reached
+                                 : 0;
+        if (g->reached) {
+            estimate += mine;
+            counted_tokens += g->tokens;
+        }
+        json_object_set_new (
+            groups, g->last,
+            json_pack ("{sI sI sI sI so so}", "decisions", g->decisions, "reached_last",
+                       g->reached, "tokens", g->tokens, "last_tokens", g->last_tokens,
+                       "estimate_all_last_tokens",
+                       g->reached ? json_integer ((json_int_t) (mine + 0.5)) : json_null (),
+                       "estimated_saving",
+                       g->reached && mine > 0 ? json_real (1 - (double) g->tokens / mine)
+                                              : json_null ()));
+    }
+    return json_pack ("{sI sO sI sI sI so so so}", "decisions", b->cascade_decisions,
+                      "escalations", b->escalations, "tokens", tokens, "reached_last", reached,
+                      "counted_tokens", counted_tokens, "estimate_all_last_tokens",
+                      reached ? json_integer ((json_int_t) (estimate + 0.5)) : json_null (),
+                      "estimated_saving",
+                      reached && estimate > 0
+                          ? json_real (1 - (double) counted_tokens / estimate) : json_null (),
+                      "by_last", groups);
+}
+
+static void
+s_backends_free (s_backends_t *b)
+{
+    for (size_t i = 0; i < b->use_count; i++) {
+        free (b->use[i].name);
+        free (b->use[i].latency);
+    }
+    for (size_t i = 0; i < b->group_count; i++)
+        free (b->group[i].last);
+    free (b->use);
+    free (b->group);
+    json_decref (b->escalations);
+}
+
+//  The human lines of the per-backend table and the cascade (from BACKENDS and CASCADE,
+//  the JSON above).
+static void
+s_backends_print (json_t *backends, json_t *cascade)
+{
+    const char *name;
+    json_t *u;
+    if (json_object_size (backends)) {
+        printf ("  per backend              %8s %8s %7s %10s  %s\n", "calls", "accepted", "rate",
+                "tokens", "latency p50/p99 ms");
+        json_object_foreach (backends, name, u) {
+            json_t *rate = json_object_get (u, "acceptance_rate");
+            json_t *latency = json_object_get (u, "latency_ms");
+            printf ("    %-22s %8lld %8lld ", name,
+                    (long long) json_integer_value (json_object_get (u, "calls")),
+                    (long long) json_integer_value (json_object_get (u, "accepted")));
+            if (json_is_number (rate))
+                printf ("%6.1f%%", 100 * json_number_value (rate));
+            else
+                printf ("%7s", "-");
+            printf (" %10lld  ", (long long) json_integer_value (json_object_get (u, "tokens")));
+            if (json_is_object (latency))
+                printf ("%lld/%lld\n",
+                        (long long) json_integer_value (json_object_get (latency, "p50")),
+                        (long long) json_integer_value (json_object_get (latency, "p99")));
+            else
+                printf ("-\n");
+        }
+    }
+    if (!json_is_object (cascade))
+        return;
+    json_t *escalations = json_object_get (cascade, "escalations");
+    json_int_t total = 0;
+    json_t *n;
+    json_object_foreach (escalations, name, n)
+        total += json_integer_value (n);
+    json_int_t decisions = json_integer_value (json_object_get (cascade, "decisions"));
+    printf ("  cascade                  %lld decision%s, %lld escalation%s", (long long) decisions,
+            decisions == 1 ? "" : "s", (long long) total, total == 1 ? "" : "s");
+    const char *sep = ": ";
+    json_object_foreach (escalations, name, n) {
+        printf ("%s%s %lld", sep, name, (long long) json_integer_value (n));
+        sep = ", ";
+    }
+    printf ("\n");
+    json_t *by_last = json_object_get (cascade, "by_last");
+    json_t *saving = json_object_get (cascade, "estimated_saving");
+    if (!json_is_number (saving)) {
+        printf ("  cascade saving           n/a (no decision reached the last backend)\n");
+        return;
+    }
+    printf ("  cascade saving           %.1f%% (an estimate: %lld tokens spent against ~%lld had "
+            "every decision gone to the last backend; the measured figure is the bench's)\n",
+            100 * json_number_value (saving),
+            (long long) json_integer_value (json_object_get (cascade, "counted_tokens")),
+            (long long) json_integer_value (json_object_get (cascade,
+                                                             "estimate_all_last_tokens")));
+    if (json_object_size (by_last) < 2)
+        return;
+    json_t *g;
+    json_object_foreach (by_last, name, g) {
+        json_t *mine = json_object_get (g, "estimated_saving");
+        printf ("    last backend %-11s %lld decision(s), %lld reached it, ", name,
+                (long long) json_integer_value (json_object_get (g, "decisions")),
+                (long long) json_integer_value (json_object_get (g, "reached_last")));
+        if (json_is_number (mine))
+            printf ("saving %.1f%% estimated\n", 100 * json_number_value (mine));
+        else
+            printf ("saving n/a (not counted)\n");
     }
 }
 
@@ -458,6 +843,21 @@ s_summary (s_opts_t *o)
                    status ? json_integer ((json_int_t) naive) : json_null (), "naive_ratio",
                    status && eco.charged ? json_real (naive / (double) eco.charged)
                                          : json_null ()));
+    //  Per backend and the cascade, from the attempts and the "cascade" of each decision.
+    s_backends_t bk = {.escalations = json_object ()};
+    mesh_audit_each_decision (log, s_backends_one, &bk);
+    if (bk.oom) {
+        fprintf (stderr, "meshctl: out of memory reading %s\n", log);
+        s_backends_free (&bk);
+        json_decref (out);
+        json_decref (eco.waste);
+        json_decref (status);
+        mesh_labels_destroy (&sc.labels);
+        return EXIT_READ;
+    }
+    json_object_set_new (out, "backends", s_backends_json (&bk));
+    json_object_set_new (out, "cascade", s_cascade_json (&bk));
+    s_backends_free (&bk);
     if (sc.labels)
         json_object_set_new (out, "detection",
                              json_pack ("{sI sI sI sI sf sf}", "incidents",
@@ -509,6 +909,7 @@ s_summary (s_opts_t *o)
                     (unsigned long long) sc.score.incidents, sc.score.recall,
                     (unsigned long long) sc.score.windows_hit,
                     (unsigned long long) sc.score.windows);
+        s_backends_print (json_object_get (out, "backends"), json_object_get (out, "cascade"));
         printf ("  agent restarts           %lld\n", (long long) restarts);
         printf ("  decision log             %s\n", log);
     }

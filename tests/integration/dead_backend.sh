@@ -24,6 +24,16 @@ assert c["malformed"] == 5, "malformed not counted"
 assert c["loops"] > 0, "no reasoning loop ran"
 assert c["accepted"] == 0, "something was accepted without a backend"
 assert c["model_failed"] == c["loops"], "loops not recorded as model_failed"'
+# The heartbeat's backend health, in `meshctl status`: the dead server is not serving, and
+# why is on the line under it.
+status_json | jq_py '
+b = d["agents"][0]["backends"]["dead"]
+print(b)
+assert b["state"] in ("open", "half_open", "down"), b
+assert b["failures"] > 0 and b["detail"], b'
+MESHCTL status > "$T/status.txt" || fail "meshctl status failed"
+grep -A1 -E '^  backend dead: (open|half_open|down) \(.*\) calls [0-9]+, failures [1-9][0-9]*, latency p50/p95/p99 [0-9]+/[0-9]+/[0-9]+ ms, ttft p50/p99 [-0-9]+/[-0-9]+ ms$' \
+    "$T/status.txt" | grep -qE '^    model_' || { cat "$T/status.txt"; fail "meshctl status lacks the dead backend and why"; }
 stop_meshd
 python3 - "$T/state/decisions.jsonl" <<'PY'
 import json, sys

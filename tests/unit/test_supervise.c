@@ -544,6 +544,132 @@ test_counters_survive_death (void **state)
     free (summary);
 }
 
+//  Instance I's "backends" in the status (caller owns).
+static json_t *
+s_backends (mesh_supervise_t *sup, size_t i)
+{
+    json_t *status = mesh_supervise_status (sup);
+    json_t *backends = json_incref (json_object_get (json_array_get (status, i), "backends"));
+    json_decref (status);
+    assert_true (json_is_object (backends));
+    return backends;
+}
+
+//  A heartbeat of instance "cpu" from ROUTING_ID with BACKENDS (taken; NULL: none).
+static void
+s_beat_backends (mesh_supervise_t *sup, const char *routing_id, json_t *backends)
+{
+    json_t *beat = json_pack ("{ss s{si}}", "instance", "cpu", "counters", "events", 1);
+    if (backends)
+        json_object_set_new (beat, "backends", backends);
+    mesh_supervise_heartbeat (sup, routing_id, beat);
+    json_decref (beat);
+}
+
+//  {"b0": {}, ... } with COUNT entries.
+static json_t *
+s_many_backends (int count)
+{
+    json_t *many = json_object ();
+    for (int i = 0; i < count; i++) {
+        char name[16];
+        snprintf (name, sizeof name, "b%d", i);
+        json_object_set_new (many, name, json_object ());
+    }
+    return many;
+}
+
+//  The backends a heartbeat reports: kept as sent, replaced by the next heartbeat, dropped
+//  (and reported as the agent's bug, not punished) when not an object of at most 64
+//  objects and 64 KiB, and forgotten when the instance dies.
+static void
+test_heartbeat_backends (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_supervise_t *sup = s_start (fx, fx->sleeper, 1);
+    json_t *got = s_backends (sup, 0);
+    assert_int_equal (json_object_size (got), 0);          //  none before a heartbeat
+    json_decref (got);
+    int pid = s_snap_pid (sup, 0);
+    assert_null (s_auth (fx, 0, "cpu/0"));
+    s_hello (sup, "cpu/0", "cpu", pid);
+
+    json_t *sent = json_pack ("{s{ss ss ss si si si si s{si si si} sn}}", "local", "state",
+                              "ready", "detail", "", "flavor", "llama.cpp", "context_tokens",
+                              8192, "calls", 12, "failures", 1, "consecutive_failures", 0,
+                              "latency_ms", "p50", 120, "p95", 300, "p99", 410, "ttft_ms");
+    s_beat_backends (sup, "cpu/0", json_deep_copy (sent));
+    got = s_backends (sup, 0);
+    assert_true (json_equal (got, sent));
+    json_decref (got);
+    //  Not from this life's authenticated peers: ignored.
+    s_beat_backends (sup, "cpu/7", json_pack ("{s{ss}}", "rogue", "state", "ready"));
+    got = s_backends (sup, 0);
+    assert_true (json_equal (got, sent));
+    json_decref (got);
+    json_decref (sent);
+
+    //  The next heartbeat replaces it (a backend gone from it is gone).
+    sent = json_pack ("{s{ss ss}}", "big", "state", "open", "detail", "connection refused");
+    s_beat_backends (sup, "cpu/0", json_deep_copy (sent));
+    got = s_backends (sup, 0);
+    assert_true (json_equal (got, sent));
+    assert_null (json_object_get (got, "local"));
+    json_decref (got);
+    json_decref (sent);
+
+    //  Junk: not an object, a value that is not an object, too many entries, too large (one
+    //  entry of 70 KB: an agent must not swell every status reply).  Each leaves none (not
+    //  the previous one); the agent is not killed; one agent_error is recorded.
+    char *huge = calloc (1, 70000);
+    memset (huge, 'x', 69999);
+    json_t *junk[] = { json_string ("ready"), json_pack ("[{}]"),
+                       json_pack ("{s{} si}", "ok", "bad", 3), s_many_backends (65),
+                       json_pack ("{s{ss}}", "big", "detail", huge) };
+    free (huge);
+    for (size_t k = 0; k < sizeof junk / sizeof junk[0]; k++) {
+        s_beat_backends (sup, "cpu/0", json_pack ("{s{ss}}", "x", "state", "ready"));
+        got = s_backends (sup, 0);
+        assert_int_equal (json_object_size (got), 1);
+        json_decref (got);
+        s_beat_backends (sup, "cpu/0", junk[k]);
+        got = s_backends (sup, 0);
+        assert_int_equal (json_object_size (got), 0);
+        json_decref (got);
+    }
+    assert_int_equal (json_array_size (fx->records), 1);           //  rate-limited
+    json_t *r = json_array_get (fx->records, 0);
+    assert_string_equal (json_string_value (json_object_get (r, "event")), "agent_error");
+    assert_non_null (strstr (json_string_value (json_object_get (r, "reason")), "backends"));
+    assert_int_equal (mesh_supervise_alive (sup), 1);
+    assert_string_equal (s_state (sup, 0), "running");
+    //  Exactly 64 is accepted; a heartbeat without "backends" leaves none, and no record.
+    s_beat_backends (sup, "cpu/0", s_many_backends (64));
+    got = s_backends (sup, 0);
+    assert_int_equal (json_object_size (got), 64);
+    json_decref (got);
+    s_beat_backends (sup, "cpu/0", NULL);
+    got = s_backends (sup, 0);
+    assert_int_equal (json_object_size (got), 0);
+    json_decref (got);
+    assert_int_equal (json_array_size (fx->records), 1);
+
+    //  A death forgets them; a heartbeat of the dead life read after the reap is ignored.
+    s_beat_backends (sup, "cpu/0", json_pack ("{s{ss}}", "local", "state", "ready"));
+    got = s_backends (sup, 0);
+    assert_int_equal (json_object_size (got), 1);
+    json_decref (got);
+    assert_int_equal (kill ((pid_t) pid, SIGKILL), 0);
+    assert_true (s_tick_until (sup, 0, "backoff", 5000));
+    got = s_backends (sup, 0);
+    assert_int_equal (json_object_size (got), 0);
+    json_decref (got);
+    s_beat_backends (sup, "cpu/0", json_pack ("{s{ss}}", "local", "state", "ready"));
+    got = s_backends (sup, 0);
+    assert_int_equal (json_object_size (got), 0);
+    json_decref (got);
+}
+
 static void
 test_liveness_kills_the_silent (void **state)
 {
@@ -979,6 +1105,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_exec_failure_is_a_death, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_hello_running_ready, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_counters_survive_death, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_heartbeat_backends, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_liveness_kills_the_silent, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_punish_kills, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stop, s_setup, s_teardown),
