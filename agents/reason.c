@@ -50,6 +50,8 @@
 #define S_PROPOSAL_MAX  16384       //  a refused proposal bigger than this is not recorded
 #define S_REASON_MAX    300         //  bytes of one refusal reason sent in a reask
 #define S_REASONS_MAX   8           //  refusal reasons sent in a reask
+#define S_TIERS_MAX     8           //  backends in a cascade (the config allows 8)
+#define S_DEADLINE_MS   120000      //  an incident's reasoning, when the config says nothing
 
 struct _mesh_reason_t {
     const mesh_config_t *cfg;
@@ -57,8 +59,10 @@ struct _mesh_reason_t {
     mesh_gate_t *gate;
     mesh_tokens_port_t tokens;
     mesh_silences_t *high_match;    //  reason.high_priority_when.match as one silence, or NULL
-    const mesh_backend_config_t *backend_cfg;
-    mesh_backend_t *backend;
+    //  The cascade: tier 0 first (a single backend is a cascade of one).
+    size_t tier_count;
+    const mesh_backend_config_t *tier_cfg[S_TIERS_MAX];
+    mesh_backend_t *tier[S_TIERS_MAX];
     const mesh_action_spec_t *fallback;
     json_t *specs;                  //  {name: spec as JSON} of the allowed actions (ctx.action)
     json_t *schema;                 //  JSON Schema of a proposal
@@ -196,13 +200,24 @@ mesh_reason_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, mes
         mesh_err ("reason %s: libsodium failed to initialise", name);
         return NULL;
     }
-    const mesh_backend_config_t *backend_cfg =
-      agent->reason.backend ? mesh_config_backend (cfg, agent->reason.backend) : NULL;
-    if (!backend_cfg) {
-        mesh_err ("reason %s: backend '%s' is not declared", name,
-                  agent->reason.backend ? agent->reason.backend : "");
+    //  The cascade's backends, in order (reason.backends, or the one reason.backend).
+    const char *const *names = (const char *const *) agent->reason.backends;
+    size_t tier_count = agent->reason.backend_count;
+    if (!tier_count) {
+        names = (const char *const *) &agent->reason.backend;
+        tier_count = 1;
+    }
+    if (tier_count > S_TIERS_MAX) {
+        mesh_err ("reason %s: %zu backends in the cascade, at most %d", name, tier_count,
+                  S_TIERS_MAX);
         return NULL;
     }
+    const mesh_backend_config_t *tier_cfg[S_TIERS_MAX];
+    for (size_t i = 0; i < tier_count; i++)
+        if (!(tier_cfg[i] = names[i] ? mesh_config_backend (cfg, names[i]) : NULL)) {
+            mesh_err ("reason %s: backend '%s' is not declared", name, names[i] ? names[i] : "");
+            return NULL;
+        }
     if (agent->action_count == 0) {
         mesh_err ("reason %s: the agent has no actions", name);
         return NULL;
@@ -243,7 +258,6 @@ mesh_reason_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, mes
             return NULL;
         }
     }
-    self->backend_cfg = backend_cfg;
     self->fallback = fallback;
     self->specs = json_object ();
     for (size_t i = 0; i < agent->action_count; i++)
@@ -251,9 +265,16 @@ mesh_reason_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, mes
                              s_action_spec_json (mesh_config_action (cfg, agent->actions[i])));
     self->schema = s_proposal_schema (self);
     self->system = s_system_prompt (self);
-    self->backend = mesh_backend_new (backend_cfg);
-    if (!self->specs || !self->schema || !self->system || !self->backend) {
-        if (self->backend)
+    bool backends_ok = true;
+    for (size_t i = 0; i < tier_count && backends_ok; i++) {
+        self->tier_cfg[i] = tier_cfg[i];
+        if ((self->tier[i] = mesh_backend_new (tier_cfg[i])))
+            self->tier_count++;
+        else
+            backends_ok = false;
+    }
+    if (!self->specs || !self->schema || !self->system || !backends_ok) {
+        if (backends_ok)
             mesh_err ("reason %s: out of memory", name);
         mesh_reason_destroy (&self);
         return NULL;
@@ -268,7 +289,8 @@ mesh_reason_destroy (mesh_reason_t **self_p)
     mesh_reason_t *self = *self_p;
     if (!self)
         return;
-    mesh_backend_destroy (&self->backend);
+    for (size_t i = 0; i < self->tier_count; i++)
+        mesh_backend_destroy (&self->tier[i]);
     mesh_silences_destroy (&self->high_match);
     json_decref (self->specs);
     json_decref (self->schema);
@@ -566,9 +588,11 @@ s_fallback_params (const mesh_reason_t *self, const mesh_incident_t *incident,
 //  and, for a reask, *reask (the two messages to append).
 static json_t *
 s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *messages, int step,
-           long prompt_estimate, long reserved, json_t *ctx, bool *accepted,
-           bool *backend_failed, mesh_charge_t *charge, json_t **reask)
+           size_t tier, long deadline_ms, long prompt_estimate, long reserved, json_t *ctx,
+           bool *accepted, bool *backend_failed, mesh_charge_t *charge, json_t **reask)
 {
+    mesh_backend_t *backend = self->tier[tier];
+    const mesh_backend_config_t *backend_cfg = self->tier_cfg[tier];
     const mesh_agent_config_t *agent = self->agent;
     char *serialised = json_dumps (messages, JSON_COMPACT);
     char prompt_hash[65] = "";
@@ -590,8 +614,9 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
     mesh_backend_reply_t reply;
     mesh_fail_t why = MESH_FAIL_NONE;
     char *detail = NULL;
-    int rc = mesh_backend_call (self->backend, messages, agent->reason.max_tokens, self->schema,
-                                seed_key, &reply, &why, &detail);
+    mesh_backend_opts_t opts = {.deadline_ms = deadline_ms, .prompt_estimate = prompt_estimate};
+    int rc = mesh_backend_call_ex (backend, messages, agent->reason.max_tokens, self->schema,
+                                   seed_key, &opts, &reply, &why, &detail);
     *accepted = false;
     *backend_failed = rc != 0;
     json_t *proposal = NULL, *verdicts = json_array (), *ctx_action = json_null ();
@@ -617,7 +642,7 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
         }
         else
             why = mesh_backend_scan (reply.content, strlen (reply.content),
-                                     &self->backend_cfg->limits, &detail);
+                                     &backend_cfg->limits, &detail);
         if (why == MESH_FAIL_NONE) {
             text = mesh_reason_strip_fence (reply.content, &stripped);
             json_error_t jerr;
@@ -656,14 +681,40 @@ s_attempt (mesh_reason_t *self, const mesh_incident_t *incident, json_t *message
         json_decref (proposal);
         proposal = NULL;
     }
-    json_t *model = s_text (reply.model ? reply.model : self->backend_cfg->model);
+    json_t *model = s_text (reply.model ? reply.model : backend_cfg->model);
     json_t *attempt = json_object ();
     json_object_set_new (attempt, "step", json_integer (step));
-    json_object_set_new (attempt, "backend", json_string (mesh_backend_name (self->backend)));
+    json_object_set_new (attempt, "backend", json_string (mesh_backend_name (backend)));
+    json_object_set_new (attempt, "tier", json_integer ((json_int_t) tier));
     json_object_set_new (attempt, "model", model);
     json_object_set_new (attempt, "params",
                          json_pack ("{s:i, s:f}", "max_tokens", agent->reason.max_tokens,
-                                    "temperature", self->backend_cfg->temperature));
+                                    "temperature", backend_cfg->temperature));
+    //  How the server answered: the wire format, timing, size and every HTTP request.
+    json_object_set_new (attempt, "flavor", s_text (reply.flavor));
+    json_object_set_new (attempt, "streamed", json_boolean (reply.streamed));
+    json_object_set_new (attempt, "structured", s_text (reply.structured));
+    json_object_set_new (attempt, "schema_fallback", json_boolean (reply.schema_fallback));
+    json_object_set_new (attempt, "ttft_ms", reply.ttft_ms >= 0 ? json_integer (reply.ttft_ms)
+                                                                 : json_null ());
+    json_object_set_new (attempt, "tokens_per_s",
+                         reply.tokens_per_s > 0 ? json_real ((double) (long) (reply.tokens_per_s
+                                                                               * 10) / 10)
+                                                : json_null ());
+    json_object_set_new (attempt, "bytes", json_integer ((json_int_t) reply.received_bytes));
+    json_object_set_new (attempt, "context_tokens",
+                         reply.context_tokens > 0 ? json_integer (reply.context_tokens)
+                                                  : json_null ());
+    //  A <think> block or reasoning field: set aside, kept as an excerpt, never parsed.
+    if (reply.reasoning_bytes) {
+        char *thought = reply.reasoning ? s_cut (reply.reasoning, S_EXCERPT_MAX) : NULL;
+        json_object_set_new (attempt, "reasoning", s_text (thought));
+        json_object_set_new (attempt, "reasoning_bytes",
+                             json_integer ((json_int_t) reply.reasoning_bytes));
+        free (thought);
+    }
+    if (reply.requests_log)
+        json_object_set (attempt, "requests", reply.requests_log);
     json_object_set_new (attempt, "prompt_sha256", json_string (prompt_hash));
     //  The raw output: a bounded excerpt, its length and hash (never the whole of it).
     char output_hash[65] = "";
@@ -747,6 +798,56 @@ s_high_priority (const mesh_reason_t *self, const mesh_incident_t *incident)
     return true;
 }
 
+static long
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+//  Record that step STEP leaves tier FROM for the next one, because of CAUSE.
+static void
+s_escalate (mesh_reason_t *self, json_t *escalations, int step, size_t from, const char *cause)
+{
+    json_t *to = from + 1 < self->tier_count
+                   ? json_string (mesh_backend_name (self->tier[from + 1])) : json_null ();
+    json_array_append_new (escalations,
+                           json_pack ("{s:i, s:s, s:o, s:s}", "step", step, "from",
+                                      mesh_backend_name (self->tier[from]), "to", to,
+                                      "cause", cause));
+}
+
+//  The failure class named NAME (as recorded), MESH_FAIL_MODEL_ERROR if unknown.
+static mesh_fail_t
+s_fail_class (const char *name)
+{
+    for (int i = 0; i < MESH_FAIL_COUNT_; i++)
+        if (!strcmp (mesh_fail_name ((mesh_fail_t) i), name))
+            return (mesh_fail_t) i;
+    return MESH_FAIL_MODEL_ERROR;
+}
+
+//  Failures after which the last backend is not asked again for this incident: the
+//  same request would fail the same way (the backend already retried what can be
+//  retried, within the deadline).
+static bool
+s_stops_the_loop (mesh_fail_t fail)
+{
+    switch (fail) {
+        case MESH_FAIL_MODEL_CONTEXT_OVERFLOW:
+        case MESH_FAIL_MODEL_NOT_FOUND:
+        case MESH_FAIL_MODEL_RATE_LIMITED:
+        case MESH_FAIL_MODEL_OVERLOADED:
+        case MESH_FAIL_MODEL_LOADING:
+        case MESH_FAIL_MODEL_UNREACHABLE:
+        case MESH_FAIL_MODEL_TIMEOUT:
+            return true;
+        default:
+            return false;
+    }
+}
+
 json_t *
 mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *history)
 {
@@ -791,10 +892,37 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_t *proposal = NULL;            //  the accepted one (borrowed from its attempt)
     json_t *last = NULL;                //  the last attempt (borrowed)
 
-    for (int step = 1; step <= max_steps && !accepted; step++) {
+    //  The cascade: the tier the next step goes to, the escalations and why.
+    size_t tier = 0;
+    bool stop_loop = false, no_backend = false, drop_reask = false;
+    json_t *escalations = json_array ();
+    int deadline_span = agent->reason.deadline_ms > 0 ? agent->reason.deadline_ms
+                                                      : S_DEADLINE_MS;
+    long deadline = s_now_ms () + deadline_span;
+
+    for (int step = 1; step <= max_steps && !accepted && !stop_loop; step++) {
+        //  The first backend from the current tier on whose circuit lets a call through.
+        while (tier < self->tier_count && !mesh_backend_available (self->tier[tier])) {
+            s_escalate (self, escalations, step, tier, "circuit_open");
+            tier++;
+        }
+        if (tier == self->tier_count) {
+            no_backend = true;
+            snprintf (why_line, sizeof why_line, "no backend available at step %d: %s", step,
+                      self->tier_count > 1 ? "every backend's circuit is open"
+                                           : "the backend's circuit is open");
+            break;
+        }
+        if (s_now_ms () >= deadline) {
+            no_backend = true;
+            snprintf (why_line, sizeof why_line, "the incident's reasoning deadline of %d ms "
+                      "passed before step %d", deadline_span, step);
+            break;
+        }
         json_t *messages = json_copy (base);
-        if (reask)
+        if (reask && !drop_reask)
             json_array_extend (messages, reask);
+        drop_reask = false;
         long prompt_estimate = mesh_backend_estimate_json (messages);
         long need = prompt_estimate + max_tokens;
         if (used + need > cap) {
@@ -809,7 +937,7 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
         }
         //  The ledger grants it against every scope, or names the one that refused.
         mesh_tokens_ask_t ask = {.agent = agent->name, .incident = incident->id, .step = step,
-                                 .need = need, .backend = mesh_backend_name (self->backend),
+                                 .need = need, .backend = mesh_backend_name (self->tier[tier]),
                                  .action = reask_action, .high = high};
         mesh_tokens_grant_t grant;
         if (self->tokens.reserve (self->tokens.arg, &ask, &grant) != 0) {
@@ -832,13 +960,27 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
         bool backend_failed = false;
         mesh_charge_t charge = {0, "refused", true};
         json_t *next_reask = NULL;
-        json_t *attempt = s_attempt (self, incident, messages, step, prompt_estimate, need, ctx,
-                                     &accepted, &backend_failed, &charge, &next_reask);
+        json_t *attempt = s_attempt (self, incident, messages, step, tier, deadline,
+                                     prompt_estimate, need, ctx, &accepted, &backend_failed,
+                                     &charge, &next_reask);
+        bool last_tier = tier + 1 >= self->tier_count, low_confidence = false;
+        if (accepted && !last_tier && agent->reason.escalate_below > 0) {
+            json_t *confidence = json_object_get (json_object_get (attempt, "proposal"),
+                                                  "confidence");
+            //  The gates accept it, but the model is not sure: ask the next backend.
+            if (json_number_value (confidence) < agent->reason.escalate_below) {
+                accepted = false;
+                low_confidence = true;
+                json_object_set_new (attempt, "accepted", json_false ());
+            }
+        }
         long charged = charge.charged;
         json_t *proposed = json_object_get (json_object_get (attempt, "proposal"), "action");
         const char *error = json_string_value (json_object_get (attempt, "error"));
         mesh_tokens_charge_t settle = {.charged = charged, .rule = charge.rule,
-                                       .result = accepted ? "accepted" : error ? error : "rejected",
+                                       .result = accepted ? "accepted"
+                                                 : low_confidence ? "low_confidence"
+                                                 : error ? error : "rejected",
                                        .action = json_string_value (proposed)};
         json_t *scope = NULL;
         if (self->tokens.settle (self->tokens.arg, grant.grant, &settle, &scope) == 0) {
@@ -859,6 +1001,32 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
         used += charged;
         calls++;
         backend_failures += backend_failed;
+        bool had_reask = json_array_size (messages) > json_array_size (base);
+        //  What the next step does (docs/reasoning.md, "What the loop does next").
+        if (low_confidence) {
+            json_object_set_new (attempt, "escalated", json_string ("low_confidence"));
+            s_escalate (self, escalations, step, tier++, "low_confidence");
+            json_decref (next_reask);
+            next_reask = NULL;
+            json_decref (reask);
+            reask = NULL;           //  the next backend starts from the incident alone
+        }
+        else if (!accepted && error && backend_failed) {
+            mesh_fail_t fail = s_fail_class (error);
+            if (fail == MESH_FAIL_MODEL_CONTEXT_OVERFLOW && had_reask)
+                drop_reask = true;  //  shrink: the next step sends the incident alone
+            else if (!last_tier) {
+                json_object_set_new (attempt, "escalated", json_string (error));
+                s_escalate (self, escalations, step, tier++, error);
+            }
+            else if (s_stops_the_loop (fail))
+                stop_loop = true;   //  re-sending now would fail the same way
+        }
+        else if (!accepted && !last_tier) {
+            //  Refused by the gates (or not a proposal): the next backend gets the reasons.
+            json_object_set_new (attempt, "escalated", json_string (error ? error : "rejected"));
+            s_escalate (self, escalations, step, tier++, error ? error : "rejected");
+        }
         json_array_append_new (attempts, attempt);
         last = attempt;
         if (accepted)
@@ -875,9 +1043,10 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
 
     const char *verdict = accepted ? "accepted"
                           : budget_stop ? "budget_exhausted"
-                          : calls > 0 && backend_failures == calls ? "model_failed"
+                          : (calls > 0 && backend_failures == calls) || (no_backend && !calls)
+                            ? "model_failed"
                           : "rejected";
-    if (!accepted && !budget_stop) {
+    if (!accepted && !budget_stop && !(no_backend && !calls)) {
         const char *error = json_string_value (json_object_get (last, "error"));
         const char *detail = json_string_value (json_object_get (last, "detail"));
         char *refusals = s_refusals (json_object_get (last, "verdicts"), "; ");
@@ -918,6 +1087,17 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_object_set_new (decision, "ctx", recorded_ctx);
     json_object_set_new (decision, "rules_hash", json_string (mesh_gate_rules_hash (self->gate)));
     json_object_set_new (decision, "attempts", attempts);
+    if (self->tier_count > 1) {
+        json_t *names = json_array ();
+        for (size_t i = 0; i < self->tier_count; i++)
+            json_array_append_new (names, json_string (mesh_backend_name (self->tier[i])));
+        json_t *final = json_object_get (last, "backend");
+        json_object_set_new (decision, "cascade",
+                             json_pack ("{s:o, s:o, s:O}", "backends", names, "escalations",
+                                        escalations, "final", final ? final : json_null ()));
+    }
+    else
+        json_decref (escalations);
     json_t *budget = json_pack ("{s:I, s:I, s:s, s:o}", "incident_cap", (json_int_t) cap,
                                 "incident_used", (json_int_t) used, "priority",
                                 high ? "high" : "normal", "refused_by",

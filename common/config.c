@@ -2747,7 +2747,7 @@ static const s_field_t s_high_priority_fields [] = {
 //  reason.backend or reason.backends: exactly one is given (s_agent_backends checks it,
 //  as neither is required alone).
 enum { R_BACKEND, R_STEPS, R_TOKENS, R_CAP, R_BUDGET, R_WINDOW, R_QUEUE, R_WORKERS, R_OVERFLOW,
-       R_BUDGET_BLOCK, R_PRIORITY, R_HIGH_WHEN, R_BACKENDS, R_ESCALATE };
+       R_BUDGET_BLOCK, R_PRIORITY, R_HIGH_WHEN, R_BACKENDS, R_ESCALATE, R_DEADLINE };
 static const char *const s_overflow_kinds [] = { "pause", "shed", NULL };
 static const s_field_t s_reason_fields [] = {
     [R_BACKEND] = { .key = "backend", .type = F_STRING,
@@ -2774,6 +2774,8 @@ static const s_field_t s_reason_fields [] = {
                      .count_offset = offsetof (mesh_agent_config_t, reason.backend_count) },
     [R_ESCALATE] = S_NUM ("escalate_below", mesh_agent_config_t, reason.escalate_below,
                           F_DOUBLE, 0, 1),
+    [R_DEADLINE] = S_NUM ("deadline_ms", mesh_agent_config_t, reason.deadline_ms, F_INT,
+                          100, 3600000),
     { NULL }
 };
 
@@ -3048,6 +3050,7 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->events.max_event_age_s = 0;
     agent->events.dead_letter_timeout_ms = 5000;
     agent->reason.max_steps = 3;
+    agent->reason.deadline_ms = 120000;
     agent->reason.max_tokens = 256;
     agent->reason.incident_token_cap = 4000;
     agent->reason.budget_tokens = 200000;

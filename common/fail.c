@@ -15,6 +15,13 @@ static const char *s_names[MESH_FAIL_COUNT_] = {
     [MESH_FAIL_EVENT_MALFORMED] = "event_malformed",
     [MESH_FAIL_MODEL_OVERSIZE] = "model_oversize",
     [MESH_FAIL_MODEL_TRUNCATED] = "model_truncated",
+    [MESH_FAIL_MODEL_CONTEXT_OVERFLOW] = "model_context_overflow",
+    [MESH_FAIL_MODEL_RATE_LIMITED] = "model_rate_limited",
+    [MESH_FAIL_MODEL_OVERLOADED] = "model_overloaded",
+    [MESH_FAIL_MODEL_LOADING] = "model_loading",
+    [MESH_FAIL_MODEL_NOT_FOUND] = "model_not_found",
+    [MESH_FAIL_MODEL_PARTIAL] = "model_partial",
+    [MESH_FAIL_MODEL_UNREACHABLE] = "model_unreachable",
 };
 
 const char *

@@ -20,6 +20,16 @@ typedef enum {
     MESH_FAIL_EVENT_MALFORMED,      //  an input message that cannot be decoded
     MESH_FAIL_MODEL_OVERSIZE,       //  the answer is over a backend limit (bytes, depth, keys, string)
     MESH_FAIL_MODEL_TRUNCATED,      //  the server stopped for another reason than a stop (length, ...)
+    //  What a backend says went wrong (agents/backend/wire.h classifies; docs/reasoning.md
+    //  has what the loop does next for each):
+    MESH_FAIL_MODEL_CONTEXT_OVERFLOW,   //  the prompt and max_tokens do not fit the context
+    MESH_FAIL_MODEL_RATE_LIMITED,   //  429 (after the retries the deadline allowed)
+    MESH_FAIL_MODEL_OVERLOADED,     //  the server refused for load (503 busy, TGI's 429 overloaded)
+    MESH_FAIL_MODEL_LOADING,        //  the model is still loading (503 "Loading model")
+    MESH_FAIL_MODEL_NOT_FOUND,      //  the server does not serve that model: a config error
+    MESH_FAIL_MODEL_PARTIAL,        //  the answer stopped part way (connection cut, stream ended
+                                    //  without a finish, or an error inside the stream)
+    MESH_FAIL_MODEL_UNREACHABLE,    //  no connection (refused, unresolvable) or the circuit is open
     MESH_FAIL_COUNT_
 } mesh_fail_t;
 

@@ -61,7 +61,7 @@ typedef struct {
 
 typedef struct {
     long cap;                       //  incident_token_cap
-    char *backend;
+    json_t *backends;               //  names it may call (its cascade)
     json_t *actions;                //  names it may take
     bool may_be_high;               //  its incidents can be high priority
 } s_agent_t;
@@ -150,7 +150,7 @@ s_agent_free (void **item)
     s_agent_t *agent = *item;
     if (!agent)
         return;
-    free (agent->backend);
+    json_decref (agent->backends);
     json_decref (agent->actions);
     free (agent);
     *item = NULL;
@@ -383,7 +383,11 @@ mesh_tokens_reconfigure (mesh_tokens_t *self, const mesh_config_t *cfg)
         if (!entry)
             continue;
         entry->cap = agent->reason.incident_token_cap;
-        entry->backend = strdup (agent->reason.backend ? agent->reason.backend : "");
+        entry->backends = json_array ();
+        for (size_t j = 0; j < agent->reason.backend_count; j++)
+            json_array_append_new (entry->backends, json_string (agent->reason.backends[j]));
+        if (!agent->reason.backend_count && agent->reason.backend)
+            json_array_append_new (entry->backends, json_string (agent->reason.backend));
         entry->actions = json_array ();
         for (size_t j = 0; j < agent->action_count; j++)
             json_array_append_new (entry->actions, json_string (agent->actions[j]));
@@ -987,16 +991,22 @@ s_refuse (mesh_tokens_t *self, mesh_tokens_grant_t *out, const char *scope, cons
     s_add (self->refused_by, scope, 1);
 }
 
-//  True when NAME is one of AGENT's actions (as configured).
+//  True when NAME is in NAMES (an agent's backends or actions, as configured).
+static bool
+s_has_name (json_t *names, const char *name)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach (names, i, entry)
+        if (name && !strcmp (json_string_value (entry), name))
+            return true;
+    return false;
+}
+
 static bool
 s_has_action (const s_agent_t *agent, const char *name)
 {
-    size_t i;
-    json_t *action;
-    json_array_foreach (agent ? agent->actions : NULL, i, action)
-        if (name && !strcmp (json_string_value (action), name))
-            return true;
-    return false;
+    return s_has_name (agent ? agent->actions : NULL, name);
 }
 
 static int s_reserve (mesh_tokens_t *self, const char *instance, const mesh_tokens_ask_t *ask,
@@ -1036,7 +1046,7 @@ s_reserve (mesh_tokens_t *self, const char *instance, const mesh_tokens_ask_t *a
         return 0;
     }
     //  The agent names its backend and action; both must be its own.
-    if (!ask->backend || strcmp (ask->backend, agent->backend) != 0) {
+    if (!s_has_name (agent->backends, ask->backend)) {
         s_refuse (self, out, "request", "backend '%.64s' is not agent %s's", 
                   ask->backend ? ask->backend : "?", ask->agent);
         return 0;

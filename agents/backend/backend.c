@@ -28,7 +28,7 @@ mesh_backend_new (const mesh_backend_config_t *cfg)
     const mesh_backend_ops_t *ops = NULL;
     switch (cfg->kind) {
         case MESH_BACKEND_SCRIPTED: ops = &mesh_backend_scripted_ops; break;
-        case MESH_BACKEND_OPENAI: ops = &mesh_backend_openai_ops; break;
+        case MESH_BACKEND_OPENAI: ops = &mesh_backend_http_ops; break;
     }
     const char *name = cfg->name ? cfg->name : "unnamed";
     if (!ops) {
@@ -69,6 +69,22 @@ mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_
                    const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
                    char **detail)
 {
+    return mesh_backend_call_ex (self, messages, max_tokens, schema, seed_key, NULL, reply, why,
+                                 detail);
+}
+
+bool
+mesh_backend_available (mesh_backend_t *self)
+{
+    assert (self);
+    return !self->ops->available || self->ops->available (self->state);
+}
+
+int
+mesh_backend_call_ex (mesh_backend_t *self, json_t *messages, int max_tokens, json_t *schema,
+                      const char *seed_key, const mesh_backend_opts_t *opts,
+                      mesh_backend_reply_t *reply, mesh_fail_t *why, char **detail)
+{
     assert (self);
     assert (reply && why && detail);
     memset (reply, 0, sizeof *reply);
@@ -79,15 +95,24 @@ mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_
         *detail = strdup ("bad request: messages must be an array and max_tokens >= 1");
         return -1;
     }
-    int rc = self->ops->call (self->state, messages, max_tokens, schema, seed_key, reply, why,
-                              detail);
+    reply->ttft_ms = -1;
+    int rc = self->ops->call (self->state, messages, max_tokens, schema, seed_key, opts, reply,
+                              why, detail);
     if (rc == 0 && reply->content)
         return 0;
-    //  Failure (or a kind that broke its contract): keep only the latency and the size.
+    //  Failure (or a kind that broke its contract): keep what the record and the charge
+    //  need (latency, sizes, the requests), never a partial content.
     mesh_backend_reply_t kept = {.latency_ms = reply->latency_ms,
                                  .received_bytes = reply->received_bytes, .sent = reply->sent,
                                  .http_status = reply->http_status, .requests = reply->requests,
-                                 .complete = reply->complete};
+                                 .complete = reply->complete,
+                                 .answered_error = reply->answered_error,
+                                 .flavor = reply->flavor, .streamed = reply->streamed,
+                                 .ttft_ms = reply->ttft_ms, .structured = reply->structured,
+                                 .schema_fallback = reply->schema_fallback,
+                                 .context_tokens = reply->context_tokens,
+                                 .requests_log = reply->requests_log};
+    reply->requests_log = NULL;
     mesh_backend_reply_clear (reply);
     *reply = kept;
     if (*why == MESH_FAIL_NONE)
@@ -105,6 +130,8 @@ mesh_backend_reply_clear (mesh_backend_reply_t *reply)
     free (reply->content);
     free (reply->model);
     free (reply->finish_reason);
+    free (reply->reasoning);
+    json_decref (reply->requests_log);
     memset (reply, 0, sizeof *reply);
 }
 

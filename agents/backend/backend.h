@@ -36,9 +36,30 @@ typedef struct {
     long http_status;           //  the last response's status, 0 when none came
     int requests;               //  HTTP requests sent (a retry without response_format: 2)
     bool complete;              //  the last response arrived whole (no transport error)
+    bool answered_error;        //  the last answer was an error before any token (a 2xx
+                                //  error body, an in-stream error first): nothing generated
+    //  What the record shows of the call (kept on failure too):
+    const char *flavor;         //  the wire format spoken ("llamacpp", ...; static)
+    bool streamed;
+    long ttft_ms;               //  request start -> first token; -1 if none came
+    double tokens_per_s;        //  completion tokens / (duration - ttft); 0 if unknown
+    const char *structured;     //  the structured-output form of the last request (static)
+    bool schema_fallback;       //  the server refused the form and got a request without it
+    char *reasoning;            //  a <think> block or reasoning field set aside (owned,
+    size_t reasoning_bytes;     //  bounded); never parsed as the proposal
+    long context_tokens;        //  the server's context length, 0 if unknown
+    json_t *requests_log;       //  [{n, status, class, ms, bytes, wait_ms?, retry_after_ms?}]
+                                //  one per HTTP request of the call (owned, may be NULL)
 } mesh_backend_reply_t;
 
 typedef struct _mesh_backend_t mesh_backend_t;
+
+//  A call's deadline and context, beyond the messages (mesh_backend_call_ex).
+typedef struct {
+    long deadline_ms;           //  CLOCK_MONOTONIC ms after which no request may start and
+                                //  no wait may end (the incident's); 0 = the backend's own
+    long prompt_estimate;       //  tokens, for the context pre-check
+} mesh_backend_opts_t;
 
 //  The callback table of one backend kind.  STATE is what create returned.  call has
 //  the contract of mesh_backend_call; backend.c clears REPLY before and after a failure.
@@ -47,12 +68,14 @@ typedef struct {
     void *(*create) (const mesh_backend_config_t *cfg);             //  NULL (logged) if unusable
     void (*destroy) (void *state);
     int (*call) (void *state, json_t *messages, int max_tokens, json_t *schema,
-                 const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
-                 char **detail);
+                 const char *seed_key, const mesh_backend_opts_t *opts,
+                 mesh_backend_reply_t *reply, mesh_fail_t *why, char **detail);
+    bool (*available) (void *state);                                 //  may be NULL: always
 } mesh_backend_ops_t;
 
 extern const mesh_backend_ops_t mesh_backend_scripted_ops;
-extern const mesh_backend_ops_t mesh_backend_openai_ops;
+extern const mesh_backend_ops_t mesh_backend_http_ops;
+
 
 //  Create a backend of cfg->kind; NULL (logged) if the config is unusable (a scripted
 //  file that does not load, an openai backend without an http(s) url).  An openai key
@@ -86,6 +109,13 @@ bool mesh_backend_finished (const char *finish_reason);
 int mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_t *schema,
                        const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
                        char **detail);
+//  The same with OPTS (may be NULL): the caller's deadline and prompt estimate.
+int mesh_backend_call_ex (mesh_backend_t *self, json_t *messages, int max_tokens, json_t *schema,
+                          const char *seed_key, const mesh_backend_opts_t *opts,
+                          mesh_backend_reply_t *reply, mesh_fail_t *why, char **detail);
+//  Whether a call to this backend would be let through now (its circuit is not open).
+//  Always true for a kind without a circuit.
+bool mesh_backend_available (mesh_backend_t *self);
 //  Free what REPLY owns and zero it; safe on a zeroed reply.
 void mesh_backend_reply_clear (mesh_backend_reply_t *reply);
 //  The backend's configured name (borrowed).

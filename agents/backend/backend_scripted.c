@@ -200,8 +200,10 @@ s_seed_hash (const char *key)
 
 static int
 s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const char *seed_key,
-        mesh_backend_reply_t *reply, mesh_fail_t *why, char **detail)
+        const mesh_backend_opts_t *opts, mesh_backend_reply_t *reply, mesh_fail_t *why,
+        char **detail)
 {
+    (void) opts;
     (void) max_tokens;
     (void) schema;
     s_scripted_t *self = state;
@@ -224,6 +226,8 @@ s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const cha
     reply->requests = 1;
     reply->http_status = 200;
     reply->complete = true;
+    reply->flavor = "scripted";
+    reply->structured = "none";
     return 0;
 }
 

@@ -24,8 +24,7 @@ mesh_charge (int rc, mesh_fail_t why, const mesh_backend_reply_t *reply, bool tr
     }
     //  Nothing was generated: not connected, an error status (4xx, 5xx: refused before
     //  any generation), or a whole answer that is an error.
-    if (!reply->sent || reply->http_status >= 400
-        || (why == MESH_FAIL_MODEL_ERROR && reply->complete))
+    if (!reply->sent || reply->http_status >= 400 || reply->answered_error)
         return out;
     //  The request was sent and what came back is unusable or missing: the server may
     //  have generated all it was allowed to.

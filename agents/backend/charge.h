@@ -8,11 +8,15 @@
  *      reservation  no answer in time, a body cut mid-transfer, a request   the reservation (or what
  *                   sent and no reply, a 2xx we cannot read, an answer      arrived, /4, if more),
  *                   over the transport cap, cut by length                  or the usage if more
- *      refused      nothing was generated: not connected, or the server     0
- *                   answered with an error status (4xx, 5xx, 429, 503)
+ *      refused      nothing was generated: not connected, a pre-check       0
+ *                   refused it (circuit open, context, model not listed),
+ *                   the server answered with an error status (4xx, 5xx,
+ *                   429, 503), or its answer was an error before any token
  *
  *  Every HTTP request the server received counts: a backend reports how many it sent
- *  (libcurl's silent resends are switched off, agents/backend/backend_openai.c).
+ *  (libcurl's silent resends are switched off, agents/backend/backend_http.c), and
+ *  re-sends only requests that cost nothing (not connected, refused with a status), so
+ *  the last request decides the charge.
  */
 #ifndef MESH_CHARGE_H
 #define MESH_CHARGE_H

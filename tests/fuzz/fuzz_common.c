@@ -171,7 +171,11 @@ fuzz_world (void)
     s_backend = (mesh_backend_config_t) {
         .name = "model", .kind = MESH_BACKEND_OPENAI, .url = (char *) fuzz_http_url (),
         .model = "tiny", .timeout_ms = 5000, .connect_timeout_ms = 2000,
-        .json_schema = true };
+        .json_schema = true, .flavor = MESH_FLAVOR_OPENAI, .stream = false,
+        .first_token_timeout_ms = 5000, .idle_timeout_ms = 5000, .retry_attempts = 1,
+        //  Inputs are judged one by one: only 1000 failures in a row open the circuit
+        //  (for 100 ms, then the next input probes), the server is probed once.
+        .circuit_failures = 1000, .circuit_open_ms = 100, .probe_interval_s = 86400 };
     s_world.agent = (mesh_agent_config_t) {
         .name = "ops", .actions = s_agent_actions, .action_count = 2, .fallback = "escalate",
         .rules = s_rules, .rule_count = 2,

@@ -43,7 +43,7 @@ assert decs
 for r in decs:
     assert r["verdict"] == "model_failed", r["verdict"]
     assert r["fallback"] is True and r["action"]["name"] == "escalate"
-    assert all(a["error"] in ("model_error", "model_timeout") for a in r["attempts"]), r["attempts"]
+    assert all(a["error"] in ("model_unreachable", "model_timeout") for a in r["attempts"]), r["attempts"]
 print(len(decs), "decisions, all model_failed with the escalate fallback")
 PY
 MESHCTL --log "$T/state/decisions.jsonl" audit verify

@@ -430,8 +430,10 @@ test_charge_rules (void **state)
     assert_int_equal (c.charged, 0);
     mesh_backend_reply_t status429 = {.sent = true, .http_status = 429, .complete = true};
     assert_int_equal (mesh_charge (-1, MESH_FAIL_MODEL_ERROR, &status429, false, 1, 2).charged, 0);
-    //  A whole 200 that is an error: nothing generated.
-    mesh_backend_reply_t error200 = {.sent = true, .http_status = 200, .complete = true};
+    //  A 200 whose answer is an error before any token (a whole error body, or an error
+    //  as the stream's first event): nothing generated.
+    mesh_backend_reply_t error200 = {.sent = true, .http_status = 200, .complete = true,
+                                     .answered_error = true};
     assert_int_equal (mesh_charge (-1, MESH_FAIL_MODEL_ERROR, &error200, false, 1, 2).charged, 0);
     //  Sent, then: timeout, cut mid-body, no reply at all, unreadable 200 -> the reservation.
     mesh_backend_reply_t timeout = {.sent = true};
@@ -445,6 +447,11 @@ test_charge_rules (void **state)
     mesh_backend_reply_t dropped = {.sent = true, .http_status = 0, .complete = false};
     assert_int_equal (mesh_charge (-1, MESH_FAIL_MODEL_ERROR, &dropped, false, 120, 376).charged,
                       376);
+    //  An error inside a stream after tokens came: they were generated.
+    mesh_backend_reply_t late_error = {.sent = true, .http_status = 200, .complete = true,
+                                       .answered_error = false};
+    assert_int_equal (mesh_charge (-1, MESH_FAIL_MODEL_PARTIAL, &late_error, false, 120,
+                                   376).charged, 376);
     mesh_backend_reply_t unreadable = {.sent = true, .http_status = 200, .complete = true};
     assert_int_equal (
         mesh_charge (-1, MESH_FAIL_MODEL_MALFORMED, &unreadable, false, 120, 376).charged, 376);
