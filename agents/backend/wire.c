@@ -1346,7 +1346,9 @@ s_probe_ollama_list (json_t *root, const char *model, bool loaded, mesh_wire_pro
     }
 }
 
-//  "/api/show": model_info "<arch>.context_length", else parameters "num_ctx N".
+//  "/api/show": parameters "num_ctx N" (the context the model runs with), else
+//  model_info "<arch>.context_length" (its trained maximum: an upper bound, as the
+//  server's own default context may be smaller).
 static void
 s_probe_show (json_t *root, mesh_wire_probe_t *probe)
 {
@@ -1356,8 +1358,21 @@ s_probe_show (json_t *root, mesh_wire_probe_t *probe)
         return;
     probe->flavor = MESH_FLAVOR_OLLAMA;
     probe->ready = true;
+    const char *text = json_string_value (params);
+    for (const char *line = text; line && *line && !probe->context_tokens;) {
+        //  "num_ctx                        8192\nstop ..."
+        if (!strncmp (line, "num_ctx", 7) && (line[7] == ' ' || line[7] == '\t')) {
+            char *end = NULL;
+            long n = strtol (line + 7, &end, 10);
+            if (end != line + 7 && n > 0)
+                probe->context_tokens = n;
+        }
+        line = strchr (line, '\n');
+        if (line)
+            line++;
+    }
     const char *arch = json_string_value (json_object_get (info, "general.architecture"));
-    if (arch) {
+    if (arch && !probe->context_tokens) {
         char *key = NULL;
         if (asprintf (&key, "%s.context_length", arch) >= 0) {
             probe->context_tokens = s_context (json_object_get (info, key));
@@ -1374,19 +1389,6 @@ s_probe_show (json_t *root, mesh_wire_probe_t *probe)
                 break;
             }
         }
-    }
-    const char *text = json_string_value (params);
-    for (const char *line = text; line && *line && !probe->context_tokens;) {
-        //  "num_ctx                        8192\nstop ..."
-        if (!strncmp (line, "num_ctx", 7) && (line[7] == ' ' || line[7] == '\t')) {
-            char *end = NULL;
-            long n = strtol (line + 7, &end, 10);
-            if (end != line + 7 && n > 0)
-                probe->context_tokens = n;
-        }
-        line = strchr (line, '\n');
-        if (line)
-            line++;
     }
 }
 

@@ -1897,7 +1897,7 @@ test_probe_ollama (void **state)
                  "{\"general.architecture\":\"llama\",\"general.parameter_count\":3212749888,"
                  "\"llama.context_length\":131072,\"llama.embedding_length\":3072}}", "llama3.2");
     assert_int_equal (p.flavor, MESH_FLAVOR_OLLAMA);
-    assert_int_equal (p.context_tokens, 131072);
+    assert_int_equal (p.context_tokens, 8192);     //  num_ctx: what it runs with
     p = s_probe ("/api/show", 200,
                  "{\"parameters\":\"stop                           \\\"<|im_end|>\\\"\\n"
                  "num_ctx                        8192\"}", "qwen2.5:7b");
