@@ -1031,6 +1031,10 @@ mesh_wire_classify (long status, const char *message, const char *type)
         return MESH_FAIL_MODEL_RATE_LIMITED;
     if (status == 503 && s_has (message, "loading"))
         return MESH_FAIL_MODEL_LOADING;
+    //  Any other 503 says "not now" (vLLM's empty one, TGI's unhealthy): retried within
+    //  the deadline like an overload, and counted by the circuit if it lasts.
+    if (status == 503)
+        return MESH_FAIL_MODEL_OVERLOADED;
     if (mesh_wire_schema_refused (status, message))
         return MESH_FAIL_MODEL_MALFORMED;
     return MESH_FAIL_MODEL_ERROR;

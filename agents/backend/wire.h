@@ -154,7 +154,7 @@ char *mesh_wire_error_text (const char *body, size_t len, char **type);
 //      not_found         404 (any text), or "model" + "not found" / "does not exist"
 //      rate_limited      429 (unless the text or type says overloaded)
 //      overloaded        503/429 with "busy", "overloaded", "maximum pending"; TGI
-//                        error_type overloaded
+//                        error_type overloaded; any other 503 but loading
 //      loading           503 with "loading" (any case)
 //      malformed         400/415/422 naming response_format / json_schema / grammar /
 //                        schema (the structured-output form was refused: see

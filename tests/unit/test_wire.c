@@ -1551,9 +1551,9 @@ test_classify (void **state)
     s_expect_class (403, "", MESH_FAIL_MODEL_ERROR);
     s_expect_class (500, "{\"error\":{\"code\":500,\"message\":\"Internal\",\"type\":"
                     "\"server_error\"}}", MESH_FAIL_MODEL_ERROR);
-    s_expect_class (503, "", MESH_FAIL_MODEL_ERROR);
+    s_expect_class (503, "", MESH_FAIL_MODEL_OVERLOADED);      //  "not now": retried
     s_expect_class (503, "{\"error\":\"unhealthy\",\"error_type\":\"healthcheck\"}",
-                    MESH_FAIL_MODEL_ERROR);
+                    MESH_FAIL_MODEL_OVERLOADED);
     s_expect_class (500, "{\"error\":\"response_format is bad\"}", MESH_FAIL_MODEL_ERROR);
     assert_int_equal (mesh_wire_classify (0, NULL, NULL), MESH_FAIL_MODEL_ERROR);
     assert_int_equal (mesh_wire_classify (0, "loading", NULL), MESH_FAIL_MODEL_ERROR);
