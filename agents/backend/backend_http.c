@@ -120,6 +120,7 @@ s_destroy (void *state)
     s_http_t *self = state;
     if (!self)
         return;
+    mesh_health_put (self->health);
     if (self->multi)
         curl_multi_cleanup (self->multi);
     if (self->curl)

@@ -15,6 +15,8 @@ typedef enum { S_CLOSED, S_OPEN, S_HALF_OPEN } s_circuit_t;
 
 struct _mesh_health_t {
     char name[128];
+    char url[512];                      //  with the name, what the entry is about
+    int refs;                           //  backend objects holding it
     int failures_to_open;
     long open_ms;
     s_circuit_t circuit;
@@ -45,17 +47,33 @@ mesh_health_t *
 mesh_health_get (const mesh_backend_config_t *cfg)
 {
     const char *name = cfg && cfg->name ? cfg->name : "unnamed";
+    const char *url = cfg && cfg->url ? cfg->url : "";
     pthread_mutex_lock (&s_lock);
     mesh_health_t *self = NULL;
     for (size_t i = 0; i < s_entry_count && !self; i++)
-        if (!strcmp (s_entries[i]->name, name))
+        if (!strcmp (s_entries[i]->name, name) && !strncmp (s_entries[i]->url, url,
+                                                            sizeof self->url - 1))
             self = s_entries[i];
-    if (!self && s_entry_count < S_MAX_ENTRIES && (self = calloc (1, sizeof *self))) {
-        snprintf (self->name, sizeof self->name, "%s", name);
-        self->server.flavor = cfg ? cfg->flavor : MESH_FLAVOR_AUTO;
-        self->server.schema_form = mesh_wire_schema_default (self->server.flavor);
-        s_entries[s_entry_count++] = self;
+    if (!self) {
+        //  A new server: a free slot, else the place of one no backend holds any more.
+        size_t slot = s_entry_count;
+        for (size_t i = 0; slot == S_MAX_ENTRIES && i < s_entry_count; i++)
+            if (s_entries[i]->refs == 0)
+                slot = i;
+        if (slot < S_MAX_ENTRIES && (self = calloc (1, sizeof *self))) {
+            snprintf (self->name, sizeof self->name, "%s", name);
+            snprintf (self->url, sizeof self->url, "%s", url);
+            self->server.flavor = cfg ? cfg->flavor : MESH_FLAVOR_AUTO;
+            self->server.schema_form = mesh_wire_schema_default (self->server.flavor);
+            if (slot < s_entry_count)
+                free (s_entries[slot]);
+            else
+                s_entry_count++;
+            s_entries[slot] = self;
+        }
     }
+    if (self)
+        self->refs++;
     if (self && cfg) {
         //  A reload may change the settings: the latest config wins.
         self->failures_to_open = cfg->circuit_failures > 0 ? cfg->circuit_failures : 5;
@@ -179,6 +197,17 @@ mesh_health_result (mesh_health_t *self, long now_ms, mesh_fail_t fail, long lat
 }
 
 void
+mesh_health_put (mesh_health_t *self)
+{
+    if (!self)
+        return;
+    pthread_mutex_lock (&s_lock);
+    if (self->refs > 0)
+        self->refs--;
+    pthread_mutex_unlock (&s_lock);
+}
+
+void
 mesh_health_release (mesh_health_t *self)
 {
     pthread_mutex_lock (&s_lock);
@@ -259,6 +288,8 @@ mesh_health_json (long now_ms)
     pthread_mutex_lock (&s_lock);
     for (size_t i = 0; i < s_entry_count; i++) {
         mesh_health_t *self = s_entries[i];
+        if (self->refs == 0)
+            continue;                   //  a server no backend talks to any more
         s_tick (self, now_ms);
         const char *state = self->circuit == S_OPEN ? "open"
                             : self->circuit == S_HALF_OPEN ? "half_open"

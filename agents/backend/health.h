@@ -18,8 +18,8 @@
  *  serve marks the backend misconfigured (shown in status, not a circuit failure)
  *  until a call succeeds.
  *
- *  Entries live for the process (a registry keyed by name, at most 64); all functions
- *  are thread-safe.
+ *  Entries are kept per backend name and url, at most 64 (held ones first); all
+ *  functions are thread-safe.
  */
 #ifndef MESH_HEALTH_H
 #define MESH_HEALTH_H
@@ -42,9 +42,13 @@ typedef struct {
     bool model_missing;             //  the server lists models and ours is not among them
 } mesh_health_server_t;
 
-//  The entry for backend NAME (created on first use with CFG's circuit settings).
-//  NULL only when out of memory or past 64 entries.
+//  The entry for CFG's backend (its name and url; created on first use with CFG's
+//  circuit settings), held until mesh_health_put.  An entry no backend holds keeps
+//  what it knows until its place is needed.  NULL only when out of memory or when 64
+//  entries are held.
 mesh_health_t *mesh_health_get (const mesh_backend_config_t *cfg);
+//  Let go of an entry (a backend object is destroyed); safe on NULL.
+void mesh_health_put (mesh_health_t *self);
 //  May a call go now?  true (and *PROBE says whether it is the half-open probe), or
 //  false with a one-line reason in WHY.
 bool mesh_health_admit (mesh_health_t *self, long now_ms, bool *probe, char *why, size_t size);
@@ -65,7 +69,7 @@ void mesh_health_schema_refused (mesh_health_t *self, mesh_wire_schema_t form,
 //  The server said it is loading (a probe or an answer).
 void mesh_health_loading (mesh_health_t *self, long now_ms);
 
-//  Every backend this process used, for the heartbeat and `meshctl status`:
+//  Every backend this process holds, for the heartbeat and `meshctl status`:
 //  {name: {state: ready|loading|open|half_open|misconfigured|down|unknown, detail,
 //  flavor, context_tokens, calls, failures, consecutive_failures, latency_ms: {p50,
 //  p95, p99}, ttft_ms: {p50, p95, p99}, open_until_s}} over the last 512 calls.

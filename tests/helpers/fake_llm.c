@@ -242,12 +242,14 @@
  *      loading-then-ready  the server is loading until it has refused --fail-count
  *                     completion requests (or --load-ms has passed), then ready.  While
  *                     loading: llamacpp (and openai) 503 "Loading model" to completions
- *                     and to every probe (openai: /health); vllm and tgi close the
- *                     connection without a reply (not listening yet) except /health, which
- *                     answers 503 (vllm empty, tgi {"error":"unhealthy","error_type":
- *                     "healthcheck"}).  Ollama loads on demand instead (its 503 "server
- *                     busy" is overload, not loading): the first --fail-count requests wait
- *                     --load-ms (default 2000) and then answer, load_duration saying so
+ *                     and to every probe (openai: /health); vllm and tgi answer
+ *                     completions and every probe with 503 as their /health does then
+ *                     (vllm empty, tgi {"error":"unhealthy","error_type":"healthcheck"});
+ *                     a real one may not be listening at all yet (connection refused:
+ *                     start the fake late).  Ollama loads on demand instead (its 503
+ *                     "server busy" is overload, not loading): the first --fail-count
+ *                     requests wait --load-ms (default 2000) and then answer,
+ *                     load_duration saying so
  *      rate-limited   HTTP 429 with OpenAI's shape {"error":{"message":...,"type":
  *                     "requests","param":null,"code":"rate_limit_exceeded"}}, no
  *                     Retry-After, in every flavour (none of the servers rate-limits; a
@@ -1865,8 +1867,13 @@ s_plan (struct MHD_Connection *connection, s_call_t *c, const s_upload_t *upload
             }
             if (s_load_ms > 0 && s_elapsed_ms () >= s_load_ms)
                 break;
-            if (d == D_VLLM || d == D_TGI)
-                reply->kind = R_CLOSE;      //  as if not listening yet
+            //  vLLM and TGI: 503 as their /health says while not ready (a real one may
+            //  not listen at all yet: connection refused, which test_backend_faults'
+            //  server-restart case covers with a fake started late).
+            if (d == D_VLLM)
+                s_reply_text (reply, 503, NULL, "");
+            else if (d == D_TGI)
+                s_reply_error (reply, D_TGI, 503, "unhealthy", NULL);
             else
                 s_reply_error (reply, D_LLAMACPP, 503, "Loading model", "unavailable_error");
             return;
@@ -2150,10 +2157,8 @@ s_probe (const char *method, const char *url, const s_upload_t *upload, s_reply_
                 s_reply_error (reply, D_LLAMACPP, 404, "File Not Found", "not_found_error");
             return;
         case F_VLLM:
-            if (get && (s_is (url, "/health") || s_is (url, "/ping")))
+            if (loading || (get && (s_is (url, "/health") || s_is (url, "/ping"))))
                 s_reply_text (reply, loading ? 503 : 200, NULL, "");
-            else if (loading)
-                reply->kind = R_CLOSE;
             else if (get && s_is (url, "/v1/models"))
                 s_reply_models (reply,
                                 json_pack ("{s:s, s:s, s:I, s:s, s:s, s:n, s:I, s:[{s:s, s:s,"
@@ -2216,14 +2221,10 @@ s_probe (const char *method, const char *url, const s_upload_t *upload, s_reply_
             return;
         }
         case F_TGI:
-            if (get && (s_is (url, "/health") || s_is (url, "/") || s_is (url, "/ping"))) {
-                if (loading)
-                    s_reply_error (reply, D_TGI, 503, "unhealthy", NULL);
-                else
-                    s_reply_text (reply, 200, NULL, "");
-            }
-            else if (loading)
-                reply->kind = R_CLOSE;
+            if (loading)
+                s_reply_error (reply, D_TGI, 503, "unhealthy", NULL);
+            else if (get && (s_is (url, "/health") || s_is (url, "/") || s_is (url, "/ping")))
+                s_reply_text (reply, 200, NULL, "");
             else if (get && s_is (url, "/info"))
                 s_reply_json (reply, 200, "application/json",
                               json_pack ("{s:s, s:n, s:s, s:i, s:i, s:i, s:I, s:I, s:i, s:i,"

@@ -38,7 +38,8 @@ test_circuit_opens_and_probes (void **state)
     mesh_backend_config_t cfg = s_config ("circuit", 3, 1000);
     mesh_health_t *h = mesh_health_get (&cfg);
     assert_non_null (h);
-    assert_ptr_equal (mesh_health_get (&cfg), h);       //  one entry per name
+    assert_ptr_equal (mesh_health_get (&cfg), h);       //  one entry per name and url
+    mesh_health_put (h);
     char why[256];
     bool probe;
     long t = 10000;
@@ -140,6 +141,47 @@ test_percentiles (void **state)
     json_decref (all);
 }
 
+//  At most 64 entries are held; one no backend holds makes room for a new server, and
+//  the same name at another url is another server.
+static void
+test_registry_bounded (void **state)
+{
+    (void) state;
+    mesh_health_t *held[80];
+    char names[80][16];
+    int count = 0;
+    for (int i = 0; i < 80; i++) {
+        snprintf (names[i], sizeof names[i], "many-%d", i);
+        mesh_backend_config_t cfg = s_config (names[i], 5, 1000);
+        held[i] = mesh_health_get (&cfg);
+        if (!held[i])
+            break;
+        count++;
+    }
+    //  The other tests hold 3: 61 more fit, the next does not.
+    assert_int_equal (count, 61);
+    mesh_backend_config_t extra = s_config ("extra", 5, 1000);
+    assert_null (mesh_health_get (&extra));
+    mesh_health_put (held[0]);
+    mesh_health_t *taken = mesh_health_get (&extra);
+    assert_non_null (taken);
+    json_t *all = mesh_health_json (1);
+    assert_null (json_object_get (all, "many-0"));      //  let go of: not reported
+    assert_non_null (json_object_get (all, "extra"));
+    json_decref (all);
+    //  Same name, another url: another entry (once there is room).
+    mesh_health_put (held[1]);
+    mesh_backend_config_t moved = s_config ("extra", 5, 1000);
+    moved.url = "http://127.0.0.1:9999";
+    mesh_health_t *other = mesh_health_get (&moved);
+    assert_non_null (other);
+    assert_ptr_not_equal (other, taken);
+    for (int i = 2; i < count; i++)
+        mesh_health_put (held[i]);
+    mesh_health_put (taken);
+    mesh_health_put (other);
+}
+
 int
 main (void)
 {
@@ -147,6 +189,7 @@ main (void)
         cmocka_unit_test (test_circuit_opens_and_probes),
         cmocka_unit_test (test_misconfigured_and_facts),
         cmocka_unit_test (test_percentiles),
+        cmocka_unit_test (test_registry_bounded),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
