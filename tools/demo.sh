@@ -2,7 +2,7 @@
 # make demo: the embedded default, end to end, in under two minutes.
 #
 #  1. meshd starts with config/demo.yaml: embedded broker, two agents, scripted backend
-#     (or the OpenAI-compatible server at $MESH_LLM_URL with model $MESH_LLM_MODEL);
+#     (or the server at $MESH_LLM_URL with model $MESH_LLM_MODEL, flavor $MESH_LLM_FLAVOR);
 #  2. mesh-gen feeds it a labelled synthetic metric stream (plus a few malformed messages);
 #  3. one agent is killed with SIGKILL mid-stream, to show it coming back;
 #  4. when every event is handled, the summary is printed, meshd is stopped (SIGTERM),
@@ -24,9 +24,9 @@ mkdir -p "$DEMO"
 if [ -n "${MESH_LLM_URL:-}" ]; then
     # Same config, the agents pointed at an OpenAI-compatible server instead.
     CONFIG=config/demo-llm.local.yaml
-    sed -e "s#^backends:#backends:\n  llm:\n    kind: openai\n    url: ${MESH_LLM_URL}\n    model: ${MESH_LLM_MODEL:-default}\n    timeout_ms: 60000#" \
+    sed -e "s#^backends:#backends:\n  llm:\n    kind: openai\n    flavor: ${MESH_LLM_FLAVOR:-auto}\n    url: ${MESH_LLM_URL}\n    model: ${MESH_LLM_MODEL:-default}\n    timeout_ms: 60000\n    first_token_timeout_ms: 60000#" \
         -e "s#backend: scripted#backend: llm#" config/demo.yaml > "$CONFIG"
-    say "backend: $MESH_LLM_URL (model ${MESH_LLM_MODEL:-default})"
+    say "backend: $MESH_LLM_URL (model ${MESH_LLM_MODEL:-default}, flavor ${MESH_LLM_FLAVOR:-auto})"
 else
     say "backend: scripted (config/demo-responses.jsonl)"
 fi
