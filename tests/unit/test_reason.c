@@ -42,13 +42,15 @@ static mesh_param_spec_t s_escalate_params[] = {
 
 typedef struct {
     mesh_action_spec_t actions[2];
-    mesh_backend_config_t backend;
+    mesh_backend_config_t backends[3];  //  [0] "model"; a cascade's others when set up
     mesh_agent_config_t agent;
     mesh_config_t cfg;
     char *agent_actions[2];
     char *rules[2];
     char file[4200];
     char url[64];
+    char more_files[2][4200];           //  the cascade's other scripted backends
+    char *cascade[3];
 } s_world_t;
 
 static void
@@ -63,7 +65,7 @@ s_world_init (s_world_t *w, mesh_backend_kind_t kind)
         .name = "escalate", .kind = MESH_ACTION_LOG,
         .description = "Ask a human to look; take no automatic action",
         .params = s_escalate_params, .param_count = 1 };
-    w->backend = (mesh_backend_config_t) {
+    w->backends[0] = (mesh_backend_config_t) {
         .name = "model", .kind = kind, .file = w->file, .url = w->url, .model = "tiny",
         .timeout_ms = 5000, .connect_timeout_ms = 2000, .temperature = 0.0,
         .json_schema = true };
@@ -79,7 +81,7 @@ s_world_init (s_world_t *w, mesh_backend_kind_t kind)
                     .budget_window_s = 3600, .queue_size = 8, .workers = 1 } };
     w->cfg = (mesh_config_t) {
         .lua_instructions = 1000000, .lua_memory = 8 << 20, .lua_time_ms = 200,
-        .backends = &w->backend, .backend_count = 1,
+        .backends = w->backends, .backend_count = 1,
         .actions = w->actions, .action_count = 2,
         .agents = &w->agent, .agent_count = 1 };
 }
@@ -102,6 +104,35 @@ s_world_responses (s_world_t *w, const char *name, int count, ...)
     }
     va_end (ap);
     fclose (file);
+}
+
+//  A cascade for W: "model" (as set up) first, then backend NAME, scripted with the
+//  given outputs, listed in reason.backends.
+static void
+s_world_cascade (s_world_t *w, const char *name, int count, ...)
+{
+    size_t i = w->cfg.backend_count;
+    assert_true (i < 3);
+    snprintf (w->more_files[i - 1], sizeof w->more_files[0], "%s/%s.jsonl", s_dir, name);
+    FILE *file = fopen (w->more_files[i - 1], "w");
+    assert_non_null (file);
+    va_list ap;
+    va_start (ap, count);
+    for (int k = 0; k < count; k++) {
+        json_t *line = json_pack ("{s:s}", "content", va_arg (ap, const char *));
+        json_dumpf (line, file, JSON_COMPACT);
+        fputc ('\n', file);
+        json_decref (line);
+    }
+    va_end (ap);
+    fclose (file);
+    w->backends[i] = (mesh_backend_config_t) {.name = (char *) name, .kind = MESH_BACKEND_SCRIPTED,
+                                              .file = w->more_files[i - 1]};
+    w->cfg.backend_count = i + 1;
+    for (size_t k = 0; k <= i; k++)
+        w->cascade[k] = w->backends[k].name;
+    w->agent.reason.backends = w->cascade;
+    w->agent.reason.backend_count = i + 1;
 }
 
 static mesh_incident_t
@@ -748,7 +779,7 @@ test_model_failed_and_charging (void **state)
 
     //  A timeout is charged the whole reservation: the server may still be generating.
     s_server_start (&server, &w, "timeout");
-    w.backend.timeout_ms = 300;
+    w.backends[0].timeout_ms = 300;
     w.agent.reason.max_steps = 1;
     s_loop_start (&loop, &w, 200000);
     decision = mesh_reason_run (loop.reason, &incident, NULL);
@@ -900,7 +931,7 @@ s_expect_oversize (const char *output, const char *in_detail, mesh_output_limits
     s_world_init (&w, MESH_BACKEND_SCRIPTED);
     w.agent.reason.max_steps = 1;
     w.agent.reason.incident_token_cap = 10000000;
-    w.backend.limits = limits;
+    w.backends[0].limits = limits;
     s_world_responses (&w, "hostile.jsonl", 1, output);
     s_loop_t loop;
     s_loop_start (&loop, &w, 100000000);
@@ -1055,7 +1086,7 @@ test_reask_bounded_and_fenced (void **state)
     s_world_init (&w, MESH_BACKEND_OPENAI);
     w.agent.reason.max_steps = 2;
     w.agent.reason.incident_token_cap = 1000000;
-    w.backend.limits.max_string = 65536;
+    w.backends[0].limits.max_string = 65536;
     s_world_responses (&w, "reask2.jsonl", 2, hostile, s_good);
     s_server_t server;
     s_server_start (&server, &w, "ok");
@@ -1116,6 +1147,214 @@ s_teardown (void **state)
     return system (command) == 0 ? 0 : -1;
 }
 
+//  --- cascades ------------------------------------------------------------------------
+
+static long
+s_scope_used (s_loop_t *loop, const char *key)
+{
+    json_t *scope = mesh_tokens_scope (loop->tokens, key);
+    long used = (long) json_integer_value (json_object_get (scope, "used"));
+    json_decref (scope);
+    return used;
+}
+
+//  The gates refuse the small model's proposal: the next step goes to the large one,
+//  with the reasons; both backends' budgets are charged for their own calls.
+static void
+test_cascade_escalates_on_refusal (void **state)
+{
+    (void) state;
+    s_world_t w;
+    s_world_init (&w, MESH_BACKEND_SCRIPTED);
+    s_world_responses (&w, "small.jsonl", 1, s_shell);
+    s_world_cascade (&w, "large", 1, s_good);
+    s_loop_t loop;
+    s_loop_start (&loop, &w, 200000);
+    json_t *event = json_pack ("{s:s}", "host", "web-1");
+    mesh_incident_t incident = s_incident ("cc000001", event);
+    json_t *decision = mesh_reason_run (loop.reason, &incident, NULL);
+    assert_string_equal (s_str (decision, "verdict"), "accepted");
+    assert_int_equal (json_array_size (json_object_get (decision, "attempts")), 2);
+    json_t *first = s_attempt (decision, 0), *second = s_attempt (decision, 1);
+    assert_string_equal (s_str (first, "backend"), "model");
+    assert_int_equal (json_integer_value (json_object_get (first, "tier")), 0);
+    assert_string_equal (s_str (first, "escalated"), "rule_reject");
+    assert_string_equal (s_str (second, "backend"), "large");
+    assert_true (json_is_true (json_object_get (second, "accepted")));
+    //  The large model got the reask: the refusal reasons of the small one's proposal.
+    assert_string_not_equal (s_str (first, "prompt_sha256"), s_str (second, "prompt_sha256"));
+    json_t *cascade = json_object_get (decision, "cascade");
+    assert_string_equal (s_str (cascade, "final"), "large");
+    json_t *escalation = json_array_get (json_object_get (cascade, "escalations"), 0);
+    assert_string_equal (s_str (escalation, "from"), "model");
+    assert_string_equal (s_str (escalation, "to"), "large");
+    assert_string_equal (s_str (escalation, "cause"), "rule_reject");
+    assert_int_equal (s_scope_used (&loop, "backend:model"),
+                      json_integer_value (json_object_get (first, "charged")));
+    assert_int_equal (s_scope_used (&loop, "backend:large"),
+                      json_integer_value (json_object_get (second, "charged")));
+    json_decref (decision);
+    json_decref (event);
+    s_loop_stop (&loop);
+}
+
+//  The gates accept a proposal the model is unsure of: below escalate_below it is not
+//  acted on, and the next backend starts from the incident alone.
+static void
+test_cascade_low_confidence (void **state)
+{
+    (void) state;
+    static const char *lukewarm =
+      "{\"action\": \"scale_out\", \"params\": {\"service\": \"web\", \"replicas\": 2}, "
+      "\"confidence\": 0.65, \"rationale\": \"maybe\"}";
+    s_world_t w;
+    s_world_init (&w, MESH_BACKEND_SCRIPTED);
+    s_world_responses (&w, "lukewarm.jsonl", 1, lukewarm);
+    s_world_cascade (&w, "large", 1, s_good);
+    w.agent.reason.escalate_below = 0.7;
+    s_loop_t loop;
+    s_loop_start (&loop, &w, 200000);
+    json_t *event = json_pack ("{s:s}", "host", "web-1");
+    mesh_incident_t incident = s_incident ("cc000002", event);
+    json_t *decision = mesh_reason_run (loop.reason, &incident, NULL);
+    assert_string_equal (s_str (decision, "verdict"), "accepted");
+    json_t *first = s_attempt (decision, 0), *second = s_attempt (decision, 1);
+    assert_true (json_is_false (json_object_get (first, "accepted")));
+    assert_string_equal (s_str (first, "escalated"), "low_confidence");
+    //  Every gate accepted it: the hold is the cascade's, recorded as such.
+    json_t *verdict;
+    size_t i;
+    json_array_foreach (json_object_get (first, "verdicts"), i, verdict)
+        assert_string_equal (s_str (verdict, "verdict"), "accept");
+    assert_string_equal (s_str (first, "prompt_sha256"), s_str (second, "prompt_sha256"));
+    assert_string_equal (s_str (json_object_get (decision, "action"), "name"), "scale_out");
+    assert_int_equal (json_integer_value (json_object_get (json_object_get (
+                        json_object_get (decision, "action"), "params"), "replicas")), 3);
+    json_decref (decision);
+    //  At the last backend the gates' verdict stands, whatever the confidence.
+    w.agent.reason.escalate_below = 0.99;
+    s_loop_stop (&loop);
+    s_loop_start (&loop, &w, 200000);
+    decision = mesh_reason_run (loop.reason, &incident, NULL);
+    assert_string_equal (s_str (decision, "verdict"), "accepted");
+    assert_string_equal (s_str (json_object_get (decision, "cascade"), "final"), "large");
+    json_decref (decision);
+    json_decref (event);
+    s_loop_stop (&loop);
+}
+
+//  A dead first backend: the step goes to the next one, and once its circuit is open
+//  it is skipped without a call.
+static void
+test_cascade_dead_backend (void **state)
+{
+    (void) state;
+    s_world_t w;
+    s_world_init (&w, MESH_BACKEND_OPENAI);
+    snprintf (w.url, sizeof w.url, "http://127.0.0.1:9");
+    w.backends[0].retry_attempts = 1;
+    w.backends[0].circuit_failures = 1;
+    w.backends[0].circuit_open_ms = 60000;
+    w.backends[0].flavor = MESH_FLAVOR_LLAMACPP;
+    s_world_cascade (&w, "large", 1, s_good);
+    s_loop_t loop;
+    s_loop_start (&loop, &w, 200000);
+    json_t *event = json_pack ("{s:s}", "host", "web-1");
+    mesh_incident_t incident = s_incident ("cc000003", event);
+    json_t *decision = mesh_reason_run (loop.reason, &incident, NULL);
+    assert_string_equal (s_str (decision, "verdict"), "accepted");
+    json_t *first = s_attempt (decision, 0);
+    assert_string_equal (s_str (first, "error"), "model_unreachable");
+    assert_string_equal (s_str (first, "escalated"), "model_unreachable");
+    assert_int_equal (json_integer_value (json_object_get (first, "charged")), 0);
+    json_decref (decision);
+    //  The circuit is open now: no call to it at all.
+    incident = s_incident ("cc000004", event);
+    decision = mesh_reason_run (loop.reason, &incident, NULL);
+    assert_string_equal (s_str (decision, "verdict"), "accepted");
+    assert_int_equal (json_array_size (json_object_get (decision, "attempts")), 1);
+    assert_string_equal (s_str (s_attempt (decision, 0), "backend"), "large");
+    json_t *escalation = json_array_get (json_object_get (json_object_get (decision, "cascade"),
+                                                         "escalations"), 0);
+    assert_string_equal (s_str (escalation, "cause"), "circuit_open");
+    json_decref (decision);
+    json_decref (event);
+    s_loop_stop (&loop);
+}
+
+//  A rate-limited server, after the retries the deadline allowed: the loop does not ask
+//  it again for this incident (the same request would be refused the same way).
+static void
+test_stop_after_transient_failure (void **state)
+{
+    (void) state;
+    s_world_t w;
+    s_world_init (&w, MESH_BACKEND_OPENAI);
+    s_world_responses (&w, "rl.jsonl", 1, s_good);
+    w.backends[0].retry_attempts = 2;
+    w.backends[0].retry_base_ms = 10;
+    w.backends[0].retry_max_ms = 20;
+    w.backends[0].circuit_failures = 100;
+    s_server_t server;
+    s_server_start (&server, &w, "rate-limited");
+    s_loop_t loop;
+    s_loop_start (&loop, &w, 200000);
+    json_t *event = json_pack ("{s:s}", "host", "web-1");
+    mesh_incident_t incident = s_incident ("cc000005", event);
+    json_t *decision = mesh_reason_run (loop.reason, &incident, NULL);
+    assert_string_equal (s_str (decision, "verdict"), "model_failed");
+    assert_int_equal (json_array_size (json_object_get (decision, "attempts")), 1);
+    json_t *attempt = s_attempt (decision, 0);
+    assert_string_equal (s_str (attempt, "error"), "model_rate_limited");
+    assert_int_equal (json_integer_value (json_object_get (attempt, "http_requests")), 2);
+    assert_int_equal (json_array_size (json_object_get (attempt, "requests")), 2);
+    assert_int_equal (json_integer_value (json_object_get (decision, "tokens")), 0);
+    json_decref (decision);
+    json_decref (event);
+    s_loop_stop (&loop);
+    s_server_stop (&server);
+}
+
+//  A context overflow never re-sends the same prompt: the next step drops the reask.
+static void
+test_context_overflow_shrinks (void **state)
+{
+    (void) state;
+    s_world_t w;
+    s_world_init (&w, MESH_BACKEND_OPENAI);
+    s_world_responses (&w, "ctx.jsonl", 1, s_shell);
+    w.backends[0].flavor = MESH_FLAVOR_OPENAI;
+    w.backends[0].circuit_failures = 100;
+    s_server_t server;
+    s_server_start (&server, &w, "ok");
+    json_t *event = json_pack ("{s:s}", "host", "web-1");
+    mesh_incident_t incident = s_incident ("cc000006", event);
+    //  First learn what the base prompt and the reask need (the reservations).
+    s_loop_t loop;
+    s_loop_start (&loop, &w, 200000);
+    json_t *decision = mesh_reason_run (loop.reason, &incident, NULL);
+    long base = (long) json_integer_value (json_object_get (s_attempt (decision, 0), "reserved"));
+    long reask = (long) json_integer_value (json_object_get (s_attempt (decision, 1), "reserved"));
+    assert_true (reask > base);
+    json_decref (decision);
+    s_loop_stop (&loop);
+    //  A context between the two: the reask cannot fit, the base prompt can.
+    w.backends[0].context_tokens = (base + reask) / 2;
+    s_loop_start (&loop, &w, 200000);
+    decision = mesh_reason_run (loop.reason, &incident, NULL);
+    assert_int_equal (json_array_size (json_object_get (decision, "attempts")), 3);
+    assert_string_equal (s_str (s_attempt (decision, 1), "error"), "model_context_overflow");
+    assert_int_equal (json_integer_value (json_object_get (s_attempt (decision, 1), "charged")), 0);
+    assert_int_equal (json_integer_value (json_object_get (s_attempt (decision, 1),
+                                                           "http_requests")), 0);
+    assert_string_equal (s_str (s_attempt (decision, 2), "prompt_sha256"),
+                         s_str (s_attempt (decision, 0), "prompt_sha256"));
+    json_decref (decision);
+    json_decref (event);
+    s_loop_stop (&loop);
+    s_server_stop (&server);
+}
+
 int
 main (void)
 {
@@ -1136,6 +1375,11 @@ main (void)
         cmocka_unit_test (test_truncated_not_acted_on),
         cmocka_unit_test (test_huge_body_charged),
         cmocka_unit_test (test_reask_bounded_and_fenced),
+        cmocka_unit_test (test_cascade_escalates_on_refusal),
+        cmocka_unit_test (test_cascade_low_confidence),
+        cmocka_unit_test (test_cascade_dead_backend),
+        cmocka_unit_test (test_stop_after_transient_failure),
+        cmocka_unit_test (test_context_overflow_shrinks),
     };
     return cmocka_run_group_tests_name ("reason", tests, s_setup, s_teardown);
 }
