@@ -4,14 +4,15 @@
  *
  *  A backend kind is a callback table (mesh_backend_ops_t, Fluent Bit style):
  *  backend_scripted.c (canned outputs from a JSON-lines file, for the demo and the
- *  tests) and backend_openai.c (POST {url}/v1/chat/completions with libcurl: llama.cpp
+ *  tests) and backend_http.c (an inference server over HTTP with libcurl: llama.cpp
  *  server, vLLM, Ollama, TGI).  backend.c picks the table from the config and keeps
  *  the promises below the same for every kind.
  *
  *  Nothing here interprets the model's text: content is returned verbatim, parsing
  *  and judging it is the reasoning loop's and the gates' business.  A backend object
- *  is used by one thread at a time (one per reasoning worker); objects are
- *  independent of each other.
+ *  is used by one thread at a time (one per reasoning worker); objects share only
+ *  what health.h keeps per server (the circuit breaker, the probed facts), which is
+ *  thread-safe.
  */
 #ifndef MESH_BACKEND_H
 #define MESH_BACKEND_H
@@ -101,11 +102,11 @@ bool mesh_backend_finished (const char *finish_reason);
 
 //  MESSAGES: a JSON array of {"role","content"} (borrowed).  SCHEMA: JSON Schema for the
 //  proposal (borrowed, may be NULL).  SEED_KEY: "<decision id>/<step>" (the scripted
-//  backend derives its choice from it; may be NULL).  0 and *reply filled (clear it with
-//  mesh_backend_reply_clear), or -1 with *why (MODEL_TIMEOUT, MODEL_ERROR,
-//  MODEL_MALFORMED, MODEL_OVERSIZE for a body over the transport cap) and *detail (a
-//  one-line message, caller frees) set, and of *reply only latency_ms and
-//  received_bytes.
+//  backend derives its choice from it, the http one a seed; may be NULL).  0 and *reply
+//  filled (clear it with mesh_backend_reply_clear), or -1 with *why (a MODEL_* class of
+//  fail.h; docs/reasoning.md has which means what) and *detail (a one-line message,
+//  caller frees) set, and of *reply only what describes the call (latency, bytes, the
+//  requests and their log, flavour, TTFT), never content.
 int mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_t *schema,
                        const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
                        char **detail);

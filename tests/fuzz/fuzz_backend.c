@@ -1,4 +1,4 @@
-/*  fuzz_backend - the model-response parser (agents/backend/backend_openai.c) on any
+/*  fuzz_backend - the model-response parser (agents/backend/backend_http.c) on any
  *  HTTP answer.
  *
  *  Byte 0 of the input picks the HTTP status (mostly 200; else 400, 422, 429, 500,
