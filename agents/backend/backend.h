@@ -103,10 +103,11 @@ bool mesh_backend_finished (const char *finish_reason);
 //  MESSAGES: a JSON array of {"role","content"} (borrowed).  SCHEMA: JSON Schema for the
 //  proposal (borrowed, may be NULL).  SEED_KEY: "<decision id>/<step>" (the scripted
 //  backend derives its choice from it, the http one a seed; may be NULL).  0 and *reply
-//  filled (clear it with mesh_backend_reply_clear), or -1 with *why (a MODEL_* class of
+//  filled, or -1 with *why (a MODEL_* class of
 //  fail.h; docs/reasoning.md has which means what) and *detail (a one-line message,
 //  caller frees) set, and of *reply only what describes the call (latency, bytes, the
-//  requests and their log, flavour, TTFT), never content.
+//  requests and their log, flavour, TTFT), never content.  Clear *reply with
+//  mesh_backend_reply_clear in either case.
 int mesh_backend_call (mesh_backend_t *self, json_t *messages, int max_tokens, json_t *schema,
                        const char *seed_key, mesh_backend_reply_t *reply, mesh_fail_t *why,
                        char **detail);

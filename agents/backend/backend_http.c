@@ -925,6 +925,13 @@ s_call (void *state, json_t *messages, int max_tokens, json_t *schema, const cha
             break;
     }
 done:
+    if (rc == 0) {
+        //  An answer after a retry or a form change: what went wrong before is in the
+        //  requests' log, not a failure of the call.
+        free (*detail);
+        *detail = NULL;
+        *why = MESH_FAIL_NONE;
+    }
     reply->latency_ms = mesh_health_now_ms () - started;
     if (rc == 0 && reply->ttft_ms >= 0 && reply->latency_ms > reply->ttft_ms)
         reply->tokens_per_s = (double) reply->completion_tokens * 1000.0

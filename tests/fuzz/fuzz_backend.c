@@ -50,6 +50,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             abort ();
         if (detail && strpbrk (detail, "\r\n"))
             abort ();
+        mesh_backend_reply_clear (&reply);     //  a failure keeps its requests' log
     }
     free (detail);
     mesh_backend_destroy (&backend);

@@ -432,6 +432,7 @@ s_expect_failure (const char *mode, int timeout_ms, mesh_fail_t expected, const 
     assert_null (reply.content);
     assert_null (reply.model);
     assert_true (reply.latency_ms >= 0);
+    mesh_backend_reply_clear (&reply);
     free (detail);
     json_decref (messages);
     mesh_backend_destroy (&backend);
@@ -458,7 +459,7 @@ static void
 test_openai_timeout (void **state)
 {
     (void) state;
-    s_expect_failure ("timeout", 300, MESH_FAIL_MODEL_TIMEOUT, "within 300 ms");
+    s_expect_failure ("timeout", 300, MESH_FAIL_MODEL_TIMEOUT, "300 ms");
 }
 
 static void
@@ -492,6 +493,7 @@ test_openai_connection_refused (void **state)
     assert_int_equal (why, MESH_FAIL_MODEL_UNREACHABLE);
     assert_false (reply.sent);
     assert_non_null (detail);
+    mesh_backend_reply_clear (&reply);
     free (detail);
     json_decref (messages);
     mesh_backend_destroy (&backend);
@@ -611,6 +613,7 @@ test_openai_huge_charged (void **state)
     assert_non_null (strstr (detail, "transport cap"));
     assert_true (reply.received_bytes > 1024 * 1024);
     assert_null (reply.content);
+    mesh_backend_reply_clear (&reply);
     free (detail);
     json_decref (messages);
     mesh_backend_destroy (&backend);

@@ -247,6 +247,8 @@ s_cell (const char *flavor, const s_fault_t *fault)
         fail_msg ("%s; the reply counts %d request(s)", where, reply.requests);
     assert_string_equal (reply.flavor, flavor);
     if (rc == 0) {
+        assert_null (detail);                           //  a retry before it is no failure
+        assert_int_equal (why, MESH_FAIL_NONE);
         assert_string_equal (reply.content, S_OUTPUT);  //  a <think> block is set aside
         assert_true (reply.ttft_ms >= 0);
         assert_true (reply.latency_ms >= reply.ttft_ms);
