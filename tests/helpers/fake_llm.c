@@ -48,7 +48,8 @@
  *      --load-ms N       loading-then-ready: llama.cpp, vLLM and TGI are also ready N ms
  *                        after start; Ollama's load takes N ms (default 2000).
  *      --chunk-bytes N   content bytes per streamed chunk, about two tokens by default (8),
- *                        cut on a UTF-8 boundary; huge streams 64 KiB pieces.
+ *                        cut on a UTF-8 boundary; more for a text that would take over
+ *                        2048 chunks (an 880 KB output: 440 bytes), 64 KiB for huge.
  *      --requests LOG    appends one JSON line per completion request received, written
  *                        as soon as it is read (before any wait, in every mode, refused
  *                        bodies included): {"authorization": header or null, "path": the
@@ -320,6 +321,7 @@
 
 #define S_MAX_UPLOAD (1024 * 1024)
 #define S_BLOCK (64 * 1024)             //  libmicrohttpd's buffer for a callback response
+#define S_MAX_PIECES 2048               //  content chunks per streamed answer, at most
 #define S_THINK_INLINE "<think>\nI should look at the series...\n</think>\n\n"
 #define S_THINK_APART "I should look at the series..."
 #define S_GEN_ERROR "fake_llm: simulated error during generation"
@@ -1337,12 +1339,15 @@ s_delta_chunk (s_call_t *c, json_t *delta, const char *finish)
     return s_chunk_with (c, choices);
 }
 
-//  The length of the piece of text[off..len) that goes in one chunk: --chunk-bytes
-//  (64 KiB in huge mode), ending on a character boundary.
+//  The length of the piece of text[off..len) that goes in one chunk: --chunk-bytes, or
+//  more when a long text would need over S_MAX_PIECES chunks (64 KiB in huge mode),
+//  ending on a character boundary.
 static size_t
 s_piece (const char *text, size_t len, size_t off)
 {
     size_t want = s_mode == S_HUGE ? 64 * 1024 : (size_t) s_chunk_bytes;
+    if (want < (len + S_MAX_PIECES - 1) / S_MAX_PIECES)
+        want = (len + S_MAX_PIECES - 1) / S_MAX_PIECES;
     return s_utf8_cut (text + off, len - off, want);
 }
 
