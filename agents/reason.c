@@ -967,8 +967,10 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
         if (accepted && !last_tier && agent->reason.escalate_below > 0) {
             json_t *confidence = json_object_get (json_object_get (attempt, "proposal"),
                                                   "confidence");
-            //  The gates accept it, but the model is not sure: ask the next backend.
-            if (json_number_value (confidence) < agent->reason.escalate_below) {
+            //  The gates accept it, but the model is not sure: ask the next backend.  A
+            //  proposal without a confidence (one a gate exempts) is not held.
+            if (json_is_number (confidence)
+                && json_number_value (confidence) < agent->reason.escalate_below) {
                 accepted = false;
                 low_confidence = true;
                 json_object_set_new (attempt, "accepted", json_false ());
@@ -1023,9 +1025,16 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
                 stop_loop = true;   //  re-sending now would fail the same way
         }
         else if (!accepted && !last_tier) {
-            //  Refused by the gates (or not a proposal): the next backend gets the reasons.
+            //  Refused by the gates (or not a proposal): the next backend starts from the
+            //  incident alone, as FrugalGPT's cascade asks the next model the same
+            //  question.  The refusal is in the record; sending it along would make
+            //  every escalated prompt the dearest of all (bench/cascade.sh measured it).
             json_object_set_new (attempt, "escalated", json_string (error ? error : "rejected"));
             s_escalate (self, escalations, step, tier++, error ? error : "rejected");
+            json_decref (next_reask);
+            next_reask = NULL;
+            json_decref (reask);
+            reask = NULL;
         }
         json_array_append_new (attempts, attempt);
         last = attempt;

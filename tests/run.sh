@@ -25,6 +25,7 @@ for t in "$B"/tests/test_*; do
     [ -x "$t" ] && run "unit/$(basename "$t")" timeout 300 "$t"
 done
 run "rules/shipped" "$B/meshctl" rules test rules/
+run "helpers/fake_llm_check" timeout 300 bash tests/helpers/fake_llm_check.sh
 for t in tests/integration/*.sh; do
     [ "$(basename "$t")" = lib.sh ] && continue
     [ -f "$t" ] && run "integration/$(basename "$t" .sh)" timeout 600 bash "$t"

@@ -56,7 +56,9 @@
 #define S_MAX_KEY           4096
 #define S_MAX_CONTENT       (1024 * 1024)       //  content bytes of one answer (transport cap)
 #define S_MAX_ERROR_BODY    (64 * 1024)         //  bytes of a non-2xx body kept
-#define S_MAX_STREAM        (16 * 1024 * 1024)  //  raw bytes of one streamed answer
+#define S_MAX_STREAM        (64 * 1024 * 1024)  //  raw bytes of one streamed answer: a
+                                                //  token per event costs ~40x its text,
+                                                //  so the content cap comes first
 #define S_MAX_PROBE_BODY    (256 * 1024)
 #define S_REASONING_KEPT    4096                //  reasoning bytes kept in the reply
 #define S_MAX_FORM_CHANGES  2

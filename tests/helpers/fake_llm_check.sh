@@ -2,7 +2,7 @@
 # Self-check of tests/helpers/fake_llm with curl: each fault mode, --delay-ms and the
 # request log's "n"; then each flavour (llamacpp, vllm, ollama, ollama-native, tgi), its
 # answer and stream shapes, request checks, context overflow, probes, and the new faults.
-# Not part of tests/run.sh; run it by hand after changing fake_llm:
+# Run by tests/run.sh (make test), or by hand after changing fake_llm:
 #     tests/helpers/fake_llm_check.sh [path/to/fake_llm]     (default $B/tests/fake_llm)
 # Prints one line per check and exits non-zero if any failed.
 cd "$(dirname "$0")/../.."
