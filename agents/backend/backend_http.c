@@ -8,7 +8,8 @@
  *  lists our model, whether it is loading (llama.cpp /health, /props; vLLM /v1/models;
  *  TGI /info; Ollama /api/tags, /api/show).  The facts are shared by the agent's
  *  workers (health.h).  A probe that cannot connect changes nothing and the call goes
- *  on: its own connect failure is what gets retried.
+ *  on: its own connect failure is what gets retried.  All of a probe's requests share
+ *  3 s, at most a quarter of the call's time.
  *
  *  Pre-checks, before any request: the circuit (health.h: an open circuit fails at
  *  once as model_unreachable), a model the server does not list (model_not_found), a
@@ -62,6 +63,7 @@
 #define S_MAX_PROBE_BODY    (256 * 1024)
 #define S_REASONING_KEPT    4096                //  reasoning bytes kept in the reply
 #define S_MAX_FORM_CHANGES  2
+#define S_PROBE_MS          3000                //  all the GETs of one probe
 
 typedef struct {
     char *name;
@@ -534,9 +536,14 @@ s_probe (s_http_t *self, long deadline, mesh_health_server_t *server)
     mesh_health_server_t found = { .flavor = self->flavor_cfg };
     bool any = false, loading = false, listed = false, list = false;
     mesh_wire_probe_t probe;
+    //  All of a probe's GETs share S_PROBE_MS (and at most a quarter of the call's time
+    //  left): a server that accepts and never answers costs the call that much, once.
+    long left = deadline - now;
+    deadline = now + (left / 4 < S_PROBE_MS ? left / 4 : S_PROBE_MS);
     if (found.flavor == MESH_FLAVOR_AUTO) {
         static const char *order[] = { "/v1/models", "/props", "/info", "/api/version", NULL };
-        for (int i = 0; order[i] && found.flavor == MESH_FLAVOR_AUTO; i++)
+        for (int i = 0; order[i] && found.flavor == MESH_FLAVOR_AUTO
+                        && mesh_health_now_ms () < deadline; i++)
             if (s_probe_one (self, order[i], NULL, deadline, &probe)) {
                 any = true;
                 s_merge (&found, &probe, &loading, &listed, &list);
@@ -555,7 +562,7 @@ s_probe (s_http_t *self, long deadline, mesh_health_server_t *server)
         case MESH_FLAVOR_OLLAMA_NATIVE: paths[0] = "/api/tags"; paths[1] = "/api/show"; break;
         default: paths[0] = "/v1/models"; break;
     }
-    for (int i = 0; paths[i]; i++) {
+    for (int i = 0; paths[i] && mesh_health_now_ms () < deadline; i++) {
         char *post = NULL;
         if (!strcmp (paths[i], "/api/show")) {
             json_t *body = json_pack ("{s:s}", "model", self->model ? self->model : "");

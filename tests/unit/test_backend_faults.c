@@ -570,6 +570,45 @@ test_server_restart (void **state)
     waitpid (starter, NULL, 0);
 }
 
+//  A black hole: a server that accepts connections and never answers.  The probe (four
+//  GETs for flavor auto) shares a quarter of the call's time, so the call still ends at
+//  its first-token deadline, not after the probes' own timeouts.
+static void
+test_black_hole (void **state)
+{
+    (void) state;
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t len = sizeof addr;
+    assert_int_equal (bind (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    assert_int_equal (listen (fd, 64), 0);         //  the kernel accepts; nobody reads
+    assert_int_equal (getsockname (fd, (struct sockaddr *) &addr, &len), 0);
+    char url[64];
+    snprintf (url, sizeof url, "http://127.0.0.1:%d", ntohs (addr.sin_port));
+    s_fault_t quick = s_faults[0];
+    quick.timeout_ms = 6000;
+    quick.ttft_ms = 1000;
+    mesh_backend_config_t cfg = s_config ("black-hole", url, MESH_FLAVOR_AUTO, &quick);
+    mesh_backend_t *backend = mesh_backend_new (&cfg);
+    json_t *messages = s_messages ();
+    mesh_backend_reply_t reply;
+    mesh_fail_t why;
+    char *detail = NULL;
+    assert_int_equal (mesh_backend_call_ex (backend, messages, 64, NULL, "bh/1", NULL, &reply,
+                                            &why, &detail), -1);
+    assert_int_equal (why, MESH_FAIL_MODEL_TIMEOUT);
+    assert_non_null (strstr (detail, "first token"));
+    //  The probe (at most 1.5 s here) and the first-token deadline (1 s), not the whole
+    //  call's 6 s nor four probe timeouts of 3 s: a deadline check, with a wide margin.
+    if (reply.latency_ms >= 5000)
+        fail_msg ("the call took %ld ms: %s", reply.latency_ms, detail);
+    free (detail);
+    mesh_backend_reply_clear (&reply);
+    json_decref (messages);
+    mesh_backend_destroy (&backend);
+    close (fd);
+}
+
 static int
 s_setup (void **state)
 {
@@ -626,6 +665,7 @@ main (int argc, char **argv)
         cmocka_unit_test (test_model_not_listed),
         cmocka_unit_test (test_circuit),
         cmocka_unit_test (test_server_restart),
+        cmocka_unit_test (test_black_hole),
     };
     return cmocka_run_group_tests_name ("backend_faults", tests, s_setup, s_teardown);
 }
