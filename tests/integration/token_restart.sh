@@ -31,20 +31,30 @@ start_meshd
 "$BIN/mesh-gen" --brokers "$BROKERS" --topic metrics --hosts 3 --metrics 3 --points 300 \
     2> "$T/gen.log" || fail "mesh-gen failed"
 
-# Wait for some charges and a reservation held right now.
+# Wait for some charges and a reservation held right now.  The agents are stopped
+# (SIGSTOP) before the snapshot that counts, so that no grant or charge comes between it
+# and the kill: a request already sent is answered by meshd while they are stopped, and
+# so is in the snapshot.
+held_now() {
+    MESHCTL --json budget > "$T/before.json" 2>/dev/null || return 1
+    python3 -c "
+import json,sys; d=json.load(open('$T/before.json')); s={x['scope']:x for x in d['scopes']}
+sys.exit(0 if s['daemon']['used'] > 0 and d['reserved'] > 0 else 1)" 2>/dev/null
+}
 snapshot=
 for _ in $(seq 150); do
-    MESHCTL --json budget > "$T/before.json" 2>/dev/null || true
-    if python3 -c "
-import json,sys; d=json.load(open('$T/before.json')); s={x['scope']:x for x in d['scopes']}
-sys.exit(0 if s['daemon']['used'] > 0 and d['reserved'] > 0 else 1)" 2>/dev/null; then
-        snapshot=1; break
+    if held_now; then
+        pkill -STOP -f "mesh-agent --config $T/" || true
+        sleep 0.3
+        if held_now; then snapshot=1; break; fi
+        pkill -CONT -f "mesh-agent --config $T/" || true
     fi
     sleep 0.1
 done
 [ -n "$snapshot" ] || fail "never saw a charge and a reservation at once"
 kill -KILL "$MESHD"
 wait "$MESHD" 2>/dev/null || true
+pkill -CONT -f "mesh-agent --config $T/" || true   # their parent-death signal is pending
 for _ in $(seq 100); do pgrep -f "mesh-agent --config $T/" >/dev/null || break; sleep 0.1; done
 pgrep -f "mesh-agent --config $T/" >/dev/null && fail "agents outlived meshd"
 
