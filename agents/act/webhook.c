@@ -65,10 +65,16 @@ static const char *const s_metadata_names[] = {
     "instance-data.ec2.internal", "metadata.tencentyun.com", NULL
 };
 
-//  Headers we set; the spec's extra headers may not replace them.
+//  Headers we set, or that change how the request is framed: the spec's extra headers
+//  may not be these (the config refuses them too; a spec built by hand is checked here).
 static const char *const s_reserved_headers[] = {
-    "content-type", "content-length", "transfer-encoding", "host", "user-agent",
-    "idempotency-key", "connection", "expect", "te", "upgrade", NULL
+    "host", "content-length", "content-type", "idempotency-key", "transfer-encoding",
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect",
+    "user-agent", NULL
+};
+//  Credentials are never written in the config: the receiver checks the signature.
+static const char *const s_secret_headers[] = {
+    "authorization", "proxy-authorization", "cookie", NULL
 };
 
 static pthread_once_t s_init_once = PTHREAD_ONCE_INIT;
@@ -449,7 +455,10 @@ s_header_problem (const char *line)
         return "X-Mesh-* headers are meshd's";
     for (int i = 0; s_reserved_headers[i]; i++)
         if (strlen (s_reserved_headers[i]) == len && !strncasecmp (line, s_reserved_headers[i], len))
-            return "meshd sets that header";
+            return "meshd sets it, or it changes how the request is framed";
+    for (int i = 0; s_secret_headers[i]; i++)
+        if (strlen (s_secret_headers[i]) == len && !strncasecmp (line, s_secret_headers[i], len))
+            return "credentials are not sent in headers; the receiver checks the signature";
     return NULL;
 }
 
@@ -786,7 +795,7 @@ mesh_webhook_deliver (const mesh_action_spec_t *spec, const char *decision_id, j
         d->attempts_max = S_ATTEMPTS_MAX;
     d->base_ms = hook->retry_base_ms > 0 ? hook->retry_base_ms : 500;
     d->max_ms = hook->retry_max_ms > 0 ? hook->retry_max_ms : 10000;
-    d->excerpt_bytes = hook->excerpt_bytes > 0 ? hook->excerpt_bytes : 1024;
+    d->excerpt_bytes = hook->excerpt_bytes;         //  0: none kept
     if (d->excerpt_bytes > S_EXCERPT_MAX)
         d->excerpt_bytes = S_EXCERPT_MAX;
 
@@ -815,7 +824,7 @@ mesh_webhook_deliver (const mesh_action_spec_t *spec, const char *decision_id, j
             snprintf (d->detail, sizeof d->detail, "refused: headers[%zu]: %s", bad, problem);
         else if (!(d->payload = json_dumps (body, JSON_COMPACT | JSON_ENCODE_ANY)))
             snprintf (d->detail, sizeof d->detail, "the body cannot be written as JSON");
-        else if (!(d->body = malloc (d->excerpt_bytes)))
+        else if (!(d->body = malloc (d->excerpt_bytes + 1)))
             snprintf (d->detail, sizeof d->detail, "out of memory");
         else if (s_read_secret (hook, d->secret, &d->secret_len, d->detail, sizeof d->detail))
             ;

@@ -19,16 +19,19 @@
 #define MESH_WEBHOOK_SECRET_MAX     4096    //  bytes of a secret file
 #define MESH_WEBHOOK_ID_MAX         256     //  bytes of a decision id (a header value)
 
-//  The signed delivery of one decision's action to SPEC's url (spec->webhook; zero
-//  fields take their documented defaults).  BODY is the JSON to send (the caller builds
+//  The signed delivery of one decision's action to SPEC's url (spec->webhook; a zero
+//  timeout, attempts or retry field takes its documented default, a zero excerpt_bytes
+//  keeps no excerpt).  BODY is the JSON to send (the caller builds
 //  it: decision id, agent, action, params, incident summary, time); it is sent compact,
 //  and the bytes sent are the bytes signed.
 //
 //  Every attempt: POST, Content-Type: application/json, Idempotency-Key: <decision id>,
 //  X-Mesh-Timestamp: <unix seconds>, X-Mesh-Signature: v1=<hex HMAC-SHA256(secret,
 //  "<timestamp>.<body>")>, X-Mesh-Decision: <id>, the spec's extra headers (which may
-//  not replace any of these, nor Host, Content-Length, Transfer-Encoding, Connection,
-//  Expect), User-Agent: meshd.  Each attempt is signed at its own time.
+//  not be any of these, nor X-Mesh-*, nor one that changes the framing: Host,
+//  Content-Length, Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE,
+//  Trailer, Upgrade, Expect; nor a credential: Authorization, Proxy-Authorization,
+//  Cookie), User-Agent: meshd.  Each attempt is signed at its own time.
 //
 //  The secret is read from secret_file, else $CREDENTIALS_DIRECTORY/<secret_credential>,
 //  once per delivery (a rotated secret is picked up): at most 4 KiB, trailing CR/LF
