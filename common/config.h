@@ -47,12 +47,58 @@ typedef struct {
     size_t enum_count;
     bool has_min, has_max;          //  integer/number bounds (inclusive)
     double min, max;
+    bool allow_dash;                //  exec: a value may start with '-' where it begins an
+                                    //  argument (default false: refused)
 } mesh_param_spec_t;
 
 typedef enum {
     MESH_ACTION_LOG,                //  record only
     MESH_ACTION_KAFKA,              //  produce a JSON message to `topic`, keyed by the decision id
+    MESH_ACTION_EXEC,               //  run a program on the host (meshd runs it, not the agent)
+    MESH_ACTION_WEBHOOK,            //  POST a signed JSON body to a URL (meshd sends it)
 } mesh_action_kind_t;
+
+//  kind exec: the environment when the config gives no `env`.
+#define MESH_EXEC_PATH_DEFAULT  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MESH_EXEC_LANG_DEFAULT  "LANG=C.UTF-8"
+
+//  kind: exec (docs/actions.md).  The model never chooses the program or the shape of
+//  argv: each {param} in an argv element is replaced by the validated value, and the
+//  element stays one argument.
+typedef struct {
+    char *program;                  //  absolute; checked like a rule file (trusted)
+    char **argv;                    //  the template, argv[1..] (argv[0] is the program)
+    size_t argc;
+    char **env;                     //  "NAME" (taken from meshd's environment) or
+    size_t env_count;               //  "NAME=value"; default PATH and LANG (docs)
+    bool stdin_decision;            //  stdin: "decision" (the decision JSON) or "null" (default)
+    char *cwd;                      //  default "/"
+    char *user, *group;             //  run as (meshd must be root); NULL: meshd's own
+    long cpu_s;                     //  RLIMIT_CPU, default 10
+    long as_bytes;                  //  RLIMIT_AS, default 1 GiB
+    long nofile;                    //  RLIMIT_NOFILE, default 64
+    long nproc;                     //  RLIMIT_NPROC, default 256 (per user: threads count)
+    int timeout_ms;                 //  then SIGTERM to its process group; default 30000
+    int kill_after_ms;              //  then SIGKILL; default 5000
+    size_t capture_bytes;           //  of stdout and of stderr each, default 65536
+} mesh_action_exec_t;
+
+//  kind: webhook (docs/actions.md).
+typedef struct {
+    char *url;                      //  https (http only with allow_http)
+    bool allow_http;
+    bool allow_private;             //  loopback and private ranges (link-local and cloud
+                                    //  metadata never)
+    char **headers;                 //  extra "Name: value" lines
+    size_t header_count;
+    char *secret_file;              //  the HMAC-SHA256 key, or
+    char *secret_credential;        //  a systemd credential name ($CREDENTIALS_DIRECTORY/NAME)
+    int timeout_ms;                 //  one attempt; default 10000
+    int connect_timeout_ms;         //  default 3000
+    int attempts;                   //  on connection errors and 5xx; default 3, 1..10
+    int retry_base_ms, retry_max_ms;    //  full-jitter backoff; default 500, 10000
+    size_t excerpt_bytes;           //  of the response kept in the outcome; default 1024
+} mesh_action_webhook_t;
 
 //  A token budget at one scope (the daemon, an agent, a backend, an action): at most
 //  `tokens` per window, where the window is rolling (the last window_s seconds) or the
@@ -82,6 +128,12 @@ typedef struct {
     mesh_param_spec_t *params;
     size_t param_count;
     mesh_budget_config_t budget;    //  tokens spent on attempts proposing it (and reasks about it)
+    mesh_action_exec_t exec;        //  kind exec
+    mesh_action_webhook_t webhook;  //  kind webhook
+    bool approval_required;         //  approval: required (default none)
+    int approval_timeout_s;         //  then the fallback is taken; default 3600
+    int rate_count;                 //  rate: "N/window" across all agents; 0 = no limit
+    int rate_window_s;
 } mesh_action_spec_t;
 
 typedef enum {
@@ -424,6 +476,9 @@ void mesh_config_destroy (mesh_config_t **self_p);
 //  A flavour's name as written in the config ("auto", "ollama-native", ...); "unknown"
 //  for a value outside the enum.  Static, never NULL.
 const char *mesh_config_flavor_name (mesh_backend_flavor_t flavor);
+//  An action kind's name as written in the config ("log", "kafka", "exec", "webhook");
+//  "unknown" for a value outside the enum.  Static, never NULL.
+const char *mesh_config_action_kind_name (mesh_action_kind_t kind);
 //  A parameter type's name ("string", "integer", "number", "boolean").
 const char *mesh_config_param_type_name (mesh_param_type_t type);
 //  A bound of a parameter as JSON: integer params keep integer bounds (1, not 1.0).
