@@ -206,23 +206,14 @@ s_action_free (s_action_t *action)
 }
 
 
-static const char *
-s_kind_name (mesh_action_kind_t kind)
-{
-    switch (kind) {
-        case MESH_ACTION_LOG:   return "log";
-        case MESH_ACTION_KAFKA: return "kafka";
-    }
-    return "unknown";
-}
-
 static void
 s_action_init (s_action_t *action, const mesh_action_spec_t *spec, s_list_t *problems)
 {
     action->name = strdup (spec->name);
     action->params = calloc (spec->param_count ? spec->param_count : 1, sizeof (s_param_t));
     action->spec = json_pack ("{s:s, s:s, s:o}", "name", spec->name,
-                              "kind", s_kind_name (spec->kind), "params", json_object ());
+                              "kind", mesh_config_action_kind_name (spec->kind),
+                              "params", json_object ());
     if (!action->name || !action->params || !action->spec) {
         s_list_add (problems, "\n", "action %s: out of memory", spec->name);
         return;

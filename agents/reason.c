@@ -78,7 +78,7 @@ s_action_spec_json (const mesh_action_spec_t *action)
         json_object_set_new (params, action->params[i].name,
                              mesh_config_param_json (&action->params[i]));
     return json_pack ("{s:s, s:s, s:o}", "name", action->name, "kind",
-                      action->kind == MESH_ACTION_KAFKA ? "kafka" : "log", "params", params);
+                      mesh_config_action_kind_name (action->kind), "params", params);
 }
 
 //  JSON Schema of one action's params object (closed: no undeclared params).
@@ -545,7 +545,7 @@ static json_t *
 s_action_json (const mesh_action_spec_t *spec, json_t *params)
 {
     json_t *action = json_pack ("{s:s, s:s}", "name", spec->name, "kind",
-                                spec->kind == MESH_ACTION_KAFKA ? "kafka" : "log");
+                                mesh_config_action_kind_name (spec->kind));
     if (spec->kind == MESH_ACTION_KAFKA)
         json_object_set_new (action, "topic", spec->topic ? json_string (spec->topic)
                                                            : json_null ());

@@ -56,6 +56,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sodium.h>
@@ -680,13 +681,16 @@ s_check_path (const char *text)
 
 //  The base URL of an OpenAI-compatible server.  Credentials never go inline
 //  (they would end up in logs and in `ps`); the value is not echoed on error.
+//  What every URL meshd sends to must be (a model server's, a webhook's): http or https,
+//  printable, with a host and without credentials.  NULL, or what is wrong; *REST_P is
+//  what follows the scheme.
 static const char *
-s_check_url (const char *text)
+s_check_url_common (const char *text, const char **rest_p)
 {
     const char *rest = !strncmp (text, "http://", 7) ? text + 7
                      : !strncmp (text, "https://", 8) ? text + 8 : NULL;
     if (!rest)
-        return "an http:// or https:// base URL, e.g. http://127.0.0.1:8080";
+        return "an http:// or https:// URL";
     for (const unsigned char *p = (const unsigned char *) text; *p; p++)
         if (*p <= ' ' || *p == 0x7f)
             return "a URL without spaces or control characters";
@@ -694,10 +698,25 @@ s_check_url (const char *text)
     if (authority == 0)
         return "a URL with a host, e.g. http://127.0.0.1:8080";
     if (memchr (rest, '@', authority))
+        return "a URL without credentials (secrets go in files the config names)";
+    *rest_p = rest;
+    return NULL;
+}
+
+static const char *
+s_check_url (const char *text)
+{
+    const char *rest = NULL;
+    if (strncmp (text, "http://", 7) && strncmp (text, "https://", 8))
+        return "an http:// or https:// base URL, e.g. http://127.0.0.1:8080";
+    const char *why = s_check_url_common (text, &rest);
+    if (why && strstr (why, "credentials"))
         return "a URL without credentials (put a bearer token in the file named by api_key_file)";
+    if (why)
+        return why;
     if (strpbrk (rest, "?#"))
         return "a base URL without query or fragment";
-    const char *tail = rest + authority;
+    const char *tail = rest + strcspn (rest, "/?#");
     size_t length = strlen (tail);
     while (length && tail [length - 1] == '/')
         length--;
@@ -2174,8 +2193,10 @@ static const s_backend_scope_t s_backend_scope [B_COUNT_] = {
 //  address, as written: a model server never lives there, and a request to one can
 //  hand out the host's cloud credentials.  NULL otherwise.  Only what the URL says is
 //  known here: a DNS name that resolves there later is not (see docs/configuration.md).
+//  The host of URL (checked by s_check_url_common) in lower case, without brackets, port
+//  or trailing dots, in HOST; NULL if there is none or it does not fit.
 static const char *
-s_metadata_host (const char *url, char *host, size_t size)
+s_url_host (const char *url, char *host, size_t size)
 {
     const char *rest = strstr (url, "://") + 3;
     size_t length = strcspn (rest, "/?#");
@@ -2197,6 +2218,14 @@ s_metadata_host (const char *url, char *host, size_t size)
     for (size_t i = 0; i < length; i++)
         host [i] = (char) tolower ((unsigned char) start [i]);
     host [length] = 0;
+    return host;
+}
+
+static const char *
+s_metadata_host (const char *url, char *host, size_t size)
+{
+    if (!s_url_host (url, host, size))
+        return NULL;
     static const char *const names [] = { "metadata.google.internal", "metadata.goog",
                                           "metadata", "instance-data",
                                           "instance-data.ec2.internal", NULL };
@@ -2224,6 +2253,46 @@ s_metadata_host (const char *url, char *host, size_t size)
         return NULL;
     if ((address >> 16) == 0xa9fe       //  169.254.0.0/16, AWS, GCP, Azure, OCI, ...
     ||  address == 0x646464c8)          //  100.100.100.200, Alibaba Cloud
+        return host;
+    return NULL;
+}
+
+//  The host of URL if it is written as a loopback, private or otherwise local address
+//  (localhost, 127/8, 10/8, 172.16/12, 192.168/16, 100.64/10, 0/8, ::1, ::, fc00::/7, and
+//  those mapped into IPv6); NULL otherwise.  A webhook may only go there with
+//  allow_private.  As with s_metadata_host, only what the URL says is known here.
+static const char *
+s_private_host (const char *url, char *host, size_t size)
+{
+    if (!s_url_host (url, host, size))
+        return NULL;
+    size_t length = strlen (host);
+    if (!strcmp (host, "localhost")
+    ||  (length > 10 && !strcmp (host + length - 10, ".localhost")))
+        return host;
+    struct in_addr v4;
+    struct in6_addr v6;
+    uint32_t address = 0;
+    if (inet_aton (host, &v4))
+        address = ntohl (v4.s_addr);
+    else
+    if (inet_pton (AF_INET6, host, &v6) == 1) {
+        const uint8_t *b = v6.s6_addr;
+        static const uint8_t zero [16], loop [16] = { [15] = 1 };
+        if (!memcmp (b, zero, 16) || !memcmp (b, loop, 16) || (b [0] & 0xfe) == 0xfc)
+            return host;
+        static const uint8_t mapped [12] = { [10] = 0xff, [11] = 0xff };
+        if (memcmp (b, mapped, 12))
+            return NULL;
+        address = (uint32_t) b [12] << 24 | (uint32_t) b [13] << 16 | (uint32_t) b [14] << 8
+                | b [15];
+    }
+    else
+        return NULL;
+    if ((address >> 24) == 0 || (address >> 24) == 10 || (address >> 24) == 127
+    ||  (address >> 20) == 0xac1        //  172.16.0.0/12
+    ||  (address >> 16) == 0xc0a8       //  192.168.0.0/16
+    ||  (address >> 22) == 0x191)       //  100.64.0.0/10 (carrier-grade NAT)
         return host;
     return NULL;
 }
@@ -2359,11 +2428,15 @@ s_backends (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 //  --------------------------------------------------------------------------
 //  actions: and their params:
 
+static void s_names_text (char *buf, size_t size, const char *prefix, const char *none,
+                          size_t count, const char *(*name) (const void *, size_t),
+                          const void *array);
+
 //  In the order of mesh_param_type_t and mesh_action_kind_t.
 static const char *const s_param_types [] = { "string", "integer", "number", "boolean", NULL };
-static const char *const s_action_kinds [] = { "log", "kafka", NULL };
+static const char *const s_action_kinds [] = { "log", "kafka", "exec", "webhook", NULL };
 
-enum { P_TYPE, P_REQUIRED, P_PATTERN, P_MAX_LENGTH, P_ENUM, P_MIN, P_MAX };
+enum { P_TYPE, P_REQUIRED, P_PATTERN, P_MAX_LENGTH, P_ENUM, P_MIN, P_MAX, P_ALLOW_DASH };
 static const s_field_t s_param_fields [] = {
     [P_TYPE] = { .key = "type", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_param_spec_t, type), .choices = s_param_types },
@@ -2378,6 +2451,8 @@ static const s_field_t s_param_fields [] = {
                 .lo = -HUGE_VAL, .unbounded = true },
     [P_MAX] = { .key = "max", .type = F_DOUBLE, .offset = offsetof (mesh_param_spec_t, max),
                 .lo = -HUGE_VAL, .unbounded = true },
+    [P_ALLOW_DASH] = { .key = "allow_dash", .type = F_BOOL,
+                       .offset = offsetof (mesh_param_spec_t, allow_dash) },
     { NULL }
 };
 
@@ -2470,7 +2545,318 @@ s_params (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     free (values);
 }
 
-enum { A_KIND, A_TOPIC, A_DESCRIPTION, A_PARAMS, A_LOOP, A_BUDGET };
+//  kind: exec (docs/actions.md).  The program is what meshd runs on a model's proposal, so
+//  it is held to the rule files' standard (mesh_config_check_trust); the model chooses only
+//  the values that fill argv's {param} placeholders, never the program or argv's shape.
+
+#define S_ARGV_MAX          64          //  template elements after the program
+#define S_ARGV_ITEM_MAX     4096        //  bytes of one template element
+#define S_HEADERS_MAX       32          //  extra webhook headers
+
+static void
+s_program (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_action_spec_t *action = base;
+    const char *text;
+    char shown [64], why [PATH_MAX + 256];
+    if (s_is_null (node) || !s_get_string (ctx, node, path, &text))
+        return;                         //  null: reported as missing by s_action_check
+    if (text [0] != '/' || s_check_path (text)) {
+        s_at (ctx, node, "%s: expected an absolute path (/usr/local/libexec/meshd/restart-unit), "
+              "got '%s'; the program is executed directly, never looked up in PATH", path,
+              s_show (text, shown, sizeof shown));
+        return;
+    }
+    if (!ctx->snapshot) {               //  an agent never runs it: meshd checked these bytes
+        if (mesh_config_check_trust (text, why, sizeof why)) {
+            s_at (ctx, node, "%s: %s (meshd runs this program when a proposal is accepted, so "
+                  "only root or meshd's user may be able to change it)", path, why);
+            return;
+        }
+        if (access (text, X_OK) != 0) {
+            s_at (ctx, node, "%s: %s is not executable (%s); chmod 0755 it", path, text,
+                  strerror (errno));
+            return;
+        }
+    }
+    free (action->exec.program);
+    action->exec.program = s_strdup (ctx, text);
+}
+
+static const char *
+s_check_argv_item (const char *text)
+{
+    return strlen (text) <= S_ARGV_ITEM_MAX ? NULL : "an argument of at most 4096 bytes";
+}
+
+//  An environment entry: NAME (its value taken from meshd's environment when the program
+//  starts) or NAME=value.  MESH_* are meshd's own (MESH_DECISION_ID, MESH_ACTION,
+//  MESH_AGENT), so a config cannot forge them.
+static const char *
+s_check_env (const char *text)
+{
+    size_t name = strcspn (text, "=");
+    bool good = name > 0 && strlen (text) <= 4096 && !s_has_control (text, false)
+             && ((text [0] >= 'A' && text [0] <= 'Z') || text [0] == '_');
+    for (size_t i = 1; good && i < name; i++) {
+        char c = text [i];
+        good = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    }
+    if (good && !strncmp (text, "MESH_", 5))
+        good = false;
+    return good ? NULL : "NAME or NAME=value, NAME matching [A-Z_][A-Z0-9_]* and not MESH_* "
+                         "(meshd sets those), at most 4096 bytes without control characters";
+}
+
+static void
+s_stdin (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    static const char *const modes [] = { "null", "decision", NULL };
+    const char *text;
+    char shown [64];
+    if (s_is_null (node) || !s_get_string (ctx, node, path, &text))
+        return;                         //  null: the default, /dev/null
+    int mode = s_choice (modes, text);
+    if (mode < 0)
+        s_at (ctx, node, "%s: must be one of: null, decision; got '%s'", path,
+              s_show (text, shown, sizeof shown));
+    else
+        ((mesh_action_spec_t *) base)->exec.stdin_decision = mode == 1;
+}
+
+static void
+s_cwd (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_action_spec_t *action = base;
+    const char *text;
+    char shown [64];
+    if (s_is_null (node) || !s_get_string (ctx, node, path, &text))
+        return;                         //  null: the default, /
+    if (text [0] != '/' || s_check_path (text)) {
+        s_at (ctx, node, "%s: expected an absolute directory path, got '%s'", path,
+              s_show (text, shown, sizeof shown));
+        return;
+    }
+    free (action->exec.cwd);
+    action->exec.cwd = s_strdup (ctx, text);
+}
+
+//  actions.X.limits (exec): what setrlimit gives the program.
+static const s_field_t s_exec_limits_fields [] = {
+    S_NUM ("cpu_s", mesh_action_spec_t, exec.cpu_s, F_LONG, 1, 86400),
+    S_NUM ("as_bytes", mesh_action_spec_t, exec.as_bytes, F_LONG, 16777216, 68719476736.0),
+    S_NUM ("nofile", mesh_action_spec_t, exec.nofile, F_LONG, 16, 65536),
+    S_NUM ("nproc", mesh_action_spec_t, exec.nproc, F_LONG, 1, 100000),
+    { NULL }
+};
+
+//  kind: webhook (docs/actions.md).  Where it goes and how it is signed are checked here;
+//  agents/act/webhook.c sends it.
+
+//  A header meshd sets itself, or one that changes how the message is framed: never
+//  from the config.  Credentials neither: secrets are never written in the config (the
+//  body is signed with the secret instead).
+static const char *
+s_header_refused (const char *name)
+{
+    static const char *const own [] = { "host", "content-length", "content-type",
+                                        "idempotency-key", "transfer-encoding", "connection",
+                                        "keep-alive", "proxy-connection", "te", "trailer",
+                                        "upgrade", "expect", NULL };
+    static const char *const secret [] = { "authorization", "proxy-authorization", "cookie",
+                                           NULL };
+    for (int i = 0; own [i]; i++)
+        if (!strcasecmp (name, own [i]))
+            return "meshd sets it, or it changes how the request is framed";
+    if (!strncasecmp (name, "x-mesh-", 7))
+        return "X-Mesh-* are meshd's own (the signature, the decision id)";
+    for (int i = 0; secret [i]; i++)
+        if (!strcasecmp (name, secret [i]))
+            return "secrets are never written in the config; the receiver checks the body's "
+                   "signature (secret_file or secret_credential)";
+    return NULL;
+}
+
+//  headers: {Name: value, ...}, stored as "Name: value".
+static void
+s_headers (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_action_webhook_t *hook = &((mesh_action_spec_t *) base)->webhook;
+    char what [96], shown [64], sub [S_PATH_MAX];
+    if (node->kind == S_INVALID || s_is_null (node))
+        return;
+    if (node->kind != S_MAPPING) {
+        s_at (ctx, node, "%s: expected a mapping of header names to values, such as "
+              "{X-Team: ops}, got %s", path, s_what (node, what, sizeof what));
+        return;
+    }
+    size_t pairs = node->count / 2;
+    if (pairs > S_HEADERS_MAX) {
+        s_at (ctx, node, "%s: at most %d headers, got %zu", path, S_HEADERS_MAX, pairs);
+        return;
+    }
+    s_strv_free (&hook->headers, hook->header_count);
+    hook->header_count = 0;
+    if (!pairs || !(hook->headers = s_calloc (ctx, pairs, sizeof *hook->headers)))
+        return;
+    for (size_t i = 0; i < pairs; i++) {
+        s_node_t *key = node->kids [2 * i], *value = node->kids [2 * i + 1];
+        if (key->kind == S_INVALID || value->kind == S_INVALID)
+            continue;
+        if (key->kind != S_SCALAR || s_is_null (key) || strlen (key->text) != key->length) {
+            s_at (ctx, key, "%s: keys must be header names, got %s", path,
+                  s_what (key, what, sizeof what));
+            continue;
+        }
+        const char *name = key->text;
+        bool good = key->length <= 64;
+        for (size_t j = 0; good && j < key->length; j++)
+            good = isalnum ((unsigned char) name [j]) || name [j] == '-';
+        if (!good) {
+            s_at (ctx, key, "%s: expected a header name of 1-64 of [A-Za-z0-9-], got '%s'", path,
+                  s_show (name, shown, sizeof shown));
+            continue;
+        }
+        const char *refused = s_header_refused (name);
+        if (refused) {
+            s_at (ctx, key, "%s: header %s is not allowed: %s", path,
+                  s_show (name, shown, sizeof shown), refused);
+            continue;
+        }
+        bool repeated = false;
+        for (size_t j = 0; j < i && !repeated; j++) {
+            s_node_t *earlier = node->kids [2 * j];
+            if (earlier->kind == S_SCALAR && earlier->text && !strcasecmp (earlier->text, name)) {
+                s_at (ctx, key, "%s: header %s is given twice (first at %d:%d; names are "
+                      "case-insensitive)", path, s_show (name, shown, sizeof shown),
+                      earlier->line, earlier->col);
+                repeated = true;
+            }
+        }
+        if (repeated)
+            continue;
+        s_join (sub, path, name);
+        const char *text;
+        if (!s_get_string (ctx, value, sub, &text))
+            continue;
+        if (strlen (text) > 4096 || s_has_control (text, false)) {
+            s_at (ctx, value, "%s: expected a header value of at most 4096 bytes without CR, LF "
+                  "or other control characters", sub);
+            continue;
+        }
+        char *line = NULL;
+        if (asprintf (&line, "%s: %s", name, text) < 0) {
+            s_oom (ctx);
+            continue;
+        }
+        hook->headers [hook->header_count++] = line;
+    }
+}
+
+//  secret_file: the HMAC key, checked as Kafka's secret files are (there, regular, not
+//  empty, not readable by others, at most 4096 bytes).  An agent loading a snapshot does
+//  not read it: meshd sends webhooks, and the file may well be unreadable to agents.
+static void
+s_secret_file (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_action_webhook_t *hook = &((mesh_action_spec_t *) base)->webhook;
+    const char *text;
+    char what [96];
+    if (node->kind == S_INVALID || s_is_null (node))
+        return;
+    if (node->kind != S_SCALAR) {
+        s_at (ctx, node, "%s: expected a file path, got %s (for a systemd credential write "
+              "secret_credential: NAME)", path, s_what (node, what, sizeof what));
+        return;
+    }
+    if (!ctx->snapshot) {
+        s_kafka_file (ctx, node, path, &hook->secret_file, S_FILE_SECRET);
+        return;
+    }
+    if (s_get_string (ctx, node, path, &text) && !s_check_path (text)) {
+        free (hook->secret_file);
+        hook->secret_file = s_resolve (ctx, text);
+    }
+}
+
+static const char *
+s_check_credential_name (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length <= 255 && strcmp (text, ".") && strcmp (text, "..");
+    for (size_t i = 0; good && i < length; i++)
+        good = isalnum ((unsigned char) text [i]) || strchr ("._-", text [i]);
+    return good ? NULL : "a systemd credential name (1-255 of [A-Za-z0-9._-], not '.' or '..')";
+}
+
+static const s_field_t s_webhook_retry_fields [] = {
+    S_NUM ("attempts", mesh_action_spec_t, webhook.attempts, F_INT, 1, 10),
+    S_NUM ("base_ms", mesh_action_spec_t, webhook.retry_base_ms, F_INT, 1, 60000),
+    S_NUM ("max_ms", mesh_action_spec_t, webhook.retry_max_ms, F_INT, 1, 600000),
+    { NULL }
+};
+
+//  Every kind: approval and rate.
+
+static void
+s_approval (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    static const char *const modes [] = { "none", "required", NULL };
+    const char *text;
+    char shown [64];
+    if (s_is_null (node) || !s_get_string (ctx, node, path, &text))
+        return;
+    int mode = s_choice (modes, text);
+    if (mode < 0)
+        s_at (ctx, node, "%s: must be one of: required, none; got '%s'", path,
+              s_show (text, shown, sizeof shown));
+    else
+        ((mesh_action_spec_t *) base)->approval_required = mode == 1;
+}
+
+//  "N/WINDOW": N in 1..1000000, WINDOW digits and a unit s, m, h or d, at most 31 days.
+//  0 and *COUNT_P, *WINDOW_S_P set, or -1.
+static int
+s_parse_rate (const char *text, int *count_p, int *window_s_p)
+{
+    size_t digits = strspn (text, "0123456789");
+    if (digits == 0 || digits > 7 || text [0] == '0' || text [digits] != '/')
+        return -1;
+    long count = strtol (text, NULL, 10);
+    const char *window = text + digits + 1;
+    digits = strspn (window, "0123456789");
+    if (digits == 0 || digits > 7 || window [0] == '0' || !window [digits] || window [digits + 1])
+        return -1;
+    long scale = window [digits] == 's' ? 1 : window [digits] == 'm' ? 60
+               : window [digits] == 'h' ? 3600 : window [digits] == 'd' ? 86400 : 0;
+    long seconds = strtol (window, NULL, 10) * scale;
+    if (count < 1 || count > 1000000 || seconds < 1 || seconds > 31L * 86400)
+        return -1;
+    *count_p = (int) count;
+    *window_s_p = (int) seconds;
+    return 0;
+}
+
+static void
+s_rate (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_action_spec_t *action = base;
+    const char *text;
+    char shown [64];
+    if (s_is_null (node) || !s_get_string (ctx, node, path, &text))
+        return;                         //  null: no limit
+    if (s_parse_rate (text, &action->rate_count, &action->rate_window_s))
+        s_at (ctx, node, "%s: expected N/WINDOW, N in 1..1000000 and WINDOW a duration such as "
+              "30s, 10m, 1h or 1d (at most 31d), e.g. 3/10m; got '%s'", path,
+              s_show (text, shown, sizeof shown));
+}
+
+//  Every key of an action, and the kinds it belongs to (s_action_scope): a key of another
+//  kind is an error, never silently ignored.
+enum { A_KIND, A_TOPIC, A_DESCRIPTION, A_PARAMS, A_LOOP, A_BUDGET, A_PROGRAM, A_ARGV, A_ENV,
+       A_STDIN, A_CWD, A_USER, A_GROUP, A_LIMITS, A_TIMEOUT, A_KILL_AFTER, A_CAPTURE, A_URL,
+       A_ALLOW_HTTP, A_ALLOW_PRIVATE, A_HEADERS, A_SECRET_FILE, A_SECRET_CREDENTIAL, A_CONNECT,
+       A_RETRY, A_EXCERPT, A_APPROVAL, A_APPROVAL_TIMEOUT, A_RATE, A_COUNT_ };
 static const s_field_t s_action_fields [] = {
     [A_KIND] = { .key = "kind", .type = F_ENUM, .required = true,
                  .offset = offsetof (mesh_action_spec_t, kind), .choices = s_action_kinds },
@@ -2480,8 +2866,335 @@ static const s_field_t s_action_fields [] = {
     [A_LOOP] = { .key = "allow_input_topic", .type = F_BOOL,
                  .offset = offsetof (mesh_action_spec_t, allow_input_topic) },
     [A_BUDGET] = { .key = "budget", .type = F_CALL, .handler = s_action_budget },
+    [A_PROGRAM] = { .key = "program", .type = F_CALL, .handler = s_program },
+    [A_ARGV] = { .key = "argv", .type = F_LIST, .check = s_check_argv_item,
+                 .offset = offsetof (mesh_action_spec_t, exec.argv),
+                 .count_offset = offsetof (mesh_action_spec_t, exec.argc) },
+    [A_ENV] = { .key = "env", .type = F_LIST, .check = s_check_env, .unique = true,
+                .offset = offsetof (mesh_action_spec_t, exec.env),
+                .count_offset = offsetof (mesh_action_spec_t, exec.env_count) },
+    [A_STDIN] = { .key = "stdin", .type = F_CALL, .handler = s_stdin },
+    [A_CWD] = { .key = "cwd", .type = F_CALL, .handler = s_cwd },
+    [A_USER] = S_STR ("user", mesh_action_spec_t, exec.user, s_check_account),
+    [A_GROUP] = S_STR ("group", mesh_action_spec_t, exec.group, s_check_account),
+    [A_LIMITS] = { .key = "limits", .type = F_SECTION, .sub = s_exec_limits_fields },
+    //  exec's range; a webhook's is narrower (s_action_check)
+    [A_TIMEOUT] = S_NUM ("timeout_ms", mesh_action_spec_t, exec.timeout_ms, F_INT,
+                         100, 86400000),
+    [A_KILL_AFTER] = S_NUM ("kill_after_ms", mesh_action_spec_t, exec.kill_after_ms, F_INT,
+                            100, 600000),
+    [A_CAPTURE] = S_NUM ("capture_bytes", mesh_action_spec_t, exec.capture_bytes, F_SIZE,
+                         0, 16777216),
+    [A_URL] = { .key = "url", .type = F_STRING, .no_echo = true,
+                .offset = offsetof (mesh_action_spec_t, webhook.url), .check = NULL },
+    [A_ALLOW_HTTP] = { .key = "allow_http", .type = F_BOOL,
+                       .offset = offsetof (mesh_action_spec_t, webhook.allow_http) },
+    [A_ALLOW_PRIVATE] = { .key = "allow_private", .type = F_BOOL,
+                          .offset = offsetof (mesh_action_spec_t, webhook.allow_private) },
+    [A_HEADERS] = { .key = "headers", .type = F_CALL, .handler = s_headers },
+    [A_SECRET_FILE] = { .key = "secret_file", .type = F_CALL, .handler = s_secret_file },
+    [A_SECRET_CREDENTIAL] = S_STR ("secret_credential", mesh_action_spec_t,
+                                   webhook.secret_credential, s_check_credential_name),
+    [A_CONNECT] = S_NUM ("connect_timeout_ms", mesh_action_spec_t, webhook.connect_timeout_ms,
+                         F_INT, 100, 600000),
+    [A_RETRY] = { .key = "retry", .type = F_SECTION, .sub = s_webhook_retry_fields },
+    [A_EXCERPT] = S_NUM ("excerpt_bytes", mesh_action_spec_t, webhook.excerpt_bytes, F_SIZE,
+                         0, 65536),
+    [A_APPROVAL] = { .key = "approval", .type = F_CALL, .handler = s_approval },
+    [A_APPROVAL_TIMEOUT] = S_NUM ("approval_timeout_s", mesh_action_spec_t, approval_timeout_s,
+                                  F_INT, 60, 2592000),
+    [A_RATE] = { .key = "rate", .type = F_CALL, .handler = s_rate },
     { NULL }
 };
+_Static_assert (sizeof s_action_fields / sizeof s_action_fields [0] == A_COUNT_ + 1,
+                "s_action_fields has an entry for every A_ key");
+
+#define S_K(kind)   (1u << (kind))
+#define S_K_ALL     (S_K (MESH_ACTION_LOG) | S_K (MESH_ACTION_KAFKA) | S_K (MESH_ACTION_EXEC) \
+                     | S_K (MESH_ACTION_WEBHOOK))
+//  Written out for every key, so that a new key has to be placed here (a zero would
+//  belong to no kind: see the assertion in s_action_check).
+static const unsigned s_action_scope [A_COUNT_] = {
+    [A_KIND] = S_K_ALL,                     [A_TOPIC] = S_K (MESH_ACTION_KAFKA),
+    [A_DESCRIPTION] = S_K_ALL,              [A_PARAMS] = S_K_ALL,
+    [A_LOOP] = S_K (MESH_ACTION_KAFKA),     [A_BUDGET] = S_K_ALL,
+    [A_PROGRAM] = S_K (MESH_ACTION_EXEC),   [A_ARGV] = S_K (MESH_ACTION_EXEC),
+    [A_ENV] = S_K (MESH_ACTION_EXEC),       [A_STDIN] = S_K (MESH_ACTION_EXEC),
+    [A_CWD] = S_K (MESH_ACTION_EXEC),       [A_USER] = S_K (MESH_ACTION_EXEC),
+    [A_GROUP] = S_K (MESH_ACTION_EXEC),     [A_LIMITS] = S_K (MESH_ACTION_EXEC),
+    [A_TIMEOUT] = S_K (MESH_ACTION_EXEC) | S_K (MESH_ACTION_WEBHOOK),
+    [A_KILL_AFTER] = S_K (MESH_ACTION_EXEC), [A_CAPTURE] = S_K (MESH_ACTION_EXEC),
+    [A_URL] = S_K (MESH_ACTION_WEBHOOK),    [A_ALLOW_HTTP] = S_K (MESH_ACTION_WEBHOOK),
+    [A_ALLOW_PRIVATE] = S_K (MESH_ACTION_WEBHOOK), [A_HEADERS] = S_K (MESH_ACTION_WEBHOOK),
+    [A_SECRET_FILE] = S_K (MESH_ACTION_WEBHOOK),
+    [A_SECRET_CREDENTIAL] = S_K (MESH_ACTION_WEBHOOK),
+    [A_CONNECT] = S_K (MESH_ACTION_WEBHOOK), [A_RETRY] = S_K (MESH_ACTION_WEBHOOK),
+    [A_EXCERPT] = S_K (MESH_ACTION_WEBHOOK), [A_APPROVAL] = S_K_ALL,
+    [A_APPROVAL_TIMEOUT] = S_K_ALL,         [A_RATE] = S_K_ALL,
+};
+
+//  The defaults of every kind's keys (docs/configuration.md); s_action_check clears those
+//  of the kinds the action is not.
+static void
+s_action_defaults (mesh_action_spec_t *action)
+{
+    action->kind = MESH_ACTION_LOG;
+    action->exec = (mesh_action_exec_t) {
+        .cpu_s = 10, .as_bytes = 1L << 30, .nofile = 64, .nproc = 256,
+        .timeout_ms = 30000, .kill_after_ms = 5000, .capture_bytes = 65536,
+    };
+    action->webhook = (mesh_action_webhook_t) {
+        .timeout_ms = 10000, .connect_timeout_ms = 3000, .attempts = 3,
+        .retry_base_ms = 500, .retry_max_ms = 10000, .excerpt_bytes = 1024,
+    };
+    action->approval_timeout_s = 3600;
+}
+
+static void
+s_exec_free (mesh_action_exec_t *exec)
+{
+    free (exec->program);
+    s_strv_free (&exec->argv, exec->argc);
+    s_strv_free (&exec->env, exec->env_count);
+    free (exec->cwd);
+    free (exec->user);
+    free (exec->group);
+    memset (exec, 0, sizeof *exec);
+}
+
+static void
+s_webhook_free (mesh_action_webhook_t *hook)
+{
+    free (hook->url);
+    s_strv_free (&hook->headers, hook->header_count);
+    free (hook->secret_file);
+    free (hook->secret_credential);
+    memset (hook, 0, sizeof *hook);
+}
+
+static const char *
+s_param_name_at (const void *array, size_t i)
+{
+    return ((const mesh_param_spec_t *) array) [i].name;
+}
+
+//  argv: at most 64 elements; in each, "{name}" must name a required param of the action
+//  (an argument cannot be built without its value), "{{" and "}}" are literal braces, and
+//  any other brace is an error.
+static void
+s_argv_check (s_ctx_t *ctx, const mesh_action_spec_t *action, s_node_t *argv, const char *path)
+{
+    char item_path [S_PATH_MAX], shown [64], declared [256];
+    if (!argv || argv->kind != S_SEQUENCE)
+        return;
+    if (argv->count > S_ARGV_MAX)
+        s_at (ctx, argv, "%s: at most %d arguments after the program, got %zu", path, S_ARGV_MAX,
+              argv->count);
+    for (size_t i = 0; i < argv->count; i++) {
+        s_node_t *item = argv->kids [i];
+        if (item->kind != S_SCALAR || s_is_null (item) || strlen (item->text) != item->length)
+            continue;                   //  reported by s_list
+        s_index (item_path, path, i);
+        const char *p = item->text;
+        while (*p) {
+            if ((p [0] == '{' && p [1] == '{') || (p [0] == '}' && p [1] == '}')) {
+                p += 2;
+                continue;
+            }
+            if (*p == '}') {
+                s_at (ctx, item, "%s: a '}' that closes no placeholder; write }} for a literal "
+                      "brace", item_path);
+                break;
+            }
+            if (*p != '{') {
+                p++;
+                continue;
+            }
+            const char *name = p + 1;
+            size_t length = strspn (name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789_");
+            if (length == 0 || length > 64 || name [length] != '}'
+            ||  isdigit ((unsigned char) name [0])) {
+                s_at (ctx, item, "%s: '{' must open a placeholder, {param} with a param's name; "
+                      "write {{ for a literal brace", item_path);
+                break;
+            }
+            const mesh_param_spec_t *param = NULL;
+            for (size_t j = 0; j < action->param_count && !param; j++)
+                if (action->params [j].name && strlen (action->params [j].name) == length
+                &&  !strncmp (action->params [j].name, name, length))
+                    param = &action->params [j];
+            if (!param) {
+                s_names_text (declared, sizeof declared, "declared: ", "it declares none",
+                              action->param_count, s_param_name_at, action->params);
+                s_at (ctx, item, "%s: {%.*s} names no param of this action (%s)", item_path,
+                      (int) length, s_show (name, shown, sizeof shown), declared);
+            }
+            else
+            if (!param->required)
+                s_at (ctx, item, "%s: {%s} names an optional param (required: false), and an "
+                      "argument cannot be built without its value; make it required", item_path,
+                      param->name);
+            p = name + length + 1;
+        }
+    }
+}
+
+//  env: each NAME once (the list's unique flag catches identical entries only); the
+//  default when it is not written.
+static void
+s_env_check (s_ctx_t *ctx, mesh_action_exec_t *exec, s_node_t *env, const char *path)
+{
+    if (!s_given (env)) {
+        s_strv_free (&exec->env, exec->env_count);
+        exec->env_count = 0;
+        exec->env = s_calloc (ctx, 2, sizeof *exec->env);
+        if (exec->env) {
+            exec->env [0] = s_strdup (ctx, MESH_EXEC_PATH_DEFAULT);
+            exec->env [1] = s_strdup (ctx, MESH_EXEC_LANG_DEFAULT);
+            exec->env_count = exec->env [0] && exec->env [1] ? 2 : 0;
+            if (!exec->env_count) {
+                free (exec->env [0]);
+                free (exec->env [1]);
+            }
+        }
+        return;
+    }
+    if (env->kind != S_SEQUENCE)
+        return;
+    char item_path [S_PATH_MAX];
+    for (size_t i = 0; i < env->count; i++) {
+        s_node_t *item = env->kids [i];
+        if (item->kind != S_SCALAR || !item->text || s_check_env (item->text))
+            continue;
+        size_t name = strcspn (item->text, "=");
+        for (size_t j = 0; j < i; j++) {
+            s_node_t *earlier = env->kids [j];
+            if (earlier->kind != S_SCALAR || !earlier->text || s_check_env (earlier->text)
+            ||  strcspn (earlier->text, "=") != name || strncmp (earlier->text, item->text, name)
+            ||  !strcmp (earlier->text, item->text))
+                continue;               //  identical entries: reported by s_list
+            s_index (item_path, path, i);
+            s_at (ctx, item, "%s: %.*s is already set (at %d:%d); each variable once", item_path,
+                  (int) name, item->text, earlier->line, earlier->col);
+            break;
+        }
+    }
+}
+
+static void
+s_webhook_check (s_ctx_t *ctx, mesh_action_spec_t *action, s_node_t *node, s_node_t **seen,
+                 const char *path)
+{
+    mesh_action_webhook_t *hook = &action->webhook;
+    char host [256];
+    //  timeout_ms was read into exec's place, with exec's wider range.
+    hook->timeout_ms = s_given (seen [A_TIMEOUT]) ? action->exec.timeout_ms : 10000;
+    if (hook->timeout_ms > 600000)
+        s_at (ctx, seen [A_TIMEOUT], "%s.timeout_ms: must be in [100,600000] for kind webhook, "
+              "got %d", path, hook->timeout_ms);
+    if (!s_given (seen [A_URL]))
+        s_at (ctx, node, "%s: kind webhook requires 'url' (where the signed JSON body is POSTed)",
+              path);
+    if (hook->url) {
+        const char *rest = NULL;
+        const char *why = s_check_url_common (hook->url, &rest);
+        if (why)
+            s_at (ctx, seen [A_URL], "%s.url: expected %s", path, why);
+        else
+        if (strchr (hook->url, '#'))
+            s_at (ctx, seen [A_URL], "%s.url: expected a URL without a fragment (it is never "
+                  "sent)", path);
+        else
+        if (!strncmp (hook->url, "http://", 7) && !hook->allow_http)
+            s_at (ctx, seen [A_URL], "%s.url: expected https:// (over http the body and its "
+                  "signature cross the network in clear text); set allow_http: true for a "
+                  "receiver on a network you trust", path);
+        else
+        if (s_metadata_host (hook->url, host, sizeof host))
+            s_at (ctx, seen [A_URL], "%s.url: host %s is a link-local or cloud-metadata "
+                  "address; a webhook is never sent there (a request can hand out the host's "
+                  "cloud credentials)", path, host);
+        else
+        if (!hook->allow_private && s_private_host (hook->url, host, sizeof host))
+            s_at (ctx, seen [A_URL], "%s.url: host %s is a loopback or private address; set "
+                  "allow_private: true if the receiver really is there", path, host);
+    }
+    bool file = s_given (seen [A_SECRET_FILE]), credential = s_given (seen [A_SECRET_CREDENTIAL]);
+    if (file && credential)
+        s_at (ctx, seen [A_SECRET_CREDENTIAL], "%s: exactly one of secret_file and "
+              "secret_credential, got both", path);
+    if (!file && !credential)
+        s_at (ctx, node, "%s: kind webhook requires secret_file or secret_credential (the "
+              "HMAC-SHA256 key the body is signed with)", path);
+    if (hook->connect_timeout_ms > hook->timeout_ms)
+        s_at (ctx, s_either (seen [A_CONNECT], seen [A_TIMEOUT], node),
+              "%s.connect_timeout_ms: must not exceed timeout_ms (%d), got %d", path,
+              hook->timeout_ms, hook->connect_timeout_ms);
+    if (hook->retry_base_ms > hook->retry_max_ms) {
+        s_node_t *retry = seen [A_RETRY];
+        s_at (ctx, s_either (s_find (retry, "base_ms"), s_find (retry, "max_ms"), node),
+              "%s.retry.base_ms: must be at most max_ms (%d), got %d", path, hook->retry_max_ms,
+              hook->retry_base_ms);
+    }
+}
+
+//  What involves more than one key of an action, once its kind is known.
+static void
+s_action_check (s_ctx_t *ctx, mesh_action_spec_t *action, s_node_t *node, s_node_t **seen,
+                const char *path)
+{
+    const char *kind = s_action_kinds [action->kind];
+    char kinds [64], sub [S_PATH_MAX];
+    for (int i = 0; i < A_COUNT_; i++) {
+        unsigned scope = s_action_scope [i];
+        assert (scope && !(scope & ~S_K_ALL));
+        if (!seen [i] || (scope & S_K (action->kind)))
+            continue;
+        kinds [0] = 0;
+        for (int k = 0; s_action_kinds [k]; k++)
+            if (scope & S_K (k)) {
+                size_t used = strlen (kinds);
+                snprintf (kinds + used, sizeof kinds - used, "%s%s", used ? " or " : "",
+                          s_action_kinds [k]);
+            }
+        s_at (ctx, seen [i], "%s.%s: only for kind %s (this action is %s)", path,
+              s_action_fields [i].key, kinds, kind);
+    }
+    if (action->kind == MESH_ACTION_KAFKA && !s_given (seen [A_TOPIC]))
+        s_at (ctx, node, "%s: kind kafka requires 'topic' (where the action is produced)", path);
+    if (action->kind == MESH_ACTION_EXEC) {
+        if (!s_given (seen [A_PROGRAM]))
+            s_at (ctx, node, "%s: kind exec requires 'program' (the absolute path of what runs; "
+                  "never looked up in PATH, never through a shell)", path);
+        s_join (sub, path, "argv");
+        s_argv_check (ctx, action, seen [A_ARGV], sub);
+        s_join (sub, path, "env");
+        s_env_check (ctx, &action->exec, seen [A_ENV], sub);
+        if (!action->exec.cwd)
+            action->exec.cwd = s_strdup (ctx, "/");
+        if (s_given (seen [A_GROUP]) && !s_given (seen [A_USER]))
+            s_at (ctx, seen [A_GROUP], "%s.group: only allowed with user (the program switches "
+                  "user and group together); add user, or remove group", path);
+    }
+    if (action->kind == MESH_ACTION_WEBHOOK)
+        s_webhook_check (ctx, action, node, seen, path);
+    else
+        s_webhook_free (&action->webhook);
+    if (action->kind != MESH_ACTION_EXEC)
+        s_exec_free (&action->exec);    //  after the webhook took its timeout_ms
+    //  allow_dash matters only where a value becomes an argument.
+    s_node_t *params = seen [A_PARAMS];
+    for (size_t i = 0; action->kind != MESH_ACTION_EXEC && i < action->param_count; i++) {
+        s_node_t *dash = s_find (s_find (params, action->params [i].name), "allow_dash");
+        if (dash)
+            s_at (ctx, dash, "%s.params.%s.allow_dash: only for kind exec (this action is %s)",
+                  path, action->params [i].name, kind);
+    }
+    if (seen [A_APPROVAL_TIMEOUT] && !action->approval_required)
+        s_at (ctx, seen [A_APPROVAL_TIMEOUT], "%s.approval_timeout_s: only with approval: "
+              "required", path);
+}
 
 static void
 s_actions (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
@@ -2494,21 +3207,13 @@ s_actions (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     for (size_t i = 0; cfg->actions && i < count; i++) {
         mesh_action_spec_t *action = &cfg->actions [cfg->action_count++];
         action->name = s_strdup (ctx, keys [i]->text);
-        action->kind = MESH_ACTION_LOG;
+        s_action_defaults (action);
         char sub [S_PATH_MAX];
         s_join (sub, path, keys [i]->text);
         s_node_t *seen [S_MAX_FIELDS];
         s_walk (ctx, values [i], sub, s_action_fields, action, seen);
-        if (!s_given (seen [A_KIND]))
-            continue;
-        if (action->kind == MESH_ACTION_KAFKA && !s_given (seen [A_TOPIC]))
-            s_at (ctx, values [i], "%s: kind kafka requires 'topic' (where the action is "
-                  "produced)", sub);
-        if (action->kind == MESH_ACTION_LOG && seen [A_TOPIC])
-            s_at (ctx, seen [A_TOPIC], "%s.topic: only for kind kafka (this action is log)", sub);
-        if (action->kind == MESH_ACTION_LOG && seen [A_LOOP])
-            s_at (ctx, seen [A_LOOP], "%s.allow_input_topic: only for kind kafka (this action "
-                  "is log)", sub);
+        if (s_given (seen [A_KIND]))
+            s_action_check (ctx, action, values [i], seen, sub);
     }
     free (keys);
     free (values);
@@ -3590,6 +4295,8 @@ mesh_config_destroy (mesh_config_t **self_p)
         }
         free (action->params);
         s_free_budget (&action->budget);
+        s_exec_free (&action->exec);
+        s_webhook_free (&action->webhook);
     }
     free (self->actions);
     for (size_t i = 0; i < self->agent_count; i++)
@@ -3639,6 +4346,13 @@ mesh_config_flavor_name (mesh_backend_flavor_t flavor)
 {
     return (int) flavor >= 0 && (int) flavor < MESH_FLAVOR_COUNT_ ? s_flavor_names [flavor]
                                                                    : "unknown";
+}
+
+const char *
+mesh_config_action_kind_name (mesh_action_kind_t kind)
+{
+    return (int) kind >= 0 && (size_t) kind < sizeof s_action_kinds / sizeof s_action_kinds [0] - 1
+         ? s_action_kinds [kind] : "unknown";
 }
 
 const char *

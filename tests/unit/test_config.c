@@ -2133,6 +2133,684 @@ test_cascade (void **state)
     free (out);
 }
 
+//  --------------------------------------------------------------------------
+//  kind exec, kind webhook, approval and rate.
+
+//  A config with one action, x, whose keys are BODY (lines indented by 4, from line 5).
+static int
+s_load_action (const char *body, mesh_config_t **cfg_p, char **out_p)
+{
+    char *text;
+    assert_true (asprintf (&text, "kafka: {brokers: embedded}\n"                     //  1
+                           "backends: {b: {kind: scripted, file: f}}\n"              //  2
+                           "actions:\n"                                              //  3
+                           "  x:\n"                                                  //  4
+                           "%s"                                                      //  5..
+                           "agents: [{name: a, topics: [m], fields: {key: [h]}, "
+                           "reason: {backend: b}, actions: [x], fallback: x}]\n", body) > 0);
+    int problems = s_load (text, cfg_p, out_p);
+    free (text);
+    return problems;
+}
+
+//  The path of an executable file NAME in the temporary directory, with MODE.
+static char *
+s_program (const char *name, mode_t mode)
+{
+    char *path = s_write (name, "#!/bin/sh\nexit 0\n", 17);
+    assert_int_equal (chmod (path, mode), 0);
+    return path;
+}
+
+//  An exec action of PROGRAM (lines 5 and 6) followed by EXTRA (line 7 on); the number
+//  of problems must be PROBLEMS, and the first expected line EXPECT (NULL: none).
+static void
+s_exec_case (const char *program, const char *extra, int problems, const char *expect)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL, *body;
+    assert_true (asprintf (&body, "    kind: exec\n"                                  //  5
+                           "    program: %s\n"                                        //  6
+                           "%s\n", program, extra) > 0);
+    int found = s_load_action (body, &cfg, &out);
+    if (found != problems)
+        fail_msg ("%s: expected %d problems, got %d:\n%s", extra, problems, found, out);
+    if (expect)
+        s_expect (out, expect);
+    mesh_config_destroy (&cfg);
+    free (body);
+    free (out);
+}
+
+static void
+test_exec_defaults (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL, *body;
+    char *program = s_program ("prog", 0755);
+    assert_true (asprintf (&body, "    kind: exec\n"
+                           "    program: %s\n"
+                           "    argv: [restart, \"--unit={unit}\", \"{{literal}}\", \"{unit}\"]\n"
+                           "    params: {unit: {type: string, pattern: \"[a-z]+\"}}\n",
+                           program) > 0);
+    assert_int_equal (s_load_action (body, &cfg, &out), 0);
+    const mesh_action_spec_t *x = mesh_config_action (cfg, "x");
+    assert_int_equal (x->kind, MESH_ACTION_EXEC);
+    assert_string_equal (mesh_config_action_kind_name (x->kind), "exec");
+    const mesh_action_exec_t *exec = &x->exec;
+    assert_string_equal (exec->program, program);
+    assert_int_equal (exec->argc, 4);
+    assert_string_equal (exec->argv [0], "restart");
+    assert_string_equal (exec->argv [1], "--unit={unit}");
+    assert_string_equal (exec->argv [2], "{{literal}}");    //  as written: the runner reads it
+    assert_string_equal (exec->argv [3], "{unit}");
+    assert_int_equal (exec->env_count, 2);
+    assert_string_equal (exec->env [0],
+                         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    assert_string_equal (exec->env [1], "LANG=C.UTF-8");
+    assert_false (exec->stdin_decision);
+    assert_string_equal (exec->cwd, "/");
+    assert_null (exec->user);
+    assert_null (exec->group);
+    assert_int_equal (exec->cpu_s, 10);
+    assert_int_equal (exec->as_bytes, 1073741824L);
+    assert_int_equal (exec->nofile, 64);
+    assert_int_equal (exec->nproc, 256);
+    assert_int_equal (exec->timeout_ms, 30000);
+    assert_int_equal (exec->kill_after_ms, 5000);
+    assert_int_equal (exec->capture_bytes, 65536);
+    assert_false (x->params [0].allow_dash);
+    assert_false (x->approval_required);
+    assert_int_equal (x->approval_timeout_s, 3600);
+    assert_int_equal (x->rate_count, 0);
+    assert_int_equal (x->rate_window_s, 0);
+    //  Another kind's keys keep nothing.
+    assert_null (x->webhook.url);
+    assert_int_equal (x->webhook.timeout_ms, 0);
+    assert_int_equal (x->webhook.attempts, 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (body);
+
+    //  A log action has no exec or webhook settings; the kind names.
+    assert_int_equal (s_load (s_base, &cfg, &out), 0);
+    const mesh_action_spec_t *esc = mesh_config_action (cfg, "esc");
+    assert_null (esc->exec.program);
+    assert_int_equal (esc->exec.timeout_ms, 0);
+    assert_int_equal (esc->exec.env_count, 0);
+    assert_null (esc->webhook.url);
+    assert_false (esc->approval_required);
+    assert_int_equal (esc->approval_timeout_s, 3600);
+    assert_string_equal (mesh_config_action_kind_name (MESH_ACTION_LOG), "log");
+    assert_string_equal (mesh_config_action_kind_name (MESH_ACTION_KAFKA), "kafka");
+    assert_string_equal (mesh_config_action_kind_name (MESH_ACTION_WEBHOOK), "webhook");
+    assert_string_equal (mesh_config_action_kind_name ((mesh_action_kind_t) 42), "unknown");
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (program);
+}
+
+static void
+test_exec_values (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL, *body;
+    char *program = s_program ("prog", 0755);
+    assert_true (asprintf (&body, "    kind: exec\n"
+                           "    program: %s\n"
+                           "    argv: [\"{n}\", \"-v\", \"-v\"]\n"
+                           "    params:\n"
+                           "      n: {type: integer, min: -5, max: 5, allow_dash: true}\n"
+                           "    env: [HOME, \"TERM=dumb\", \"EMPTY=\"]\n"
+                           "    stdin: decision\n"
+                           "    cwd: /var/tmp\n"
+                           "    user: nobody\n"
+                           "    group: nogroup\n"
+                           "    limits: {cpu_s: 5, as_bytes: 33554432, nofile: 128, nproc: 10}\n"
+                           "    timeout_ms: 1000\n"
+                           "    kill_after_ms: 200\n"
+                           "    capture_bytes: 0\n"
+                           "    approval: required\n"
+                           "    approval_timeout_s: 600\n"
+                           "    rate: 3/10m\n", program) > 0);
+    assert_int_equal (s_load_action (body, &cfg, &out), 0);
+    const mesh_action_spec_t *x = mesh_config_action (cfg, "x");
+    const mesh_action_exec_t *exec = &x->exec;
+    assert_int_equal (exec->argc, 3);
+    assert_string_equal (exec->argv [2], "-v");
+    assert_true (x->params [0].allow_dash);
+    assert_int_equal (exec->env_count, 3);
+    assert_string_equal (exec->env [0], "HOME");
+    assert_string_equal (exec->env [1], "TERM=dumb");
+    assert_string_equal (exec->env [2], "EMPTY=");
+    assert_true (exec->stdin_decision);
+    assert_string_equal (exec->cwd, "/var/tmp");
+    assert_string_equal (exec->user, "nobody");
+    assert_string_equal (exec->group, "nogroup");
+    assert_int_equal (exec->cpu_s, 5);
+    assert_int_equal (exec->as_bytes, 33554432);
+    assert_int_equal (exec->nofile, 128);
+    assert_int_equal (exec->nproc, 10);
+    assert_int_equal (exec->timeout_ms, 1000);
+    assert_int_equal (exec->kill_after_ms, 200);
+    assert_int_equal (exec->capture_bytes, 0);
+    assert_true (x->approval_required);
+    assert_int_equal (x->approval_timeout_s, 600);
+    assert_int_equal (x->rate_count, 3);
+    assert_int_equal (x->rate_window_s, 600);
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (body);
+
+    //  An empty env is an empty environment (and MESH_* only); stdin: null is the default.
+    assert_true (asprintf (&body, "    kind: exec\n    program: %s\n    env: []\n"
+                           "    stdin: null\n    user: nobody\n", program) > 0);
+    assert_int_equal (s_load_action (body, &cfg, &out), 0);
+    assert_int_equal (cfg->actions [0].exec.env_count, 0);
+    assert_false (cfg->actions [0].exec.stdin_decision);
+    assert_null (cfg->actions [0].exec.group);
+    mesh_config_destroy (&cfg);
+    free (out);
+    free (body);
+    free (program);
+}
+
+//  program: absolute, trusted (mesh_config_check_trust, as rule files), executable.
+static void
+test_exec_program (void **state)
+{
+    char *good = s_program ("prog", 0755);
+    char *group_writable = s_program ("gw", 0775);
+    char *plain = s_program ("plain", 0644);
+    char *missing;
+    assert_true (asprintf (&missing, "%s/nothere", s_dir) > 0);
+    char *expect;
+
+    s_exec_case (good, "", 0, NULL);
+    s_exec_case ("bin/restart", "", 1, "6:14: actions.x.program: expected an absolute path "
+                 "(/usr/local/libexec/meshd/restart-unit), got 'bin/restart'; the program is "
+                 "executed directly, never looked up in PATH");
+    assert_true (asprintf (&expect, "6:14: actions.x.program: %s is writable by its group "
+                           "(mode 0775); run chmod go-w %s (meshd runs this program when a "
+                           "proposal is accepted", group_writable, group_writable) > 0);
+    s_exec_case (group_writable, "", 1, expect);
+    free (expect);
+    assert_true (asprintf (&expect, "6:14: actions.x.program: cannot resolve %s: No such file",
+                           missing) > 0);
+    s_exec_case (missing, "", 1, expect);
+    free (expect);
+    assert_true (asprintf (&expect, "6:14: actions.x.program: %s is not executable", plain) > 0);
+    s_exec_case (plain, "", 1, expect);
+    free (expect);
+
+    //  No program at all, or null.
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_action ("    kind: exec\n    argv: [a]\n", &cfg, &out), 1);
+    s_expect (out, "5:5: actions.x: kind exec requires 'program' (the absolute path of what "
+              "runs; never looked up in PATH, never through a shell)");
+    free (out);
+    assert_int_equal (s_load_action ("    kind: exec\n    program: null\n", &cfg, &out), 1);
+    s_expect (out, "5:5: actions.x: kind exec requires 'program'");
+    free (out);
+
+    //  An agent loading a snapshot does not check the program: meshd did.
+    assert_int_equal (chmod (group_writable, 0755), 0);
+    char *body;
+    assert_true (asprintf (&body, "    kind: exec\n    program: %s\n", group_writable) > 0);
+    assert_int_equal (s_load_action (body, &cfg, &out), 0);
+    assert_int_equal (chmod (group_writable, 0775), 0);
+    assert_int_equal (mesh_config_snapshot (cfg, s_dir), 0);
+    char *snapshot = strdup (cfg->snapshot), *origin = strdup (cfg->path);
+    char sha256 [65];
+    memcpy (sha256, cfg->sha256, sizeof sha256);
+    mesh_config_destroy (&cfg);
+    free (out);
+    size_t size;
+    FILE *err = open_memstream (&out, &size);
+    assert_int_equal (mesh_config_load_snapshot (origin, snapshot, sha256, &cfg, err), 0);
+    fclose (err);
+    assert_string_equal (cfg->actions [0].exec.program, group_writable);
+    mesh_config_destroy (&cfg);
+    unlink (snapshot);
+    free (snapshot);
+    free (origin);
+    free (body);
+    free (out);
+    free (good);
+    free (group_writable);
+    free (plain);
+    free (missing);
+}
+
+static void
+test_exec_checks (void **state)
+{
+    char *program = s_program ("prog", 0755);
+    static const struct {
+        const char *extra;              //  from line 7
+        int problems;
+        const char *expect;
+    } cases [] = {
+        //  argv placeholders
+        { "    argv: [\"{nope}\"]", 1,
+          "7:12: actions.x.argv[0]: {nope} names no param of this action (it declares none)" },
+        { "    params: {unit: {type: string}}\n    argv: [\"{unt}\"]", 1,
+          "8:12: actions.x.argv[0]: {unt} names no param of this action (declared: unit)" },
+        { "    params: {o: {type: string, required: false}}\n    argv: [\"--o={o}\"]", 1,
+          "8:12: actions.x.argv[0]: {o} names an optional param (required: false), and an "
+          "argument cannot be built without its value; make it required" },
+        { "    argv: [a, \"b}\"]", 1,
+          "7:15: actions.x.argv[1]: a '}' that closes no placeholder; write }} for a literal "
+          "brace" },
+        { "    argv: [\"{a b}\"]", 1,
+          "7:12: actions.x.argv[0]: '{' must open a placeholder, {param} with a param's name; "
+          "write {{ for a literal brace" },
+        { "    argv: [\"{\"]", 1, "7:12: actions.x.argv[0]: '{' must open a placeholder" },
+        { "    argv: [\"{}\"]", 1, "7:12: actions.x.argv[0]: '{' must open a placeholder" },
+        { "    argv: [\"{1a}\"]", 1, "7:12: actions.x.argv[0]: '{' must open a placeholder" },
+        { "    argv: [\"{{ok}}\", \"}}{{\", \"a{{b}}c\"]", 0, NULL },
+        { "    argv: a", 1, "7:11: actions.x.argv: expected a sequence such as [a, b]" },
+        //  env
+        { "    env: [lower]", 1, "7:11: actions.x.env[0]: expected NAME or NAME=value, NAME "
+          "matching [A-Z_][A-Z0-9_]* and not MESH_* (meshd sets those)" },
+        { "    env: [MESH_DECISION_ID=forged]", 1, "7:11: actions.x.env[0]: expected NAME or "
+          "NAME=value" },
+        { "    env: [\"=x\"]", 1, "7:11: actions.x.env[0]: expected NAME or NAME=value" },
+        { "    env: [\"A=1\", B, \"A=2\"]", 1,
+          "7:21: actions.x.env[2]: A is already set (at 7:11); each variable once" },
+        { "    env: [\"A=1\", \"A=1\"]", 1, "7:18: actions.x.env[1]: 'A=1' is listed twice" },
+        { "    env: [\"A=line\\nbreak\"]", 1, "7:11: actions.x.env[0]: expected NAME or "
+          "NAME=value" },
+        //  the rest of exec's keys
+        { "    stdin: file", 1, "7:12: actions.x.stdin: must be one of: null, decision; got "
+          "'file'" },
+        { "    cwd: tmp", 1, "7:10: actions.x.cwd: expected an absolute directory path, got "
+          "'tmp'" },
+        { "    group: nogroup", 1, "7:12: actions.x.group: only allowed with user (the program "
+          "switches user and group together); add user, or remove group" },
+        { "    user: Root", 1, "7:11: actions.x.user: expected a user or group name" },
+        { "    limits: {cpu_s: 0}", 1, "7:21: actions.x.limits.cpu_s: must be in [1,86400], "
+          "got 0" },
+        { "    limits: {cpu_s: 86401}", 1, "7:21: actions.x.limits.cpu_s: must be in "
+          "[1,86400]" },
+        { "    limits: {nofile: 8}", 1, "7:22: actions.x.limits.nofile: must be in [16,65536], "
+          "got 8" },
+        { "    limits: {as_bytes: 1024}", 1, "7:24: actions.x.limits.as_bytes: must be in "
+          "[16777216,68719476736], got 1024" },
+        { "    limits: {as_bytes: 68719476737}", 1, "7:24: actions.x.limits.as_bytes: must be "
+          "in [16777216,68719476736]" },
+        { "    limits: {nproc: 100001}", 1, "7:21: actions.x.limits.nproc: must be in "
+          "[1,100000]" },
+        { "    limits: {threads: 1}", 1, "7:14: unknown key 'threads' in actions.x.limits "
+          "(expected one of: cpu_s, as_bytes, nofile, nproc)" },
+        { "    timeout_ms: 99", 1, "7:17: actions.x.timeout_ms: must be in [100,86400000], "
+          "got 99" },
+        { "    timeout_ms: 86400000", 0, NULL },
+        { "    kill_after_ms: 600001", 1, "7:20: actions.x.kill_after_ms: must be in "
+          "[100,600000]" },
+        { "    capture_bytes: 16777217", 1, "7:20: actions.x.capture_bytes: must be in "
+          "[0,16777216]" },
+        //  keys of other kinds, and of every kind
+        { "    url: https://h/x", 1, "7:10: actions.x.url: only for kind webhook (this action "
+          "is exec)" },
+        { "    retry: {attempts: 2}", 1, "7:12: actions.x.retry: only for kind webhook (this "
+          "action is exec)" },
+        { "    topic: t", 1, "7:12: actions.x.topic: only for kind kafka (this action is "
+          "exec)" },
+        { "    shell: true", 1, "7:5: unknown key 'shell' in actions.x (expected one of: kind, "
+          "topic, description, params, allow_input_topic, budget, program, argv, env, stdin, "
+          "cwd, user, group, limits, timeout_ms, kill_after_ms, capture_bytes, url, " },
+        { "    approval_timeout_s: 600", 1, "7:25: actions.x.approval_timeout_s: only with "
+          "approval: required" },
+        { "    approval: maybe", 1, "7:15: actions.x.approval: must be one of: required, none; "
+          "got 'maybe'" },
+        { "    approval: none", 0, NULL },
+        { "    approval: required\n    approval_timeout_s: 59", 1, "8:25: "
+          "actions.x.approval_timeout_s: must be in [60,2592000], got 59" },
+        { "    approval: required\n    approval_timeout_s: 2592001", 1, "8:25: "
+          "actions.x.approval_timeout_s: must be in [60,2592000]" },
+        { NULL }
+    };
+    for (int i = 0; cases [i].extra; i++)
+        s_exec_case (program, cases [i].extra, cases [i].problems, cases [i].expect);
+
+    //  At most 64 arguments after the program, each at most 4096 bytes.
+    char list [64 * 3 + 16] = "    argv: [a";
+    for (int i = 1; i < 64; i++)
+        strcat (list, ", a");
+    strcat (list, "]");
+    s_exec_case (program, list, 0, NULL);
+    list [strlen (list) - 1] = 0;
+    strcat (list, ", a]");
+    s_exec_case (program, list, 1, "7:11: actions.x.argv: at most 64 arguments after the "
+                 "program, got 65");
+    char *long_item = malloc (4200);
+    memcpy (long_item, "    argv: [", 11);
+    memset (long_item + 11, 'x', 4097);
+    strcpy (long_item + 11 + 4097, "]");
+    s_exec_case (program, long_item, 1, "7:12: actions.x.argv[0]: expected an argument of at "
+                 "most 4096 bytes");
+    long_item [11 + 4096] = ']';
+    long_item [11 + 4097] = 0;
+    s_exec_case (program, long_item, 0, NULL);
+    free (long_item);
+
+    //  allow_dash only where a value can become an argument.
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_action ("    kind: log\n"
+                                     "    params: {p: {type: string, allow_dash: true}}\n",
+                                     &cfg, &out), 1);
+    s_expect (out, "6:44: actions.x.params.p.allow_dash: only for kind exec (this action is "
+              "log)");
+    free (out);
+    free (program);
+}
+
+//  A webhook action: kind, url, secret (lines 5 to 7), then EXTRA.
+static void
+s_webhook_case (const char *url, const char *extra, int problems, const char *expect)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL, *body;
+    assert_true (asprintf (&body, "    kind: webhook\n"                               //  5
+                           "    url: %s\n"                                            //  6
+                           "    secret_credential: hook\n"                            //  7
+                           "%s\n", url, extra) > 0);
+    int found = s_load_action (body, &cfg, &out);
+    if (found != problems)
+        fail_msg ("%s %s: expected %d problems, got %d:\n%s", url, extra, problems, found, out);
+    if (expect)
+        s_expect (out, expect);
+    mesh_config_destroy (&cfg);
+    free (body);
+    free (out);
+}
+
+static void
+test_webhook_defaults (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    s_file ("secret", "0123456789abcdef0123456789abcdef\n", 0600);
+    assert_int_equal (s_load_action ("    kind: webhook\n"
+                                     "    url: https://hooks.example.com/mesh?team=ops\n"
+                                     "    secret_file: secret\n", &cfg, &out), 0);
+    const mesh_action_spec_t *x = mesh_config_action (cfg, "x");
+    const mesh_action_webhook_t *hook = &x->webhook;
+    assert_int_equal (x->kind, MESH_ACTION_WEBHOOK);
+    assert_string_equal (hook->url, "https://hooks.example.com/mesh?team=ops");
+    assert_false (hook->allow_http);
+    assert_false (hook->allow_private);
+    assert_int_equal (hook->header_count, 0);
+    assert_null (hook->headers);
+    char *secret;
+    assert_true (asprintf (&secret, "%s/secret", s_dir) > 0);
+    assert_string_equal (hook->secret_file, secret);
+    free (secret);
+    assert_null (hook->secret_credential);
+    assert_int_equal (hook->timeout_ms, 10000);
+    assert_int_equal (hook->connect_timeout_ms, 3000);
+    assert_int_equal (hook->attempts, 3);
+    assert_int_equal (hook->retry_base_ms, 500);
+    assert_int_equal (hook->retry_max_ms, 10000);
+    assert_int_equal (hook->excerpt_bytes, 1024);
+    assert_false (x->approval_required);
+    assert_int_equal (x->approval_timeout_s, 3600);
+    //  exec's settings are cleared, timeout_ms included (it is the webhook's).
+    assert_null (x->exec.program);
+    assert_int_equal (x->exec.timeout_ms, 0);
+    assert_null (x->exec.env);
+    assert_null (x->exec.cwd);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
+static void
+test_webhook_values (void **state)
+{
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_action ("    kind: webhook\n"
+                                     "    url: http://10.0.0.5:8080/hook\n"
+                                     "    allow_http: true\n"
+                                     "    allow_private: true\n"
+                                     "    headers: {X-Team: ops, X-Env: \"prod eu\"}\n"
+                                     "    secret_credential: mesh.hook-key_1\n"
+                                     "    timeout_ms: 20000\n"
+                                     "    connect_timeout_ms: 1000\n"
+                                     "    retry: {attempts: 5, base_ms: 100, max_ms: 2000}\n"
+                                     "    excerpt_bytes: 0\n"
+                                     "    approval: required\n"
+                                     "    approval_timeout_s: 60\n"
+                                     "    rate: 10/1h\n", &cfg, &out), 0);
+    const mesh_action_spec_t *x = mesh_config_action (cfg, "x");
+    const mesh_action_webhook_t *hook = &x->webhook;
+    assert_string_equal (hook->url, "http://10.0.0.5:8080/hook");
+    assert_true (hook->allow_http);
+    assert_true (hook->allow_private);
+    assert_int_equal (hook->header_count, 2);
+    assert_string_equal (hook->headers [0], "X-Team: ops");
+    assert_string_equal (hook->headers [1], "X-Env: prod eu");
+    assert_null (hook->secret_file);
+    assert_string_equal (hook->secret_credential, "mesh.hook-key_1");
+    assert_int_equal (hook->timeout_ms, 20000);
+    assert_int_equal (hook->connect_timeout_ms, 1000);
+    assert_int_equal (hook->attempts, 5);
+    assert_int_equal (hook->retry_base_ms, 100);
+    assert_int_equal (hook->retry_max_ms, 2000);
+    assert_int_equal (hook->excerpt_bytes, 0);
+    assert_true (x->approval_required);
+    assert_int_equal (x->approval_timeout_s, 60);
+    assert_int_equal (x->rate_count, 10);
+    assert_int_equal (x->rate_window_s, 3600);
+    mesh_config_destroy (&cfg);
+    free (out);
+}
+
+static void
+test_webhook_checks (void **state)
+{
+    static const char *const ok = "https://hooks.example.com/x";
+    s_file ("secret", "0123456789abcdef0123456789abcdef\n", 0600);
+    s_file ("open-secret", "0123456789abcdef0123456789abcdef\n", 0644);
+    static const struct {
+        const char *url, *extra;        //  url on line 6, extra from line 8
+        int problems;
+        const char *expect;
+    } cases [] = {
+        //  the URL
+        { "http://hooks.example.com/x", "", 1, "6:10: actions.x.url: expected https:// (over "
+          "http the body and its signature cross the network in clear text); set allow_http: "
+          "true for a receiver on a network you trust" },
+        { "http://hooks.example.com/x", "    allow_http: true", 0, NULL },
+        { "https://169.254.169.254/latest", "", 1, "6:10: actions.x.url: host 169.254.169.254 "
+          "is a link-local or cloud-metadata address; a webhook is never sent there" },
+        { "https://169.254.169.254/latest", "    allow_private: true", 1, "6:10: actions.x.url: "
+          "host 169.254.169.254 is a link-local or cloud-metadata address" },
+        { "https://metadata.google.internal./x", "    allow_private: true", 1, "6:10: "
+          "actions.x.url: host metadata.google.internal is a link-local or cloud-metadata" },
+        { "'https://[fe80::1]/x'", "    allow_private: true", 1, "6:10: actions.x.url: host "
+          "fe80::1 is a link-local" },
+        { "https://127.0.0.1:9000/x", "", 1, "6:10: actions.x.url: host 127.0.0.1 is a loopback "
+          "or private address; set allow_private: true if the receiver really is there" },
+        { "https://127.0.0.1:9000/x", "    allow_private: true", 0, NULL },
+        { "https://localhost/x", "", 1, "6:10: actions.x.url: host localhost is a loopback" },
+        { "https://api.localhost/x", "", 1, "6:10: actions.x.url: host api.localhost is a" },
+        { "https://10.1.2.3/x", "", 1, "6:10: actions.x.url: host 10.1.2.3 is a loopback" },
+        { "https://172.31.0.1/x", "", 1, "6:10: actions.x.url: host 172.31.0.1 is a loopback" },
+        { "https://172.32.0.1/x", "", 0, NULL },
+        { "https://192.168.1.1/x", "", 1, "6:10: actions.x.url: host 192.168.1.1 is a" },
+        { "https://100.64.0.1/x", "", 1, "6:10: actions.x.url: host 100.64.0.1 is a" },
+        { "https://0x7f000001/x", "", 1, "6:10: actions.x.url: host 0x7f000001 is a" },
+        { "'https://[::1]:8443/x'", "", 1, "6:10: actions.x.url: host ::1 is a loopback" },
+        { "'https://[fd12::5]/x'", "", 1, "6:10: actions.x.url: host fd12::5 is a loopback" },
+        { "'https://[::ffff:10.0.0.1]/x'", "", 1, "6:10: actions.x.url: host ::ffff:10.0.0.1 "
+          "is a" },
+        { "'https://[2001:db8::1]/x'", "", 0, NULL },
+        { "ftp://hooks.example.com/x", "", 1, "6:10: actions.x.url: expected an http:// or "
+          "https:// URL" },
+        { "https://user:hunter2@hooks.example.com/x", "", 1, "6:10: actions.x.url: expected a "
+          "URL without credentials" },
+        { "https://hooks.example.com/x#frag", "", 1, "6:10: actions.x.url: expected a URL "
+          "without a fragment" },
+        { "https:///x", "", 1, "6:10: actions.x.url: expected a URL with a host" },
+        //  the secret: exactly one of the two
+        { ok, "    secret_file: secret", 1, "7:24: actions.x: exactly one of secret_file and "
+          "secret_credential, got both" },
+        { ok, "    secret_credential: other", 1, "8:5: duplicate key 'secret_credential' in "
+          "actions.x (first at 7:5)" },
+        { ok, "    secret_file: open-secret", 2, "8:18: actions.x.secret_file: " },
+        { ok, "    secret_file: {credential: hook}", 2, "8:18: actions.x.secret_file: expected "
+          "a file path, got a mapping (for a systemd credential write secret_credential: NAME)" },
+        //  headers
+        { ok, "    headers: {Host: x}", 1, "8:15: actions.x.headers: header Host is not "
+          "allowed: meshd sets it, or it changes how the request is framed" },
+        { ok, "    headers: {content-length: 1}", 1, "8:15: actions.x.headers: header "
+          "content-length is not allowed: meshd sets it" },
+        { ok, "    headers: {Content-Type: x}", 1, "8:15: actions.x.headers: header "
+          "Content-Type is not allowed" },
+        { ok, "    headers: {Idempotency-Key: x}", 1, "8:15: actions.x.headers: header "
+          "Idempotency-Key is not allowed" },
+        { ok, "    headers: {Transfer-Encoding: chunked}", 1, "8:15: actions.x.headers: header "
+          "Transfer-Encoding is not allowed" },
+        { ok, "    headers: {X-Mesh-Signature: forged}", 1, "8:15: actions.x.headers: header "
+          "X-Mesh-Signature is not allowed: X-Mesh-* are meshd's own" },
+        { ok, "    headers: {Authorization: \"Bearer t0ken\"}", 1, "8:15: actions.x.headers: "
+          "header Authorization is not allowed: secrets are never written in the config" },
+        { ok, "    headers: {\"Bad Name\": x}", 1, "8:15: actions.x.headers: expected a header "
+          "name of 1-64 of [A-Za-z0-9-], got 'Bad Name'" },
+        { ok, "    headers: {\"X-A:\": x}", 1, "8:15: actions.x.headers: expected a header "
+          "name" },
+        { ok, "    headers: {X-A: \"a\\r\\nX-Evil: 1\"}", 1, "8:20: actions.x.headers.X-A: "
+          "expected a header value of at most 4096 bytes without CR, LF or other control "
+          "characters" },
+        { ok, "    headers: {X-A: \"a\\nb\"}", 1, "8:20: actions.x.headers.X-A: expected a "
+          "header value" },
+        { ok, "    headers: {X-A: a, x-a: b}", 1, "8:23: actions.x.headers: header x-a is given "
+          "twice (first at 8:15; names are case-insensitive)" },
+        { ok, "    headers: {X-A: \"\"}", 1, "8:20: actions.x.headers.X-A: must not be empty" },
+        { ok, "    headers: [\"X-A: b\"]", 1, "8:14: actions.x.headers: expected a mapping of "
+          "header names to values, such as {X-Team: ops}, got a sequence" },
+        { ok, "    headers: {}", 0, NULL },
+        //  deadlines and retries
+        { ok, "    timeout_ms: 600001", 1, "8:17: actions.x.timeout_ms: must be in [100,600000] "
+          "for kind webhook, got 600001" },
+        { ok, "    timeout_ms: 600000", 0, NULL },
+        { ok, "    timeout_ms: 99", 1, "8:17: actions.x.timeout_ms: must be in [100,86400000]" },
+        { ok, "    connect_timeout_ms: 20000", 1, "8:25: actions.x.connect_timeout_ms: must not "
+          "exceed timeout_ms (10000), got 20000" },
+        { ok, "    connect_timeout_ms: 99", 1, "8:25: actions.x.connect_timeout_ms: must be in "
+          "[100,600000]" },
+        { ok, "    retry: {base_ms: 20000}", 1, "8:22: actions.x.retry.base_ms: must be at most "
+          "max_ms (10000), got 20000" },
+        { ok, "    retry: {attempts: 11}", 1, "8:23: actions.x.retry.attempts: must be in "
+          "[1,10], got 11" },
+        { ok, "    retry: {attempts: 0}", 1, "8:23: actions.x.retry.attempts: must be in "
+          "[1,10], got 0" },
+        { ok, "    excerpt_bytes: 65537", 1, "8:20: actions.x.excerpt_bytes: must be in "
+          "[0,65536]" },
+        //  exec's keys
+        { ok, "    cwd: /", 1, "8:10: actions.x.cwd: only for kind exec (this action is "
+          "webhook)" },
+        { ok, "    kill_after_ms: 1000", 1, "8:20: actions.x.kill_after_ms: only for kind exec "
+          "(this action is webhook)" },
+        { NULL }
+    };
+    for (int i = 0; cases [i].url; i++)
+        s_webhook_case (cases [i].url, cases [i].extra, cases [i].problems, cases [i].expect);
+
+    //  A URL is never repeated in a message (a webhook URL is often a secret itself).
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_action ("    kind: webhook\n"
+                                     "    url: https://user:hunter2@h/x\n"
+                                     "    secret_credential: hook\n", &cfg, &out), 1);
+    assert_null (strstr (out, "hunter2"));
+    free (out);
+
+    //  Neither secret, no url, a bad credential name.
+    assert_int_equal (s_load_action ("    kind: webhook\n    url: https://h/x\n", &cfg, &out), 1);
+    s_expect (out, "5:5: actions.x: kind webhook requires secret_file or secret_credential (the "
+              "HMAC-SHA256 key the body is signed with)");
+    free (out);
+    assert_int_equal (s_load_action ("    kind: webhook\n    secret_credential: k\n", &cfg,
+                                     &out), 1);
+    s_expect (out, "5:5: actions.x: kind webhook requires 'url' (where the signed JSON body is "
+              "POSTed)");
+    free (out);
+    assert_int_equal (s_load_action ("    kind: webhook\n    url: https://h/x\n"
+                                     "    secret_credential: a/b\n", &cfg, &out), 1);
+    s_expect (out, "7:24: actions.x.secret_credential: expected a systemd credential name "
+              "(1-255 of [A-Za-z0-9._-], not '.' or '..'), got 'a/b'");
+    free (out);
+    //  33 headers are too many.
+    char headers [33 * 16 + 32] = "    headers: {H0: v";
+    for (int i = 1; i < 33; i++)
+        sprintf (headers + strlen (headers), ", H%d: v", i);
+    strcat (headers, "}");
+    s_webhook_case (ok, headers, 1, "8:14: actions.x.headers: at most 32 headers, got 33");
+}
+
+static void
+test_rate (void **state)
+{
+    static const struct {
+        const char *text;
+        int count, window_s;            //  0: refused
+    } cases [] = {
+        { "3/10m", 3, 600 },        { "1/1s", 1, 1 },           { "5/24h", 5, 86400 },
+        { "2/90s", 2, 90 },         { "1000000/31d", 1000000, 2678400 },
+        { "7/744h", 7, 2678400 },   { "1/1d", 1, 86400 },
+        { "3", 0, 0 }, { "0/1m", 0, 0 }, { "3/0s", 0, 0 }, { "3/10", 0, 0 }, { "3/10x", 0, 0 },
+        { "3/32d", 0, 0 }, { "3/745h", 0, 0 }, { "a/1m", 0, 0 }, { "03/1m", 0, 0 },
+        { "3/01m", 0, 0 }, { "3/1m ", 0, 0 }, { "-1/1m", 0, 0 }, { "1000001/1m", 0, 0 },
+        { "3/m", 0, 0 }, { "3//1m", 0, 0 }, { "/1m", 0, 0 }, { "3/1m/2", 0, 0 },
+        { "3/1M", 0, 0 }, { " 3/1m", 0, 0 }, { "3 / 1m", 0, 0 }, { "99999999999/1s", 0, 0 },
+        { "1/99999999999s", 0, 0 },
+        { NULL }
+    };
+    for (int i = 0; cases [i].text; i++) {
+        mesh_config_t *cfg = NULL;
+        char *out = NULL, *body;
+        assert_true (asprintf (&body, "    kind: log\n    rate: '%s'\n", cases [i].text) > 0);
+        int problems = s_load_action (body, &cfg, &out);
+        if (cases [i].count) {
+            if (problems)
+                fail_msg ("%s: %s", cases [i].text, out);
+            assert_int_equal (cfg->actions [0].rate_count, cases [i].count);
+            assert_int_equal (cfg->actions [0].rate_window_s, cases [i].window_s);
+        }
+        else {
+            if (problems != 1)
+                fail_msg ("%s: expected it refused, got %d problems:\n%s", cases [i].text,
+                          problems, out);
+            s_expect (out, "6:11: actions.x.rate: expected N/WINDOW, N in 1..1000000 and WINDOW "
+                      "a duration such as 30s, 10m, 1h or 1d (at most 31d), e.g. 3/10m; got '");
+        }
+        mesh_config_destroy (&cfg);
+        free (out);
+        free (body);
+    }
+    //  null is no limit; every kind may have one.
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_int_equal (s_load_action ("    kind: log\n    rate: null\n", &cfg, &out), 0);
+    assert_int_equal (cfg->actions [0].rate_count, 0);
+    mesh_config_destroy (&cfg);
+    free (out);
+    assert_int_equal (s_load_action ("    kind: kafka\n    topic: out\n    rate: 1/1h\n"
+                                     "    approval: required\n", &cfg, &out), 0);
+    assert_int_equal (cfg->actions [0].rate_count, 1);
+    assert_true (cfg->actions [0].approval_required);
+    mesh_config_destroy (&cfg);
+    free (out);
+    assert_int_equal (s_load_action ("    kind: log\n    rate: 3\n", &cfg, &out), 1);
+    s_expect (out, "6:11: actions.x.rate: expected N/WINDOW");
+    free (out);
+}
+
 int
 main (void)
 {
@@ -2176,6 +2854,14 @@ main (void)
         cmocka_unit_test (test_backend_checks),
         cmocka_unit_test (test_backend_kinds),
         cmocka_unit_test (test_cascade),
+        cmocka_unit_test (test_exec_defaults),
+        cmocka_unit_test (test_exec_values),
+        cmocka_unit_test (test_exec_program),
+        cmocka_unit_test (test_exec_checks),
+        cmocka_unit_test (test_webhook_defaults),
+        cmocka_unit_test (test_webhook_values),
+        cmocka_unit_test (test_webhook_checks),
+        cmocka_unit_test (test_rate),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
