@@ -210,7 +210,7 @@ s_recover_one (mesh_agent_t *self, mesh_record_t *record, json_t *decision)
     else {
         mesh_info ("recovering decision %.12s: recorded, not yet carried out; the gates "
                    "accept it again", id ? id : "?");
-        outcome = mesh_act_recover (self->act, decision);
+        outcome = mesh_act_recover (self->act, decision, record);
     }
     json_object_set_new (outcome, "recovered", json_true ());
     s_count_outcome (self, outcome);
@@ -307,7 +307,7 @@ s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *reco
         return false;
     }
     s_count_decision (self, decision);
-    json_t *outcome = mesh_act_run (self->act, decision);                //  act
+    json_t *outcome = mesh_act_run (self->act, decision, record);        //  act (meshd asked)
     s_count_outcome (self, outcome);
     int rc = mesh_record_outcome (record, outcome, NULL);                //  record
     if (rc == 0)

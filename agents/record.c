@@ -110,9 +110,9 @@ mesh_record_destroy (mesh_record_t **self_p)
 
 //  Wait for a reply about ID of type WANT (or ERROR).  Returns the message or NULL.
 static mesh_msg_t *
-s_await (mesh_record_t *self, const char *id, mesh_msg_type_t want)
+s_await_for (mesh_record_t *self, const char *id, mesh_msg_type_t want, int timeout_ms)
 {
-    int64_t deadline = zclock_mono () + self->timeout_ms;
+    int64_t deadline = zclock_mono () + timeout_ms;
     while (true) {
         int64_t left = deadline - zclock_mono ();
         if (left <= 0)
@@ -130,9 +130,14 @@ s_await (mesh_record_t *self, const char *id, mesh_msg_type_t want)
             return msg;
         mesh_msg_destroy (&msg);        //  a late reply to an earlier request
     }
-    mesh_err ("record: no reply from the supervisor about %.12s within %d ms", id,
-              self->timeout_ms);
+    mesh_err ("record: no reply from the supervisor about %.12s within %d ms", id, timeout_ms);
     return NULL;
+}
+
+static mesh_msg_t *
+s_await (mesh_record_t *self, const char *id, mesh_msg_type_t want)
+{
+    return s_await_for (self, id, want, self->timeout_ms);
 }
 
 //  Depth of VALUE, counting no further than LIMIT + 1 (so a hostile depth costs nothing).
@@ -293,6 +298,26 @@ mesh_record_lookup (mesh_record_t *self, const char *id, mesh_record_state_t *st
     json_t *decision = json_object_get (reply->body, "decision");
     if (decision_p && json_is_object (decision))
         *decision_p = json_incref (decision);
+    mesh_msg_destroy (&reply);
+    return 0;
+}
+
+int
+mesh_record_act (mesh_record_t *self, const char *id, int timeout_ms, json_t **reply_p)
+{
+    *reply_p = NULL;
+    json_t *body = json_pack ("{ss}", "id", id);
+    int rc = mesh_proto_send (self->sock, NULL, MESH_MSG_ACT, body);
+    json_decref (body);
+    if (rc != 0)
+        return -1;
+    mesh_msg_t *reply = s_await_for (self, id, MESH_MSG_ACT_REPLY,
+                                     timeout_ms > self->timeout_ms ? timeout_ms : self->timeout_ms);
+    if (!reply || reply->type != MESH_MSG_ACT_REPLY) {
+        mesh_msg_destroy (&reply);
+        return -1;
+    }
+    *reply_p = json_incref (reply->body);
     mesh_msg_destroy (&reply);
     return 0;
 }

@@ -58,6 +58,11 @@ int mesh_record_lookup (mesh_record_t *self, const char *id, mesh_record_state_t
 //  The decisions of AGENT that the ledger holds without an outcome (*decisions_p: a JSON
 //  array, caller owns).  -1 when the supervisor did not answer.
 int mesh_record_pending (mesh_record_t *self, const char *agent, json_t **decisions_p);
+//  Ask meshd whether decision ID may act, and have it carry out an exec or webhook
+//  action (daemon/actions.h): 0 with *REPLY_P (caller owns: {id, verdict, detail?,
+//  outcome?}), or -1 when meshd did not answer within TIMEOUT_MS (at least the socket's
+//  own timeout).
+int mesh_record_act (mesh_record_t *self, const char *id, int timeout_ms, json_t **reply_p);
 
 //  The token ledger's port over this socket (meshd answers RESERVE and SETTLE): the
 //  calls wait up to the socket's timeout; no answer is -1 (the loop makes no call).

@@ -46,6 +46,8 @@ static const s_schema_t s_schemas[MESH_MSG_COUNT_] = {
     [MESH_MSG_SETTLE] = {"settle", {{"id", JSON_STRING}, {"grant", JSON_INTEGER},
                                     {"charged", JSON_INTEGER}, {"rule", JSON_STRING},
                                     {"result", JSON_STRING}}},
+    [MESH_MSG_ACT] = {"act", {{"id", JSON_STRING}}},
+    [MESH_MSG_ACT_REPLY] = {"act_reply", {{"id", JSON_STRING}, {"verdict", JSON_STRING}}},
 };
 
 const char *
@@ -125,6 +127,8 @@ mesh_proto_check (mesh_msg_type_t type, json_t *body)
         return s_check_record (json_object_get (body, "record"), "decision");
     if (type == MESH_MSG_OUTCOME)
         return s_check_record (json_object_get (body, "record"), "outcome");
+    if (type == MESH_MSG_ACT && !s_is_hex_id (json_string_value (json_object_get (body, "id"))))
+        return "act id must be 64 lower-case hex digits";
     if (type == MESH_MSG_LOOKUP && !s_is_hex_id (json_string_value (json_object_get (body, "id"))))
         return "lookup id must be 64 lower-case hex digits";
     if (type == MESH_MSG_AUTH) {

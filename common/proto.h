@@ -26,7 +26,7 @@
 #include <czmq.h>
 #include <jansson.h>
 
-#define MESH_PROTO_VERSION  3
+#define MESH_PROTO_VERSION  4
 #define MESH_PROTO_MAX_BODY (4 * 1024 * 1024)
 //  The socket's cap on one frame (ZMQ_MAXMSGSIZE): a body plus room for the small frames.
 #define MESH_PROTO_MAX_FRAME (MESH_PROTO_MAX_BODY + 4096)
@@ -55,6 +55,10 @@ typedef enum {
     MESH_MSG_RESERVE_REPLY,     //  sup -> agent   {id, granted, grant, scope?, detail?}
     MESH_MSG_SETTLE,            //  agent -> sup   {id, grant, charged, rule, result, action?}:
                                 //                 one way, never answered
+    MESH_MSG_ACT,               //  agent -> sup   {id}: may this recorded decision act (and
+                                //                 carry out an exec or webhook action)? (v4)
+    MESH_MSG_ACT_REPLY,         //  sup -> agent   {id, verdict: run|done|failed|paused|
+                                //                 rate_limited|refused, detail?, outcome?}
     MESH_MSG_COUNT_
 } mesh_msg_type_t;
 

@@ -38,6 +38,7 @@
 #include "config.h"
 #include "control.h"
 #include "gate.h"
+#include "actions.h"
 #include "backend.h"
 #include "ledger.h"
 #include "log.h"
@@ -70,6 +71,7 @@ typedef struct {
     mesh_reload_job_t *job;             //  the reload being checked, or NULL
     zlist_t *waiters;                   //  routing ids (strings) of meshctl asking for it
     mesh_tokens_t *tokens;              //  takes the budgets of a reloaded config
+    mesh_actions_t *actions;            //  takes the actions of a reloaded config
 } s_config_state_t;
 
 static void s_reload_start (s_config_state_t *st, const char *routing_id);
@@ -93,6 +95,8 @@ typedef struct {
     zlist_t *deferred;                  //  token replies waiting for the journal's sync
     uint64_t sync_errors;               //  the journal's failed syncs seen so far
     bool sync_each_grant;               //  daemon.token_sync (as at start)
+    mesh_actions_t *actions;            //  pause, rate limits, exec and webhook actions
+    zsock_t *agents_sock;               //  where act replies go
 } s_daemon_t;
 
 //  A reply held until the token journal is synced past SEQ (s_send_synced).
@@ -485,6 +489,19 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
             }
             break;
         }
+        case MESH_MSG_ACT: {
+            //  Answered now, or when its execution ends (s_send_act).
+            json_t *reply = d->actions ? mesh_actions_request (d->actions, from, agent, msg->body)
+                                       : json_pack ("{ss ss ss}", "id", json_string_value (
+                                                      json_object_get (msg->body, "id")),
+                                                    "verdict", "refused", "detail",
+                                                    "meshd's action broker is not running "
+                                                    "(its log says why)");
+            if (reply)
+                mesh_proto_send (sock, from, MESH_MSG_ACT_REPLY, reply);
+            json_decref (reply);
+            break;
+        }
         case MESH_MSG_PENDING: {
             json_t *reply = json_pack ("{ss so}", "id", agent, "decisions",
                                        mesh_ledger_pending (ledger, agent));
@@ -495,6 +512,14 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
         default: mesh_supervise_punish (sup, from, "message type not expected from an agent");
     }
     mesh_msg_destroy (&msg);
+}
+
+//  An execution ended: its reply to an agent waiting for it.
+static void
+s_send_act (void *arg, const char *to, json_t *reply)
+{
+    s_daemon_t *d = arg;
+    mesh_proto_send (d->agents_sock, to, MESH_MSG_ACT_REPLY, reply);
 }
 
 //  Every agent instance's entry gets its agent's budget scope, as the ledger has it.
@@ -532,6 +557,29 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
     }
     if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "budget") == 0)
         reply = json_pack ("{sb so}", "ok", 1, "result", mesh_tokens_status (st->tokens));
+    else
+    if (msg->type == MESH_MSG_CTL_REQUEST && st->actions
+        && (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)) {
+        json_t *args = json_object_get (msg->body, "args");
+        const char *agent = json_string_value (json_object_get (args, "agent"));
+        const char *action = json_string_value (json_object_get (args, "action"));
+        char *error = NULL;
+        json_t *state = NULL;
+        if (agent && !mesh_config_agent (st->cfg, agent))
+            error = strdup ("no such agent in the config in force");
+        else if (action && !mesh_config_action (st->cfg, action))
+            error = strdup ("no such action in the config in force");
+        else
+            state = mesh_actions_pause (st->actions, agent, action, !strcmp (cmd, "pause"),
+                                        &error);
+        if (state)
+            mesh_notice ("%s%s%s%s%s: actions %s", cmd, agent ? " agent " : "", agent ? agent : "",
+                         action ? " action " : "", action ? action : "",
+                         !strcmp (cmd, "pause") ? "execute nothing in that scope" : "run again");
+        reply = state ? json_pack ("{sb so}", "ok", 1, "result", state)
+                      : json_pack ("{sb ss}", "ok", 0, "error", error ? error : "out of memory");
+        free (error);
+    }
     else
     if (msg->type == MESH_MSG_CTL_REQUEST) {
         json_t *agents = mesh_supervise_status (sup);
@@ -684,6 +732,8 @@ s_reload_finish (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *led
     mesh_supervise_reconfigure (sup, next);
     if (st->tokens)
         mesh_tokens_reconfigure (st->tokens, next);
+    if (st->actions)
+        mesh_actions_reconfigure (st->actions, next);
     mesh_config_destroy (&st->cfg);
     json_decref (st->tree);
     st->cfg = next;
@@ -947,7 +997,17 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     zsock_t *synced = mesh_tokens_start_syncer (tokens);
     if (!synced)
         mesh_warn ("tokens: no syncer thread; every grant is synced in the main loop");
+    //  Pause, rate limits, and the exec and webhook actions the agents may not run.
+    char actions_why[512] = "";
+    mesh_actions_t *actions = mesh_actions_new (cfg, ledger, actions_why, sizeof actions_why);
+    if (!actions)
+        mesh_err ("actions: %s; every act request is refused", actions_why);
+    d.actions = actions;
+    d.agents_sock = agents;
+    st.actions = actions;
     zpoller_t *poller = zpoller_new (agents, control, synced, NULL);
+    if (actions)
+        zpoller_add (poller, mesh_actions_sock (actions));
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled (0, &watchdog_usec) > 0;
     bool ready = false, told_ready = false, last_down = false;
@@ -985,6 +1045,9 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
             s_send_synced (&d, agents, !synced);
         }
         else
+        if (actions && which == mesh_actions_sock (actions))
+            mesh_actions_collect (actions, s_send_act, &d);
+        else
         if (synced && which == synced) {
             mesh_tokens_woken (tokens);
             s_send_synced (&d, agents, false);
@@ -1004,6 +1067,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
                                                               ? json_string (d.storage_error)
                                                               : json_null ());
             json_object_set_new (status, "dropped", mesh_ratelog_counts (d.drops));
+            json_object_set_new (status, "actions", actions ? mesh_actions_status (actions)
+                                                            : json_null ());
             s_serve_control (control, status, sup, &st, ledger, d.drops);
             cfg = st.cfg;
             json_decref (status);
@@ -1046,6 +1111,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     free (last_summary);
     zpoller_destroy (&poller);
     mesh_supervise_destroy (&sup);
+    st.actions = d.actions = NULL;
+    mesh_actions_destroy (&actions);
     s_send_synced (&d, agents, true);
     zlist_destroy (&d.deferred);
     st.tokens = NULL;

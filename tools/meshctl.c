@@ -59,6 +59,9 @@ s_usage (void)
              "  summary [--labels FILE]        counters, decisions, tokens, detection quality,\n"
              "                                 per backend, cascade escalations and saving\n"
              "  reload                         validate and apply config and rules (else keep old)\n"
+             "  pause [--agent A] [--action X] the kill switch: decisions are still made and\n"
+             "                                 recorded, nothing in scope executes (paused)\n"
+             "  resume [--agent A] [--action X]  end it (no option: everything)\n"
              "  budget                         every token budget scope: limit, used, reserved,\n"
              "                                 remaining, burn rate, when it frees\n"
              "  rules test [DIR|FILE]... | rules check FILE|DIR...  rule tests; load rules\n"
@@ -88,7 +91,7 @@ s_log_path (s_opts_t *o)
 
 //  Ask meshd; the whole reply body (caller owns) or NULL when meshd did not answer.
 static json_t *
-s_ask (s_opts_t *o, const char *cmd, int timeout_ms)
+s_ask_args (s_opts_t *o, const char *cmd, json_t *args, int timeout_ms)
 {
     if (s_load_config (o) != 0)
         return NULL;
@@ -98,6 +101,8 @@ s_ask (s_opts_t *o, const char *cmd, int timeout_ms)
     json_t *result = NULL;
     if (zsock_connect (sock, "%s", endpoint) == 0) {
         json_t *req = json_pack ("{ss}", "cmd", cmd);
+        if (args)
+            json_object_set (req, "args", args);
         mesh_proto_send (sock, NULL, MESH_MSG_CTL_REQUEST, req);
         json_decref (req);
         zpoller_t *poller = zpoller_new (sock, NULL);
@@ -119,11 +124,17 @@ s_ask (s_opts_t *o, const char *cmd, int timeout_ms)
     return result;
 }
 
+static json_t *
+s_ask (s_opts_t *o, const char *cmd, int timeout_ms)
+{
+    return s_ask_args (o, cmd, NULL, timeout_ms);
+}
+
 //  Ask meshd; the result (caller owns), or NULL (said why) when it failed.
 static json_t *
-s_request (s_opts_t *o, const char *cmd)
+s_request_args (s_opts_t *o, const char *cmd, json_t *args)
 {
-    json_t *reply = s_ask (o, cmd, 3000);
+    json_t *reply = s_ask_args (o, cmd, args, 3000);
     json_t *result = NULL;
     if (reply && json_is_true (json_object_get (reply, "ok")))
         result = json_incref (json_object_get (reply, "result"));
@@ -132,6 +143,58 @@ s_request (s_opts_t *o, const char *cmd)
         fprintf (stderr, "meshctl: %s\n", json_string_value (json_object_get (reply, "error")));
     json_decref (reply);
     return result;
+}
+
+static json_t *
+s_request (s_opts_t *o, const char *cmd)
+{
+    return s_request_args (o, cmd, NULL);
+}
+
+//  The pause state as one line: "nothing", "everything", or the agents and actions.
+static void
+s_print_paused (json_t *paused)
+{
+    json_t *agents = json_object_get (paused, "agents"), *actions = json_object_get (paused, "actions");
+    if (json_is_true (json_object_get (paused, "all"))) {
+        printf ("every action");
+        return;
+    }
+    if (!json_array_size (agents) && !json_array_size (actions)) {
+        printf ("nothing");
+        return;
+    }
+    size_t i;
+    json_t *name;
+    int n = 0;
+    json_array_foreach (agents, i, name)
+        printf ("%sagent %s", n++ ? ", " : "", json_string_value (name));
+    json_array_foreach (actions, i, name)
+        printf ("%saction %s", n++ ? ", " : "", json_string_value (name));
+}
+
+//  meshctl pause / resume [--agent A] [--action X]: the kill switch (daemon/actions.h).
+static int
+s_pause (s_opts_t *o, bool pause)
+{
+    json_t *args = json_object ();
+    if (o->filter.agent)
+        json_object_set_new (args, "agent", json_string (o->filter.agent));
+    if (o->filter.action)
+        json_object_set_new (args, "action", json_string (o->filter.action));
+    json_t *state = s_request_args (o, pause ? "pause" : "resume", args);
+    json_decref (args);
+    if (!state)
+        return 1;
+    if (o->json)
+        json_dumpf (state, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    else {
+        printf ("paused: ");
+        s_print_paused (state);
+    }
+    printf ("\n");
+    json_decref (state);
+    return 0;
 }
 
 //  Validate and apply the config and rules on disk; the old ones stay if anything is wrong.
@@ -373,6 +436,26 @@ s_status (s_opts_t *o)
         if (storage_down)
             printf ("STORAGE DOWN (agents held until a write succeeds): %s\n",
                     s_str (d, "storage_error"));
+        json_t *acts = json_object_get (d, "actions");
+        if (json_is_object (acts)) {
+            json_t *paused = json_object_get (acts, "paused");
+            bool any = json_is_true (json_object_get (paused, "all"))
+                       || json_array_size (json_object_get (paused, "agents"))
+                       || json_array_size (json_object_get (paused, "actions"));
+            printf ("actions: %spaused: ", any ? "PAUSED, " : "");
+            s_print_paused (paused);
+            printf ("; running %lld, carried out by meshd %lld",
+                    (long long) json_integer_value (json_object_get (acts, "running")),
+                    (long long) json_integer_value (json_object_get (acts, "executed")));
+            const char *name;
+            json_t *rate;
+            json_object_foreach (json_object_get (acts, "rates"), name, rate)
+                printf ("; %s %lld/%lld per %llds", name,
+                        (long long) json_integer_value (json_object_get (rate, "used")),
+                        (long long) json_integer_value (json_object_get (rate, "limit")),
+                        (long long) json_integer_value (json_object_get (rate, "window_s")));
+            printf ("\n");
+        }
         json_t *dropped = json_object_get (d, "dropped");
         if (json_object_size (dropped)) {
             printf ("dropped messages:");
@@ -1015,6 +1098,9 @@ main (int argc, char **argv)
     else
     if (strcmp (cmd, "reload") == 0)
         rc = s_reload (&o);
+    else
+    if (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)
+        rc = s_pause (&o, strcmp (cmd, "pause") == 0);
     else
     if (strcmp (cmd, "rules") == 0)
         rc = mesh_ruletest_main (argc - optind - 1, argv + optind + 1, stdout, stderr);

@@ -21,9 +21,15 @@ typedef struct _mesh_act_t mesh_act_t;
 mesh_act_t *mesh_act_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
                           const char *brokers);
 void mesh_act_destroy (mesh_act_t **self_p);
-//  Carry out DECISION's action.  Returns the outcome record (caller owns):
-//  {"type":"outcome","id","agent","action","status":"done"|"failed"|"observed","detail"}.
-json_t *mesh_act_run (mesh_act_t *self, json_t *decision);
+typedef struct _mesh_record_t mesh_record_t;
+
+//  Carry out DECISION's action, asking meshd first over RECORD (a worker's socket; NULL:
+//  no asking, as in unit tests): it may answer paused, rate_limited (the fallback is
+//  taken instead, when it is a log or kafka action), or carry out an exec or webhook
+//  action itself.  Returns the outcome record (caller owns): {"type":"outcome", "id",
+//  "agent", "action", "status": done|failed|observed|paused|outcome_unknown|skipped,
+//  "detail", and meshd's exec or webhook fields, "rate_limited" when the fallback ran}.
+json_t *mesh_act_run (mesh_act_t *self, json_t *decision, mesh_record_t *record);
 //  The same for a decision a previous life recorded and may already have carried out
 //  (recovery).  A kafka action is produced only if its topic holds no message keyed by
 //  the decision id written since the decision's "ts" (ms, set by the ledger) minus
@@ -31,7 +37,7 @@ json_t *mesh_act_run (mesh_act_t *self, json_t *decision);
 //  nothing produced; the topic could not be checked -> status "outcome_unknown",
 //  nothing produced (logged as an error: a human must look).  Other kinds as
 //  mesh_act_run (a log action repeats a notice line, which is harmless).
-json_t *mesh_act_recover (mesh_act_t *self, json_t *decision);
+json_t *mesh_act_recover (mesh_act_t *self, json_t *decision, mesh_record_t *record);
 
 #define MESH_ACT_SCAN_MARGIN_MS     60000       //  clock skew between ledger and broker
 #define MESH_ACT_SCAN_TIMEOUT_MS    15000       //  the whole check, metadata to last fetch

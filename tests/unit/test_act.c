@@ -164,7 +164,7 @@ test_log_action_done (void **state)
     mesh_act_t *act = mesh_act_new (&fx->cfg, &fx->agent, mesh_broker_bootstraps (fx->broker));
     assert_non_null (act);
     json_t *decision = s_decision (ID_A, "escalate");
-    json_t *outcome = mesh_act_run (act, decision);
+    json_t *outcome = mesh_act_run (act, decision, NULL);
     s_check_outcome (outcome, ID_A, "escalate", "done");
     assert_string_equal (s_str (outcome, "detail"), "logged");
     json_decref (outcome);
@@ -183,20 +183,20 @@ test_undeclared_actions_fail (void **state)
     assert_non_null (act);
     //  Declared at top level but not one this agent may take.
     json_t *decision = s_decision (ID_A, "restart");
-    json_t *outcome = mesh_act_run (act, decision);
+    json_t *outcome = mesh_act_run (act, decision, NULL);
     s_check_outcome (outcome, ID_A, "restart", "failed");
     assert_string_equal (s_str (outcome, "detail"), "action is not declared for this agent");
     json_decref (outcome);
     json_decref (decision);
     //  Not declared anywhere.
     decision = s_decision (ID_B, "rm-rf");
-    outcome = mesh_act_run (act, decision);
+    outcome = mesh_act_run (act, decision, NULL);
     s_check_outcome (outcome, ID_B, "rm-rf", "failed");
     json_decref (outcome);
     json_decref (decision);
     //  No action at all, and no id.
     decision = json_pack ("{ss}", "type", "decision");
-    outcome = mesh_act_run (act, decision);
+    outcome = mesh_act_run (act, decision, NULL);
     s_check_outcome (outcome, "", NULL, "failed");
     json_decref (outcome);
     json_decref (decision);
@@ -218,14 +218,14 @@ test_observe_mode_produces_nothing (void **state)
     const char *names[] = {"publish", "escalate"};
     for (size_t i = 0; i < 2; i++) {
         json_t *decision = s_decision (ID_C, names[i]);
-        json_t *outcome = mesh_act_run (act, decision);
+        json_t *outcome = mesh_act_run (act, decision, NULL);
         s_check_outcome (outcome, ID_C, names[i], "observed");
         json_decref (outcome);
         json_decref (decision);
     }
     //  Observe mode does not make undeclared actions any less undeclared.
     json_t *decision = s_decision (ID_C, "restart");
-    json_t *outcome = mesh_act_run (act, decision);
+    json_t *outcome = mesh_act_run (act, decision, NULL);
     s_check_outcome (outcome, ID_C, "restart", "failed");
     json_decref (outcome);
     json_decref (decision);
@@ -245,7 +245,7 @@ test_kafka_action_lands_on_topic (void **state)
     const char *ids[] = {ID_A, ID_B};
     for (size_t i = 0; i < 2; i++) {
         json_t *decision = s_decision (ids[i], "publish");
-        json_t *outcome = mesh_act_run (act, decision);
+        json_t *outcome = mesh_act_run (act, decision, NULL);
         s_check_outcome (outcome, ids[i], "publish", "done");
         assert_string_equal (s_str (outcome, "detail"), "produced to actions");
         json_decref (outcome);
@@ -317,7 +317,7 @@ test_kafka_action_unreachable_broker_fails (void **state)
     mesh_act_t *act = mesh_act_new (&fx->cfg, &fx->agent, brokers);
     assert_non_null (act);
     json_t *decision = s_decision (ID_A, "publish");
-    json_t *outcome = mesh_act_run (act, decision);
+    json_t *outcome = mesh_act_run (act, decision, NULL);
     s_check_outcome (outcome, ID_A, "publish", "failed");
     assert_string_not_equal (s_str (outcome, "detail"), "produced to actions");
     json_decref (outcome);
@@ -354,10 +354,10 @@ test_recover_produces_once (void **state)
     assert_non_null (act);
     //  A live act of A, then A recovered (the outcome was lost): found, not produced again.
     json_t *decision = s_recovered (ID_A, "publish", zclock_time ());
-    json_t *outcome = mesh_act_run (act, decision);
+    json_t *outcome = mesh_act_run (act, decision, NULL);
     s_check_outcome (outcome, ID_A, "publish", "done");
     json_decref (outcome);
-    outcome = mesh_act_recover (act, decision);
+    outcome = mesh_act_recover (act, decision, NULL);
     s_check_outcome (outcome, ID_A, "publish", "done");
     assert_non_null (strstr (s_str (outcome, "detail"), "already produced at "));
     json_decref (outcome);
@@ -365,24 +365,24 @@ test_recover_produces_once (void **state)
     //  B was recorded but never produced: recovery produces it, and a second recovery
     //  finds it.  Other keys on the topic are read past.
     decision = s_recovered (ID_B, "publish", zclock_time ());
-    outcome = mesh_act_recover (act, decision);
+    outcome = mesh_act_recover (act, decision, NULL);
     s_check_outcome (outcome, ID_B, "publish", "done");
     assert_string_equal (s_str (outcome, "detail"), "produced to actions");
     json_decref (outcome);
-    outcome = mesh_act_recover (act, decision);
+    outcome = mesh_act_recover (act, decision, NULL);
     s_check_outcome (outcome, ID_B, "publish", "done");
     assert_non_null (strstr (s_str (outcome, "detail"), "already produced at "));
     json_decref (outcome);
     json_decref (decision);
     //  A decision without a ledger time: the whole topic is checked.
     decision = s_decision (ID_A, "publish");
-    outcome = mesh_act_recover (act, decision);
+    outcome = mesh_act_recover (act, decision, NULL);
     assert_non_null (strstr (s_str (outcome, "detail"), "already produced at "));
     json_decref (outcome);
     json_decref (decision);
     //  A log action recovers as it runs.
     decision = s_recovered (ID_C, "escalate", zclock_time ());
-    outcome = mesh_act_recover (act, decision);
+    outcome = mesh_act_recover (act, decision, NULL);
     s_check_outcome (outcome, ID_C, "escalate", "done");
     json_decref (outcome);
     json_decref (decision);
@@ -464,7 +464,7 @@ test_recover_unreachable_is_unknown (void **state)
     mesh_act_t *act = mesh_act_new (&fx->cfg, &fx->agent, brokers);
     assert_non_null (act);
     json_t *decision = s_recovered (ID_A, "publish", zclock_time ());
-    json_t *outcome = mesh_act_recover (act, decision);
+    json_t *outcome = mesh_act_recover (act, decision, NULL);
     s_check_outcome (outcome, ID_A, "publish", "outcome_unknown");
     json_decref (outcome);
     json_decref (decision);
