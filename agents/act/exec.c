@@ -406,6 +406,11 @@ s_identity (const mesh_action_exec_t *exec, s_plan_t *plan, char *why, size_t si
     plan->switch_user = !(plan->uid == geteuid () && plan->uid == getuid ()
                           && plan->gid == getegid () && plan->gid == getgid ()
                           && geteuid () != 0);
+    if (plan->switch_user && geteuid () != 0) {
+        snprintf (why, size, "running the program as user %s needs meshd to run as root "
+                  "(it runs as uid %u)", exec->user, (unsigned) geteuid ());
+        goto done;
+    }
     rc = 0;
 done:
     free (buf);

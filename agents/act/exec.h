@@ -76,7 +76,8 @@ typedef struct {
 //  RLIMIT_NPROC as configured (never above meshd's own hard limits), RLIMIT_CORE 0;
 //  default signal dispositions, nothing blocked; the parent-death signal SIGKILL;
 //  with exec.user, its groups (getgrouplist), exec.group or the user's primary group,
-//  then the user; PR_SET_NO_NEW_PRIVS; then execve of exec.program, never through a
+//  then the user (meshd must be root for that, else -1; naming meshd's own user is no
+//  switch); PR_SET_NO_NEW_PRIVS; then execve of exec.program, never through a
 //  shell and never looked up in PATH.  Everything the child needs is prepared before
 //  the fork; between fork and execve only async-signal-safe calls are made.  If a step
 //  fails, the child writes "meshd: ..." and the reason to its stderr and exits 126.

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -921,6 +922,90 @@ test_run_as_user (void **state)
     assert_true (strncmp (groups, "0,", 2) && strcmp (groups, "0"));
     free (groups);
     mesh_exec_result_clear (&result);
+
+    //  Not root: another user is refused before anything starts; its own user is no switch.
+    pid_t pid = fork ();
+    if (pid == 0) {
+        if (setgroups (0, NULL) || setgid (gid) || setuid (uid))
+            _exit (10);
+        spec.exec.user = (char *) "root";
+        char *argv [] = { s_probe, (char *) "--quiet", NULL };
+        if (mesh_exec_run (&spec, argv, "d", "a", NULL, 0, &result, why, sizeof why) != -1
+        ||  !strstr (why, "as user root needs meshd to run as root"))
+            _exit (11);
+        spec.exec.user = (char *) "nobody";
+        if (mesh_exec_run (&spec, argv, "d", "a", NULL, 0, &result, why, sizeof why) != 0
+        ||  result.exit_code != 0)
+            _exit (12);
+        mesh_exec_result_clear (&result);
+        _exit (0);
+    }
+    int status;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    assert_true (WIFEXITED (status));
+    assert_int_equal (WEXITSTATUS (status), 0);
+}
+
+//  The shipped example program, actions/restart-unit, run as meshd runs it, with the
+//  probe standing in for systemctl: the unit arrives as one argument after "--"; a
+//  value the param's pattern should have refused is refused again by the helper.
+static void
+test_run_restart_unit (void **state)
+{
+    char helper [PATH_MAX], *allow, *systemctl_env, *allow_env;
+    assert_non_null (realpath ("actions/restart-unit", helper));
+    assert_true (asprintf (&allow, "%s/restart-units.allow", s_dir) > 0);
+    FILE *file = fopen (allow, "w");
+    fputs ("# units meshd may restart\nweb.service\n", file);
+    fclose (file);
+    assert_true (asprintf (&systemctl_env, "SYSTEMCTL=%s", s_probe) > 0);
+    assert_true (asprintf (&allow_env, "RESTART_UNIT_ALLOW=%s", allow) > 0);
+    char *env [] = { (char *) "PATH=/usr/bin:/bin", systemctl_env, allow_env };
+    char *template [] = { (char *) "{v}" };
+    mesh_action_spec_t spec = s_spec (helper, template, 1);
+    spec.exec.env = env;
+    spec.exec.env_count = 3;
+    static const struct {
+        const char *unit;
+        int exit_code;
+    } cases [] = {
+        { "web.service", 0 }, { "db.service", 77 }, { "web.service; reboot", 65 },
+        { "$(reboot).service", 65 }, { "web.service\nreboot", 65 }, { NULL, 0 }
+    };
+    for (int i = 0; cases [i].unit; i++) {
+        json_t *params = json_pack ("{s:s}", "v", cases [i].unit);
+        char **argv = NULL;
+        char why [256] = "";
+        assert_int_equal (mesh_exec_argv (&spec, params, &argv, why, sizeof why), 0);
+        mesh_exec_result_t result;
+        assert_int_equal (mesh_exec_run (&spec, argv, "d-1", "a", NULL, 0, &result, why,
+                                         sizeof why), 0);
+        if (result.exit_code != cases [i].exit_code)
+            fail_msg ("%s: exit %d, expected %d: %s", cases [i].unit, result.exit_code,
+                      cases [i].exit_code, result.err);
+        size_t count;
+        char **lines = s_report (result.out, "argv", &count);
+        if (cases [i].exit_code == 0) {
+            static const char *const expected [] = { NULL, "restart", "--", "web.service" };
+            assert_int_equal (count, 4);
+            for (size_t j = 1; j < 4; j++) {
+                char *arg = s_decode (lines [j]);
+                assert_string_equal (arg, expected [j]);
+                free (arg);
+            }
+        }
+        else {
+            assert_int_equal (count, 0);    //  systemctl never ran
+            assert_non_null (strstr (result.err, "restart-unit: refused"));
+        }
+        s_lines_free (lines);
+        mesh_exec_result_clear (&result);
+        mesh_exec_argv_free (argv);
+        json_decref (params);
+    }
+    free (allow);
+    free (systemctl_env);
+    free (allow_env);
 }
 
 //  The outcome of a run put together by hand: what the JSON keeps and how it is cut.
@@ -990,6 +1075,7 @@ main (void)
         cmocka_unit_test (test_run_stdin),
         cmocka_unit_test (test_run_cannot_start),
         cmocka_unit_test (test_run_as_user),
+        cmocka_unit_test (test_run_restart_unit),
         cmocka_unit_test (test_result_json),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
