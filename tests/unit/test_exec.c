@@ -19,6 +19,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -946,6 +947,63 @@ test_run_as_user (void **state)
     assert_int_equal (WEXITSTATUS (status), 0);
 }
 
+//  Runs from several threads at once (as meshd's executor does): each gets its own
+//  child, its own output and its own outcome; none sees another's descriptors.
+typedef struct {
+    int index;
+    int failures;
+} s_worker_t;
+
+static void *
+s_worker (void *arg)
+{
+    s_worker_t *worker = arg;
+    char *template [] = { (char *) "--", (char *) "{v}" };
+    for (int round = 0; round < 5; round++) {
+        mesh_action_spec_t spec = s_spec (s_probe, template, 2);
+        char value [64];
+        snprintf (value, sizeof value, "worker %d round %d", worker->index, round);
+        json_t *params = json_pack ("{s:s}", "v", value);
+        char **argv = NULL;
+        char why [256] = "";
+        mesh_exec_result_t result;
+        if (mesh_exec_argv (&spec, params, &argv, why, sizeof why) != 0
+        ||  mesh_exec_run (&spec, argv, value, "a", NULL, 0, &result, why, sizeof why) != 0) {
+            worker->failures++;
+            json_decref (params);
+            mesh_exec_argv_free (argv);
+            continue;
+        }
+        char *expect;
+        if (asprintf (&expect, "argv \"%s\"\n", value) < 0)
+            expect = NULL;
+        if (result.exit_code != 0 || !expect || !strstr (result.out, expect)
+        ||  !strstr (result.out, "\nfds 0,1,2\n"))
+            worker->failures++;
+        free (expect);
+        mesh_exec_result_clear (&result);
+        mesh_exec_argv_free (argv);
+        json_decref (params);
+    }
+    return NULL;
+}
+
+static void
+test_run_concurrent (void **state)
+{
+    enum { WORKERS = 6 };
+    pthread_t threads [WORKERS];
+    s_worker_t workers [WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        workers [i] = (s_worker_t) { .index = i };
+        assert_int_equal (pthread_create (&threads [i], NULL, s_worker, &workers [i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        assert_int_equal (pthread_join (threads [i], NULL), 0);
+        assert_int_equal (workers [i].failures, 0);
+    }
+}
+
 //  The shipped example program, actions/restart-unit, run as meshd runs it, with the
 //  probe standing in for systemctl: the unit arrives as one argument after "--"; a
 //  value the param's pattern should have refused is refused again by the helper.
@@ -1075,6 +1133,7 @@ main (void)
         cmocka_unit_test (test_run_stdin),
         cmocka_unit_test (test_run_cannot_start),
         cmocka_unit_test (test_run_as_user),
+        cmocka_unit_test (test_run_concurrent),
         cmocka_unit_test (test_run_restart_unit),
         cmocka_unit_test (test_result_json),
     };
