@@ -26,9 +26,11 @@
  *  The parent multiplexes with poll: both output pipes (bounded capture, the rest
  *  counted), the stdin pipe (non-blocking writes, SIGPIPE blocked), and the child's
  *  pidfd, which says when it exits even while something it started still holds the
- *  pipes.  The exit is noticed with waitid (WNOWAIT), so the child stays a zombie, and
- *  its pid cannot be reused as a process group id, until the leftovers of its group
- *  have been sent SIGKILL; then it is reaped.  Time is the monotonic clock.
+ *  pipes.  The child is reaped the moment it exits (waitid on its pid): meshd's
+ *  supervisor reaps with waitpid (-1), and the sooner we take the status the less can
+ *  go astray.  What it left in its process group is sent SIGKILL when the run ends; the
+ *  group's id stays the group's while it has a member, so that kill cannot reach a
+ *  stranger.  Time is the monotonic clock.
  */
 #include "exec.h"
 
@@ -714,14 +716,25 @@ mesh_exec_run (const mesh_action_spec_t *spec, char **argv, const char *decision
     bool exited = false, oom = false;
     while (true) {
         if (!exited) {
+            //  Reaped as soon as it exits, so that a waitpid (-1) elsewhere in the process
+            //  has next to no chance to take its status first.
             siginfo_t info;
             memset (&info, 0, sizeof info);
-            int got = waitid (P_PID, (id_t) pid, &info, WEXITED | WNOHANG | WNOWAIT);
-            if (got == 0 && info.si_pid == pid)
+            int got = waitid (P_PID, (id_t) pid, &info, WEXITED | WNOHANG);
+            if (got == 0 && info.si_pid == pid) {
                 exited = true;
+                if (info.si_code == CLD_EXITED)
+                    result->exit_code = info.si_status;
+                else {
+                    result->exit_code = -1;
+                    result->signal = info.si_status;
+                }
+            }
             else
-            if (got < 0 && errno == ECHILD)
+            if (got < 0 && errno == ECHILD) {
                 exited = result->status_unknown = true;
+                result->exit_code = -1;
+            }
             if (exited)
                 s_close (&pidfd);
         }
@@ -793,27 +806,10 @@ mesh_exec_run (const mesh_action_spec_t *spec, char **argv, const char *decision
     s_close (&out.fd);
     s_close (&err.fd);
     s_close (&pidfd);
-    int status = 0;
-    if (!result->status_unknown) {
-        //  Whatever is left of its group goes while the zombie still holds the group id.
-        kill (-pid, SIGKILL);
-        while (waitpid (pid, &status, 0) < 0) {
-            if (errno == EINTR)
-                continue;
-            result->status_unknown = true;
-            break;
-        }
-    }
+    //  Whatever is left of its group goes.  While the group has a member its id cannot
+    //  be given to another process; once it has none, this finds no one.
+    kill (-pid, SIGKILL);
     result->duration_ms = s_now_ms () - start;
-    if (result->status_unknown)
-        result->exit_code = -1;
-    else
-    if (WIFSIGNALED (status)) {
-        result->exit_code = -1;
-        result->signal = WTERMSIG (status);
-    }
-    else
-        result->exit_code = WEXITSTATUS (status);
     //  A SIGPIPE our writes raised is taken now, so it never reaches the thread later.
     if (!pipe_was_pending && sigpending (&pending) == 0 && sigismember (&pending, SIGPIPE)) {
         struct timespec zero = { 0, 0 };

@@ -5,11 +5,11 @@
  *
  *  A pure library: no threads, no globals, nothing logged; every failure comes back in WHY.
  *
- *  Reaping: mesh_exec_run waits for its own child (waitid on that pid).  Whoever else
- *  reaps in the same process must not take it: no SIGCHLD set to SIG_IGN, and no
- *  waitpid (-1) from another thread while a run is in flight, or use __WNOTHREAD there
- *  (a run started from a thread of its own is then out of reach).  If the child was
- *  reaped elsewhere all the same, the result says status_unknown.
+ *  Reaping: mesh_exec_run reaps its own child (waitid on that pid) as soon as the pidfd
+ *  says it exited.  Whoever else reaps in the same process must not take it first: no
+ *  SIGCHLD set to SIG_IGN, and a waitpid (-1) in another thread should pass __WNOTHREAD
+ *  (children of other threads, such as a run's, are then out of its reach).  If the child
+ *  was reaped elsewhere all the same, the result says status_unknown.
  */
 #ifndef MESH_EXEC_H
 #define MESH_EXEC_H
@@ -61,7 +61,7 @@ typedef struct {
     size_t err_len;
     size_t err_total;
     bool err_truncated;
-    int64_t duration_ms;            //  fork to reap
+    int64_t duration_ms;            //  fork to the end of the run (exited, output closed)
 } mesh_exec_result_t;
 
 //  Run SPEC's program with ARGV (from mesh_exec_argv) for decision DECISION_ID of agent
@@ -88,9 +88,8 @@ typedef struct {
 //  child) get SIGTERM and the result says timed_out; exec.kill_after_ms later, if the
 //  child is still there, SIGKILL (killed).  A child that exits in time but leaves
 //  something holding its pipes is waited for until exec.timeout_ms, no longer
-//  (lingered).  Whatever is left of its process group when the child is done is sent
-//  SIGKILL before the child is reaped, so nothing it started outlives the run unless it
-//  left the group.  SIGPIPE (stdin written to a child that has exited) is blocked in the
+//  (lingered).  Whatever is left of its process group when the run ends is sent
+//  SIGKILL, so nothing it started outlives the run unless it left the group.  SIGPIPE (stdin written to a child that has exited) is blocked in the
 //  calling thread during the run and never delivered.
 //
 //  0 when the child ran, whatever its end (*RESULT filled; clear it); -1 with WHY when
