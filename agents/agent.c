@@ -48,7 +48,8 @@
     X (accepted) X (rejected) X (fallback) X (budget_exhausted) X (model_failed) X (tokens)  \
     X (actions_done) X (actions_failed) X (actions_observed) X (duplicates) X (recovered) \
     X (recovery_refused) X (outcome_unknown) X (ledger_errors) X (shed) X (dead_lettered)  \
-    X (dead_letter_failed)
+    X (dead_letter_failed) X (actions_paused) X (actions_pending_approval)                   \
+    X (actions_rate_limited)
 
 typedef struct {
 #define S_FIELD(name) atomic_ullong name;
@@ -162,6 +163,8 @@ s_remember (mesh_agent_t *self, json_t *decision, const mesh_incident_t *inciden
 static void
 s_count_outcome (mesh_agent_t *self, json_t *outcome)
 {
+    if (json_object_get (outcome, "rate_limited"))
+        self->n.actions_rate_limited++;
     const char *status = json_string_value (json_object_get (outcome, "status"));
     if (!status)
         status = "";
@@ -170,6 +173,15 @@ s_count_outcome (mesh_agent_t *self, json_t *outcome)
     else
     if (strcmp (status, "observed") == 0)
         self->n.actions_observed++;
+    else
+    if (strcmp (status, "paused") == 0)
+        self->n.actions_paused++;
+    else
+    if (strcmp (status, "pending_approval") == 0)
+        self->n.actions_pending_approval++;
+    else
+    if (strcmp (status, "resolved") == 0)
+        ;                               //  meshd closed it (approved, denied, expired)
     else
     if (strcmp (status, "refused") == 0)
         self->n.recovery_refused++;
@@ -214,6 +226,10 @@ s_recover_one (mesh_agent_t *self, mesh_record_t *record, json_t *decision)
     }
     json_object_set_new (outcome, "recovered", json_true ());
     s_count_outcome (self, outcome);
+    if (!mesh_act_owes_outcome (outcome)) {
+        json_decref (outcome);          //  meshd holds it for approval, or closed it
+        return true;
+    }
     bool ok = mesh_record_outcome (record, outcome, NULL) == 0;
     json_decref (outcome);
     if (ok)
@@ -309,7 +325,9 @@ s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *reco
     s_count_decision (self, decision);
     json_t *outcome = mesh_act_run (self->act, decision, record);        //  act (meshd asked)
     s_count_outcome (self, outcome);
-    int rc = mesh_record_outcome (record, outcome, NULL);                //  record
+    //  Held for approval by meshd: it records the outcome when a human (or the timeout)
+    //  decides; the event is handled.
+    int rc = mesh_act_owes_outcome (outcome) ? mesh_record_outcome (record, outcome, NULL) : 0;
     if (rc == 0)
         s_remember (self, decision, incident);
     json_decref (outcome);

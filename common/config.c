@@ -1477,7 +1477,7 @@ s_agent_binary (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 
 static const char *const s_token_sync_kinds [] = { "background", "each_grant", NULL };
 enum { D_RUNTIME, D_STATE, D_LOG, D_BINARY, D_HEARTBEAT, D_LIVENESS, D_DRAIN, D_RESTART,
-       D_TOKEN_SYNC };
+       D_TOKEN_SYNC, D_OPERATORS };
 static const s_field_t s_daemon_fields [] = {
     [D_RUNTIME] = S_PATHF ("runtime_dir", mesh_config_t, runtime_dir),
     [D_STATE] = S_PATHF ("state_dir", mesh_config_t, state_dir),
@@ -1490,6 +1490,7 @@ static const s_field_t s_daemon_fields [] = {
     [D_RESTART] = { .key = "restart", .type = F_SECTION, .sub = s_restart_fields },
     [D_TOKEN_SYNC] = { .key = "token_sync", .type = F_ENUM, .choices = s_token_sync_kinds,
                        .offset = offsetof (mesh_config_t, token_sync) },
+    [D_OPERATORS] = S_STR ("operator_group", mesh_config_t, operator_group, s_check_name),
     { NULL }
 };
 
@@ -2902,7 +2903,7 @@ static const s_field_t s_action_fields [] = {
                          0, 65536),
     [A_APPROVAL] = { .key = "approval", .type = F_CALL, .handler = s_approval },
     [A_APPROVAL_TIMEOUT] = S_NUM ("approval_timeout_s", mesh_action_spec_t, approval_timeout_s,
-                                  F_INT, 60, 2592000),
+                                  F_INT, 1, 2592000),
     [A_RATE] = { .key = "rate", .type = F_CALL, .handler = s_rate },
     { NULL }
 };
@@ -4264,6 +4265,7 @@ mesh_config_destroy (mesh_config_t **self_p)
     json_decref (self->where);
     free (self->runtime_dir);
     free (self->state_dir);
+    free (self->operator_group);
     free (self->decision_log);
     free (self->agent_binary);
     free (self->brokers);

@@ -408,6 +408,9 @@ typedef struct {
     int drain_timeout_ms;           //  on stop, how long agents may take to drain; default 10000
     char *agent_binary;             //  default: mesh-agent beside the meshd binary
     mesh_token_sync_t token_sync;   //  when a grant is answered (daemon/tokens.h)
+    char *operator_group;           //  daemon.operator_group: may change meshd's state over
+                                    //  control.ipc (reload, pause, approve, ...); NULL: only
+                                    //  root and meshd's own user
     //  kafka:
     char *brokers;                  //  "host:port,..." or "embedded"
     bool embedded;                  //  brokers == "embedded": meshd runs librdkafka's mock cluster

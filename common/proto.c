@@ -8,6 +8,7 @@
 #include "proto.h"
 #include "log.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -266,6 +267,17 @@ mesh_proto_recv (zsock_t *sock, bool router, const char **why, char **routing_id
             self->body = body;
             self->routing_id = routing;
             routing = NULL;
+            //  ipc: libzmq puts the peer's SO_PEERCRED in "Peer-Address" as
+            //  "<host>:<uid>:<gid>:<pid>"; anything else is unknown.
+            self->peer_uid = self->peer_gid = -1;
+            const char *peer = zframe_meta (payload, "Peer-Address");
+            const char *colon = peer ? strchr (peer, ':') : NULL;
+            long uid, gid, pid;
+            if (colon && sscanf (colon, ":%ld:%ld:%ld", &uid, &gid, &pid) == 3 && uid >= 0
+                && gid >= 0) {
+                self->peer_uid = uid;
+                self->peer_gid = gid;
+            }
         }
     }
     if (routing && routing_id_p)

@@ -66,6 +66,8 @@ typedef struct {
     mesh_msg_type_t type;
     json_t *body;               //  owned
     char *routing_id;           //  owned; set only for messages received on a ROUTER
+    long peer_uid, peer_gid;    //  the sender's credentials over ipc (SO_PEERCRED, as libzmq
+                                //  reports them in "Peer-Address"); -1 when unknown
 } mesh_msg_t;
 
 //  Send TYPE with BODY (borrowed; NULL sends {}).  ROUTING_ID addresses a peer on a

@@ -1,5 +1,6 @@
 /*  actions - meshd's side of acting (see actions.h).  */
 #include "actions.h"
+#include "act.h"
 #include "exec.h"
 #include "log.h"
 #include "webhook.h"
@@ -60,7 +61,18 @@ struct _mesh_actions_t {
     int running;
     char endpoint[64];
     zsock_t *done;                      //  PULL: the executors' results
+    //  approvals: id -> {agent, action, params, requested_at, expires_at, reason, what}
+    json_t *pending;
+    json_t *resolved;                   //  id -> how (approved, denied, expired), bounded
+    mesh_actions_record_fn *record;     //  writes meshd's own outcome records
+    void *record_arg;
+    json_t *owed;                       //  id -> {agent, action, approval}: meshd records
+                                        //  the outcome when the execution ends
+    bool rerun_checked;                 //  approved executions a crash cut short: re-run
 };
+
+static void s_record_outcome (mesh_actions_t *self, const char *id, const char *agent,
+                              const char *action, json_t *outcome, json_t *approval);
 
 static int64_t
 s_now_ms (void)
@@ -176,6 +188,18 @@ s_replay (mesh_actions_t *self, char *why, size_t size)
                 if (execution && !execution->reply)
                     execution->interrupted = true;
             }
+            else if (json_is_string (json_object_get (entry, "pending"))) {
+                json_t *what = json_object_get (entry, "approval");
+                if (json_is_object (what))
+                    json_object_set (self->pending, json_string_value (json_object_get (entry,
+                                                                                       "pending")),
+                                     what);
+            }
+            else if (json_is_string (json_object_get (entry, "resolved"))) {
+                const char *id = json_string_value (json_object_get (entry, "resolved"));
+                json_object_del (self->pending, id);
+                json_object_set (self->resolved, id, json_object_get (entry, "how"));
+            }
             else if (done) {
                 s_execution_t *execution = s_execution (self, done);
                 json_t *reply = json_object_get (entry, "reply");
@@ -206,6 +230,11 @@ s_replay (mesh_actions_t *self, char *why, size_t size)
     }
     self->fd = fd;
     int rc = s_journal (self, json_pack ("{s:o}", "paused", s_pause_state (self)));
+    const char *key;
+    json_t *value;
+    json_object_foreach (self->pending, key, value)
+        if (rc == 0)
+            rc = s_journal (self, json_pack ("{s:s, s:O}", "pending", key, "approval", value));
     for (char *id = zlist_first (self->order); id && rc == 0; id = zlist_next (self->order)) {
         s_execution_t *execution = zhashx_lookup (self->executions, id);
         if (!execution)
@@ -391,6 +420,9 @@ mesh_actions_new (const mesh_config_t *cfg, mesh_ledger_t *ledger, char *why, si
     self->order = zlist_new ();
     self->rates = json_object ();
     self->counted = json_object ();
+    self->pending = json_object ();
+    self->resolved = json_object ();
+    self->owed = json_object ();
     pthread_mutex_init (&self->lock, NULL);
     pthread_cond_init (&self->wake, NULL);
     snprintf (self->endpoint, sizeof self->endpoint, "inproc://mesh-actions-%p", (void *) self);
@@ -424,6 +456,19 @@ mesh_actions_new (const mesh_config_t *cfg, mesh_ledger_t *ledger, char *why, si
 }
 
 void
+mesh_actions_drain (mesh_actions_t *self, mesh_actions_send_fn *send, void *arg)
+{
+    pthread_mutex_lock (&self->lock);
+    self->stopping = true;
+    pthread_cond_broadcast (&self->wake);
+    pthread_mutex_unlock (&self->lock);
+    for (int i = 0; i < self->thread_count; i++)
+        pthread_join (self->threads[i], NULL);
+    self->thread_count = 0;
+    mesh_actions_collect (self, send, arg);
+}
+
+void
 mesh_actions_destroy (mesh_actions_t **self_p)
 {
     mesh_actions_t *self = *self_p;
@@ -447,6 +492,9 @@ mesh_actions_destroy (mesh_actions_t **self_p)
     json_decref (self->paused_actions);
     json_decref (self->rates);
     json_decref (self->counted);
+    json_decref (self->pending);
+    json_decref (self->resolved);
+    json_decref (self->owed);
     if (self->fd >= 0)
         close (self->fd);
     free (self->path);
@@ -592,6 +640,57 @@ s_enqueue (mesh_actions_t *self, const mesh_action_spec_t *spec, const char *id,
     return 0;
 }
 
+//  What an approver is shown: the exec argv or the webhook url it would run.
+static json_t *
+s_would_run (const mesh_action_spec_t *spec, json_t *decision)
+{
+    if (spec->kind == MESH_ACTION_EXEC) {
+        char **argv = NULL;
+        char why[256];
+        json_t *params = json_object_get (json_object_get (decision, "action"), "params");
+        if (mesh_exec_argv (spec, json_is_object (params) ? params : NULL, &argv, why,
+                            sizeof why) != 0)
+            return json_pack ("{s:s}", "error", why);
+        json_t *list = json_array ();
+        for (char **a = argv; *a; a++)
+            json_array_append_new (list, json_string (*a));
+        mesh_exec_argv_free (argv);
+        return json_pack ("{s:s, s:o}", "kind", "exec", "argv", list);
+    }
+    if (spec->kind == MESH_ACTION_WEBHOOK)
+        return json_pack ("{s:s, s:s}", "kind", "webhook", "url", spec->webhook.url);
+    return json_pack ("{s:s}", "kind", mesh_config_action_kind_name (spec->kind));
+}
+
+//  Hold DECISION for approval (journalled first).
+static int
+s_hold (mesh_actions_t *self, const mesh_action_spec_t *spec, const char *id, const char *agent,
+        json_t *decision)
+{
+    int64_t now = s_now_ms ();
+    json_t *asked = json_object_get (decision, "approval");
+    const char *reason = json_string_value (json_object_get (asked, "reason"));
+    int timeout_s = spec->approval_timeout_s > 0 ? spec->approval_timeout_s : 3600;
+    json_t *what = json_pack ("{s:s, s:s, s:O, s:s, s:I, s:I, s:o}", "agent", agent, "action",
+                              spec->name,
+                              "params", json_object_get (json_object_get (decision, "action"),
+                                                         "params") ?: json_null (),
+                              "reason", reason ? reason
+                              : spec->approval_required ? "the action requires approval"
+                              : "a rule asked for approval",
+                              "requested_at", (json_int_t) now, "expires_at",
+                              (json_int_t) (now + (int64_t) timeout_s * 1000), "would_run",
+                              s_would_run (spec, decision));
+    if (!what || s_journal (self, json_pack ("{s:s, s:O}", "pending", id, "approval", what)) != 0) {
+        json_decref (what);
+        return -1;
+    }
+    json_object_set_new (self->pending, id, what);
+    mesh_notice ("decision %.12s: %s by agent %s waits for approval (meshctl approve %.12s)",
+                 id, spec->name, agent, id);
+    return 0;
+}
+
 json_t *
 mesh_actions_request (mesh_actions_t *self, const char *from, const char *agent, json_t *body)
 {
@@ -636,6 +735,25 @@ mesh_actions_request (mesh_actions_t *self, const char *from, const char *agent,
         zlist_append (execution->waiters, strdup (from));   //  running: answered when done
         json_decref (decision);
         return NULL;
+    }
+    json_t *asked = json_object_get (decision, "approval");
+    if (spec->approval_required || json_is_true (json_object_get (asked, "required"))) {
+        //  Held for a human: never run on the agent's word.
+        if (json_object_get (self->resolved, id)) {
+            reply = s_reply (id, "resolved", json_string_value (json_object_get (self->resolved,
+                                                                                 id)));
+            json_decref (decision);
+            return reply;
+        }
+        if (!json_object_get (self->pending, id) && s_hold (self, spec, id, agent, decision) != 0) {
+            json_decref (decision);
+            json_t *outcome = json_pack ("{s:s, s:s}", "status", "failed", "detail",
+                                         "the approval could not be journalled: not carried out");
+            return json_pack ("{s:s, s:s, s:o}", "id", id, "verdict", "failed", "outcome",
+                              outcome);
+        }
+        json_decref (decision);
+        return s_reply (id, "pending_approval", "waiting for meshctl approve or deny");
     }
     if (self->paused_all || s_listed (self->paused_agents, agent)
         || s_listed (self->paused_actions, name)) {
@@ -692,13 +810,22 @@ mesh_actions_collect (mesh_actions_t *self, mesh_actions_send_fn *send, void *ar
             execution->reply = json_incref (outcome);
             char *to;
             while ((to = zlist_pop (execution->waiters))) {
-                json_t *reply = json_pack ("{s:s, s:s, s:O}", "id", id, "verdict",
-                                           json_string_value (json_object_get (outcome, "status")),
-                                           "outcome", outcome);
-                send (arg, to, reply);
-                json_decref (reply);
+                json_t *owed = json_object_get (self->owed, id);
+                if (!*to && owed)      //  meshd's own (approved, or an expired one's fallback)
+                    s_record_outcome (self, id, json_string_value (json_object_get (owed, "agent")),
+                                      json_string_value (json_object_get (owed, "action")),
+                                      outcome, json_object_get (owed, "approval"));
+                else if (*to) {
+                    json_t *reply = json_pack ("{s:s, s:s, s:O}", "id", id, "verdict",
+                                               json_string_value (json_object_get (outcome,
+                                                                                   "status")),
+                                               "outcome", outcome);
+                    send (arg, to, reply);
+                    json_decref (reply);
+                }
                 free (to);
             }
+            json_object_del (self->owed, id);
         }
         json_decref (outcome);
         zstr_free (&id);
@@ -776,6 +903,247 @@ mesh_actions_status (mesh_actions_t *self)
     pthread_mutex_lock (&self->lock);
     int running = self->running;
     pthread_mutex_unlock (&self->lock);
-    return json_pack ("{s:o, s:i, s:I, s:o}", "paused", s_pause_state (self), "running", running,
-                      "executed", (json_int_t) self->executed, "rates", rates);
+    return json_pack ("{s:o, s:i, s:I, s:o, s:I}", "paused", s_pause_state (self), "running",
+                      running, "executed", (json_int_t) self->executed, "rates", rates,
+                      "pending_approvals", (json_int_t) json_object_size (self->pending));
+}
+
+//  --- approvals --------------------------------------------------------------------
+
+void
+mesh_actions_set_recorder (mesh_actions_t *self, mesh_actions_record_fn *fn, void *arg)
+{
+    self->record = fn;
+    self->record_arg = arg;
+}
+
+//  When WHAT (a held approval) expires: its request time plus the approval_timeout_s of
+//  its action in the config in force (a reload can shorten or lengthen the wait).
+static int64_t
+s_expires_at (mesh_actions_t *self, json_t *what)
+{
+    const char *action = json_string_value (json_object_get (what, "action"));
+    const mesh_action_spec_t *spec = action ? mesh_config_action (self->cfg, action) : NULL;
+    if (!spec || spec->approval_timeout_s <= 0)
+        return json_integer_value (json_object_get (what, "expires_at"));
+    return json_integer_value (json_object_get (what, "requested_at"))
+           + (int64_t) spec->approval_timeout_s * 1000;
+}
+
+json_t *
+mesh_actions_approvals (mesh_actions_t *self)
+{
+    json_t *list = json_array ();
+    const char *id;
+    json_t *what;
+    json_object_foreach (self->pending, id, what) {
+        json_t *entry = json_deep_copy (what);
+        json_object_set_new (entry, "id", json_string (id));
+        json_object_set_new (entry, "expires_at", json_integer (s_expires_at (self, what)));
+        json_array_append_new (list, entry);
+    }
+    return list;
+}
+
+//  Record meshd's own outcome for ID (the agent recorded none: it was told to wait).
+static void
+s_record_outcome (mesh_actions_t *self, const char *id, const char *agent, const char *action,
+                  json_t *outcome, json_t *approval)
+{
+    json_t *record = json_pack ("{s:s, s:s, s:s, s:s}", "type", "outcome", "id", id, "agent",
+                                agent, "action", action);
+    const char *key;
+    json_t *value;
+    json_object_foreach (outcome, key, value)
+        json_object_set (record, key, value);
+    json_object_set (record, "approval", approval);
+    if (self->record)
+        self->record (self->record_arg, record);
+    json_decref (record);
+}
+
+//  Carry out ACTION for decision ID now, on meshd's own authority (approved, or the
+//  fallback of an expired approval): log here, exec and webhook by the executors (their
+//  outcome recorded when they end), kafka not (meshd has no producer).
+static void
+s_carry_out (mesh_actions_t *self, const char *id, const char *agent, const char *action,
+             json_t *decision, json_t *approval)
+{
+    const mesh_action_spec_t *spec = mesh_config_action (self->cfg, action);
+    json_t *copy = json_deep_copy (decision);
+    if (strcmp (json_string_value (json_object_get (json_object_get (copy, "action"), "name"))
+                ?: "", action) != 0)
+        json_object_set_new (copy, "action", json_pack ("{s:s, s:{}}", "name", action, "params"));
+    json_t *outcome = NULL;
+    char why[512] = "";
+    if (!spec)
+        outcome = json_pack ("{s:s, s:s}", "status", "failed", "detail",
+                             "the action is not in the config in force");
+    else if (self->paused_all || s_listed (self->paused_agents, agent)
+             || s_listed (self->paused_actions, action))
+        outcome = json_pack ("{s:s, s:s}", "status", "paused", "detail",
+                             "paused (meshctl pause) when it was to be carried out");
+    else if (spec->kind == MESH_ACTION_LOG) {
+        char *detail = NULL;
+        int rc = mesh_act_log_run (agent, id, json_object_get (copy, "action"), &detail);
+        outcome = json_pack ("{s:s, s:s}", "status", rc == 0 ? "done" : "failed", "detail",
+                             detail ? detail : "logged");
+        free (detail);
+    }
+    else if (spec->kind == MESH_ACTION_KAFKA)
+        outcome = json_pack ("{s:s, s:s}", "status", "skipped", "detail",
+                             "meshd does not produce to kafka itself: not carried out");
+    else {
+        s_execution_t *execution = s_execution (self, id);
+        if (execution && !execution->reply
+            && s_enqueue (self, spec, id, agent, copy, why, sizeof why) == 0) {
+            //  The outcome is recorded when the execution ends (mesh_actions_collect).
+            json_t *note = json_pack ("{s:s, s:s, s:O}", "agent", agent, "action", action,
+                                      "approval", approval);
+            zlist_append (execution->waiters, strdup (""));
+            json_object_set_new (self->owed, id, note);
+            json_decref (copy);
+            return;
+        }
+        outcome = json_pack ("{s:s, s:s}", "status", "failed", "detail",
+                             why[0] ? why : "already carried out");
+    }
+    s_record_outcome (self, id, agent, action, outcome, approval);
+    json_decref (outcome);
+    json_decref (copy);
+}
+
+//  Close ID's approval HOW, journalled first.
+static int
+s_close (mesh_actions_t *self, const char *id, json_t *approval)
+{
+    if (s_journal (self, json_pack ("{s:s, s:O}", "resolved", id, "how", approval)) != 0)
+        return -1;
+    json_object_set (self->resolved, id, approval);
+    if (json_object_size (self->resolved) > S_MAX_KEPT)
+        json_object_clear (self->resolved);     //  old ones: the ledger has them
+    return 0;
+}
+
+json_t *
+mesh_actions_resolve (mesh_actions_t *self, const char *id, bool approve, json_t *by,
+                      const char *comment, char **error)
+{
+    //  A unique prefix of at least 8 characters names it.
+    const char *found = NULL, *key;
+    json_t *what = NULL, *value;
+    size_t len = strlen (id), matches = 0;
+    json_object_foreach (self->pending, key, value)
+        if (len >= 8 && !strncmp (key, id, len)) {
+            found = key;
+            what = value;
+            matches++;
+        }
+    if (matches != 1) {
+        *error = strdup (matches ? "that prefix names more than one pending approval"
+                         : "no pending approval has that id (meshctl approvals lists them)");
+        return NULL;
+    }
+    char full[65];
+    snprintf (full, sizeof full, "%s", found);
+    json_incref (what);
+    json_t *approval = json_pack ("{s:s, s:O, s:s?, s:I, s:O, s:O}", "how",
+                                  approve ? "approved" : "denied", "by", by, "comment", comment,
+                                  "at", (json_int_t) s_now_ms (), "agent",
+                                  json_object_get (what, "agent"), "action",
+                                  json_object_get (what, "action"));
+    if (s_close (self, full, approval) != 0) {
+        *error = strdup ("the actions journal cannot be written: nothing changed");
+        json_decref (approval);
+        json_decref (what);
+        return NULL;
+    }
+    json_object_del (self->pending, full);
+    const char *agent = json_string_value (json_object_get (what, "agent"));
+    const char *action = json_string_value (json_object_get (what, "action"));
+    mesh_notice ("decision %.12s: %s %s by uid %lld%s%s", full, action,
+                 approve ? "approved" : "denied",
+                 (long long) json_integer_value (json_object_get (by, "uid")),
+                 comment ? ": " : "", comment ? comment : "");
+    if (approve) {
+        json_t *decision = NULL;
+        mesh_ledger_lookup (self->ledger, full, &decision);
+        s_carry_out (self, full, agent, action, decision ? decision : json_object (), approval);
+        json_decref (decision);
+    }
+    else {
+        json_t *outcome = json_pack ("{s:s, s:s}", "status", "denied", "detail",
+                                     comment ? comment : "denied by an approver");
+        s_record_outcome (self, full, agent, action, outcome, approval);
+        json_decref (outcome);
+    }
+    json_t *result = json_deep_copy (what);
+    json_object_set_new (result, "id", json_string (full));
+    json_object_set (result, "approval", approval);
+    json_decref (approval);
+    json_decref (what);
+    return result;
+}
+
+void
+mesh_actions_tick (mesh_actions_t *self)
+{
+    int64_t now = s_now_ms ();
+    if (!self->rerun_checked) {
+        //  meshd died while carrying out an approved action (journalled as started, not
+        //  as done): no agent will ask for it again, so meshd runs it again itself - at
+        //  least once, MESH_DECISION_ID / Idempotency-Key telling the repeat.
+        self->rerun_checked = true;
+        const char *key;
+        json_t *how;
+        json_object_foreach (self->resolved, key, how) {
+            s_execution_t *execution = zhashx_lookup (self->executions, key);
+            const char *agent = json_string_value (json_object_get (how, "agent"));
+            const char *kind = json_string_value (json_object_get (how, "how"));
+            if (!execution || !execution->interrupted || !agent || !kind)
+                continue;
+            const mesh_agent_config_t *acfg = s_agent (self->cfg, agent);
+            const char *action = !strcmp (kind, "approved")
+                                   ? json_string_value (json_object_get (how, "action"))
+                                   : !strcmp (kind, "expired") && acfg ? acfg->fallback : NULL;
+            if (!action)
+                continue;
+            mesh_warn ("decision %.12s: meshd stopped while carrying out %s; carrying it out "
+                       "again", key, action);
+            json_t *decision = NULL;
+            mesh_ledger_lookup (self->ledger, key, &decision);
+            execution->interrupted = false;
+            s_carry_out (self, key, agent, action, decision ? decision : json_object (), how);
+            json_decref (decision);
+        }
+    }
+    const char *key;
+    json_t *what, *tmp;
+    json_object_foreach_safe (self->pending, tmp, key, what) {
+        if (s_expires_at (self, what) > now)
+            continue;
+        char id[65];
+        snprintf (id, sizeof id, "%s", key);
+        json_incref (what);
+        json_t *approval = json_pack ("{s:s, s:I, s:O, s:O}", "how", "expired", "at",
+                                      (json_int_t) now, "agent", json_object_get (what, "agent"),
+                                      "action", json_object_get (what, "action"));
+        if (s_close (self, id, approval) == 0) {
+            json_object_del (self->pending, id);
+            const char *agent = json_string_value (json_object_get (what, "agent"));
+            const mesh_agent_config_t *acfg = agent ? s_agent (self->cfg, agent) : NULL;
+            const char *fallback = acfg ? acfg->fallback : NULL;
+            mesh_notice ("decision %.12s: approval of %s expired; the fallback %s instead", id,
+                         json_string_value (json_object_get (what, "action")),
+                         fallback ? fallback : "(none)");
+            json_t *decision = NULL;
+            mesh_ledger_lookup (self->ledger, id, &decision);
+            if (fallback)
+                s_carry_out (self, id, agent, fallback, decision ? decision : json_object (),
+                             approval);
+            json_decref (decision);
+        }
+        json_decref (approval);
+        json_decref (what);
+    }
 }

@@ -36,11 +36,15 @@
 #include <jansson.h>
 
 typedef struct _mesh_actions_t mesh_actions_t;
+typedef void (mesh_actions_send_fn) (void *arg, const char *to, json_t *reply);
 
 //  Open the journal in CFG's state_dir (replayed, then compacted) and start the
 //  executors.  LEDGER is borrowed (decisions are looked up in it).  NULL with WHY.
 mesh_actions_t *mesh_actions_new (const mesh_config_t *cfg, mesh_ledger_t *ledger, char *why,
                                   size_t size);
+//  At stop: wait for what runs (the queue included), then collect it (journalled, meshd's
+//  own outcomes recorded, waiting agents told through SEND).
+void mesh_actions_drain (mesh_actions_t *self, mesh_actions_send_fn *send, void *arg);
 //  Stop the executors (waiting for what runs) and close; sets *self_p to NULL.
 void mesh_actions_destroy (mesh_actions_t **self_p);
 //  The config in force changed (a reload): actions and their limits are read from it.
@@ -54,7 +58,6 @@ zsock_t *mesh_actions_sock (mesh_actions_t *self);
 //  through mesh_actions_collect (an execution was started or is running).
 json_t *mesh_actions_request (mesh_actions_t *self, const char *from, const char *agent,
                               json_t *body);
-typedef void (mesh_actions_send_fn) (void *arg, const char *to, json_t *reply);
 //  Take the ended executions: SEND (routing id, reply) for each caller waiting.
 void mesh_actions_collect (mesh_actions_t *self, mesh_actions_send_fn *send, void *arg);
 
@@ -64,7 +67,27 @@ void mesh_actions_collect (mesh_actions_t *self, mesh_actions_send_fn *send, voi
 json_t *mesh_actions_pause (mesh_actions_t *self, const char *agent, const char *action,
                             bool pause, char **error);
 //  For `meshctl status`: {paused: {...}, running, executed, rate: {action: {used, limit,
-//  window_s}}}.
+//  window_s}}, pending_approvals}.
 json_t *mesh_actions_status (mesh_actions_t *self);
+
+//  Approvals.  An action with `approval: required`, or a decision a rule asked approval
+//  for (its "approval": {"required": true, "reason"}), is not carried out when its agent
+//  asks: it is held here (journalled; it survives restarts), the agent is told
+//  "pending_approval" and moves on (it records no outcome: the decision stays decided).
+//  `meshctl approve` has meshd carry it out then, `meshctl deny` closes it, and after
+//  the action's approval_timeout_s the agent's fallback is carried out instead; in each
+//  case meshd records the outcome itself, with who decided and their comment.
+typedef void (mesh_actions_record_fn) (void *arg, json_t *record);
+//  Where meshd's own outcome records go (the ledger, through main.c's recorder).
+void mesh_actions_set_recorder (mesh_actions_t *self, mesh_actions_record_fn *fn, void *arg);
+//  The pending approvals: [{id, agent, action, params, reason, requested_at, expires_at,
+//  would_run: {argv} | {url}}], oldest first.
+json_t *mesh_actions_approvals (mesh_actions_t *self);
+//  Approve or deny ID (or a unique prefix of at least 8 hex digits) as BY ({uid, user},
+//  borrowed) with COMMENT (may be NULL).  The resolved entry, or NULL with *ERROR.
+json_t *mesh_actions_resolve (mesh_actions_t *self, const char *id, bool approve, json_t *by,
+                              const char *comment, char **error);
+//  Expire what waited longer than its approval_timeout_s (the fallback runs).
+void mesh_actions_tick (mesh_actions_t *self);
 
 #endif

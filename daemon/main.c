@@ -57,6 +57,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <grp.h>
+#include <pwd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -537,6 +539,55 @@ s_add_budgets (json_t *agents, mesh_tokens_t *tokens)
     }
 }
 
+//  Commands that change meshd's state (the rest only read it).
+static bool
+s_mutates (const char *cmd)
+{
+    static const char *const mutating[] = { "reload", "pause", "resume", "approve", "deny",
+                                            NULL };
+    for (int i = 0; mutating[i]; i++)
+        if (!strcmp (cmd, mutating[i]))
+            return true;
+    return false;
+}
+
+//  May the sender of MSG change meshd's state?  Root, meshd's own user, or a member of
+//  daemon.operator_group; reading needs only access to control.ipc (its mode and group).
+static bool
+s_operator (s_config_state_t *st, const mesh_msg_t *msg)
+{
+    if (msg->peer_uid < 0)
+        return false;                   //  credentials unknown: never
+    if (msg->peer_uid == 0 || (uid_t) msg->peer_uid == geteuid ())
+        return true;
+    const char *group = st->cfg->operator_group;
+    struct group *gr = group ? getgrnam (group) : NULL;
+    if (!gr)
+        return false;
+    if ((gid_t) msg->peer_gid == gr->gr_gid)
+        return true;
+    struct passwd *pw = getpwuid ((uid_t) msg->peer_uid);
+    if (!pw)
+        return false;
+    gid_t groups[256];
+    int count = 256;
+    if (getgrouplist (pw->pw_name, pw->pw_gid, groups, &count) < 0)
+        return false;
+    for (int i = 0; i < count; i++)
+        if (groups[i] == gr->gr_gid)
+            return true;
+    return false;
+}
+
+//  Who sent MSG, for the record: {uid, user}.
+static json_t *
+s_who (const mesh_msg_t *msg)
+{
+    struct passwd *pw = msg->peer_uid >= 0 ? getpwuid ((uid_t) msg->peer_uid) : NULL;
+    return json_pack ("{s:I, s:s?}", "uid", (json_int_t) msg->peer_uid, "user",
+                      pw ? pw->pw_name : NULL);
+}
+
 static void
 s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
                  s_config_state_t *st, mesh_ledger_t *ledger, mesh_ratelog_t *drops)
@@ -549,7 +600,8 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
     }
     json_t *reply = NULL;
     const char *cmd = json_string_value (json_object_get (msg->body, "cmd"));
-    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "reload") == 0) {
+    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "reload") == 0
+        && s_operator (st, msg)) {
         //  Answered when the check job reports (s_reload_finish), not here.
         s_reload_start (st, msg->routing_id);
         mesh_msg_destroy (&msg);
@@ -557,6 +609,36 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
     }
     if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "budget") == 0)
         reply = json_pack ("{sb so}", "ok", 1, "result", mesh_tokens_status (st->tokens));
+    else
+    if (msg->type == MESH_MSG_CTL_REQUEST && s_mutates (cmd) && !s_operator (st, msg)) {
+        reply = json_pack ("{sb ss}", "ok", 0, "error",
+                           "not allowed: this command changes meshd's state and needs root, "
+                           "meshd's own user or daemon.operator_group (docs/actions.md, "
+                           "\"Who may run what\")");
+        mesh_warn ("control: refused %s from uid %ld", cmd, msg->peer_uid);
+    }
+    else
+    if (msg->type == MESH_MSG_CTL_REQUEST && st->actions && strcmp (cmd, "approvals") == 0)
+        reply = json_pack ("{sb so}", "ok", 1, "result", mesh_actions_approvals (st->actions));
+    else
+    if (msg->type == MESH_MSG_CTL_REQUEST && st->actions
+        && (strcmp (cmd, "approve") == 0 || strcmp (cmd, "deny") == 0)) {
+        json_t *args = json_object_get (msg->body, "args");
+        const char *id = json_string_value (json_object_get (args, "id"));
+        const char *comment = json_string_value (json_object_get (args, "comment"));
+        char *error = NULL;
+        json_t *by = s_who (msg);
+        json_t *done = id && (!comment || strlen (comment) <= 1000)
+                         ? mesh_actions_resolve (st->actions, id, !strcmp (cmd, "approve"), by,
+                                                 comment, &error)
+                         : NULL;
+        json_decref (by);
+        reply = done ? json_pack ("{sb so}", "ok", 1, "result", done)
+                     : json_pack ("{sb ss}", "ok", 0, "error",
+                                  error ? error : "approve/deny need an id (and a comment of at "
+                                                  "most 1000 bytes)");
+        free (error);
+    }
     else
     if (msg->type == MESH_MSG_CTL_REQUEST && st->actions
         && (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)) {
@@ -1002,6 +1084,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     mesh_actions_t *actions = mesh_actions_new (cfg, ledger, actions_why, sizeof actions_why);
     if (!actions)
         mesh_err ("actions: %s; every act request is refused", actions_why);
+    else
+        mesh_actions_set_recorder (actions, s_record_agent, &d);
     d.actions = actions;
     d.agents_sock = agents;
     st.actions = actions;
@@ -1074,6 +1158,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
             json_decref (status);
         }
         mesh_supervise_tick (sup);
+        if (actions)
+            mesh_actions_tick (actions);
         s_check_storage (&d);
         mesh_ratelog_tick (d.drops);
         int64_t now = zclock_mono ();
@@ -1110,6 +1196,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     }
     free (last_summary);
     zpoller_destroy (&poller);
+    if (actions)
+        mesh_actions_drain (actions, s_send_act, &d);
     mesh_supervise_destroy (&sup);
     st.actions = d.actions = NULL;
     mesh_actions_destroy (&actions);

@@ -631,7 +631,9 @@ mesh_supervise_tick (mesh_supervise_t *self)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid (-1, &status, WNOHANG)) > 0) {
+    //  __WNOTHREAD: only this thread's children (the agents); the action executors' own
+    //  children are theirs to reap (daemon/actions.c, agents/act/exec.c).
+    while ((pid = waitpid (-1, &status, WNOHANG | __WNOTHREAD)) > 0) {
         s_instance_t *in = s_by_pid (self, pid);
         if (in)
             s_died (self, in, status);

@@ -41,6 +41,7 @@ typedef struct {
     bool head_advisory;             //  audit verify: a head behind the log is not a failure
     mesh_audit_filter_t filter;
     mesh_config_t *cfg;
+    const char *comment;            //  approve / deny --comment
 } s_opts_t;
 
 static void
@@ -62,6 +63,9 @@ s_usage (void)
              "  pause [--agent A] [--action X] the kill switch: decisions are still made and\n"
              "                                 recorded, nothing in scope executes (paused)\n"
              "  resume [--agent A] [--action X]  end it (no option: everything)\n"
+             "  approvals                      decisions waiting for a human, with what would run\n"
+             "  approve ID [--comment TEXT]    carry it out (meshd records who and why)\n"
+             "  deny ID [--comment TEXT]       do not; recorded likewise\n"
              "  budget                         every token budget scope: limit, used, reserved,\n"
              "                                 remaining, burn rate, when it frees\n"
              "  rules test [DIR|FILE]... | rules check FILE|DIR...  rule tests; load rules\n"
@@ -194,6 +198,82 @@ s_pause (s_opts_t *o, bool pause)
     }
     printf ("\n");
     json_decref (state);
+    return 0;
+}
+
+//  meshctl approvals: what waits for a human (daemon/actions.h).
+static int
+s_approvals (s_opts_t *o)
+{
+    json_t *list = s_request (o, "approvals");
+    if (!list)
+        return 1;
+    if (o->json)
+        json_dumpf (list, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    else {
+        if (!json_array_size (list))
+            printf ("no decision waits for approval");
+        size_t i;
+        json_t *entry;
+        json_array_foreach (list, i, entry) {
+            time_t expires = (time_t) (json_integer_value (json_object_get (entry, "expires_at"))
+                                       / 1000);
+            struct tm tm;
+            char when[32] = "?";
+            if (gmtime_r (&expires, &tm))
+                strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            char *params = json_dumps (json_object_get (entry, "params"), JSON_COMPACT);
+            printf ("%.16s  agent %s  action %s %s  (%s; expires %s)\n",
+                    json_string_value (json_object_get (entry, "id")),
+                    json_string_value (json_object_get (entry, "agent")),
+                    json_string_value (json_object_get (entry, "action")), params ? params : "{}",
+                    json_string_value (json_object_get (entry, "reason")), when);
+            free (params);
+            json_t *run = json_object_get (entry, "would_run");
+            json_t *argv = json_object_get (run, "argv");
+            if (json_is_array (argv)) {
+                printf ("    would run:");
+                size_t k;
+                json_t *arg;
+                json_array_foreach (argv, k, arg) {
+                    char *quoted = json_dumps (arg, JSON_ENCODE_ANY);
+                    printf (" %s", quoted ? quoted : "?");
+                    free (quoted);
+                }
+                printf ("\n");
+            }
+            else if (json_object_get (run, "url"))
+                printf ("    would POST to %s\n", json_string_value (json_object_get (run, "url")));
+        }
+        if (!json_array_size (list))
+            printf ("\n");
+    }
+    if (o->json)
+        printf ("\n");
+    json_decref (list);
+    return 0;
+}
+
+//  meshctl approve / deny ID [--comment TEXT]: meshd knows who asks (the socket's peer
+//  credentials), not from us.
+static int
+s_resolve (s_opts_t *o, bool approve, const char *id)
+{
+    json_t *args = json_pack ("{s:s}", "id", id);
+    if (o->comment)
+        json_object_set_new (args, "comment", json_string (o->comment));
+    json_t *done = s_request_args (o, approve ? "approve" : "deny", args);
+    json_decref (args);
+    if (!done)
+        return 1;
+    if (o->json)
+        json_dumpf (done, stdout, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    else
+        printf ("%s %s: %s", approve ? "approved" : "denied",
+                json_string_value (json_object_get (done, "id")),
+                json_string_value (json_object_get (done, "action")));
+    printf ("\n");
+    json_decref (done);
     return 0;
 }
 
@@ -1056,6 +1136,7 @@ main (int argc, char **argv)
         {"labels", 1, 0, 'L'}, {"agent", 1, 0, 'a'},  {"verdict", 1, 0, 'v'},
         {"action", 1, 0, 'x'}, {"since", 1, 0, 's'},  {"until", 1, 0, 'u'},
         {"help", 0, 0, 'h'},  {"key", 1, 0, 'K'},     {"head-advisory", 0, 0, 'H'},
+        {"comment", 1, 0, 'C'},
         {0, 0, 0, 0}};
     int c;
     //  "+" would stop at the first non-option; we allow options anywhere.
@@ -1072,6 +1153,7 @@ main (int argc, char **argv)
             case 'u': o.filter.until_ms = (int64_t) (atof (optarg) * 1000); break;
             case 'K': o.key = optarg; break;
             case 'H': o.head_advisory = true; break;
+            case 'C': o.comment = optarg; break;
             case 'h': s_usage (); return 0;
             default: s_usage (); return EXIT_USAGE;
         }
@@ -1101,6 +1183,12 @@ main (int argc, char **argv)
     else
     if (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)
         rc = s_pause (&o, strcmp (cmd, "pause") == 0);
+    else
+    if (strcmp (cmd, "approvals") == 0)
+        rc = s_approvals (&o);
+    else
+    if ((strcmp (cmd, "approve") == 0 || strcmp (cmd, "deny") == 0) && optind + 1 < argc)
+        rc = s_resolve (&o, strcmp (cmd, "approve") == 0, argv[optind + 1]);
     else
     if (strcmp (cmd, "rules") == 0)
         rc = mesh_ruletest_main (argc - optind - 1, argv + optind + 1, stdout, stderr);

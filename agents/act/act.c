@@ -141,7 +141,9 @@ s_run (mesh_act_t *self, json_t *decision, bool recovering, mesh_record_t *recor
         //  meshd said no, or carried it out itself (exec, webhook): its word is the outcome.
         json_t *done = json_object_get (reply, "outcome");
         status = !strcmp (verdict, "done") ? "done" : !strcmp (verdict, "paused") ? "paused"
-                 : !strcmp (verdict, "unknown") ? "outcome_unknown" : "failed";
+                 : !strcmp (verdict, "unknown") ? "outcome_unknown"
+                 : !strcmp (verdict, "pending_approval") ? "pending_approval"
+                 : !strcmp (verdict, "resolved") ? "resolved" : "failed";
         const char *text = json_string_value (json_object_get (done, "detail"));
         if (!text)
             text = json_string_value (json_object_get (reply, "detail"));
@@ -216,4 +218,11 @@ json_t *
 mesh_act_recover (mesh_act_t *self, json_t *decision, mesh_record_t *record)
 {
     return s_run (self, decision, true, record);
+}
+
+bool
+mesh_act_owes_outcome (json_t *outcome)
+{
+    const char *status = json_string_value (json_object_get (outcome, "status"));
+    return !status || (strcmp (status, "pending_approval") && strcmp (status, "resolved"));
 }

@@ -29,6 +29,8 @@ typedef struct _mesh_record_t mesh_record_t;
 //  action itself.  Returns the outcome record (caller owns): {"type":"outcome", "id",
 //  "agent", "action", "status": done|failed|observed|paused|outcome_unknown|skipped,
 //  "detail", and meshd's exec or webhook fields, "rate_limited" when the fallback ran}.
+//  Status pending_approval (meshd holds it for a human) or resolved (meshd decided and
+//  records the outcome itself): the caller records no outcome (mesh_act_owes_outcome).
 json_t *mesh_act_run (mesh_act_t *self, json_t *decision, mesh_record_t *record);
 //  The same for a decision a previous life recorded and may already have carried out
 //  (recovery).  A kafka action is produced only if its topic holds no message keyed by
@@ -38,6 +40,8 @@ json_t *mesh_act_run (mesh_act_t *self, json_t *decision, mesh_record_t *record)
 //  nothing produced (logged as an error: a human must look).  Other kinds as
 //  mesh_act_run (a log action repeats a notice line, which is harmless).
 json_t *mesh_act_recover (mesh_act_t *self, json_t *decision, mesh_record_t *record);
+//  Whether OUTCOME is for the agent to record (false when meshd holds or closed it).
+bool mesh_act_owes_outcome (json_t *outcome);
 
 #define MESH_ACT_SCAN_MARGIN_MS     60000       //  clock skew between ledger and broker
 #define MESH_ACT_SCAN_TIMEOUT_MS    15000       //  the whole check, metadata to last fetch

@@ -2466,10 +2466,10 @@ test_exec_checks (void **state)
         { "    approval: maybe", 1, "7:15: actions.x.approval: must be one of: required, none; "
           "got 'maybe'" },
         { "    approval: none", 0, NULL },
-        { "    approval: required\n    approval_timeout_s: 59", 1, "8:25: "
-          "actions.x.approval_timeout_s: must be in [60,2592000], got 59" },
+        { "    approval: required\n    approval_timeout_s: 0", 1, "8:25: "
+          "actions.x.approval_timeout_s: must be in [1,2592000], got 0" },
         { "    approval: required\n    approval_timeout_s: 2592001", 1, "8:25: "
-          "actions.x.approval_timeout_s: must be in [60,2592000]" },
+          "actions.x.approval_timeout_s: must be in [1,2592000]" },
         { NULL }
     };
     for (int i = 0; cases [i].extra; i++)
