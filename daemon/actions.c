@@ -235,6 +235,11 @@ s_replay (mesh_actions_t *self, char *why, size_t size)
     json_object_foreach (self->pending, key, value)
         if (rc == 0)
             rc = s_journal (self, json_pack ("{s:s, s:O}", "pending", key, "approval", value));
+    //  Resolved ones too: a re-run of an approved execution, or an agent asking about a
+    //  denied one whose outcome waits in a backlog, must find them after any restart.
+    json_object_foreach (self->resolved, key, value)
+        if (rc == 0)
+            rc = s_journal (self, json_pack ("{s:s, s:O}", "resolved", key, "how", value));
     for (char *id = zlist_first (self->order); id && rc == 0; id = zlist_next (self->order)) {
         s_execution_t *execution = zhashx_lookup (self->executions, id);
         if (!execution)
@@ -710,7 +715,9 @@ mesh_actions_request (mesh_actions_t *self, const char *from, const char *agent,
     for (size_t i = 0; acfg && name && i < acfg->action_count; i++)
         own = own || !strcmp (acfg->actions[i], name);
     own = own || (acfg && name && acfg->fallback && !strcmp (acfg->fallback, name));
-    if (state == MESH_LEDGER_NONE || !decision)
+    if (state == MESH_LEDGER_COMPLETE)
+        reply = s_reply (id, "refused", "the decision is complete: its outcome is recorded");
+    else if (state == MESH_LEDGER_NONE || !decision)
         reply = s_reply (id, "refused", "no such decision in the ledger");
     else if (!owner || strcmp (owner, agent) != 0)
         reply = s_reply (id, "refused", "the decision is another agent's");
@@ -740,8 +747,9 @@ mesh_actions_request (mesh_actions_t *self, const char *from, const char *agent,
     if (spec->approval_required || json_is_true (json_object_get (asked, "required"))) {
         //  Held for a human: never run on the agent's word.
         if (json_object_get (self->resolved, id)) {
-            reply = s_reply (id, "resolved", json_string_value (json_object_get (self->resolved,
-                                                                                 id)));
+            reply = s_reply (id, "resolved",
+                             json_string_value (json_object_get (json_object_get (self->resolved,
+                                                                                  id), "how")));
             json_decref (decision);
             return reply;
         }
@@ -779,6 +787,13 @@ mesh_actions_request (mesh_actions_t *self, const char *from, const char *agent,
         json_decref (decision);
         json_t *outcome = json_pack ("{s:s, s:s}", "status", "failed", "detail",
                                      why[0] ? why : "out of memory");
+        //  Not run, and never will be for this decision: a repeat gets the same answer
+        //  (never a wait for an execution that does not exist).
+        if (execution) {
+            json_decref (execution->reply);
+            execution->reply = json_incref (outcome);
+            execution->interrupted = false;
+        }
         reply = json_pack ("{s:s, s:s, s:o}", "id", id, "verdict", "failed", "outcome", outcome);
         return reply;
     }

@@ -14,9 +14,8 @@
  *  Times are deadlines with wide margins, never measurements.  Run from the repository
  *  root; B selects the build directory (default build) holding tests/act_witness.
  *
- *  KNOWN BUGS: the tests named test_bug_* fail against the current daemon/actions.c and
- *  are skipped unless TEST_ACTIONS_KNOWN_BUGS is set in the environment; each says what
- *  is wrong above it.  Drop the skip once actions.c is fixed.
+ *  The tests named test_bug_* are the cases three bugs of daemon/actions.c were found
+ *  with (now fixed); each says above it what went wrong.
  */
 #include "actions.h"
 #include "ledger.h"
@@ -1075,16 +1074,9 @@ test_new_fails_without_state_dir (void **state)
 }
 
 //  --------------------------------------------------------------------------
-//  Known bugs (skipped unless TEST_ACTIONS_KNOWN_BUGS is set; see the top of the file).
+//  Bugs found by these tests (fixed): they stay as regression tests.
 
-static void
-s_known_bug (void)
-{
-    if (!getenv ("TEST_ACTIONS_KNOWN_BUGS"))
-        skip ();
-}
-
-//  BUG: s_replay's compaction (daemon/actions.c) rewrites the journal with the pause
+//  WAS A BUG: s_replay's compaction (daemon/actions.c) rewrites the journal with the pause
 //  state, the pending approvals and the executions, but not the resolved approvals
 //  ("resolved" lines): they are known for one restart (read from the old journal) and
 //  forgotten at the second.  A denied decision whose outcome is not in the ledger yet (the
@@ -1093,7 +1085,6 @@ s_known_bug (void)
 static void
 test_bug_resolved_forgotten_after_two_restarts (void **state)
 {
-    s_known_bug ();
     fixture_t *fx = (fixture_t *) *state;
     fx->to_ledger = false;
     s_hold (fx, ID_A, "db.service");
@@ -1110,7 +1101,7 @@ test_bug_resolved_forgotten_after_two_restarts (void **state)
     json_decref (list);
 }
 
-//  BUG: the same omission breaks "an approved execution a crash cut short runs again"
+//  WAS A BUG: the same omission breaks "an approved execution a crash cut short runs again"
 //  (mesh_actions_tick's re-run looks the approval up in self->resolved): it works after
 //  one restart, but if meshd dies again before it carried the action out (here: during
 //  the re-run itself), the next meshd no longer knows it was approved: it never runs it,
@@ -1118,7 +1109,6 @@ test_bug_resolved_forgotten_after_two_restarts (void **state)
 static void
 test_bug_approved_rerun_lost_after_two_restarts (void **state)
 {
-    s_known_bug ();
     fixture_t *fx = (fixture_t *) *state;
     s_hold (fx, ID_A, "db.service");
     char *error = NULL;
@@ -1143,7 +1133,7 @@ test_bug_approved_rerun_lost_after_two_restarts (void **state)
     assert_int_equal (s_witness_count (fx), 3);
 }
 
-//  BUG: mesh_actions_request (daemon/actions.c) creates the execution entry (s_execution)
+//  WAS A BUG: mesh_actions_request (daemon/actions.c) creates the execution entry (s_execution)
 //  before s_enqueue, and leaves it behind when s_enqueue fails (argv refused by the
 //  template, or the journal cannot be written): the first ask is answered "failed", but
 //  every later ask for the same decision (a lost reply, the agent's recovery) finds an
@@ -1153,7 +1143,6 @@ test_bug_approved_rerun_lost_after_two_restarts (void **state)
 static void
 test_bug_unprepared_exec_never_answered_again (void **state)
 {
-    s_known_bug ();
     fixture_t *fx = (fixture_t *) *state;
     s_decide (fx, ID_A, "ops", "fix", NULL);               //  "unit" missing
     json_decref (s_ask_now (fx, "ops", ID_A, "failed"));
