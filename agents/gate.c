@@ -20,6 +20,13 @@
  *     them evaluated even after a rejection, so the record and the reask carry every
  *     reason.
  *
+ *  A rule that accepts may also ask for a human's approval (mesh.require_approval):
+ *  its verdict record then carries "approval": the reason, and mesh_gate_approval
+ *  reads what the verdicts ask for back out of them.  So the approval is part of the
+ *  verdicts - recorded with them, and a pure function of the proposal and ctx like
+ *  them, which a replay recomputes and compares - and not a side channel the gate
+ *  would have to remember between calls.
+ *
  *  What rules see: the proposal as given, with "params" set to {} when it was absent;
  *  the ctx as given, with "action" set to the declared spec of the proposed action
  *  ({name, kind, params = {NAME = {type, required, max_length, pattern, enum, min,
@@ -654,15 +661,17 @@ s_builtin (const mesh_gate_t *self, json_t *proposal, const s_action_t **action_
 //  --------------------------------------------------------------------------------
 //  The check
 
-//  One verdict record.  The rule and verdict strings are shared (reference counted)
-//  by every record the gate makes, and so is each check's accept record: records are
-//  written once and never changed.
+//  One verdict record, with APPROVAL (NULL: none) when the check asked for one.  The
+//  rule and verdict strings are shared (reference counted) by every record the gate
+//  makes, and so is each check's plain accept record: records are written once and
+//  never changed.
 static void
-s_record (json_t *verdicts, json_t *rule, json_t *verdict, const char *reason)
+s_record (json_t *verdicts, json_t *rule, json_t *verdict, const char *reason,
+          const char *approval)
 {
     if (!verdicts)
         return;
-    if (!reason && json_is_object (rule)) {
+    if (!reason && !approval && json_is_object (rule)) {
         json_array_append (verdicts, rule);     //  RULE is the shared accept record
         return;
     }
@@ -670,6 +679,8 @@ s_record (json_t *verdicts, json_t *rule, json_t *verdict, const char *reason)
     json_object_set_nocheck (record, "rule", rule);
     json_object_set_nocheck (record, "verdict", verdict);
     json_object_set_new_nocheck (record, "reason", reason ? json_string (reason) : json_null ());
+    if (approval)
+        json_object_set_new_nocheck (record, "approval", json_string (approval));
     json_array_append_new (verdicts, record);
 }
 
@@ -722,7 +733,7 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     const s_action_t *action;
     char *why = s_builtin (self, proposal, &action);
     s_record (verdicts, why ? self->rule_names [0] : self->accepts [0],
-              self->verdict_names [why ? MESH_VERDICT_REJECT : MESH_VERDICT_ACCEPT], why);
+              self->verdict_names [why ? MESH_VERDICT_REJECT : MESH_VERDICT_ACCEPT], why, NULL);
     if (why) {
         free (why);
         if (fail_p)
@@ -747,21 +758,25 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     size_t count = self->rule_count;
     mesh_verdict_t verdict_of[count + 1];
     char *reason_of[count + 1];
+    char *approval_of[count + 1];
     mesh_vm_t *vm = count ? s_checkout (self) : NULL;
     if (vm)
-        mesh_vm_eval (vm, seen_proposal, seen_ctx, verdict_of, reason_of);
+        mesh_vm_eval (vm, seen_proposal, seen_ctx, verdict_of, reason_of, approval_of);
     else
         for (size_t i = 0; i < count; i++) {
             verdict_of [i] = MESH_VERDICT_ERROR;
             reason_of [i] = strdup ("cannot create a rule state: out of memory");
+            approval_of [i] = NULL;
         }
     if (vm)
         s_checkin (self, vm);
     for (size_t i = 0; i < count; i++) {
         mesh_verdict_t verdict = verdict_of [i];
-        s_record (verdicts, reason_of [i] ? self->rule_names [i + 1] : self->accepts [i + 1],
-                  self->verdict_names [verdict], reason_of [i]);
+        bool shared = !reason_of [i] && !approval_of [i];
+        s_record (verdicts, shared ? self->accepts [i + 1] : self->rule_names [i + 1],
+                  self->verdict_names [verdict], reason_of [i], approval_of [i]);
         free (reason_of [i]);
+        free (approval_of [i]);
         mesh_fail_t fail = verdict == MESH_VERDICT_ACCEPT ? MESH_FAIL_NONE
                          : verdict == MESH_VERDICT_REJECT ? MESH_FAIL_RULE_REJECT
                          : verdict == MESH_VERDICT_LIMIT ? MESH_FAIL_RULE_LIMIT
@@ -774,6 +789,30 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     if (fail_p)
         *fail_p = worst;
     return worst == MESH_FAIL_NONE;
+}
+
+json_t *
+mesh_gate_approval (json_t *verdicts)
+{
+    json_t *reason = NULL, *rules = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach (verdicts, i, v) {
+        json_t *asked = json_object_get (v, "approval");
+        const char *verdict = json_string_value (json_object_get (v, "verdict"));
+        json_t *rule = json_object_get (v, "rule");
+        if (!json_is_string (asked) || !verdict || strcmp (verdict, "accept") != 0
+            || !json_is_string (rule))
+            continue;
+        if (!reason) {
+            reason = asked;             //  the first check's reason stands
+            rules = json_array ();
+        }
+        json_array_append (rules, rule);
+    }
+    if (!reason)
+        return NULL;
+    return json_pack ("{s:b, s:O, s:o}", "required", 1, "reason", reason, "rules", rules);
 }
 
 char *

@@ -5,7 +5,8 @@
  *  agent allows, its "params" match the action's declared types, patterns, bounds
  *  and enums, no undeclared params), then every Lua rule: the global chain, then
  *  the agent's own.  All rules are evaluated, so the record and the reask carry
- *  every reason.  Only an explicit accept from every check passes (fail closed).
+ *  every reason.  Only an explicit accept from every check passes (fail closed); a
+ *  rule that accepts may ask for a human's approval as well (mesh_gate_approval).
  *  The Lua side lives in lua/ (sandbox.c, vm.c); no lua_State leaves lua/.
  *
  *  For reload and replay, a rule set in force is named by its hash, described by a
@@ -30,11 +31,18 @@ mesh_gate_t *mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t 
 void mesh_gate_destroy (mesh_gate_t **self_p);
 //  Check PROPOSAL (borrowed) with CTX (borrowed; what rules may depend on).  Appends one
 //  object per check to the VERDICTS array: {"rule", "verdict": "accept"|"reject"|"error"|
-//  "limit", "reason"}.  Returns true only if every check accepted; otherwise *fail_p is
-//  the worst class seen (RULE_LIMIT > RULE_ERROR > RULE_REJECT).  Thread-safe: each
+//  "limit", "reason"}, and "approval": the reason, on the accept of a rule that called
+//  mesh.require_approval.  Returns true only if every check accepted; otherwise *fail_p
+//  is the worst class seen (RULE_LIMIT > RULE_ERROR > RULE_REJECT).  Thread-safe: each
 //  concurrent caller evaluates in a Lua state of its own from the gate's pool.
 bool mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdicts,
                       mesh_fail_t *fail_p);
+//  What VERDICTS (as mesh_gate_check appends them; borrowed) ask of a human: NULL when
+//  no accept verdict carries an "approval", else (caller owns) {"required": true,
+//  "reason": the first such verdict's approval, "rules": [the names of every rule that
+//  asked, in chain order]}.  A decision is held for approval only when its proposal was
+//  accepted; the caller decides that (reason.c).
+json_t *mesh_gate_approval (json_t *verdicts);
 //  Hex SHA-256 over the names and contents of the rules in the chain, in order.
 const char *mesh_gate_rules_hash (const mesh_gate_t *self);
 //  Load one rule file in the sandbox only to see that it is a valid rule (for

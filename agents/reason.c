@@ -27,7 +27,8 @@
  *  its SHA-256, never the whole of it, and a refused proposal only while it is small:
  *  nothing the model says can make the record too big or too deep for the ledger.  What a proposal
  *  may do is not decided here: the gate chain decides, and only its explicit accept
- *  counts.
+ *  counts; when a rule that accepted asked for a human's approval, the decision says
+ *  so ("approval", from the accepted attempt's verdicts) and meshd holds the action.
  */
 #include "reason.h"
 #include "backend.h"
@@ -1119,6 +1120,13 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_object_set_new (decision, "reason", accepted ? json_null () : s_text (why_line));
     json_object_set_new (decision, "fallback", json_boolean (!accepted));
     json_object_set_new (decision, "action", action);
+    //  A rule that accepted asked for a human (mesh.require_approval): meshd holds the
+    //  action until one approves it (daemon/actions.c).  Only for an accepted proposal,
+    //  read from the accepted attempt's verdicts, so a replay of those finds it again.
+    json_t *approval = accepted ? mesh_gate_approval (json_object_get (last, "verdicts"))
+                                : NULL;
+    if (approval)
+        json_object_set_new (decision, "approval", approval);
     json_object_set_new (decision, "tokens", json_integer (used));
     if (!accepted)
         mesh_info ("decision %.12s: %s, fallback %s: %s", incident->id, verdict,

@@ -17,7 +17,9 @@
  *    (the attempt's ctx_action).  That ctx_action must equal today's spec of the
  *    action: the rules judged the proposal under that spec, and the built-in check now
  *    uses today's; a spec changed since then is a refusal, never a guess.  Only an
- *    accept from every check passes.
+ *    accept from every check passes, and only if the decision's "approval" is what
+ *    those checks ask for (mesh_gate_approval), present or absent alike: meshd holds
+ *    the action, or runs it, by what the record says.
  *  - fallback (fallback true, verdict not "accepted"): the action must be the agent's
  *    configured fallback, and its params must pass the built-in check of today's
  *    specs.  The rules are not run: a fallback is what happens when they did not
@@ -189,6 +191,19 @@ s_check_accepted (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
                        rules_hash, refusals ? refusals : "?");
         free (refusals);
     }
+    //  What the rules ask of a human is part of their verdicts: the record must say the same.
+    json_t *asked = accepted ? mesh_gate_approval (verdicts) : NULL;
+    json_t *recorded = json_object_get (decision, "approval");
+    if (accepted && asked && !json_equal (asked, recorded))
+        rc = s_refuse (why, "the rules in force (%.16s...) ask a human to approve it (%s), "
+                       "and the decision %s", rules_hash,
+                       s_str (asked, "reason") ?: "?", recorded ? "asks otherwise"
+                                                               : "does not say so");
+    else
+    if (accepted && !asked && recorded)
+        rc = s_refuse (why, "the decision carries an approval the rules in force (%.16s...) "
+                       "do not ask for", rules_hash);
+    json_decref (asked);
     json_decref (verdicts);
     json_decref (seen);
     mesh_gate_destroy (&gate);

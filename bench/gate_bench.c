@@ -312,7 +312,7 @@ static void
 s_vm_one (void *arg)
 {
     s_chain_t *c = arg;
-    mesh_vm_eval (c->vm, c->proposal, c->ctx, c->verdicts, c->reasons);
+    mesh_vm_eval (c->vm, c->proposal, c->ctx, c->verdicts, c->reasons, NULL);
 }
 
 //  The research note's reproducer: backtracking in C, which no instruction hook sees.

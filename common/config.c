@@ -4400,5 +4400,9 @@ mesh_config_param_json (const mesh_param_spec_t *param)
         json_object_set_new (spec, "min", mesh_config_bound_json (param->type, param->min));
     if (param->has_max)
         json_object_set_new (spec, "max", mesh_config_bound_json (param->type, param->max));
+    //  Only when set: the spec of every other parameter (and the records that carry it,
+    //  ctx_action among them) stays as it was.
+    if (param->allow_dash)
+        json_object_set_new (spec, "allow_dash", json_true ());
     return spec;
 }

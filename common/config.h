@@ -487,7 +487,8 @@ const char *mesh_config_param_type_name (mesh_param_type_t type);
 //  A bound of a parameter as JSON: integer params keep integer bounds (1, not 1.0).
 json_t *mesh_config_bound_json (mesh_param_type_t type, double value);
 //  A declared parameter as rules see it in ctx.action.params and the prompt shows it:
-//  {type, required, max_length?, pattern?, enum?, min?, max?}.  Caller owns.
+//  {type, required, max_length?, pattern?, enum?, min?, max?, allow_dash?} (allow_dash
+//  only when true).  Caller owns.
 json_t *mesh_config_param_json (const mesh_param_spec_t *param);
 
 //  Lookups (borrowed pointers, NULL when absent).

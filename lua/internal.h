@@ -41,6 +41,11 @@ void mesh_vm_charge_time (lua_State *L, int64_t ns);
 void mesh_vm_check_time (lua_State *L);
 //  True in a sandbox state, false in a plain one.
 bool mesh_vm_sandboxed (lua_State *L);
+//  mesh.require_approval's half in the vm: keep REASON (LEN bytes, cleaned and cut to
+//  MESH_SANDBOX_MAX_APPROVAL) as what the running check asks a human to approve,
+//  unless it asked already (the first reason stands).  Raises outside a rule's check
+//  (a top level, a test file, a plain state).
+void mesh_vm_require_approval (lua_State *L, const char *reason, size_t len);
 
 //  --- chunkscan.c: what a compiled chunk can change -----------------------------------
 

@@ -1827,6 +1827,28 @@ s_words (lua_State *L)
 }
 
 //  --------------------------------------------------------------------------------
+//  Asking for a human
+
+//  mesh.require_approval (reason): the proposal, if every check accepts it, is held for
+//  a human's approval with REASON.  Judges nothing and returns nothing: the rule still
+//  returns its verdict.  Only a string is a reason (no number coerced), and not an
+//  empty one.
+static int
+s_require_approval (lua_State *L)
+{
+    if (lua_type (L, 1) != LUA_TSTRING)
+        return luaL_error (L, "mesh.require_approval: the reason must be a string, not %s",
+                           s_article_type (L, 1));
+    size_t len;
+    const char *reason = lua_tolstring (L, 1, &len);
+    if (len == 0)
+        return luaL_error (L, "mesh.require_approval: the reason is empty; say what the "
+                              "human is to look at");
+    mesh_vm_require_approval (L, reason, len);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------------
 //  Sorted iteration
 
 static int
@@ -1860,7 +1882,7 @@ mesh_meshlib_push (lua_State *L)
         { "safe_arg", s_safe_arg }, { "safe_args", s_safe_args },
         { "count_recent", s_count_recent }, { "distinct_targets", s_distinct_targets },
         { "utc", s_utc }, { "time", s_time }, { "sorted_keys", s_sorted_keys },
-        { "words", s_words },
+        { "words", s_words }, { "require_approval", s_require_approval },
         { NULL, NULL }
     };
     for (const luaL_Reg *r = plain; r->name; r++) {

@@ -15,8 +15,13 @@
  *    and the case, never a crash or a silent skip: a missing rule, an unknown key in
  *    a case (a typo like "expects"), a duplicate case name, a reason pattern on a
  *    case that expects accept.
+ *  - An accept that asks for a human's approval (mesh.require_approval) is not the
+ *    accept a case expects unless the case says so: "approval" is a pattern the
+ *    approval's reason must contain, and a case without it expects no request.  A
+ *    rule that starts asking, or stops, fails its tests rather than changing what
+ *    runs unattended without anyone noticing.
  *
- *  Reason patterns are Lua patterns, matched with string.find in a sandbox state of
+ *  Reason and approval patterns are Lua patterns, matched with string.find in a sandbox state of
  *  their own, so they get the same backtracking bound as rules.
  */
 #include "ruletest.h"
@@ -191,7 +196,8 @@ s_verdict_from (const char *name, mesh_verdict_t *verdict)
 static bool
 s_cases_valid (s_file_t *F, json_t *cases)
 {
-    static const char *keys[] = { "name", "proposal", "ctx", "expect", "reason", NULL };
+    static const char *keys[] = { "name", "proposal", "ctx", "expect", "reason", "approval",
+                                  NULL };
     bool ok = true;
     size_t i;
     json_t *c;
@@ -233,6 +239,12 @@ s_cases_valid (s_file_t *F, json_t *cases)
                             "does not expect accept", json_string_value (name));
             ok = false;
         }
+        json_t *approval = json_object_get (c, "approval");
+        if (approval && (!json_is_string (approval) || verdict != MESH_VERDICT_ACCEPT)) {
+            s_file_fail (F, "%s: approval must be a Lua pattern, and only for a case that "
+                            "expects accept", json_string_value (name));
+            ok = false;
+        }
         json_t *ctx = json_object_get (c, "ctx");
         if (ctx && !json_is_object (ctx)) {
             s_file_fail (F, "%s: ctx must be a table", json_string_value (name));
@@ -242,6 +254,23 @@ s_cases_valid (s_file_t *F, json_t *cases)
     return ok;
 }
 
+//  Does TEXT contain the Lua PATTERN (the case's WHAT pattern)?  1 yes, 0 no, -1 (a
+//  FAIL line printed for case NAME) when the pattern is unusable.
+static int
+s_contains (s_file_t *F, const char *name, const char *what, const char *text,
+            const char *pattern)
+{
+    char *why = NULL;
+    int found = mesh_vm_find (F->vm, text ? text : "", text ? strlen (text) : 0, pattern, &why);
+    if (found < 0) {
+        s_line (F->out, "FAIL %s: %s: the %s pattern \"%s\" is unusable: %s", F->path, name,
+                what, pattern, why ? why : "?");
+        (*F->failed)++;
+    }
+    free (why);
+    return found;
+}
+
 static void
 s_run_case (s_file_t *F, mesh_sandbox_t *rule, json_t *c, json_t *ctx_defaults)
 {
@@ -249,6 +278,7 @@ s_run_case (s_file_t *F, mesh_sandbox_t *rule, json_t *c, json_t *ctx_defaults)
     mesh_verdict_t want = MESH_VERDICT_ERROR;
     s_verdict_from (json_string_value (json_object_get (c, "expect")), &want);
     const char *pattern = json_string_value (json_object_get (c, "reason"));
+    const char *asks = json_string_value (json_object_get (c, "approval"));
     json_t *proposal = json_object_get (c, "proposal");
     json_t *ctx = json_object_get (c, "ctx");
     json_t *merged = NULL;
@@ -260,41 +290,46 @@ s_run_case (s_file_t *F, mesh_sandbox_t *rule, json_t *c, json_t *ctx_defaults)
     }
     if (json_is_null (proposal))
         proposal = NULL;
-    char *reason = NULL;
-    mesh_verdict_t got = mesh_sandbox_eval (rule, proposal, ctx, &reason);
+    char *reason = NULL, *approval = NULL;
+    mesh_verdict_t got = mesh_sandbox_eval_ex (rule, proposal, ctx, &reason, &approval);
     json_decref (merged);
     bool pass = got == want;
-    char *why = NULL;
     if (pass && pattern) {
-        int found = mesh_vm_find (F->vm, reason ? reason : "", reason ? strlen (reason) : 0,
-                                  pattern, &why);
+        int found = s_contains (F, name, "reason", reason, pattern);
+        if (found < 0)
+            goto done;
         pass = found == 1;
-        if (found < 0) {
-            s_line (F->out, "FAIL %s: %s: the reason pattern \"%s\" is unusable: %s", F->path,
-                    name, pattern, why ? why : "?");
-            (*F->failed)++;
-            free (why);
-            free (reason);
-            return;
-        }
     }
+    //  An accept: asking for approval, or not, is part of what was expected.
+    if (pass && asks) {
+        int found = approval ? s_contains (F, name, "approval", approval, asks) : 0;
+        if (found < 0)
+            goto done;
+        pass = found == 1;
+    }
+    if (pass && !asks)
+        pass = approval == NULL;
     if (pass) {
         s_line (F->out, "PASS %s: %s", F->path, name);
         (*F->passed)++;
+        goto done;
     }
-    else {
-        if (pattern)
-            s_line (F->out, "FAIL %s: %s: expected %s with a reason matching \"%s\", got %s%s%s%s",
-                    F->path, name, mesh_verdict_name (want), pattern, mesh_verdict_name (got),
-                    reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
-        else
-            s_line (F->out, "FAIL %s: %s: expected %s, got %s%s%s%s", F->path, name,
-                    mesh_verdict_name (want), mesh_verdict_name (got), reason ? " (" : "",
-                    reason ? reason : "", reason ? ")" : "");
-        (*F->failed)++;
-    }
-    free (why);
+    //  expected X[ asking approval][ with a reason matching "P"], got Y[ ...] (text)
+    char expected[600], got_text[64];
+    snprintf (expected, sizeof expected, "%s%s%s%s%s", mesh_verdict_name (want),
+              asks ? " asking approval" : "", asks || pattern ? " with a reason matching \"" : "",
+              asks ? asks : pattern ? pattern : "", asks || pattern ? "\"" : "");
+    snprintf (got_text, sizeof got_text, "%s%s", mesh_verdict_name (got),
+              approval ? " asking approval" : asks && got == MESH_VERDICT_ACCEPT
+                                              ? " without asking approval" : "");
+    const char *shown = approval ? approval : reason;
+    s_line (F->out, "FAIL %s: %s: expected %s, got %s%s%s%s", F->path, name, expected,
+            got_text, shown ? " (" : "", shown ? shown : "", shown ? ")" : "");
+    (*F->failed)++;
+
+done:
     free (reason);
+    free (approval);
 }
 
 void

@@ -8,13 +8,17 @@
  *        cases = {
  *          { name = "unique words", proposal = { ... }, ctx = { ... },
  *            expect = "accept" | "reject" | "error" | "limit",
- *            reason = "a Lua pattern the reason must contain" },       -- optional
+ *            reason = "a Lua pattern the reason must contain",         -- optional
+ *            approval = "a Lua pattern" },                             -- optional
  *          ... } }
  *
  *  The test file itself runs in the sandbox; its tables become JSON (as a model's
  *  proposal and the agent's ctx are), and each case goes through the real sandbox,
  *  exactly as the gate evaluates the rule.  A case's ctx is the default ctx with the
- *  case's keys put over it, key by key.  docs/rules.md has the guide.
+ *  case's keys put over it, key by key.  An accept case with `approval` expects the
+ *  rule to ask for a human's approval (mesh.require_approval) with a reason containing
+ *  that pattern; an accept case without it expects no such request.  docs/rules.md has
+ *  the guide.
  */
 #ifndef MESH_RULETEST_H
 #define MESH_RULETEST_H

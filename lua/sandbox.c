@@ -280,6 +280,13 @@ mesh_sandbox_source (const mesh_sandbox_t *self, size_t *size_p)
 mesh_verdict_t
 mesh_sandbox_eval (mesh_sandbox_t *self, json_t *proposal, json_t *ctx, char **reason_p)
 {
+    return mesh_sandbox_eval_ex (self, proposal, ctx, reason_p, NULL);
+}
+
+mesh_verdict_t
+mesh_sandbox_eval_ex (mesh_sandbox_t *self, json_t *proposal, json_t *ctx, char **reason_p,
+                      char **approval_p)
+{
     assert (self);
     pthread_mutex_lock (&self->lock);
     if (!self->vm) {
@@ -287,9 +294,9 @@ mesh_sandbox_eval (mesh_sandbox_t *self, json_t *proposal, json_t *ctx, char **r
         self->vm = mesh_vm_new (rules, 1, &self->limits);
     }
     mesh_verdict_t verdict;
-    char *reason = NULL;
+    char *reason = NULL, *approval = NULL;
     if (self->vm)
-        verdict = mesh_vm_eval_one (self->vm, 0, proposal, ctx, &reason);
+        verdict = mesh_vm_eval_one (self->vm, 0, proposal, ctx, &reason, &approval);
     else {
         verdict = MESH_VERDICT_ERROR;
         reason = strdup ("out of memory");
@@ -299,6 +306,10 @@ mesh_sandbox_eval (mesh_sandbox_t *self, json_t *proposal, json_t *ctx, char **r
         *reason_p = reason;
     else
         free (reason);
+    if (approval_p)
+        *approval_p = approval;
+    else
+        free (approval);
     return verdict;
 }
 

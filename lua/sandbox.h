@@ -15,6 +15,11 @@
  *  error raised, another type, a truthy non-true value, a missing reason); LIMIT when
  *  the instruction, memory or time limit was hit, decided from host-side flags and
  *  never from an error message.  No lua_State ever leaves lua/.
+ *
+ *  Approval: check may call mesh.require_approval (reason) and still accept; the
+ *  evaluation then reports that reason beside the ACCEPT (mesh_sandbox_eval_ex, vm.h),
+ *  and the gate asks for a human's approval of the proposal.  A request from a check
+ *  that does not accept is dropped: the proposal is refused anyway.
  */
 #ifndef MESH_SANDBOX_H
 #define MESH_SANDBOX_H
@@ -24,6 +29,7 @@
 
 #define MESH_SANDBOX_MAX_SOURCE         (256 * 1024)        //  bytes of one rule file
 #define MESH_SANDBOX_MAX_REASON         512                 //  bytes of a returned reason
+#define MESH_SANDBOX_MAX_APPROVAL       300                 //  bytes of an approval reason
 #define MESH_SANDBOX_DEFAULT_INSTRUCTIONS 1000000L
 #define MESH_SANDBOX_DEFAULT_MEMORY     ((size_t) 8 << 20)
 #define MESH_SANDBOX_DEFAULT_TIME_MS    50
@@ -79,6 +85,12 @@ const mesh_sandbox_limits_t *mesh_sandbox_limits (const mesh_sandbox_t *self);
 //  MESH_SANDBOX_MAX_REASON bytes; the caller frees them.
 mesh_verdict_t mesh_sandbox_eval (mesh_sandbox_t *self, json_t *proposal, json_t *ctx,
                                   char **reason_p);
+//  The same, and *approval_p (may be NULL) set to the reason check gave
+//  mesh.require_approval (the first, if it called it more than once) when the verdict
+//  is ACCEPT and check asked, else NULL: one line of valid UTF-8, control characters
+//  as spaces, at most MESH_SANDBOX_MAX_APPROVAL bytes; the caller frees it.
+mesh_verdict_t mesh_sandbox_eval_ex (mesh_sandbox_t *self, json_t *proposal, json_t *ctx,
+                                     char **reason_p, char **approval_p);
 
 //  "accept", "reject", "error", "limit".
 const char *mesh_verdict_name (mesh_verdict_t verdict);

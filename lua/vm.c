@@ -114,6 +114,9 @@ typedef struct {
     int period;                         //  hook period, <= S_HOOK_PERIOD
     int64_t deadline_ns;
     s_limit_t limit;                    //  sticky once set
+    bool in_check;                      //  a rule's check is running
+    char *approval;                     //  what that check asked a human to approve
+                                        //  (mesh.require_approval), heap, or NULL
 } s_run_t;
 
 struct _mesh_vm_t {
@@ -208,12 +211,11 @@ s_valid_utf8 (const char *s, size_t len)
 }
 
 //  A copy of S that is valid UTF-8 without control characters (invalid bytes become
-//  '?', control characters a space), cut at MESH_SANDBOX_MAX_REASON bytes with "...".
+//  '?', control characters a space), cut to at most MAX bytes, "..." included.
 //  Every input byte gives at most one output byte, so the length is known up front.
 static char *
-s_clean (const char *s, size_t len)
+s_clean_max (const char *s, size_t len, size_t max)
 {
-    size_t max = MESH_SANDBOX_MAX_REASON;
     size_t room = len <= max ? len : max - 3;
     char *out = malloc (room + 4);
     if (!out)
@@ -239,6 +241,12 @@ s_clean (const char *s, size_t len)
     }
     out [o] = 0;
     return out;
+}
+
+static char *
+s_clean (const char *s, size_t len)
+{
+    return s_clean_max (s, len, MESH_SANDBOX_MAX_REASON);
 }
 
 static const char *
@@ -496,6 +504,31 @@ mesh_vm_limit_hit (lua_State *L)
     return run && run->limit != S_LIMIT_NONE;
 }
 
+void
+mesh_vm_require_approval (lua_State *L, const char *reason, size_t len)
+{
+    s_run_t *run = s_run_of (L);
+    if (!run || !run->in_check)
+        luaL_error (L, "mesh.require_approval: only a rule's check may ask for approval "
+                       "(not its top level, nor a test file)");
+    size_t max = MESH_SANDBOX_MAX_APPROVAL;
+    mesh_vm_charge_bytes (L, len < max ? len : max);
+    if (run->approval)
+        return;                         //  the first reason stands
+    run->approval = s_clean_max (reason, len, max);
+    if (!run->approval)
+        luaL_error (L, "mesh.require_approval: out of memory");
+}
+
+//  Forget what the last piece of rule code asked approval for.
+static void
+s_approval_drop (s_run_t *run)
+{
+    free (run->approval);
+    run->approval = NULL;
+    run->in_check = false;
+}
+
 //  True if MSG already starts with a position, "chunk:line:".
 static bool
 s_has_position (const char *msg)
@@ -553,6 +586,7 @@ static void
 s_arm (mesh_vm_t *self, lua_State *L)
 {
     s_run_t *run = &self->run;
+    s_approval_drop (run);
     run->limit = S_LIMIT_NONE;
     run->refused = false;
     run->executed = 0;
@@ -876,6 +910,7 @@ s_close (mesh_vm_t *self)
 {
     if (self->L)
         lua_close (self->L);
+    s_approval_drop (&self->run);
     s_slabs_free (&self->run);
     self->L = NULL;
 }
@@ -939,6 +974,7 @@ typedef struct {
     size_t index;
     mesh_verdict_t verdict;
     char *reason;                       //  heap; set only after the last Lua call
+    char *approval;                     //  heap: what an accepting check asked approval for
     char *name, *description;           //  probe results, heap
     const char *chunkname, *source;     //  run_json
     size_t size;
@@ -948,6 +984,7 @@ typedef struct {
     int found;
     mesh_verdict_t *verdicts;           //  chain: one per rule, from index on
     char **reasons;
+    char **approvals;                   //  chain: NULL when the caller does not want them
 } s_call_t;
 
 //  Push a fresh _ENV whose misses go to the libraries.
@@ -996,6 +1033,11 @@ s_eval_main (lua_State *L)
             call->verdicts [call->index] = call->verdict;
             call->reasons [call->index] = call->reason;
             call->reason = NULL;
+            if (call->verdict == MESH_VERDICT_ACCEPT && call->approvals)
+                call->approvals [call->index] = call->approval;
+            else
+                free (call->approval);
+            call->approval = NULL;
             lua_settop (L, S_SLOT_CTX);
         }
         return 0;
@@ -1084,7 +1126,10 @@ s_eval_rule (lua_State *L, s_call_t *call)
     lua_rawgeti (L, rec, R_CHECK);
     lua_pushvalue (L, S_SLOT_PROPOSAL);
     lua_pushvalue (L, S_SLOT_CTX);
+    s_run_t *run = &call->self->run;
+    run->in_check = true;               //  mesh.require_approval works from here...
     lua_call (L, 2, 2);
+    run->in_check = false;              //  ...to here
     lua_pushnil (L);
     if (!lua_next (L, env)) {
         lua_pushvalue (L, env);                 //  still empty: the next one
@@ -1116,6 +1161,12 @@ s_eval_rule (lua_State *L, s_call_t *call)
         call->reason = s_format ("check returned %s; a rule must return true, or false "
                                  "and a reason", s_what (L, first));
     }
+    //  An approval asked for counts only with an accept: a refused proposal is not held.
+    if (call->verdict == MESH_VERDICT_ACCEPT) {
+        call->approval = run->approval;
+        run->approval = NULL;
+    }
+    s_approval_drop (run);
 }
 
 //  Run CALL under the limits; always fills call->verdict and, unless it accepts,
@@ -1193,9 +1244,12 @@ s_run (mesh_vm_t *self, s_call_t *call)
         free (call->reason);
         call->reason = NULL;
     }
-    else
-    if (!call->reason)
-        call->reason = strdup ("out of memory");
+    else {
+        if (!call->reason)
+            call->reason = strdup ("out of memory");
+        free (call->approval);
+        call->approval = NULL;
+    }
 }
 
 //  --------------------------------------------------------------------------------
@@ -1381,9 +1435,11 @@ s_end (mesh_vm_t *self)
 
 void
 mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *verdicts,
-              char **reasons)
+              char **reasons, char **approvals)
 {
     assert (self);
+    for (size_t i = 0; approvals && i < self->rule_count; i++)
+        approvals [i] = NULL;
     s_end (self);
     self->proposal = proposal;
     self->ctx = ctx;
@@ -1392,7 +1448,7 @@ mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *ve
     while (next < self->rule_count) {
         s_call_t call = {
             .self = self, .mode = S_CHAIN, .index = next, .verdicts = verdicts,
-            .reasons = reasons
+            .reasons = reasons, .approvals = approvals
         };
         s_run (self, &call);
         if (call.index >= self->rule_count)
@@ -1401,6 +1457,7 @@ mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *ve
         //  that is its verdict; the state was closed and the next rule starts afresh.
         verdicts [call.index] = call.verdict;
         reasons [call.index] = call.reason;
+        free (call.approval);           //  not an accept: nothing to approve
         next = call.index + 1;
     }
     s_end (self);
@@ -1408,7 +1465,7 @@ mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *ve
 
 mesh_verdict_t
 mesh_vm_eval_one (mesh_vm_t *self, size_t index, json_t *proposal, json_t *ctx,
-                  char **reason_p)
+                  char **reason_p, char **approval_p)
 {
     assert (self);
     assert (index < self->rule_count);
@@ -1423,6 +1480,10 @@ mesh_vm_eval_one (mesh_vm_t *self, size_t index, json_t *proposal, json_t *ctx,
         *reason_p = call.reason;
     else
         free (call.reason);
+    if (approval_p)
+        *approval_p = call.approval;
+    else
+        free (call.approval);
     return call.verdict;
 }
 

@@ -26,13 +26,16 @@ void mesh_vm_destroy (mesh_vm_t **self_p);
 
 //  Evaluate every rule, in order, on PROPOSAL and CTX (borrowed; NULL is nil).
 //  VERDICTS and REASONS have one slot per rule; each reason is NULL on accept and
-//  otherwise a clean string (sandbox.h) the caller frees.  A rule that raised or hit
-//  a limit costs a rebuild of the state before the next rule runs.
+//  otherwise a clean string (sandbox.h) the caller frees.  APPROVALS (NULL: not
+//  wanted) has one slot per rule too: the reason the rule gave mesh.require_approval
+//  when it accepted and asked (sandbox.h, mesh_sandbox_eval_ex), else NULL; the caller
+//  frees them.  A rule that raised or hit a limit costs a rebuild of the state before
+//  the next rule runs.
 void mesh_vm_eval (mesh_vm_t *self, json_t *proposal, json_t *ctx, mesh_verdict_t *verdicts,
-                   char **reasons);
-//  The same for the rule at INDEX alone.
+                   char **reasons, char **approvals);
+//  The same for the rule at INDEX alone; APPROVAL_P may be NULL.
 mesh_verdict_t mesh_vm_eval_one (mesh_vm_t *self, size_t index, json_t *proposal, json_t *ctx,
-                                 char **reason_p);
+                                 char **reason_p, char **approval_p);
 
 //  Run the rule at INDEX's top level and check the table it returns: 0 and *name_p,
 //  *description_p set (caller frees), or -1 and *err_p set ("FILE:LINE: message" as

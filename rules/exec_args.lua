@@ -8,8 +8,24 @@
 -- listed in ALSO whatever their kind, each string parameter and each string in a
 -- list parameter must pass mesh.safe_arg: printable ASCII without spaces, no shell
 -- metacharacters, no leading '-', no '..'.  Numbers and booleans pass as they are.
+--
+-- A parameter the config declares with allow_dash: true (ctx.action.params.NAME.
+-- allow_dash) may start with '-' or '--': an option is what the operator meant it to
+-- carry.  Only the leading dash is let through: what follows it must still be a safe
+-- argument, so "--verbose" passes and "-x;id", "--a b", "---x" or a bare "-" do not.
 
 local ALSO = {}             -- e.g. { "run_playbook" }: actions checked whatever their kind
+
+-- VALUE (a string) as an argument of a parameter that allows a leading dash when DASH.
+local function safe(value, label, dash)
+    if dash and type(value) == "string" then
+        local lead, rest = value:match("^(%-%-?)(.*)$")
+        if lead then
+            return mesh.safe_arg(rest, label .. " (after its leading " .. lead .. ")")
+        end
+    end
+    return mesh.safe_arg(value, label)
+end
 
 return {
     name = "exec_args",
@@ -21,12 +37,21 @@ return {
         if kind ~= "exec" and not mesh.one_of(proposal.action, ALSO) then
             return true
         end
+        local declared = spec and spec.params
         for name, value in pairs(proposal.params) do   -- in key order: one first failure
+            local param = declared and declared[name]
+            local dash = type(param) == "table" and param.allow_dash == true
+            local label = "params." .. name
             local ok, why = true, nil
-            if type(value) == "table" then
-                ok, why = mesh.safe_args(value, "params." .. name)
+            if type(value) == "table" and not dash then
+                ok, why = mesh.safe_args(value, label)
+            elseif type(value) == "table" then
+                for i, item in ipairs(value) do
+                    ok, why = safe(item, label .. "[" .. i .. "]", true)
+                    if not ok then break end
+                end
             elseif type(value) == "string" then
-                ok, why = mesh.safe_arg(value, "params." .. name)
+                ok, why = safe(value, label, dash)
             end
             if not ok then
                 return false, why

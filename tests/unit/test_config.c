@@ -2220,6 +2220,10 @@ test_exec_defaults (void **state)
     assert_int_equal (exec->kill_after_ms, 5000);
     assert_int_equal (exec->capture_bytes, 65536);
     assert_false (x->params [0].allow_dash);
+    //  Rules see allow_dash in ctx.action only where it is set.
+    json_t *spec = mesh_config_param_json (&x->params [0]);
+    assert_null (json_object_get (spec, "allow_dash"));
+    json_decref (spec);
     assert_false (x->approval_required);
     assert_int_equal (x->approval_timeout_s, 3600);
     assert_int_equal (x->rate_count, 0);
@@ -2279,6 +2283,13 @@ test_exec_values (void **state)
     assert_int_equal (exec->argc, 3);
     assert_string_equal (exec->argv [2], "-v");
     assert_true (x->params [0].allow_dash);
+    json_t *spec = mesh_config_param_json (&x->params [0]);
+    assert_true (json_is_true (json_object_get (spec, "allow_dash")));
+    json_t *want = json_pack ("{s:s, s:b, s:i, s:i, s:b}", "type", "integer", "required", 1,
+                              "min", -5, "max", 5, "allow_dash", 1);
+    assert_true (json_equal (spec, want));
+    json_decref (want);
+    json_decref (spec);
     assert_int_equal (exec->env_count, 3);
     assert_string_equal (exec->env [0], "HOME");
     assert_string_equal (exec->env [1], "TERM=dumb");

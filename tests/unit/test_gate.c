@@ -490,6 +490,187 @@ test_what_rules_see (void **state)
     mesh_gate_destroy (&gate);
 }
 
+//  --- approval -----------------------------------------------------------------------
+
+//  A note proposal with RATIONALE, which tells the approval fixtures what to do.
+static char *
+s_note (const char *rationale)
+{
+    char *text = NULL;
+    assert_true (asprintf (&text, "{\"action\":\"note\",\"params\":{\"text\":\"x\"},"
+                           "\"rationale\":\"%s\"}", rationale) > 0);
+    return text;
+}
+
+//  Check a note with RATIONALE; returns the verdicts (caller frees), sets *ok and *fail.
+static json_t *
+s_check_note (mesh_gate_t *gate, const char *rationale, bool *ok, mesh_fail_t *fail)
+{
+    char *proposal = s_note (rationale);
+    json_t *verdicts = s_check (gate, proposal, ok, fail);
+    free (proposal);
+    return verdicts;
+}
+
+static void
+test_approval (void **state)
+{
+    s_config ();
+    s_rule (RULES "accept.lua");
+    s_rule (RULES "approval.lua");
+    mesh_gate_t *gate = s_gate ();
+    bool ok;
+    mesh_fail_t fail;
+
+    //  Asked and accepted: an accept verdict that carries the reason, and the approval
+    //  read back from the verdicts.
+    json_t *v = s_check_note (gate, "ask", &ok, &fail);
+    assert_true (ok);
+    assert_int_equal (fail, MESH_FAIL_NONE);
+    assert_int_equal (json_array_size (v), 3);
+    assert_null (json_object_get (json_array_get (v, 0), "approval"));
+    assert_null (json_object_get (json_array_get (v, 1), "approval"));
+    assert_string_equal (s_field (v, 2, "rule"), "approval");
+    assert_string_equal (s_field (v, 2, "verdict"), "accept");
+    assert_true (json_is_null (json_object_get (json_array_get (v, 2), "reason")));
+    assert_string_equal (s_field (v, 2, "approval"), "a human looks at note");
+    json_t *approval = mesh_gate_approval (v);
+    json_t *want = json_pack ("{s:b, s:s, s:[s]}", "required", 1, "reason",
+                              "a human looks at note", "rules", "approval");
+    assert_true (json_equal (approval, want));
+    json_decref (want);
+    json_decref (approval);
+    //  The same inputs give the same verdicts: a replay finds the same approval.
+    json_t *again = s_check_note (gate, "ask", &ok, &fail);
+    assert_true (json_equal (again, v));
+    json_decref (again);
+    json_decref (v);
+
+    //  Nothing asked: no approval anywhere, and nothing left over from the last check
+    //  (the shared accept records were not touched either).
+    v = s_check_note (gate, "just do it", &ok, &fail);
+    assert_true (ok);
+    for (size_t i = 0; i < 3; i++)
+        assert_null (json_object_get (json_array_get (v, i), "approval"));
+    assert_null (mesh_gate_approval (v));
+    json_decref (v);
+
+    //  Asked twice in one check: the first reason stands.
+    v = s_check_note (gate, "ask twice", &ok, &fail);
+    assert_true (ok);
+    assert_string_equal (s_field (v, 2, "approval"), "first reason");
+    json_decref (v);
+
+    //  A long reason with control characters: one line, cut to 300 bytes.
+    v = s_check_note (gate, "ask long", &ok, &fail);
+    assert_true (ok);
+    const char *reason = s_field (v, 2, "approval");
+    assert_int_equal (strlen (reason), 300);
+    assert_true (strncmp (reason, "line one line two xxx", 21) == 0);
+    assert_string_equal (reason + 297, "...");
+    json_decref (v);
+
+    //  A rule that asked and then rejected: refused, and nothing to approve.
+    v = s_check_note (gate, "ask reject", &ok, &fail);
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_REJECT);
+    assert_string_equal (s_field (v, 2, "verdict"), "reject");
+    assert_string_equal (s_field (v, 2, "reason"), "refused anyway");
+    assert_null (json_object_get (json_array_get (v, 2), "approval"));
+    assert_null (mesh_gate_approval (v));
+    json_decref (v);
+    //  ... or raised after asking.
+    v = s_check_note (gate, "ask error", &ok, &fail);
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_ERROR);
+    assert_null (json_object_get (json_array_get (v, 2), "approval"));
+    assert_null (mesh_gate_approval (v));
+    json_decref (v);
+    //  And the next check is clean.
+    v = s_check_note (gate, "fine", &ok, &fail);
+    assert_true (ok);
+    assert_null (mesh_gate_approval (v));
+    json_decref (v);
+
+    //  Misuse is an error verdict that names the file and line, like any other.
+    const struct {
+        const char *how, *want;
+    } misuse[] = {
+        { "ask number", "approval.lua:30: mesh.require_approval: the reason must be a string, "
+                        "not an integer" },
+        { "ask table", "approval.lua:32: mesh.require_approval: the reason must be a string, "
+                       "not a table" },
+        { "ask nothing", "mesh.require_approval: the reason must be a string, not nothing" },
+        { "ask empty", "approval.lua:36: mesh.require_approval: the reason is empty" },
+    };
+    for (size_t i = 0; i < sizeof misuse / sizeof misuse [0]; i++) {
+        v = s_check_note (gate, misuse [i].how, &ok, &fail);
+        assert_false (ok);
+        assert_int_equal (fail, MESH_FAIL_RULE_ERROR);
+        assert_string_equal (s_field (v, 2, "verdict"), "error");
+        if (!strstr (s_field (v, 2, "reason"), misuse [i].want))
+            fail_msg ("%s: %s", misuse [i].how, s_field (v, 2, "reason"));
+        assert_null (mesh_gate_approval (v));
+        json_decref (v);
+    }
+    //  pcall catches the misuse like any error; nothing was asked.
+    v = s_check_note (gate, "ask pcall", &ok, &fail);
+    assert_true (ok);
+    assert_null (mesh_gate_approval (v));
+    json_decref (v);
+    mesh_gate_destroy (&gate);
+}
+
+static void
+test_approval_two_rules (void **state)
+{
+    //  Two rules ask: the first reason in chain order, both names.
+    s_config ();
+    s_global (RULES "approval_too.lua");
+    s_rule (RULES "approval.lua");
+    mesh_gate_t *gate = s_gate ();
+    bool ok;
+    mesh_fail_t fail;
+    json_t *v = s_check_note (gate, "ask", &ok, &fail);
+    assert_true (ok);
+    assert_string_equal (s_field (v, 1, "approval"), "approval_too wants a look");
+    assert_string_equal (s_field (v, 2, "approval"), "a human looks at note");
+    json_t *approval = mesh_gate_approval (v);
+    json_t *want = json_pack ("{s:b, s:s, s:[s, s]}", "required", 1, "reason",
+                              "approval_too wants a look", "rules", "approval_too", "approval");
+    assert_true (json_equal (approval, want));
+    json_decref (want);
+    json_decref (approval);
+    json_decref (v);
+
+    //  One asks and the other rejects: the whole proposal is refused; the verdict of
+    //  the rule that accepted still says what it asked, and a refused decision holds
+    //  nothing (reason.c asks for the approval of accepted proposals only).
+    v = s_check_note (gate, "ask reject", &ok, &fail);
+    assert_false (ok);
+    assert_int_equal (fail, MESH_FAIL_RULE_REJECT);
+    assert_string_equal (s_field (v, 1, "approval"), "approval_too wants a look");
+    assert_null (json_object_get (json_array_get (v, 2), "approval"));
+    json_decref (v);
+
+    //  Without verdicts the check still works (and asks nobody anything).
+    char *proposal = s_note ("ask");
+    json_t *p = json_loads (proposal, 0, NULL);
+    assert_true (mesh_gate_check (gate, p, NULL, NULL, NULL));
+    json_decref (p);
+    free (proposal);
+    mesh_gate_destroy (&gate);
+
+    //  mesh_gate_approval reads only accept verdicts with a string approval.
+    json_t *forged = json_pack ("[{s:s, s:s, s:n, s:s}, {s:s, s:s, s:s, s:i}, {s:s, s:s}]",
+                                "rule", "a", "verdict", "reject", "reason", "approval", "x",
+                                "rule", "b", "verdict", "accept", "reason", "n", "approval", 5,
+                                "rule", "c", "verdict", "accept");
+    assert_null (mesh_gate_approval (forged));
+    assert_null (mesh_gate_approval (NULL));
+    json_decref (forged);
+}
+
 static char *
 s_read (const char *path, size_t *size)
 {
@@ -988,6 +1169,8 @@ main (void)
         cmocka_unit_test (test_chain_with_shipped_rules),
         cmocka_unit_test (test_worst_failure),
         cmocka_unit_test (test_what_rules_see),
+        cmocka_unit_test (test_approval),
+        cmocka_unit_test (test_approval_two_rules),
         cmocka_unit_test (test_rules_hash),
         cmocka_unit_test (test_new_errors),
         cmocka_unit_test (test_check_file),

@@ -216,10 +216,13 @@ s_check_record (json_t *decision, const mesh_incident_t *incident)
 {
     static const char *keys[] = {
         "type", "id", "agent", "mode", "trigger", "incident", "ctx", "rules_hash", "attempts",
-        "budget", "verdict", "reason", "fallback", "action", "tokens", NULL
+        "budget", "verdict", "reason", "fallback", "action", "approval", "tokens", NULL
     };
     void *iter = json_object_iter (decision);
     for (int i = 0; keys[i]; i++) {
+        //  "approval" only when a rule asked for one (test_rule_asks_approval).
+        if (!strcmp (keys[i], "approval") && !json_object_get (decision, "approval"))
+            continue;
         assert_non_null (iter);
         assert_string_equal (json_object_iter_key (iter), keys[i]);
         iter = json_object_iter_next (decision, iter);
@@ -556,6 +559,68 @@ test_all_rejected_fallback (void **state)
     json_decref (decision);
     json_decref (event);
     s_loop_stop (&loop);
+}
+
+//  A rule that accepts and asks for a human (mesh.require_approval): the decision says
+//  so, for meshd to hold the action; a proposal refused after asking holds nothing.
+static void
+test_rule_asks_approval (void **state)
+{
+    (void) state;
+    static const char *s_ask =
+      "{\"action\": \"scale_out\", \"params\": {\"service\": \"web\", \"replicas\": 3}, "
+      "\"confidence\": 0.86, \"rationale\": \"ask\"}";
+    static const char *s_ask_refused =
+      "{\"action\": \"scale_out\", \"params\": {\"service\": \"web\", \"replicas\": 3}, "
+      "\"confidence\": 0.86, \"rationale\": \"ask reject\"}";
+    s_world_t w;
+    s_world_init (&w, MESH_BACKEND_SCRIPTED);
+    w.rules[1] = "tests/unit/rules/approval.lua";
+    s_world_responses (&w, "ask.jsonl", 1, s_ask);
+    s_loop_t loop;
+    s_loop_start (&loop, &w, 200000);
+    json_t *event = json_pack ("{s:s}", "host", "web-1");
+    mesh_incident_t incident = s_incident ("dddd0101", event);
+    json_t *decision = mesh_reason_run (loop.reason, &incident, NULL);
+    s_check_record (decision, &incident);
+    assert_string_equal (s_str (decision, "verdict"), "accepted");
+    json_t *want = json_pack ("{s:b, s:s, s:[s]}", "required", 1, "reason",
+                              "a human looks at scale_out", "rules", "approval");
+    assert_true (json_equal (json_object_get (decision, "approval"), want));
+    json_decref (want);
+    //  The asking rule's verdict records it, and the approval is what those verdicts ask.
+    json_t *verdicts = json_object_get (s_attempt (decision, 0), "verdicts");
+    assert_string_equal (s_str (json_array_get (verdicts, 2), "rule"), "approval");
+    assert_string_equal (s_str (json_array_get (verdicts, 2), "approval"),
+                         "a human looks at scale_out");
+    json_t *again = mesh_gate_approval (verdicts);
+    assert_true (json_equal (again, json_object_get (decision, "approval")));
+    json_decref (again);
+    //  Same incident, fresh objects: the same decision, approval included.
+    s_loop_t replay;
+    s_loop_start (&replay, &w, 200000);
+    json_t *second = mesh_reason_run (replay.reason, &incident, NULL);
+    assert_true (json_equal (second, decision));
+    json_decref (second);
+    s_loop_stop (&replay);
+    json_decref (decision);
+    s_loop_stop (&loop);
+
+    //  Asked, then refused, every time: the fallback, and no approval to hold.
+    s_world_responses (&w, "ask_refused.jsonl", 1, s_ask_refused);
+    s_loop_start (&loop, &w, 200000);
+    incident = s_incident ("dddd0102", event);
+    decision = mesh_reason_run (loop.reason, &incident, NULL);
+    s_check_record (decision, &incident);
+    assert_string_equal (s_str (decision, "verdict"), "rejected");
+    assert_true (json_is_true (json_object_get (decision, "fallback")));
+    assert_null (json_object_get (decision, "approval"));
+    assert_null (json_object_get (json_array_get (json_object_get (s_attempt (decision, 0),
+                                                                   "verdicts"), 2),
+                                  "approval"));
+    json_decref (decision);
+    s_loop_stop (&loop);
+    json_decref (event);
 }
 
 //  A token ledger that never answers.
@@ -1363,6 +1428,7 @@ main (void)
         cmocka_unit_test (test_accepted_first_try),
         cmocka_unit_test (test_reask_carries_reason),
         cmocka_unit_test (test_all_rejected_fallback),
+        cmocka_unit_test (test_rule_asks_approval),
         cmocka_unit_test (test_budget_exhausted_no_call),
         cmocka_unit_test (test_not_json_is_malformed),
         cmocka_unit_test (test_fenced_json_accepted),

@@ -1,13 +1,14 @@
 /*  test_recover - may a decision recorded without an outcome run after a restart?
  *
- *  The world is the shipped demo: config/demo.yaml (agent "ops": scale_out and
- *  escalate, the global rule action_allowlist and its own confidence_floor), with the
- *  scripted backend pointed at a responses file of our own so the model says exactly
- *  what a test needs.  Decisions are made by the real reasoning loop (reason.c) and
- *  the rule set is archived as meshd archives it (mesh_gate_archive), so a genuine
- *  decision is exactly what the agent would have recorded; then it is altered the
- *  ways a forged or edited record would be, and every alteration must be refused with
- *  a reason that says what did not hold.  Run from the repository root.
+ *  The world is the shipped demo: config/demo.yaml (agent "ops": scale_out, escalate,
+ *  note_host and restart_service, the global rule action_allowlist and its own
+ *  confidence_floor), with the scripted backend pointed at a responses file of our own
+ *  so the model says exactly what a test needs.  Decisions are made by the real
+ *  reasoning loop (reason.c) and the rule set is archived as meshd archives it
+ *  (mesh_gate_archive), so a genuine decision is exactly what the agent would have
+ *  recorded; then it is altered the ways a forged or edited record would be, and every
+ *  alteration must be refused with a reason that says what did not hold.  Run from the
+ *  repository root.
  */
 #include "tokens.h"
 #include "config.h"
@@ -341,12 +342,12 @@ test_undeclared_action_refused (void **state)
     s_world_t w;
     s_world (&w, s_good);
     json_t *decision = s_decide (&w, "a005");
-    //  restart_service: in action_allowlist's table, but not declared for this agent.
+    //  note: in action_allowlist's table, but not declared for this agent.
     json_t *action = json_object_get (decision, "action");
     json_t *proposal = json_object_get (s_last_attempt (decision), "proposal");
-    json_object_set_new (action, "name", json_string ("restart_service"));
-    json_object_set_new (proposal, "action", json_string ("restart_service"));
-    json_t *params = json_pack ("{s:s}", "service", "web");
+    json_object_set_new (action, "name", json_string ("note"));
+    json_object_set_new (proposal, "action", json_string ("note"));
+    json_t *params = json_pack ("{s:s}", "text", "web is slow");
     json_object_set (action, "params", params);
     json_object_set_new (proposal, "params", params);
     s_refused (&w, decision, "not declared for this agent");

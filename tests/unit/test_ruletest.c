@@ -249,6 +249,64 @@ test_inputs_as_json (void **state)
 }
 
 static void
+test_approval_cases (void **state)
+{
+    //  A rule that asks for approval above 3 replicas: an accept case says whether it
+    //  expects the request (approval = a pattern of its reason) or not (no approval key).
+    s_write ("ask.lua",
+        "return { name = 'ask', description = 'd', check = function (p, ctx)\n"
+        "  if p.params.replicas > 3 then\n"
+        "    mesh.require_approval(string.format('%d replicas need a look', p.params.replicas))\n"
+        "  end\n"
+        "  if p.params.replicas > 8 then return false, 'too many' end\n"
+        "  return true end }\n");
+    s_write ("ask_test.lua",
+        "local function scale(n) return { action = 'scale_out', params = { replicas = n } } end\n"
+        "return { rule = 'ask.lua', cases = {\n"
+        "  { name = 'asks', proposal = scale(5), expect = 'accept', approval = '^5 replicas' },\n"
+        "  { name = 'does not ask', proposal = scale(2), expect = 'accept' },\n"
+        "  { name = 'refuses', proposal = scale(9), expect = 'reject', reason = 'too many' },\n"
+        "  { name = 'unexpected request', proposal = scale(4), expect = 'accept' },\n"
+        "  { name = 'missing request', proposal = scale(1), expect = 'accept',\n"
+        "    approval = 'replicas' },\n"
+        "  { name = 'other reason', proposal = scale(6), expect = 'accept', approval = '^7' },\n"
+        "  { name = 'bad pattern', proposal = scale(6), expect = 'accept', approval = '(' },\n"
+        "} }\n");
+    int passed, failed;
+    char *out = s_run_file ("ask_test.lua", &passed, &failed);
+    assert_int_equal (passed, 3);
+    assert_int_equal (failed, 4);
+    s_has_line (out, "PASS ask_test.lua: asks");
+    s_has_line (out, "PASS ask_test.lua: does not ask");
+    s_has_line (out, "PASS ask_test.lua: refuses");
+    s_has_line (out, "FAIL ask_test.lua: unexpected request: expected accept, got accept "
+                     "asking approval (4 replicas need a look)");
+    s_has_line (out, "FAIL ask_test.lua: missing request: expected accept asking approval with "
+                     "a reason matching \"replicas\", got accept without asking approval");
+    s_has_line (out, "FAIL ask_test.lua: other reason: expected accept asking approval with a "
+                     "reason matching \"^7\", got accept asking approval (6 replicas need a "
+                     "look)");
+    s_has_line (out, "FAIL ask_test.lua: bad pattern: the approval pattern \"(\" is unusable: ");
+    free (out);
+    //  approval is for accept cases only, and must be a pattern.
+    s_write ("ask_test.lua",
+        "return { rule = 'ask.lua', cases = {\n"
+        "  { name = 'x', proposal = { params = { replicas = 9 } }, expect = 'reject',\n"
+        "    approval = 'replicas' },\n"
+        "  { name = 'y', proposal = { params = { replicas = 5 } }, expect = 'accept',\n"
+        "    approval = true } } }\n");
+    out = s_run_file ("ask_test.lua", &passed, &failed);
+    assert_int_equal (passed, 0);
+    assert_int_equal (failed, 2);
+    s_has_line (out, "FAIL ask_test.lua: x: approval must be a Lua pattern, and only for a case "
+                     "that expects accept");
+    s_has_line (out, "FAIL ask_test.lua: y: approval must be a Lua pattern");
+    free (out);
+    s_remove ("ask.lua");
+    s_remove ("ask_test.lua");
+}
+
+static void
 test_limits_in_test_files (void **state)
 {
     //  A test file may run its rule under tighter limits, to pin down its cost.
@@ -362,6 +420,7 @@ main (void)
         cmocka_unit_test (test_failing_cases),
         cmocka_unit_test (test_broken_test_files),
         cmocka_unit_test (test_inputs_as_json),
+        cmocka_unit_test (test_approval_cases),
         cmocka_unit_test (test_limits_in_test_files),
         cmocka_unit_test (test_directories_and_main),
         cmocka_unit_test (test_check),

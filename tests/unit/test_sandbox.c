@@ -883,6 +883,81 @@ test_mesh_helpers (void **state)
 }
 
 
+//  mesh.require_approval, one rule alone and in a chain: the reason comes back beside an
+//  accept only, and nothing carries over into the next evaluation.
+static void
+test_require_approval (void **state)
+{
+    mesh_sandbox_t *rule = s_load ("approval.lua", NULL);
+    json_t *ask = json_loads ("{\"action\":\"note\",\"rationale\":\"ask\"}", 0, NULL);
+    json_t *plain = json_loads ("{\"action\":\"note\",\"rationale\":\"no\"}", 0, NULL);
+    json_t *refuse = json_loads ("{\"action\":\"note\",\"rationale\":\"ask reject\"}", 0,
+                                 NULL);
+    char *reason = NULL, *approval = NULL;
+    assert_int_equal (mesh_sandbox_eval_ex (rule, ask, NULL, &reason, &approval),
+                      MESH_VERDICT_ACCEPT);
+    assert_null (reason);
+    assert_string_equal (approval, "a human looks at note");
+    free (approval);
+    approval = (char *) "unset";
+    assert_int_equal (mesh_sandbox_eval_ex (rule, plain, NULL, &reason, &approval),
+                      MESH_VERDICT_ACCEPT);
+    assert_null (approval);
+    approval = (char *) "unset";
+    assert_int_equal (mesh_sandbox_eval_ex (rule, refuse, NULL, &reason, &approval),
+                      MESH_VERDICT_REJECT);
+    assert_string_equal (reason, "refused anyway");
+    assert_null (approval);
+    free (reason);
+    //  Not wanted: freed by the sandbox (the leak checkers would say otherwise).
+    assert_int_equal (mesh_sandbox_eval (rule, ask, NULL, NULL), MESH_VERDICT_ACCEPT);
+    assert_int_equal (mesh_sandbox_eval_ex (rule, ask, NULL, NULL, NULL), MESH_VERDICT_ACCEPT);
+
+    //  In a chain: one slot per rule, set only for the rule that asked.
+    mesh_sandbox_t *rules[3] = { s_load ("accept.lua", NULL), rule, s_load ("error.lua", NULL) };
+    mesh_vm_t *vm = mesh_vm_new (rules, 3, &s_limits);
+    mesh_verdict_t verdicts[3];
+    char *reasons[3], *approvals[3];
+    for (int round = 0; round < 2; round++) {
+        mesh_vm_eval (vm, round ? plain : ask, NULL, verdicts, reasons, approvals);
+        assert_int_equal (verdicts [1], MESH_VERDICT_ACCEPT);
+        assert_null (approvals [0]);
+        if (round)
+            assert_null (approvals [1]);
+        else
+            assert_string_equal (approvals [1], "a human looks at note");
+        assert_int_equal (verdicts [2], MESH_VERDICT_ERROR);
+        assert_null (approvals [2]);
+        free (approvals [1]);
+        free (reasons [2]);
+    }
+    mesh_vm_eval (vm, ask, NULL, verdicts, reasons, NULL);      //  approvals not wanted
+    free (reasons [2]);
+    mesh_vm_destroy (&vm);
+
+    //  Only check may ask: a top level that asks does not load, and a test file that
+    //  asks does not run.
+    char *err = NULL;
+    const char *top = "mesh.require_approval('now')\n"
+                      "return { name = 'top', description = 'd', check = function () "
+                      "return true end }\n";
+    assert_null (mesh_sandbox_load_buffer ("top.lua", top, strlen (top), &s_limits, &err));
+    assert_non_null (strstr (err, "top.lua:1: mesh.require_approval: only a rule's check"));
+    free (err);
+    vm = mesh_vm_new (NULL, 0, &s_limits);
+    const char *test = "mesh.require_approval('now') return {}";
+    assert_null (mesh_vm_run_json (vm, "@x_test.lua", test, strlen (test), &err));
+    assert_non_null (strstr (err, "only a rule's check may ask"));
+    free (err);
+    mesh_vm_destroy (&vm);
+    mesh_sandbox_destroy (&rules [0]);
+    mesh_sandbox_destroy (&rules [2]);
+    mesh_sandbox_destroy (&rule);
+    json_decref (ask);
+    json_decref (plain);
+    json_decref (refuse);
+}
+
 static void
 test_vm (void **state)
 {
@@ -900,7 +975,7 @@ test_vm (void **state)
     mesh_verdict_t verdicts[4];
     char *reasons[4];
     for (int round = 1; round <= 2; round++) {
-        mesh_vm_eval (vm, p, NULL, verdicts, reasons);
+        mesh_vm_eval (vm, p, NULL, verdicts, reasons, NULL);
         assert_int_equal (verdicts [0], MESH_VERDICT_ACCEPT);
         assert_null (reasons [0]);
         assert_int_equal (verdicts [1], MESH_VERDICT_ERROR);
@@ -917,7 +992,7 @@ test_vm (void **state)
     }
     assert_true (mesh_vm_baseline (vm) > 0);
     char *reason = NULL;
-    assert_int_equal (mesh_vm_eval_one (vm, 0, p, NULL, &reason), MESH_VERDICT_ACCEPT);
+    assert_int_equal (mesh_vm_eval_one (vm, 0, p, NULL, &reason, NULL), MESH_VERDICT_ACCEPT);
     assert_true (mesh_vm_memory (vm) >= mesh_vm_collect (vm));
     //  Probe: the rule's own name and description.
     char *name = NULL, *description = NULL, *err = NULL;
@@ -1022,6 +1097,7 @@ main (void)
         cmocka_unit_test (test_pattern_bound),
         cmocka_unit_test (test_mesh_library),
         cmocka_unit_test (test_mesh_helpers),
+        cmocka_unit_test (test_require_approval),
         cmocka_unit_test (test_vm),
         cmocka_unit_test (test_chunk_scan),
         cmocka_unit_test (test_views_per_evaluation),
