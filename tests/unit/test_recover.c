@@ -179,6 +179,25 @@ test_genuine_accepted_passes (void **state)
 }
 
 static void
+test_forged_approval_refused (void **state)
+{
+    //  The demo's rules ask nobody: an approval the record carries is not theirs (and
+    //  would change what meshd does with it), so recovery refuses it.
+    s_world_t w;
+    s_world (&w, s_good);
+    json_t *decision = s_decide (&w, "a009");
+    assert_null (json_object_get (decision, "approval"));
+    json_object_set_new (decision, "approval",
+                         json_pack ("{s:b, s:s, s:[s]}", "required", 1, "reason", "forged",
+                                    "rules", "action_allowlist"));
+    s_refused (&w, decision, "carries an approval the rules in force");
+    json_object_del (decision, "approval");
+    s_passes (&w, decision);
+    json_decref (decision);
+    s_world_end (&w);
+}
+
+static void
 test_changed_params_refused (void **state)
 {
     s_world_t w;
@@ -432,6 +451,7 @@ main (void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_genuine_accepted_passes),
+        cmocka_unit_test (test_forged_approval_refused),
         cmocka_unit_test (test_changed_params_refused),
         cmocka_unit_test (test_flipped_verdict_refused),
         cmocka_unit_test (test_rules_archive_missing_or_altered),
