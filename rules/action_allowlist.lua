@@ -35,6 +35,13 @@ local ACTIONS = {
         type = "object", required = { "text" }, additionalProperties = false,
         properties = { text = { type = "string", minLength = 1, maxLength = 200 } },
     },
+    note_host = {
+        type = "object", required = { "host", "reason" }, additionalProperties = false,
+        properties = {
+            host = { type = "string", pattern = "^[a-z0-9][a-z0-9-]*$", maxLength = 63 },
+            reason = { type = "string", pattern = "^[a-z0-9_-]+$", maxLength = 64 },
+        },
+    },
 }
 
 return {

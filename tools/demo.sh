@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # make demo: the embedded default, end to end, in under two minutes.
 #
-#  1. meshd starts with config/demo.yaml: embedded broker, two agents, scripted backend
-#     (or the server at $MESH_LLM_URL with model $MESH_LLM_MODEL, flavor $MESH_LLM_FLAVOR);
+#  1. meshd starts with the config written from config/demo.yaml into $B/demo/meshd.yaml:
+#     embedded broker, two agents, scripted backend (or the server at $MESH_LLM_URL with
+#     model $MESH_LLM_MODEL, flavor $MESH_LLM_FLAVOR);
 #  2. mesh-gen feeds it a labelled synthetic metric stream (plus a few malformed messages);
 #  3. one agent is killed with SIGKILL mid-stream, to show it coming back;
-#  4. when every event is handled, the summary is printed, meshd is stopped (SIGTERM),
-#     and the decision log's hash chain is verified.
+#  4. when every event is handled, the summary is printed; then one restart_service held
+#     for approval is approved with meshctl, meshd runs it (actions/demo-note, an exec
+#     action that only appends to $B/demo/state/notes.log) and its outcome is shown;
+#  5. meshd is stopped (SIGTERM) and the decision log's hash chain is verified.
 # Exit 0 only if all of that worked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 B=${B:-build}
-DEMO=build/demo
-CONFIG=config/demo.yaml
+DEMO=$B/demo
+CONFIG=$DEMO/meshd.yaml
 POINTS=${DEMO_POINTS:-720}
 LIMIT_S=${DEMO_LIMIT_S:-110}
 
@@ -21,14 +25,29 @@ fail() { printf 'demo: FAILED: %s\n' "$*" >&2; exit 1; }
 
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
+DEMO_ABS=$(cd "$DEMO" && pwd)
+case $ROOT$DEMO_ABS in
+    *[\#\&\\]*) fail "the paths $ROOT and $DEMO_ABS may not hold '#', '&' or '\\' (written into the config with sed)" ;;
+esac
+# config/demo.yaml with this checkout's paths: its relative ones are resolved against
+# config/, the demo's state goes to $DEMO, and the exec actions get what the loader
+# needs as written (an absolute program; env values are not paths to resolve).
+SED=(-e "s#\.\./build/demo/#$DEMO_ABS/#"
+     -e "s#\.\./rules/#$ROOT/rules/#g"
+     -e "s#file: demo-responses\.jsonl#file: $ROOT/config/demo-responses.jsonl#"
+     -e "s#^\( *program:\) /bin/false .*#\1 $ROOT/actions/demo-note#"
+     -e "s#\"DEMO_NOTES=/dev/null\"\]#\"DEMO_NOTES=$DEMO_ABS/state/notes.log\"]#")
 if [ -n "${MESH_LLM_URL:-}" ]; then
-    # Same config, the agents pointed at an OpenAI-compatible server instead.
-    CONFIG=config/demo-llm.local.yaml
-    sed -e "s#^backends:#backends:\n  llm:\n    kind: openai\n    flavor: ${MESH_LLM_FLAVOR:-auto}\n    url: ${MESH_LLM_URL}\n    model: ${MESH_LLM_MODEL:-default}\n    timeout_ms: 60000\n    first_token_timeout_ms: 60000#" \
-        -e "s#backend: scripted#backend: llm#" config/demo.yaml > "$CONFIG"
+    # The agents pointed at an OpenAI-compatible server instead.
+    SED+=(-e "s#^backends:#backends:\n  llm:\n    kind: openai\n    flavor: ${MESH_LLM_FLAVOR:-auto}\n    url: ${MESH_LLM_URL}\n    model: ${MESH_LLM_MODEL:-default}\n    timeout_ms: 60000\n    first_token_timeout_ms: 60000#"
+          -e "s#backend: scripted#backend: llm#")
     say "backend: $MESH_LLM_URL (model ${MESH_LLM_MODEL:-default}, flavor ${MESH_LLM_FLAVOR:-auto})"
 else
     say "backend: scripted (config/demo-responses.jsonl)"
+fi
+sed "${SED[@]}" config/demo.yaml > "$CONFIG"
+if grep -nE '^[^#]*(\.\./|/bin/false|/dev/null)' "$CONFIG" >&2; then
+    fail "$CONFIG: the lines above were not rewritten (tools/demo.sh, SED)"
 fi
 
 MESHCTL=("$B/meshctl" --config "$CONFIG")
@@ -99,6 +118,49 @@ done
 "${MESHCTL[@]}" budget
 echo
 "${MESHCTL[@]}" summary --labels "$DEMO/labels.json"
+
+# restart_service needs a human: meshd holds each one the gates accepted, and runs it
+# only when an operator approves it (the agent has moved on).  Approve the oldest; meshd
+# runs it and records the outcome with who approved it and why.
+say "meshctl approvals"
+"${MESHCTL[@]}" approvals
+held=$("${MESHCTL[@]}" --json approvals | jq_py '
+print(next((a["id"] for a in d if a["action"] == "restart_service"), ""))') || held=
+if [ -z "$held" ]; then
+    # The scripted model draws each decision's proposal at random (by decision id): with
+    # the default 720 points ops makes about 11 decisions, and about one run in thirty
+    # has no restart_service among those the gates accepted.
+    say "no restart_service was proposed this run: nothing to approve"
+else
+    say "meshctl approve ${held:0:16} --comment \"demo: approved by the operator\""
+    "${MESHCTL[@]}" approve "$held" --comment "demo: approved by the operator" \
+        || fail "meshctl approve failed"
+    outcome=
+    for _ in $(seq 100); do
+        outcome=$("${MESHCTL[@]}" --json audit show "$held" 2>/dev/null | jq_py '
+o = d["outcome"]
+print(o["status"] if o and (o.get("approval") or {}).get("how") == "approved" else "")') \
+            || outcome=
+        [ -n "$outcome" ] && break
+        sleep 0.1
+    done
+    [ -n "$outcome" ] || fail "no outcome recorded for the approved decision $held"
+    say "meshctl audit show ${held:0:16}: its outcome, recorded by meshd"
+    "${MESHCTL[@]}" --json audit show "$held" | jq_py '
+o = d["outcome"]
+e = o.get("exec") or {}
+out = {"action": o["action"], "status": o["status"], "detail": o.get("detail"),
+       "exec": {k: e[k] for k in ("argv", "exit", "duration_ms", "stdout") if k in e},
+       "approval": {k: v for k, v in o["approval"].items() if k in ("how", "by", "comment")}}
+print(json.dumps(out, indent=2))' || fail "cannot show the outcome of $held"
+    [ "$outcome" = "done" ] || fail "the approved restart_service ended $outcome"
+fi
+say "tail $DEMO/state/notes.log (what actions/demo-note wrote, run by meshd)"
+if [ -f "$DEMO/state/notes.log" ]; then
+    tail -n 5 "$DEMO/state/notes.log"
+else
+    echo "(no exec action ran this run)"
+fi
 
 say "stopping meshd (SIGTERM)"
 kill -TERM "$pid"
