@@ -693,6 +693,15 @@ s_hold (mesh_actions_t *self, const mesh_action_spec_t *spec, const char *id, co
     json_object_set_new (self->pending, id, what);
     mesh_notice ("decision %.12s: %s by agent %s waits for approval (meshctl approve %.12s)",
                  id, spec->name, agent, id);
+    //  The log says so too: an auditor sees the decision held, not just "no outcome".
+    if (self->record) {
+        json_t *record = json_pack ("{s:s, s:s, s:s, s:s, s:s, s:O, s:O}", "type", "approval",
+                                    "id", id, "agent", agent, "action", spec->name, "state",
+                                    "pending", "reason", json_object_get (what, "reason"),
+                                    "would_run", json_object_get (what, "would_run"));
+        self->record (self->record_arg, record);
+        json_decref (record);
+    }
     return 0;
 }
 

@@ -75,6 +75,7 @@ typedef struct {
     mesh_actions_t *broker;
     json_t *sent;                       //  [{to, reply}] as the send callback got them
     json_t *records;                    //  meshd's own outcome records (the recorder)
+    int held_records;                   //  "approval" (pending) records meshd wrote
     bool to_ledger;                     //  the recorder appends them to the ledger (main.c's)
 } fixture_t;
 
@@ -112,6 +113,16 @@ static void
 s_record (void *arg, json_t *record)
 {
     fixture_t *fx = (fixture_t *) arg;
+    const char *type = json_string_value (json_object_get (record, "type"));
+    if (type && !strcmp (type, "approval")) {
+        //  The "held" notice in the log: checked by test_approval_recorded_in_log.
+        assert_string_equal (json_string_value (json_object_get (record, "state")), "pending");
+        assert_non_null (json_object_get (record, "would_run"));
+        fx->held_records++;
+        if (fx->to_ledger)
+            assert_true (mesh_ledger_append (fx->ledger, record) > 0);
+        return;
+    }
     json_array_append (fx->records, record);
     if (fx->to_ledger)
         assert_true (mesh_ledger_append (fx->ledger, record) > 0);
@@ -688,6 +699,7 @@ test_approval_held_then_approved (void **state)
     json_decref (s_ask_now (fx, "ops", ID_A, "pending_approval"));
     assert_int_equal (s_running (fx), 0);
     assert_int_equal (s_witness_count (fx), 0);
+    assert_int_equal (fx->held_records, 1);     //  the log says it is held, once
 
     json_t *list = mesh_actions_approvals (fx->broker);
     assert_int_equal (json_array_size (list), 1);
