@@ -34,7 +34,7 @@ DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
         libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
 # Only the tests need these (immutable directories, another user, dropping privileges).
-TEST_DEBS := e2fsprogs passwd util-linux
+TEST_DEBS := e2fsprogs passwd util-linux curl
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
