@@ -33,7 +33,8 @@ DESTDIR  ?=
 DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua5.4-dev \
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
         libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
-# Only the tests need these (immutable directories, another user, dropping privileges).
+# Only the tests need these (immutable directories, another user, dropping privileges,
+# curl for the test inference server's self-check).
 TEST_DEBS := e2fsprogs passwd util-linux curl
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c))
