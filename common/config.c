@@ -2645,7 +2645,9 @@ s_cwd (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 //  actions.X.limits (exec): what setrlimit gives the program.
 static const s_field_t s_exec_limits_fields [] = {
     S_NUM ("cpu_s", mesh_action_spec_t, exec.cpu_s, F_LONG, 1, 86400),
-    S_NUM ("as_bytes", mesh_action_spec_t, exec.as_bytes, F_LONG, 16777216, 68719476736.0),
+    //  0: no address-space limit (a program that reserves much and uses little, such as
+    //  one built with AddressSanitizer or a JVM).
+    S_NUM ("as_bytes", mesh_action_spec_t, exec.as_bytes, F_LONG, 0, 68719476736.0),
     S_NUM ("nofile", mesh_action_spec_t, exec.nofile, F_LONG, 16, 65536),
     S_NUM ("nproc", mesh_action_spec_t, exec.nproc, F_LONG, 1, 100000),
     { NULL }
@@ -3195,6 +3197,9 @@ s_action_check (s_ctx_t *ctx, mesh_action_spec_t *action, s_node_t *node, s_node
     if (seen [A_APPROVAL_TIMEOUT] && !action->approval_required)
         s_at (ctx, seen [A_APPROVAL_TIMEOUT], "%s.approval_timeout_s: only with approval: "
               "required", path);
+    if (action->exec.as_bytes > 0 && action->exec.as_bytes < 16777216)
+        s_at (ctx, s_find (seen [A_LIMITS], "as_bytes"), "%s.limits.as_bytes: must be 0 (no "
+              "limit) or in [16777216,68719476736], got %ld", path, action->exec.as_bytes);
 }
 
 static void

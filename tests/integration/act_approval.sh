@@ -19,7 +19,7 @@ write_config "  - name: careful
     actions: [restart_service, escalate]
     fallback: escalate"
 sed -i "/^backends:/a\\  restarts: { kind: scripted, file: $T/restart.jsonl }" "$T/meshd.yaml"
-sed -i "/^actions:/a\\  restart_service: { kind: exec, program: \"$BIN/tests/act_witness\", argv: [\"--service\", \"{service}\"], env: [\"ACT_WITNESS_FILE=$T/witness.jsonl\"], approval: required, approval_timeout_s: 600, description: \"Restart\", params: { service: { type: string, pattern: \"[a-z][a-z0-9-]{0,62}\" } } }" \
+sed -i "/^actions:/a\\  restart_service: { kind: exec, limits: { as_bytes: 0 }, program: \"$BIN/tests/act_witness\", argv: [\"--service\", \"{service}\"], env: [\"ACT_WITNESS_FILE=$T/witness.jsonl\"], approval: required, approval_timeout_s: 600, description: \"Restart\", params: { service: { type: string, pattern: \"[a-z][a-z0-9-]{0,62}\" } } }" \
     "$T/meshd.yaml"
 start_meshd
 "$BIN/mesh-gen" --brokers "$BROKERS" --topic metrics --hosts 6 --metrics 3 --points 400 \

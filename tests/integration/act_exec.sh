@@ -21,7 +21,7 @@ write_config "  - name: fixer
     actions: [restart_service, escalate]
     fallback: escalate"
 sed -i "/^backends:/a\\  restarts: { kind: scripted, file: $T/restart.jsonl }" "$T/meshd.yaml"
-sed -i "/^actions:/a\\  restart_service: { kind: exec, program: \"$BIN/tests/act_witness\", argv: [\"--service\", \"{service}\"], env: [\"ACT_WITNESS_FILE=$T/witness.jsonl\"], timeout_ms: 5000, rate: \"1/1h\", description: \"Restart the service\", params: { service: { type: string, pattern: \"[a-z][a-z0-9-]{0,62}\" } } }" \
+sed -i "/^actions:/a\\  restart_service: { kind: exec, limits: { as_bytes: 0 }, program: \"$BIN/tests/act_witness\", argv: [\"--service\", \"{service}\"], env: [\"ACT_WITNESS_FILE=$T/witness.jsonl\"], timeout_ms: 5000, rate: \"1/1h\", description: \"Restart the service\", params: { service: { type: string, pattern: \"[a-z][a-z0-9-]{0,62}\" } } }" \
     "$T/meshd.yaml"
 "$BIN/meshd" --check-config "$T/meshd.yaml" > /dev/null || fail "the config does not load"
 start_meshd

@@ -39,7 +39,7 @@ sed -i "s/backoff_max_ms: 2000, healthy_after_s: 30, intensity: 20, period_s: 60
     "$T/meshd.yaml"
 grep -q "intensity: 200" "$T/meshd.yaml" || fail "could not raise the restart intensity"
 sed -i "/^backends:/a\\  mixed: { kind: scripted, file: $T/mixed.jsonl }" "$T/meshd.yaml"
-sed -i "/^actions:/a\\  restart_service: { kind: exec, program: \"$BIN/tests/act_witness\", argv: [\"--sleep-ms\", \"400\", \"--service\", \"{service}\"], env: [\"ACT_WITNESS_FILE=$T/witness.jsonl\"], timeout_ms: 5000, description: \"Restart\", params: { service: { type: string, pattern: \"[a-z][a-z0-9-]{0,62}\" } } }\\n  note: { kind: webhook, url: \"http://127.0.0.1:$(cat "$T/sink.port")/hook\", allow_http: true, allow_private: true, secret_file: \"$T/secret\", timeout_ms: 3000, description: \"Tell the on-call\", params: { text: { type: string, max_length: 200 } } }" \
+sed -i "/^actions:/a\\  restart_service: { kind: exec, limits: { as_bytes: 0 }, program: \"$BIN/tests/act_witness\", argv: [\"--sleep-ms\", \"400\", \"--service\", \"{service}\"], env: [\"ACT_WITNESS_FILE=$T/witness.jsonl\"], timeout_ms: 5000, description: \"Restart\", params: { service: { type: string, pattern: \"[a-z][a-z0-9-]{0,62}\" } } }\\n  note: { kind: webhook, url: \"http://127.0.0.1:$(cat "$T/sink.port")/hook\", allow_http: true, allow_private: true, secret_file: \"$T/secret\", timeout_ms: 3000, description: \"Tell the on-call\", params: { text: { type: string, max_length: 200 } } }" \
     "$T/meshd.yaml"
 "$BIN/meshd" --check-config "$T/meshd.yaml" > /dev/null || fail "the config does not load"
 start_meshd

@@ -2447,10 +2447,10 @@ test_exec_checks (void **state)
           "[1,86400]" },
         { "    limits: {nofile: 8}", 1, "7:22: actions.x.limits.nofile: must be in [16,65536], "
           "got 8" },
-        { "    limits: {as_bytes: 1024}", 1, "7:24: actions.x.limits.as_bytes: must be in "
-          "[16777216,68719476736], got 1024" },
+        { "    limits: {as_bytes: 1024}", 1, "7:24: actions.x.limits.as_bytes: must be 0 (no "
+          "limit) or in [16777216,68719476736], got 1024" },
         { "    limits: {as_bytes: 68719476737}", 1, "7:24: actions.x.limits.as_bytes: must be "
-          "in [16777216,68719476736]" },
+          "in [0,68719476736]" },
         { "    limits: {nproc: 100001}", 1, "7:21: actions.x.limits.nproc: must be in "
           "[1,100000]" },
         { "    limits: {threads: 1}", 1, "7:14: unknown key 'threads' in actions.x.limits "
