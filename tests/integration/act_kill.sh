@@ -102,6 +102,11 @@ print("decisions %d, acting %d, done %d, executions %d, deliveries %d, effects t
       "answered from the journal %d" % (len(decisions), len(acting), len(done), len(witness),
                                         len(sink), len(twice), repeated))
 assert len(acting) >= 10, "too few acting decisions to say anything"
+for name in ("restart_service", "note"):
+    ran = [i for i in done if decisions[i]["action"]["name"] == name]
+    assert len(ran) >= 2, "too few %s actions carried out to say anything: %d" % (name, len(ran))
+failed = [o for i in acting for o in outcomes[i] if o["status"] not in ("done",)]
+assert not failed, "an acting decision that did not run: %s" % failed[:2]
 assert not missing, "done without an effect: %s" % missing[:3]
 assert not twice, "an effect twice: %s" % list(twice.items())[:3]
 PY
