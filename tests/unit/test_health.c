@@ -148,7 +148,7 @@ test_registry_bounded (void **state)
 {
     (void) state;
     mesh_health_t *held[80];
-    char names[80][16];
+    char names[80][24];
     int count = 0;
     for (int i = 0; i < 80; i++) {
         snprintf (names[i], sizeof names[i], "many-%d", i);
