@@ -3197,6 +3197,10 @@ s_action_check (s_ctx_t *ctx, mesh_action_spec_t *action, s_node_t *node, s_node
     if (seen [A_APPROVAL_TIMEOUT] && !action->approval_required)
         s_at (ctx, seen [A_APPROVAL_TIMEOUT], "%s.approval_timeout_s: only with approval: "
               "required", path);
+    if (action->approval_required && action->kind == MESH_ACTION_KAFKA)
+        s_at (ctx, seen [A_APPROVAL], "%s.approval: not for kind kafka (meshd carries out an "
+              "approved action itself and has no producer); use an exec, webhook or log action",
+              path);
     if (action->exec.as_bytes > 0 && action->exec.as_bytes < 16777216)
         s_at (ctx, s_find (seen [A_LIMITS], "as_bytes"), "%s.limits.as_bytes: must be 0 (no "
               "limit) or in [16777216,68719476736], got %ld", path, action->exec.as_bytes);
