@@ -33,6 +33,7 @@
 #include "reason.h"
 #include "backend.h"
 #include "charge.h"
+#include "health.h"
 #include "log.h"
 #include "silence.h"
 
@@ -799,14 +800,6 @@ s_high_priority (const mesh_reason_t *self, const mesh_incident_t *incident)
     return true;
 }
 
-static long
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 //  Record that step STEP leaves tier FROM for the next one, because of CAUSE.
 static void
 s_escalate (mesh_reason_t *self, json_t *escalations, int step, size_t from, const char *cause)
@@ -899,7 +892,7 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_t *escalations = json_array ();
     int deadline_span = agent->reason.deadline_ms > 0 ? agent->reason.deadline_ms
                                                       : S_DEADLINE_MS;
-    long deadline = s_now_ms () + deadline_span;
+    long deadline = mesh_health_now_ms () + deadline_span;
 
     for (int step = 1; step <= max_steps && !accepted && !stop_loop; step++) {
         //  The first backend from the current tier on whose circuit lets a call through.
@@ -914,7 +907,7 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
                                            : "the backend's circuit is open");
             break;
         }
-        if (s_now_ms () >= deadline) {
+        if (mesh_health_now_ms () >= deadline) {
             no_backend = true;
             snprintf (why_line, sizeof why_line, "the incident's reasoning deadline of %d ms "
                       "passed before step %d", deadline_span, step);

@@ -532,15 +532,6 @@ s_listed (json_t *names, const char *name)
     return false;
 }
 
-static const mesh_agent_config_t *
-s_agent (const mesh_config_t *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->agent_count; i++)
-        if (!strcmp (cfg->agents[i].name, name))
-            return &cfg->agents[i];
-    return NULL;
-}
-
 static json_t *
 s_reply (const char *id, const char *verdict, const char *detail)
 {
@@ -718,7 +709,7 @@ mesh_actions_request (mesh_actions_t *self, const char *from, const char *agent,
     const char *owner = json_string_value (json_object_get (decision, "agent"));
     const char *name = json_string_value (json_object_get (json_object_get (decision, "action"),
                                                            "name"));
-    const mesh_agent_config_t *acfg = s_agent (self->cfg, agent);
+    const mesh_agent_config_t *acfg = mesh_config_agent (self->cfg, agent);
     const mesh_action_spec_t *spec = name ? mesh_config_action (self->cfg, name) : NULL;
     bool own = false;
     for (size_t i = 0; acfg && name && i < acfg->action_count; i++)
@@ -1126,7 +1117,7 @@ mesh_actions_tick (mesh_actions_t *self)
             const char *kind = json_string_value (json_object_get (how, "how"));
             if (!execution || !execution->interrupted || !agent || !kind)
                 continue;
-            const mesh_agent_config_t *acfg = s_agent (self->cfg, agent);
+            const mesh_agent_config_t *acfg = mesh_config_agent (self->cfg, agent);
             const char *action = !strcmp (kind, "approved")
                                    ? json_string_value (json_object_get (how, "action"))
                                    : !strcmp (kind, "expired") && acfg ? acfg->fallback : NULL;
@@ -1155,7 +1146,7 @@ mesh_actions_tick (mesh_actions_t *self)
         if (s_close (self, id, approval) == 0) {
             json_object_del (self->pending, id);
             const char *agent = json_string_value (json_object_get (what, "agent"));
-            const mesh_agent_config_t *acfg = agent ? s_agent (self->cfg, agent) : NULL;
+            const mesh_agent_config_t *acfg = agent ? mesh_config_agent (self->cfg, agent) : NULL;
             const char *fallback = acfg ? acfg->fallback : NULL;
             mesh_notice ("decision %.12s: approval of %s expired; the fallback %s instead", id,
                          json_string_value (json_object_get (what, "action")),
