@@ -19,7 +19,7 @@
  *    behind.  If the head cannot be written, no further record is appended until it
  *    can, so the head is never more than one record behind.
  *  - On open the whole chain, every MAC and the head are checked with the same scanner
- *    `meshctl audit verify` uses (common/audit.c).  The ledger never deletes evidence: a
+ *    `meshctl audit verify` uses (audit/audit.c).  The ledger never deletes evidence: a
  *    torn last line (bytes after the last newline: a crash mid-write) is copied aside
  *    intact before it is cut off, and the move is itself a record; anything else that
  *    does not verify makes open fail with errno EBADMSG, and meshd refuses to start on

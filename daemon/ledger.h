@@ -6,7 +6,7 @@
  *  returns, so an agent that got a seq back knows its decision is durable before it acts.
  *  After each append <log>.head is replaced atomically with {"seq":N,"hash":"..."} so
  *  that removing records from the tail is detectable.  The format and what verification can and cannot detect are described
- *  for auditors in docs/audit.md; the reader side is common/audit.h.
+ *  for auditors in docs/audit.md; the reader side is audit/audit.h.
  *
  *  The ledger keeps an index id -> state so that decisions and outcomes are written at
  *  most once per id, however often an agent retries after a crash or a lost reply.

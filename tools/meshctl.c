@@ -17,6 +17,7 @@
  *  the log; 3 meshd not reachable; 64 usage; 78 config unusable.
  */
 #include "audit.h"
+#include "audit_cli.h"
 #include "config.h"
 #include "labels.h"
 #include "log.h"
@@ -29,6 +30,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { EXIT_NO = 1, EXIT_READ = 2, EXIT_DOWN = 3, EXIT_USAGE = 64, EXIT_CONFIG = 78 };
 
@@ -42,6 +44,7 @@ typedef struct {
     mesh_audit_filter_t filter;
     mesh_config_t *cfg;
     const char *comment;            //  approve / deny --comment
+    mesh_audit_cli_t audit;         //  the audit commands' own options (audit_cli.h)
 } s_opts_t;
 
 static void
@@ -1120,6 +1123,28 @@ s_audit (s_opts_t *o, int argc, char **argv)
         return mesh_audit_list (log, &o->filter, o->json, stdout);
     if (strcmp (argv[0], "show") == 0 && argc == 2)
         return mesh_audit_show (log, argv[1], o->json, stdout);
+    mesh_audit_cli_t *a = &o->audit;
+    a->json = o->json;
+    a->log = log;
+    if (!o->cfg && o->config_path && access (o->config_path, R_OK) == 0)
+        s_load_config (o);              //  optional with --log: state_dir, origin, limits
+    a->cfg = o->cfg;
+    a->key = o->key;
+    a->since_ms = o->filter.since_ms;
+    a->until_ms = o->filter.until_ms;
+    a->argc = argc - 1;
+    a->argv = argv + 1;
+    static const struct {
+        const char *name;
+        int (*fn) (const mesh_audit_cli_t *, FILE *);
+    } cmds[] = {
+        {"replay", mesh_audit_replay_cli},   {"stats", mesh_audit_stats_cli},
+        {"keygen", mesh_audit_keygen_cli},   {"pubkey", mesh_audit_pubkey_cli},
+        {"prove", mesh_audit_prove_cli},     {"verify-proof", mesh_audit_verify_proof_cli},
+        {"consistency", mesh_audit_consistency_cli}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp (argv[0], cmds[i].name) == 0)
+            return cmds[i].fn (a, stdout);
     s_usage ();
     return EXIT_USAGE;
 }
@@ -1137,6 +1162,8 @@ main (int argc, char **argv)
         {"action", 1, 0, 'x'}, {"since", 1, 0, 's'},  {"until", 1, 0, 'u'},
         {"help", 0, 0, 'h'},  {"key", 1, 0, 'K'},     {"head-advisory", 0, 0, 'H'},
         {"comment", 1, 0, 'C'},
+        {"pubkey", 1, 0, 'P'},  {"from", 1, 0, 'F'},  {"to", 1, 0, 'T'},
+        {"rules", 1, 0, 'R'},   {"by", 1, 0, 'B'},    {"csv", 0, 0, 'V'},
         {0, 0, 0, 0}};
     int c;
     //  "+" would stop at the first non-option; we allow options anywhere.
@@ -1154,6 +1181,12 @@ main (int argc, char **argv)
             case 'K': o.key = optarg; break;
             case 'H': o.head_advisory = true; break;
             case 'C': o.comment = optarg; break;
+            case 'P': o.audit.pubkey = optarg; break;
+            case 'F': o.audit.from_seq = strtoll (optarg, NULL, 10); break;
+            case 'T': o.audit.to_seq = strtoll (optarg, NULL, 10); break;
+            case 'R': o.audit.rules = optarg; break;
+            case 'B': o.audit.by = optarg; break;
+            case 'V': o.audit.csv = true; break;
             case 'h': s_usage (); return 0;
             default: s_usage (); return EXIT_USAGE;
         }

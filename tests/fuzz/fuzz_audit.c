@@ -1,4 +1,4 @@
-/*  fuzz_audit - the decision-log reader (common/audit.c) on any log file.
+/*  fuzz_audit - the decision-log reader (audit/audit.c) on any log file.
  *
  *  `meshctl verify/list/show/stats` and the ledger's start-up scan read a log that may
  *  have been damaged or edited.  Byte 0 of the input is flags: bit 0 "seal", bit 1

@@ -1,0 +1,9 @@
+//  (being written)
+#include "audit_cli.h"
+#include "log.h"
+int
+mesh_audit_replay_cli (const mesh_audit_cli_t *o, FILE *out)
+{
+    mesh_err ("audit replay: not built yet");
+    return 2;
+}
