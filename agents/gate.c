@@ -58,6 +58,7 @@
 #include "vm.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -107,6 +108,13 @@ struct _mesh_gate_t {
     json_t **rule_names;                //  shared by every record: "builtin", then rules
     json_t *verdict_names[4];           //  by mesh_verdict_t
     json_t **accepts;                   //  the accept record of each check, shared
+    //  Replay only (mesh_gate_replay_check): the action specs met in records, parsed
+    //  once each, and the last allowed list as text.
+    s_action_t *seen;
+    json_t **seen_json;
+    size_t seen_count;
+    json_t *allowed_json;
+    char *allowed_text;
 };
 
 //  --------------------------------------------------------------------------------
@@ -338,32 +346,33 @@ s_hash (mesh_gate_t *self)
 }
 
 //  The chain of RULES (COUNT of them, in order) with AGENT's actions as CFG declares them.
+//  AGENT NULL (replay): no actions of its own, LIMITS given instead of CFG's.
 static mesh_gate_t *
 s_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, const s_source_t *rules,
-       size_t count, char **err)
+       size_t count, const mesh_sandbox_limits_t *given, char **err)
 {
-    assert (cfg);
-    assert (agent);
+    assert (agent ? cfg != NULL : given != NULL);
     if (err)
         *err = NULL;
+    const char *who = agent ? agent->name : "replay";
     s_list_t problems = { NULL, 0, 0 };
     mesh_gate_t *self = calloc (1, sizeof *self);
     if (self) {
         pthread_mutex_init (&self->lock, NULL);
         self->rules = calloc (count + 1, sizeof (mesh_sandbox_t *));
-        self->actions = calloc (agent->action_count + 1, sizeof (s_action_t));
+        self->actions = calloc ((agent ? agent->action_count : 0) + 1, sizeof (s_action_t));
     }
     if (!self || !self->rules || !self->actions || sodium_init () < 0) {
-        s_list_add (&problems, "\n", "agent %s: cannot set up its gate", agent->name);
+        s_list_add (&problems, "\n", "agent %s: cannot set up its gate", who);
         goto failed;
     }
-    mesh_sandbox_limits_t limits = s_limits (cfg);
+    mesh_sandbox_limits_t limits = given ? *given : s_limits (cfg);
     self->limits = limits;
     for (size_t i = 0; i < count; i++)
         s_add_rule (self, &rules [i], &limits, &problems);
 
     s_list_t allowed = { NULL, 0, 0 };
-    for (size_t i = 0; i < agent->action_count; i++) {
+    for (size_t i = 0; agent && i < agent->action_count; i++) {
         const mesh_action_spec_t *spec = s_find_action (cfg, agent->actions [i]);
         if (!spec) {
             s_list_add (&problems, "\n", "agent %s: action \"%s\" is not declared under "
@@ -392,7 +401,7 @@ s_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, const s_sourc
                                                 self->verdict_names [MESH_VERDICT_ACCEPT],
                                                 "reason")) != NULL;
     if (!named) {
-        s_list_add (&problems, "\n", "agent %s: cannot set up its gate", agent->name);
+        s_list_add (&problems, "\n", "agent %s: cannot set up its gate", who);
         goto failed;
     }
     return self;
@@ -439,7 +448,7 @@ mesh_gate_new (const mesh_config_t *cfg, const mesh_agent_config_t *agent, char 
         rules [i].path = cfg->global_rules [i];
     for (size_t i = 0; i < agent->rule_count; i++)
         rules [cfg->global_rule_count + i].path = agent->rules [i];
-    mesh_gate_t *self = s_new (cfg, agent, rules, count, err);
+    mesh_gate_t *self = s_new (cfg, agent, rules, count, NULL, err);
     free (rules);
     return self;
 }
@@ -469,6 +478,14 @@ mesh_gate_destroy (mesh_gate_t **self_p)
         s_action_free (&self->actions [i]);
     free (self->actions);
     free (self->allowed);
+    for (size_t i = 0; i < self->seen_count; i++) {
+        s_action_free (&self->seen [i]);
+        json_decref (self->seen_json [i]);
+    }
+    free (self->seen);
+    free (self->seen_json);
+    json_decref (self->allowed_json);
+    free (self->allowed_text);
     free (self);
     *self_p = NULL;
 }
@@ -562,14 +579,23 @@ s_check_param (const s_param_t *p, json_t *value, s_list_t *why)
                 p->type == MESH_PARAM_INTEGER ? "an" : "a", want, s_json_type (value));
 }
 
+//  The actions the built-in check knows: the gate's own (from the config), or in a
+//  replay the one the record names.  ALLOWED is "a, b, c" for reasons.
+typedef struct {
+    const s_action_t *actions;
+    size_t count;
+    const char *allowed;
+} s_known_t;
+
 static const s_action_t *
-s_find (const mesh_gate_t *self, json_t *name)
+s_find (const s_known_t *known, json_t *name)
 {
     const char *s = json_string_value (name);
     size_t len = json_string_length (name);
-    for (size_t i = 0; i < self->action_count; i++)
-        if (strlen (self->actions [i].name) == len && memcmp (self->actions [i].name, s, len) == 0)
-            return &self->actions [i];
+    for (size_t i = 0; i < known->count; i++)
+        if (strlen (known->actions [i].name) == len
+            && memcmp (known->actions [i].name, s, len) == 0)
+            return &known->actions [i];
     return NULL;
 }
 
@@ -600,7 +626,7 @@ s_check_params (const s_action_t *action, json_t *params, s_list_t *why)
 
 //  NULL when the proposal has the declared shape; otherwise every problem, "; "-joined.
 static char *
-s_builtin (const mesh_gate_t *self, json_t *proposal, const s_action_t **action_p)
+s_builtin (const s_known_t *known, json_t *proposal, const s_action_t **action_p)
 {
     s_list_t why = { NULL, 0, S_MAX_PROBLEMS };
     *action_p = NULL;
@@ -613,12 +639,13 @@ s_builtin (const mesh_gate_t *self, json_t *proposal, const s_action_t **action_
     const s_action_t *action = NULL;
     char q[S_QUOTE_SIZE];
     if (!json_is_string (name))
-        s_list_add (&why, "; ", "\"action\" must be a string naming one of: %s", self->allowed);
+        s_list_add (&why, "; ", "\"action\" must be a string naming one of: %s",
+                    known->allowed);
     else
-    if (!(action = s_find (self, name)))
+    if (!(action = s_find (known, name)))
         s_list_add (&why, "; ", "action %s is not allowed here; allowed: %s",
                     s_quote (json_string_value (name), json_string_length (name), q),
-                    self->allowed);
+                    known->allowed);
     json_t *params = json_object_get (proposal, "params");
     if (params && !json_is_object (params))
         s_list_add (&why, "; ", "\"params\" must be an object, not %s", s_json_type (params));
@@ -725,13 +752,12 @@ s_rank (mesh_fail_t fail)
          : fail == MESH_FAIL_RULE_REJECT ? 1 : 0;
 }
 
-bool
-mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdicts,
-                 mesh_fail_t *fail_p)
+static bool
+s_check (mesh_gate_t *self, const s_known_t *known, json_t *proposal, json_t *ctx,
+         json_t *verdicts, mesh_fail_t *fail_p)
 {
-    assert (self);
     const s_action_t *action;
-    char *why = s_builtin (self, proposal, &action);
+    char *why = s_builtin (known, proposal, &action);
     s_record (verdicts, why ? self->rule_names [0] : self->accepts [0],
               self->verdict_names [why ? MESH_VERDICT_REJECT : MESH_VERDICT_ACCEPT], why, NULL);
     if (why) {
@@ -791,6 +817,15 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
     return worst == MESH_FAIL_NONE;
 }
 
+bool
+mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdicts,
+                 mesh_fail_t *fail_p)
+{
+    assert (self);
+    s_known_t known = { self->actions, self->action_count, self->allowed };
+    return s_check (self, &known, proposal, ctx, verdicts, fail_p);
+}
+
 json_t *
 mesh_gate_approval (json_t *verdicts)
 {
@@ -820,7 +855,8 @@ mesh_gate_builtin (mesh_gate_t *self, json_t *proposal)
 {
     assert (self);
     const s_action_t *action;
-    return s_builtin (self, proposal, &action);
+    s_known_t known = { self->actions, self->action_count, self->allowed };
+    return s_builtin (&known, proposal, &action);
 }
 
 json_t *
@@ -1114,24 +1150,16 @@ s_is_basename (const char *name)
     return true;
 }
 
-mesh_gate_t *
-mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
-                        const char *state_dir, const char *rules_hash, char **err)
+//  The rule set archived in DIR under RULES_HASH.  ALTERED NULL (recovery): anything that
+//  differs from the manifest or the name is an error.  ALTERED set (replay): a file whose
+//  content, or a chain whose hash, is not what the manifest and the name say is loaded
+//  all the same and listed there; a manifest or a file that cannot be read, or a rule
+//  that does not load, is still an error.  AGENT NULL: no actions, LIMITS instead of CFG's.
+static mesh_gate_t *
+s_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *agent, const char *dir,
+                const char *rules_hash, const mesh_sandbox_limits_t *limits, s_list_t *altered,
+                char **err)
 {
-    assert (cfg);
-    assert (agent);
-    assert (state_dir);
-    assert (err);
-    *err = NULL;
-    if (!s_is_hash (rules_hash)) {
-        *err = strdup ("the rules hash is not 64 lower-case hex digits");
-        return NULL;
-    }
-    char *dir = NULL;
-    if (asprintf (&dir, "%s/rules/%s", state_dir, rules_hash) < 0) {
-        *err = strdup ("out of memory");
-        return NULL;
-    }
     mesh_gate_t *self = NULL;
     char *text = NULL;
     size_t size = 0;
@@ -1155,6 +1183,10 @@ mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *age
             *err = NULL;
         goto done;
     }
+    if (strcmp (hash, rules_hash) != 0 && altered)
+        s_list_add (altered, "; ", "manifest.json names rule set %.16s..., not the "
+                    "directory's %.16s...", hash, rules_hash);
+    else
     if (strcmp (hash, rules_hash) != 0) {
         if (asprintf (err, "%s/manifest.json: names rule set %.16s..., not the directory's "
                       "%.16s...", dir, hash, rules_hash) < 0)
@@ -1202,6 +1234,11 @@ mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *age
         char actual[65];
         s_sha256_hex (content, length, actual);
         char *path = NULL;
+        if (strcmp (actual, sha) != 0 && altered) {
+            s_list_add (altered, "; ", "%s: content differs from the manifest (sha256 "
+                        "%.16s..., manifest says %.16s...)", file, actual, sha);
+            sha = actual;
+        }
         if (strcmp (actual, sha) != 0 || asprintf (&path, "%s/%s", dir, base) < 0) {
             free (content);
             if (asprintf (err, "%s/%s: content does not match the manifest (sha256 %.16s..., "
@@ -1211,7 +1248,11 @@ mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *age
         }
         rules [i] = (s_source_t) { path, content, length };
     }
-    self = s_new (cfg, agent, rules, count, err);
+    self = s_new (cfg, agent, rules, count, limits, err);
+    if (self && strcmp (self->hash, rules_hash) != 0 && altered)
+        s_list_add (altered, "; ", "the archived rules hash to %.16s..., not to the "
+                    "directory's name", self->hash);
+    else
     if (self && strcmp (self->hash, rules_hash) != 0) {
         if (asprintf (err, "%s: the archived rules hash to %.16s..., not to the directory's "
                       "name", dir, self->hash) < 0)
@@ -1221,6 +1262,11 @@ mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *age
     for (size_t i = 0; self && i < count; i++) {
         const char *name = json_string_value (json_object_get (json_array_get (list, i),
                                                                "name"));
+        if ((!name || strcmp (name, mesh_sandbox_name (self->rules [i])) != 0) && altered)
+            s_list_add (altered, "; ", "rule %zu is named \"%s\" in the manifest but \"%s\" "
+                        "in its file", i + 1, name ? name : "",
+                        mesh_sandbox_name (self->rules [i]));
+        else
         if (!name || strcmp (name, mesh_sandbox_name (self->rules [i])) != 0) {
             if (asprintf (err, "%s/manifest.json: rule %zu is named \"%s\" in the manifest "
                           "but \"%s\" in its file", dir, i + 1, name ? name : "",
@@ -1240,6 +1286,320 @@ done:
     free (rules);
     json_decref (manifest);
     free (text);
+    return self;
+}
+
+mesh_gate_t *
+mesh_gate_from_archive (const mesh_config_t *cfg, const mesh_agent_config_t *agent,
+                        const char *state_dir, const char *rules_hash, char **err)
+{
+    assert (cfg);
+    assert (agent);
+    assert (state_dir);
+    assert (err);
+    *err = NULL;
+    if (!s_is_hash (rules_hash)) {
+        *err = strdup ("the rules hash is not 64 lower-case hex digits");
+        return NULL;
+    }
+    char *dir = NULL;
+    if (asprintf (&dir, "%s/rules/%s", state_dir, rules_hash) < 0) {
+        *err = strdup ("out of memory");
+        return NULL;
+    }
+    mesh_gate_t *self = s_from_archive (cfg, agent, dir, rules_hash, NULL, NULL, err);
     free (dir);
     return self;
+}
+
+//  --------------------------------------------------------------------------------
+//  Replay (audit/replay.c): the rules of an archive or a candidate directory, with the
+//  built-in check's actions taken from the record
+
+#define S_SEEN_MAX 64                   //  parsed action specs kept by a replay gate
+
+json_t *
+mesh_gate_inputs (const mesh_gate_t *self)
+{
+    assert (self);
+    long instructions = self->limits.instructions > 0 ? self->limits.instructions
+                                                      : MESH_SANDBOX_DEFAULT_INSTRUCTIONS;
+    size_t memory = self->limits.memory > 0 ? self->limits.memory : MESH_SANDBOX_DEFAULT_MEMORY;
+    int time_ms = self->limits.time_ms > 0 ? self->limits.time_ms : MESH_SANDBOX_DEFAULT_TIME_MS;
+    json_t *actions = json_array ();
+    for (size_t i = 0; i < self->action_count; i++)
+        json_array_append_new (actions, json_string (self->actions [i].name));
+    return json_pack ("{s:[I,I,i], s:o}", "limits", (json_int_t) instructions,
+                      (json_int_t) memory, time_ms, "actions", actions);
+}
+
+int
+mesh_gate_limits_json (json_t *limits, mesh_sandbox_limits_t *out)
+{
+    assert (out);
+    json_t *i = json_array_get (limits, 0), *m = json_array_get (limits, 1),
+           *t = json_array_get (limits, 2);
+    if (!json_is_array (limits) || json_array_size (limits) != 3 || !json_is_integer (i)
+        || !json_is_integer (m) || !json_is_integer (t) || json_integer_value (i) <= 0
+        || json_integer_value (m) <= 0 || json_integer_value (t) <= 0
+        || json_integer_value (t) > 3600000)
+        return -1;
+    out->instructions = (long) json_integer_value (i);
+    out->memory = (size_t) json_integer_value (m);
+    out->time_ms = (int) json_integer_value (t);
+    return 0;
+}
+
+static int
+s_cmp_names (const void *a, const void *b)
+{
+    return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+//  A candidate set: every *.lua in DIR but *_test.lua, in byte order of name.
+static mesh_gate_t *
+s_from_dir (const char *dir, const mesh_sandbox_limits_t *limits, char **err)
+{
+    DIR *d = opendir (dir);
+    if (!d) {
+        if (asprintf (err, "%s: cannot open the rules directory: %s", dir, strerror (errno)) < 0)
+            *err = NULL;
+        return NULL;
+    }
+    char **names = NULL;
+    size_t count = 0;
+    bool too_many = false, oom = false;
+    struct dirent *entry;
+    while ((entry = readdir (d))) {
+        size_t len = strlen (entry->d_name);
+        if (len < 5 || strcmp (entry->d_name + len - 4, ".lua") != 0 || entry->d_name [0] == '.'
+            || (len >= 9 && strcmp (entry->d_name + len - 9, "_test.lua") == 0))
+            continue;
+        if (count == S_ARCHIVE_RULES) {
+            too_many = true;
+            break;
+        }
+        char **grown = realloc (names, (count + 1) * sizeof (char *));
+        if (!grown || asprintf (&grown [count], "%s/%s", dir, entry->d_name) < 0) {
+            names = grown ? grown : names;
+            oom = true;
+            break;
+        }
+        names = grown;
+        count++;
+    }
+    closedir (d);
+    mesh_gate_t *self = NULL;
+    if (too_many) {
+        if (asprintf (err, "%s: more than %d rule files", dir, S_ARCHIVE_RULES) < 0)
+            *err = NULL;
+    }
+    else
+    if (oom)
+        *err = strdup ("out of memory");
+    else
+    if (count == 0) {
+        if (asprintf (err, "%s: no rule files (*.lua other than *_test.lua)", dir) < 0)
+            *err = NULL;
+    }
+    else {
+        qsort (names, count, sizeof (char *), s_cmp_names);
+        s_source_t *rules = calloc (count, sizeof (s_source_t));
+        for (size_t i = 0; rules && i < count; i++)
+            rules [i].path = names [i];
+        self = rules ? s_new (NULL, NULL, rules, count, limits, err) : NULL;
+        if (!rules)
+            *err = strdup ("out of memory");
+        free (rules);
+    }
+    for (size_t i = 0; i < count; i++)
+        free (names [i]);
+    free (names);
+    return self;
+}
+
+mesh_gate_t *
+mesh_gate_replay_new (const char *dir, const char *rules_hash,
+                      const mesh_sandbox_limits_t *limits, char **altered_p, char **err)
+{
+    assert (dir);
+    assert (limits);
+    assert (err);
+    *err = NULL;
+    if (altered_p)
+        *altered_p = NULL;
+    if (!rules_hash)
+        return s_from_dir (dir, limits, err);
+    if (!s_is_hash (rules_hash)) {
+        *err = strdup ("the rules hash is not 64 lower-case hex digits");
+        return NULL;
+    }
+    s_list_t altered = { NULL, 0, 0 };
+    mesh_gate_t *self = s_from_archive (NULL, NULL, dir, rules_hash, limits, &altered, err);
+    if (self && altered_p)
+        *altered_p = altered.text;
+    else
+        free (altered.text);
+    return self;
+}
+
+//  The parsed form of SPEC (a recorded ctx_action), from the cache or parsed now.  NULL
+//  and *why set when SPEC is not a spec this gate could have made.
+static const s_action_t *
+s_seen (mesh_gate_t *self, json_t *spec, char **why)
+{
+    for (size_t i = 0; i < self->seen_count; i++)
+        if (json_equal (self->seen_json [i], spec))
+            return &self->seen [i];
+    const char *name = json_string_value (json_object_get (spec, "name"));
+    const char *kind = json_string_value (json_object_get (spec, "kind"));
+    json_t *params = json_object_get (spec, "params");
+    if (!name || !kind || !json_is_object (params) || json_object_size (params) > 256) {
+        *why = strdup ("ctx_action is not an action spec {name, kind, params}");
+        return NULL;
+    }
+    mesh_action_spec_t action = { .name = (char *) name };
+    bool kind_ok = false;
+    for (int k = MESH_ACTION_LOG; k <= MESH_ACTION_WEBHOOK && !kind_ok; k++)
+        if (strcmp (mesh_config_action_kind_name ((mesh_action_kind_t) k), kind) == 0) {
+            action.kind = (mesh_action_kind_t) k;
+            kind_ok = true;
+        }
+    mesh_param_spec_t specs[json_object_size (params) + 1];
+    memset (specs, 0, sizeof specs);
+    const char **enums = calloc (json_object_size (params) * 64 + 1, sizeof (char *));
+    size_t enum_used = 0;
+    bool ok = kind_ok && enums;
+    const char *key;
+    json_t *p;
+    json_object_foreach (params, key, p) {
+        if (!ok)
+            break;
+        mesh_param_spec_t *to = &specs [action.param_count++];
+        to->name = (char *) key;
+        const char *type = json_string_value (json_object_get (p, "type"));
+        bool typed = false;
+        for (int t = MESH_PARAM_STRING; type && t <= MESH_PARAM_BOOLEAN && !typed; t++)
+            if (strcmp (mesh_config_param_type_name ((mesh_param_type_t) t), type) == 0) {
+                to->type = (mesh_param_type_t) t;
+                typed = true;
+            }
+        json_t *required = json_object_get (p, "required");
+        json_t *max_length = json_object_get (p, "max_length");
+        json_t *pattern = json_object_get (p, "pattern");
+        json_t *values = json_object_get (p, "enum");
+        json_t *min = json_object_get (p, "min"), *max = json_object_get (p, "max");
+        ok = typed && json_is_boolean (required)
+          && (!max_length || (json_is_integer (max_length) && json_integer_value (max_length) > 0))
+          && (!pattern || json_is_string (pattern)) && (!values || json_is_array (values))
+          && json_array_size (values) <= 64 && (!min || json_is_number (min))
+          && (!max || json_is_number (max));
+        if (!ok)
+            break;
+        to->required = json_is_true (required);
+        to->max_length = max_length ? (size_t) json_integer_value (max_length) : 0;
+        to->pattern = (char *) json_string_value (pattern);
+        to->has_min = min != NULL;
+        to->min = min ? json_number_value (min) : 0;
+        to->has_max = max != NULL;
+        to->max = max ? json_number_value (max) : 0;
+        to->allow_dash = json_is_true (json_object_get (p, "allow_dash"));
+        size_t j;
+        json_t *value;
+        to->enum_values = (char **) (enums + enum_used);
+        json_array_foreach (values, j, value) {
+            if (!(ok = json_is_string (value)))
+                break;
+            enums [enum_used++] = json_string_value (value);
+            to->enum_count++;
+        }
+    }
+    action.params = specs;
+    if (!ok) {
+        free (enums);
+        *why = strdup ("ctx_action is not an action spec {name, kind, params} as the gate "
+                       "writes them");
+        return NULL;
+    }
+    if (self->seen_count == S_SEEN_MAX) {
+        for (size_t i = 0; i < self->seen_count; i++) {
+            s_action_free (&self->seen [i]);
+            json_decref (self->seen_json [i]);
+        }
+        self->seen_count = 0;
+    }
+    if (!self->seen) {
+        self->seen = calloc (S_SEEN_MAX, sizeof (s_action_t));
+        self->seen_json = calloc (S_SEEN_MAX, sizeof (json_t *));
+        if (!self->seen || !self->seen_json) {
+            free (enums);
+            *why = strdup ("out of memory");
+            return NULL;
+        }
+    }
+    s_action_t *parsed = &self->seen [self->seen_count];
+    memset (parsed, 0, sizeof *parsed);
+    s_list_t problems = { NULL, 0, 0 };
+    s_action_init (parsed, &action, &problems);
+    free (enums);
+    if (problems.count) {
+        *why = problems.text ? problems.text : strdup ("out of memory");
+        s_action_free (parsed);
+        return NULL;
+    }
+    self->seen_json [self->seen_count++] = json_incref (spec);
+    return parsed;
+}
+
+int
+mesh_gate_replay_check (mesh_gate_t *self, json_t *allowed, json_t *spec, json_t *proposal,
+                        json_t *ctx, json_t *verdicts, mesh_fail_t *fail_p, bool *accepted_p,
+                        char **why)
+{
+    assert (self);
+    assert (accepted_p);
+    assert (why);
+    *why = NULL;
+    if (!json_is_array (allowed)) {
+        *why = strdup ("the allowed actions are not a list");
+        return -1;
+    }
+    if (!self->allowed_json || !json_equal (self->allowed_json, allowed)) {
+        s_list_t text = { NULL, 0, 0 };
+        size_t i;
+        json_t *name;
+        json_array_foreach (allowed, i, name) {
+            if (!json_is_string (name)) {
+                free (text.text);
+                *why = strdup ("the allowed actions are not a list of names");
+                return -1;
+            }
+            s_list_add (&text, ", ", "%s", json_string_value (name));
+        }
+        json_decref (self->allowed_json);
+        free (self->allowed_text);
+        self->allowed_json = json_incref (allowed);
+        self->allowed_text = text.text ? text.text : strdup ("(none)");
+    }
+    //  The proposed action is known when the allowed list names it; its spec is the
+    //  recorded ctx_action.
+    const s_action_t *action = NULL;
+    json_t *name = json_object_get (proposal, "action");
+    bool listed = false;
+    size_t i;
+    json_t *allowed_name;
+    json_array_foreach (allowed, i, allowed_name)
+        if (json_is_string (name) && json_equal (name, allowed_name))
+            listed = true;
+    if (listed) {
+        if (!json_is_object (spec)) {
+            *why = strdup ("missing ctx_action (the spec of an allowed action)");
+            return -1;
+        }
+        if (!(action = s_seen (self, spec, why)))
+            return -1;
+    }
+    s_known_t known = { action, action ? 1 : 0, self->allowed_text };
+    *accepted_p = s_check (self, &known, proposal, ctx, verdicts, fail_p);
+    return 0;
 }

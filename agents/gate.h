@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "fail.h"
+#include "sandbox.h"
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -74,6 +75,31 @@ char *mesh_gate_builtin (mesh_gate_t *self, json_t *proposal);
 //  The declared spec of action NAME as rules see it in ctx.action ({name, kind, params}),
 //  borrowed; NULL if NAME is not one of the agent's actions.
 json_t *mesh_gate_action_spec (const mesh_gate_t *self, const char *name);
+//  What a decision record needs, beyond the proposal and ctx, to replay this gate's
+//  verdicts (caller owns): {"limits": [instructions, memory bytes, time ms] (defaults
+//  filled in), "actions": [the agent's action names, in order]}.  The spec of a proposed
+//  action is recorded per attempt (ctx_action).
+json_t *mesh_gate_inputs (const mesh_gate_t *self);
+//  The "limits" of mesh_gate_inputs read back into *OUT; -1 if LIMITS is not such a list.
+int mesh_gate_limits_json (json_t *limits, mesh_sandbox_limits_t *out);
+//  A gate for replay, with no actions of its own, evaluating under LIMITS.  RULES_HASH
+//  set: DIR is an archive (mesh_gate_archive's layout) of that rule set; a file whose
+//  content differs from the manifest, or a chain that does not hash to RULES_HASH, is
+//  loaded all the same and described in *ALTERED_P (may be NULL; caller frees; NULL when
+//  intact).  RULES_HASH NULL: DIR is a candidate set, every *.lua file in it but
+//  *_test.lua, in byte order of name.  NULL and *err set (caller frees) when the
+//  directory or manifest cannot be read or a rule does not load.
+mesh_gate_t *mesh_gate_replay_new (const char *dir, const char *rules_hash,
+                                   const mesh_sandbox_limits_t *limits, char **altered_p,
+                                   char **err);
+//  mesh_gate_check as the agent ran it, with the built-in check's actions from the
+//  record: ALLOWED the agent's action names (mesh_gate_inputs), SPEC the proposed
+//  action's spec (the attempt's ctx_action; null when it is not allowed).  0 with
+//  *accepted_p set, or -1 and *why set (caller frees) when the record cannot be
+//  replayed (ALLOWED or SPEC malformed or missing).  Not thread-safe (a cache of specs).
+int mesh_gate_replay_check (mesh_gate_t *self, json_t *allowed, json_t *spec, json_t *proposal,
+                            json_t *ctx, json_t *verdicts, mesh_fail_t *fail_p,
+                            bool *accepted_p, char **why);
 //  Bytes held by the largest of the gate's idle Lua states (0 before the first check):
 //  the memory one evaluating thread costs.
 size_t mesh_gate_state_memory (const mesh_gate_t *self);

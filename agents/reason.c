@@ -1089,6 +1089,10 @@ mesh_reason_run (mesh_reason_t *self, const mesh_incident_t *incident, json_t *h
     json_object_set_new (decision, "incident", incident_json);
     json_object_set_new (decision, "ctx", recorded_ctx);
     json_object_set_new (decision, "rules_hash", json_string (mesh_gate_rules_hash (self->gate)));
+    //  The rest of what the gates saw, once per decision (audit replay): the sandbox's
+    //  limits and the allowed actions; the proposal, ctx_action and verdicts are per
+    //  attempt, ctx and incident above.
+    json_object_set_new (decision, "gate", mesh_gate_inputs (self->gate));
     json_object_set_new (decision, "attempts", attempts);
     if (self->tier_count > 1) {
         json_t *names = json_array ();

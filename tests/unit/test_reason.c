@@ -215,7 +215,7 @@ static void
 s_check_record (json_t *decision, const mesh_incident_t *incident)
 {
     static const char *keys[] = {
-        "type", "id", "agent", "mode", "trigger", "incident", "ctx", "rules_hash", "attempts",
+        "type", "id", "agent", "mode", "trigger", "incident", "ctx", "rules_hash", "gate", "attempts",
         "budget", "verdict", "reason", "fallback", "action", "approval", "tokens", NULL
     };
     void *iter = json_object_iter (decision);
@@ -244,6 +244,11 @@ s_check_record (json_t *decision, const mesh_incident_t *incident)
     assert_true (json_is_array (json_object_get (ctx, "history")));
     assert_non_null (json_object_get (ctx, "event"));
     assert_int_equal (strlen (json_string_value (json_object_get (decision, "rules_hash"))), 64);
+    //  What a replay needs besides: the limits (defaults filled in) and the allowed actions.
+    json_t *gate = json_object_get (decision, "gate");
+    assert_int_equal (json_array_size (json_object_get (gate, "limits")), 3);
+    assert_true (json_integer_value (json_array_get (json_object_get (gate, "limits"), 0)) > 0);
+    assert_true (json_array_size (json_object_get (gate, "actions")) > 0);
     json_t *budget = json_object_get (decision, "budget");
     assert_int_equal (json_integer_value (json_object_get (budget, "incident_cap")), 4000);
     assert_true (json_is_integer (json_object_get (budget, "incident_used")));
