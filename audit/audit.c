@@ -20,6 +20,7 @@
  *  records they print).
  */
 #include "audit.h"
+#include "jsonout.h"
 #include "log.h"
 
 #include <assert.h>
@@ -745,8 +746,12 @@ typedef struct {
     bool prefix;                    //  ID is a prefix (no exact match required)
     json_t *decision;               //  the first decision that matched
     json_t *outcomes;               //  object: matching id -> its first outcome
+    json_t *approvals;              //  object: matching id -> array of its approval records
     char *other_id;                 //  a second, different id that matched the prefix
 } s_show_t;
+
+//  At most this many approval records are kept per id (meshd writes one).
+#define S_SHOW_APPROVALS_MAX 16
 
 static void
 s_show_fn (json_t *record, void *arg)
@@ -776,18 +781,313 @@ s_show_fn (json_t *record, void *arg)
     else
     if (s_type_is (record, "outcome") && !json_object_get (self->outcomes, id))
         json_object_set (self->outcomes, id, record);
+    else
+    if (s_type_is (record, "approval")) {
+        json_t *list = json_object_get (self->approvals, id);
+        if (!list)
+            json_object_set_new (self->approvals, id, list = json_array ());
+        if (json_array_size (list) < S_SHOW_APPROVALS_MAX)
+            json_array_append (list, record);
+    }
+}
+
+//  The timeline.  Every value is read as optional: a field that is absent or of another
+//  type is left out (or shown as "-"), never guessed.  Text that came from outside (model
+//  output, event fields, rule reasons) is printed bounded and with control characters
+//  escaped, so a record cannot move the terminal's cursor or run past a screen.
+
+#define S_EXCERPT 240               //  bytes of a model's output shown per attempt
+#define S_LINE    400               //  bytes of any other value shown
+
+//  S (LEN bytes) on one line: at most MAX bytes (cut at a UTF-8 boundary, then "..." and
+//  the full size), control characters and C1 controls escaped.
+static void
+s_put_text (FILE *out, const char *s, size_t len, size_t max)
+{
+    size_t i = 0;
+    for (; i < len && i < max; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (c == '\n')
+            fputs ("\\n", out);
+        else if (c == '\t')
+            fputs ("\\t", out);
+        else if (c == '\r')
+            fputs ("\\r", out);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf (out, "\\x%02x", c);
+        else if (c == 0xc2 && i + 1 < len && (unsigned char) s[i + 1] >= 0x80
+                 && (unsigned char) s[i + 1] <= 0x9f) {
+            fprintf (out, "\\u%04x", (unsigned char) s[i + 1]);
+            i++;
+        }
+        else
+            fputc (c, out);
+    }
+    if (i < len) {
+        //  Finish the UTF-8 sequence the cut fell into, then say how much there was.
+        while (i < len && ((unsigned char) s[i] & 0xc0) == 0x80)
+            fputc (s[i++], out);
+        if (i < len)
+            fprintf (out, "... (%zu bytes)", len);
+    }
+}
+
+static void s_put_value (FILE *out, json_t *value, size_t max);
+
+static void
+s_put_str (FILE *out, json_t *value, size_t max)
+{
+    if (json_is_string (value))
+        s_put_text (out, json_string_value (value), json_string_length (value), max);
+    else
+        s_put_value (out, value, max);
+}
+
+//  Any JSON value, compact, shortest reals, bounded; "-" for NULL.
+static void
+s_put_value (FILE *out, json_t *value, size_t max)
+{
+    if (!value) {
+        fputc ('-', out);
+        return;
+    }
+    json_t *wrap = json_pack ("[O]", value);
+    char *text = wrap ? mesh_jsonout_dumps (wrap) : NULL;
+    if (text && strlen (text) >= 2)
+        s_put_text (out, text + 1, strlen (text) - 2, max);
+    else
+        fputc ('?', out);
+    free (text);
+    json_decref (wrap);
+}
+
+//  " NAME VALUE" for each of KEYS present in OBJ.
+static void
+s_put_fields (FILE *out, json_t *obj, const char *const *keys)
+{
+    for (; *keys; keys++) {
+        json_t *v = json_object_get (obj, *keys);
+        if (!v || json_is_null (v) || (json_is_string (v) && !json_string_length (v)))
+            continue;
+        fprintf (out, " %s ", *keys);
+        s_put_str (out, v, S_LINE);
+    }
 }
 
 static void
-s_show_human (FILE *out, const char *what, json_t *record)
+s_put_time (FILE *out, json_t *ts)
 {
     char time[40];
-    s_iso (json_object_get (record, "ts"), time, sizeof time);
-    json_t *seq = json_object_get (record, "seq");
-    fprintf (out, "%s (seq %" JSON_INTEGER_FORMAT ", %s):\n", what,
-             json_is_integer (seq) ? json_integer_value (seq) : 0, time);
-    json_dumpf (record, out, JSON_INDENT (2) | JSON_PRESERVE_ORDER);
+    s_iso (ts, time, sizeof time);
+    fprintf (out, "%-24s ", time);
+}
+
+static void
+s_show_attempt (FILE *out, json_t *a, size_t n)
+{
+    fprintf (out, "  attempt %zu:", n);
+    json_t *step = json_object_get (a, "step");
+    if (json_is_integer (step))
+        fprintf (out, " step %" JSON_INTEGER_FORMAT, json_integer_value (step));
+    static const char *const head[] = {"backend", "model", "tier", NULL};
+    s_put_fields (out, a, head);
+    json_t *charged = json_object_get (a, "charged");
+    if (json_is_integer (charged))
+        fprintf (out, ", %" JSON_INTEGER_FORMAT " tokens", json_integer_value (charged));
+    json_t *pt = json_object_get (a, "prompt_tokens"), *ct = json_object_get (a, "completion_tokens");
+    if (json_is_integer (pt) || json_is_integer (ct)) {
+        fprintf (out, " (prompt ");
+        s_put_value (out, pt, 24);
+        fprintf (out, ", completion ");
+        s_put_value (out, ct, 24);
+        fprintf (out, "%s)", json_is_true (json_object_get (a, "estimated")) ? ", estimated" : "");
+    }
+    json_t *latency = json_object_get (a, "latency_ms");
+    if (json_is_integer (latency))
+        fprintf (out, ", %" JSON_INTEGER_FORMAT " ms", json_integer_value (latency));
+    static const char *const tail[] = {"finish_reason", "error", "detail", "escalated", NULL};
+    s_put_fields (out, a, tail);
     fputc ('\n', out);
+    json_t *output = json_object_get (a, "output");
+    if (json_is_string (output)) {
+        fprintf (out, "    output: ");
+        s_put_text (out, json_string_value (output), json_string_length (output), S_EXCERPT);
+        json_t *bytes = json_object_get (a, "output_bytes");
+        if (json_is_true (json_object_get (a, "output_truncated")) && json_is_integer (bytes))
+            fprintf (out, " (the record keeps an excerpt of %" JSON_INTEGER_FORMAT " bytes)",
+                     json_integer_value (bytes));
+        fputc ('\n', out);
+    }
+    json_t *proposal = json_object_get (a, "proposal");
+    if (json_is_object (proposal)) {
+        fprintf (out, "    proposal: ");
+        s_put_str (out, json_object_get (proposal, "action"), 64);
+        json_t *params = json_object_get (proposal, "params");
+        if (params) {
+            fputc (' ', out);
+            s_put_value (out, params, S_LINE);
+        }
+        json_t *confidence = json_object_get (proposal, "confidence");
+        if (json_is_number (confidence)) {
+            fprintf (out, " confidence ");
+            s_put_value (out, confidence, 32);
+        }
+        fputc ('\n', out);
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach (json_object_get (a, "verdicts"), i, v) {
+        fprintf (out, "    rule ");
+        s_put_str (out, json_object_get (v, "rule"), 64);
+        fprintf (out, ": ");
+        s_put_str (out, json_object_get (v, "verdict"), 32);
+        json_t *reason = json_object_get (v, "reason");
+        if (json_is_string (reason)) {
+            fprintf (out, ": ");
+            s_put_text (out, json_string_value (reason), json_string_length (reason), S_LINE);
+        }
+        json_t *approval = json_object_get (v, "approval");
+        if (json_is_string (approval)) {
+            fprintf (out, " (asks approval: ");
+            s_put_str (out, approval, S_LINE);
+            fputc (')', out);
+        }
+        fputc ('\n', out);
+    }
+    if (json_is_boolean (json_object_get (a, "accepted")))
+        fprintf (out, "    %s\n", json_is_true (json_object_get (a, "accepted"))
+                                      ? "accepted" : "not accepted");
+}
+
+static void
+s_show_timeline (FILE *out, json_t *d, json_t *outcome, json_t *approvals)
+{
+    json_t *seq = json_object_get (d, "seq");
+    fprintf (out, "decision ");
+    s_put_str (out, json_object_get (d, "id"), 80);
+    fprintf (out, " (seq ");
+    s_put_value (out, seq, 24);
+    fprintf (out, ")\n");
+    static const char *const who[] = {"agent", "mode", "rules_hash", NULL};
+    fprintf (out, " ");
+    s_put_fields (out, d, who);
+    fputc ('\n', out);
+
+    json_t *incident = json_object_get (d, "incident");
+    json_t *ctx = json_object_get (d, "ctx");
+    //  The triggering event: where it came from and what it said.
+    json_t *ts_ms = json_object_get (incident, "ts_ms");
+    s_put_time (out, ts_ms);
+    fprintf (out, "event:");
+    static const char *const where[] = {"topic", "partition", "offset", NULL};
+    s_put_fields (out, json_object_get (d, "trigger"), where);
+    json_t *event = json_object_get (ctx, "event");
+    if (event) {
+        fprintf (out, " ");
+        s_put_value (out, event, S_LINE);
+    }
+    fputc ('\n', out);
+    //  The detector's view.
+    if (json_is_object (incident)) {
+        s_put_time (out, ts_ms);
+        fprintf (out, "detector:");
+        static const char *const view[] = {"detector", "series", "value", "score", "mean",
+                                           "stddev", "z", "n", NULL};
+        s_put_fields (out, incident, view);
+        fputc ('\n', out);
+        json_t *group = json_object_get (incident, "group");
+        if (json_is_object (group)) {
+            s_put_time (out, json_object_get (group, "last_ms"));
+            fprintf (out, "incident group:");
+            static const char *const g[] = {"key", "by", "members", "points", "first_at",
+                                            "last_at", "notification", "why", NULL};
+            s_put_fields (out, group, g);
+            fputc ('\n', out);
+        }
+    }
+    //  Each model call, with the rules' verdicts on what it proposed.
+    json_t *attempts = json_object_get (d, "attempts");
+    s_put_time (out, json_object_get (d, "ts"));
+    fprintf (out, "reasoning: %zu attempt(s)", json_array_size (attempts));
+    json_t *tokens = json_object_get (d, "tokens");
+    if (json_is_integer (tokens))
+        fprintf (out, ", %" JSON_INTEGER_FORMAT " tokens", json_integer_value (tokens));
+    json_t *budget = json_object_get (d, "budget");
+    static const char *const b[] = {"incident_cap", "refused_by", NULL};
+    s_put_fields (out, budget, b);
+    fputc ('\n', out);
+    size_t i;
+    json_t *a;
+    json_array_foreach (attempts, i, a)
+        if (json_is_object (a))
+            s_show_attempt (out, a, i + 1);
+    //  The verdict and what it does.
+    s_put_time (out, json_object_get (d, "ts"));
+    fprintf (out, "verdict: ");
+    s_put_str (out, json_object_get (d, "verdict"), 64);
+    if (json_is_true (json_object_get (d, "fallback")))
+        fprintf (out, " (fallback)");
+    json_t *reason = json_object_get (d, "reason");
+    if (json_is_string (reason)) {
+        fprintf (out, ": ");
+        s_put_str (out, reason, S_LINE);
+    }
+    fputc ('\n', out);
+    json_t *action = json_object_get (d, "action");
+    s_put_time (out, json_object_get (d, "ts"));
+    fprintf (out, "action: ");
+    if (json_is_object (action)) {
+        s_put_str (out, json_object_get (action, "name"), 64);
+        static const char *const k[] = {"kind", "topic", "params", NULL};
+        s_put_fields (out, action, k);
+    }
+    else
+        fprintf (out, "none");
+    fputc ('\n', out);
+    json_t *asked = json_object_get (d, "approval");
+    if (json_is_object (asked)) {
+        s_put_time (out, json_object_get (d, "ts"));
+        fprintf (out, "approval asked:");
+        static const char *const k[] = {"reason", "rules", NULL};
+        s_put_fields (out, asked, k);
+        fputc ('\n', out);
+    }
+    json_array_foreach (approvals, i, a) {
+        s_put_time (out, json_object_get (a, "ts"));
+        fprintf (out, "approval:");
+        static const char *const k[] = {"state", "action", "reason", "would_run", NULL};
+        s_put_fields (out, a, k);
+        fputc ('\n', out);
+    }
+    if (!outcome) {
+        fprintf (out, "%-24s outcome: none recorded\n", "-");
+        return;
+    }
+    json_t *resolved = json_object_get (outcome, "approval");
+    if (json_is_object (resolved)) {
+        s_put_time (out, json_object_get (resolved, "at"));
+        fprintf (out, "approval resolved:");
+        static const char *const k[] = {"how", "by", "comment", NULL};
+        s_put_fields (out, resolved, k);
+        fputc ('\n', out);
+    }
+    s_put_time (out, json_object_get (outcome, "ts"));
+    fprintf (out, "outcome: ");
+    s_put_str (out, json_object_get (outcome, "status"), 64);
+    fprintf (out, " (seq ");
+    s_put_value (out, json_object_get (outcome, "seq"), 24);
+    fputc (')', out);
+    static const char *const k[] = {"detail", "recovered", NULL};
+    s_put_fields (out, outcome, k);
+    fputc ('\n', out);
+    json_t *exec = json_object_get (outcome, "exec");
+    if (json_is_object (exec)) {
+        fprintf (out, "  exec:");
+        static const char *const e[] = {"argv", "exit", "signal", "timed_out", "duration_ms",
+                                        "stdout", "stderr", NULL};
+        s_put_fields (out, exec, e);
+        fputc ('\n', out);
+    }
 }
 
 int
@@ -798,7 +1098,7 @@ mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
         return 1;
     }
     s_show_t self = { .id = id, .id_len = strlen (id), .prefix = strlen (id) >= 8,
-                      .outcomes = json_object () };
+                      .outcomes = json_object (), .approvals = json_object () };
     int rc = s_each_record (path, s_show_fn, &self);
     if (rc == 0) {
         const char *found = self.decision ? s_str (self.decision, "id") : NULL;
@@ -819,24 +1119,25 @@ mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
         }
         else {
             json_t *outcome = json_object_get (self.outcomes, found);
+            json_t *approvals = json_object_get (self.approvals, found);
             if (json) {
-                json_t *res = json_pack ("{s:O, s:O}", "decision", self.decision, "outcome",
-                                         outcome ? outcome : json_null ());
-                json_dumpf (res, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                fputc ('\n', out);
+                json_t *res = json_pack ("{s:O, s:O, s:o}", "decision", self.decision,
+                                         "outcome", outcome ? outcome : json_null (),
+                                         "approvals", approvals ? json_incref (approvals)
+                                                                : json_array ());
+                char *text = mesh_jsonout_dumps (res);
+                if (text)
+                    fprintf (out, "%s\n", text);
+                free (text);
                 json_decref (res);
             }
-            else {
-                s_show_human (out, "decision", self.decision);
-                if (outcome)
-                    s_show_human (out, "outcome", outcome);
-                else
-                    fprintf (out, "outcome: none recorded\n");
-            }
+            else
+                s_show_timeline (out, self.decision, outcome, approvals);
         }
     }
     json_decref (self.decision);
     json_decref (self.outcomes);
+    json_decref (self.approvals);
     free (self.other_id);
     return rc;
 }
@@ -906,4 +1207,10 @@ mesh_audit_each_decision (const char *path, void (*fn) (json_t *decision, void *
 {
     s_each_t self = { fn, arg };
     return s_each_record (path, s_each_fn, &self);
+}
+
+int
+mesh_audit_each_record (const char *path, void (*fn) (json_t *record, void *arg), void *arg)
+{
+    return s_each_record (path, fn, arg);
 }

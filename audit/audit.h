@@ -102,6 +102,12 @@ int mesh_audit_stats (const char *path, mesh_audit_stats_t *stats);
 int mesh_audit_each_decision (const char *path, void (*fn) (json_t *decision, void *arg),
                               void *arg);
 
+//  Calls FN for every line of the log that is a JSON object (any type), in log order,
+//  without checking the chain (RECORD is borrowed for the call).  Returns 0, or 2 cannot
+//  read.
+int mesh_audit_each_record (const char *path, void (*fn) (json_t *record, void *arg),
+                            void *arg);
+
 //  ---------------------------------------------------------------------------------------
 //  The chain scanner shared with daemon/ledger.c.
 
