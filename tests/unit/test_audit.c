@@ -858,13 +858,14 @@ test_show_by_prefix (void **state)
     fixture_t *fx = (fixture_t *) *state;
     char *text;
     int rc;
-    //  A unique 8-character prefix: decision and outcome, pretty printed.
+    //  A unique 8-character prefix: decision and outcome, as a timeline.
     CAPTURE (rc, &text, mesh_audit_show (fx->path, "a1b2c3d4", false, out));
     assert_int_equal (rc, 0);
-    assert_non_null (strstr (text, "decision (seq 2, 1970-01-01T00:00:02.000Z):\n{\n"));
-    assert_non_null (strstr (text, "  \"id\": \"" ID_A "\""));
-    assert_non_null (strstr (text, "outcome (seq 4, "));
-    assert_non_null (strstr (text, "\"detail\": \"restarted\""));
+    assert_non_null (strstr (text, "decision " ID_A " (seq 2)\n"));
+    assert_non_null (strstr (text, "1970-01-01T00:00:02.000Z verdict: accepted\n"));
+    assert_non_null (strstr (text, "1970-01-01T00:00:02.000Z action: restart kind exec params {}\n"));
+    assert_non_null (strstr (text, "detector: series web1/cpu\n"));
+    assert_non_null (strstr (text, "1970-01-01T00:00:04.000Z outcome: done (seq 4) detail restarted\n"));
     free (text);
 
     //  The full id, JSON.
@@ -909,6 +910,117 @@ test_show_by_prefix (void **state)
     snprintf (missing, sizeof missing, "%s/nope.log", fx->dir);
     CAPTURE (rc, &text, mesh_audit_show (missing, ID_A, false, out));
     assert_int_equal (rc, 2);
+    free (text);
+}
+
+//  The timeline of a full decision: the event, the detector, the group, every attempt with
+//  its rules' verdicts (bounded output, escaped control characters), the approval asked
+//  and given, the outcome; --json carries the approval records.  And a decision with
+//  nothing but its id is shown too.
+static void
+test_show_timeline (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char long_output[2000];
+    memset (long_output, 'x', sizeof long_output - 1);
+    long_output[sizeof long_output - 1] = 0;
+    memcpy (long_output, "line1\n\x1b[2Jline2", 15);
+    writer_t w;
+    s_writer_init (&w);
+    s_writer_add (&w, 1000, json_pack (
+        "{s:s, s:s, s:s, s:s, s:{s:s, s:i, s:i}, s:{s:s, s:s, s:f, s:f, s:{s:s, s:i, s:i}},"
+        " s:{s:{s:s, s:f}}, s:[{s:i, s:s, s:s, s:i, s:i, s:s, s:b, s:o,"
+        " s:[{s:s, s:s, s:n}, {s:s, s:s, s:s}]},"
+        " {s:i, s:s, s:s, s:i, s:i, s:s, s:b, s:[{s:s, s:s, s:n}, {s:s, s:s, s:n, s:s}]}],"
+        " s:s, s:b, s:{s:s, s:s, s:{s:s}}, s:{s:b, s:s, s:[s]}, s:i}",
+        "type", "decision", "id", ID_D, "agent", "ops", "mode", "act",
+        "trigger", "topic", "metrics", "partition", 3, "offset", 418,
+        "incident", "series", "web-3/cpu", "detector", "ewma", "value", 35.88, "score", 0.5,
+        "group", "key", "web-3/cpu", "members", 2, "points", 5,
+        "ctx", "event", "host", "web-3", "value", 35.88,
+        "attempts",
+        "step", 1, "backend", "small", "model", "tiny", "charged", 400, "latency_ms", 12,
+        "output", long_output, "accepted", 0, "escalated", json_string ("rejected"),
+        "verdicts", "rule", "builtin", "verdict", "accept", "reason",
+        "rule", "floor", "verdict", "reject", "reason", "confidence 0.2 is below 0.5",
+        "step", 2, "backend", "big", "model", "large", "charged", 900, "latency_ms", 340,
+        "output", "{\"action\":\"restart\"}", "accepted", 1,
+        "verdicts", "rule", "builtin", "verdict", "accept", "reason",
+        "rule", "approve_restarts", "verdict", "accept", "reason", "approval", "a restart",
+        "verdict", "accepted", "fallback", 0,
+        "action", "name", "restart", "kind", "exec", "params", "service", "search",
+        "approval", "required", 1, "reason", "a restart", "rules", "approve_restarts",
+        "tokens", 1300));
+    s_writer_add (&w, 1100, json_pack ("{s:s, s:s, s:s, s:s, s:s}", "type", "approval", "id",
+                                       ID_D, "agent", "ops", "action", "restart", "state",
+                                       "pending"));
+    s_writer_add (&w, 9000, json_pack ("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:I}}", "type",
+                                       "outcome", "id", ID_D, "status", "done", "detail",
+                                       "exit 0", "approval", "how", "approved", "comment",
+                                       "ok", "at", (json_int_t) 8000));
+    s_writer_add (&w, 9500, json_pack ("{s:s, s:s}", "type", "decision", "id", ID_A));
+    size_t len;
+    char *log = s_writer_done (&w, &len);
+    s_write_file (fx->path, log, len);
+    free (log);
+
+    char *text;
+    int rc;
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, ID_D, false, out));
+    assert_int_equal (rc, 0);
+    const char *want[] = {
+        "decision " ID_D " (seq 1)\n",
+        "  agent ops mode act\n",
+        "event: topic metrics partition 3 offset 418 {\"host\":\"web-3\",\"value\":35.88}\n",
+        "detector: detector ewma series web-3/cpu value 35.88 score 0.5\n",
+        "incident group: key web-3/cpu members 2 points 5\n",
+        "reasoning: 2 attempt(s), 1300 tokens\n",
+        "  attempt 1: step 1 backend small model tiny, 400 tokens, 12 ms escalated rejected\n",
+        "    output: line1\\n\\x1b[2Jline2xxx",
+        "... (1999 bytes)\n",
+        "    rule builtin: accept\n",
+        "    rule floor: reject: confidence 0.2 is below 0.5\n",
+        "    not accepted\n",
+        "  attempt 2: step 2 backend big model large, 900 tokens, 340 ms\n",
+        "    rule approve_restarts: accept (asks approval: a restart)\n",
+        "1970-01-01T00:00:01.000Z verdict: accepted\n",
+        "action: restart kind exec params {\"service\":\"search\"}\n",
+        "approval asked: reason a restart rules [\"approve_restarts\"]\n",
+        "1970-01-01T00:00:01.100Z approval: state pending action restart\n",
+        "1970-01-01T00:00:08.000Z approval resolved: how approved comment ok\n",
+        "1970-01-01T00:00:09.000Z outcome: done (seq 3) detail exit 0\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr (text, want[i]))
+            fail_msg ("the timeline lacks '%s':\n%s", want[i], text);
+    assert_null (strchr (text, 0x1b));          //  no raw escape reaches the terminal
+    assert_true (strlen (text) < 4000);         //  the long output is cut
+    free (text);
+
+    //  JSON: the raw records, with the approval record beside them.
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, ID_D, true, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, "\"value\":35.88,"));    //  shortest form
+    json_t *res = json_loads (text, 0, NULL);
+    assert_int_equal (json_array_size (json_object_get (res, "approvals")), 1);
+    assert_string_equal (json_string_value (json_object_get (
+                             json_array_get (json_object_get (res, "approvals"), 0), "state")),
+                         "pending");
+    assert_string_equal (json_string_value (json_object_get (json_object_get (res, "outcome"),
+                                                             "status")), "done");
+    json_decref (res);
+    free (text);
+
+    //  A decision with nothing but its id: shown, fields absent.
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, ID_A, false, out));
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (text, "reasoning: 0 attempt(s)\n"));
+    assert_non_null (strstr (text, "verdict: -\n"));
+    assert_non_null (strstr (text, "action: none\n"));
+    assert_non_null (strstr (text, "outcome: none recorded\n"));
+    free (text);
+    CAPTURE (rc, &text, mesh_audit_show (fx->path, ID_A, true, out));
+    assert_non_null (strstr (text, "\"outcome\":null,\"approvals\":[]}"));
     free (text);
 }
 
@@ -979,6 +1091,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_list_filters, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_views_tolerate_odd_records, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_show_by_prefix, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_show_timeline, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stats_numbers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_each_decision, s_setup, s_teardown),
     };
