@@ -77,9 +77,12 @@ void mesh_audit_mac_hex (const unsigned char *key, const char *data, size_t len,
 //  are skipped with one warning.  Returns 0, or 2 cannot read.
 int mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, FILE *out);
 
-//  The decision with ID (or a unique id prefix of at least 8 characters) and its outcome:
-//  human (pretty, indented) or JSON {"decision":..,"outcome":..|null}.  Returns 0, 1 not
-//  found or ambiguous (logged), 2 cannot read.
+//  The decision with ID (or a unique id prefix of at least 8 characters), its approval
+//  records and its outcome: human (a timeline: event, detector, incident group, each
+//  attempt with its rules' verdicts, verdict, action, approvals, outcome; values bounded and
+//  control characters escaped; docs/audit.md "Reading a decision") or JSON
+//  {"decision":..,"outcome":..|null,"approvals":[..]}.  Returns 0, 1 not found or ambiguous
+//  (logged), 2 cannot read.
 int mesh_audit_show (const char *path, const char *id, bool json, FILE *out);
 
 //  Aggregates over the log for summaries.  records counts every JSON record (ledger events
