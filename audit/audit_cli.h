@@ -42,5 +42,10 @@ int mesh_audit_pubkey_cli (const mesh_audit_cli_t *o, FILE *out);
 int mesh_audit_prove_cli (const mesh_audit_cli_t *o, FILE *out);
 int mesh_audit_verify_proof_cli (const mesh_audit_cli_t *o, FILE *out);
 int mesh_audit_consistency_cli (const mesh_audit_cli_t *o, FILE *out);
+//  The tree part of `audit verify`: every checkpoint record against the tree (signatures
+//  with PUBKEY, a verifier key text or file, else with the key each record names) and
+//  <log>.checkpoint.  Prints "tree: ..." and "checkpoints: ..." lines (JSON: one object),
+//  or "FAIL: ..." naming the first bad record.  0, 1, 2, 64.
+int mesh_audit_verify_tree (const char *log, const char *pubkey, bool json, FILE *out);
 
 #endif

@@ -281,6 +281,48 @@ mesh_note_signer_load (const char *path, bool strict, mesh_note_signer_t *signer
 }
 
 int
+mesh_note_signer_create (const char *path, const char *name, mesh_note_signer_t *signer,
+                         char *why, size_t why_size)
+{
+    char *signer_text = NULL, *verifier_text = NULL;
+    if (mesh_note_keygen (name, &signer_text, &verifier_text) != 0) {
+        snprintf (why, why_size, "the key name \"%.64s\" is not valid (printable, no spaces "
+                  "or '+')", name);
+        free (signer_text);
+        free (verifier_text);
+        return -1;
+    }
+    free (verifier_text);
+    char *dir = strdup (path);
+    char *slash = dir ? strrchr (dir, '/') : NULL;
+    if (slash && slash != dir) {
+        *slash = 0;
+        mkdir (dir, 0750);              //  an existing one is fine; open says the rest
+    }
+    free (dir);
+    int rc = -1;
+    int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        snprintf (why, why_size, "cannot be created: %s", strerror (errno));
+    else {
+        size_t len = strlen (signer_text);
+        bool ok = fchmod (fd, 0600) == 0 && write (fd, signer_text, len) == (ssize_t) len
+                  && write (fd, "\n", 1) == 1 && fsync (fd) == 0;
+        if (close (fd) != 0)
+            ok = false;
+        if (!ok) {
+            snprintf (why, why_size, "cannot be written: %s", strerror (errno));
+            unlink (path);
+        }
+        else
+            rc = mesh_note_signer_parse (signer_text, signer, why, why_size) == 0 ? 1 : -1;
+    }
+    sodium_memzero (signer_text, strlen (signer_text));
+    free (signer_text);
+    return rc;
+}
+
+int
 mesh_note_verifier_load (const char *text_or_path, mesh_note_verifier_t *verifier, char *why,
                          size_t why_size)
 {

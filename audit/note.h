@@ -58,6 +58,11 @@ void mesh_note_signer_wipe (mesh_note_signer_t *signer);
 //  -1 refused (WHY).
 int mesh_note_signer_load (const char *path, bool strict, mesh_note_signer_t *signer,
                            char *why, size_t why_size);
+//  Make a new signer named NAME and write it to PATH (created: mode 0600, O_EXCL, synced,
+//  parent directory made 0750).  1 and *SIGNER, or -1 (WHY; an existing file is never
+//  replaced).
+int mesh_note_signer_create (const char *path, const char *name, mesh_note_signer_t *signer,
+                             char *why, size_t why_size);
 //  A verifier key given as its text or as a file holding it (first line).  0 or -1 (WHY).
 int mesh_note_verifier_load (const char *text_or_path, mesh_note_verifier_t *verifier,
                              char *why, size_t why_size);

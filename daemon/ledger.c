@@ -34,7 +34,11 @@
  */
 #include "ledger.h"
 #include "audit.h"
+#include "merkle.h"
+#include "note.h"
+#include "tlog.h"
 #include "log.h"
+#include "jsonout.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -74,8 +78,32 @@ struct _mesh_ledger_t {
     double last_fsync_ms;
     bool head_failing;              //  the head file could not be written (logged once)
     zhashx_t *index;
-    zhashx_t *rules;                //  "agent\nrules_hash" and "agent" of every rules record                //  id -> s_entry_t
+    zhashx_t *rules;                //  "agent\nrules_hash" and "agent" of every rules record
+    mesh_merkle_range_t range;      //  the RFC 9162 tree of every record (audit/merkle.h)
+    bool signing;                   //  a checkpoint signer is set
+    mesh_note_signer_t signer;
+    char *origin;                   //  the checkpoints' origin line
+    char *verifier;                 //  the signer's verifier key text
+    char *cp_path, *cp_tmp;         //  <log>.checkpoint: the latest signed checkpoint
+    int64_t last_cp_seq;            //  seq of the last checkpoint record (0: none)
+    //  Group commit (mesh_ledger_begin / mesh_ledger_commit): records written, not synced.
+    bool batching;
+    int64_t batch_records;          //  written since begin
+    uint64_t batch_size;            //  the file's size at begin
+    int64_t batch_seq;              //  seq, hash and tree at begin
+    char batch_hash[MESH_AUDIT_HASH_HEX + 1];
+    mesh_merkle_range_t batch_range;
+    zlist_t *undo;                  //  s_undo_t: index changes to take back if the sync fails
 };
+
+//  One index change made inside a batch: how to take it back.
+typedef struct {
+    char *id;                       //  the decision id; NULL for a rules key
+    char *rules_key;                //  a rules key that was added
+    bool inserted;                  //  the entry was new (take back = delete)
+    json_t *decision;               //  outcome: the decision the entry held (a reference)
+    int64_t outcome_seq;
+} s_undo_t;
 
 //  What the check of an existing log found (s_check).
 typedef struct {
@@ -90,6 +118,9 @@ typedef struct {
     const char *head;               //  "matches", "behind" (by one) or "absent"
     int64_t unmacd;                 //  records before MACs began
     int64_t mac_since;              //  first record with a MAC (0: none)
+    mesh_merkle_range_t range;      //  the tree of the verified records
+    int64_t last_cp_seq;            //  the last checkpoint record among them (0: none)
+    char last_cp_key[256];          //  the key that signed it
 } s_check_t;
 
 static void
@@ -261,7 +292,7 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
     json_object_foreach (record, key, value)
         json_object_set_new (obj, key, json_deep_copy (value));
 
-    char *text = json_dumps (obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = mesh_jsonout_dumps (obj);
     size_t text_len = text ? strlen (text) : 0;
     if (!text || text_len < 2 || text[text_len - 1] != '}') {
         mesh_err ("ledger: cannot serialise record seq %" PRId64, seq);
@@ -288,14 +319,14 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
 
     int rc = s_pwrite_all (self->fd, line, line_len, self->size);
     const char *what = "write";
-    if (rc == 0) {
+    if (rc == 0 && !self->batching) {
         double start = s_now_ms (CLOCK_MONOTONIC);
         rc = s_fsync (self->fd);
         self->last_fsync_ms = s_now_ms (CLOCK_MONOTONIC) - start;
         what = "fsync";
     }
-    free (line);
     if (rc != 0) {
+        free (line);
         int saved = errno;
         //  Leave the file as it was: no half record for the next append to follow.
         if (ftruncate (self->fd, (off_t) self->size) != 0)
@@ -309,7 +340,14 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
     self->size += line_len;
     self->seq = seq;
     memcpy (self->hash, hex, sizeof hex);
-    s_write_head (self);
+    mesh_merkle_hash_t leaf;
+    mesh_merkle_leaf_hash (line, line_len - 1, leaf);
+    mesh_merkle_range_append (&self->range, leaf);
+    free (line);
+    if (self->batching)
+        self->batch_records++;      //  synced, and the head written, by mesh_ledger_commit
+    else
+        s_write_head (self);
     if (stored_p) {
         json_object_set_new (obj, "mac", json_string (mac));
         json_object_set_new (obj, "hash", json_string (hex));
@@ -318,6 +356,47 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
     else
         json_decref (obj);
     return seq;
+}
+
+//  Inside a batch: remember that KEY is about to be added to the rules set, if it is new.
+static void
+s_undo_rules_key (mesh_ledger_t *self, const char *key)
+{
+    if (!self->batching || zhashx_lookup (self->rules, key))
+        return;
+    s_undo_t *undo = (s_undo_t *) calloc (1, sizeof *undo);
+    assert (undo);
+    undo->rules_key = strdup (key);
+    zlist_push (self->undo, undo);
+}
+
+//  Forget the undo list (APPLY false: the batch is durable) or take every change back,
+//  newest first (APPLY true: the batch is gone).
+static void
+s_undo_finish (mesh_ledger_t *self, bool apply)
+{
+    s_undo_t *undo;
+    while ((undo = (s_undo_t *) zlist_pop (self->undo))) {
+        if (apply && undo->rules_key)
+            zhashx_delete (self->rules, undo->rules_key);
+        else
+        if (apply && undo->inserted)
+            zhashx_delete (self->index, undo->id);
+        else
+        if (apply) {
+            s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->index, undo->id);
+            if (entry) {
+                entry->state = MESH_LEDGER_DECIDED;
+                entry->outcome_seq = 0;
+                entry->decision = undo->decision;
+                undo->decision = NULL;
+            }
+        }
+        json_decref (undo->decision);
+        free (undo->id);
+        free (undo->rules_key);
+        free (undo);
+    }
 }
 
 //  Index one record (on open and after each append).  DECISION_SEQ etc from RECORD.
@@ -332,6 +411,8 @@ s_index (mesh_ledger_t *self, json_t *record, bool unproven)
         const char *hash = json_string_value (json_object_get (record, "rules_hash"));
         if (agent && hash) {
             char *key = zsys_sprintf ("%s\n%s", agent, hash);
+            s_undo_rules_key (self, agent);
+            s_undo_rules_key (self, key);
             zhashx_update (self->rules, agent, (void *) "");
             zhashx_update (self->rules, key, (void *) "");
             free (key);
@@ -351,6 +432,13 @@ s_index (mesh_ledger_t *self, json_t *record, bool unproven)
         entry->unproven = unproven;
         entry->decision = unproven ? NULL : json_incref (record);
         zhashx_insert (self->index, id, entry);
+        if (self->batching) {
+            s_undo_t *undo = (s_undo_t *) calloc (1, sizeof *undo);
+            assert (undo);
+            undo->id = strdup (id);
+            undo->inserted = true;
+            zlist_push (self->undo, undo);
+        }
     }
     else
     if (streq (type, "outcome")) {
@@ -362,7 +450,15 @@ s_index (mesh_ledger_t *self, json_t *record, bool unproven)
         if (entry->state == MESH_LEDGER_DECIDED) {
             entry->state = MESH_LEDGER_COMPLETE;
             entry->outcome_seq = seq;
-            json_decref (entry->decision);
+            if (self->batching) {
+                s_undo_t *undo = (s_undo_t *) calloc (1, sizeof *undo);
+                assert (undo);
+                undo->id = strdup (id);
+                undo->decision = entry->decision;      //  the reference moves here
+                zlist_push (self->undo, undo);
+            }
+            else
+                json_decref (entry->decision);
             entry->decision = NULL;
         }
     }
@@ -373,6 +469,8 @@ typedef struct {
     mesh_audit_scan_t *scan;
     int64_t mark_seq;               //  the head file's seq
     char mark_hash[MESH_AUDIT_HASH_HEX + 1];
+    mesh_tlog_t tlog;               //  the tree and its checkpoints
+    int64_t tlog_bad_seq;           //  the first record the tree refused (0: none)
 } s_open_t;
 
 static int
@@ -382,8 +480,11 @@ s_open_fn (json_t *record, const char *hash, const char *line, size_t len, void 
     //  Once a record carries a MAC, every later one does (the scanner checks it).
     if (open_->self)
         s_index (open_->self, record, open_->scan->mac_since == 0);
-    if (json_integer_value (json_object_get (record, "seq")) == open_->mark_seq)
+    int64_t seq = json_integer_value (json_object_get (record, "seq"));
+    if (seq == open_->mark_seq)
         memcpy (open_->mark_hash, hash, sizeof open_->mark_hash);
+    if (!open_->tlog_bad_seq && mesh_tlog_feed (&open_->tlog, record, line, len) != 0)
+        open_->tlog_bad_seq = seq;
     return 0;
 }
 
@@ -410,8 +511,16 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
     s_open_t open_ = { .self = index ? self : NULL, .scan = &scan,
                        .mark_seq = head == 1 ? head_seq : -1 };
     memset (open_.mark_hash, '0', MESH_AUDIT_HASH_HEX);
+    mesh_tlog_init (&open_.tlog, NULL, false);
     int rc = mesh_audit_scan (file, self->key, &scan, s_open_fn, &open_);
     fclose (file);
+    check->range = open_.tlog.range;
+    check->last_cp_seq = open_.tlog.last_cp_seq;
+    snprintf (check->last_cp_key, sizeof check->last_cp_key, "%s",
+              open_.tlog.last_cp_key ? open_.tlog.last_cp_key : "");
+    char tlog_why[sizeof open_.tlog.why];
+    memcpy (tlog_why, open_.tlog.why, sizeof tlog_why);
+    mesh_tlog_free (&open_.tlog);
     if (rc != 0)
         return -1;                  //  logged by the scanner
     check->last_seq = scan.last_seq;
@@ -429,6 +538,10 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
     if (scan.bad_line && !scan.bad_torn)
         snprintf (check->why, sizeof check->why, "record seq %" PRId64 " (line %" PRId64
                   "): %s", scan.bad_seq, scan.bad_line, scan.why);
+    else
+    if (open_.tlog_bad_seq)
+        snprintf (check->why, sizeof check->why, "record seq %" PRId64 " (line %" PRId64
+                  "): %s", open_.tlog_bad_seq, open_.tlog_bad_seq, tlog_why);
     else
     if (head < 0)
         snprintf (check->why, sizeof check->why, "its head file %s %s", self->head_path,
@@ -574,6 +687,10 @@ s_load (mesh_ledger_t *self, const char **head_p)
     self->seq = check.last_seq;
     memcpy (self->hash, check.last_hash, sizeof self->hash);
     self->size = check.good_bytes;
+    self->range = check.range;
+    self->last_cp_seq = check.last_cp_seq;
+    free (self->verifier);
+    self->verifier = check.last_cp_key[0] ? strdup (check.last_cp_key) : NULL;
     *head_p = check.head;
     //  The torn line is cut off first, so that what follows chains on the good part; in
     //  an old log the "mac" record must be the first one with a MAC, the repair after it.
@@ -699,6 +816,8 @@ s_new (const char *path, const char *key_path)
     free (copy);
     self->index = zhashx_new ();
     self->rules = zhashx_new ();
+    self->undo = zlist_new ();
+    mesh_merkle_range_init (&self->range);
     assert (self->rules);
     assert (self->path && self->head_path && self->head_tmp && self->dir && self->index);
     zhashx_set_destructor (self->index, s_entry_destroy);
@@ -870,9 +989,16 @@ mesh_ledger_destroy (mesh_ledger_t **self_p)
         close (self->fd);           //  also releases the lock
     if (self->dir_fd >= 0)
         close (self->dir_fd);
+    s_undo_finish (self, false);
+    zlist_destroy (&self->undo);
     zhashx_destroy (&self->index);
     zhashx_destroy (&self->rules);
     sodium_memzero (self->key, sizeof self->key);
+    mesh_note_signer_wipe (&self->signer);
+    free (self->origin);
+    free (self->verifier);
+    free (self->cp_path);
+    free (self->cp_tmp);
     free (self->path);
     free (self->head_path);
     free (self->head_tmp);
@@ -959,8 +1085,8 @@ mesh_ledger_append (mesh_ledger_t *self, json_t *record)
                       "ledger's field)", type, reserved[i]);
             return -1;
         }
-    if (streq (type, "ledger")) {
-        mesh_err ("ledger: refused a record of the reserved type \"ledger\"");
+    if (streq (type, "ledger") || streq (type, "checkpoint")) {
+        mesh_err ("ledger: refused a record of the reserved type \"%s\"", type);
         return -1;
     }
     const char *refused = s_check_quarantine (type, record);
@@ -1085,4 +1211,152 @@ mesh_ledger_last_fsync_ms (const mesh_ledger_t *self)
 {
     assert (self);
     return self->last_fsync_ms;
+}
+
+void
+mesh_ledger_begin (mesh_ledger_t *self)
+{
+    assert (self);
+    if (self->batching)
+        return;
+    self->batching = true;
+    self->batch_records = 0;
+    self->batch_size = self->size;
+    self->batch_seq = self->seq;
+    memcpy (self->batch_hash, self->hash, sizeof self->batch_hash);
+    self->batch_range = self->range;
+}
+
+int
+mesh_ledger_commit (mesh_ledger_t *self)
+{
+    assert (self);
+    if (!self->batching)
+        return 0;
+    self->batching = false;
+    if (self->batch_records == 0) {
+        s_undo_finish (self, false);
+        return 0;
+    }
+    double start = s_now_ms (CLOCK_MONOTONIC);
+    int rc = s_fsync (self->fd);
+    self->last_fsync_ms = s_now_ms (CLOCK_MONOTONIC) - start;
+    int64_t records = self->batch_records;
+    self->batch_records = 0;
+    if (rc == 0) {
+        s_undo_finish (self, false);
+        s_write_head (self);
+        return 0;
+    }
+    //  Not one of them is known to be on disk: none was acknowledged, all are taken back.
+    mesh_err ("ledger: %s: fsync of records seq %" PRId64 "-%" PRId64 " failed: %s; they are "
+              "taken back and refused", self->path, self->batch_seq + 1, self->seq,
+              strerror (errno));
+    if (ftruncate (self->fd, (off_t) self->batch_size) != 0)
+        mesh_err ("ledger: %s: cannot cut back %" PRId64 " unsynced records: %s", self->path,
+                  records, strerror (errno));
+    self->size = self->batch_size;
+    self->seq = self->batch_seq;
+    memcpy (self->hash, self->batch_hash, sizeof self->hash);
+    self->range = self->batch_range;
+    s_undo_finish (self, true);
+    return -1;
+}
+
+int
+mesh_ledger_set_signer (mesh_ledger_t *self, const mesh_note_signer_t *signer,
+                        const char *origin)
+{
+    assert (self && signer && origin);
+    char *verifier = mesh_note_verifier_text (&signer->v);
+    if (!verifier)
+        return -1;
+    if (self->verifier && strcmp (self->verifier, verifier) != 0)
+        mesh_notice ("ledger: %s: checkpoints were signed by %.80s until now; from here on by "
+                     "%.80s (both are in the log's checkpoint records)", self->path,
+                     self->verifier, verifier);
+    free (self->verifier);
+    self->verifier = verifier;
+    free (self->origin);
+    self->origin = strdup (origin);
+    self->signer = *signer;
+    self->signing = true;
+    if (!self->cp_path) {
+        self->cp_path = zsys_sprintf ("%s.checkpoint", self->path);
+        self->cp_tmp = zsys_sprintf ("%s.checkpoint.tmp", self->path);
+    }
+    return 0;
+}
+
+//  Replace <log>.checkpoint with NOTE: tmp, fsync, rename, fsync the directory.
+static int
+s_write_checkpoint_file (mesh_ledger_t *self, const char *note)
+{
+    int fd = open (self->cp_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = s_pwrite_all (fd, note, strlen (note), 0) == 0 && s_fsync (fd) == 0 ? 0 : -1;
+    if (close (fd) != 0)
+        rc = -1;
+    if (rc == 0 && rename (self->cp_tmp, self->cp_path) == 0 && s_fsync (self->dir_fd) == 0)
+        return 0;
+    int saved = errno;
+    unlink (self->cp_tmp);
+    errno = saved;
+    return -1;
+}
+
+int64_t
+mesh_ledger_checkpoint (mesh_ledger_t *self, bool force, char **note_p)
+{
+    assert (self);
+    if (note_p)
+        *note_p = NULL;
+    if (!self->signing) {
+        errno = ENOKEY;
+        return -1;
+    }
+    if (self->batching && mesh_ledger_commit (self) != 0)
+        return -1;
+    if (!force && self->last_cp_seq == self->seq)
+        return 0;                   //  nothing written since the last checkpoint
+    assert (self->range.size == (uint64_t) self->seq);
+    mesh_merkle_hash_t root;
+    mesh_merkle_range_root (&self->range, root);
+    char *body = mesh_checkpoint_body (self->origin, self->range.size, root);
+    char *note = body ? mesh_note_sign (&self->signer, body) : NULL;
+    free (body);
+    if (!note) {
+        mesh_err ("ledger: cannot sign a checkpoint (origin %.80s)", self->origin);
+        return -1;
+    }
+    if (s_write_checkpoint_file (self, note) != 0) {
+        mesh_err ("ledger: cannot write %s: %s", self->cp_path, strerror (errno));
+        free (note);
+        return -1;
+    }
+    char root_b64[sodium_base64_ENCODED_LEN (MESH_MERKLE_HASH, sodium_base64_VARIANT_ORIGINAL)];
+    mesh_b64 (root, MESH_MERKLE_HASH, root_b64, sizeof root_b64);
+    json_t *record = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:s}", "type", "checkpoint",
+                                "origin", self->origin, "size", (json_int_t) self->range.size,
+                                "root", root_b64, "key", self->verifier, "note", note);
+    int64_t size = (int64_t) self->range.size;
+    int64_t seq = s_write_record (self, record, NULL);
+    json_decref (record);
+    if (seq < 0) {
+        free (note);
+        return -1;
+    }
+    self->last_cp_seq = seq;
+    if (note_p)
+        *note_p = note;
+    else
+        free (note);
+    return size;
+}
+
+int64_t
+mesh_ledger_last_checkpoint_seq (const mesh_ledger_t *self)
+{
+    return self->last_cp_seq;
 }

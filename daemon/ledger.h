@@ -14,6 +14,8 @@
 #ifndef MESH_LEDGER_H
 #define MESH_LEDGER_H
 
+#include "note.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -84,5 +86,28 @@ const char *mesh_ledger_path (const mesh_ledger_t *self);
 double mesh_ledger_last_fsync_ms (const mesh_ledger_t *self);
 //  Seq of the existing decision (or outcome, if OUTCOME) record for ID, or 0 if none.
 int64_t mesh_ledger_record_seq (mesh_ledger_t *self, const char *id, bool outcome);
+
+//  Group commit.  Between begin and commit, appends are written but not synced, and
+//  the head file waits; commit fsyncs once for all of them and writes the head.  A
+//  caller acknowledges the records of a batch only after commit returned 0.  If the
+//  sync fails every record of the batch is cut off the file and taken out of the
+//  index (as if never appended) and commit returns -1: refuse them all.  Without begin,
+//  every append syncs by itself.  Nested begin is a no-op.
+void mesh_ledger_begin (mesh_ledger_t *self);
+int mesh_ledger_commit (mesh_ledger_t *self);
+
+//  Sign checkpoints with SIGNER (copied) under ORIGIN (the checkpoint's first line).
+//  0, or -1.
+int mesh_ledger_set_signer (mesh_ledger_t *self, const mesh_note_signer_t *signer,
+                            const char *origin);
+//  Sign a checkpoint of every record so far (C2SP tlog-checkpoint in a signed note,
+//  audit/note.h), write it to <log>.checkpoint (atomically) and append a "checkpoint"
+//  record {"origin","size","root","key","note"} (size = the records before it).  Unless
+//  FORCE, nothing is done when no record was written since the last checkpoint record
+//  (returns 0).  Commits an open batch first.  Returns the size signed, or -1 (no signer:
+//  errno ENOKEY; logged).  *NOTE_P (may be NULL) = the signed note (caller frees).
+int64_t mesh_ledger_checkpoint (mesh_ledger_t *self, bool force, char **note_p);
+//  Seq of the last checkpoint record (0: none).
+int64_t mesh_ledger_last_checkpoint_seq (const mesh_ledger_t *self);
 
 #endif
