@@ -348,6 +348,13 @@ s_security (rd_kafka_conf_t *conf, const mesh_kafka_security_t *sec, char **err)
 rd_kafka_conf_t *
 mesh_kafka_conf_new (const mesh_config_t *cfg, const char *brokers, char **err)
 {
+    return mesh_kafka_conf_new_with (cfg, &cfg->kafka_security, brokers, err);
+}
+
+rd_kafka_conf_t *
+mesh_kafka_conf_new_with (const mesh_config_t *cfg, const mesh_kafka_security_t *security,
+                          const char *brokers, char **err)
+{
     *err = NULL;
     if (sodium_init () < 0) {
         s_fail (err, "libsodium cannot start");
@@ -360,7 +367,7 @@ mesh_kafka_conf_new (const mesh_config_t *cfg, const char *brokers, char **err)
     }
     int rc = s_set (conf, "bootstrap.servers", brokers, err);
     if (rc == 0)
-        rc = s_security (conf, &cfg->kafka_security, err);
+        rc = s_security (conf, security, err);
     for (size_t i = 0; rc == 0 && i < cfg->kafka_property_count; i++) {
         const mesh_kafka_property_t *p = &cfg->kafka_properties[i];
         //  The loader refused these already; a config built by hand is held to the same.

@@ -28,6 +28,12 @@
 rd_kafka_conf_t *mesh_kafka_conf_new (const mesh_config_t *cfg, const char *brokers,
                                       char **err);
 
+//  The same with SECURITY instead of kafka.security (audit.ship.security: the log may be
+//  shipped to another cluster); kafka.properties apply all the same.
+rd_kafka_conf_t *mesh_kafka_conf_new_with (const mesh_config_t *cfg,
+                                           const mesh_kafka_security_t *security,
+                                           const char *brokers, char **err);
+
 //  NULL if KEY may be set through kafka.properties; otherwise why not (static text that
 //  says what to do instead).  See the allow-list in kafka_conf.c.
 const char *mesh_kafka_conf_refusal (const char *key);
