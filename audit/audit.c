@@ -312,6 +312,7 @@ s_open (const char *path)
 typedef struct {
     int64_t want_seq;               //  the head's seq, when it is behind the log
     char hash[MESH_AUDIT_HASH_HEX + 1];
+    int64_t repairs;                //  torn lines meshd moved aside (its "repair" records)
 } s_mark_t;
 
 static int
@@ -320,6 +321,10 @@ s_mark_fn (json_t *record, const char *hash, const char *line, size_t len, void 
     s_mark_t *mark = (s_mark_t *) arg;
     if (json_integer_value (json_object_get (record, "seq")) == mark->want_seq)
         memcpy (mark->hash, hash, sizeof mark->hash);
+    const char *type = json_string_value (json_object_get (record, "type"));
+    const char *event = json_string_value (json_object_get (record, "event"));
+    if (type && event && !strcmp (type, "ledger") && !strcmp (event, "repair"))
+        mark->repairs++;
     return 0;
 }
 
@@ -365,7 +370,10 @@ mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, 
     fclose (file);
     if (rc != 0)
         return 2;
-    if (scan.bad_line) {
+    //  A last line without its newline is a write a crash cut short, never acknowledged:
+    //  not tampering.  meshd moves it aside (intact) at its next start.
+    bool torn = scan.bad_line && scan.bad_torn && scan.bad_is_last;
+    if (scan.bad_line && !torn) {
         s_verify_fail (out, json, scan.bad_seq, scan.bad_line, scan.why);
         return 1;
     }
@@ -427,6 +435,11 @@ mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, 
             json_object_set_new (res, "head_seq", json_integer (head_seq));
         if (opts->key)
             json_object_set_new (res, "mac_since", json_integer (scan.mac_since));
+        json_object_set_new (res, "repairs", json_integer (mark.repairs));
+        if (torn)
+            json_object_set_new (res, "torn_tail", json_pack ("{s:I, s:s}", "line",
+                                                              (json_int_t) scan.bad_line,
+                                                              "detail", scan.why));
         json_dumpf (res, out, JSON_COMPACT);
         fputc ('\n', out);
         json_decref (res);
@@ -451,6 +464,14 @@ mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, 
         else
             fprintf (out, "mac: no record carries one (the log was written before records "
                      "carried a MAC)\n");
+        if (torn)
+            fprintf (out, "torn: line %" PRId64 ", after seq %" PRId64 ", is a write cut short "
+                     "by a crash (%s), never acknowledged, not tampering; meshd moves it "
+                     "aside, intact, at its next start and records that\n", scan.bad_line,
+                     scan.last_seq, scan.why);
+        if (mark.repairs)
+            fprintf (out, "repairs: %" PRId64 " torn line(s) moved aside by meshd earlier "
+                     "(\"repair\" records name the files)\n", mark.repairs);
     }
     return 0;
 }
