@@ -44,8 +44,11 @@ int
 mesh_audit_keygen_cli (const mesh_audit_cli_t *o, FILE *out)
 {
     const char *path = s_key_path (o);
-    const char *name = o->argc > 0 ? o->argv[0] : o->cfg ? o->cfg->origin : NULL;
-    if (!path || !name) {
+    char host[300] = "";
+    if (!o->cfg && o->argc == 0 && gethostname (host, 255) == 0)
+        strcat (host, "/meshd");
+    const char *name = o->argc > 0 ? o->argv[0] : o->cfg ? o->cfg->origin : host;
+    if (!path || !*name) {
         mesh_err ("audit keygen: say where (--key FILE) and the key's name (audit keygen "
                   "NAME), or give a config");
         return S_USAGE;

@@ -1516,6 +1516,38 @@ s_daemon (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 //  --------------------------------------------------------------------------
 //  kafka:
 
+//  A bootstrap list: host:port[,host:port...], no spaces or control characters.
+static const char *
+s_check_broker_list (const char *text)
+{
+    const char *start = text;
+    while (true) {
+        size_t length = strcspn (start, ",");
+        const char *colon = NULL;
+        bool good = length > 0;
+        for (size_t i = 0; good && i < length; i++) {
+            unsigned char c = (unsigned char) start [i];
+            good = c > ' ' && c != 0x7f;
+            if (c == ':')
+                colon = start + i;
+        }
+        long port = 0;
+        if (good && colon && colon > start && colon + 1 < start + length) {
+            char *end;
+            port = strtol (colon + 1, &end, 10);
+            good = isdigit ((unsigned char) colon [1]) && end == start + length
+                && port >= 1 && port <= 65535;
+        }
+        else
+            good = false;
+        if (!good)
+            return "\"host:port[,host:port...]\"";
+        if (!start [length])
+            return NULL;
+        start += length + 1;
+    }
+}
+
 static void
 s_brokers (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 {
@@ -1530,36 +1562,10 @@ s_brokers (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     if (!s_get_string (ctx, node, path, &text))
         return;
     cfg->embedded = !strcmp (text, "embedded");
-    if (!cfg->embedded) {
-        const char *start = text;
-        while (true) {
-            size_t length = strcspn (start, ",");
-            const char *colon = NULL;
-            bool good = length > 0;
-            for (size_t i = 0; good && i < length; i++) {
-                unsigned char c = (unsigned char) start [i];
-                good = c > ' ' && c != 0x7f;
-                if (c == ':')
-                    colon = start + i;
-            }
-            long port = 0;
-            if (good && colon && colon > start && colon + 1 < start + length) {
-                char *end;
-                port = strtol (colon + 1, &end, 10);
-                good = isdigit ((unsigned char) colon [1]) && end == start + length
-                    && port >= 1 && port <= 65535;
-            }
-            else
-                good = false;
-            if (!good) {
-                s_at (ctx, node, "%s: expected \"embedded\" or \"host:port[,host:port...]\", "
-                      "got '%s'", path, s_show (text, shown, sizeof shown));
-                return;
-            }
-            if (!start [length])
-                break;
-            start += length + 1;
-        }
+    if (!cfg->embedded && s_check_broker_list (text)) {
+        s_at (ctx, node, "%s: expected \"embedded\" or \"host:port[,host:port...]\", "
+              "got '%s'", path, s_show (text, shown, sizeof shown));
+        return;
     }
     free (cfg->brokers);
     cfg->brokers = s_strdup (ctx, text);
@@ -1956,9 +1962,8 @@ s_kafka_properties (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
 }
 
 static void
-s_kafka_security_free (mesh_config_t *cfg)
+s_security_free (mesh_kafka_security_t *sec)
 {
-    mesh_kafka_security_t *sec = &cfg->kafka_security;
     free (sec->ca_file);
     free (sec->cert_file);
     free (sec->key_file);
@@ -1969,6 +1974,12 @@ s_kafka_security_free (mesh_config_t *cfg)
     free (sec->client_id);
     free (sec->client_secret_file);
     free (sec->scope);
+}
+
+static void
+s_kafka_security_free (mesh_config_t *cfg)
+{
+    s_security_free (&cfg->kafka_security);
     for (size_t i = 0; i < cfg->kafka_property_count; i++) {
         free (cfg->kafka_properties [i].key);
         free (cfg->kafka_properties [i].value);
@@ -3900,6 +3911,124 @@ s_agents (s_ctx_t *ctx, mesh_config_t *cfg, s_node_t *node)
 }
 
 //  --------------------------------------------------------------------------
+//  audit: settings of the decision log's own machinery.  Each key set under it (ship,
+//  ...) has its own table and function; add an entry to s_audit_fields beside ship.
+
+//  audit.ship.source: a header value, one line of printable text.
+static const char *
+s_check_source (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length >= 1 && length <= 255;
+    for (size_t i = 0; good && i < length; i++)
+        good = (unsigned char) text [i] >= ' ' && text [i] != 0x7f;
+    return good ? NULL : "1-255 printable characters (the name of this host in a collector)";
+}
+
+static void
+s_ship_security (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_kafka_security_t *sec = &((mesh_ship_config_t *) base)->security;
+    s_node_t *seen [S_MAX_FIELDS];
+    if (s_is_null (node)) {
+        s_at (ctx, node, "%s: expected a mapping with at least protocol", path);
+        return;
+    }
+    sec->given = true;
+    s_walk (ctx, node, path, s_security_fields, sec, seen);
+    if (node->kind == S_MAPPING)
+        s_security_check (ctx, sec, node, seen, path);
+}
+
+enum { SH_TOPIC, SH_BROKERS, SH_IN_FLIGHT, SH_SOURCE, SH_SECURITY };
+static const s_field_t s_ship_fields [] = {
+    [SH_TOPIC] = S_STR ("topic", mesh_ship_config_t, topic, s_check_write_topic),
+    [SH_BROKERS] = S_STR ("brokers", mesh_ship_config_t, brokers, s_check_broker_list),
+    [SH_IN_FLIGHT] = S_NUM ("max_in_flight", mesh_ship_config_t, max_in_flight, F_INT, 1,
+                            100000),
+    [SH_SOURCE] = S_STR ("source", mesh_ship_config_t, source, s_check_source),
+    [SH_SECURITY] = { .key = "security", .type = F_CALL, .handler = s_ship_security },
+    { NULL }
+};
+
+//  audit.ship: the decision log produced to Kafka (daemon/ship.h).  What depends on other
+//  sections (kafka, agents) is checked once they are read, by s_ship_derive.
+static void
+s_audit_ship (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t *seen [S_MAX_FIELDS];
+    s_walk (ctx, node, path, s_ship_fields, &cfg->ship, seen);
+    if (node->kind == S_MAPPING && !s_given (seen [SH_TOPIC]))
+        s_at (ctx, node, "%s.topic: required to ship the decision log (a Kafka topic such as "
+              "meshd.decisions); remove %s to ship nothing", path, path);
+}
+
+//  audit.origin: one line of printable text without spaces (a checkpoint's first line).
+static const char *
+s_check_origin (const char *text)
+{
+    size_t length = strlen (text);
+    bool good = length >= 1 && length <= 255;
+    for (size_t i = 0; good && i < length; i++)
+        good = (unsigned char) text [i] > ' ' && text [i] != 0x7f && text [i] != '+';
+    return good ? NULL : "1-255 printable characters without spaces or '+' (the log's name "
+                         "in its checkpoints, e.g. host.example/meshd)";
+}
+
+static const s_field_t s_audit_fields [] = {
+    S_NUM ("checkpoint_interval_s", mesh_config_t, checkpoint_interval_s, F_INT, 0, 86400),
+    S_PATHF ("signing_key", mesh_config_t, signing_key),
+    S_STR ("origin", mesh_config_t, origin, s_check_origin),
+    { .key = "ship", .type = F_CALL, .handler = s_audit_ship },
+    { NULL }
+};
+
+static void
+s_audit (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_walk (ctx, node, path, s_audit_fields, base, NULL);
+}
+
+//  audit.ship against the rest of the config.
+static void
+s_ship_derive (s_ctx_t *ctx, mesh_config_t *cfg)
+{
+    mesh_ship_config_t *ship = &cfg->ship;
+    if (!ship->topic)
+        return;
+    mesh_config_pos_t topic = mesh_config_where (cfg, "audit.ship.topic");
+    if (cfg->embedded && !ship->brokers && ship->security.given) {
+        mesh_config_pos_t at = mesh_config_where (cfg, "audit.ship.security");
+        s_problem (ctx, at.line, at.col, "audit.ship.security: not used with the embedded "
+                   "broker; name the cluster to ship to in audit.ship.brokers, or remove this "
+                   "block");
+    }
+    //  The same cluster, unless brokers names another one (then it is the operator's call).
+    for (size_t i = 0; !ship->brokers && i < cfg->agent_count; i++)
+        for (size_t j = 0; j < cfg->agents [i].topic_count; j++)
+            if (!strcmp (cfg->agents [i].topics [j], ship->topic))
+                s_problem (ctx, topic.line, topic.col, "audit.ship.topic: '%s' is an input "
+                           "topic of agent '%s': every decision would become an event and "
+                           "another decision; ship to a topic no agent reads", ship->topic,
+                           cfg->agents [i].name);
+    for (size_t i = 0; !ship->brokers && i < cfg->action_count; i++)
+        if (cfg->actions [i].topic && !strcmp (cfg->actions [i].topic, ship->topic))
+            s_problem (ctx, topic.line, topic.col, "audit.ship.topic: '%s' is the topic of "
+                       "action '%s'; the decision log needs a topic of its own", ship->topic,
+                       cfg->actions [i].name);
+}
+
+static void
+s_ship_free (mesh_ship_config_t *ship)
+{
+    free (ship->topic);
+    free (ship->brokers);
+    free (ship->source);
+    s_security_free (&ship->security);
+}
+
+//  --------------------------------------------------------------------------
 //  The top level.
 
 static void
@@ -3917,6 +4046,7 @@ static const s_field_t s_root_fields [] = {
     { .key = "agents", .type = F_CALL, .required = true, .handler = s_defer_agents },
     { .key = "sandbox", .type = F_CALL, .handler = s_sandbox },
     { .key = "budget", .type = F_CALL, .handler = s_root_budget },
+    { .key = "audit", .type = F_CALL, .handler = s_audit },
     { NULL }
 };
 
@@ -3940,6 +4070,9 @@ s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
     cfg->commit_interval_ms = 1000;
     cfg->prefetch_messages = MESH_PREFETCH_DEFAULT;
     cfg->kafka_security.verify_hostname = true;
+    cfg->ship.max_in_flight = 1000;
+    cfg->checkpoint_interval_s = 60;
+    cfg->ship.security.verify_hostname = true;
     cfg->lua_instructions = 1000000;
     cfg->lua_memory = 8 * 1024 * 1024;
     cfg->lua_time_ms = 50;
@@ -3968,10 +4101,24 @@ s_derive (s_ctx_t *ctx, mesh_config_t *cfg)
         cfg->decision_log = NULL;
         s_oom (ctx);
     }
+    if (!cfg->signing_key && cfg->state_dir
+    &&  asprintf (&cfg->signing_key, "%s/audit-signing.key", cfg->state_dir) < 0) {
+        cfg->signing_key = NULL;
+        s_oom (ctx);
+    }
+    if (!cfg->origin) {
+        char host [256] = "";
+        if (gethostname (host, sizeof host - 1) != 0 || !*host || s_check_origin (host))
+            snprintf (host, sizeof host, "localhost");
+        if (asprintf (&cfg->origin, "%s/meshd", host) < 0) {
+            cfg->origin = NULL;
+            s_oom (ctx);
+        }
+    }
     //  Without an explicit list the embedded broker creates every topic the
     //  config names: those agents read and those kafka actions write.
     if (cfg->embedded && !ctx->embedded_topics_given) {
-        size_t capacity = cfg->action_count;
+        size_t capacity = cfg->action_count + 1;       //  + audit.ship.topic
         for (size_t i = 0; i < cfg->agent_count; i++)
             capacity += cfg->agents [i].topic_count;
         s_strv_free (&cfg->embedded_topics, cfg->embedded_topic_count);
@@ -3983,7 +4130,10 @@ s_derive (s_ctx_t *ctx, mesh_config_t *cfg)
         for (size_t i = 0; cfg->embedded_topics && i < cfg->action_count; i++)
             if (cfg->actions [i].topic)
                 s_add_topic (ctx, cfg, cfg->actions [i].topic, capacity);
+        if (cfg->embedded_topics && cfg->ship.topic && !cfg->ship.brokers)
+            s_add_topic (ctx, cfg, cfg->ship.topic, capacity);
     }
+    s_ship_derive (ctx, cfg);
 }
 
 //  The parsed file as JSON (scalars as strings), and where each key and item is, for
@@ -4316,6 +4466,9 @@ mesh_config_destroy (mesh_config_t **self_p)
     free (self->sandbox.user);
     free (self->sandbox.group);
     s_free_budget (&self->budget);
+    s_ship_free (&self->ship);
+    free (self->signing_key);
+    free (self->origin);
     free (self);
     *self_p = NULL;
 }

@@ -375,6 +375,15 @@ typedef struct {
     mesh_config_pos_t pos;
 } mesh_kafka_property_t;
 
+//  audit.ship: the decision log produced to a Kafka topic (daemon/ship.h, docs/audit.md).
+typedef struct {
+    char *topic;                    //  NULL: shipping is off (the default)
+    char *brokers;                  //  "host:port,..."; NULL: kafka.brokers (or the embedded one)
+    int max_in_flight;              //  records produced and not yet acknowledged; default 1000
+    char *source;                   //  the "source" header; default: the host name
+    mesh_kafka_security_t security; //  audit.ship.security; not given: kafka.security
+} mesh_ship_config_t;
+
 //  daemon.token_sync: when a token grant is answered.
 typedef enum {
     MESH_TOKEN_SYNC_BACKGROUND,     //  once in the journal (the page cache); synced right
@@ -440,6 +449,15 @@ typedef struct {
     mesh_sandbox_config_t sandbox;
     //  budget: the whole daemon's tokens (tokens 0: no limit)
     mesh_budget_config_t budget;
+    //  audit.ship:
+    mesh_ship_config_t ship;
+    //  audit: signed checkpoints of the decision log (audit/note.h, docs/audit.md)
+    int checkpoint_interval_s;      //  sign one this often when the log grew (default 60);
+                                    //  0: only at a clean stop and on `meshctl audit checkpoint`
+    char *signing_key;              //  the signer key file (`meshctl audit keygen`); default
+                                    //  <state_dir>/audit-signing.key, made at first start;
+                                    //  the credential audit-signing comes first
+    char *origin;                   //  the checkpoints' origin line; default "<host name>/meshd"
 } mesh_config_t;
 
 //  Load and validate PATH.  Returns the number of problems found; each is printed

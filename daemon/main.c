@@ -45,6 +45,7 @@
 #include "proto.h"
 #include "ratelog.h"
 #include "reload.h"
+#include "ship.h"
 #include "supervise.h"
 #include "tokens.h"
 
@@ -95,6 +96,8 @@ typedef struct {
     json_t *backlog;                    //  agent records not yet written (storage down)
     mesh_tokens_t *tokens;              //  the token ledger
     zlist_t *deferred;                  //  token replies waiting for the journal's sync
+    zlist_t *acks;                      //  s_ack_t: records written, acknowledged after the
+                                        //  batch's one fsync (group commit, s_commit)
     uint64_t sync_errors;               //  the journal's failed syncs seen so far
     bool sync_each_grant;               //  daemon.token_sync (as at start)
     mesh_actions_t *actions;            //  pause, rate limits, exec and webhook actions
@@ -231,6 +234,42 @@ s_append (s_daemon_t *d, json_t *record)
     if (seq <= 0)
         d->storage_suspect = true;
     return seq;
+}
+
+//  A decision or outcome written in the current batch, to acknowledge once it is synced.
+typedef struct {
+    char *to;                           //  the agent's routing id
+    char *id;                           //  the record's id
+    int64_t seq;
+} s_ack_t;
+
+//  Group commit: one fsync for every record written since mesh_ledger_begin, then the
+//  acknowledgements (or, if the sync failed and the ledger took them back, refusals).
+static void
+s_commit (s_daemon_t *d, zsock_t *sock)
+{
+    int rc = mesh_ledger_commit (d->ledger);
+    if (rc != 0)
+        d->storage_suspect = true;
+    s_ack_t *ack;
+    while ((ack = (s_ack_t *) zlist_pop (d->acks))) {
+        json_t *reply = rc == 0 ? json_pack ("{ss sI}", "id", ack->id, "seq", (json_int_t) ack->seq)
+                                : json_pack ("{ss ss}", "id", ack->id, "reason",
+                                             "the ledger could not sync the record");
+        mesh_proto_send (sock, ack->to, rc == 0 ? MESH_MSG_ACK : MESH_MSG_ERROR, reply);
+        json_decref (reply);
+        free (ack->to);
+        free (ack->id);
+        free (ack);
+    }
+}
+
+//  Before an answer that reads the ledger: what this batch wrote is synced first.
+static void
+s_commit_point (s_daemon_t *d, zsock_t *sock)
+{
+    s_commit (d, sock);
+    mesh_ledger_begin (d->ledger);
 }
 
 //  The supervisor's recorder: an agent died or failed.  While the storage is down the
@@ -449,14 +488,24 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
                 seq = -1;               //  held: do not hammer a full or read-only disk
             else
                 seq = s_append (d, record);
-            json_t *reply = seq > 0 ? json_pack ("{ss sI}", "id", id, "seq", (json_int_t) seq)
-                                    : json_pack ("{ss ss}", "id", id, "reason",
-                                                 "the ledger refused the record");
-            mesh_proto_send (sock, from, seq > 0 ? MESH_MSG_ACK : MESH_MSG_ERROR, reply);
+            if (seq > 0) {
+                //  Acknowledged after the batch's fsync (s_commit), not before.
+                s_ack_t *ack = (s_ack_t *) calloc (1, sizeof *ack);
+                assert (ack);
+                ack->to = strdup (from);
+                ack->id = strdup (id);
+                ack->seq = seq;
+                zlist_append (d->acks, ack);
+                break;
+            }
+            json_t *reply = json_pack ("{ss ss}", "id", id, "reason",
+                                       "the ledger refused the record");
+            mesh_proto_send (sock, from, MESH_MSG_ERROR, reply);
             json_decref (reply);
             break;
         }
         case MESH_MSG_LOOKUP: {
+            s_commit_point (d, sock);
             const char *id = json_string_value (json_object_get (msg->body, "id"));
             json_t *decision = NULL;
             mesh_ledger_state_t state = mesh_ledger_lookup (ledger, id, &decision);
@@ -492,6 +541,7 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
             break;
         }
         case MESH_MSG_ACT: {
+            s_commit_point (d, sock);
             //  Answered now, or when its execution ends (s_send_act).
             json_t *reply = d->actions ? mesh_actions_request (d->actions, from, agent, msg->body)
                                        : json_pack ("{ss ss ss}", "id", json_string_value (
@@ -505,6 +555,7 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
             break;
         }
         case MESH_MSG_PENDING: {
+            s_commit_point (d, sock);
             json_t *reply = json_pack ("{ss so}", "id", agent, "decisions",
                                        mesh_ledger_pending (ledger, agent));
             mesh_proto_send (sock, from, MESH_MSG_PENDING_REPLY, reply);
@@ -544,7 +595,7 @@ static bool
 s_mutates (const char *cmd)
 {
     static const char *const mutating[] = { "reload", "pause", "resume", "approve", "deny",
-                                            NULL };
+                                            "checkpoint", NULL };
     for (int i = 0; mutating[i]; i++)
         if (!strcmp (cmd, mutating[i]))
             return true;
@@ -616,6 +667,17 @@ s_serve_control (zsock_t *sock, json_t *daemon_status, mesh_supervise_t *sup,
                            "meshd's own user or daemon.operator_group (docs/actions.md, "
                            "\"Who may run what\")");
         mesh_warn ("control: refused %s from uid %ld", cmd, msg->peer_uid);
+    }
+    else
+    if (msg->type == MESH_MSG_CTL_REQUEST && strcmp (cmd, "checkpoint") == 0) {
+        char *note = NULL;
+        int64_t size = mesh_ledger_checkpoint (ledger, true, &note);
+        reply = size > 0 ? json_pack ("{sb s{sI ss}}", "ok", 1, "result", "size",
+                                      (json_int_t) size, "note", note)
+                         : json_pack ("{sb ss}", "ok", 0, "error",
+                                      "no checkpoint: the ledger could not sign or write it "
+                                      "(meshd's log says why)");
+        free (note);
     }
     else
     if (msg->type == MESH_MSG_CTL_REQUEST && st->actions && strcmp (cmd, "approvals") == 0)
@@ -895,6 +957,53 @@ s_ledger_key (const mesh_config_t *cfg)
     return zsys_sprintf ("%s/ledger.key", cfg->state_dir);
 }
 
+//  The checkpoint signer: the credential audit-signing if systemd hands one over, else
+//  audit.signing_key; the default key file is made at the first start.  0, or -1 (logged:
+//  meshd does not start with a key it cannot use).
+static int
+s_checkpoint_signer (const mesh_config_t *cfg, mesh_ledger_t *ledger)
+{
+    mesh_note_signer_t signer;
+    char why[300];
+    const char *creds = getenv ("CREDENTIALS_DIRECTORY");
+    char *path = NULL;
+    int rc = 0;
+    if (creds && *creds) {
+        path = zsys_sprintf ("%s/audit-signing", creds);
+        rc = mesh_note_signer_load (path, false, &signer, why, sizeof why);
+        if (rc == 0)
+            zstr_free (&path);
+    }
+    if (!path) {
+        path = strdup (cfg->signing_key);
+        rc = mesh_note_signer_load (path, true, &signer, why, sizeof why);
+        char *fallback = zsys_sprintf ("%s/audit-signing.key", cfg->state_dir);
+        if (rc == 0 && strcmp (path, fallback) == 0) {
+            rc = mesh_note_signer_create (path, cfg->origin, &signer, why, sizeof why);
+            if (rc > 0) {
+                char *v = mesh_note_verifier_text (&signer.v);
+                mesh_notice ("audit: made the checkpoint signing key %s (mode 0600); its "
+                             "public key, for auditors (meshctl audit pubkey): %s", path, v);
+                free (v);
+            }
+        }
+        else
+        if (rc == 0)
+            snprintf (why, sizeof why, "does not exist (make one with meshctl audit keygen "
+                      "--key %s)", path);
+        free (fallback);
+    }
+    if (rc <= 0) {
+        mesh_err ("audit: the checkpoint signing key %s %s", path, why);
+        free (path);
+        return -1;
+    }
+    free (path);
+    rc = mesh_ledger_set_signer (ledger, &signer, cfg->origin);
+    mesh_note_signer_wipe (&signer);
+    return rc;
+}
+
 //  The log failed verification (the ledger said what and where): what the operator can do.
 static void
 s_refuse_log (const mesh_config_t *cfg, const char *config_path)
@@ -1024,6 +1133,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     free (key_path);
     if (refused)
         s_refuse_log (cfg, config_path);
+    if (ledger && s_checkpoint_signer (cfg, ledger) != 0)
+        mesh_ledger_destroy (&ledger);
     char *agents_ep = mesh_proto_agents_endpoint (runtime);
     char *control_ep = mesh_proto_control_endpoint (runtime);
     zsock_t *agents = ledger ? s_bind (ZMQ_ROUTER, agents_ep, 0600) : NULL;
@@ -1061,7 +1172,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     }
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array (),
-                    .tokens = tokens, .deferred = zlist_new (),
+                    .tokens = tokens, .deferred = zlist_new (), .acks = zlist_new (),
                     .sync_each_grant = cfg->token_sync == MESH_TOKEN_SYNC_EACH_GRANT};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     mesh_tokens_set_recorder (tokens, s_record_agent, &d);
@@ -1089,6 +1200,12 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     d.actions = actions;
     d.agents_sock = agents;
     st.actions = actions;
+    //  audit.ship: the log produced to Kafka by a thread of its own; off unless configured.
+    char ship_why[512] = "";
+    mesh_ship_t *ship = mesh_ship_new (cfg, brokers, cfg->decision_log, mesh_ledger_seq (ledger),
+                                       ship_why, sizeof ship_why);
+    if (!ship && ship_why[0])
+        mesh_err ("ship: %s; the decision log is not shipped", ship_why);
     zpoller_t *poller = zpoller_new (agents, control, synced, NULL);
     if (actions)
         zpoller_add (poller, mesh_actions_sock (actions));
@@ -1096,6 +1213,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     bool watchdog = sd_watchdog_enabled (0, &watchdog_usec) > 0;
     bool ready = false, told_ready = false, last_down = false;
     int64_t started = zclock_mono (), next_status = 0, next_watchdog = 0, deadline = 0;
+    int64_t next_checkpoint = started + (int64_t) cfg->checkpoint_interval_s * 1000;
     char *last_summary = NULL;
     mesh_notice ("meshd %s started: %zu agent(s), decision log %s", MESHD_VERSION,
                  cfg->agent_count, cfg->decision_log);
@@ -1120,12 +1238,15 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         cfg = st.cfg;
         void *which = zpoller_wait (poller, 100);
         if (which == agents) {
-            //  What is waiting, up to a bound, then one journal sync for every token reply.
+            //  What is waiting, up to a bound, then one ledger fsync for every record
+            //  (group commit) and one journal sync for every token reply.
+            mesh_ledger_begin (ledger);
             for (int n = 0; n < 256; n++) {
                 s_serve_agent (&d, agents);
                 if (!(zsock_events (agents) & ZMQ_POLLIN))
                     break;
             }
+            s_commit (&d, agents);
             s_send_synced (&d, agents, !synced);
         }
         else
@@ -1153,6 +1274,10 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
             json_object_set_new (status, "dropped", mesh_ratelog_counts (d.drops));
             json_object_set_new (status, "actions", actions ? mesh_actions_status (actions)
                                                             : json_null ());
+            json_object_set_new (status, "ship",
+                                 ship ? mesh_ship_status (ship)
+                                 : ship_why[0] ? json_pack ("{ss}", "error", ship_why)
+                                               : json_null ());
             s_serve_control (control, status, sup, &st, ledger, d.drops);
             cfg = st.cfg;
             json_decref (status);
@@ -1162,7 +1287,14 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
             mesh_actions_tick (actions);
         s_check_storage (&d);
         mesh_ratelog_tick (d.drops);
+        mesh_ship_notify (ship, mesh_ledger_seq (ledger));     //  whatever was appended
         int64_t now = zclock_mono ();
+        //  A signed checkpoint every audit.checkpoint_interval_s, when the log grew.
+        if (cfg->checkpoint_interval_s > 0 && now >= next_checkpoint) {
+            if (!d.storage_down && mesh_ledger_checkpoint (ledger, false, NULL) < 0)
+                d.storage_suspect = true;
+            next_checkpoint = now + (int64_t) cfg->checkpoint_interval_s * 1000;
+        }
         //  Ready: every agent said hello, none has failed, the storage takes writes.  It
         //  can become false again (status and STATUS= say so; READY=1 is sent once).
         bool ready_now = mesh_supervise_ready (sup) && !d.storage_down;
@@ -1203,11 +1335,19 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     mesh_actions_destroy (&actions);
     s_send_synced (&d, agents, true);
     zlist_destroy (&d.deferred);
+    zlist_destroy (&d.acks);
     st.tokens = NULL;
     mesh_tokens_destroy (&d.tokens);
     mesh_ratelog_destroy (&d.drops);
     json_decref (d.backlog);
     free (d.state_dir);
+    //  The last word of a clean stop: a checkpoint of everything written.
+    int64_t signed_size = d.storage_down ? -1 : mesh_ledger_checkpoint (ledger, false, NULL);
+    if (signed_size > 0)
+        mesh_notice ("audit: signed a checkpoint of the decision log's %lld records",
+                     (long long) signed_size);
+    mesh_ship_notify (ship, mesh_ledger_seq (ledger));     //  the last record included
+    mesh_ship_destroy (&ship, 5000);    //  what is in flight, then the state file
     mesh_notice ("stopped; decision log at seq %lld",
                  (long long) mesh_ledger_seq (ledger));
     rc = 0;

@@ -9,7 +9,9 @@
 #  4. when every event is handled, the summary is printed; then one restart_service held
 #     for approval is approved with meshctl, meshd runs it (actions/demo-note, an exec
 #     action that only appends to $B/demo/state/notes.log) and its outcome is shown;
-#  5. meshd is stopped (SIGTERM) and the decision log's hash chain is verified.
+#  5. meshd is stopped (SIGTERM) and signs a checkpoint of the decision log; the log is
+#     verified (chain, Merkle tree, checkpoints), one accepted decision is proven with
+#     `meshctl audit prove` and the proof verified offline with the public key alone.
 # Exit 0 only if all of that worked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -172,6 +174,22 @@ if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$DEMO/meshd.log"; th
     fail "sanitizer report in $DEMO/meshd.log"
 fi
 
-say "meshctl audit verify"
+say "meshctl audit verify (chain, tree, every signed checkpoint)"
 "${MESHCTL[@]}" audit verify || fail "the decision log does not verify"
+
+# meshd signed a checkpoint of the whole log as it stopped (C2SP signed note, Ed25519).
+say "the checkpoint meshd signed at stop: $DEMO/state/decisions.jsonl.checkpoint"
+cat "$DEMO/state/decisions.jsonl.checkpoint" || fail "no signed checkpoint at stop"
+pubkey=$("${MESHCTL[@]}" audit pubkey) || fail "meshctl audit pubkey failed"
+accepted=$("${MESHCTL[@]}" --json audit list --verdict accepted | jq_py '
+print(d[0]["id"] if d else "")') || accepted=
+[ -n "$accepted" ] || fail "no accepted decision to prove"
+say "meshctl audit prove ${accepted:0:16} > $DEMO/proof.json"
+"${MESHCTL[@]}" audit prove "$accepted" > "$DEMO/proof.json" || fail "audit prove failed"
+jq_py 'print("leaf %d of %d, audit path of %d hashes" % (d["leaf_index"], d["tree_size"],
+      len(d["audit_path"])))' < "$DEMO/proof.json"
+# Offline: nothing but the proof file and the public key (no config, no log).
+say "meshctl audit verify-proof $DEMO/proof.json --pubkey $pubkey"
+(MESHCTL_BIN=$(cd "$B" && pwd)/meshctl; cd / && "$MESHCTL_BIN" audit verify-proof "$DEMO_ABS/proof.json" --pubkey "$pubkey") \
+    || fail "the proof does not verify"
 say "demo done in $(( $(date +%s) - start )) s; diagnostics in $DEMO/meshd.log"

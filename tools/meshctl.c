@@ -57,9 +57,19 @@ s_usage (void)
              "  audit list [filters]           decisions (--agent --verdict --action --since "
              "--until)\n"
              "  audit show ID                  one decision and its outcome (ID or prefix >= 8)\n"
-             "  audit verify [--key FILE] [--head-advisory]\n"
-             "                                 check the hash chain, the head file and, with\n"
-             "                                 the ledger's key, every record's MAC\n"
+             "  audit verify [--key FILE] [--pubkey KEY] [--head-advisory]\n"
+             "                                 check the hash chain, the head file, with the\n"
+             "                                 ledger's key every record's MAC, the Merkle tree\n"
+             "                                 and every signed checkpoint\n"
+             "  audit checkpoint               meshd signs a checkpoint now (prints it)\n"
+             "  audit keygen [NAME] [--key FILE]  a new checkpoint signing key; prints its\n"
+             "                                 public key\n"
+             "  audit pubkey [--key FILE]      the checkpoints' public key\n"
+             "  audit prove ID                 inclusion proof of a decision (JSON)\n"
+             "  audit verify-proof FILE --pubkey KEY   check a proof offline\n"
+             "  audit consistency OLD [NEW]    prove a later checkpoint extends an older one\n"
+             "  audit replay [--from SEQ] [--to SEQ] [--rules DIR]  re-run the gates\n"
+             "  audit stats [--since T] [--until T] [--by KEY] [--csv]\n"
              "  summary [--labels FILE]        counters, decisions, tokens, detection quality,\n"
              "                                 per backend, cascade escalations and saving\n"
              "  reload                         validate and apply config and rules (else keep old)\n"
@@ -537,6 +547,24 @@ s_status (s_opts_t *o)
                         (long long) json_integer_value (json_object_get (rate, "used")),
                         (long long) json_integer_value (json_object_get (rate, "limit")),
                         (long long) json_integer_value (json_object_get (rate, "window_s")));
+            printf ("\n");
+        }
+        json_t *ship = json_object_get (d, "ship");
+        if (json_is_object (ship) && json_object_get (ship, "error"))
+            printf ("shipping: NOT RUNNING: %s\n", s_str (ship, "error"));
+        else
+        if (json_is_object (ship)) {
+            json_t *age = json_object_get (ship, "lag_seconds");
+            printf ("shipping: topic %s, shipped seq %lld of %lld, lag %lld record(s)",
+                    s_str (ship, "topic"),
+                    (long long) json_integer_value (json_object_get (ship, "shipped_seq")),
+                    (long long) json_integer_value (json_object_get (ship, "ledger_seq")),
+                    (long long) json_integer_value (json_object_get (ship, "lag_records")));
+            if (json_is_number (age))
+                printf (" (%.1f s)", json_number_value (age));
+            printf (", broker %s", s_str (ship, "broker"));
+            if (json_is_string (json_object_get (ship, "last_error")))
+                printf (", last error: %s", s_str (ship, "last_error"));
             printf ("\n");
         }
         json_t *dropped = json_object_get (d, "dropped");
@@ -1104,6 +1132,36 @@ s_verify (s_opts_t *o, const char *log)
     }
     int rc = mesh_audit_verify_with (log, &opts, stdout);
     sodium_memzero (key, sizeof key);
+    //  The chain holds: now the tree and every signed checkpoint.
+    if (rc == 0)
+        rc = mesh_audit_verify_tree (log, o->audit.pubkey, o->json, stdout);
+    return rc;
+}
+
+//  audit checkpoint: meshd signs one now (its own key; it appends the record).
+static int
+s_checkpoint (s_opts_t *o)
+{
+    json_t *reply = s_ask_args (o, "checkpoint", NULL, 10000);
+    if (!reply) {
+        fprintf (stderr, "meshctl: meshd did not answer (is it running?)\n");
+        return EXIT_DOWN;
+    }
+    int rc = 0;
+    json_t *result = json_object_get (reply, "result");
+    if (!json_is_true (json_object_get (reply, "ok")) || !result) {
+        fprintf (stderr, "meshctl: %s\n",
+                 json_string_value (json_object_get (reply, "error")) ?: "refused");
+        rc = EXIT_NO;
+    }
+    else
+    if (o->json) {
+        json_dumpf (result, stdout, JSON_COMPACT);
+        putchar ('\n');
+    }
+    else
+        fputs (json_string_value (json_object_get (result, "note")), stdout);
+    json_decref (reply);
     return rc;
 }
 
@@ -1114,8 +1172,13 @@ s_audit (s_opts_t *o, int argc, char **argv)
         s_usage ();
         return EXIT_USAGE;
     }
-    const char *log = s_log_path (o);
-    if (!log)
+    //  A proof is checked with nothing but the file and the key; a key made with nothing
+    //  but a path: no config needed for those.
+    bool offline = strcmp (argv[0], "verify-proof") == 0
+                   || (strcmp (argv[0], "keygen") == 0 && o->key);
+    const char *log = offline && !o->log && access (o->config_path, R_OK) != 0
+                          ? NULL : s_log_path (o);
+    if (!log && !offline)
         return EXIT_CONFIG;
     if (strcmp (argv[0], "verify") == 0)
         return s_verify (o, log);
@@ -1123,6 +1186,8 @@ s_audit (s_opts_t *o, int argc, char **argv)
         return mesh_audit_list (log, &o->filter, o->json, stdout);
     if (strcmp (argv[0], "show") == 0 && argc == 2)
         return mesh_audit_show (log, argv[1], o->json, stdout);
+    if (strcmp (argv[0], "checkpoint") == 0 && argc == 1)
+        return s_checkpoint (o);
     mesh_audit_cli_t *a = &o->audit;
     a->json = o->json;
     a->log = log;
