@@ -224,6 +224,13 @@ mesh_ship_reader_next (mesh_ship_reader_t *self, const char **line_p, size_t *le
     }
 }
 
+void
+mesh_ship_reader_forget (mesh_ship_reader_t *self)
+{
+    assert (self);
+    s_reader_at (self, self->buf_offset + (int64_t) self->start);
+}
+
 int
 mesh_ship_reader_seek (mesh_ship_reader_t *self, int64_t seq, int64_t offset, char *why,
                        size_t size)
@@ -605,6 +612,9 @@ s_fill (mesh_ship_t *self, int64_t durable)
         self->next_seq++;
         self->produced++;
     }
+    //  Caught up: what lies beyond the durable seq is read again once it is durable.
+    if (self->next_seq > durable)
+        mesh_ship_reader_forget (self->reader);
     return true;
 }
 

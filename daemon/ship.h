@@ -80,6 +80,9 @@ int mesh_ship_reader_seek (mesh_ship_reader_t *self, int64_t seq, int64_t offset
 int mesh_ship_reader_next (mesh_ship_reader_t *self, const char **line_p, size_t *length_p,
                            int64_t *seq_p, int64_t *ts_p, int64_t *offset_p, char *why,
                            size_t size);
+//  Drop what was read ahead beyond the last record returned: bytes past the durable seq
+//  may be taken back by the ledger (a group commit whose fsync failed) and written anew.
+void mesh_ship_reader_forget (mesh_ship_reader_t *self);
 //  The hash ("hash" at the end of the line) of the log's first record, into HEX (65
 //  bytes); "" if the log is empty.  0 or -1 with WHY.  Does not move the reader.
 int mesh_ship_reader_first_hash (mesh_ship_reader_t *self, char *hex, char *why, size_t size);

@@ -157,6 +157,8 @@ test_reader_lines (void **state)
                                              sizeof why), 1);
     assert_int_equal (seq, 2);
     assert_int_equal (offset, (int64_t) strlen (line1) + 1);
+    //  What was read ahead is read again after forget (the ledger may have rewritten it).
+    mesh_ship_reader_forget (reader);
     //  A line being written is not a record yet.
     assert_int_equal (mesh_ship_reader_next (reader, &line, &length, &seq, &ts, &offset, why,
                                              sizeof why), 0);
