@@ -60,7 +60,7 @@ test_corpus_without_reals (void **state)
     //  Every single byte below 0x80 as a string, and a key holding a NUL.
     json_t *all = json_object ();
     for (int c = 0; c < 0x80; c++) {
-        char key[8], s[1] = {(char) c};
+        char key[16], s[1] = {(char) c};
         snprintf (key, sizeof key, "k%d", c);
         json_object_set_new (all, key, json_stringn (s, 1));
     }
