@@ -365,7 +365,7 @@ s_open_checkpoint (const char *note, const mesh_note_verifier_t *v, char *origin
     char *body = NULL;
     char what[300];
     if (!note || mesh_note_verify (note, v, &body, what, sizeof what) != 0) {
-        snprintf (why, why_size, "the checkpoint %s", note ? what : "is missing");
+        snprintf (why, why_size, "the checkpoint: %s", note ? what : "missing");
         return -1;
     }
     int rc = mesh_checkpoint_parse (body, origin, origin_size, size, root, what, sizeof what);
@@ -537,8 +537,10 @@ mesh_audit_consistency_cli (const mesh_audit_cli_t *o, FILE *out)
     const mesh_note_verifier_t *trusted;
     if (s_trusted (o, &v, &trusted) != 0)
         return S_USAGE;
+    //  The log's leaves; its checkpoint records are checked for form only here (each by
+    //  the key it names): OLD and NEW are what is checked against the key given.
     mesh_tlog_t tlog;
-    mesh_tlog_init (&tlog, trusted, true);
+    mesh_tlog_init (&tlog, NULL, true);
     s_load_t load = {.tlog = &tlog};
     char *notes[2] = {s_read_note (o->argv[0]), NULL};
     int rc = notes[0] ? s_load (o->log, &load) : S_READ;
@@ -546,6 +548,12 @@ mesh_audit_consistency_cli (const mesh_audit_cli_t *o, FILE *out)
     if (rc == S_OK)
         notes[1] = o->argc == 2 ? s_read_note (o->argv[1])
                                 : s_latest_checkpoint (o->log, &tlog, &latest);
+    if (rc == S_OK && !notes[1] && o->argc == 1) {
+        //  No checkpoint in the log (removed?): OLD is checked against the log itself.
+        fprintf (stderr, "meshctl: the log has no checkpoint of its own; checking %s against "
+                 "its records\n", o->argv[0]);
+        notes[1] = strdup (notes[0]);
+    }
     if (rc == S_OK && !notes[1])
         rc = S_READ;
     //  Without --pubkey: the key the log's checkpoints name (said so).
