@@ -20,6 +20,7 @@
  *  records they print).
  */
 #include "audit.h"
+#include "segments.h"
 #include "jsonout.h"
 #include "log.h"
 
@@ -299,7 +300,7 @@ mesh_audit_read_head (const char *log_path, int64_t *seq_p, char *hash, char *wh
 static FILE *
 s_open (const char *path)
 {
-    FILE *file = path ? fopen (path, "re") : NULL;
+    FILE *file = path ? mesh_segments_open (path) : NULL;
     if (!file)
         mesh_err ("audit: cannot read %s: %s", path ? path : "(null)",
                   path ? strerror (errno) : "no path");

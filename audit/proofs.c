@@ -13,6 +13,7 @@
 #include "log.h"
 #include "merkle.h"
 #include "note.h"
+#include "segments.h"
 #include "tlog.h"
 
 #include <assert.h>
@@ -113,7 +114,7 @@ s_load_fn (json_t *record, const char *hash, const char *line, size_t len, void 
 static int
 s_load (const char *log, s_load_t *load)
 {
-    FILE *file = fopen (log, "r");
+    FILE *file = mesh_segments_open (log);
     if (!file) {
         mesh_err ("audit: cannot open %s: %s", log, strerror (errno));
         return S_READ;
@@ -294,7 +295,7 @@ mesh_audit_prove_cli (const mesh_audit_cli_t *o, FILE *out)
     mesh_merkle_hash_t path[MESH_MERKLE_MAX_PATH];
     int len = mesh_merkle_inclusion_path (tlog.leaves, size, index, path);
     //  The leaf: the record's line, read again from the file (by its seq).
-    FILE *file = fopen (o->log, "r");
+    FILE *file = mesh_segments_open (o->log);
     char *line = NULL;
     size_t cap = 0;
     ssize_t got = -1;

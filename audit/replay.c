@@ -24,6 +24,7 @@
 #include "audit_cli.h"
 #include "gate.h"
 #include "log.h"
+#include "segments.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -549,7 +550,7 @@ mesh_audit_replay_cli (const mesh_audit_cli_t *o, FILE *out)
                   "negative; give 1 <= FROM <= TO", o->from_seq, o->to_seq);
         return 64;
     }
-    FILE *file = fopen (o->log, "r");
+    FILE *file = mesh_segments_open (o->log);
     if (!file) {
         mesh_err ("audit replay: %s: %s", o->log, strerror (errno));
         return 2;

@@ -3976,8 +3976,22 @@ s_check_origin (const char *text)
                          "in its checkpoints, e.g. host.example/meshd)";
 }
 
+//  audit.rotate: when the ledger seals the active log into a segment.
+static const s_field_t s_rotate_fields [] = {
+    S_NUM ("max_bytes", mesh_config_t, rotate_max_bytes, F_SIZE, 0, 1LL << 50),
+    S_NUM ("max_age_s", mesh_config_t, rotate_max_age_s, F_INT, 0, 366 * 86400),
+    { NULL }
+};
+
+static void
+s_audit_rotate (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_walk (ctx, node, path, s_rotate_fields, base, NULL);
+}
+
 static const s_field_t s_audit_fields [] = {
     S_NUM ("checkpoint_interval_s", mesh_config_t, checkpoint_interval_s, F_INT, 0, 86400),
+    { .key = "rotate", .type = F_CALL, .handler = s_audit_rotate },
     S_PATHF ("signing_key", mesh_config_t, signing_key),
     S_STR ("origin", mesh_config_t, origin, s_check_origin),
     { .key = "ship", .type = F_CALL, .handler = s_audit_ship },
@@ -4072,6 +4086,7 @@ s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
     cfg->kafka_security.verify_hostname = true;
     cfg->ship.max_in_flight = 1000;
     cfg->checkpoint_interval_s = 60;
+    cfg->rotate_max_bytes = (size_t) 256 << 20;
     cfg->ship.security.verify_hostname = true;
     cfg->lua_instructions = 1000000;
     cfg->lua_memory = 8 * 1024 * 1024;

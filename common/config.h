@@ -458,6 +458,11 @@ typedef struct {
                                     //  <state_dir>/audit-signing.key, made at first start;
                                     //  the credential audit-signing comes first
     char *origin;                   //  the checkpoints' origin line; default "<host name>/meshd"
+    //  audit.rotate: seal the active log into a segment (docs/audit.md "Segments and
+    //  retention") when it holds this many bytes (default 256 MiB; 0: never) or its first
+    //  record is this old (default 0: never)
+    size_t rotate_max_bytes;
+    int rotate_max_age_s;
 } mesh_config_t;
 
 //  Load and validate PATH.  Returns the number of problems found; each is printed

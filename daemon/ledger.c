@@ -36,6 +36,7 @@
 #include "audit.h"
 #include "merkle.h"
 #include "note.h"
+#include "segments.h"
 #include "tlog.h"
 #include "log.h"
 #include "jsonout.h"
@@ -94,6 +95,12 @@ struct _mesh_ledger_t {
     char batch_hash[MESH_AUDIT_HASH_HEX + 1];
     mesh_merkle_range_t batch_range;
     zlist_t *undo;                  //  s_undo_t: index changes to take back if the sync fails
+    //  Rotation: the active log's first record, and when to seal it into a segment.
+    int64_t active_first_seq;       //  seq of its first record (seq + 1 while empty)
+    int64_t active_first_ms;        //  its ts (0 while empty)
+    uint64_t rotate_max_bytes;      //  0: never
+    int64_t rotate_max_age_s;       //  0: never
+    bool rotate_failing;            //  the last rotation failed (logged once)
 };
 
 //  One index change made inside a batch: how to take it back.
@@ -111,7 +118,7 @@ typedef struct {
     char why[768];                  //  what failed, with seq and line
     int64_t last_seq;               //  the last record that verified
     char last_hash[MESH_AUDIT_HASH_HEX + 1];
-    uint64_t good_bytes;            //  where the verified records end
+    uint64_t good_bytes;            //  where the verified records end, in the active log
     bool torn;                      //  bytes after the last newline (a torn write)
     int64_t torn_seq;               //  the seq that line would have had
     char torn_why[320];
@@ -337,6 +344,10 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
         json_decref (obj);
         return -1;
     }
+    if (self->size == 0) {
+        self->active_first_seq = seq;
+        self->active_first_ms = json_integer_value (json_object_get (obj, "ts"));
+    }
     self->size += line_len;
     self->seq = seq;
     memcpy (self->hash, hex, sizeof hex);
@@ -499,12 +510,26 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
     char head_hash[MESH_AUDIT_HASH_HEX + 1] = "";
     char why[128];
     int head = mesh_audit_read_head (self->path, &head_seq, head_hash, why);
-    int fd = dup (self->fd);
-    FILE *file = fd >= 0 ? fdopen (fd, "r") : NULL;
+    //  The sealed segments come first in the stream: their bytes are not the active log's.
+    uint64_t sealed_bytes = 0;
+    mesh_segment_t *segs = NULL;
+    char seg_why[512];
+    int segs_n = mesh_segments_list (self->path, &segs, seg_why, sizeof seg_why);
+    for (int i = 0; i < segs_n; i++) {
+        struct stat st;
+        if (stat (segs[i].path, &st) == 0)
+            sealed_bytes += (uint64_t) st.st_size;
+    }
+    mesh_segments_free (&segs, segs_n);
+    FILE *file = segs_n >= 0 ? mesh_segments_open (self->path) : NULL;
     if (!file) {
+        if (segs_n < 0 || errno == EBADMSG) {
+            snprintf (check->why, sizeof check->why, "its segments do not join: %s",
+                      segs_n < 0 ? seg_why : "see the message above");
+            check->failed = true;
+            return 0;
+        }
         mesh_err ("ledger: cannot read %s: %s", self->path, strerror (errno));
-        if (fd >= 0)
-            close (fd);
         return -1;
     }
     mesh_audit_scan_t scan;
@@ -513,6 +538,7 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
     memset (open_.mark_hash, '0', MESH_AUDIT_HASH_HEX);
     mesh_tlog_init (&open_.tlog, NULL, false);
     int rc = mesh_audit_scan (file, self->key, &scan, s_open_fn, &open_);
+    bool joins = !(rc != 0 && ferror (file) && errno == EBADMSG);
     fclose (file);
     check->range = open_.tlog.range;
     check->last_cp_seq = open_.tlog.last_cp_seq;
@@ -521,11 +547,24 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
     char tlog_why[sizeof open_.tlog.why];
     memcpy (tlog_why, open_.tlog.why, sizeof tlog_why);
     mesh_tlog_free (&open_.tlog);
+    if (rc != 0 && !joins) {
+        snprintf (check->why, sizeof check->why, "its segments do not join after seq %" PRId64
+                  " (see the message above)", scan.last_seq);
+        check->last_seq = scan.last_seq;
+        check->failed = true;
+        return 0;
+    }
     if (rc != 0)
         return -1;                  //  logged by the scanner
     check->last_seq = scan.last_seq;
     memcpy (check->last_hash, scan.last_hash, sizeof check->last_hash);
-    check->good_bytes = scan.good_bytes;
+    if (scan.good_bytes < sealed_bytes) {
+        snprintf (check->why, sizeof check->why, "record seq %" PRId64 " (line %" PRId64
+                  "), in a sealed segment: %s", scan.bad_seq, scan.bad_line, scan.why);
+        check->failed = true;
+        return 0;
+    }
+    check->good_bytes = scan.good_bytes - sealed_bytes;
     check->unmacd = scan.mac_missing;
     check->mac_since = scan.mac_since;
     check->head = "matches";
@@ -688,6 +727,15 @@ s_load (mesh_ledger_t *self, const char **head_p)
     memcpy (self->hash, check.last_hash, sizeof self->hash);
     self->size = check.good_bytes;
     self->range = check.range;
+    self->active_first_seq = self->seq + 1;
+    self->active_first_ms = 0;
+    if (self->size > 0
+        && mesh_segments_first (self->path, &self->active_first_seq,
+                                &self->active_first_ms) != 1) {
+        mesh_err ("ledger: cannot read the first record of %s", self->path);
+        errno = EIO;
+        return -1;
+    }
     self->last_cp_seq = check.last_cp_seq;
     free (self->verifier);
     self->verifier = check.last_cp_key[0] ? strdup (check.last_cp_key) : NULL;
@@ -1065,6 +1113,122 @@ s_check_quarantine (const char *type, json_t *record)
     return NULL;
 }
 
+//  ---------------------------------------------------------------------------------------
+//  Rotation.  The new log is made and locked under <log>.new before anything is renamed,
+//  so the lock is never let go: <log> -> <log>.seg-N, then <log>.new -> <log>, then the
+//  directory is synced.  A crash between the renames leaves no <log>; the next open
+//  creates it and the chain goes on from the segment (the rotate record is then missing,
+//  which verification does not need: the seqs and hashes join).
+
+void
+mesh_ledger_set_rotation (mesh_ledger_t *self, uint64_t max_bytes, int64_t max_age_s)
+{
+    assert (self);
+    self->rotate_max_bytes = max_bytes;
+    self->rotate_max_age_s = max_age_s > 0 ? max_age_s : 0;
+}
+
+int64_t
+mesh_ledger_active_first_seq (const mesh_ledger_t *self)
+{
+    assert (self);
+    return self->active_first_seq;
+}
+
+int
+mesh_ledger_rotate (mesh_ledger_t *self, bool force)
+{
+    assert (self);
+    if (self->batching && mesh_ledger_commit (self) != 0)
+        return -1;
+    if (self->size == 0 || (!force && self->seq <= self->active_first_seq))
+        return 0;                   //  nothing but the record that opened it
+    //  A signed checkpoint at the end of every segment, when checkpoints are signed.
+    if (self->signing && mesh_ledger_checkpoint (self, false, NULL) < 0)
+        return -1;
+    int64_t first = self->active_first_seq, last = self->seq;
+    char *seg = zsys_sprintf ("%s.seg-%012" PRId64, self->path, first);
+    char *fresh = zsys_sprintf ("%s.new", self->path);
+    const char *seg_name = strrchr (seg, '/') ? strrchr (seg, '/') + 1 : seg;
+    char sha[MESH_SEGMENTS_HEX_SIZE];
+    int fd = -1;
+    const char *what = "hash";
+    if (mesh_segments_sha256 (self->path, sha, NULL) != 0)
+        goto fail;
+    what = "create";
+    unlink (fresh);                 //  left by a crash in an earlier rotation
+    fd = open (fresh, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0)
+        goto fail;
+    what = "lock";
+    if (flock (fd, LOCK_EX | LOCK_NB) != 0)
+        goto fail;
+    what = "seal";
+    if (fchmod (self->fd, 0440) != 0)
+        goto fail;
+    what = "rename";
+    if (renameat2 (AT_FDCWD, self->path, AT_FDCWD, seg, RENAME_NOREPLACE) != 0) {
+        fchmod (self->fd, 0640);
+        goto fail;
+    }
+    if (rename (fresh, self->path) != 0) {
+        int saved = errno;
+        if (rename (seg, self->path) == 0)
+            fchmod (self->fd, 0640);
+        errno = saved;
+        goto fail;
+    }
+    if (s_fsync (self->dir_fd) != 0)
+        mesh_err ("ledger: cannot fsync directory %s after a rotation: %s", self->dir,
+                  strerror (errno));
+    close (self->fd);
+    self->fd = fd;
+    self->size = 0;
+    self->active_first_seq = self->seq + 1;
+    self->active_first_ms = 0;
+    json_t *record = json_pack ("{s:s, s:s, s:s, s:I, s:I, s:s}", "type", "ledger", "event",
+                                "rotate", "previous", seg_name, "previous_first_seq",
+                                (json_int_t) first, "previous_last_seq", (json_int_t) last,
+                                "previous_sha256", sha);
+    int64_t seq = s_write_record (self, record, NULL);
+    json_decref (record);
+    mesh_info ("ledger: %s: records %" PRId64 "-%" PRId64 " sealed in %s", self->path, first,
+               last, seg_name);
+    free (seg);
+    free (fresh);
+    self->rotate_failing = false;
+    return seq > 0 ? 0 : -1;
+fail:
+    if (!self->rotate_failing)
+        mesh_err ("ledger: %s: cannot rotate (%s of %s failed: %s); the log goes on as it is "
+                  "and rotation is tried again after the next record", self->path, what,
+                  streq (what, "hash") || streq (what, "seal") ? self->path
+                  : streq (what, "rename") ? seg : fresh, strerror (errno));
+    self->rotate_failing = true;
+    if (fd >= 0) {
+        close (fd);
+        unlink (fresh);
+    }
+    free (seg);
+    free (fresh);
+    return -1;
+}
+
+//  Rotate when the active log is due (mesh_ledger_set_rotation).  Called at safe points
+//  only: after a synced append or commit, never inside a batch.
+static void
+s_maybe_rotate (mesh_ledger_t *self)
+{
+    if (self->batching || self->size == 0 || self->seq <= self->active_first_seq)
+        return;
+    bool due = self->rotate_max_bytes && self->size >= self->rotate_max_bytes;
+    if (!due && self->rotate_max_age_s && self->active_first_ms > 0)
+        due = s_now_ms (CLOCK_REALTIME) - (double) self->active_first_ms
+              >= (double) self->rotate_max_age_s * 1000.0;
+    if (due)
+        mesh_ledger_rotate (self, false);
+}
+
 int64_t
 mesh_ledger_append (mesh_ledger_t *self, json_t *record)
 {
@@ -1134,6 +1298,8 @@ mesh_ledger_append (mesh_ledger_t *self, json_t *record)
     if (seq > 0) {
         s_index (self, stored, false);
         json_decref (stored);
+        if (!self->batching)
+            s_maybe_rotate (self);
     }
     return seq;
 }
@@ -1246,6 +1412,7 @@ mesh_ledger_commit (mesh_ledger_t *self)
     if (rc == 0) {
         s_undo_finish (self, false);
         s_write_head (self);
+        s_maybe_rotate (self);
         return 0;
     }
     //  Not one of them is known to be on disk: none was acknowledged, all are taken back.

@@ -110,4 +110,20 @@ int64_t mesh_ledger_checkpoint (mesh_ledger_t *self, bool force, char **note_p);
 //  Seq of the last checkpoint record (0: none).
 int64_t mesh_ledger_last_checkpoint_seq (const mesh_ledger_t *self);
 
+//  Rotation (docs/audit.md "Segments and retention").  After an append that is not in a
+//  batch, and after a commit, when the active log holds at least MAX_BYTES bytes (0:
+//  never) or its first record is at least MAX_AGE_S seconds old (0: never) and it holds
+//  more than the record that opened it: a checkpoint is signed first if a signer is set;
+//  the log is renamed <log>.seg-<its first seq, 12 digits> (mode 0440); a new <log>
+//  goes on with the next seq, chained to the segment's last record, its first record
+//  {"type":"ledger","event":"rotate","previous":NAME,"previous_first_seq":A,
+//  "previous_last_seq":B,"previous_sha256":HEX}.  The tree goes on as before.  A failed
+//  rotation leaves the log as it was (logged) and is tried again at the next append.
+//  Default: never.
+void mesh_ledger_set_rotation (mesh_ledger_t *self, uint64_t max_bytes, int64_t max_age_s);
+//  Rotate now (if the active log holds more than its opening record, or FORCE).  0, or -1.
+int mesh_ledger_rotate (mesh_ledger_t *self, bool force);
+//  The seq of the first record of the active log.
+int64_t mesh_ledger_active_first_seq (const mesh_ledger_t *self);
+
 #endif

@@ -1,0 +1,332 @@
+/*  test_segments - the decision log in segments: rotation by the ledger (by size, by
+ *  age, never inside a batch), the reader that joins the segments (contiguity checked, a
+ *  missing segment refused, a torn active log repaired as before), and the auditor's
+ *  verify and tree check across segments.
+ */
+#include "ledger.h"
+#include "audit.h"
+#include "audit_cli.h"
+#include "log.h"
+#include "merkle.h"
+#include "note.h"
+#include "segments.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    char dir[64];
+    char path[160];
+    char key[160];
+} fixture_t;
+
+static int
+s_setup (void **state)
+{
+    fixture_t *fx = (fixture_t *) calloc (1, sizeof *fx);
+    snprintf (fx->dir, sizeof fx->dir, "/tmp/test_segments.XXXXXX");
+    if (!mkdtemp (fx->dir))
+        return -1;
+    snprintf (fx->path, sizeof fx->path, "%s/log/decisions.log", fx->dir);
+    snprintf (fx->key, sizeof fx->key, "%s/ledger.key", fx->dir);
+    unsetenv ("CREDENTIALS_DIRECTORY");
+    *state = fx;
+    return 0;
+}
+
+static int
+s_rm (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove (path);
+}
+
+static int
+s_teardown (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    nftw (fx->dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
+    free (fx);
+    return 0;
+}
+
+static void
+s_note (mesh_ledger_t *ledger, int i)
+{
+    json_t *record = json_pack ("{s:s, s:i, s:s}", "type", "note", "n", i, "text",
+                                "some words to make the record a little longer");
+    assert_true (mesh_ledger_append (ledger, record) > 0);
+    json_decref (record);
+}
+
+static int
+s_verify (const char *path)
+{
+    FILE *out = fopen ("/dev/null", "w");
+    int rc = mesh_audit_verify (path, false, out);
+    fclose (out);
+    return rc;
+}
+
+//  Every line through the reader: its records' seqs must run 1..N without a gap.
+static int64_t
+s_read_all (const char *path)
+{
+    FILE *file = mesh_segments_open (path);
+    assert_non_null (file);
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t n = 0;
+    while (getline (&line, &cap, file) > 0) {
+        json_t *record = json_loads (line, 0, NULL);
+        assert_non_null (record);
+        assert_int_equal (json_integer_value (json_object_get (record, "seq")), ++n);
+        json_decref (record);
+    }
+    assert_false (ferror (file));
+    free (line);
+    fclose (file);
+    return n;
+}
+
+static void
+test_rotate_by_size (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_set_rotation (ledger, 2000, 0);
+    for (int i = 0; i < 60; i++)
+        s_note (ledger, i);
+    int64_t last = mesh_ledger_seq (ledger);
+    mesh_ledger_destroy (&ledger);
+
+    mesh_segment_t *segs = NULL;
+    char why[256];
+    int n = mesh_segments_list (fx->path, &segs, why, sizeof why);
+    assert_true (n >= 3);
+    assert_int_equal (segs[0].first_seq, 1);
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        assert_int_equal (stat (segs[i].path, &st), 0);
+        assert_int_equal (st.st_mode & 0777, 0440);
+        assert_true (st.st_size >= 2000);
+        assert_true (st.st_size < 2000 + 1000);
+        if (i)
+            assert_true (segs[i].first_seq > segs[i - 1].first_seq);
+    }
+    //  The active log starts with the rotate record naming the last segment and its hash.
+    int64_t first_seq = 0;
+    assert_int_equal (mesh_segments_first (fx->path, &first_seq, NULL), 1);
+    FILE *file = fopen (fx->path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    assert_true (getline (&line, &cap, file) > 0);
+    fclose (file);
+    json_t *rotate = json_loads (line, 0, NULL);
+    free (line);
+    assert_string_equal (json_string_value (json_object_get (rotate, "event")), "rotate");
+    assert_string_equal (json_string_value (json_object_get (rotate, "previous")),
+                         segs[n - 1].name);
+    assert_int_equal (json_integer_value (json_object_get (rotate, "previous_first_seq")),
+                      segs[n - 1].first_seq);
+    assert_int_equal (json_integer_value (json_object_get (rotate, "previous_last_seq")),
+                      first_seq - 1);
+    char sha[MESH_SEGMENTS_HEX_SIZE];
+    assert_int_equal (mesh_segments_sha256 (segs[n - 1].path, sha, NULL), 0);
+    assert_string_equal (json_string_value (json_object_get (rotate, "previous_sha256")), sha);
+    json_decref (rotate);
+    mesh_segments_free (&segs, n);
+
+    assert_int_equal (s_read_all (fx->path), last);
+    assert_int_equal (s_verify (fx->path), 0);
+    //  The ledger opens it again, across the segments, and goes on.
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_seq (ledger), last + 1);
+    mesh_ledger_destroy (&ledger);
+    assert_int_equal (s_verify (fx->path), 0);
+}
+
+static void
+test_rotate_tree_and_checkpoints (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *signer_text, *verifier_text, why[256];
+    assert_int_equal (mesh_note_keygen ("test.example/meshd", &signer_text, &verifier_text), 0);
+    mesh_note_signer_t signer;
+    assert_int_equal (mesh_note_signer_parse (signer_text, &signer, why, sizeof why), 0);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_set_signer (ledger, &signer, "test.example/meshd"), 0);
+    mesh_ledger_set_rotation (ledger, 3000, 0);
+    for (int i = 0; i < 40; i++)
+        s_note (ledger, i);
+    assert_true (mesh_ledger_checkpoint (ledger, false, NULL) > 0);
+    mesh_ledger_destroy (&ledger);
+    mesh_segment_t *segs = NULL;
+    int n = mesh_segments_list (fx->path, &segs, why, sizeof why);
+    assert_true (n >= 2);
+    //  Each segment ends with a checkpoint of everything before it.
+    for (int i = 0; i < n; i++) {
+        FILE *file = fopen (segs[i].path, "r");
+        char *line = NULL, *last = NULL;
+        size_t cap = 0;
+        while (getline (&line, &cap, file) > 0) {
+            free (last);
+            last = strdup (line);
+        }
+        fclose (file);
+        free (line);
+        json_t *record = json_loads (last, 0, NULL);
+        free (last);
+        assert_string_equal (json_string_value (json_object_get (record, "type")),
+                             "checkpoint");
+        json_decref (record);
+    }
+    mesh_segments_free (&segs, n);
+    //  The tree and every checkpoint verify across the segments, with the trusted key.
+    FILE *out = fopen ("/dev/null", "w");
+    assert_int_equal (mesh_audit_verify_tree (fx->path, verifier_text, false, out), 0);
+    fclose (out);
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_destroy (&ledger);
+    mesh_note_signer_wipe (&signer);
+    free (signer_text);
+    free (verifier_text);
+}
+
+static void
+test_rotate_by_age_and_not_in_batch (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_set_rotation (ledger, 500, 0);
+    mesh_ledger_begin (ledger);
+    for (int i = 0; i < 10; i++)
+        s_note (ledger, i);
+    mesh_segment_t *segs = NULL;
+    char why[256];
+    assert_int_equal (mesh_segments_list (fx->path, &segs, why, sizeof why), 0);
+    assert_int_equal (mesh_ledger_commit (ledger), 0);
+    int n = mesh_segments_list (fx->path, &segs, why, sizeof why);
+    assert_int_equal (n, 1);        //  the whole batch in one segment, sealed at commit
+    mesh_segments_free (&segs, n);
+    assert_int_equal (mesh_ledger_active_first_seq (ledger), mesh_ledger_seq (ledger));
+
+    //  By age: a second old is old enough for max_age_s 1.
+    mesh_ledger_set_rotation (ledger, 0, 1);
+    s_note (ledger, 100);
+    assert_int_equal (mesh_segments_list (fx->path, &segs, why, sizeof why), 1);
+    mesh_segments_free (&segs, 1);
+    sleep (1);
+    usleep (100 * 1000);
+    s_note (ledger, 101);
+    n = mesh_segments_list (fx->path, &segs, why, sizeof why);
+    assert_int_equal (n, 2);
+    mesh_segments_free (&segs, n);
+    int64_t last = mesh_ledger_seq (ledger);
+    mesh_ledger_destroy (&ledger);
+    assert_int_equal (s_read_all (fx->path), last);
+    assert_int_equal (s_verify (fx->path), 0);
+}
+
+static void
+test_missing_segment_refused (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_set_rotation (ledger, 1500, 0);
+    for (int i = 0; i < 40; i++)
+        s_note (ledger, i);
+    mesh_ledger_destroy (&ledger);
+    mesh_segment_t *segs = NULL;
+    char why[256];
+    int n = mesh_segments_list (fx->path, &segs, why, sizeof why);
+    assert_true (n >= 3);
+    //  A middle segment gone: the reader stops with a read error where they do not join.
+    char *kept = strdup (segs[1].path);
+    char aside[256];
+    snprintf (aside, sizeof aside, "%s/aside", fx->dir);
+    assert_int_equal (rename (kept, aside), 0);
+    FILE *file = mesh_segments_open (fx->path);
+    assert_non_null (file);
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t lines = 0;
+    while (getline (&line, &cap, file) > 0)
+        lines++;
+    assert_true (ferror (file));
+    assert_int_equal (lines, segs[1].first_seq - 1);
+    free (line);
+    fclose (file);
+    assert_int_not_equal (s_verify (fx->path), 0);
+    errno = 0;
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    assert_int_equal (errno, EBADMSG);
+    //  A segment renamed to another seq is refused too.
+    char wrong[256];
+    snprintf (wrong, sizeof wrong, "%s.seg-%012lld", fx->path,
+              (long long) segs[1].first_seq + 1);
+    assert_int_equal (rename (aside, wrong), 0);
+    assert_int_not_equal (s_verify (fx->path), 0);
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    //  Put back, all is well again.
+    assert_int_equal (rename (wrong, kept), 0);
+    assert_int_equal (s_verify (fx->path), 0);
+    free (kept);
+    mesh_segments_free (&segs, n);
+}
+
+static void
+test_torn_active_log (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_set_rotation (ledger, 1500, 0);
+    for (int i = 0; i < 30; i++)
+        s_note (ledger, i);
+    int64_t last = mesh_ledger_seq (ledger);
+    mesh_ledger_destroy (&ledger);
+    FILE *file = fopen (fx->path, "a");
+    fputs ("{\"seq\":999,\"prev\":\"00", file);
+    fclose (file);
+    //  The torn line is moved aside as in a single file, and the chain goes on.
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_seq (ledger), last + 2);   //  repair + open
+    mesh_ledger_destroy (&ledger);
+    assert_int_equal (s_verify (fx->path), 0);
+    assert_int_equal (s_read_all (fx->path), last + 2);
+}
+
+int
+main (void)
+{
+    if (!getenv ("MESH_LOG_LEVEL"))
+        mesh_log_set_level (MESH_LOG_ERR - 1);      //  the failure paths log on purpose
+    if (sodium_init () < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_rotate_by_size, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_rotate_tree_and_checkpoints, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_rotate_by_age_and_not_in_batch, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_missing_segment_refused, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_torn_active_log, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name ("segments", tests, NULL, NULL);
+}
