@@ -101,6 +101,7 @@ struct _mesh_ledger_t {
     uint64_t rotate_max_bytes;      //  0: never
     int64_t rotate_max_age_s;       //  0: never
     bool rotate_failing;            //  the last rotation failed (logged once)
+    bool rotating;                  //  in mesh_ledger_rotate (its checkpoint must not nest)
 };
 
 //  One index change made inside a batch: how to take it back.
@@ -1113,6 +1114,8 @@ s_check_quarantine (const char *type, json_t *record)
     return NULL;
 }
 
+static void s_maybe_rotate (mesh_ledger_t *self);
+
 //  ---------------------------------------------------------------------------------------
 //  Rotation.  The new log is made and locked under <log>.new before anything is renamed,
 //  so the lock is never let go: <log> -> <log>.seg-N, then <log>.new -> <log>, then the
@@ -1126,6 +1129,7 @@ mesh_ledger_set_rotation (mesh_ledger_t *self, uint64_t max_bytes, int64_t max_a
     assert (self);
     self->rotate_max_bytes = max_bytes;
     self->rotate_max_age_s = max_age_s > 0 ? max_age_s : 0;
+    s_maybe_rotate (self);          //  a log already due (at start) is sealed at once
 }
 
 int64_t
@@ -1144,7 +1148,10 @@ mesh_ledger_rotate (mesh_ledger_t *self, bool force)
     if (self->size == 0 || (!force && self->seq <= self->active_first_seq))
         return 0;                   //  nothing but the record that opened it
     //  A signed checkpoint at the end of every segment, when checkpoints are signed.
-    if (self->signing && mesh_ledger_checkpoint (self, false, NULL) < 0)
+    self->rotating = true;
+    int64_t signed_size = self->signing ? mesh_ledger_checkpoint (self, false, NULL) : 0;
+    self->rotating = false;
+    if (signed_size < 0)
         return -1;
     int64_t first = self->active_first_seq, last = self->seq;
     char *seg = zsys_sprintf ("%s.seg-%012" PRId64, self->path, first);
@@ -1219,7 +1226,8 @@ fail:
 static void
 s_maybe_rotate (mesh_ledger_t *self)
 {
-    if (self->batching || self->size == 0 || self->seq <= self->active_first_seq)
+    if (self->batching || self->rotating || self->size == 0
+        || self->seq <= self->active_first_seq)
         return;
     bool due = self->rotate_max_bytes && self->size >= self->rotate_max_bytes;
     if (!due && self->rotate_max_age_s && self->active_first_ms > 0)
@@ -1519,6 +1527,7 @@ mesh_ledger_checkpoint (mesh_ledger_t *self, bool force, char **note_p)
         *note_p = note;
     else
         free (note);
+    s_maybe_rotate (self);
     return size;
 }
 

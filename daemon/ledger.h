@@ -119,6 +119,7 @@ int64_t mesh_ledger_last_checkpoint_seq (const mesh_ledger_t *self);
 //  {"type":"ledger","event":"rotate","previous":NAME,"previous_first_seq":A,
 //  "previous_last_seq":B,"previous_sha256":HEX}.  The tree goes on as before.  A failed
 //  rotation leaves the log as it was (logged) and is tried again at the next append.
+//  Also checked after a checkpoint and here, at once (a log found due at start is sealed).
 //  Default: never.
 void mesh_ledger_set_rotation (mesh_ledger_t *self, uint64_t max_bytes, int64_t max_age_s);
 //  Rotate now (if the active log holds more than its opening record, or FORCE).  0, or -1.
