@@ -230,3 +230,133 @@ mesh_merkle_verify_consistency (uint64_t size1, uint64_t size2,
     return sn == 0 && sodium_memcmp (fr, root1, MESH_MERKLE_HASH) == 0
            && sodium_memcmp (sr, root2, MESH_MERKLE_HASH) == 0;
 }
+
+//  ---------------------------------------------------------------------------------------
+//  A tree whose first leaves are gone (retention): the compact range PREFIX stands for
+//  leaves [0, prefix->size), LEAVES holds [prefix->size, n).  A subtree hash is computed
+//  from the leaves when it lies wholly after the prefix, is taken from the range when it
+//  is one of its nodes, and is split as MTH splits it when it straddles the boundary;
+//  anything else lies inside the removed prefix without being a node, and cannot be
+//  computed (-1).
+
+typedef struct {
+    const mesh_merkle_range_t *prefix;
+    const mesh_merkle_hash_t *leaves;
+} s_view_t;
+
+//  MTH (D[lo:hi]) in the view, 0 or -1.
+static int
+s_view_hash (const s_view_t *view, uint64_t lo, uint64_t hi, mesh_merkle_hash_t out)
+{
+    uint64_t base = view->prefix->size;
+    if (lo >= base) {
+        mesh_merkle_root (view->leaves + (lo - base), hi - lo, out);
+        return 0;
+    }
+    //  One of the range's nodes?  They cover [0, base) leftmost and largest first.
+    uint64_t start = 0;
+    int node = 0;
+    for (int bit = 63; bit >= 0 && node < view->prefix->count; bit--) {
+        uint64_t width = 1ULL << bit;
+        if (!(base & width))
+            continue;
+        if (start == lo && start + width == hi) {
+            memcpy (out, view->prefix->nodes[node], MESH_MERKLE_HASH);
+            return 0;
+        }
+        start += width;
+        node++;
+    }
+    if (hi - lo < 2)
+        return -1;                  //  a removed leaf that is not a node by itself
+    uint64_t k = s_split (hi - lo);
+    mesh_merkle_hash_t left, right;
+    if (s_view_hash (view, lo, lo + k, left) != 0 || s_view_hash (view, lo + k, hi, right) != 0)
+        return -1;
+    mesh_merkle_node_hash (left, right, out);
+    return 0;
+}
+
+//  PATH (m, D[lo:hi]) in the view, leaf side first.  Its length, or -1.
+static int
+s_view_path (const s_view_t *view, uint64_t lo, uint64_t hi, uint64_t m,
+             mesh_merkle_hash_t *path)
+{
+    if (hi - lo <= 1)
+        return 0;
+    uint64_t k = s_split (hi - lo);
+    int len;
+    if (m < lo + k) {
+        len = s_view_path (view, lo, lo + k, m, path);
+        if (len < 0 || s_view_hash (view, lo + k, hi, path[len]) != 0)
+            return -1;
+    }
+    else {
+        len = s_view_path (view, lo + k, hi, m, path);
+        if (len < 0 || s_view_hash (view, lo, lo + k, path[len]) != 0)
+            return -1;
+    }
+    return len + 1;
+}
+
+//  SUBPROOF (m, D[lo:hi], b) in the view, with m counted from lo.
+static int
+s_view_subproof (const s_view_t *view, uint64_t lo, uint64_t hi, uint64_t m, bool complete,
+                 mesh_merkle_hash_t *proof)
+{
+    uint64_t n = hi - lo;
+    if (m == n) {
+        if (complete)
+            return 0;
+        return s_view_hash (view, lo, hi, proof[0]) == 0 ? 1 : -1;
+    }
+    uint64_t k = s_split (n);
+    int len;
+    if (m <= k) {
+        len = s_view_subproof (view, lo, lo + k, m, complete, proof);
+        if (len < 0 || s_view_hash (view, lo + k, hi, proof[len]) != 0)
+            return -1;
+    }
+    else {
+        len = s_view_subproof (view, lo + k, hi, m - k, false, proof);
+        if (len < 0 || s_view_hash (view, lo, lo + k, proof[len]) != 0)
+            return -1;
+    }
+    return len + 1;
+}
+
+int
+mesh_merkle_root_from (const mesh_merkle_range_t *prefix, const mesh_merkle_hash_t *leaves,
+                       uint64_t n, mesh_merkle_hash_t out)
+{
+    if (n < prefix->size)
+        return -1;
+    if (n == 0) {
+        crypto_hash_sha256 (out, (const unsigned char *) "", 0);
+        return 0;
+    }
+    s_view_t view = { prefix, leaves };
+    return s_view_hash (&view, 0, n, out);
+}
+
+int
+mesh_merkle_inclusion_path_from (const mesh_merkle_range_t *prefix,
+                                 const mesh_merkle_hash_t *leaves, uint64_t n, uint64_t index,
+                                 mesh_merkle_hash_t *path)
+{
+    if (index >= n || index < prefix->size)
+        return -1;
+    s_view_t view = { prefix, leaves };
+    return s_view_path (&view, 0, n, index, path);
+}
+
+int
+mesh_merkle_consistency_proof_from (const mesh_merkle_range_t *prefix,
+                                    const mesh_merkle_hash_t *leaves, uint64_t n, uint64_t old,
+                                    mesh_merkle_hash_t *proof)
+{
+    if (old == 0 || old > n || old < prefix->size || n < prefix->size)
+        return -1;
+    s_view_t view = { prefix, leaves };
+    return s_view_subproof (&view, 0, n, old, true, proof);
+}

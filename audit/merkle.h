@@ -56,6 +56,21 @@ int mesh_merkle_inclusion_path (const mesh_merkle_hash_t *leaves, uint64_t n, ui
 int mesh_merkle_consistency_proof (const mesh_merkle_hash_t *leaves, uint64_t n, uint64_t old,
                                    mesh_merkle_hash_t *proof);
 
+//  The same for a tree whose first PREFIX->size leaves are gone (retention): PREFIX, their
+//  compact range, stands for them; LEAVES holds leaves [prefix->size, N).  The root of the
+//  first N leaves (N >= prefix->size): 0, or -1.  An inclusion path of a leaf INDEX >=
+//  prefix->size, a consistency proof from OLD >= prefix->size: as above, identical to what
+//  the full tree gives, or -1 (also when a hash they need lies in the removed prefix
+//  without being one of the range's nodes, which RFC 9162's paths never ask for).
+int mesh_merkle_root_from (const mesh_merkle_range_t *prefix, const mesh_merkle_hash_t *leaves,
+                           uint64_t n, mesh_merkle_hash_t out);
+int mesh_merkle_inclusion_path_from (const mesh_merkle_range_t *prefix,
+                                     const mesh_merkle_hash_t *leaves, uint64_t n,
+                                     uint64_t index, mesh_merkle_hash_t *path);
+int mesh_merkle_consistency_proof_from (const mesh_merkle_range_t *prefix,
+                                        const mesh_merkle_hash_t *leaves, uint64_t n,
+                                        uint64_t old, mesh_merkle_hash_t *proof);
+
 //  RFC 9162 2.1.3.2: does PATH prove that LEAF is leaf INDEX of the tree of SIZE leaves
 //  whose root is ROOT?
 bool mesh_merkle_verify_inclusion (uint64_t index, uint64_t size, const mesh_merkle_hash_t leaf,

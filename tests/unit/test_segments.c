@@ -313,6 +313,84 @@ test_torn_active_log (void **state)
     assert_int_equal (s_read_all (fx->path), last + 2);
 }
 
+//  Proofs from a compact range standing for a removed prefix: for every prefix size K,
+//  every later leaf and every later old size, the same bytes as from the full tree; and
+//  nothing about a removed leaf.  This checks the claim that an RFC 9162 path's hashes
+//  inside [0, K) are always whole nodes of the compact range at K.
+static void
+test_merkle_prefix_proofs (void **state)
+{
+    enum { N = 40, BIG = 1000 };
+    static mesh_merkle_hash_t leaves[BIG];
+    for (int i = 0; i < BIG; i++) {
+        char data[16];
+        int len = snprintf (data, sizeof data, "leaf %d", i);
+        mesh_merkle_leaf_hash (data, (size_t) len, leaves[i]);
+    }
+    int64_t checked = 0;
+    for (uint64_t n = 1; n <= N; n++) {
+        mesh_merkle_hash_t root;
+        mesh_merkle_root (leaves, n, root);
+        mesh_merkle_range_t prefix;
+        mesh_merkle_range_init (&prefix);
+        for (uint64_t k = 0; k <= n; k++) {
+            if (k > 0)
+                mesh_merkle_range_append (&prefix, leaves[k - 1]);
+            mesh_merkle_hash_t got;
+            if (mesh_merkle_root_from (&prefix, leaves + k, n, got) != 0)
+                fail_msg ("root_from n %d k %d", (int) n, (int) k);
+            assert_memory_equal (got, root, MESH_MERKLE_HASH);
+            for (uint64_t m = 0; m < n; m++) {
+                mesh_merkle_hash_t full[MESH_MERKLE_MAX_PATH], from[MESH_MERKLE_MAX_PATH];
+                int len = mesh_merkle_inclusion_path_from (&prefix, leaves + k, n, m, from);
+                if (m < k) {
+                    assert_int_equal (len, -1);
+                    continue;
+                }
+                assert_int_equal (len, mesh_merkle_inclusion_path (leaves, n, m, full));
+                assert_memory_equal (from, full, (size_t) len * MESH_MERKLE_HASH);
+                assert_true (mesh_merkle_verify_inclusion (m, n, leaves[m], from, (size_t) len,
+                                                           root));
+                checked++;
+            }
+            for (uint64_t old = 1; old <= n; old++) {
+                mesh_merkle_hash_t full[MESH_MERKLE_MAX_PATH], from[MESH_MERKLE_MAX_PATH];
+                int len = mesh_merkle_consistency_proof_from (&prefix, leaves + k, n, old, from);
+                if (old < k) {
+                    assert_int_equal (len, -1);
+                    continue;
+                }
+                assert_int_equal (len, mesh_merkle_consistency_proof (leaves, n, old, full));
+                assert_memory_equal (from, full, (size_t) len * MESH_MERKLE_HASH);
+                checked++;
+            }
+        }
+    }
+    assert_true (checked > 20000);
+    //  A larger tree, prefixes at and around powers of two.
+    uint64_t ks[] = { 1, 255, 256, 257, 500, 511, 512, 513, 999, 1000 };
+    mesh_merkle_hash_t root;
+    mesh_merkle_root (leaves, BIG, root);
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        mesh_merkle_range_t prefix;
+        mesh_merkle_range_init (&prefix);
+        for (uint64_t j = 0; j < ks[i]; j++)
+            mesh_merkle_range_append (&prefix, leaves[j]);
+        for (uint64_t m = ks[i]; m < BIG; m += 41) {
+            mesh_merkle_hash_t full[MESH_MERKLE_MAX_PATH], from[MESH_MERKLE_MAX_PATH];
+            int len = mesh_merkle_inclusion_path_from (&prefix, leaves + ks[i], BIG, m, from);
+            assert_int_equal (len, mesh_merkle_inclusion_path (leaves, BIG, m, full));
+            assert_memory_equal (from, full, (size_t) len * MESH_MERKLE_HASH);
+            len = mesh_merkle_consistency_proof_from (&prefix, leaves + ks[i], BIG, m + 1, from);
+            assert_int_equal (len, mesh_merkle_consistency_proof (leaves, BIG, m + 1, full));
+            assert_memory_equal (from, full, (size_t) len * MESH_MERKLE_HASH);
+        }
+        mesh_merkle_hash_t got;
+        assert_int_equal (mesh_merkle_root_from (&prefix, leaves + ks[i], BIG, got), 0);
+        assert_memory_equal (got, root, MESH_MERKLE_HASH);
+    }
+}
+
 int
 main (void)
 {
@@ -327,6 +405,7 @@ main (void)
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_missing_segment_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_torn_active_log, s_setup, s_teardown),
+        cmocka_unit_test (test_merkle_prefix_proofs),
     };
     return cmocka_run_group_tests_name ("segments", tests, NULL, NULL);
 }
