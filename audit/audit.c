@@ -213,9 +213,20 @@ int
 mesh_audit_scan (FILE *file, const unsigned char *key, mesh_audit_scan_t *scan,
                  mesh_audit_record_fn *fn, void *arg)
 {
-    assert (file && scan);
+    return mesh_audit_scan_from (file, key, 1, NULL, scan, fn, arg);
+}
+
+int
+mesh_audit_scan_from (FILE *file, const unsigned char *key, int64_t first_seq,
+                      const char *prev_hash, mesh_audit_scan_t *scan,
+                      mesh_audit_record_fn *fn, void *arg)
+{
+    assert (file && scan && first_seq >= 1);
     memset (scan, 0, sizeof *scan);
     memcpy (scan->last_hash, s_zero_hash, sizeof scan->last_hash);
+    if (prev_hash && strlen (prev_hash) == MESH_AUDIT_HASH_HEX)
+        memcpy (scan->last_hash, prev_hash, MESH_AUDIT_HASH_HEX);
+    scan->last_seq = first_seq - 1;
     if (sodium_init () < 0) {
         mesh_err ("audit: libsodium cannot be initialised");
         return -1;
@@ -366,8 +377,18 @@ mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, 
     int head = mesh_audit_read_head (path, &head_seq, head_hash, why);
 
     s_mark_t mark = { .want_seq = head == 1 ? head_seq : -1 };
+    //  After retention the chain starts at the first record kept (<log>.retained).
+    mesh_segments_start_t start;
+    char start_why[512];
+    if (mesh_segments_start (path, &start, start_why, sizeof start_why) < 0) {
+        mesh_err ("audit: %s", start_why);
+        fclose (file);
+        return 2;
+    }
     mesh_audit_scan_t scan;
-    int rc = mesh_audit_scan (file, opts->key, &scan, s_mark_fn, &mark);
+    int rc = mesh_audit_scan_from (file, opts->key, start.first_seq, start.prev_hash, &scan,
+                                   s_mark_fn, &mark);
+    mesh_segments_start_free (&start);
     fclose (file);
     if (rc != 0)
         return 2;

@@ -152,6 +152,13 @@ typedef int (mesh_audit_record_fn) (json_t *record, const char *hash, const char
 int mesh_audit_scan (FILE *file, const unsigned char *key, mesh_audit_scan_t *scan,
                      mesh_audit_record_fn *fn, void *arg);
 
+//  The same for a log whose first records were removed by retention (docs/audit.md
+//  "Segments and retention"): the first record must have seq FIRST_SEQ and prev PREV_HASH
+//  (64 hex; NULL: 64 zeros).  SCAN->last_seq starts at FIRST_SEQ - 1.
+int mesh_audit_scan_from (FILE *file, const unsigned char *key, int64_t first_seq,
+                          const char *prev_hash, mesh_audit_scan_t *scan,
+                          mesh_audit_record_fn *fn, void *arg);
+
 //  Read <LOG_PATH>.head.  Returns 1 and sets *seq_p and HASH (65 bytes) if it exists and is
 //  well formed, 0 if it does not exist, -1 if it is unreadable or malformed (WHY, 128 bytes,
 //  says what is wrong, without the path: "is not ...", "cannot be read: ...").

@@ -85,6 +85,7 @@ typedef struct {
     size_t want_len;
     int64_t found_seq;              //  its record's seq (-1: ambiguous)
     char found_id[72];
+    int64_t first_seq;              //  the first record kept (1 unless retention removed some)
 } s_load_t;
 
 static int
@@ -119,8 +120,23 @@ s_load (const char *log, s_load_t *load)
         mesh_err ("audit: cannot open %s: %s", log, strerror (errno));
         return S_READ;
     }
+    //  After retention the log starts at a later record, the tree from its compact range.
+    mesh_segments_start_t start;
+    char why[512];
+    if (mesh_segments_start (log, &start, why, sizeof why) < 0) {
+        mesh_err ("audit: %s", why);
+        fclose (file);
+        return S_READ;
+    }
+    if (load->tlog->range.size == 0 && start.first_seq > 1) {
+        load->tlog->range = start.range;
+        load->tlog->base = start.range;
+    }
+    load->first_seq = start.first_seq;
     mesh_audit_scan_t scan;
-    int rc = mesh_audit_scan (file, NULL, &scan, s_load_fn, load);
+    int rc = mesh_audit_scan_from (file, NULL, start.first_seq, start.prev_hash, &scan,
+                                   s_load_fn, load);
+    mesh_segments_start_free (&start);
     fclose (file);
     if (load->bad_seq) {
         mesh_err ("audit: %s: record seq %" PRId64 ": %s", log, load->bad_seq, load->tlog->why);
@@ -266,6 +282,14 @@ mesh_audit_prove_cli (const mesh_audit_cli_t *o, FILE *out)
     mesh_tlog_init (&tlog, trusted, true);
     s_load_t load = {.tlog = &tlog, .want_id = o->argv[0], .want_len = strlen (o->argv[0])};
     int rc = s_load (o->log, &load);
+    if (rc == S_OK && load.found_seq == 0 && load.first_seq > 1) {
+        mesh_err ("audit prove: %s is no decision in %s from seq %" PRId64 " on; records 1-%"
+                  PRId64 " were removed by retention (%s.retained lists the segments) and "
+                  "cannot be proven from this log any more", o->argv[0], o->log,
+                  load.first_seq, load.first_seq - 1, o->log);
+        rc = S_NO;
+    }
+    else
     if (rc == S_OK && load.found_seq <= 0) {
         mesh_err ("audit prove: %s %s in %s", o->argv[0],
                   load.found_seq < 0 ? "names more than one decision" : "is no decision",
@@ -293,13 +317,13 @@ mesh_audit_prove_cli (const mesh_audit_cli_t *o, FILE *out)
         return rc;
     }
     mesh_merkle_hash_t path[MESH_MERKLE_MAX_PATH];
-    int len = mesh_merkle_inclusion_path (tlog.leaves, size, index, path);
+    int len = mesh_merkle_inclusion_path_from (&tlog.base, tlog.leaves, size, index, path);
     //  The leaf: the record's line, read again from the file (by its seq).
     FILE *file = mesh_segments_open (o->log);
     char *line = NULL;
     size_t cap = 0;
     ssize_t got = -1;
-    for (int64_t seq = 1; file && seq <= load.found_seq; seq++)
+    for (int64_t seq = load.first_seq; file && seq <= load.found_seq; seq++)
         got = getline (&line, &cap, file);
     if (file)
         fclose (file);
@@ -314,7 +338,7 @@ mesh_audit_prove_cli (const mesh_audit_cli_t *o, FILE *out)
         line[--got] = 0;
     mesh_merkle_hash_t leaf;
     mesh_merkle_leaf_hash (line, (size_t) got, leaf);
-    if (sodium_memcmp (leaf, tlog.leaves[index], MESH_MERKLE_HASH) != 0) {
+    if (sodium_memcmp (leaf, tlog.leaves[index - tlog.base.size], MESH_MERKLE_HASH) != 0) {
         mesh_err ("audit prove: %s changed while it was read; try again", o->log);
         free (line);
         free (note);
@@ -588,9 +612,17 @@ mesh_audit_consistency_cli (const mesh_audit_cli_t *o, FILE *out)
                      "(%" PRIu64 " records): records were removed\n", sizes[i], tlog.range.size);
             rc = S_NO;
         }
+        else
+        if (sizes[i] < tlog.base.size) {
+            fprintf (out, "FAIL: the checkpoint of %" PRIu64 " records is older than the first "
+                     "record kept (seq %" PRIu64 "; the ones before it were removed by "
+                     "retention): it cannot be checked against this log\n", sizes[i],
+                     tlog.base.size + 1);
+            rc = S_NO;
+        }
         else {
             mesh_merkle_hash_t have;
-            mesh_merkle_root (tlog.leaves, sizes[i], have);
+            mesh_merkle_root_from (&tlog.base, tlog.leaves, sizes[i], have);
             if (sodium_memcmp (have, roots[i], MESH_MERKLE_HASH) != 0) {
                 fprintf (out, "FAIL: the log's first %" PRIu64 " records are not the ones "
                          "checkpoint %s signed: the log was rewritten after it was signed\n",
@@ -606,7 +638,8 @@ mesh_audit_consistency_cli (const mesh_audit_cli_t *o, FILE *out)
     }
     if (rc == S_OK) {
         mesh_merkle_hash_t path[MESH_MERKLE_MAX_PATH];
-        int len = mesh_merkle_consistency_proof (tlog.leaves, sizes[1], sizes[0], path);
+        int len = mesh_merkle_consistency_proof_from (&tlog.base, tlog.leaves, sizes[1],
+                                                      sizes[0], path);
         assert (len >= 0);
         assert (mesh_merkle_verify_consistency (sizes[0], sizes[1], roots[0], roots[1], path,
                                                 (size_t) len));

@@ -9,6 +9,7 @@
  */
 #include "segments.h"
 #include "log.h"
+#include "note.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -178,6 +179,107 @@ mesh_segments_sha256 (const char *path, char *hex, uint64_t *size_p)
 }
 
 //  ---------------------------------------------------------------------------------------
+//  <log>.retained
+
+static void
+s_start_default (mesh_segments_start_t *start)
+{
+    memset (start, 0, sizeof *start);
+    start->first_seq = 1;
+    memset (start->prev_hash, '0', MESH_SEGMENTS_HEX_SIZE - 1);
+    mesh_merkle_range_init (&start->range);
+    start->removed = json_array ();
+}
+
+void
+mesh_segments_start_free (mesh_segments_start_t *start)
+{
+    if (start) {
+        json_decref (start->removed);
+        start->removed = NULL;
+    }
+}
+
+json_t *
+mesh_segments_start_json (const mesh_segments_start_t *start)
+{
+    json_t *nodes = json_array ();
+    for (int i = 0; i < start->range.count; i++) {
+        char b64[64];
+        mesh_b64 (start->range.nodes[i], MESH_MERKLE_HASH, b64, sizeof b64);
+        json_array_append_new (nodes, json_string (b64));
+    }
+    return json_pack ("{s:I, s:s, s:{s:I, s:o}, s:O}", "first_seq",
+                      (json_int_t) start->first_seq, "prev_hash", start->prev_hash, "range",
+                      "size", (json_int_t) start->range.size, "nodes", nodes, "removed",
+                      start->removed);
+}
+
+int
+mesh_segments_start (const char *log, mesh_segments_start_t *start, char *why,
+                     size_t why_size)
+{
+    s_start_default (start);
+    char *path = NULL;
+    if (asprintf (&path, "%s.retained", log) < 0)
+        abort ();
+    if (access (path, F_OK) != 0 && errno == ENOENT) {
+        free (path);
+        return 0;                   //  nothing was ever removed
+    }
+    json_error_t jerr;
+    json_t *root = json_load_file (path, JSON_REJECT_DUPLICATES, &jerr);
+    free (path);
+    if (!root) {
+        snprintf (why, why_size, "%s.retained: %s", log, jerr.text);
+        return -1;
+    }
+    json_t *first = json_object_get (root, "first_seq");
+    const char *prev = json_string_value (json_object_get (root, "prev_hash"));
+    json_t *range = json_object_get (root, "range");
+    json_t *size = json_object_get (range, "size");
+    json_t *nodes = json_object_get (range, "nodes");
+    json_t *removed = json_object_get (root, "removed");
+    const char *bad = NULL;
+    if (!json_is_integer (first) || json_integer_value (first) < 1)
+        bad = "first_seq is not an integer >= 1";
+    else
+    if (!prev || strlen (prev) != MESH_SEGMENTS_HEX_SIZE - 1
+        || strspn (prev, "0123456789abcdef") != MESH_SEGMENTS_HEX_SIZE - 1)
+        bad = "prev_hash is not 64 hex digits";
+    else
+    if (!json_is_integer (size) || json_integer_value (size) != json_integer_value (first) - 1)
+        bad = "range.size is not first_seq - 1";
+    else
+    if (!json_is_array (nodes)
+        || (int) json_array_size (nodes)
+           != __builtin_popcountll ((unsigned long long) json_integer_value (size)))
+        bad = "range.nodes does not hold one hash per set bit of range.size";
+    else
+    if (!json_is_array (removed))
+        bad = "removed is not an array";
+    for (size_t i = 0; !bad && i < json_array_size (nodes); i++) {
+        const char *b64 = json_string_value (json_array_get (nodes, i));
+        if (!b64 || mesh_unb64 (b64, start->range.nodes[i], MESH_MERKLE_HASH) != 0)
+            bad = "a range node is not the base64 of 32 bytes";
+    }
+    if (bad) {
+        snprintf (why, why_size, "%s.retained: %s", log, bad);
+        json_decref (root);
+        s_start_default (start);
+        return -1;
+    }
+    start->first_seq = json_integer_value (first);
+    memcpy (start->prev_hash, prev, MESH_SEGMENTS_HEX_SIZE);
+    start->range.size = (uint64_t) json_integer_value (size);
+    start->range.count = (int) json_array_size (nodes);
+    json_decref (start->removed);
+    start->removed = json_incref (removed);
+    json_decref (root);
+    return 1;
+}
+
+//  ---------------------------------------------------------------------------------------
 //  The stream.
 
 typedef struct {
@@ -185,6 +287,8 @@ typedef struct {
     mesh_segment_t *segs;
     int count;
     int at;                         //  the file being read: 0..count-1 a segment, count the log
+    int skip;                       //  segments wholly before the first record kept
+    int64_t kept_from;              //  that record's seq
     int fd;                         //  -1: between files or done
     bool done;
     //  What has gone by in the current file, to check the join with the next.
@@ -249,7 +353,7 @@ s_track (s_stream_t *self, const char *buf, size_t n)
 static int
 s_next (s_stream_t *self, int at)
 {
-    if (at > 0 && self->any && !self->ended_nl) {
+    if (at > self->skip && self->any && !self->ended_nl) {
         mesh_err ("audit: %s: the segment %s does not end with a newline (a sealed segment "
                   "holds whole records only)", self->log, s_name (self, at - 1));
         errno = EBADMSG;
@@ -257,6 +361,13 @@ s_next (s_stream_t *self, int at)
     }
     int64_t first = 0;
     int found = mesh_segments_first (s_path (self, at), &first, NULL);
+    if (at == self->skip && found == 1 && first != self->kept_from) {
+        mesh_err ("audit: %s: %s starts at seq %" PRId64 " but %s.retained says the log "
+                  "keeps the records from seq %" PRId64, self->log, s_name (self, at), first,
+                  self->log, self->kept_from);
+        errno = EBADMSG;
+        return -1;
+    }
     if (at < self->count && found != 1) {
         mesh_err ("audit: %s: the segment %s %s", self->log, s_name (self, at),
                   found == 0 ? "is empty or gone" : "does not start with a record");
@@ -269,7 +380,7 @@ s_next (s_stream_t *self, int at)
         errno = EBADMSG;
         return -1;
     }
-    if (at > 0 && found == 1 && self->last_seq && first != self->last_seq + 1) {
+    if (at > self->skip && found == 1 && self->last_seq && first != self->last_seq + 1) {
         mesh_err ("audit: %s: %s ends at seq %" PRId64 " but the next file, %s, starts at seq "
                   "%" PRId64 ": the segments are not contiguous (one is missing or out of "
                   "place)", self->log, s_name (self, at - 1), self->last_seq,
@@ -354,7 +465,28 @@ mesh_segments_open (const char *log)
         errno = EBADMSG;
         return NULL;
     }
-    if (self->count == 0) {
+    mesh_segments_start_t start;
+    if (mesh_segments_start (log, &start, why, sizeof why) < 0) {
+        mesh_err ("audit: %s", why);
+        s_close (self);
+        errno = EBADMSG;
+        return NULL;
+    }
+    self->kept_from = start.first_seq;
+    mesh_segments_start_free (&start);
+    //  A retention cut short by a crash may leave segments it meant to remove.
+    while (self->skip < self->count) {
+        int64_t next = 0;
+        if (self->skip + 1 < self->count)
+            next = self->segs[self->skip + 1].first_seq;
+        else
+        if (mesh_segments_first (log, &next, NULL) != 1)
+            break;
+        if (next > self->kept_from)
+            break;
+        self->skip++;
+    }
+    if (self->count == 0 && self->kept_from == 1) {
         self->fd = open (log, O_RDONLY | O_CLOEXEC);
         if (self->fd < 0) {
             int saved = errno;
@@ -365,7 +497,7 @@ mesh_segments_open (const char *log)
         self->in_pre = true;
     }
     else
-    if (s_next (self, 0) != 0) {
+    if (s_next (self, self->skip) != 0) {
         int saved = errno;
         s_close (self);
         errno = saved;

@@ -16,6 +16,9 @@
 #ifndef MESH_SEGMENTS_H
 #define MESH_SEGMENTS_H
 
+#include "merkle.h"
+
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -34,9 +37,32 @@ typedef struct {
 int mesh_segments_list (const char *log, mesh_segment_t **segs_p, char *why, size_t why_size);
 void mesh_segments_free (mesh_segment_t **segs_p, int count);
 
+//  Where the kept log starts: <log>.retained, written by the ledger before it removes
+//  segments (docs/audit.md).  Without that file the log starts at seq 1 after 64 zeros
+//  with the empty tree.
+typedef struct {
+    int64_t first_seq;                  //  K: the first record kept
+    char prev_hash[MESH_SEGMENTS_HEX_SIZE];    //  the hash of record K-1 (64 zeros: K = 1)
+    mesh_merkle_range_t range;          //  the compact range of leaves 0..K-2 (size K-1)
+    json_t *removed;                    //  [{"file","first_seq","last_seq","sha256"}...]
+                                        //  (owned; an empty array without the file)
+} mesh_segments_start_t;
+
+//  Read <LOG>.retained into *START.  1 read, 0 no such file (START = the defaults), -1 it
+//  is malformed or unreadable (WHY; START = the defaults).  Free with
+//  mesh_segments_start_free.
+int mesh_segments_start (const char *log, mesh_segments_start_t *start, char *why,
+                         size_t why_size);
+void mesh_segments_start_free (mesh_segments_start_t *start);
+//  *START as the JSON of <log>.retained (caller decrefs).
+json_t *mesh_segments_start_json (const mesh_segments_start_t *start);
+
 //  One FILE * reading every sealed segment of LOG and then LOG itself (which may be
-//  missing when there are segments: a crash just after a rotation).  NULL when LOG and
-//  every segment are missing (errno ENOENT) or the segments cannot be listed (logged).
+//  missing when there are segments: a crash just after a rotation).  Segments wholly
+//  before the first kept record (<log>.retained; a retention cut short by a crash) are
+//  skipped, and the first file read must start at that record.  NULL when LOG and every
+//  segment are missing (errno ENOENT), or the segments cannot be listed or <log>.retained
+//  read (errno EBADMSG, logged).
 FILE *mesh_segments_open (const char *log);
 
 //  The seq and ts of the first record of the file PATH, from its first bytes

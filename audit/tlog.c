@@ -18,6 +18,17 @@ mesh_tlog_init (mesh_tlog_t *self, const mesh_note_verifier_t *trusted, bool kee
 }
 
 void
+mesh_tlog_init_from (mesh_tlog_t *self, const mesh_note_verifier_t *trusted, bool keep_leaves,
+                     const mesh_merkle_range_t *prefix)
+{
+    mesh_tlog_init (self, trusted, keep_leaves);
+    if (prefix) {
+        self->range = *prefix;
+        self->base = *prefix;
+    }
+}
+
+void
 mesh_tlog_free (mesh_tlog_t *self)
 {
     free (self->last_cp_note);
@@ -135,7 +146,8 @@ mesh_tlog_feed (mesh_tlog_t *self, json_t *record, const char *line, size_t len)
     mesh_merkle_hash_t leaf;
     mesh_merkle_leaf_hash (line, len, leaf);
     if (self->keep_leaves) {
-        if (self->range.size == self->leaves_cap) {
+        uint64_t at = self->range.size - self->base.size;
+        if (at == self->leaves_cap) {
             if (self->leaves_cap >= MESH_TLOG_MAX_LEAVES) {
                 snprintf (self->why, sizeof self->why,
                           "more than %llu records: too many to hold for a proof",
@@ -152,7 +164,7 @@ mesh_tlog_feed (mesh_tlog_t *self, json_t *record, const char *line, size_t len)
             self->leaves = grown;
             self->leaves_cap = cap;
         }
-        memcpy (self->leaves[self->range.size], leaf, MESH_MERKLE_HASH);
+        memcpy (self->leaves[at], leaf, MESH_MERKLE_HASH);
     }
     mesh_merkle_range_append (&self->range, leaf);
     return 0;

@@ -35,12 +35,19 @@ typedef struct {
     int keys;                           //  distinct signing keys seen (1 normally)
     const mesh_note_verifier_t *trusted;   //  borrowed; NULL: each record's own key
     bool keep_leaves;
-    mesh_merkle_hash_t *leaves;         //  with keep_leaves: every leaf hash
+    mesh_merkle_hash_t *leaves;         //  with keep_leaves: every leaf hash from base.size on
+    mesh_merkle_range_t base;           //  the leaves before the log's first kept record (their
+                                        //  compact range: retention); size 0 normally
     uint64_t leaves_cap;
     char why[512];                      //  what failed (mesh_tlog_feed returned -1)
 } mesh_tlog_t;
 
 void mesh_tlog_init (mesh_tlog_t *self, const mesh_note_verifier_t *trusted, bool keep_leaves);
+//  The same for a log whose first PREFIX->size records were removed by retention: the tree
+//  starts from their compact range PREFIX (copied; NULL: the empty tree), and leaves[i] is
+//  the hash of leaf PREFIX->size + i.
+void mesh_tlog_init_from (mesh_tlog_t *self, const mesh_note_verifier_t *trusted,
+                          bool keep_leaves, const mesh_merkle_range_t *prefix);
 void mesh_tlog_free (mesh_tlog_t *self);
 //  The record RECORD (parsed) whose line is LINE[0..LEN) (no newline).  0, or -1 with
 //  self->why when it is a checkpoint record that does not hold, or the leaves do not fit.

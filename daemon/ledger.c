@@ -102,6 +102,9 @@ struct _mesh_ledger_t {
     int64_t rotate_max_age_s;       //  0: never
     bool rotate_failing;            //  the last rotation failed (logged once)
     bool rotating;                  //  in mesh_ledger_rotate (its checkpoint must not nest)
+    int64_t retain_max_age_s;       //  remove sealed segments older than this (0: never)
+    uint64_t retain_max_bytes;      //  or while all the files hold more (0: never)
+    bool retain_failing;            //  the last retention failed (logged once)
 };
 
 //  One index change made inside a batch: how to take it back.
@@ -512,13 +515,20 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
     char why[128];
     int head = mesh_audit_read_head (self->path, &head_seq, head_hash, why);
     //  The sealed segments come first in the stream: their bytes are not the active log's.
+    //  After retention the chain and the tree start at the first record kept.
     uint64_t sealed_bytes = 0;
     mesh_segment_t *segs = NULL;
     char seg_why[512];
+    mesh_segments_start_t start;
+    if (mesh_segments_start (self->path, &start, seg_why, sizeof seg_why) < 0) {
+        snprintf (check->why, sizeof check->why, "%s", seg_why);
+        check->failed = true;
+        return 0;
+    }
     int segs_n = mesh_segments_list (self->path, &segs, seg_why, sizeof seg_why);
     for (int i = 0; i < segs_n; i++) {
         struct stat st;
-        if (stat (segs[i].path, &st) == 0)
+        if (segs[i].first_seq >= start.first_seq && stat (segs[i].path, &st) == 0)
             sealed_bytes += (uint64_t) st.st_size;
     }
     mesh_segments_free (&segs, segs_n);
@@ -528,8 +538,10 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
             snprintf (check->why, sizeof check->why, "its segments do not join: %s",
                       segs_n < 0 ? seg_why : "see the message above");
             check->failed = true;
+            mesh_segments_start_free (&start);
             return 0;
         }
+        mesh_segments_start_free (&start);
         mesh_err ("ledger: cannot read %s: %s", self->path, strerror (errno));
         return -1;
     }
@@ -537,8 +549,11 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
     s_open_t open_ = { .self = index ? self : NULL, .scan = &scan,
                        .mark_seq = head == 1 ? head_seq : -1 };
     memset (open_.mark_hash, '0', MESH_AUDIT_HASH_HEX);
-    mesh_tlog_init (&open_.tlog, NULL, false);
-    int rc = mesh_audit_scan (file, self->key, &scan, s_open_fn, &open_);
+    memcpy (open_.mark_hash, start.prev_hash, MESH_AUDIT_HASH_HEX);
+    mesh_tlog_init_from (&open_.tlog, NULL, false, &start.range);
+    int rc = mesh_audit_scan_from (file, self->key, start.first_seq, start.prev_hash, &scan,
+                                   s_open_fn, &open_);
+    mesh_segments_start_free (&start);
     bool joins = !(rc != 0 && ferror (file) && errno == EBADMSG);
     fclose (file);
     check->range = open_.tlog.range;
@@ -1204,6 +1219,8 @@ mesh_ledger_rotate (mesh_ledger_t *self, bool force)
     free (seg);
     free (fresh);
     self->rotate_failing = false;
+    if (seq > 0 && (self->retain_max_age_s || self->retain_max_bytes))
+        mesh_ledger_retain (self);
     return seq > 0 ? 0 : -1;
 fail:
     if (!self->rotate_failing)
@@ -1223,6 +1240,220 @@ fail:
 
 //  Rotate when the active log is due (mesh_ledger_set_rotation).  Called at safe points
 //  only: after a synced append or commit, never inside a batch.
+//  ---------------------------------------------------------------------------------------
+//  Retention.  Whole sealed segments go, oldest first.  Before any file is removed,
+//  <log>.retained is replaced (tmp, fsync, rename, fsync of the directory) with where the
+//  kept log starts: the first kept seq K, the hash of record K-1 and the compact range of
+//  leaves 0..K-2, computed by reading the segments to be removed once; then a retention
+//  record says the same in the log; then the files are unlinked.  A crash after the
+//  .retained file leaves segments the readers skip (segments.h) and the next retention
+//  removes.
+
+void
+mesh_ledger_set_retention (mesh_ledger_t *self, int64_t max_age_s, uint64_t max_bytes)
+{
+    assert (self);
+    self->retain_max_age_s = max_age_s > 0 ? max_age_s : 0;
+    self->retain_max_bytes = max_bytes;
+    if (!self->batching && (self->retain_max_age_s || self->retain_max_bytes))
+        mesh_ledger_retain (self);
+}
+
+//  Feed the lines of the sealed segment SEG to RANGE, checking that they run on from
+//  *SEQ_P with prev *HASH (updated to the last record's).  0, or -1 (WHY).
+static int
+s_retain_read (const mesh_segment_t *seg, mesh_merkle_range_t *range, int64_t *seq_p,
+               char *hash, char *why, size_t why_size)
+{
+    FILE *file = fopen (seg->path, "re");
+    if (!file) {
+        snprintf (why, why_size, "cannot read %s: %s", seg->name, strerror (errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    while (rc == 0 && (n = getline (&line, &cap, file)) > 0) {
+        size_t len = (size_t) n;
+        long long seq = 0;
+        char prev[MESH_AUDIT_HASH_HEX + 1] = "";
+        //  The line ends with "hash":"<64 hex>"}\n.
+        const char *hex = len > 80 ? line + len - 67 : NULL;
+        if (line[len - 1] != '\n'
+            || sscanf (line, "{\"seq\":%lld,\"prev\":\"%64[0-9a-f]\"", &seq, prev) != 2
+            || !hex || memcmp (hex - 8, "\"hash\":\"", 8) != 0 || hex[64] != '"'
+            || hex[65] != '}') {
+            snprintf (why, why_size, "%s: a line that is not a whole record", seg->name);
+            rc = -1;
+        }
+        else
+        if (seq != *seq_p + 1 || strcmp (prev, hash) != 0) {
+            snprintf (why, why_size, "%s: record seq %lld does not follow seq %" PRId64,
+                      seg->name, seq, *seq_p);
+            rc = -1;
+        }
+        else {
+            mesh_merkle_hash_t leaf;
+            mesh_merkle_leaf_hash (line, len - 1, leaf);
+            mesh_merkle_range_append (range, leaf);
+            memcpy (hash, hex, MESH_AUDIT_HASH_HEX);
+            hash[MESH_AUDIT_HASH_HEX] = 0;
+            *seq_p = seq;
+        }
+    }
+    if (rc == 0 && ferror (file)) {
+        snprintf (why, why_size, "cannot read %s: %s", seg->name, strerror (errno));
+        rc = -1;
+    }
+    free (line);
+    fclose (file);
+    return rc;
+}
+
+//  Replace <log>.retained with START.  0, or -1 (errno).
+static int
+s_write_retained (mesh_ledger_t *self, const mesh_segments_start_t *start)
+{
+    char *path = zsys_sprintf ("%s.retained", self->path);
+    char *tmp = zsys_sprintf ("%s.retained.tmp", self->path);
+    json_t *doc = mesh_segments_start_json (start);
+    char *text = doc ? json_dumps (doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref (doc);
+    int rc = -1;
+    int fd = text ? open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640)
+                  : -1;
+    if (fd >= 0) {
+        size_t len = strlen (text);
+        text[len] = 0;
+        rc = s_pwrite_all (fd, text, len, 0) == 0 && s_pwrite_all (fd, "\n", 1, len) == 0
+             && s_fsync (fd) == 0 ? 0 : -1;
+        if (close (fd) != 0)
+            rc = -1;
+        if (rc == 0)
+            rc = rename (tmp, path) == 0 && s_fsync (self->dir_fd) == 0 ? 0 : -1;
+        if (rc != 0)
+            unlink (tmp);
+    }
+    free (text);
+    free (path);
+    free (tmp);
+    return rc;
+}
+
+int
+mesh_ledger_retain (mesh_ledger_t *self)
+{
+    assert (self);
+    if (self->batching || (!self->retain_max_age_s && !self->retain_max_bytes))
+        return 0;
+    char why[768] = "";
+    mesh_segment_t *segs = NULL;
+    mesh_segments_start_t start = { 0 };
+    json_t *removed = json_array ();
+    int n = mesh_segments_list (self->path, &segs, why, sizeof why);
+    int rc = -1, first = 0, upto = 0;
+    if (n < 0 || mesh_segments_start (self->path, &start, why, sizeof why) < 0)
+        goto done;
+    //  Segments left by a retention cut short (wholly before the first kept record).
+    while (first < n && (first + 1 < n ? segs[first + 1].first_seq
+                                       : self->active_first_seq) <= start.first_seq) {
+        if (unlink (segs[first].path) == 0)
+            mesh_notice ("ledger: %s: removed %s, which an earlier retention had recorded "
+                         "as removed", self->path, segs[first].name);
+        first++;
+    }
+    uint64_t total = self->size;
+    for (int i = first; i < n; i++) {
+        struct stat st;
+        if (stat (segs[i].path, &st) == 0)
+            total += (uint64_t) st.st_size;
+    }
+    time_t now = time (NULL);
+    for (upto = first; upto < n; upto++) {
+        struct stat st;
+        if (stat (segs[upto].path, &st) != 0) {
+            snprintf (why, sizeof why, "cannot stat %s: %s", segs[upto].name, strerror (errno));
+            goto done;
+        }
+        bool old = self->retain_max_age_s
+                   && (int64_t) (now - st.st_mtime) >= self->retain_max_age_s;
+        bool big = self->retain_max_bytes && total > self->retain_max_bytes;
+        if (!old && !big)
+            break;
+        total -= (uint64_t) st.st_size;
+    }
+    if (upto == first) {
+        rc = 0;
+        goto done;
+    }
+    //  The tree and chain up to the first record kept, from the segments going.
+    int64_t seq = start.first_seq - 1;
+    char hash[MESH_AUDIT_HASH_HEX + 1];
+    memcpy (hash, start.prev_hash, sizeof hash);
+    for (int i = first; i < upto; i++) {
+        int64_t from = seq + 1;
+        char sha[MESH_SEGMENTS_HEX_SIZE];
+        if (s_retain_read (&segs[i], &start.range, &seq, hash, why, sizeof why) != 0)
+            goto done;
+        if (mesh_segments_sha256 (segs[i].path, sha, NULL) != 0) {
+            snprintf (why, sizeof why, "cannot read %s: %s", segs[i].name, strerror (errno));
+            goto done;
+        }
+        json_array_append_new (removed, json_pack ("{s:s, s:I, s:I, s:s}", "file",
+                                                   segs[i].name, "first_seq",
+                                                   (json_int_t) from, "last_seq",
+                                                   (json_int_t) seq, "sha256", sha));
+    }
+    int64_t kept = upto < n ? segs[upto].first_seq : self->active_first_seq;
+    if (seq + 1 != kept || start.range.size != (uint64_t) seq) {
+        snprintf (why, sizeof why, "the segments to remove end at seq %" PRId64 " but the "
+                  "next file starts at seq %" PRId64, seq, kept);
+        goto done;
+    }
+    start.first_seq = kept;
+    memcpy (start.prev_hash, hash, sizeof hash);
+    json_array_extend (start.removed, removed);
+    if (s_write_retained (self, &start) != 0) {
+        snprintf (why, sizeof why, "cannot write %s.retained: %s", self->path,
+                  strerror (errno));
+        goto done;
+    }
+    json_t *nodes = json_array ();
+    for (int i = 0; i < start.range.count; i++) {
+        char b64[64];
+        mesh_b64 (start.range.nodes[i], MESH_MERKLE_HASH, b64, sizeof b64);
+        json_array_append_new (nodes, json_string (b64));
+    }
+    json_t *record = json_pack ("{s:s, s:s, s:O, s:I, s:I, s:o}", "type", "ledger", "event",
+                                "retention", "removed", removed, "first_kept_seq",
+                                (json_int_t) kept, "range_size", (json_int_t) (kept - 1),
+                                "range", nodes);
+    int64_t written = s_write_record (self, record, NULL);
+    json_decref (record);
+    //  The files go even if the record could not be written: .retained already says so.
+    for (int i = first; i < upto; i++)
+        if (unlink (segs[i].path) != 0)
+            mesh_err ("ledger: cannot remove %s: %s", segs[i].path, strerror (errno));
+    s_fsync (self->dir_fd);
+    mesh_info ("ledger: %s: retention removed %d segment(s), records %" PRId64 "-%" PRId64
+               "; the log now starts at seq %" PRId64, self->path, upto - first,
+               (int64_t) json_integer_value (json_object_get (json_array_get (removed, 0),
+                                                              "first_seq")),
+               kept - 1, kept);
+    rc = written > 0 ? upto - first : -1;
+    self->retain_failing = false;
+done:
+    if (rc < 0 && why[0] && !self->retain_failing) {
+        mesh_err ("ledger: %s: retention: %s; nothing was removed", self->path, why);
+        self->retain_failing = true;
+    }
+    json_decref (removed);
+    mesh_segments_start_free (&start);
+    mesh_segments_free (&segs, n > 0 ? n : 0);
+    return rc;
+}
+
 static void
 s_maybe_rotate (mesh_ledger_t *self)
 {

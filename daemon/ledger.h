@@ -124,6 +124,18 @@ int64_t mesh_ledger_last_checkpoint_seq (const mesh_ledger_t *self);
 void mesh_ledger_set_rotation (mesh_ledger_t *self, uint64_t max_bytes, int64_t max_age_s);
 //  Rotate now (if the active log holds more than its opening record, or FORCE).  0, or -1.
 int mesh_ledger_rotate (mesh_ledger_t *self, bool force);
+//  Retention (docs/audit.md "Segments and retention"): whole sealed segments, oldest first,
+//  are removed while the oldest was last written MAX_AGE_S seconds ago or more (0: never)
+//  or while the segments and the active log together hold more than MAX_BYTES (0: never).
+//  Before any file goes, <log>.retained is replaced with {"first_seq":K,"prev_hash",
+//  "range":{"size":K-1,"nodes":[b64...]},"removed":[{"file","first_seq","last_seq",
+//  "sha256"}...]} and a {"type":"ledger","event":"retention","removed":[...],
+//  "first_kept_seq":K,"range_size":K-1,"range":[b64...]} record appended.  Checked after
+//  every rotation and here at once.  Default: keep everything.
+void mesh_ledger_set_retention (mesh_ledger_t *self, int64_t max_age_s, uint64_t max_bytes);
+//  Apply retention now.  The number of segments removed (0: none due), or -1 (logged;
+//  nothing removed).
+int mesh_ledger_retain (mesh_ledger_t *self);
 //  The seq of the first record of the active log.
 int64_t mesh_ledger_active_first_seq (const mesh_ledger_t *self);
 

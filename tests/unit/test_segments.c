@@ -313,6 +313,132 @@ test_torn_active_log (void **state)
     assert_int_equal (s_read_all (fx->path), last + 2);
 }
 
+static int
+s_verify_tree (const char *path, const char *pubkey)
+{
+    FILE *out = fopen ("/dev/null", "w");
+    int rc = mesh_audit_verify_tree (path, pubkey, false, out);
+    fclose (out);
+    return rc;
+}
+
+static void
+test_retention (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    char *signer_text, *verifier_text, why[256];
+    assert_int_equal (mesh_note_keygen ("test.example/meshd", &signer_text, &verifier_text), 0);
+    mesh_note_signer_t signer;
+    assert_int_equal (mesh_note_signer_parse (signer_text, &signer, why, sizeof why), 0);
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_set_signer (ledger, &signer, "test.example/meshd"), 0);
+    mesh_ledger_set_rotation (ledger, 2000, 0);
+    for (int i = 0; i < 80; i++)
+        s_note (ledger, i);
+    mesh_segment_t *segs = NULL;
+    int before = mesh_segments_list (fx->path, &segs, why, sizeof why);
+    assert_true (before >= 5);
+    mesh_segments_free (&segs, before);
+    //  Keep about 6000 bytes: the oldest segments go, whole.
+    mesh_ledger_set_retention (ledger, 0, 6000);
+    int after = mesh_segments_list (fx->path, &segs, why, sizeof why);
+    assert_true (after >= 1 && after < before);
+    mesh_segments_start_t start;
+    assert_int_equal (mesh_segments_start (fx->path, &start, why, sizeof why), 1);
+    assert_int_equal (start.first_seq, segs[0].first_seq);
+    assert_int_equal (start.range.size, (uint64_t) start.first_seq - 1);
+    assert_int_equal (json_array_size (start.removed), (size_t) (before - after));
+    assert_int_equal (json_integer_value (json_object_get (json_array_get (start.removed, 0),
+                                                           "first_seq")), 1);
+    int64_t kept = start.first_seq;
+    mesh_segments_start_free (&start);
+    mesh_segments_free (&segs, after);
+    //  The retention record is the last record, and says the same.
+    FILE *file = fopen (fx->path, "r");
+    char *line = NULL, *last = NULL;
+    size_t cap = 0;
+    while (getline (&line, &cap, file) > 0) {
+        free (last);
+        last = strdup (line);
+    }
+    fclose (file);
+    free (line);
+    json_t *record = json_loads (last, 0, NULL);
+    free (last);
+    assert_string_equal (json_string_value (json_object_get (record, "event")), "retention");
+    assert_int_equal (json_integer_value (json_object_get (record, "first_kept_seq")), kept);
+    assert_int_equal (json_integer_value (json_object_get (record, "range_size")), kept - 1);
+    json_decref (record);
+    //  More records and a checkpoint: it covers the removed records through the range.
+    for (int i = 0; i < 5; i++)
+        s_note (ledger, 100 + i);
+    assert_true (mesh_ledger_checkpoint (ledger, true, NULL) > 0);
+    int64_t last_seq = mesh_ledger_seq (ledger);
+    mesh_ledger_destroy (&ledger);
+    assert_int_equal (s_verify (fx->path), 0);
+    assert_int_equal (s_verify_tree (fx->path, verifier_text), 0);
+    //  The reader starts at the first kept record (retention ran again after the later
+    //  rotations).
+    assert_int_equal (mesh_segments_start (fx->path, &start, why, sizeof why), 1);
+    assert_true (start.first_seq >= kept);
+    kept = start.first_seq;
+    mesh_segments_start_free (&start);
+    file = mesh_segments_open (fx->path);
+    assert_non_null (file);
+    line = NULL;
+    int64_t seq = kept - 1;
+    while (getline (&line, &cap, file) > 0) {
+        json_t *r = json_loads (line, 0, NULL);
+        assert_int_equal (json_integer_value (json_object_get (r, "seq")), ++seq);
+        json_decref (r);
+    }
+    free (line);
+    fclose (file);
+    assert_int_equal (seq, last_seq);
+    //  The ledger opens it and goes on.
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_seq (ledger), last_seq + 1);
+    mesh_ledger_destroy (&ledger);
+
+    //  A changed range node: the chain still holds, the tree does not (the next
+    //  checkpoint's root), and the ledger refuses the log.
+    char retained[256], saved[256];
+    snprintf (retained, sizeof retained, "%s.retained", fx->path);
+    snprintf (saved, sizeof saved, "%s/retained.saved", fx->dir);
+    size_t len;
+    FILE *in = fopen (retained, "r");
+    char buf[8192];
+    len = fread (buf, 1, sizeof buf - 1, in);
+    buf[len] = 0;
+    fclose (in);
+    FILE *keep = fopen (saved, "w");
+    fwrite (buf, 1, len, keep);
+    fclose (keep);
+    char *node = strstr (buf, "\"nodes\":[\"");
+    assert_non_null (node);
+    node += strlen ("\"nodes\":[\"");
+    node[0] = node[0] == 'A' ? 'B' : 'A';
+    FILE *w = fopen (retained, "w");
+    fwrite (buf, 1, len, w);
+    fclose (w);
+    assert_int_equal (s_verify (fx->path), 0);
+    assert_int_not_equal (s_verify_tree (fx->path, verifier_text), 0);
+    errno = 0;
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    assert_int_equal (errno, EBADMSG);
+    //  No .retained at all: the log does not start at seq 1, and is refused.
+    assert_int_equal (unlink (retained), 0);
+    assert_int_not_equal (s_verify (fx->path), 0);
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    assert_int_equal (rename (saved, retained), 0);
+    assert_int_equal (s_verify_tree (fx->path, verifier_text), 0);
+    mesh_note_signer_wipe (&signer);
+    free (signer_text);
+    free (verifier_text);
+}
+
 //  Proofs from a compact range standing for a removed prefix: for every prefix size K,
 //  every later leaf and every later old size, the same bytes as from the full tree; and
 //  nothing about a removed leaf.  This checks the claim that an RFC 9162 path's hashes
@@ -405,6 +531,7 @@ main (void)
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_missing_segment_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_torn_active_log, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_retention, s_setup, s_teardown),
         cmocka_unit_test (test_merkle_prefix_proofs),
     };
     return cmocka_run_group_tests_name ("segments", tests, NULL, NULL);
