@@ -3989,9 +3989,23 @@ s_audit_rotate (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
     s_walk (ctx, node, path, s_rotate_fields, base, NULL);
 }
 
+//  audit.retain: which sealed segments the ledger removes.
+static const s_field_t s_retain_fields [] = {
+    S_NUM ("max_age_days", mesh_config_t, retain_max_age_days, F_INT, 0, 36500),
+    S_NUM ("max_bytes", mesh_config_t, retain_max_bytes, F_SIZE, 0, 1LL << 50),
+    { NULL }
+};
+
+static void
+s_audit_retain (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    s_walk (ctx, node, path, s_retain_fields, base, NULL);
+}
+
 static const s_field_t s_audit_fields [] = {
     S_NUM ("checkpoint_interval_s", mesh_config_t, checkpoint_interval_s, F_INT, 0, 86400),
     { .key = "rotate", .type = F_CALL, .handler = s_audit_rotate },
+    { .key = "retain", .type = F_CALL, .handler = s_audit_retain },
     S_PATHF ("signing_key", mesh_config_t, signing_key),
     S_STR ("origin", mesh_config_t, origin, s_check_origin),
     { .key = "ship", .type = F_CALL, .handler = s_audit_ship },

@@ -463,6 +463,10 @@ typedef struct {
     //  record is this old (default 0: never)
     size_t rotate_max_bytes;
     int rotate_max_age_s;
+    //  audit.retain: remove the oldest sealed segments once older than max_age_days, or
+    //  while the log's files hold more than max_bytes (defaults 0: keep everything)
+    int retain_max_age_days;
+    size_t retain_max_bytes;
 } mesh_config_t;
 
 //  Load and validate PATH.  Returns the number of problems found; each is printed

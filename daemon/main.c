@@ -1135,8 +1135,11 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         s_refuse_log (cfg, config_path);
     if (ledger && s_checkpoint_signer (cfg, ledger) != 0)
         mesh_ledger_destroy (&ledger);
-    if (ledger)
+    if (ledger) {
         mesh_ledger_set_rotation (ledger, cfg->rotate_max_bytes, cfg->rotate_max_age_s);
+        mesh_ledger_set_retention (ledger, (int64_t) cfg->retain_max_age_days * 86400,
+                                   cfg->retain_max_bytes);
+    }
     char *agents_ep = mesh_proto_agents_endpoint (runtime);
     char *control_ep = mesh_proto_control_endpoint (runtime);
     zsock_t *agents = ledger ? s_bind (ZMQ_ROUTER, agents_ep, 0600) : NULL;

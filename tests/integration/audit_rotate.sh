@@ -5,7 +5,10 @@
 # checkpoint with the public key), `audit prove` of a decision in the oldest segment
 # verified offline with `audit verify-proof --pubkey`, `audit replay`, `audit list` and
 # `audit show` all work; the segments are read-only and named by the rotate records;
-# a missing segment is refused by verify and by meshd; meshd restarted goes on.
+# a missing segment is refused by verify and by meshd.  Then with audit.retain.max_bytes
+# the oldest segments are removed: <log>.retained and the retention record say what went
+# and hold the compact range, verify still passes, proving a removed decision fails
+# saying so, a kept one is proven and verified offline; meshd restarted goes on.
 source "$(dirname "$0")/lib.sh"
 
 mkdir -p "$T/b"
@@ -38,14 +41,27 @@ run_meshd() {
     [ "$ready" = True ] || fail "meshd not ready"
 }
 
-# 1. three runs, each signing a few checkpoints on demand: the log rotates
+# 1. three runs, each signing a few checkpoints on demand, the second also deciding on
+#    a new stream: the log rotates, with decisions in several segments
 for run in 1 2 3; do
     run_meshd
+    if [ $run = 2 ]; then
+        "$BIN/mesh-gen" --brokers "$(cat "$T/b/demo/run/brokers")" --topic metrics \
+            --points 300 --labels "$T/labels2.json" > /dev/null 2>&1 || fail "mesh-gen failed"
+        for _ in $(seq 150); do
+            n=$( ("${M[@]}" --json audit list 2>/dev/null || echo '[]') | jq_py 'print(len(d))')
+            [ "$n" -gt "$DECISIONS" ] && break
+            sleep 0.2
+        done
+        sleep 2
+    fi
     for _ in 1 2 3 4; do
         "${M[@]}" audit checkpoint > /dev/null || fail "meshctl audit checkpoint"
     done
     stop_meshd
 done
+DECISIONS=$("${M[@]}" --json audit list | jq_py 'print(len(d))')
+note "$DECISIONS decisions"
 grep -q "sealed in decisions.jsonl.seg-" "$T/meshd.log" || note "(the last run sealed nothing)"
 SEGS=$(ls "$LOG".seg-* | wc -l)
 note "$SEGS segments: $(ls "$LOG".seg-* | xargs -n1 basename | tr '\n' ' ')"
@@ -117,7 +133,50 @@ set -e
 grep -q "not contiguous" "$T/refused.log" || { tail -5 "$T/refused.log"; fail "meshd does not say why"; }
 mv "$T/aside" "$MID"
 
-# 4. meshd goes on
+# 4. retention: keep about half the bytes; the oldest segments go, whole
+TOTAL=$(du -cb "$LOG".seg-* "$LOG" | tail -1 | cut -f1)
+printf '  retain:\n    max_bytes: %d\n' $((TOTAL / 2)) >> "$CONF"
+BEFORE=$(ls "$LOG".seg-* | wc -l)
+run_meshd
+"${M[@]}" audit checkpoint > /dev/null || fail "meshctl audit checkpoint after retention"
+stop_meshd
+AFTER=$(ls "$LOG".seg-* | wc -l)
+note "retention: $BEFORE segments before, $AFTER after; $(du -cb "$LOG".seg-* "$LOG" | tail -1 | cut -f1) of $TOTAL bytes"
+[ -e "$FIRST" ] && fail "the oldest segment was kept"
+[ -s "$LOG.retained" ] || fail "no $LOG.retained"
+python3 - "$LOG" <<'PY'
+import base64, glob, json, sys
+log = sys.argv[1]
+r = json.load(open(log + ".retained"))
+K = r["first_seq"]
+assert r["range"]["size"] == K - 1 and len(r["range"]["nodes"]) == bin(K - 1).count("1"), r
+assert all(len(base64.b64decode(n)) == 32 for n in r["range"]["nodes"])
+assert r["removed"][0]["first_seq"] == 1 and r["removed"][-1]["last_seq"] == K - 1, r["removed"]
+files = sorted(glob.glob(log + ".seg-*")) + [log]
+first = json.loads(open(files[0], "rb").readline())
+assert first["seq"] == K and first["prev"] == r["prev_hash"], (first["seq"], K)
+recs = [json.loads(l) for f in files for l in open(f, "rb")]
+ret = [x for x in recs if x.get("event") == "retention"]
+assert ret and ret[-1]["first_kept_seq"] == K and ret[-1]["range_size"] == K - 1, ret
+print("kept from seq %d; %d segment(s) removed" % (K, len(r["removed"])))
+PY
+out=$("${M[@]}" audit verify --pubkey "$PUB") || { echo "$out"; fail "verify after retention"; }
+echo "$out"
+set +e
+out=$("${M[@]}" audit prove "$ID" 2>&1); rc=$?
+set -e
+echo "$out" | tail -2
+[ $rc = 1 ] || fail "proving a removed decision: exit $rc, expected 1"
+echo "$out" | grep -q "removed by retention" || fail "proving a removed decision does not say why"
+KEPT=$("${M[@]}" --json audit list | jq_py 'print(d[-1]["id"] if d else "")')
+[ -n "$KEPT" ] || fail "no decision kept after retention"
+"${M[@]}" audit prove "$KEPT" > "$T/kept.json" || fail "audit prove of a kept decision"
+(cd / && "$BIN/meshctl" audit verify-proof "$T/kept.json" --pubkey "$PUB") \
+    || fail "the proof of a kept decision does not verify offline"
+out=$("${M[@]}" audit replay) || { echo "$out"; fail "replay after retention"; }
+echo "$out" | tail -1
+
+# 5. meshd goes on
 run_meshd
 "${M[@]}" audit checkpoint > /dev/null || fail "meshctl audit checkpoint after the restart"
 stop_meshd
