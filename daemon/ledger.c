@@ -1014,6 +1014,28 @@ mesh_ledger_set_aside (const char *path, const char *key_path)
                   strerror (errno));
         goto done;
     }
+    //  Its segments and <log>.retained go with it: the log set aside stays one log.
+    mesh_segment_t *segs = NULL;
+    char why[512];
+    int segs_n = mesh_segments_list (path, &segs, why, sizeof why);
+    const char *base_name = strrchr (path, '/') ? strrchr (path, '/') + 1 : path;
+    for (int i = 0; i < segs_n; i++) {
+        //  <log>.seg-N -> <moved>.seg-N
+        char *to = zsys_sprintf ("%s%s", moved, segs[i].name + strlen (base_name));
+        if (renameat2 (AT_FDCWD, segs[i].path, AT_FDCWD, to, RENAME_NOREPLACE) != 0)
+            mesh_err ("ledger: cannot move %s to %s: %s; move it by hand before meshd starts",
+                      segs[i].path, to, strerror (errno));
+        free (to);
+    }
+    mesh_segments_free (&segs, segs_n);
+    char *retained = zsys_sprintf ("%s.retained", path);
+    char *retained_to = zsys_sprintf ("%s.retained", moved);
+    if (renameat2 (AT_FDCWD, retained, AT_FDCWD, retained_to, RENAME_NOREPLACE) != 0
+        && errno != ENOENT)
+        mesh_err ("ledger: cannot move %s to %s: %s; move it by hand before meshd starts",
+                  retained, retained_to, strerror (errno));
+    free (retained);
+    free (retained_to);
     if (s_fsync (self->dir_fd) != 0) {
         mesh_err ("ledger: cannot fsync directory %s: %s", self->dir, strerror (errno));
         goto done;

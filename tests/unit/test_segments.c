@@ -313,6 +313,34 @@ test_torn_active_log (void **state)
     assert_int_equal (s_read_all (fx->path), last + 2);
 }
 
+//  A log in segments that fails verification is set aside whole: its segments go with it
+//  (renamed after it), and the new log starts at seq 1 with no segment in its way.
+static void
+test_set_aside_with_segments (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_ledger_t *ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    mesh_ledger_set_rotation (ledger, 1500, 0);
+    for (int i = 0; i < 30; i++)
+        s_note (ledger, i);
+    mesh_ledger_destroy (&ledger);
+    //  Break the active log's last record.
+    FILE *file = fopen (fx->path, "a");
+    fputs ("{\"seq\":12345,\"prev\":\"x\"}\n", file);
+    fclose (file);
+    assert_null (mesh_ledger_open (fx->path, fx->key));
+    assert_int_equal (mesh_ledger_set_aside (fx->path, fx->key), 0);
+    mesh_segment_t *segs = NULL;
+    char why[256];
+    assert_int_equal (mesh_segments_list (fx->path, &segs, why, sizeof why), 0);
+    ledger = mesh_ledger_open (fx->path, fx->key);
+    assert_non_null (ledger);
+    assert_int_equal (mesh_ledger_seq (ledger), 2);
+    mesh_ledger_destroy (&ledger);
+    assert_int_equal (s_verify (fx->path), 0);
+}
+
 static int
 s_verify_tree (const char *path, const char *pubkey)
 {
@@ -532,6 +560,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_missing_segment_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_torn_active_log, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_retention, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_set_aside_with_segments, s_setup, s_teardown),
         cmocka_unit_test (test_merkle_prefix_proofs),
     };
     return cmocka_run_group_tests_name ("segments", tests, NULL, NULL);
