@@ -28,6 +28,7 @@
  *  reads each host's log in seq order.
  */
 #include "ship.h"
+#include "segments.h"
 #include "kafka_conf.h"
 #include "log.h"
 
@@ -88,16 +89,98 @@ s_digits (const char *text, size_t length, int64_t *value)
 }
 
 //  --------------------------------------------------------------------------
-//  The reader: today one file; segments, when the log is rotated, change only this part.
+//  The reader: the log's sealed segments (<log>.seg-<first seq>, audit/segments.h) in
+//  order, then the active log.  It reads one file at a time; at the end of a sealed
+//  segment it goes on with the next file; at the end of the active log it checks
+//  whether the ledger rotated it meanwhile (the path names another file): the file it
+//  holds is then sealed, so it reads it to its end and goes on with the new active log.
 
 struct _mesh_ship_reader_t {
-    char *path;
+    char *path;                         //  the active log's path
+    char *cur;                          //  the file being read (owned)
     int fd;
+    bool active;                        //  cur is the active log (as far as we know)
+    int64_t cur_first;                  //  seq of the first record read from cur (0: none yet)
+    int64_t cur_name_seq;               //  a segment: the first seq its name says
     char *buf;                          //  bytes of the file from buf_offset
     size_t size;                        //  allocated
     size_t start, end;                  //  unread: buf[start..end)
     int64_t buf_offset;                 //  file offset of buf[0]
 };
+
+static void
+s_reader_at (mesh_ship_reader_t *self, int64_t offset)
+{
+    self->start = self->end = 0;
+    self->buf_offset = offset;
+}
+
+//  Read PATH from its start (ACTIVE: it is the active log; NAME_SEQ: a segment's first
+//  seq).  0, or -1 with WHY.
+static int
+s_reader_open (mesh_ship_reader_t *self, const char *path, bool active, int64_t name_seq,
+               char *why, size_t size)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf (why, size, "cannot open %s: %s", path, strerror (errno));
+        return -1;
+    }
+    char *copy = strdup (path);
+    if (!copy) {
+        close (fd);
+        snprintf (why, size, "out of memory");
+        return -1;
+    }
+    if (self->fd >= 0)
+        close (self->fd);
+    free (self->cur);
+    self->fd = fd;
+    self->cur = copy;
+    self->active = active;
+    self->cur_first = 0;
+    self->cur_name_seq = name_seq;
+    s_reader_at (self, 0);
+    return 0;
+}
+
+//  The file holding SEQ (0: the first file): the last segment whose first seq is at most
+//  SEQ, else the active log.  AFTER_SEQ > 0: instead, the first segment whose first seq
+//  is larger than AFTER_SEQ, else the active log.  0 or -1 (WHY).
+static int
+s_reader_pick (mesh_ship_reader_t *self, int64_t seq, int64_t after_seq, char *why,
+               size_t size)
+{
+    mesh_segment_t *segs = NULL;
+    int count = mesh_segments_list (self->path, &segs, why, size);
+    if (count < 0)
+        return -1;
+    int pick = -1;
+    for (int i = 0; i < count; i++) {
+        if (after_seq > 0) {
+            if (segs [i].first_seq > after_seq) {
+                pick = i;
+                break;
+            }
+        }
+        else
+        if (seq == 0 ? i == 0 : segs [i].first_seq <= seq)
+            pick = i;
+    }
+    //  SEQ before every segment (retention removed the older ones): the earliest kept.
+    if (pick < 0 && after_seq == 0 && count > 0)
+        pick = 0;
+    //  SEQ in the active log rather than the last segment: its first record says so.
+    int64_t active_first = 0, ts;
+    if (pick >= 0 && after_seq == 0 && seq > 0
+        && mesh_segments_first (self->path, &active_first, &ts) == 1 && active_first <= seq)
+        pick = -1;
+    int rc = pick >= 0 ? s_reader_open (self, segs [pick].path, false, segs [pick].first_seq,
+                                        why, size)
+                       : s_reader_open (self, self->path, true, 0, why, size);
+    mesh_segments_free (&segs, count);
+    return rc;
+}
 
 mesh_ship_reader_t *
 mesh_ship_reader_new (const char *log_path, char *why, size_t size)
@@ -114,12 +197,8 @@ mesh_ship_reader_new (const char *log_path, char *why, size_t size)
         mesh_ship_reader_destroy (&self);
         return NULL;
     }
-    self->fd = open (log_path, O_RDONLY | O_CLOEXEC);
-    if (self->fd < 0) {
-        snprintf (why, size, "cannot open %s: %s", log_path, strerror (errno));
+    if (s_reader_pick (self, 0, 0, why, size) != 0)
         mesh_ship_reader_destroy (&self);
-        return NULL;
-    }
     return self;
 }
 
@@ -133,16 +212,10 @@ mesh_ship_reader_destroy (mesh_ship_reader_t **self_p)
     if (self->fd >= 0)
         close (self->fd);
     free (self->path);
+    free (self->cur);
     free (self->buf);
     free (self);
     *self_p = NULL;
-}
-
-static void
-s_reader_at (mesh_ship_reader_t *self, int64_t offset)
-{
-    self->start = self->end = 0;
-    self->buf_offset = offset;
 }
 
 //  {"seq":N,... and "ts":T among the first bytes (the ledger writes seq, prev, ts first).
@@ -167,11 +240,38 @@ s_record_head (const char *line, size_t length, int64_t *seq_p, int64_t *ts_p)
     return 0;
 }
 
+//  At the end of the file being read: go on with the next one if there is one.  1 moved
+//  on, 0 nothing follows yet, -1 (WHY).
+static int
+s_reader_advance (mesh_ship_reader_t *self, char *why, size_t size)
+{
+    if (self->active) {
+        //  Rotated meanwhile?  Then the file we hold is sealed: read it to its end first.
+        struct stat held, now;
+        if (fstat (self->fd, &held) != 0 || stat (self->path, &now) != 0
+            || (held.st_dev == now.st_dev && held.st_ino == now.st_ino))
+            return 0;
+        self->active = false;
+        return 1;                       //  read again: bytes written before the rename
+    }
+    if (self->end > self->start) {
+        snprintf (why, size, "%s ends in the middle of a record", self->cur);
+        return -1;
+    }
+    int64_t after = self->cur_name_seq > 0 ? self->cur_name_seq : self->cur_first;
+    if (after <= 0) {
+        snprintf (why, size, "%s holds no record", self->cur);
+        return -1;
+    }
+    return s_reader_pick (self, 0, after, why, size) == 0 ? 1 : -1;
+}
+
 int
 mesh_ship_reader_next (mesh_ship_reader_t *self, const char **line_p, size_t *length_p,
                        int64_t *seq_p, int64_t *ts_p, int64_t *offset_p, char *why, size_t size)
 {
     assert (self);
+    bool rotated_read = false;          //  one more read of a file found rotated
     while (true) {
         char *from = self->buf + self->start;
         char *nl = memchr (from, '\n', self->end - self->start);
@@ -180,9 +280,11 @@ mesh_ship_reader_next (mesh_ship_reader_t *self, const char **line_p, size_t *le
             int64_t offset = self->buf_offset + (int64_t) self->start;
             if (s_record_head (from, length, seq_p, ts_p) != 0) {
                 snprintf (why, size, "%s: the line at byte %" PRId64 " is not a record (it does "
-                          "not begin with {\"seq\":N,)", self->path, offset);
+                          "not begin with {\"seq\":N,)", self->cur, offset);
                 return -1;
             }
+            if (self->cur_first == 0)
+                self->cur_first = *seq_p;
             self->start += length + 1;
             *line_p = from;
             *length_p = length;
@@ -199,12 +301,12 @@ mesh_ship_reader_next (mesh_ship_reader_t *self, const char **line_p, size_t *le
         if (self->end == self->size) {
             if (self->size > MESH_SHIP_LINE_MAX) {
                 snprintf (why, size, "%s: the record at byte %" PRId64 " is longer than %u "
-                          "bytes", self->path, self->buf_offset, MESH_SHIP_LINE_MAX);
+                          "bytes", self->cur, self->buf_offset, MESH_SHIP_LINE_MAX);
                 return -1;
             }
             char *bigger = realloc (self->buf, self->size * 2);
             if (!bigger) {
-                snprintf (why, size, "out of memory reading %s", self->path);
+                snprintf (why, size, "out of memory reading %s", self->cur);
                 return -1;
             }
             self->buf = bigger;
@@ -215,12 +317,22 @@ mesh_ship_reader_next (mesh_ship_reader_t *self, const char **line_p, size_t *le
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
-            snprintf (why, size, "cannot read %s: %s", self->path, strerror (errno));
+            snprintf (why, size, "cannot read %s: %s", self->cur, strerror (errno));
             return -1;
         }
-        if (got == 0)
-            return 0;
-        self->end += (size_t) got;
+        if (got > 0) {
+            self->end += (size_t) got;
+            continue;
+        }
+        bool was_active = self->active;
+        int moved = s_reader_advance (self, why, size);
+        if (moved <= 0)
+            return moved;
+        if (was_active && !rotated_read) {
+            rotated_read = true;        //  the held file, now sealed: to its end
+            continue;
+        }
+        rotated_read = false;
     }
 }
 
@@ -236,28 +348,51 @@ mesh_ship_reader_seek (mesh_ship_reader_t *self, int64_t seq, int64_t offset, ch
                        size_t size)
 {
     assert (self);
-    s_reader_at (self, 0);
+    if (s_reader_pick (self, seq, 0, why, size) != 0)
+        return -1;
     if (seq == 0)
         return 0;
     const char *line;
     size_t length;
     int64_t found, ts, at;
-    if (offset > 0) {
+    //  OFFSET is a hint within the active log: checked.
+    if (offset > 0 && self->active) {
         s_reader_at (self, offset);
         if (mesh_ship_reader_next (self, &line, &length, &found, &ts, &at, why, size) == 1
-            && found == seq)
+            && found == seq && self->active)
             return 0;
-        s_reader_at (self, 0);
-    }
-    while (true) {
-        int rc = mesh_ship_reader_next (self, &line, &length, &found, &ts, &at, why, size);
-        if (rc < 0)
+        if (s_reader_pick (self, seq, 0, why, size) != 0)
             return -1;
-        if (rc == 0 || found > seq) {
-            snprintf (why, size, "%s holds no record seq %" PRId64, self->path, seq);
-            s_reader_at (self, 0);
+    }
+    bool first = true;
+    while (true) {
+        int64_t before = self->buf_offset + (int64_t) self->start;
+        char *before_file = strdup (self->cur);
+        bool before_active = self->active;
+        int rc = mesh_ship_reader_next (self, &line, &length, &found, &ts, &at, why, size);
+        if (rc < 0) {
+            free (before_file);
             return -1;
         }
+        if (rc == 1 && found > seq && first) {
+            //  The log starts after SEQ: what came before was removed by retention.
+            mesh_notice ("ship: records up to seq %" PRId64 " are no longer in the log "
+                         "(retention); shipping goes on from seq %" PRId64, found - 1, found);
+            int reopened = strcmp (before_file, self->cur) == 0
+                           ? 0 : s_reader_open (self, before_file, before_active, 0, why, size);
+            free (before_file);
+            if (reopened != 0)
+                return -1;
+            s_reader_at (self, before);
+            return 0;
+        }
+        free (before_file);
+        if (rc == 0 || found > seq) {
+            snprintf (why, size, "%s holds no record seq %" PRId64, self->path, seq);
+            s_reader_pick (self, 0, 0, why + strlen (why), 0);
+            return -1;
+        }
+        first = false;
         if (found == seq)
             return 0;
     }
@@ -277,10 +412,13 @@ mesh_ship_reader_first_hash (mesh_ship_reader_t *self, char *hex, char *why, siz
     int rc = mesh_ship_reader_next (first, &line, &length, &seq, &ts, &at, why, size);
     static const char key [] = ",\"hash\":\"";
     size_t klen = sizeof key - 1;
+    if (rc == 1 && seq > 1)
+        rc = 0;                         //  record 1 is gone (retention): "" (not known)
+    else
     if (rc == 1) {
         if (length < klen + 66 || memcmp (line + length - 66 - klen, key, klen)
             || line [length - 2] != '"' || line [length - 1] != '}') {
-            snprintf (why, size, "%s: its first record does not end with \"hash\"", first->path);
+            snprintf (why, size, "%s: its first record does not end with \"hash\"", first->cur);
             rc = -1;
         }
         else {

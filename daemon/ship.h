@@ -58,8 +58,9 @@ int mesh_ship_state_read (const char *path, mesh_ship_state_t *state, char *why,
 int mesh_ship_state_write (const char *path, const mesh_ship_state_t *state, char *why,
                            size_t size);
 
-//  The reader of the log: the one place that knows where records live on disk (one file
-//  today; segments later).  Only complete lines (ending in '\n') are returned.
+//  The reader of the log: the one place that knows where records live on disk: the sealed
+//  segments in order, then the active log, following a rotation that happens while it
+//  reads.  Only complete lines (ending in '\n') are returned.
 typedef struct _mesh_ship_reader_t mesh_ship_reader_t;
 
 //  Largest record the reader takes (a longer line is an error, not a wait).
@@ -68,9 +69,11 @@ typedef struct _mesh_ship_reader_t mesh_ship_reader_t;
 //  Open LOG_PATH read-only, positioned before the first record.  NULL with WHY.
 mesh_ship_reader_t *mesh_ship_reader_new (const char *log_path, char *why, size_t size);
 void mesh_ship_reader_destroy (mesh_ship_reader_t **self_p);
-//  Position after record SEQ (0: at the start).  OFFSET is where record SEQ was found
-//  before (a hint: checked, and the log is scanned from its start if it is wrong).
-//  0, or -1 with WHY (SEQ is not in the log).
+//  Position after record SEQ (0: at the start), in whichever file holds it.  OFFSET is
+//  where record SEQ was found before in the active log (a hint: checked, and the file is
+//  scanned from its start if it is wrong).  A SEQ older than the oldest record kept
+//  (retention removed it) positions at the oldest record kept, with a notice.  0, or -1
+//  with WHY (SEQ is not in the log).
 int mesh_ship_reader_seek (mesh_ship_reader_t *self, int64_t seq, int64_t offset, char *why,
                            size_t size);
 //  The next record: 1 and *LINE_P (borrowed, valid until the next call; no newline),

@@ -23,7 +23,11 @@ AGENT="  - name: ops
     fallback: escalate"
 
 ship() { status_json | jq_py "s=d['daemon']['ship']; print($1)"; }
-records() { grep -c '' "$LOG"; }
+# Records in the log: its sealed segments (<log>.seg-<first seq>) and the active file.
+records() {
+    python3 -c "import glob, sys
+print(sum(open(f, 'rb').read().count(b'\\n') for f in sorted(glob.glob(sys.argv[1] + '.seg-*')) + [sys.argv[1]]))" "$LOG"
+}
 # Events into the embedded broker, then wait until the agent has handled them all.  Each
 # batch is a day after the one before in event time, so that each makes new incidents.
 BASE=$(( $(date +%s) - 10 * 86400 ))
@@ -49,9 +53,10 @@ check_topic() {   # label [allowed-duplicates-file]
     kcat -C -b "$MB" -t "$TOPIC" -e -q -f '%p\t%k\t%h\t%s\n' > "$T/topic" 2> "$T/kcat.log" \
         || fail "kcat failed: $(cat "$T/kcat.log")"
     python3 - "$LOG" "$T/topic" "$1" "${2:-}" <<'PY' || fail "topic does not match the log ($1)"
-import sys
+import glob, sys
 log, topic, label, allowed = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-lines = open(log, "rb").read().split(b"\n")
+files = sorted(glob.glob(log + ".seg-*")) + [log]
+lines = b"".join(open(f, "rb").read() for f in files).split(b"\n")
 assert lines[-1] == b"", "log does not end with a newline"
 lines = lines[:-1]
 seen, order, partitions, dups = {}, [], set(), []
@@ -98,10 +103,12 @@ stop_meshd
 ! grep -q "ship:" "$T/meshd.log" || fail "meshd.log mentions shipping although it is off"
 note "off: no producer, no state file ($(records) records in the log)"
 
-# 2. On: what was written before is shipped, then what is written now.
+# 2. On: what was written before is shipped, then what is written now, across rotations
+#    of the log into segments (a small audit.rotate.max_bytes).
 cat >> "$T/meshd.yaml" <<YAML
 audit:
   ship: { topic: $TOPIC, brokers: "$MB", max_in_flight: 20, source: it-host }
+  rotate: { max_bytes: 30000 }
 YAML
 "$BIN/meshd" --config "$T/meshd.yaml" --check-config > /dev/null 2>&1 || fail "config refused"
 t0=$(date +%s%N)
@@ -110,7 +117,9 @@ feed 2 150
 wait_lag_zero 60
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 check_topic "shipped"
-note "$(records) records shipped, caught up $ms ms after start"
+segments=$(ls "$LOG".seg-* 2>/dev/null | wc -l)
+[ "$segments" -ge 2 ] || fail "the log was not rotated ($segments segments): the test does not cover shipping across segments"
+note "$(records) records shipped across $segments sealed segments and the active log, caught up $ms ms after start"
 MESHCTL status | grep -q "^shipping: topic $TOPIC, shipped seq $(records) of $(records), lag 0 record(s)" \
     || { MESHCTL status; fail "meshctl status has no shipping line"; }
 

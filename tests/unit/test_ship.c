@@ -254,7 +254,67 @@ test_reader_long_and_empty (void **state)
     free (line);
     //  A missing log is an error at open.
     assert_null (mesh_ship_reader_new ("/nonexistent/decisions.jsonl", why, sizeof why));
-    assert_non_null (strstr (why, "cannot open"));
+    assert_non_null (strstr (why, "/nonexistent"));
+}
+
+//  The log rotated into segments while the reader reads it, then resumed by seq across
+//  segments, then the oldest segment removed by retention.
+static void
+test_reader_segments (void **state)
+{
+    fixture_t *fx = *state;
+    char why [512], seg1 [400];
+    snprintf (seg1, sizeof seg1, "%s.seg-000000000001", fx->log);
+    for (int seq = 1; seq <= 3; seq++)
+        s_append_record (fx->log, seq);
+    mesh_ship_reader_t *reader = mesh_ship_reader_new (fx->log, why, sizeof why);
+    assert_non_null (reader);
+    const char *got;
+    size_t length;
+    int64_t seq, ts, offset;
+    assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                             sizeof why), 1);
+    assert_int_equal (seq, 1);
+    //  Rotated: seq 3 still to read from the sealed file, and one more written into it
+    //  before the rename; then the new log.
+    s_append_record (fx->log, 4);
+    assert_int_equal (rename (fx->log, seg1), 0);
+    for (int n = 5; n <= 7; n++)
+        s_append_record (fx->log, n);
+    for (int want = 2; want <= 7; want++) {
+        assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                                 sizeof why), 1);
+        assert_int_equal (seq, want);
+    }
+    assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                             sizeof why), 0);
+    //  Resume after seq 2 (in the segment) and after seq 5 (in the active log).
+    assert_int_equal (mesh_ship_reader_seek (reader, 2, 0, why, sizeof why), 0);
+    assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                             sizeof why), 1);
+    assert_int_equal (seq, 3);
+    assert_int_equal (mesh_ship_reader_seek (reader, 5, 0, why, sizeof why), 0);
+    assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                             sizeof why), 1);
+    assert_int_equal (seq, 6);
+    //  A second rotation: 5..7 sealed, 8 in a new log; then segment 1..4 removed.
+    char seg5 [400];
+    snprintf (seg5, sizeof seg5, "%s.seg-000000000005", fx->log);
+    assert_int_equal (rename (fx->log, seg5), 0);
+    s_append_record (fx->log, 8);
+    assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                             sizeof why), 1);
+    assert_int_equal (seq, 7);
+    assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                             sizeof why), 1);
+    assert_int_equal (seq, 8);
+    assert_int_equal (unlink (seg1), 0);
+    assert_int_equal (mesh_ship_reader_seek (reader, 2, 0, why, sizeof why), 0);
+    assert_int_equal (mesh_ship_reader_next (reader, &got, &length, &seq, &ts, &offset, why,
+                                             sizeof why), 1);
+    assert_int_equal (seq, 5);          //  1..4 are gone: from the first record kept
+    mesh_ship_reader_destroy (&reader);
+    unlink (seg5);
 }
 
 //  Shipping is off unless audit.ship.topic is set: no shipper, and no error.
@@ -282,6 +342,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_reader_lines, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_reader_seek, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_reader_long_and_empty, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_reader_segments, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_off_by_default, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
