@@ -429,10 +429,11 @@ mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, 
     if (!opts->head_advisory && head == 1 && head_seq < scan.last_seq) {
         snprintf (why, sizeof why,
                   "the head file %s.head says seq %" PRId64 ", the log goes on to seq %" PRId64
-                  ": the head is behind by %" PRId64 " record(s).  One record behind is what "
-                  "a crash between the log's fsync and the head's update leaves, and the next "
-                  "start of meshd brings it up to date; more means the head was not written "
-                  "or was put back.  --head-advisory accepts a head that is behind", path,
+                  ": the head is behind by %" PRId64 " record(s).  Up to one group commit "
+                  "(256 records) behind is what a crash between the log's fsync and the "
+                  "head's update leaves, and the next start of meshd brings it up to date; "
+                  "more means the head was not written or was put back.  --head-advisory "
+                  "accepts a head that is behind", path,
                   head_seq, scan.last_seq, scan.last_seq - head_seq);
         s_verify_fail (out, json, 0, 0, why);
         return 1;
@@ -440,8 +441,8 @@ mesh_audit_verify_with (const char *path, const mesh_audit_verify_opts_t *opts, 
     if (!opts->head_advisory && head == 0 && scan.records > 0) {
         snprintf (why, sizeof why,
                   "no head file %s.head for a log of %" PRId64 " record(s): records removed "
-                  "from its end would go unnoticed.  A crash right after a new log's first "
-                  "record leaves this, and the next start of meshd writes the head; "
+                  "from its end would go unnoticed.  A crash in a new log's first group "
+                  "commit leaves this, and the next start of meshd writes the head; "
                   "--head-advisory accepts it", path, scan.records);
         s_verify_fail (out, json, 0, 0, why);
         return 1;

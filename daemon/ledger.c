@@ -15,9 +15,10 @@
  *    library formats numbers.  The hash makes changes evident; the MAC makes records the
  *    supervisor did not write evident, since no one else can compute it.
  *  - After the log's fsync, <log>.head is replaced by write-temp + fsync + rename +
- *    fsync of the directory.  A crash between the two leaves the head one record
- *    behind.  If the head cannot be written, no further record is appended until it
- *    can, so the head is never more than one record behind.
+ *    fsync of the directory.  A crash between the two leaves the head behind by the
+ *    records of that fsync: one, or a group commit of at most MESH_LEDGER_BATCH_MAX.  If
+ *    the head cannot be written, no further record is appended until it can, so the
+ *    head is never further behind than that.
  *  - On open the whole chain, every MAC and the head are checked with the same scanner
  *    `meshctl audit verify` uses (audit/audit.c).  The ledger never deletes evidence: a
  *    torn last line (bytes after the last newline: a crash mid-write) is copied aside
@@ -196,6 +197,15 @@ s_pwrite_all (int fd, const char *buf, size_t len, uint64_t offset)
     return 0;
 }
 
+//  Tests only (mesh_ledger_fail_syncs): the next N syncs of a log fail with EIO.
+static int s_sync_faults;
+
+void
+mesh_ledger_fail_syncs (int n)
+{
+    s_sync_faults = n;
+}
+
 static int
 s_fsync (int fd)
 {
@@ -204,6 +214,18 @@ s_fsync (int fd)
         rc = fsync (fd);
     while (rc != 0 && errno == EINTR);
     return rc;
+}
+
+//  The log's own sync (a fault can be injected for tests).
+static int
+s_log_fsync (mesh_ledger_t *self)
+{
+    if (s_sync_faults > 0) {
+        s_sync_faults--;
+        errno = EIO;
+        return -1;
+    }
+    return s_fsync (self->fd);
 }
 
 //  fsync the directory that holds PATH.
@@ -332,7 +354,7 @@ s_write_record (mesh_ledger_t *self, json_t *record, json_t **stored_p)
     const char *what = "write";
     if (rc == 0 && !self->batching) {
         double start = s_now_ms (CLOCK_MONOTONIC);
-        rc = s_fsync (self->fd);
+        rc = s_log_fsync (self);
         self->last_fsync_ms = s_now_ms (CLOCK_MONOTONIC) - start;
         what = "fsync";
     }
@@ -612,15 +634,16 @@ s_check (mesh_ledger_t *self, bool index, s_check_t *check)
                   ") has another hash than its head file names: a record was replaced",
                   head_seq, head_seq);
     else
-    if (head == 1 && head_seq < scan.last_seq - 1)
+    if (head == 1 && head_seq < scan.last_seq - MESH_LEDGER_BATCH_MAX)
         snprintf (check->why, sizeof check->why, "its head file says seq %" PRId64 ", the "
-                  "log goes on to seq %" PRId64 ": more than the one record a crash can leave "
-                  "beyond the head", head_seq, scan.last_seq);
+                  "log goes on to seq %" PRId64 ": more than the one group commit (%d records) "
+                  "a crash can leave beyond the head", head_seq, scan.last_seq,
+                  MESH_LEDGER_BATCH_MAX);
     else
-    if (head == 0 && scan.last_seq > 1)
+    if (head == 0 && scan.last_seq > MESH_LEDGER_BATCH_MAX)
         snprintf (check->why, sizeof check->why, "it holds %" PRId64 " records but its head "
-                  "file %s is missing (a crash can leave that only after the first record)",
-                  scan.last_seq, self->head_path);
+                  "file %s is missing (a crash can leave that only within the first group "
+                  "commit, %d records)", scan.last_seq, self->head_path, MESH_LEDGER_BATCH_MAX);
     else {
         if (head == 0)
             check->head = "absent";
@@ -1514,6 +1537,11 @@ mesh_ledger_append (mesh_ledger_t *self, json_t *record)
         mesh_err ("ledger: refused a record of the reserved type \"%s\"", type);
         return -1;
     }
+    if (self->batching && self->batch_records >= MESH_LEDGER_BATCH_MAX) {
+        mesh_err ("ledger: refused a record: a group commit holds at most %d records",
+                  MESH_LEDGER_BATCH_MAX);
+        return -1;
+    }
     const char *refused = s_check_quarantine (type, record);
     if (refused) {
         mesh_err ("ledger: refused a quarantine record: %s", refused);
@@ -1666,7 +1694,7 @@ mesh_ledger_commit (mesh_ledger_t *self)
         return 0;
     }
     double start = s_now_ms (CLOCK_MONOTONIC);
-    int rc = s_fsync (self->fd);
+    int rc = s_log_fsync (self);
     self->last_fsync_ms = s_now_ms (CLOCK_MONOTONIC) - start;
     int64_t records = self->batch_records;
     self->batch_records = 0;

@@ -39,8 +39,9 @@ typedef enum {
 //    "event":"repair","moved_to","bytes","sha256","reason"} record appended.
 //  - Anything else that does not verify - a complete line that is not JSON, has a wrong
 //    hash, breaks seq/prev, lacks a MAC or carries one that does not verify; a head file
-//    that is malformed, ahead of the log, names another hash, is more than one record
-//    behind, or is missing from a log of more than one record - and open fails (NULL,
+//    that is malformed, ahead of the log, names another hash, is more than
+//    MESH_LEDGER_BATCH_MAX records behind, or is missing from a log of more than that many
+//    records - and open fails (NULL,
 //    errno EBADMSG, logged with the seq/line of the first bad record) and changes nothing.
 //  - In a log written before MACs (no record has one) the ledger appends {"type":"ledger",
 //    "event":"mac","since":SEQ} (SEQ = that record's own seq); records before it are kept
@@ -61,7 +62,7 @@ void mesh_ledger_destroy (mesh_ledger_t **self_p);
 //  Append RECORD (borrowed; a JSON object with a string "type" and none of the keys seq,
 //  prev, ts, mac, hash; type "ledger" is reserved for the ledger itself), write + fsync
 //  before returning.  Returns the seq (> 0), or -1 (also while the head file cannot be
-//  written: the head is never left more than one record behind).
+//  written: the head is never left further behind than one group commit).
 //  "decision" and "outcome" records need a non-empty string "id".  Idempotent per id: a
 //  second "decision" with an id already decided, or a second "outcome" for an id already
 //  complete, writes nothing and returns the seq of the existing record.  An "outcome" for
@@ -93,8 +94,14 @@ int64_t mesh_ledger_record_seq (mesh_ledger_t *self, const char *id, bool outcom
 //  sync fails every record of the batch is cut off the file and taken out of the
 //  index (as if never appended) and commit returns -1: refuse them all.  Without begin,
 //  every append syncs by itself.  Nested begin is a no-op.
+//  A batch holds at most MESH_LEDGER_BATCH_MAX records (the next append is refused), so a
+//  crash between the batch's fsync and the head's update leaves the head at most that
+//  many records behind, which open accepts (and no more).
+#define MESH_LEDGER_BATCH_MAX 256
 void mesh_ledger_begin (mesh_ledger_t *self);
 int mesh_ledger_commit (mesh_ledger_t *self);
+//  Tests only: the next N fsyncs of a log fail with EIO (fault injection).
+void mesh_ledger_fail_syncs (int n);
 
 //  Sign checkpoints with SIGNER (copied) under ORIGIN (the checkpoint's first line).
 //  0, or -1.
