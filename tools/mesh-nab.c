@@ -2,6 +2,7 @@
  *
  *      mesh-nab run CONFIG AGENT NAB_ROOT OUT_DIR
  *      mesh-nab score NAB_ROOT RESULTS_DIR DETECTOR...
+ *      mesh-nab cv [--seed N] [--folds K] GRID NAB_ROOT OUT_DIR
  *
  *  `run` feeds every file named in NAB_ROOT/labels/combined_windows.json through the
  *  detector of agent AGENT in the meshd config CONFIG, exactly as the agent does:
@@ -23,6 +24,20 @@
  *  scored rows once and adds them from the highest score down, updating the raw
  *  score incrementally, so the exact optimum costs O(rows log rows).
  *  It prints one line per detector:  NAME standard low_fp low_fn threshold.
+ *
+ *  `cv` is the honest version (docs/detection.md, "Honest scores").  GRID maps each
+ *  detector family to a few settings (detector config mappings, the first the
+ *  default); each setting runs once over the corpus (OUT_DIR/cv/<family>-<i>/) and its
+ *  scored rows are sorted once.  Then, for 5-fold cross-validation by file (stratified
+ *  by category, folds from --seed) and for leave-one-category-out, each fold chooses the
+ *  setting and the threshold on its training files only and scores its held-out files
+ *  at that threshold: the scorer's sweep takes a mask of files and either optimises the
+ *  threshold or stops at a fixed one, so a fold costs O(rows), no detector run.  The
+ *  learned combination (GRID's `combine:` families, alone or two at a time, weighted
+ *  mean or maximum of their surprises) is chosen the same way.  It prints one line per
+ *  family and one for the combination:
+ *      NAME whole cv loco gap fixed fixed_threshold configured
+ *  and writes every fold's choice to OUT_DIR/cv.txt.
  *
  *  Exit status: 0, 1 on a data or I/O error (reported on stderr), 2 on bad usage.
  */
@@ -1314,6 +1329,10 @@ s_cv (const char *grid_path, const char *root, const char *out, size_t k, uint64
     //  of their surprises, w a + (1 - w) b for w in 1/4, 1/2, 3/4, or their maximum.
     size_t count = 0;
     double **rows = grid.combine_count && rc == 0 ? s_alloc_rows (&corpus) : NULL;
+    if (grid.combine_count && rc == 0 && !rows) {
+        fprintf (stderr, "mesh-nab: out of memory\n");
+        rc = 1;
+    }
     for (size_t a = 0; rows && rc == 0 && a < grid.combine_count; a++)
         for (size_t b = a; rc == 0 && b < grid.combine_count; b++)
             for (int mode = 0; rc == 0 && mode < (a == b ? 1 : 4); mode++) {
