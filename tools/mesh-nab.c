@@ -2,7 +2,7 @@
  *
  *      mesh-nab run CONFIG AGENT NAB_ROOT OUT_DIR
  *      mesh-nab score NAB_ROOT RESULTS_DIR DETECTOR...
- *      mesh-nab cv [--seed N] [--folds K] GRID NAB_ROOT OUT_DIR
+ *      mesh-nab cv [--seed N] [--folds K] [--repeats R] GRID NAB_ROOT OUT_DIR
  *
  *  `run` feeds every file named in NAB_ROOT/labels/combined_windows.json through the
  *  detector of agent AGENT in the meshd config CONFIG, exactly as the agent does:
@@ -28,8 +28,9 @@
  *  `cv` is the honest version (docs/detection.md, "Honest scores").  GRID maps each
  *  detector family to a few settings (detector config mappings, the first the
  *  default); each setting runs once over the corpus (OUT_DIR/cv/<family>-<i>/) and its
- *  scored rows are sorted once.  Then, for 5-fold cross-validation by file (stratified
- *  by category, folds from --seed) and for leave-one-category-out, each fold chooses the
+ *  scored rows are sorted once.  Then, for k-fold cross-validation by file (stratified
+ *  by category, --repeats splits seeded --seed, --seed + 1, ..., files of one `groups:`
+ *  entry in one fold) and for leave-one-category-out, each fold chooses the
  *  setting and the threshold on its training files only and scores its held-out files
  *  at that threshold: the scorer's sweep takes a mask of files and either optimises the
  *  threshold or stops at a fixed one, so a fold costs O(rows), no detector run.  The
@@ -795,11 +796,12 @@ s_score_main (const char *root, const char *results, char **detectors, int count
 #define S_MAX_FAMILIES  32              //  grid bounds: families, settings of one,
 #define S_MAX_SETTINGS  16              //  members of the combination, folds of
 #define S_MAX_COMBINE   8               //  either protocol
+#define S_MAX_GROUPS    32              //  groups of files kept in one fold,
+#define S_GROUP_FILES   8               //  files in one group
 #define S_MAX_FOLDS     64
 #define S_FRAGMENT      1024            //  bytes of one setting, as YAML flow text
-#define S_PROTOCOLS     2               //  0: k-fold by file, 1: leave one category out
-
-static const char *const s_protocol_names[S_PROTOCOLS] = { "kfold", "loco" };
+#define S_MAX_REPEATS   16              //  k-fold repeats, each with its own seed
+#define S_PROTOCOLS     (1 + S_MAX_REPEATS) //  0: leave one category out, r: k-fold repeat r
 
 typedef struct {
     char name[64];
@@ -812,6 +814,9 @@ typedef struct {
     size_t count;
     size_t combine[S_MAX_COMBINE];      //  indices into family[]
     size_t combine_count;
+    char group[S_MAX_GROUPS][S_GROUP_FILES][256];   //  file names ("<category>/<file>")
+    size_t group_size[S_MAX_GROUPS];
+    size_t group_count;
 } s_grid_t;
 
 //  One candidate a protocol may choose: a family's setting, or a combination of two
@@ -838,6 +843,7 @@ s_shown (const s_cand_t *cand, double threshold)
 }
 
 typedef struct {
+    size_t protocols;                   //  1 + k-fold repeats
     size_t count[S_PROTOCOLS];          //  folds of each protocol
     size_t *fold[S_PROTOCOLS];          //  per file
     char category[S_MAX_FOLDS][256];    //  loco: fold k holds category[k]
@@ -917,7 +923,8 @@ s_flow (yaml_document_t *doc, yaml_node_t *node, char *buf, size_t size, size_t 
 }
 
 //  Load the grid: a mapping of family name -> list of detector settings (mappings,
-//  the first one the family's default), and optionally `combine: [family, ...]`.
+//  the first one the family's default); optionally `combine: [family, ...]` and
+//  `groups: [[file, file, ...], ...]` (files from one source, kept in one fold).
 static int
 s_grid_load (s_grid_t *grid, const char *path)
 {
@@ -967,6 +974,33 @@ s_grid_load (s_grid_t *grid, const char *path)
             fprintf (stderr, "mesh-nab: %s:%d: %s: expected a non-empty list\n", path, line, name);
             rc = -1;
             break;
+        }
+        if (!strcmp (name, "groups")) {
+            for (yaml_node_item_t *item = value->data.sequence.items.start;
+                 rc == 0 && item < value->data.sequence.items.top; item++) {
+                yaml_node_t *list = yaml_document_get_node (&doc, *item);
+                size_t g = grid->group_count;
+                if (g == S_MAX_GROUPS || !list || list->type != YAML_SEQUENCE_NODE) {
+                    rc = -1;
+                    break;
+                }
+                for (yaml_node_item_t *member = list->data.sequence.items.start;
+                     rc == 0 && member < list->data.sequence.items.top; member++) {
+                    yaml_node_t *file = yaml_document_get_node (&doc, *member);
+                    if (grid->group_size[g] == S_GROUP_FILES || !file
+                    ||  file->type != YAML_SCALAR_NODE
+                    ||  file->data.scalar.length >= sizeof grid->group[0][0])
+                        rc = -1;
+                    else
+                        snprintf (grid->group[g][grid->group_size[g]++],
+                                  sizeof grid->group[0][0], "%s", file->data.scalar.value);
+                }
+                grid->group_count++;
+            }
+            if (rc)
+                fprintf (stderr, "mesh-nab: %s:%d: groups: at most %d lists of at most %d "
+                         "file names\n", path, line, S_MAX_GROUPS, S_GROUP_FILES);
+            continue;
         }
         if (!strcmp (name, "combine")) {
             for (yaml_node_item_t *item = value->data.sequence.items.start;
@@ -1049,56 +1083,123 @@ s_category_len (const char *name)
     return slash ? (size_t) (slash - name) : 0;
 }
 
-//  k-fold by file, stratified by category: the files of each category (in name
-//  order, categories in name order) are shuffled with SEED and dealt to the folds in
-//  turn, the turn carried on from one category to the next, so fold sizes differ by
-//  at most one and every category is spread over the folds.  Leave one category out:
-//  fold k is the k-th category.  Neither looks at labels or scores.
+//  UNIT[f]: the first file of F's group in GRID (files from one source, kept in one
+//  fold), or F itself.  A group's files must share a category; names that are not in
+//  this corpus are skipped (one grid serves NAB's halves and the whole), and each
+//  group as applied is listed in LOG.
 static int
-s_folds_make (s_folds_t *folds, const s_corpus_t *corpus, size_t k, uint64_t seed)
+s_units (const s_grid_t *grid, const s_corpus_t *corpus, size_t *unit, FILE *log)
+{
+    bool *seen = calloc (corpus->count + 1, sizeof (bool));
+    if (!seen)
+        return -1;
+    int rc = 0;
+    for (size_t f = 0; f < corpus->count; f++)
+        unit[f] = f;
+    for (size_t g = 0; rc == 0 && g < grid->group_count; g++) {
+        size_t first = SIZE_MAX;
+        for (size_t m = 0; rc == 0 && m < grid->group_size[g]; m++) {
+            const char *name = grid->group[g][m];
+            size_t f = 0;
+            while (f < corpus->count && strcmp (corpus->files[f].name, name))
+                f++;
+            if (f == corpus->count)
+                continue;
+            if (seen[f]) {
+                fprintf (stderr, "mesh-nab: groups: %s is named twice\n", name);
+                rc = -1;
+                break;
+            }
+            seen[f] = true;
+            if (first != SIZE_MAX && (s_category_len (name)
+                                      != s_category_len (corpus->files[first].name)
+                || strncmp (name, corpus->files[first].name, s_category_len (name)))) {
+                fprintf (stderr, "mesh-nab: groups: %s and %s are in different categories\n",
+                         corpus->files[first].name, name);
+                rc = -1;
+                break;
+            }
+            if (first == SIZE_MAX || f < first)
+                first = f;
+        }
+        if (rc || first == SIZE_MAX)
+            continue;
+        fprintf (log, "group");
+        for (size_t m = 0; m < grid->group_size[g]; m++)
+            for (size_t f = 0; f < corpus->count; f++)
+                if (!strcmp (corpus->files[f].name, grid->group[g][m])) {
+                    unit[f] = first;
+                    fprintf (log, " %s", corpus->files[f].name);
+                }
+        fprintf (log, "\n");
+    }
+    free (seen);
+    return rc;
+}
+
+//  Protocol 0, leave one category out: fold k is the k-th category (categories in
+//  name order).  Protocols 1..REPEATS, k-fold by file stratified by category: for
+//  repeat r the units of each category (a file, or a group of files from one source,
+//  UNIT; in name order) are shuffled with splitmix64 seeded SEED + r - 1 and dealt to
+//  the folds in turn, the turn carried on from one category to the next, so every
+//  category is spread over the folds and, without groups, fold sizes differ by at most
+//  one.  None looks at labels or scores.
+static int
+s_folds_make (s_folds_t *folds, const s_corpus_t *corpus, const size_t *unit, size_t k,
+              size_t repeats, uint64_t seed)
 {
     memset (folds, 0, sizeof *folds);
-    for (int p = 0; p < S_PROTOCOLS; p++)
-        folds->fold[p] = calloc (corpus->count + 1, sizeof (size_t));
+    folds->protocols = 1 + repeats;
     size_t *order = calloc (corpus->count + 1, sizeof (size_t));
-    if (!folds->fold[0] || !folds->fold[1] || !order) {
-        free (order);
-        return -1;
-    }
-    folds->count[0] = k;
-    uint64_t state = seed;
-    size_t turn = 0;
-    for (size_t f = 0; f < corpus->count; ) {
+    int rc = order ? 0 : -1;
+    for (size_t p = 0; rc == 0 && p < folds->protocols; p++)
+        if (!(folds->fold[p] = calloc (corpus->count + 1, sizeof (size_t))))
+            rc = -1;
+    for (size_t f = 0; rc == 0 && f < corpus->count; ) {
         //  Files are in name order, so a category's files are adjacent.
         const char *name = corpus->files[f].name;
         size_t len = s_category_len (name), n = 0;
         while (f + n < corpus->count && s_category_len (corpus->files[f + n].name) == len
                && !strncmp (corpus->files[f + n].name, name, len))
             n++;
-        if (folds->count[1] == S_MAX_FOLDS) {
+        if (folds->count[0] == S_MAX_FOLDS) {
             fprintf (stderr, "mesh-nab: more than %d categories\n", S_MAX_FOLDS);
-            free (order);
-            return -1;
+            rc = -1;
+            break;
         }
-        snprintf (folds->category[folds->count[1]], sizeof folds->category[0], "%.*s",
+        snprintf (folds->category[folds->count[0]], sizeof folds->category[0], "%.*s",
                   (int) len, name);
-        for (size_t i = 0; i < n; i++) {
-            order[i] = f + i;
-            folds->fold[1][f + i] = folds->count[1];
-        }
-        for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t) (s_splitmix (&state) % i);
-            size_t t = order[i - 1];
-            order[i - 1] = order[j];
-            order[j] = t;
-        }
         for (size_t i = 0; i < n; i++)
-            folds->fold[0][order[i]] = turn++ % k;
-        folds->count[1]++;
+            folds->fold[0][f + i] = folds->count[0];
+        folds->count[0]++;
         f += n;
     }
+    for (size_t p = 1; rc == 0 && p < folds->protocols; p++) {
+        folds->count[p] = k;
+        uint64_t state = seed + p - 1;
+        size_t turn = 0;
+        for (size_t f = 0; f < corpus->count; ) {
+            size_t n = 0, units = 0;
+            while (f + n < corpus->count && folds->fold[0][f + n] == folds->fold[0][f])
+                n++;
+            for (size_t i = 0; i < n; i++)
+                if (unit[f + i] == f + i)
+                    order[units++] = f + i;
+            for (size_t i = units; i > 1; i--) {
+                size_t j = (size_t) (s_splitmix (&state) % i);
+                size_t t = order[i - 1];
+                order[i - 1] = order[j];
+                order[j] = t;
+            }
+            for (size_t i = 0; i < units; i++)
+                folds->fold[p][order[i]] = turn++ % k;
+            for (size_t i = 0; i < n; i++)
+                folds->fold[p][f + i] = folds->fold[p][unit[f + i]];
+            f += n;
+        }
+    }
     free (order);
-    return 0;
+    return rc;
 }
 
 static int
@@ -1117,7 +1218,7 @@ s_evaluate (s_scorer_t *scorer, const s_hits_t *hits, const s_folds_t *folds, bo
 {
     const s_profile_t *prof = &s_profiles[0];
     const s_corpus_t *corpus = scorer->corpus;
-    for (int p = 0; p < S_PROTOCOLS; p++)
+    for (size_t p = 0; p < folds->protocols; p++)
         for (size_t k = 0; k < folds->count[p]; k++) {
             for (size_t f = 0; f < corpus->count; f++)
                 use[f] = folds->fold[p][f] != k;
@@ -1128,11 +1229,14 @@ s_evaluate (s_scorer_t *scorer, const s_hits_t *hits, const s_folds_t *folds, bo
             cand->held[p][k] = s_sweep (scorer, hits, use, prof, true, &cand->threshold[p][k]);
         }
     cand->whole_raw = s_sweep (scorer, hits, NULL, prof, false, &cand->whole_threshold);
-    //  The one threshold to deploy: the median of the k-fold training choices.
-    double sorted[S_MAX_FOLDS];
-    memcpy (sorted, cand->threshold[0], folds->count[0] * sizeof (double));
-    qsort (sorted, folds->count[0], sizeof (double), s_double_cmp);
-    size_t n = folds->count[0];
+    //  The one threshold to deploy: the median of the k-fold training choices (every
+    //  fold of every repeat).
+    double sorted[S_MAX_REPEATS * S_MAX_FOLDS];
+    size_t n = 0;
+    for (size_t p = 1; p < folds->protocols; p++)
+        for (size_t k = 0; k < folds->count[p]; k++)
+            sorted[n++] = cand->threshold[p][k];
+    qsort (sorted, n, sizeof (double), s_double_cmp);
     cand->fixed_threshold = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     if (isnan (cand->fixed_threshold))  //  inf - inf: no detection is best in both
         cand->fixed_threshold = INFINITY;
@@ -1226,9 +1330,14 @@ s_run_setting (const s_corpus_t *corpus, const s_family_t *family, size_t s, con
 //  the chosen candidates' thresholds, summed over the folds: every file is held out
 //  exactly once.  One line per fold to LOG.
 static double
-s_select (const s_cand_t *cands, size_t count, const s_folds_t *folds, int p,
+s_select (const s_cand_t *cands, size_t count, const s_folds_t *folds, size_t p,
           const char *family, FILE *log)
 {
+    char protocol[32];
+    if (p == 0)
+        snprintf (protocol, sizeof protocol, "loco");
+    else
+        snprintf (protocol, sizeof protocol, "kfold%zu", p - 1);
     double held = 0;
     for (size_t k = 0; k < folds->count[p]; k++) {
         size_t best = 0;
@@ -1237,36 +1346,46 @@ s_select (const s_cand_t *cands, size_t count, const s_folds_t *folds, int p,
                 best = c;
         held += cands[best].held[p][k];
         fprintf (log, "choice %s %zu %s threshold %.17g train %.6f held %.6f setting %s\n",
-                 s_protocol_names[p], k, family,
+                 protocol, k, family,
                  s_shown (&cands[best], cands[best].threshold[p][k]),
                  cands[best].train[p][k], cands[best].held[p][k], cands[best].label);
     }
     return held;
 }
 
-//  One table row: NAME whole cv loco gap fixed fixed_threshold configured (NAN for
-//  none).  REF is the candidate scored on every file for `whole` and `fixed`.
+//  One table row: NAME whole cv loco gap fixed fixed_threshold configured cv_min cv_max
+//  (configured NAN for none; cv the mean over the k-fold repeats, cv_min and cv_max
+//  their range).  REF is the candidate scored on every file for `whole` and `fixed`.
 static void
 s_report (const char *name, const s_cand_t *cands, size_t count, size_t ref,
           const s_folds_t *folds, const s_corpus_t *corpus, FILE *log)
 {
     const s_profile_t *prof = &s_profiles[0];
     double whole = s_normalise (cands[ref].whole_raw, corpus->windows, prof);
-    double cv = s_normalise (s_select (cands, count, folds, 0, name, log), corpus->windows, prof);
-    double loco = s_normalise (s_select (cands, count, folds, 1, name, log), corpus->windows,
+    double cv = 0, cv_min = INFINITY, cv_max = -INFINITY;
+    for (size_t p = 1; p < folds->protocols; p++) {
+        double one = s_normalise (s_select (cands, count, folds, p, name, log),
+                                  corpus->windows, prof);
+        cv += one / (double) (folds->protocols - 1);
+        cv_min = fmin (cv_min, one);
+        cv_max = fmax (cv_max, one);
+    }
+    double loco = s_normalise (s_select (cands, count, folds, 0, name, log), corpus->windows,
                                prof);
     double fixed = s_normalise (cands[ref].fixed_raw, corpus->windows, prof);
     fprintf (log, "whole %s threshold %.17g setting %s\n", name,
              s_shown (&cands[ref], cands[ref].whole_threshold), cands[ref].label);
     double configured = isnan (cands[ref].configured_threshold) ? NAN
                         : s_normalise (cands[ref].configured_raw, corpus->windows, prof);
-    printf ("%s %.2f %.2f %.2f %.2f %.2f %.9g %.2f\n", name, whole, cv, loco, whole - cv, fixed,
-            s_shown (&cands[ref], cands[ref].fixed_threshold), configured);
+    printf ("%s %.2f %.2f %.2f %.2f %.2f %.9g %.2f %.2f %.2f\n", name, whole, cv, loco,
+            whole - cv, fixed, s_shown (&cands[ref], cands[ref].fixed_threshold), configured,
+            cv_min, cv_max);
     fflush (stdout);
 }
 
 static int
-s_cv (const char *grid_path, const char *root, const char *out, size_t k, uint64_t seed)
+s_cv (const char *grid_path, const char *root, const char *out, size_t k, size_t repeats,
+      uint64_t seed)
 {
     static s_grid_t grid;
     if (s_grid_load (&grid, grid_path))
@@ -1275,31 +1394,43 @@ s_cv (const char *grid_path, const char *root, const char *out, size_t k, uint64
     if (s_corpus_load (&corpus, root))
         return 1;
     int rc = 0;
-    if (k < 2 || k > S_MAX_FOLDS || k > corpus.count) {
-        fprintf (stderr, "mesh-nab: %zu folds for %zu files: need 2 .. min (files, %d)\n",
-                 k, corpus.count, S_MAX_FOLDS);
+    if (k < 2 || k > S_MAX_FOLDS || k > corpus.count || repeats < 1
+    ||  repeats > S_MAX_REPEATS) {
+        fprintf (stderr, "mesh-nab: %zu folds for %zu files, %zu repeats: need 2 .. min "
+                 "(files, %d) folds and 1 .. %d repeats\n", k, corpus.count, repeats,
+                 S_MAX_FOLDS, S_MAX_REPEATS);
         s_corpus_free (&corpus);
         return 2;
     }
     s_folds_t folds = { 0 };
     s_scorer_t *scorer = s_scorer_new (&corpus);
     bool *use = calloc (corpus.count + 1, sizeof (bool));
+    size_t *unit = calloc (corpus.count + 1, sizeof (size_t));
     double **defaults[S_MAX_FAMILIES] = { 0 };     //  each family's default setting, per row
     s_cand_t *cands = calloc (S_MAX_SETTINGS + 5 * S_MAX_COMBINE * S_MAX_COMBINE,
                               sizeof *cands);
     char path[4096 + 16];
     snprintf (path, sizeof path, "%s/cv.txt", out);
     FILE *log = s_mkdirs (out) ? NULL : fopen (path, "w");
-    if (!scorer || !use || !cands || !log || s_folds_make (&folds, &corpus, k, seed)) {
+    if (!scorer || !use || !unit || !cands || !log) {
         fprintf (stderr, "mesh-nab: cannot start: %s\n", log ? "out of memory" : path);
         rc = 1;
         goto done;
     }
-    fprintf (log, "seed %llu folds %zu files %zu windows %zu\n", (unsigned long long) seed, k,
-             corpus.count, corpus.windows);
-    for (size_t f = 0; f < corpus.count; f++)
-        fprintf (log, "file %s kfold %zu loco %zu\n", corpus.files[f].name,
-                 folds.fold[0][f], folds.fold[1][f]);
+    fprintf (log, "seed %llu folds %zu repeats %zu files %zu windows %zu\n",
+             (unsigned long long) seed, k, repeats, corpus.count, corpus.windows);
+    if (s_units (&grid, &corpus, unit, log)
+    ||  s_folds_make (&folds, &corpus, unit, k, repeats, seed)) {
+        rc = 1;
+        goto done;
+    }
+    //  file NAME loco L kfold K0 K1 ... (one fold per repeat)
+    for (size_t f = 0; f < corpus.count; f++) {
+        fprintf (log, "file %s loco %zu kfold", corpus.files[f].name, folds.fold[0][f]);
+        for (size_t p = 1; p < folds.protocols; p++)
+            fprintf (log, " %zu", folds.fold[p][f]);
+        fprintf (log, "\n");
+    }
     for (size_t i = 0; rc == 0 && i < grid.count; i++) {
         const s_family_t *family = &grid.family[i];
         for (size_t s = 0; rc == 0 && s < family->count; s++) {
@@ -1382,6 +1513,7 @@ done:
     for (int p = 0; p < S_PROTOCOLS; p++)
         free (folds.fold[p]);
     free (cands);
+    free (unit);
     free (use);
     s_scorer_destroy (&scorer);
     s_corpus_free (&corpus);
@@ -1396,7 +1528,7 @@ main (int argc, char **argv)
     if (argc >= 5 && !strcmp (argv[1], "score"))
         return s_score_main (argv[2], argv[3], argv + 4, argc - 4);
     if (argc >= 5 && !strcmp (argv[1], "cv")) {
-        unsigned long long seed = S_CV_SEED, folds = 5;
+        unsigned long long seed = S_CV_SEED, folds = 5, repeats = 1;
         int i = 2;
         bool ok = true;
         while (ok && i + 1 < argc && !strncmp (argv[i], "--", 2)) {
@@ -1410,14 +1542,18 @@ main (int argc, char **argv)
             if (ok && !strcmp (argv[i], "--folds"))
                 folds = v;
             else
+            if (ok && !strcmp (argv[i], "--repeats"))
+                repeats = v;
+            else
                 ok = false;
             i += 2;
         }
         if (ok && argc - i == 3)
-            return s_cv (argv[i], argv[i + 1], argv[i + 2], (size_t) folds, seed);
+            return s_cv (argv[i], argv[i + 1], argv[i + 2], (size_t) folds, (size_t) repeats,
+                         seed);
     }
     fprintf (stderr, "usage: mesh-nab run CONFIG AGENT NAB_ROOT OUT_DIR\n"
                      "       mesh-nab score NAB_ROOT RESULTS_DIR DETECTOR...\n"
-                     "       mesh-nab cv [--seed N] [--folds K] GRID NAB_ROOT OUT_DIR\n");
+                     "       mesh-nab cv [--seed N] [--folds K] [--repeats R] GRID NAB_ROOT OUT_DIR\n");
     return 2;
 }

@@ -2,7 +2,8 @@
 # mesh-nab cv: honest (cross-validated) NAB scores on a synthetic NAB-layout corpus
 # made here: 3 categories x 4 files of 600 points, spikes and level shifts inside
 # labelled windows, one file per category without anomalies.
-#   - the folds partition the files (k-fold stratified by category; LOCO = category)
+#   - the folds partition the files (k-fold stratified by category, a group of files
+#     in one fold; LOCO = category)
 #   - every file is held out exactly once per protocol (the CV score is the held-out
 #     raw scores summed over the folds, normalised once)
 #   - selection never sees the held-out file: moving one file's windows changes the
@@ -67,6 +68,8 @@ cusum:
   - {kind: cusum, holdoff: 50}
   - {kind: cusum, holdoff: 50, cusum: {k: 1}}
 combine: [ewma, cusum]
+groups:
+  - [catC/catc1.csv, catC/catc2.csv]
 YAML
 
 make_corpus "$T/nab" 0
@@ -78,8 +81,9 @@ note "cv over the synthetic corpus, seed 7"
     || fail "mesh-nab cv failed"
 cat "$T/table1"
 [ "$(wc -l < "$T/table1")" = 3 ] || fail "expected 3 rows (ewma, cusum, combination)"
-awk '{ if (NF != 8) exit 1; for (i = 2; i <= 7; i++) if ($i !~ /^-?([0-9]+\.?[0-9]*|inf)$/) exit 1 }' \
-    "$T/table1" || fail "table rows are not NAME and 7 numbers"
+awk '{ if (NF != 10) exit 1; for (i = 2; i <= 10; i++) if (i != 8 && $i !~ /^-?([0-9]+\.?[0-9]*|inf)$/) exit 1 }' \
+    "$T/table1" || fail "table rows are not NAME and 9 numbers"
+awk '$3 != $9 || $3 != $10 { exit 1 }' "$T/table1" || fail "one split: CV range is not the CV score"
 [ "$(cut -d' ' -f1 "$T/table1" | tr '\n' ' ')" = "ewma cusum combination " ] \
     || fail "rows are not the grid's families in order, then the combination"
 [ "$(awk '$1 == "combination" { print $8 }' "$T/table1")" = nan ] \
@@ -89,27 +93,32 @@ note "the folds partition the files"
 grep '^file ' "$T/out1/cv.txt" > "$T/files1"
 [ "$(wc -l < "$T/files1")" = 12 ] || fail "expected 12 files in cv.txt"
 [ "$(cut -d' ' -f2 "$T/files1" | sort -u | wc -l)" = 12 ] || fail "a file is listed twice"
-awk '{ if ($4 < 0 || $4 > 4) exit 1 }' "$T/files1" || fail "a k-fold index outside 0..4"
-[ "$(cut -d' ' -f4 "$T/files1" | sort -u | wc -l)" = 5 ] || fail "an empty k-fold fold"
-# stratified: a category's 4 files lie in 4 different folds; LOCO: one fold per category
+[ "$(awk '{ print NF }' "$T/files1" | sort -u)" = 6 ] || fail "file lines are not 'file NAME loco L kfold K'"
+awk '{ if ($6 < 0 || $6 > 4) exit 1 }' "$T/files1" || fail "a k-fold index outside 0..4"
+[ "$(cut -d' ' -f6 "$T/files1" | sort -u | wc -l)" = 5 ] || fail "an empty k-fold fold"
+# stratified: a category's 4 files lie in 4 different folds (catC: 3, two of its files
+# are a group and share a fold); LOCO: one fold per category
+[ "$(awk '$2 == "catC/catc1.csv" || $2 == "catC/catc2.csv" { print $6 }' "$T/files1" | sort -u | wc -l)" = 1 ] \
+    || fail "the group catc1 + catc2 is split over folds"
 for cat in catA catB catC; do
-    [ "$(grep "^file $cat/" "$T/files1" | cut -d' ' -f4 | sort -u | wc -l)" = 4 ] \
+    want=4; [ $cat = catC ] && want=3
+    [ "$(grep "^file $cat/" "$T/files1" | cut -d' ' -f6 | sort -u | wc -l)" = $want ] \
         || fail "$cat's files are not spread over the folds"
-    [ "$(grep "^file $cat/" "$T/files1" | cut -d' ' -f6 | sort -u | wc -l)" = 1 ] \
+    [ "$(grep "^file $cat/" "$T/files1" | cut -d' ' -f4 | sort -u | wc -l)" = 1 ] \
         || fail "$cat is split over LOCO folds"
 done
-[ "$(cut -d' ' -f6 "$T/files1" | sort -u | wc -l)" = 3 ] || fail "LOCO folds != categories"
+[ "$(cut -d' ' -f4 "$T/files1" | sort -u | wc -l)" = 3 ] || fail "LOCO folds != categories"
 
 note "every file held out exactly once per protocol"
-windows=$(awk '$1 == "seed" { print $8 }' "$T/out1/cv.txt")
+windows=$(awk '$1 == "seed" { print $10 }' "$T/out1/cv.txt")
 for fam in ewma cusum combination; do
-    for proto in kfold loco; do
-        n=$([ $proto = kfold ] && echo 5 || echo 3)
+    for proto in kfold0 loco; do
+        n=$([ $proto = kfold0 ] && echo 5 || echo 3)
         [ "$(grep -c "^choice $proto [0-9]* $fam " "$T/out1/cv.txt")" = "$n" ] \
             || fail "$fam $proto: not one choice per fold"
         [ "$(grep "^choice $proto [0-9]* $fam " "$T/out1/cv.txt" | cut -d' ' -f3 | sort -n | uniq | tr '\n' ' ')" \
           = "$(seq 0 $(( n - 1 )) | tr '\n' ' ')" ] || fail "$fam $proto: folds not each once"
-        col=$([ $proto = kfold ] && echo 3 || echo 4)
+        col=$([ $proto = kfold0 ] && echo 3 || echo 4)
         # the reported score is the folds' held-out raw scores summed, normalised once
         got=$(awk -v f="$fam" -v c="$col" '$1 == f { print $c }' "$T/table1")
         want=$(grep "^choice $proto [0-9]* $fam " "$T/out1/cv.txt" \
@@ -117,6 +126,23 @@ for fam in ewma cusum combination; do
         awk -v a="$got" -v b="$want" 'BEGIN { d = a - b; exit !(d < 0.011 && d > -0.011) }' \
             || fail "$fam $proto: reported $got, the held-out folds sum to $want"
     done
+done
+
+note "repeated k-fold: the CV score is the mean over the splits"
+"$NABBIN" cv --seed 7 --repeats 3 "$T/grid.yaml" "$T/nab" "$T/outr" > "$T/tabler" \
+    || fail "cv --repeats 3 failed"
+[ "$(grep -c '^file .* kfold [0-4] [0-4] [0-4]$' "$T/outr/cv.txt")" = 12 ] \
+    || fail "file lines do not give 3 k-fold splits"
+grep '^file ' "$T/outr/cv.txt" | cut -d' ' -f1-6 | cmp -s - "$T/files1" \
+    || fail "split 0 of --seed 7 --repeats 3 is not the split of --seed 7"
+for fam in ewma cusum combination; do
+    want=$(for r in 0 1 2; do
+               grep "^choice kfold$r [0-9]* $fam " "$T/outr/cv.txt" \
+               | awk -v w="$windows" '{ s += $10 } END { printf "%.6f\n", 100 * (s + w) / (2 * w) }'
+           done | awk '{ s += $1; if (NR == 1 || $1 < lo) lo = $1; if (NR == 1 || $1 > hi) hi = $1 }
+                       END { printf "%.2f %.2f %.2f", s / 3, lo, hi }')
+    got=$(awk -v f="$fam" '$1 == f { print $3, $9, $10 }' "$T/tabler")
+    [ "$got" = "$want" ] || fail "$fam: reported mean/min/max $got, the splits give $want"
 done
 
 note "deterministic for the seed"
@@ -130,12 +156,12 @@ note "selection never sees the held-out file"
 make_corpus "$T/nab_moved" -200                 # catB/catb1's window 200 rows early
 "$NABBIN" cv --seed 7 "$T/grid.yaml" "$T/nab_moved" "$T/out4" > "$T/table4" \
     || fail "cv over the moved corpus failed"
-k=$(awk '$2 == "catB/catb1.csv" { print $4 }' "$T/files1")
-l=$(awk '$2 == "catB/catb1.csv" { print $6 }' "$T/files1")
+k=$(awk '$2 == "catB/catb1.csv" { print $6 }' "$T/files1")
+l=$(awk '$2 == "catB/catb1.csv" { print $4 }' "$T/files1")
 # fields 1-8 and 11-: protocol, fold, family, threshold, training score, setting
 # (not 9-10, the held-out score, which must change)
-own() { grep -E "^choice (kfold $k|loco $l) " "$1" | cut -d' ' -f1-8,11-; }
-others() { grep -E "^choice (kfold|loco) " "$1" | grep -vE "^choice (kfold $k|loco $l) " \
+own() { grep -E "^choice (kfold0 $k|loco $l) " "$1" | cut -d' ' -f1-8,11-; }
+others() { grep -E "^choice (kfold0|loco) " "$1" | grep -vE "^choice (kfold0 $k|loco $l) " \
            | cut -d' ' -f1-8; }
 [ -n "$(own "$T/out1/cv.txt")" ] || fail "no choices for the moved file's folds"
 diff <(own "$T/out1/cv.txt") <(own "$T/out4/cv.txt") \
@@ -155,13 +181,25 @@ grep -q "setting 0" "$T/err" || fail "unclear error: $(cat "$T/err")"
 "$NABBIN" cv --folds 13 "$T/grid.yaml" "$T/nab" "$T/outb" 2> "$T/err" && fail "13 folds of 12 files"
 grep -q "folds" "$T/err" || fail "unclear error: $(cat "$T/err")"
 
+printf 'ewma:\n  - {kind: ewma}\ngroups:\n  - [catA/cata1.csv, catB/catb1.csv]\n' > "$T/bad3.yaml"
+"$NABBIN" cv "$T/bad3.yaml" "$T/nab" "$T/outb" 2> "$T/err" && fail "a group across categories accepted"
+grep -q "different categories" "$T/err" || fail "unclear error: $(cat "$T/err")"
+printf 'ewma:\n  - {kind: ewma}\ngroups:\n  - [catA/cata1.csv, catA/cata1.csv]\n' > "$T/bad4.yaml"
+"$NABBIN" cv "$T/bad4.yaml" "$T/nab" "$T/outb" 2> "$T/err" && fail "a file named twice in groups accepted"
+grep -q "named twice" "$T/err" || fail "unclear error: $(cat "$T/err")"
+# names not in this corpus are skipped (one grid serves several corpora)
+printf 'ewma:\n  - {kind: ewma}\ngroups:\n  - [catA/nosuch.csv, catA/cata1.csv]\n' > "$T/ok.yaml"
+"$NABBIN" cv "$T/ok.yaml" "$T/nab" "$T/outb" > /dev/null 2> "$T/err" || fail "an absent grouped file refused"
+grep -qx "group catA/cata1.csv" "$T/outb/cv.txt" || fail "cv.txt does not list the group as applied"
+
 note "make nab's table (bench/nab.sh over the synthetic corpus)"
 B=$B NAB=$T/nab NAB_OUT=$T/out5 bash bench/nab.sh > "$T/nab.txt" 2>&1 \
     || { cat "$T/nab.txt"; fail "bench/nab.sh failed"; }
-grep -qE '^family +whole +5-fold-CV +LOCO +gap +fixed-threshold +configured$' "$T/nab.txt" \
+grep -qE '^family +whole +5-fold-CV +CV range +LOCO +gap +fixed-threshold +configured$' "$T/nab.txt" \
     || fail "no table header"
-for fam in $(grep -E '^[a-z0-9_]+:' bench/nab_cv.yaml | cut -d: -f1 | grep -v '^combine$') combination; do
-    grep -qE "^$fam +-?[0-9]+\.[0-9]{2} +-?[0-9]+\.[0-9]{2} +-?[0-9]+\.[0-9]{2} +-?[0-9]+\.[0-9]{2} +-?[0-9]+\.[0-9]{2} +(-?[0-9]+\.[0-9]{2}|-) +\(fixed at " \
+for fam in $(grep -E '^[a-z0-9_]+:' bench/nab_cv.yaml | cut -d: -f1 | grep -vE '^(combine|groups)$') combination; do
+    n='-?[0-9]+\.[0-9]{2}'
+    grep -qE "^$fam +$n +$n +$n\.\.$n +$n +$n +$n +($n|-) +\(fixed at " \
         "$T/nab.txt" || { grep -A12 '^family' "$T/nab.txt"; fail "no table row for $fam"; }
 done
 note "ok"
