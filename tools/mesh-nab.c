@@ -1442,6 +1442,7 @@ s_cv (const char *grid_path, const char *root, const char *out, size_t k, size_t
                 rc = 1;
                 break;
             }
+            memset (&cands[s], 0, sizeof cands[s]);
             snprintf (cands[s].label, sizeof cands[s].label, "%s", family->setting[s]);
             s_evaluate (scorer, hits, &folds, use, &cands[s]);
             cands[s].configured_threshold = configured;
@@ -1471,6 +1472,7 @@ s_cv (const char *grid_path, const char *root, const char *out, size_t k, size_t
                 const char *an = grid.family[grid.combine[a]].name;
                 const char *bn = grid.family[grid.combine[b]].name;
                 double **ra = defaults[grid.combine[a]], **rb = defaults[grid.combine[b]];
+                memset (&cands[count], 0, sizeof cands[count]);
                 if (a == b)
                     snprintf (cands[count].label, sizeof cands[0].label, "%s", an);
                 else
@@ -1486,6 +1488,7 @@ s_cv (const char *grid_path, const char *root, const char *out, size_t k, size_t
                     }
                 s_hits_t *hits = s_hits_new (&corpus, rows);
                 if (!hits) {
+                    fprintf (stderr, "mesh-nab: out of memory\n");
                     rc = 1;
                     break;
                 }
