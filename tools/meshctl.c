@@ -1087,9 +1087,9 @@ s_summary (s_opts_t *o)
                 (unsigned long long) st.decisions, (unsigned long long) st.accepted,
                 (unsigned long long) st.rejected, (unsigned long long) st.fallback,
                 (unsigned long long) st.budget_exhausted);
-        printf ("  model_failed             %lld decisions (every model call failed; %lld "
-                "failed calls): the fallback acted\n", (long long) eco.model_failed,
-                (long long) eco.failed_calls);
+        printf ("  model_failed             %lld decisions (every model call failed: the "
+                "fallback acted); %lld of %lld calls failed\n", (long long) eco.model_failed,
+                (long long) eco.failed_calls, (long long) eco.calls);
         printf ("  tokens used              %llu\n", (unsigned long long) st.tokens);
         printf ("  tokens per accepted      %.1f\n", st.tokens_per_accepted);
         printf ("  model calls              %lld, %.1f tokens each on average\n",
