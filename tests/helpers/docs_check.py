@@ -49,7 +49,7 @@ def meshctl_commands(build):
     """{command: set of subcommands (empty: takes none)}, and the options taking a value."""
     text = run([os.path.join(build, "meshctl"), "--help"])
     commands, valued = {}, {"--config", "--log", "--labels", "--state-dir"}
-    for option, value in re.findall(r"(--[a-z][a-z-]*)[ =]([A-Z][A-Z_]*)\b", text):
+    for option in re.findall(r"(--[a-z][a-z-]*)[ =][A-Z][A-Z_]*\b", text):
         valued.add(option)
     for line in text.splitlines():
         m = re.match(r"  ([a-z][a-z-]*)(.*)", line)
@@ -106,7 +106,7 @@ def markdown_code(path):
 
 
 def roff_args(text):
-    args, i = [], 0
+    args = []
     for m in re.finditer(r'"((?:[^"]|"")*)"|(\S+)', text):
         args.append(m.group(1) if m.group(1) is not None else m.group(2))
     return args
