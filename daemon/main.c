@@ -1380,6 +1380,13 @@ done:
     return rc;
 }
 
+static void
+s_print_key (const char *key, void *arg)
+{
+    (void) arg;
+    puts (key);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1387,7 +1394,8 @@ main (int argc, char **argv)
     bool check = false, set_aside = false;
     static struct option opts[] = {{"config", 1, 0, 'c'},  {"check-config", 2, 0, 'k'},
                                    {"version", 0, 0, 'V'}, {"help", 0, 0, 'h'},
-                                   {"set-aside-log", 0, 0, 'A'}, {0, 0, 0, 0}};
+                                   {"set-aside-log", 0, 0, 'A'},
+                                   {"list-config-keys", 0, 0, 'K'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long (argc, argv, "c:kVh", opts, NULL)) != -1) {
         switch (c) {
@@ -1398,10 +1406,14 @@ main (int argc, char **argv)
                     config = optarg;
                 break;
             case 'A': set_aside = true; break;
+            case 'K':                   //  every key the loader accepts, one a line
+                mesh_config_list_keys (s_print_key, NULL);
+                return 0;
             case 'V': printf ("meshd %s\n", MESHD_VERSION); return 0;
             case 'h':
                 printf ("usage: meshd [--config FILE] | --check-config[=FILE] | "
                         "--set-aside-log [--config FILE] | --version\n");
+                printf ("       meshd --list-config-keys\n");
                 return 0;
             default: return 64;
         }
