@@ -53,6 +53,7 @@
 #define S_KAPPA0          1.0
 #define S_ALPHA0          1.0
 #define S_SCALE_FLOOR     1e-9          //  relative floor of a standard deviation
+#define S_ROUNDING        1e-12         //  scores below this are rounding
 
 typedef struct {
     double weight;                      //  log posterior weight
@@ -154,7 +155,7 @@ s_update (const mesh_detector_config_t *cfg, void *state_, uint64_t n_, double v
     double var0 = fmax (state->spread, floor * floor);
 
     //  Score: the posterior-weighted tail probability; then the growth weights.
-    double tail = 0, best = -INFINITY, map_mean = center, map_var = var0;
+    double tail = 0, mass = 0, best = -INFINITY, map_mean = center, map_var = var0;
     double log_pdf[S_MAX_HYPOTHESES];
     bool ok = isfinite (x) && isfinite (var0);
     for (uint32_t i = 0; ok && i < state->runs; i++) {
@@ -165,6 +166,7 @@ s_update (const mesh_detector_config_t *cfg, void *state_, uint64_t n_, double v
         if (!(t >= 0 && t <= 1))
             t = t > 1 ? 1 : 0;
         tail += exp (state->run[i].weight) * t;
+        mass += exp (state->run[i].weight);
         if (state->run[i].weight > best) {
             best = state->run[i].weight;
             map_mean = state->run[i].count > 0 ? state->run[i].mean : center;
@@ -173,8 +175,11 @@ s_update (const mesh_detector_config_t *cfg, void *state_, uint64_t n_, double v
     }
     double score = 0;
     if (ok && state->seen > 0) {
+        tail = mass > 0 ? tail / mass : 1;
         tail = tail > 1 ? 1 : tail < 0 ? 0 : tail;
         score = 1 - tail;
+        if (score < S_ROUNDING)
+            score = 0;                  //  the same value again is not anomalous
         base->surprise = tail > DBL_MIN ? -log10 (tail) : -log10 (DBL_MIN);
         base->mean = ldexp (map_mean, state->exponent);
         base->stddev = ldexp (sqrt (map_var), state->exponent);
