@@ -19,7 +19,7 @@ NAB=${NAB:-../shared/nab}
 NAB_OUT=${NAB_OUT:-$B/nab}
 NABBIN="$B/mesh-nab"
 CONFIG=bench/nab_config.yaml
-DETECTORS="ewma mad cusum seasonal knn ensemble"
+DETECTORS="ewma mad cusum seasonal knn ensemble context bocpd"
 
 [ -x "$NABBIN" ] || { echo "nab: $NABBIN not built (make)" >&2; exit 1; }
 [ -f "$NAB/labels/combined_windows.json" ] || { echo "nab: no corpus at $NAB" >&2; exit 1; }
