@@ -45,7 +45,7 @@
  *  factor alone: 64.4 against 61.0 for the fraction and 52.4 for 1 - P_k, NAB
  *  standard profile, developer half.)
 
- *  Memory: 4 bytes per slot plus 112 (640 bytes at the defaults, 8 x 3 x 128).
+ *  Memory: 4 bytes per slot plus 128 (640 bytes at the defaults, 8 x 3 x 128).
  *  Cost: `length` lookups of at most S_PROBE slots per point.  No floating point
  *  beyond a handful of operations, so it is about as fast as ewma.
  */
