@@ -9,7 +9,13 @@
  *  series with the default detector.  Figures are recorded in
  *  docs/perf/detection.md.
  *
+ *  With "rss FAMILY" it measures only that: a fresh process fills 1,000,000
+ *  distinct series of FAMILY and reports VmRSS and VmHWM from /proc/self/status,
+ *  in MiB and in bytes per series (table overhead, keys and allocator included).
+ *  One family per process, so that no earlier run's heap is counted.
+ *
  *      build/bench/detect_bench [events]       default 1,000,000 per run
+ *      build/bench/detect_bench rss FAMILY     1,000,000 series of FAMILY
  */
 #include "config.h"
 #include "detect.h"
@@ -34,18 +40,26 @@ s_now (void)
     return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+//  FIELD ("VmRSS:", "VmHWM:") of /proc/self/status, in KiB; -1 if absent.
 static long
-s_rss_kb (void)
+s_status_kb (const char *field)
 {
     FILE *f = fopen ("/proc/self/status", "r");
     char line[256];
     long kb = -1;
+    size_t len = strlen (field);
     while (f && fgets (line, sizeof line, f))
-        if (!strncmp (line, "VmRSS:", 6))
-            kb = atol (line + 6);
+        if (!strncmp (line, field, len))
+            kb = atol (line + len);
     if (f)
         fclose (f);
     return kb;
+}
+
+static long
+s_rss_kb (void)
+{
+    return s_status_kb ("VmRSS:");
 }
 
 static mesh_detector_config_t
@@ -65,7 +79,38 @@ s_config (const char *kind, size_t max_series)
     cfg.knn.window = 8;
     cfg.knn.memory = 128;
     cfg.knn.k = 3;
+    cfg.context.levels = 8;
+    cfg.context.length = 3;
+    cfg.context.slots = 128;
+    cfg.bocpd.hazard = 0.004;
+    cfg.bocpd.hypotheses = 12;
     return cfg;
+}
+
+//  1,000,000 distinct series of KIND, one point each, in this fresh process.
+static int
+s_rss_mode (const char *kind)
+{
+    long rss0 = s_rss_kb (), hwm0 = s_status_kb ("VmHWM:");
+    mesh_detector_config_t cfg = s_config (kind, 1000000);
+    mesh_detect_t *detect = mesh_detect_new (&cfg);
+    if (!detect)
+        return 1;
+    double start = s_now ();
+    char key[64];
+    for (int i = 0; i < 1000000; i++) {
+        snprintf (key, sizeof key, "web-%07d/cpu", i);
+        mesh_detect_update (detect, key, 1.0 + i % 7, 0, NULL);
+    }
+    double secs = s_now () - start;
+    long rss1 = s_rss_kb (), hwm1 = s_status_kb ("VmHWM:");
+    printf ("%-10s 1,000,000 series: VmRSS %.1f MiB (%.1f before, +%.0f bytes/series), "
+            "VmHWM %.1f MiB (%.1f before), state %zu bytes, %zu held, %.2f s\n",
+            kind, rss1 / 1024.0, rss0 / 1024.0, (double) (rss1 - rss0) * 1024 / 1e6,
+            hwm1 / 1024.0, hwm0 / 1024.0, mesh_detect_state_size (detect),
+            mesh_detect_series (detect), secs);
+    mesh_detect_destroy (&detect);
+    return 0;
 }
 
 //  Decode EVENTS messages, cycling through PAYLOADS; feed DETECT when not NULL.
@@ -98,6 +143,8 @@ s_run (const mesh_agent_config_t *agent, char **payloads, size_t *lens, size_t e
 int
 main (int argc, char **argv)
 {
+    if (argc > 2 && !strcmp (argv[1], "rss"))
+        return s_rss_mode (argv[2]);
     size_t events = argc > 1 ? strtoul (argv[1], NULL, 10) : 1000000;
     char *key_fields[] = { "host", "metric" };
     mesh_agent_config_t agent = {
@@ -134,7 +181,8 @@ main (int argc, char **argv)
     printf ("%-26s %12s %8s\n", "", "events/s", "ratio");
     printf ("%-26s %12.0f %8.2f\n", "decode only (baseline)", base, 1.0);
 
-    static const char *const kinds[] = { "ewma", "mad", "cusum", "seasonal", "knn", "ensemble" };
+    static const char *const kinds[] = { "ewma", "mad", "cusum", "seasonal", "knn", "ensemble",
+                                         "context", "bocpd" };
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         mesh_detector_config_t cfg = s_config (kinds[k], 10000);
         mesh_detect_t *detect = mesh_detect_new (&cfg);

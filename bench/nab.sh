@@ -28,7 +28,7 @@ CONFIG=bench/nab_config.yaml
 GRID=bench/nab_cv.yaml
 CV_SEED=${CV_SEED:-14}
 CV_REPEATS=${CV_REPEATS:-10}
-DETECTORS="ewma mad cusum seasonal knn ensemble"
+DETECTORS="ewma mad cusum seasonal knn ensemble context bocpd"
 
 [ -x "$NABBIN" ] || { echo "nab: $NABBIN not built (make)" >&2; exit 1; }
 [ -f "$NAB/labels/combined_windows.json" ] || { echo "nab: no corpus at $NAB" >&2; exit 1; }

@@ -3273,7 +3273,7 @@ static const s_field_t s_agent_map_fields [] = {
 };
 
 static const char *const s_detector_kinds [] = { "ewma", "mad", "cusum", "seasonal", "knn",
-                                                 "ensemble", NULL };
+                                                 "ensemble", "context", "bocpd", NULL };
 
 #define S_DET mesh_agent_config_t
 static const s_field_t s_detector_mad_fields [] = {
@@ -3304,8 +3304,22 @@ static const s_field_t s_detector_knn_fields [] = {
     { NULL }
 };
 
+static const s_field_t s_detector_context_fields [] = {
+    S_NUM ("levels", S_DET, detector.context.levels, F_INT, 2, 64),
+    S_NUM ("length", S_DET, detector.context.length, F_INT, 1, 8),
+    S_NUM ("slots", S_DET, detector.context.slots, F_INT, 16, 176),
+    { NULL }
+};
+
+static const s_field_t s_detector_bocpd_fields [] = {
+    { .key = "hazard", .type = F_DOUBLE, .offset = offsetof (S_DET, detector.bocpd.hazard),
+      .lo = 0, .lo_open = true, .hi = 0.5 },
+    S_NUM ("hypotheses", S_DET, detector.bocpd.hypotheses, F_INT, 2, 24),
+    { NULL }
+};
+
 enum { DT_KIND, DT_ALPHA, DT_WARMUP, DT_THRESHOLD, DT_MAX_SERIES, DT_HOLDOFF, DT_MAD, DT_CUSUM,
-       DT_SEASONAL, DT_KNN };
+       DT_SEASONAL, DT_KNN, DT_CONTEXT, DT_BOCPD };
 static const s_field_t s_detector_fields [] = {
     [DT_KIND] = { .key = "kind", .type = F_STRING, .offset = offsetof (S_DET, detector.kind),
                   .choices = s_detector_kinds },
@@ -3319,6 +3333,8 @@ static const s_field_t s_detector_fields [] = {
     [DT_CUSUM] = { .key = "cusum", .type = F_SECTION, .sub = s_detector_cusum_fields },
     [DT_SEASONAL] = { .key = "seasonal", .type = F_SECTION, .sub = s_detector_seasonal_fields },
     [DT_KNN] = { .key = "knn", .type = F_SECTION, .sub = s_detector_knn_fields },
+    [DT_CONTEXT] = { .key = "context", .type = F_SECTION, .sub = s_detector_context_fields },
+    [DT_BOCPD] = { .key = "bocpd", .type = F_SECTION, .sub = s_detector_bocpd_fields },
     { NULL }
 };
 #undef S_DET
@@ -3760,6 +3776,11 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->detector.knn.window = 8;
     agent->detector.knn.memory = 128;
     agent->detector.knn.k = 3;
+    agent->detector.context.levels = 8;
+    agent->detector.context.length = 3;
+    agent->detector.context.slots = 128;
+    agent->detector.bocpd.hazard = 0.004;
+    agent->detector.bocpd.hypotheses = 12;
     agent->incident.group_wait_s = 0;
     agent->incident.group_interval_s = 300;
     agent->incident.repeat_interval_s = 3600;

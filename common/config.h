@@ -197,7 +197,8 @@ typedef struct {
 } mesh_backend_config_t;
 
 typedef struct {
-    char *kind;                     //  ewma (default), mad, cusum, seasonal, knn, ensemble
+    char *kind;                     //  ewma (default), mad, cusum, seasonal, knn, ensemble,
+                                    //  context, bocpd
     double alpha;                   //  ewma: smoothing factor, (0,1], default 0.05
     int warmup;                     //  points per series before any score, default 30
     double threshold;               //  score in [0,1] at or above which a point is anomalous, default 0.9995
@@ -221,6 +222,15 @@ typedef struct {
         int memory;                 //  patterns remembered per series, 8..4096, default 128
         int k;                      //  neighbours averaged, 1..memory, default 3
     } knn;
+    struct {
+        int levels;                 //  bins the learned range is cut into, 2..64, default 8
+        int length;                 //  levels in the longest context, 1..8, default 3
+        int slots;                  //  contexts remembered per series, 16..176, default 128
+    } context;
+    struct {
+        double hazard;              //  probability of a change point per point, (0,0.5], default 0.004
+        int hypotheses;             //  run lengths kept, 2..24, default 12
+    } bocpd;
 } mesh_detector_config_t;
 
 //  A silence written in the config (incident.silences): anomalous points whose key fields

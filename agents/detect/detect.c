@@ -54,7 +54,7 @@ struct _mesh_detect_t {
 
 static const mesh_detect_family_t *const s_families[] = {
     &mesh_detect_ewma, &mesh_detect_mad, &mesh_detect_cusum, &mesh_detect_seasonal,
-    &mesh_detect_knn, &mesh_detect_ensemble, NULL
+    &mesh_detect_knn, &mesh_detect_ensemble, &mesh_detect_context, &mesh_detect_bocpd, NULL
 };
 
 mesh_detect_t *
@@ -67,7 +67,7 @@ mesh_detect_new (const mesh_detector_config_t *cfg)
             family = s_families[i];
     if (!family) {
         mesh_err ("detect: unknown detector kind '%s', expected ewma, mad, cusum, seasonal, "
-                  "knn or ensemble", cfg->kind ? cfg->kind : "(none)");
+                  "knn, ensemble, context or bocpd", cfg->kind ? cfg->kind : "(none)");
         return NULL;
     }
     if (cfg->warmup < 0) {

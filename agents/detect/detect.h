@@ -46,7 +46,7 @@ bool mesh_detect_is_anomaly (const mesh_detect_t *self, double score);
 size_t mesh_detect_series (const mesh_detect_t *self);
 uint64_t mesh_detect_evictions (const mesh_detect_t *self);
 //  Detector name for records: the family ("ewma", "mad", "cusum", "seasonal", "knn",
-//  "ensemble").
+//  "ensemble", "context", "bocpd").
 const char *mesh_detect_name (const mesh_detect_t *self);
 //  Bytes of detector state per series, table overhead and key excluded.
 size_t mesh_detect_state_size (const mesh_detect_t *self);
@@ -80,6 +80,8 @@ extern const mesh_detect_family_t mesh_detect_cusum;
 extern const mesh_detect_family_t mesh_detect_seasonal;
 extern const mesh_detect_family_t mesh_detect_knn;
 extern const mesh_detect_family_t mesh_detect_ensemble;
+extern const mesh_detect_family_t mesh_detect_context;
+extern const mesh_detect_family_t mesh_detect_bocpd;
 
 //  Shared arithmetic.
 //  The two-sided normal mass inside |z|, erf (|z| / sqrt 2), in [0,1].

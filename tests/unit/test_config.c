@@ -1082,7 +1082,7 @@ test_names_and_strings (void **state)
     s_expect (out, "19:11: agents[1].mode: must be one of: act, observe; got 'shadow'");
     s_expect (out, "20:31: agents[1].fields.value: must not be empty");
     s_expect (out, "21:22: agents[1].detector.kind: must be one of: ewma, mad, cusum, seasonal, "
-              "knn, ensemble; got 'zscore'");
+              "knn, ensemble, context, bocpd; got 'zscore'");
     s_expect (out, "24:15: agents[1].fallback: must not contain a NUL character");
     free (out);
 }
