@@ -89,7 +89,9 @@ for _ in $(seq 50); do
     kill -0 "$DAEMON" 2>/dev/null || fail "the installed meshd exited at start"
     sleep 0.2
 done
-jq_py 'assert d["daemon"]["config"] == "/etc/meshd/meshd.yaml", d["daemon"]; assert d["daemon"]["storage"] == "up"' \
+PKGVER=$(dpkg-deb -f "$DEB" Version)
+jq_py 'assert d["daemon"]["config"] == "/etc/meshd/meshd.yaml", d["daemon"]; assert d["daemon"]["storage"] == "up"
+assert "'"$PKGVER"'" in d["daemon"]["version"], ("package '"$PKGVER"' but meshd says", d["daemon"]["version"])' \
     < "$T/status.json" || fail "meshctl status of the installed meshd: $(head -c 300 "$T/status.json")"
 kill -TERM "$DAEMON"; rc=0; wait "$DAEMON" || rc=$?; DAEMON=
 [ "$rc" = 0 ] || fail "the installed meshd exited with $rc on SIGTERM"
