@@ -146,6 +146,8 @@ nab: deps
 # (right in the source tree, config/../rules) becomes $(PREFIX)/share/meshd/rules/.
 # The config holds no secrets (only paths of files that do) and is 0644 so that the
 # service's user can read it; /etc/meshd itself is 0750 root:meshd (systemd/meshd.tmpfiles).
+# An existing /etc/meshd/meshd.yaml is never overwritten: the template goes beside it as
+# meshd.yaml.new.
 INSTALL_BINS := $(B)/meshd $(B)/mesh-agent $(B)/meshctl
 install: $(INSTALL_BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/meshd/rules \
@@ -160,8 +162,12 @@ install: $(INSTALL_BINS)
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 contrib/meshctl.bash-completion \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/meshctl
-	sed '/^[[:space:]]*#/!s|\.\./rules/|$(PREFIX)/share/meshd/rules/|g' config/meshd.yaml > $(DESTDIR)/etc/meshd/meshd.yaml
-	chmod 0644 $(DESTDIR)/etc/meshd/meshd.yaml
+	@conf=$(DESTDIR)/etc/meshd/meshd.yaml; \
+	if [ -e "$$conf" ]; then conf=$$conf.new; \
+	  echo "make install: $(DESTDIR)/etc/meshd/meshd.yaml exists and is kept; the new template is $$conf"; fi; \
+	echo "sed '/^[[:space:]]*#/!s|\.\./rules/|$(PREFIX)/share/meshd/rules/|g' config/meshd.yaml > $$conf"; \
+	sed '/^[[:space:]]*#/!s|\.\./rules/|$(PREFIX)/share/meshd/rules/|g' config/meshd.yaml > "$$conf" && \
+	chmod 0644 "$$conf"
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/meshd.service > $(DESTDIR)/lib/systemd/system/meshd.service
 	chmod 0644 $(DESTDIR)/lib/systemd/system/meshd.service
 	install -m 0644 systemd/meshd.sysusers $(DESTDIR)/usr/lib/sysusers.d/meshd.conf
@@ -175,7 +181,7 @@ deb:
 	rm -rf $(B)/deb
 	mkdir -p $(B)/deb/src
 	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  git ls-files -z --cached --others --exclude-standard | \
+	  git ls-files -z --cached --others --exclude-standard | grep -zv '^$(B)/' | \
 	    tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(B)/deb/src; \
 	else \
 	  tar --exclude='./build*' --exclude='./$(B)' --exclude=./.git -cf - . | tar -xf - -C $(B)/deb/src; \

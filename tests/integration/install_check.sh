@@ -73,4 +73,12 @@ if command -v systemd-analyze > /dev/null; then
 else
     note "systemd-analyze not available: unit not verified"
 fi
+
+# A second make install keeps the operator's config and puts the template beside it.
+echo "# edited by the operator" >> "$CONF"
+make --no-print-directory -s install B="$B" PREFIX=/usr DESTDIR="$R" > "$T/install2.log" 2>&1 \
+    || { cat "$T/install2.log"; fail "make install over an installation failed"; }
+tail -1 "$CONF" | grep -q 'edited by the operator' || fail "make install overwrote /etc/meshd/meshd.yaml"
+cmp -s "$R/etc/meshd/meshd.yaml.new" <(head -n -1 "$CONF") || fail "no meshd.yaml.new with the template beside it"
+note "a second make install kept the edited config; the template is meshd.yaml.new"
 echo ok
