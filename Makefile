@@ -14,6 +14,9 @@
 #   make fuzz    every libFuzzer target for FUZZ_SECONDS each (default 600; build-fuzz/)
 #   make fuzz-smoke  the same, 30 s each (what CI runs)
 #   make install PREFIX=/usr/local DESTDIR=
+#   make deb     a Debian package in $(B)/deb/ (debhelper, dpkg-buildpackage; docs/packaging.md)
+#
+# CPPFLAGS and LDFLAGS are honoured (dpkg-buildflags' hardening flags in the package build).
 
 B        ?= build
 CC       ?= cc
@@ -36,6 +39,8 @@ DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua
 # Only the tests need these (immutable directories, another user, dropping privileges,
 # curl for the test inference server's self-check).
 TEST_DEBS := e2fsprogs passwd util-linux curl
+# Only `make deb` needs these (and tests/integration/deb_package.sh, through it).
+DEB_DEBS  := debhelper dpkg-dev fakeroot lintian
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c audit/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
@@ -45,7 +50,7 @@ HELPERS  := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 BINS     := $(B)/meshd $(B)/mesh-agent $(TOOLS)
 
-.PHONY: all deps test asan demo bench nab install clean format fuzz fuzz-build fuzz-smoke
+.PHONY: all deps test asan demo bench nab install deb clean format fuzz fuzz-build fuzz-smoke
 all: $(BINS) $(UNITS) $(HELPERS) $(BENCHES)
 
 deps:
@@ -59,27 +64,27 @@ deps:
 
 $(B)/obj/%.o: %.c $(wildcard common/*.h audit/*.h agents/*.h agents/*/*.h lua/*.h daemon/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 
 $(B)/libmesh.a: $(LIBOBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(B)/meshd: $(B)/obj/daemon/main.o $(B)/libmesh.a
-	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/mesh-agent: $(B)/obj/agents/main.o $(B)/libmesh.a
-	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/%: $(B)/obj/tools/%.o $(B)/libmesh.a
-	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(B)/libmesh.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lcmocka
 $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libmesh.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/tests/%: $(B)/obj/tests/helpers/%.o $(B)/libmesh.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The build of the tests depends on deps so that a fresh machine gets there.
 test:
@@ -107,7 +112,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_co
 
 $(B)/fuzz/fuzz_%: $(B)/obj/tests/fuzz/fuzz_%.o $(B)/obj/tests/fuzz/fuzz_common.o $(B)/libmesh.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
 
 fuzz-build:
 	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(FUZZ_DEBS)"
@@ -137,21 +142,55 @@ nab: deps
 	@$(MAKE) --no-print-directory all
 	@B=$(B) NAB=$(NAB) NAB_OUT=$(NAB_OUT) bench/nab.sh
 
-install: $(BINS)
+# The installed template names the shipped rules where they are installed: ../rules/
+# (right in the source tree, config/../rules) becomes $(PREFIX)/share/meshd/rules/.
+# The config holds no secrets (only paths of files that do) and is 0644 so that the
+# service's user can read it; /etc/meshd itself is 0750 root:meshd (systemd/meshd.tmpfiles).
+# An existing /etc/meshd/meshd.yaml is never overwritten: the template goes beside it as
+# meshd.yaml.new.
+INSTALL_BINS := $(B)/meshd $(B)/mesh-agent $(B)/meshctl
+install: $(INSTALL_BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/meshd/rules \
 	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
-	  $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 	  $(DESTDIR)/etc/meshd $(DESTDIR)/lib/systemd/system \
 	  $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
-	install -m 0755 $(B)/meshd $(B)/mesh-agent $(B)/meshctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(INSTALL_BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 rules/*.lua $(DESTDIR)$(PREFIX)/share/meshd/rules/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 0640 config/meshd.yaml $(DESTDIR)/etc/meshd/meshd.yaml
+	install -m 0644 contrib/meshctl.bash-completion \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/meshctl
+	@conf=$(DESTDIR)/etc/meshd/meshd.yaml; \
+	if [ -e "$$conf" ]; then conf=$$conf.new; \
+	  echo "make install: $(DESTDIR)/etc/meshd/meshd.yaml exists and is kept; the new template is $$conf"; fi; \
+	echo "sed '/^[[:space:]]*#/!s|\.\./rules/|$(PREFIX)/share/meshd/rules/|g' config/meshd.yaml > $$conf"; \
+	sed '/^[[:space:]]*#/!s|\.\./rules/|$(PREFIX)/share/meshd/rules/|g' config/meshd.yaml > "$$conf" && \
+	chmod 0644 "$$conf"
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/meshd.service > $(DESTDIR)/lib/systemd/system/meshd.service
+	chmod 0644 $(DESTDIR)/lib/systemd/system/meshd.service
 	install -m 0644 systemd/meshd.sysusers $(DESTDIR)/usr/lib/sysusers.d/meshd.conf
 	install -m 0644 systemd/meshd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/meshd.conf
+
+# The Debian package, built with the distribution's tools from a copy of the tree in
+# $(B)/deb/src (dpkg-buildpackage writes into the parent directory, so everything stays
+# under $(B)/deb/); lintian runs on the result (docs/packaging.md lists the warnings kept).
+deb:
+	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(DEB_DEBS)"
+	rm -rf $(B)/deb
+	mkdir -p $(B)/deb/src
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z --cached --others --exclude-standard | grep -zv '^$(B)/' | \
+	    tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C $(B)/deb/src; \
+	else \
+	  tar --exclude='./build*' --exclude='./$(B)' --exclude=./.git -cf - . | tar -xf - -C $(B)/deb/src; \
+	fi
+	cd $(B)/deb/src && dpkg-buildpackage -b -us -uc -j2 > ../build.log 2>&1 || \
+	  { tail -40 ../build.log; exit 1; }
+	rm -rf $(B)/deb/src
+	lintian --fail-on error $(B)/deb/*.deb | tee $(B)/deb/lintian.txt
+	@ls -1 $(B)/deb/*.deb
 
 format:
 	clang-format -i $(wildcard */*.c */*.h agents/*/*.c agents/*/*.h tests/*/*.c)

@@ -200,17 +200,15 @@ test_reference_config (void **state)
                       s_line_of ("config/meshd.yaml", "rules: [../rules/action_allowlist.lua]"));
     assert_int_equal (cfg->global_rule_pos [0].col, 11);
 
-    assert_int_equal (cfg->backend_count, 2);
-    const mesh_backend_config_t *scripted = mesh_config_backend (cfg, "scripted");
-    assert_non_null (scripted);
-    assert_int_equal (scripted->kind, MESH_BACKEND_SCRIPTED);
-    assert_string_equal (scripted->file, "config/demo-responses.jsonl");
+    //  The template is what an installed meshd starts with: no demo backend, no key file.
+    assert_int_equal (cfg->backend_count, 1);
+    assert_null (mesh_config_backend (cfg, "scripted"));
     const mesh_backend_config_t *local = mesh_config_backend (cfg, "local");
     assert_non_null (local);
     assert_int_equal (local->kind, MESH_BACKEND_OPENAI);
     assert_string_equal (local->url, "http://127.0.0.1:8080");
     assert_string_equal (local->model, "qwen2.5-1.5b-instruct");
-    assert_string_equal (local->api_key_file, "/etc/meshd/llm.key");
+    assert_null (local->api_key_file);
     assert_int_equal (local->timeout_ms, 30000);
     assert_int_equal (local->connect_timeout_ms, 2000);
     assert_true (local->temperature == 0);
