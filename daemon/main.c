@@ -5,6 +5,9 @@
  *                                       (--check-config FILE is the same)
  *      meshd --set-aside-log [--config FILE]   move a log that fails verification
  *                                       aside intact and start a new one; exit 0/1
+ *      meshd --version | --help         print to stdout, exit 0 (usage errors: stderr, 64)
+ *      --log auto|journal|stderr        where diagnostics go (common/log.h); the agents
+ *                                       inherit the choice through $MESH_LOG_TARGET
  *
  *  Startup order: config (refuse to start on any problem) -> directories ->
  *  embedded broker (if configured) -> decision ledger (verifies chain, MACs and
@@ -48,6 +51,7 @@
 #include "ship.h"
 #include "supervise.h"
 #include "tokens.h"
+#include "version.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -63,7 +67,6 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#define MESHD_VERSION "0.1.0"
 
 typedef struct {
     mesh_config_t *cfg;                 //  in force
@@ -1220,7 +1223,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     int64_t started = zclock_mono (), next_status = 0, next_watchdog = 0, deadline = 0;
     int64_t next_checkpoint = started + (int64_t) cfg->checkpoint_interval_s * 1000;
     char *last_summary = NULL;
-    mesh_notice ("meshd %s started: %zu agent(s), decision log %s", MESHD_VERSION,
+    mesh_notice ("meshd %s started: %zu agent(s), decision log %s", mesh_version (),
                  cfg->agent_count, cfg->decision_log);
     while (true) {
         if (s_stop && !deadline) {
@@ -1266,7 +1269,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         else
         if (which == control) {
             json_t *status = json_pack (
-                "{si ss ss ss ss sI sI sb sf}", "pid", (int) getpid (), "version", MESHD_VERSION,
+                "{si ss ss ss ss sI sI sb sf}", "pid", (int) getpid (), "version", mesh_version (),
                 "config", config_path, "decision_log", mesh_ledger_path (ledger), "brokers",
                 brokers, "uptime_s", (json_int_t) ((zclock_mono () - started) / 1000),
                 "ledger_seq", (json_int_t) mesh_ledger_seq (ledger), "ready", ready,
@@ -1380,14 +1383,25 @@ done:
     return rc;
 }
 
+static void
+s_usage (FILE *out)
+{
+    fprintf (out, "usage: meshd [--config FILE] [--log auto|journal|stderr]\n"
+                  "       meshd --check-config[=FILE]\n"
+                  "       meshd --set-aside-log [--config FILE]\n"
+                  "       meshd --version | --help\n");
+}
+
 int
 main (int argc, char **argv)
 {
     const char *config = "/etc/meshd/meshd.yaml";
     bool check = false, set_aside = false;
+    const char *log_target = NULL;
     static struct option opts[] = {{"config", 1, 0, 'c'},  {"check-config", 2, 0, 'k'},
                                    {"version", 0, 0, 'V'}, {"help", 0, 0, 'h'},
-                                   {"set-aside-log", 0, 0, 'A'}, {0, 0, 0, 0}};
+                                   {"set-aside-log", 0, 0, 'A'}, {"log", 1, 0, 'L'},
+                                   {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long (argc, argv, "c:kVh", opts, NULL)) != -1) {
         switch (c) {
@@ -1398,19 +1412,28 @@ main (int argc, char **argv)
                     config = optarg;
                 break;
             case 'A': set_aside = true; break;
-            case 'V': printf ("meshd %s\n", MESHD_VERSION); return 0;
-            case 'h':
-                printf ("usage: meshd [--config FILE] | --check-config[=FILE] | "
-                        "--set-aside-log [--config FILE] | --version\n");
-                return 0;
-            default: return 64;
+            case 'L': log_target = optarg; break;
+            case 'V': mesh_version_print (stdout, "meshd"); return 0;
+            case 'h': s_usage (stdout); return 0;
+            default: s_usage (stderr); return 64;
         }
     }
     if (check && optind < argc)
         config = argv[optind++];
     if (optind < argc) {
         fprintf (stderr, "meshd: unexpected argument '%s'\n", argv[optind]);
+        s_usage (stderr);
         return 64;
+    }
+    mesh_log_target_t target = MESH_LOG_AUTO;
+    if (log_target && mesh_log_target_parse (log_target, &target) != 0) {
+        fprintf (stderr, "meshd: --log '%s': expected auto, journal or stderr\n", log_target);
+        return 64;
+    }
+    if (log_target) {
+        mesh_log_set_target (target);
+        //  The agents (execv keeps the environment) log where the supervisor does.
+        setenv ("MESH_LOG_TARGET", mesh_log_target () == MESH_LOG_JOURNAL ? "journal" : "stderr", 1);
     }
     mesh_log_set_tag ("supervisor");
     mesh_config_t *cfg = NULL;
