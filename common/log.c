@@ -19,6 +19,7 @@
  */
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #define S_LINE_MAX 2048             //  bytes of a message before escaping
+#define S_JOURNAL_SOCKET "/run/systemd/journal/socket"      //  sd-journal's, fixed
 
 static char s_tag[64] = "meshd";
 static int s_level = -1;
@@ -283,6 +285,13 @@ s_journal (int priority, const char *file, int line, const char *func, const cha
         S_IOV (ctx[f], (size_t) k);
     }
 #undef S_IOV
+    //  sd_journal_sendv drops a line silently (and returns 0) when no journald listens:
+    //  look first, so that such a line goes to stderr instead.
+    struct stat st;
+    if (stat (S_JOURNAL_SOCKET, &st) != 0)
+        return -errno;
+    if (!S_ISSOCK (st.st_mode))
+        return -ENOTSOCK;
     return sd_journal_sendv (iov, n);
 }
 
