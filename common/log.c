@@ -38,7 +38,8 @@ static int s_level = -1;
 static mesh_log_target_t s_target = MESH_LOG_AUTO;     //  resolved on first use
 static pthread_once_t s_target_once = PTHREAD_ONCE_INIT;
 static int s_journal_failed;                            //  said once that it fell back
-static char s_agent[MESH_LOG_FIELD_MAX] = "";           //  the process's agent, if any
+static char s_agent[MESH_LOG_FIELD_MAX] = "";
+static char s_cli[64] = "";                             //  a tool's name: plain lines           //  the process's agent, if any
 
 typedef struct {
     bool agent_set;                 //  the thread set its own agent name
@@ -132,6 +133,15 @@ mesh_log_set_tag (const char *tag)
     if (!tag)
         tag = "meshd";
     s_escape (s_tag, sizeof s_tag, tag, strlen (tag));
+}
+
+void
+mesh_log_set_cli (const char *program)
+{
+    if (program)
+        s_escape (s_cli, sizeof s_cli, program, strlen (program));
+    else
+        s_cli[0] = 0;
 }
 
 void
@@ -313,7 +323,7 @@ mesh_log_at (int priority, const char *file, int line_no, const char *func, cons
                                                                  : sizeof message - 1;
     //  Every byte may become four (\xHH); the prefix and the newline fit besides.
     char line[4 * S_LINE_MAX + 128];
-    if (mesh_log_target () == MESH_LOG_JOURNAL) {
+    if (!*s_cli && mesh_log_target () == MESH_LOG_JOURNAL) {
         memcpy (line, "MESSAGE=", 8);
         size_t len = 8 + s_escape (line + 8, sizeof line - 8, message, message_len);
         int rc = s_journal (priority, file, line_no, func, line, len);
@@ -329,7 +339,8 @@ mesh_log_at (int priority, const char *file, int line_no, const char *func, cons
             (void) w;
         }
     }
-    int n = snprintf (line, sizeof line, "<%d>meshd[%s]: ", priority, s_tag);
+    int n = *s_cli ? snprintf (line, sizeof line, "%s: ", s_cli)
+                   : snprintf (line, sizeof line, "<%d>meshd[%s]: ", priority, s_tag);
     size_t len = (size_t) n;
     len += s_escape (line + len, sizeof line - len - 1, message, message_len);
     line[len++] = '\n';

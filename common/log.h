@@ -41,6 +41,10 @@ typedef enum { MESH_LOG_CTX_AGENT, MESH_LOG_CTX_DECISION, MESH_LOG_CTX_SERIES,
 
 //  Set the tag printed in every line (copied, escaped like the message).  Default "meshd".
 void mesh_log_set_tag (const char *tag);
+//  For a command-line tool (meshctl): stderr lines read "PROGRAM: message" (no priority,
+//  no tag), like the tool's own errors, and never go to the journal.  NULL: back to daemon
+//  lines.
+void mesh_log_set_cli (const char *program);
 //  Lines above this priority are not printed.  Default MESH_LOG_INFO; MESH_LOG_LEVEL=7 env
 //  turns on debug.
 void mesh_log_set_level (int level);

@@ -899,6 +899,13 @@ s_reload_finish (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *led
     st->last = json_pack ("{sb sI sO sO}", "ok", 1, "at", (json_int_t) time (NULL), "reload",
                           json_object_get (plan, "reload"), "restart",
                           json_object_get (plan, "restart"));
+    //  The rule set each agent runs from now on: meshctl reload waits until they report it.
+    json_t *hashes = json_object ();
+    for (size_t a = 0; a < st->cfg->agent_count; a++)
+        if (st->cfg->agents[a].rules_hash)
+            json_object_set_new (hashes, st->cfg->agents[a].name,
+                                 json_string (st->cfg->agents[a].rules_hash));
+    json_object_set_new (st->last, "rules_hash", hashes);
     return json_pack ("{sb sO}", "ok", 1, "result", st->last);
 }
 

@@ -296,6 +296,20 @@ test_journal_refused_goes_to_stderr (void **state)
     free (two);
 }
 
+static void
+test_cli_lines (void **state)
+{
+    //  A tool's lines read like its own errors; the message is escaped all the same.
+    mesh_log_set_cli ("meshctl");
+    char *got = s_capture ("t", "no such \x1b id", 12);
+    mesh_log_set_cli (NULL);
+    assert_string_equal (got, "meshctl: no such \\x1b id\n");
+    free (got);
+    got = s_capture ("t", "back", 4);
+    assert_string_equal (got, "<3>meshd[t]: back\n");
+    free (got);
+}
+
 int
 main (void)
 {
@@ -316,6 +330,7 @@ main (void)
         cmocka_unit_test (test_target_parse),
         cmocka_unit_test (test_auto_follows_journal_stream),
         cmocka_unit_test (test_journal_refused_goes_to_stderr),
+        cmocka_unit_test (test_cli_lines),
     };
     return cmocka_run_group_tests_name ("log", tests, NULL, NULL);
 }
