@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#define SD_JOURNAL_SUPPRESS_LOCATION     //  CODE_* are the caller's (mesh_log), not ours
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
