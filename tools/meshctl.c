@@ -143,8 +143,8 @@ s_parse_when (const char *text, int64_t *ms)
     }
     bool at = *text == '@';
     const char *n = at ? text + 1 : text;
-    if (!isdigit ((unsigned char) *n))
-        return -1;
+    if (!isdigit ((unsigned char) *n) || strspn (n, "0123456789.") != strlen (n))
+        return -1;                      //  decimal only: no 0x10, 1e9, inf
     char *end = NULL;
     errno = 0;
     double seconds = strtod (n, &end);

@@ -47,7 +47,7 @@ t0=$(python3 -c 'import calendar; print(calendar.timegm((2026, 12, 5, 7, 44, 26)
 [ "$(ids --since 2h)" = 4 ] || fail "--since 2h: $(ids --since 2h)"
 [ "$(ids --since -4h --until 2h)" = 5 ] || fail "--since -4h --until 2h"
 [ "$(ids --since 1d --until now)" = "4 5" ] || fail "--since 1d --until now"
-for bad in 2026 1733384666x yesterday 2026-12-05 "2026-12-05T07:44:26" 2026-13-05T07:44:26Z 2h30 ""; do
+for bad in 2026 1733384666x 0x7fffffff 1e10 @-5 yesterday 2026-12-05 "2026-12-05T07:44:26" 2026-13-05T07:44:26Z 2h30 ""; do
     rc=$(run "$BIN/meshctl" "${L[@]}" audit list --since "$bad")
     [ "$rc" = 64 ] || fail "--since '$bad' exited $rc, not 64"
     grep -q "^meshctl: --since '$bad' is not a time: use RFC 3339" "$T/err" || { cat "$T/err"; fail "no reason for '$bad'"; }
