@@ -4078,6 +4078,81 @@ static const s_field_t s_root_fields [] = {
     { NULL }
 };
 
+//  --------------------------------------------------------------------------
+//  Every key the loader accepts, for meshd --list-config-keys and the docs test.
+//  The keys come from the field tables above; what this needs to know besides
+//  them is which table a hand-written handler walks and how its entries are
+//  named (a mapping of names chosen by the operator, or a sequence).  A handler
+//  that is not listed here takes a value and prints as one key.
+
+typedef enum { S_KEYS_PLAIN, S_KEYS_NAMED, S_KEYS_SEQUENCE } s_keys_shape_t;
+
+static const struct {
+    s_handler_fn *handler;
+    const s_field_t *sub;
+    s_keys_shape_t shape;
+} s_call_subs [] = {
+    { s_daemon, s_daemon_fields, S_KEYS_PLAIN },
+    { s_kafka, s_kafka_fields, S_KEYS_PLAIN },
+    { s_kafka_security, s_security_fields, S_KEYS_PLAIN },
+    { s_backends, s_backend_fields, S_KEYS_NAMED },
+    { s_backend_budget, s_budget_fields, S_KEYS_PLAIN },
+    { s_actions, s_action_fields, S_KEYS_NAMED },
+    { s_params, s_param_fields, S_KEYS_NAMED },
+    { s_action_budget, s_budget_fields, S_KEYS_PLAIN },
+    { s_defer_agents, s_agent_fields, S_KEYS_SEQUENCE },
+    { s_reason_budget, s_budget_fields, S_KEYS_PLAIN },
+    { s_silences, s_silence_fields, S_KEYS_SEQUENCE },
+    { s_sandbox, s_sandbox_fields, S_KEYS_PLAIN },
+    { s_root_budget, s_budget_fields, S_KEYS_PLAIN },
+    { s_audit, s_audit_fields, S_KEYS_PLAIN },
+    { s_audit_rotate, s_rotate_fields, S_KEYS_PLAIN },
+    { s_audit_retain, s_retain_fields, S_KEYS_PLAIN },
+    { s_audit_ship, s_ship_fields, S_KEYS_PLAIN },
+    { s_ship_security, s_security_fields, S_KEYS_PLAIN },
+};
+
+static int
+s_list_keys (const s_field_t *fields, const char *prefix, int depth,
+             void (*each) (const char *key, void *arg), void *arg)
+{
+    int count = 0;
+    if (depth > 16)                     //  the tables nest a few levels; never loop
+        return 0;
+    for (int i = 0; fields [i].key; i++) {
+        const s_field_t *field = &fields [i];
+        char path [S_PATH_MAX];
+        snprintf (path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", field->key);
+        each (path, arg);
+        count++;
+        const s_field_t *sub = field->type == F_SECTION ? field->sub : NULL;
+        s_keys_shape_t shape = S_KEYS_PLAIN;
+        if (field->type == F_CALL)
+            for (size_t j = 0; j < sizeof s_call_subs / sizeof s_call_subs [0]; j++)
+                if (s_call_subs [j].handler == field->handler) {
+                    sub = s_call_subs [j].sub;
+                    shape = s_call_subs [j].shape;
+                }
+        if (!sub)
+            continue;
+        char inner [S_PATH_MAX];
+        const char *suffix = shape == S_KEYS_NAMED ? ".<name>"
+                           : shape == S_KEYS_SEQUENCE ? "[]" : "";
+        if (strlen (path) + strlen (suffix) >= sizeof inner)
+            continue;                   //  never: the tables' paths are short
+        memcpy (inner, path, strlen (path));
+        strcpy (inner + strlen (path), suffix);
+        count += s_list_keys (sub, inner, depth + 1, each, arg);
+    }
+    return count;
+}
+
+int
+mesh_config_list_keys (void (*each) (const char *key, void *arg), void *arg)
+{
+    return s_list_keys (s_root_fields, "", 0, each, arg);
+}
+
 static int
 s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
 {

@@ -503,6 +503,13 @@ const char *mesh_config_check_trust (const char *path, char *why, size_t size);
 //  Destroy; sets *self_p to NULL; safe on NULL.
 void mesh_config_destroy (mesh_config_t **self_p);
 
+//  Call EACH with every key the loader accepts, as a dotted path from the top of the
+//  file, in table order: "daemon.runtime_dir", "backends.<name>.url" (a name chosen by
+//  the operator), "agents[].detector.knn.k" (an item of a sequence).  A section is
+//  listed before its keys.  Returns the number of keys.  Generated from the loader's
+//  own field tables (meshd --list-config-keys prints it).
+int mesh_config_list_keys (void (*each) (const char *key, void *arg), void *arg);
+
 //  A flavour's name as written in the config ("auto", "ollama-native", ...); "unknown"
 //  for a value outside the enum.  Static, never NULL.
 const char *mesh_config_flavor_name (mesh_backend_flavor_t flavor);

@@ -1396,7 +1396,15 @@ s_usage (FILE *out)
     fprintf (out, "usage: meshd [--config FILE] [--log auto|journal|stderr]\n"
                   "       meshd --check-config[=FILE]\n"
                   "       meshd --set-aside-log [--config FILE]\n"
+                  "       meshd --list-config-keys\n"
                   "       meshd --version | --help\n");
+}
+
+static void
+s_print_key (const char *key, void *arg)
+{
+    (void) arg;
+    puts (key);
 }
 
 int
@@ -1408,7 +1416,7 @@ main (int argc, char **argv)
     static struct option opts[] = {{"config", 1, 0, 'c'},  {"check-config", 2, 0, 'k'},
                                    {"version", 0, 0, 'V'}, {"help", 0, 0, 'h'},
                                    {"set-aside-log", 0, 0, 'A'}, {"log", 1, 0, 'L'},
-                                   {0, 0, 0, 0}};
+                                   {"list-config-keys", 0, 0, 'K'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long (argc, argv, "c:kVh", opts, NULL)) != -1) {
         switch (c) {
@@ -1419,6 +1427,9 @@ main (int argc, char **argv)
                     config = optarg;
                 break;
             case 'A': set_aside = true; break;
+            case 'K':                   //  every key the loader accepts, one a line
+                mesh_config_list_keys (s_print_key, NULL);
+                return 0;
             case 'L': log_target = optarg; break;
             case 'V': mesh_version_print (stdout, "meshd"); return 0;
             case 'h': s_usage (stdout); return 0;

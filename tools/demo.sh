@@ -121,6 +121,30 @@ done
 echo
 "${MESHCTL[@]}" summary --labels "$DEMO/labels.json"
 
+# A wrong model URL must not pass for a demo: when every model call failed, say so
+# (with the backend's last error), still stop meshd and verify the log, and exit 1.
+model_down=$("${MESHCTL[@]}" --json summary | jq_py '
+e = d["economics"]; m = d["model_failed"]
+print("%d of %d model calls failed, %d decisions took the fallback" % (m["calls"], e["calls"], m["decisions"])
+      if e["calls"] > 0 and m["calls"] == e["calls"] else "")') || model_down=
+if [ -n "$model_down" ]; then
+    why=$(status_json | jq_py '
+seen = []
+for a in d["agents"]:
+    for name, b in (a.get("backends") or {}).items():
+        line = "backend %s: %s" % (name, b.get("detail") or b.get("state"))
+        if line not in seen: seen.append(line)
+print("; ".join(seen))') || why=
+    say "stopping meshd (SIGTERM)"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    pid=
+    "${MESHCTL[@]}" audit verify || fail "the decision log does not verify"
+    printf 'demo FAILED: every model call failed (%s; %s; check MESH_LLM_URL and that the server runs)\n' \
+        "$model_down" "${why:-no backend detail}" >&2
+    exit 1
+fi
+
 # restart_service needs a human: meshd holds each one the gates accepted, and runs it
 # only when an operator approves it (the agent has moved on).  Approve the oldest; meshd
 # runs it and records the outcome with who approved it and why.

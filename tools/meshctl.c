@@ -774,6 +774,8 @@ s_score_one (json_t *decision, void *arg)
 //  and what was spent on attempts that were refused or failed (waste), by cause.
 typedef struct {
     json_int_t calls, charged, accepted_decisions, decision_tokens;
+    json_int_t model_failed;            //  decisions whose every model call failed
+    json_int_t failed_calls;            //  attempts that ended in a model_* error
     json_t *waste;                      //  {cause: tokens}
 } s_economics_t;
 
@@ -795,6 +797,8 @@ s_economics_one (json_t *decision, void *arg)
     const char *verdict = json_string_value (json_object_get (decision, "verdict"));
     if (verdict && !strcmp (verdict, "accepted"))
         e->accepted_decisions++;
+    if (verdict && !strcmp (verdict, "model_failed"))
+        e->model_failed++;
     e->decision_tokens += json_integer_value (json_object_get (decision, "tokens"));
     size_t i;
     json_t *attempt;
@@ -805,6 +809,8 @@ s_economics_one (json_t *decision, void *arg)
         if (json_is_true (json_object_get (attempt, "accepted")))
             continue;
         const char *cause = json_string_value (json_object_get (attempt, "error"));
+        if (cause && !strncmp (cause, "model_", 6))
+            e->failed_calls++;
         cause = cause ? cause : "rejected";
         json_int_t had = json_integer_value (json_object_get (e->waste, cause));
         json_object_set_new (e->waste, cause, json_integer (had + n));
@@ -1175,6 +1181,10 @@ s_summary (s_opts_t *o)
     mesh_audit_each_decision (log, s_economics_one, &eco);
     double per_call = eco.calls ? (double) eco.charged / (double) eco.calls : 0;
     double naive = status ? per_call * (double) anomalies : 0;
+    json_object_set_new (json_object_get (out, "decisions"), "model_failed",
+                         json_integer (eco.model_failed));
+    json_object_set_new (out, "model_failed", json_pack ("{sI sI}", "decisions",
+                         eco.model_failed, "calls", eco.failed_calls));
     json_int_t waste_total = 0;
     const char *cause;
     json_t *n;
@@ -1237,6 +1247,9 @@ s_summary (s_opts_t *o)
                 (unsigned long long) st.decisions, (unsigned long long) st.accepted,
                 (unsigned long long) st.rejected, (unsigned long long) st.fallback,
                 (unsigned long long) st.budget_exhausted);
+        printf ("  model_failed             %lld decisions (every model call failed: the "
+                "fallback acted); %lld of %lld calls failed\n", (long long) eco.model_failed,
+                (long long) eco.failed_calls, (long long) eco.calls);
         printf ("  tokens used              %llu\n", (unsigned long long) st.tokens);
         printf ("  tokens per accepted      %.1f\n", st.tokens_per_accepted);
         printf ("  model calls              %lld, %.1f tokens each on average\n",

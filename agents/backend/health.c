@@ -1,5 +1,6 @@
 /*  health - circuit breaker, probed server facts and latency figures (see health.h).  */
 #include "health.h"
+#include "log.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #define S_MAX_ENTRIES   64
 #define S_RING          512             //  latencies kept for the percentiles
 #define S_DETAIL_MAX    200
+#define S_LOG_INTERVAL_MS 10000         //  between two state-change warnings of one server
 
 typedef enum { S_CLOSED, S_OPEN, S_HALF_OPEN } s_circuit_t;
 
@@ -24,6 +26,11 @@ struct _mesh_health_t {
     long open_until_ms;
     long consecutive;
     long calls, failures;
+    //  healthy -> failing -> recovered, logged at warning once per change and at most
+    //  once per S_LOG_INTERVAL_MS (a server that flaps faster is logged in its state
+    //  at the next call after the interval): never one line per call.
+    bool failing, logged_failing;
+    long logged_ms, failed_since_logged;   //  failures since the last recovery
     bool loading, misconfigured, down, answered;
     char detail[S_DETAIL_MAX];
     mesh_health_server_t server;
@@ -193,7 +200,33 @@ mesh_health_result (mesh_health_t *self, long now_ms, mesh_fail_t fail, long lat
     }
     if (self->circuit == S_HALF_OPEN)
         self->probe_taken = false;      //  a call that said nothing: the next may probe
+    //  Failing: the server could not be used (down, erroring, no such model); recovered:
+    //  a call succeeded.  What the server answered badly is the decision's business.
+    if (s_server_failure (fail) || fail == MESH_FAIL_MODEL_NOT_FOUND)
+        self->failing = true;
+    else if (fail == MESH_FAIL_NONE)
+        self->failing = false;
+    if (fail != MESH_FAIL_NONE)
+        self->failed_since_logged++;
+    char line [1024] = "";
+    if (self->failing != self->logged_failing
+    &&  (self->logged_ms == 0 || now_ms - self->logged_ms >= S_LOG_INTERVAL_MS)) {
+        if (self->failing)
+            snprintf (line, sizeof line, "backend %s (%s): failing: %s; decisions take "
+                      "their fallback action until it answers", self->name, self->url,
+                      self->detail);
+        else
+            snprintf (line, sizeof line, "backend %s (%s): recovered (%ld call%s failed "
+                      "since it last answered)", self->name, self->url, self->failed_since_logged,
+                      self->failed_since_logged == 1 ? "" : "s");
+        self->logged_failing = self->failing;
+        self->logged_ms = now_ms > 0 ? now_ms : 1;
+        if (!self->failing)
+            self->failed_since_logged = 0;
+    }
     pthread_mutex_unlock (&s_lock);
+    if (line [0])
+        mesh_warn ("%s", line);
 }
 
 void

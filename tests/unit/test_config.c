@@ -2764,6 +2764,162 @@ test_webhook_checks (void **state)
     s_webhook_case (ok, headers, 1, "8:14: actions.x.headers: at most 32 headers, got 33");
 }
 
+//  meshd --list-config-keys: every key the loader accepts, from its own tables.
+typedef struct {
+    char *keys [1024];
+    int count;
+} s_keys_t;
+
+static void
+s_collect_key (const char *key, void *arg)
+{
+    s_keys_t *keys = arg;
+    assert_true (keys->count < 1024);
+    keys->keys [keys->count++] = strdup (key);
+}
+
+static bool
+s_has_key (const s_keys_t *keys, const char *key)
+{
+    for (int i = 0; i < keys->count; i++)
+        if (!strcmp (keys->keys [i], key))
+            return true;
+    return false;
+}
+
+//  The keys listed directly under PREFIX ("agents[].detector"), comma-separated in
+//  table order, as the loader's "expected one of" message shows them.
+static void
+s_children (const s_keys_t *keys, const char *prefix, char *buf, size_t size)
+{
+    buf [0] = 0;
+    size_t length = strlen (prefix);
+    for (int i = 0; i < keys->count; i++) {
+        const char *key = keys->keys [i];
+        if (strncmp (key, prefix, length) || key [length] != '.'
+        ||  strchr (key + length + 1, '.') || strchr (key + length + 1, '['))
+            continue;
+        size_t used = strlen (buf);
+        snprintf (buf + used, size - used, "%s%s", used ? ", " : "", key + length + 1);
+    }
+}
+
+//  An unknown key in SECTION (loaded from s_base + EXTRA) is reported with the keys
+//  the loader expected there: exactly the ones the list names under PREFIX.
+static void
+s_expect_children (const s_keys_t *keys, const char *extra, const char *prefix)
+{
+    char children [2048];
+    s_children (keys, prefix, children, sizeof children);
+    assert_true (strlen (children) > 0);
+    mesh_config_t *cfg = NULL;
+    char *out = NULL;
+    assert_true (s_load_base (extra, &cfg, &out) > 0);
+    const char *expected = strstr (out, "(expected one of: ");
+    if (!expected)
+        fail_msg ("no expected keys in:\n%s", out);
+    expected += strlen ("(expected one of: ");
+    if (strncmp (expected, children, strlen (children))
+    ||  expected [strlen (children)] != ')')
+        fail_msg ("%s: listed '%s', loader expects:\n%s", prefix, children, out);
+    free (out);
+}
+
+static void
+test_list_keys (void **state)
+{
+    s_keys_t keys = { .count = 0 };
+    int count = mesh_config_list_keys (s_collect_key, &keys);
+    assert_int_equal (count, keys.count);
+    assert_true (count > 200);
+    //  A key at every depth and through every kind of section.
+    const char *known [] = {
+        "daemon", "daemon.runtime_dir", "daemon.restart.quarantine_after", "kafka.brokers",
+        "kafka.security.sasl.oauthbearer.client_secret_file", "kafka.embedded.topics",
+        "gates.time_ms", "backends.<name>.url", "backends.<name>.circuit.open_ms",
+        "backends.<name>.budget.tokens", "actions.<name>.params.<name>.max_length",
+        "actions.<name>.limits.cpu_s", "actions.<name>.retry.attempts", "agents[].name",
+        "agents[].detector.knn.k", "agents[].incident.silences[].matchers",
+        "agents[].reason.high_priority_when.min_score", "agents[].reason.budget.window",
+        "agents[].events.max_bytes", "sandbox.seccomp", "budget.tokens",
+        "audit.rotate.max_bytes", "audit.retain.max_age_days",
+        "audit.ship.security.ssl.ca_file", NULL };
+    for (int i = 0; known [i]; i++)
+        if (!s_has_key (&keys, known [i]))
+            fail_msg ("'%s' not listed", known [i]);
+    //  Each once, in a stable notation: lower-case words, '.', '[]', '<name>'.
+    for (int i = 0; i < keys.count; i++) {
+        const char *key = keys.keys [i];
+        assert_true (strspn (key, "abcdefghijklmnopqrstuvwxyz0123456789_.[]<>") == strlen (key));
+        assert_null (strstr (key, ".."));
+        for (int j = i + 1; j < keys.count; j++)
+            if (!strcmp (key, keys.keys [j]))
+                fail_msg ("'%s' listed twice", key);
+    }
+    assert_false (s_has_key (&keys, "agents[].detector.bogus"));
+    //  The list and the loader agree, section by section.
+    s_expect_children (&keys, "    detector: {zz_bogus: 1}\n", "agents[].detector");
+    s_expect_children (&keys, "    zz_bogus: 1\n", "agents[]");
+    s_expect_children (&keys, "    incident: {silences: [{zz_bogus: 1}]}\n",
+                       "agents[].incident.silences[]");
+    s_expect_children (&keys, "audit: {zz_bogus: 1}\n", "audit");
+    s_expect_children (&keys, "budget: {zz_bogus: 1}\n", "budget");
+    s_expect_children (&keys, "daemon: {restart: {zz_bogus: 1}}\n", "daemon.restart");
+    for (int i = 0; i < keys.count; i++)
+        free (keys.keys [i]);
+}
+
+//  A key the list shows without keys below it takes a value; if its handler walks a table
+//  of keys instead (a section added with a hand-written handler that s_call_subs in
+//  common/config.c does not name), --list-config-keys would hide that table's keys: the
+//  loader, given a mapping with an unknown key there, says which keys it expected.
+static void
+test_list_keys_complete (void **state)
+{
+    s_keys_t keys = { .count = 0 };
+    mesh_config_list_keys (s_collect_key, &keys);
+    int probed = 0;
+    for (int i = 0; i < keys.count; i++) {
+        const char *key = keys.keys [i];
+        size_t length = strlen (key);
+        bool parent = false;
+        for (int j = 0; j < keys.count && !parent; j++)
+            parent = !strncmp (keys.keys [j], key, length)
+                  && (keys.keys [j][length] == '.' || keys.keys [j][length] == '[');
+        if (parent)
+            continue;
+        char extra [256] = "";
+        const char *rest = key + strlen ("agents[].");
+        const char *dot = strchr (rest, '.');
+        if (!strchr (key, '.') && !strchr (key, '['))
+            snprintf (extra, sizeof extra, "%s: {zz_probe: 1}\n", key);
+        else
+        if (!strncmp (key, "agents[].", 9) && !dot && !strchr (rest, '['))
+            snprintf (extra, sizeof extra, "    %s: {zz_probe: 1}\n", rest);
+        else
+        if (!strncmp (key, "agents[].", 9) && dot && !strchr (dot + 1, '.')
+        &&  !strchr (rest, '[')
+        &&  (!strncmp (rest, "detector.", 9) || !strncmp (rest, "incident.", 9)
+             || !strncmp (rest, "events.", 7)))
+            snprintf (extra, sizeof extra, "    %.*s: {%s: {zz_probe: 1}}\n",
+                      (int) (dot - rest), rest, dot + 1);
+        else
+            continue;
+        mesh_config_t *cfg = NULL;
+        char *out = NULL;
+        s_load_base (extra, &cfg, &out);
+        if (strstr (out, "unknown key 'zz_probe'"))
+            fail_msg ("%s walks keys that --list-config-keys does not show; name its handler "
+                      "and field table in s_call_subs (common/config.c):\n%s", key, out);
+        free (out);
+        mesh_config_destroy (&cfg);
+        probed++;
+    }
+    assert_true (probed > 30);
+    for (int i = 0; i < keys.count; i++)
+        free (keys.keys [i]);
+}
+
 static void
 test_rate (void **state)
 {
@@ -2878,6 +3034,8 @@ main (void)
         cmocka_unit_test (test_webhook_values),
         cmocka_unit_test (test_webhook_checks),
         cmocka_unit_test (test_rate),
+        cmocka_unit_test (test_list_keys),
+        cmocka_unit_test (test_list_keys_complete),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

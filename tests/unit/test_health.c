@@ -10,7 +10,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static mesh_backend_config_t
 s_config (const char *name, int failures, int open_ms)
@@ -182,6 +184,72 @@ test_registry_bounded (void **state)
     mesh_health_put (other);
 }
 
+//  Run RESULTS (fail, time) through a fresh entry with stderr in a file; the lines logged.
+static char *
+s_logged (const char *name, const mesh_fail_t *fails, const long *times, int count)
+{
+    char path[] = "/tmp/test_health.XXXXXX";
+    int fd = mkstemp (path);
+    assert_true (fd >= 0);
+    fflush (stderr);
+    int saved = dup (STDERR_FILENO);
+    dup2 (fd, STDERR_FILENO);
+    mesh_backend_config_t cfg = s_config (name, 1000, 1000);
+    mesh_health_t *h = mesh_health_get (&cfg);
+    assert_non_null (h);
+    for (int i = 0; i < count; i++)
+        mesh_health_result (h, times[i], fails[i], 5, -1, "connect: refused");
+    mesh_health_put (h);
+    dup2 (saved, STDERR_FILENO);
+    close (saved);
+    static char text[8192];
+    ssize_t got = pread (fd, text, sizeof text - 1, 0);
+    text[got > 0 ? got : 0] = 0;
+    close (fd);
+    unlink (path);
+    return text;
+}
+
+static int
+s_count (const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr (p, needle)); p++)
+        n++;
+    return n;
+}
+
+//  A failing server is logged at warning once when it starts failing and once when
+//  it recovers, not per call, and a server that flaps is logged at most every 10 s.
+static void
+test_state_changes_logged (void **state)
+{
+    (void) state;
+    mesh_fail_t down = MESH_FAIL_MODEL_UNREACHABLE, ok = MESH_FAIL_NONE;
+    mesh_fail_t fails[] = { ok, down, down, down, down, down, ok, ok };
+    long times[] = { 1000, 2000, 2100, 2200, 2300, 2400, 20000, 20100 };
+    char *text = s_logged ("logged", fails, times, 8);
+    assert_int_equal (s_count (text, "failing: model_unreachable: connect: refused"), 1);
+    assert_int_equal (s_count (text, "recovered (5 calls failed"), 1);
+    assert_int_equal (s_count (text, "\n"), 2);
+    assert_non_null (strstr (text, "<4>"));     //  warning priority
+    //  Flapping every 100 ms for 30 s: a handful of lines, not 300.
+    mesh_fail_t flap[300];
+    long at[300];
+    for (int i = 0; i < 300; i++) {
+        flap[i] = i % 2 ? ok : down;
+        at[i] = 1000 + 100L * i;
+    }
+    text = s_logged ("flapping", flap, at, 300);
+    int lines = s_count (text, "\n");
+    assert_true (lines >= 2 && lines <= 4);
+    //  A model that is missing on a live server is a failure too.
+    mesh_fail_t missing[] = { MESH_FAIL_MODEL_NOT_FOUND, MESH_FAIL_MODEL_NOT_FOUND };
+    long t2[] = { 1000, 1100 };
+    text = s_logged ("missing", missing, t2, 2);
+    assert_int_equal (s_count (text, "failing: model_not_found"), 1);
+}
+
 int
 main (void)
 {
@@ -190,6 +258,7 @@ main (void)
         cmocka_unit_test (test_misconfigured_and_facts),
         cmocka_unit_test (test_percentiles),
         cmocka_unit_test (test_registry_bounded),
+        cmocka_unit_test (test_state_changes_logged),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
