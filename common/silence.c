@@ -956,6 +956,11 @@ mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err)
         if (!strcmp (argv[i], "--json") || !strcmp (argv[i], "-j"))
             json = true;
         else
+        if (!strcmp (argv[i], "--help") || !strcmp (argv[i], "-h")) {
+            s_cli_usage (out);          //  asked for: stdout, 0 (meshctl(1))
+            return 0;
+        }
+        else
         if ((v = s_opt (argc, argv, &i, "--config")) || (v = s_opt (argc, argv, &i, "-c")))
             config = v;
         else

@@ -79,6 +79,8 @@ for prog in meshctl meshd mesh-agent; do
     grep -Eq "^$prog $(cat VERSION) \(commit ([0-9a-f]{7}(-dirty)?|unknown), built [0-9]{4}-[0-9]{2}-[0-9]{2}, librdkafka [0-9.]+, Lua 5\.4\.[0-9]+, libsodium [0-9.]+" "$T/out" \
         || fail "$prog --version: $(cat "$T/out")"
 done
+rc=$(run "$BIN/meshctl" silence --help)
+[ "$rc" = 0 ] && grep -q "^usage: meshctl .* silence COMMAND" "$T/out" && [ ! -s "$T/err" ] || fail "meshctl silence --help: $rc"
 rc=$(run "$BIN/meshctl" no-such-command)
 [ "$rc" = 64 ] && [ ! -s "$T/out" ] && grep -q "^usage: meshctl" "$T/err" || fail "unknown command: $rc"
 rc=$(run "$BIN/meshd" --log syslog --check-config "$T/none.yaml")
