@@ -66,6 +66,21 @@ $(B)/obj/%.o: %.c $(wildcard common/*.h audit/*.h agents/*.h agents/*/*.h lua/*.
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 
+# The build's identity (common/version.h), passed to that one object: the release from
+# VERSION, the commit and `git describe` (unknown outside a git checkout), the date (UTC,
+# SOURCE_DATE_EPOCH when set).  The stamp changes only when one of them does, so a new
+# commit rebuilds version.o and relinks, nothing else.
+MESH_VERSION   := $(shell cat VERSION 2>/dev/null || echo unknown)
+MESH_COMMIT    := $(shell c=$$(git rev-parse --short=7 HEAD 2>/dev/null) && { git diff --quiet HEAD -- 2>/dev/null || c="$$c-dirty"; echo "$$c"; })
+MESH_DESCRIBE  := $(shell git describe --tags --always --dirty 2>/dev/null)
+MESH_DATE      := $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(date +%s)} +%Y-%m-%d)
+MESH_VSTAMP    := $(MESH_VERSION) $(MESH_COMMIT) $(MESH_DESCRIBE) $(MESH_DATE)
+$(shell mkdir -p $(B) && (echo '$(MESH_VSTAMP)' | cmp -s - $(B)/version.stamp || echo '$(MESH_VSTAMP)' > $(B)/version.stamp))
+$(B)/obj/common/version.o: $(B)/version.stamp VERSION
+$(B)/obj/common/version.o: XCFLAGS += -DMESH_VERSION='"$(MESH_VERSION)"' \
+  -DMESH_GIT_COMMIT='"$(MESH_COMMIT)"' -DMESH_GIT_DESCRIBE='"$(MESH_DESCRIBE)"' \
+  -DMESH_BUILD_DATE='"$(MESH_DATE)"'
+
 $(B)/libmesh.a: $(LIBOBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -205,6 +205,11 @@ s_recover_one (mesh_agent_t *self, mesh_record_t *record, json_t *decision)
     const char *verdict = json_string_value (json_object_get (decision, "verdict"));
     json_t *outcome;
     char *why = NULL;
+    mesh_log_context_set (MESH_LOG_CTX_DECISION, id);
+    mesh_log_context_set (MESH_LOG_CTX_SERIES, json_string_value (json_object_get (
+                                                   json_object_get (decision, "incident"), "series")));
+    mesh_log_context_set (MESH_LOG_CTX_ACTION, json_string_value (json_object_get (action,
+                                                                                     "name")));
     if (json_is_null (action) && verdict && strcmp (verdict, "shed") == 0)
         outcome = json_pack ("{ss ss ss ss ss}", "type", "outcome", "id", id ? id : "",
                              "agent", self->acfg->name, "status", "skipped", "detail",
@@ -286,7 +291,12 @@ s_handle (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *record,
     int slot = s_claim (self, incident->id);
     mesh_inflight_set (self->inflight, 1 + slot, incident->topic, incident->partition,
                        incident->offset);
+    //  Every line logged while this incident is handled, in any stage, carries its
+    //  decision id and series (and the action once decided) in the journal (log.h).
+    mesh_log_context_set (MESH_LOG_CTX_DECISION, incident->id);
+    mesh_log_context_set (MESH_LOG_CTX_SERIES, incident->series);
     bool ok = s_handle_claimed (self, reason, record, incident);
+    mesh_log_context_clear ();
     mesh_inflight_clear (self->inflight, 1 + slot);
     s_release (self, slot);
     return ok;
@@ -318,6 +328,8 @@ s_handle_claimed (mesh_agent_t *self, mesh_reason_t *reason, mesh_record_t *reco
     json_decref (history);
     if (!decision)
         return false;
+    mesh_log_context_set (MESH_LOG_CTX_ACTION, json_string_value (json_object_get (
+                                                   json_object_get (decision, "action"), "name")));
     if (mesh_record_decision (record, decision, NULL) != 0) {         //  durable first
         json_decref (decision);
         return false;
@@ -706,9 +718,12 @@ s_recover (mesh_agent_t *self)
     bool ok = true;
     size_t i;
     json_t *decision;
-    json_array_foreach (pending, i, decision)
-        if (!(ok = s_recover_one (self, record, decision)))
+    json_array_foreach (pending, i, decision) {
+        ok = s_recover_one (self, record, decision);
+        mesh_log_context_clear ();
+        if (!ok)
             break;
+    }
     json_decref (pending);
     mesh_record_destroy (&record);
     return ok;

@@ -2,7 +2,8 @@
  *
  *      mesh-agent --config FILE --agent NAME --instance ID --endpoint EP --brokers LIST
  *                 --auth-fd N [--inflight-fd M] [--snapshot SNAP --sha256 HEX]
- *                 [--rules-sha256 HEX]
+ *                 [--rules-sha256 HEX] [--log auto|journal|stderr]
+ *      mesh-agent --version | --help
  *
  *  Runs agent NAME of the config the supervisor checked and recorded; see agent.c.
  *  meshd passes the snapshot it wrote of the config FILE (SNAP, in the runtime
@@ -20,7 +21,9 @@
  *  life's in-flight area (common/inflight.h): mapped, then closed, before the config is
  *  read; the threads write there what they handle, so that meshd can tell which message
  *  a death happened on, and meshd wrote there which messages are quarantined.
- *  Exit codes: 0 drained on request, 64 usage, 78 config, 75 ledger unavailable
+ *  --log (default: $MESH_LOG_TARGET, which meshd sets when it was given --log, else auto)
+ *  says where diagnostics go (common/log.h); every line carries MESH_AGENT in the journal.
+ *  Exit codes: 0 drained on request (and --version, --help), 64 usage, 78 config, 75 ledger unavailable
  *  (the supervisor restarts it), 1 anything else (confinement failing included).
  *
  *  Confinement (confine.h): the agent dies with its parent from the first line on,
@@ -36,6 +39,7 @@
 #include "log.h"
 #include "proto.h"
 #include "record.h"
+#include "version.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -46,6 +50,17 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out, "usage: mesh-agent --config FILE --agent NAME [--instance ID] "
+                  "--endpoint EP --brokers LIST --auth-fd N [--inflight-fd M] "
+                  "[--snapshot SNAP --sha256 HEX] [--rules-sha256 HEX] "
+                  "[--log auto|journal|stderr]\n"
+                  "       mesh-agent --version | --help\n"
+                  "(meshd starts agents; see mesh-agent(8))\n");
+}
 
 //  Read the token from FD_TEXT's descriptor and close it.  0, or -1 with a message on stderr.
 static int
@@ -122,7 +137,9 @@ main (int argc, char **argv)
                                    {"brokers", 1, 0, 'b'},  {"auth-fd", 1, 0, 'A'},
                                    {"inflight-fd", 1, 0, 'F'}, {"snapshot", 1, 0, 'S'},
                                    {"sha256", 1, 0, 'H'},   {"rules-sha256", 1, 0, 'R'},
-                                   {0, 0, 0, 0}};
+                                   {"log", 1, 0, 'L'},      {"version", 0, 0, 'V'},
+                                   {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+    const char *log_target = NULL;
     int c;
     //  Not dumpable before the token is read: no same-user process may read our memory.
     prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -138,15 +155,25 @@ main (int argc, char **argv)
             case 'S': snapshot = optarg; break;
             case 'H': sha256 = optarg; break;
             case 'R': rules_sha256 = optarg; break;
-            default: return 64;
+            case 'L': log_target = optarg; break;
+            case 'V': mesh_version_print (stdout, "mesh-agent"); return 0;
+            case 'h': s_usage (stdout); return 0;
+            default: s_usage (stderr); return 64;
         }
     }
-    if (!config || !agent || !endpoint || !brokers || !auth_fd || !snapshot != !sha256) {
-        fprintf (stderr, "usage: mesh-agent --config FILE --agent NAME [--instance ID] "
-                         "--endpoint EP --brokers LIST --auth-fd N [--inflight-fd M] "
-                         "[--snapshot SNAP --sha256 HEX] [--rules-sha256 HEX]\n");
+    if (!config || !agent || !endpoint || !brokers || !auth_fd || !snapshot != !sha256
+        || optind < argc) {
+        s_usage (stderr);
         return 64;
     }
+    mesh_log_target_t target = MESH_LOG_AUTO;
+    if (log_target && mesh_log_target_parse (log_target, &target) != 0) {
+        fprintf (stderr, "mesh-agent: --log '%s': expected auto, journal or stderr\n",
+                 log_target);
+        return 64;
+    }
+    if (log_target)
+        mesh_log_set_target (target);
     if (!instance)
         instance = agent;
     uint8_t token[MESH_PROTO_TOKEN_SIZE];
@@ -158,6 +185,7 @@ main (int argc, char **argv)
     if (s_attach_inflight (inflight_fd, &inflight) != 0)
         return 64;
     mesh_log_set_tag (instance);
+    mesh_log_set_agent (agent);
     zsys_init ();
     zsys_set_logstream (NULL);
     mesh_config_t *cfg = NULL;

@@ -18,6 +18,7 @@
 #include "silence.h"
 #include "config.h"
 #include "log.h"
+#include "proto.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -31,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -847,6 +850,26 @@ s_wall_ms (void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+//  True if a meshd listens on RUNTIME_DIR's control socket (a connect to the path is
+//  accepted; a socket file left by a meshd that is gone refuses it).
+static bool
+s_meshd_listening (const char *runtime_dir)
+{
+    char *endpoint = runtime_dir ? mesh_proto_control_endpoint (runtime_dir) : NULL;
+    const char *path = endpoint && !strncmp (endpoint, "ipc://", 6) ? endpoint + 6 : NULL;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    bool up = false;
+    if (path && strlen (path) < sizeof addr.sun_path) {
+        strcpy (addr.sun_path, path);
+        int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        up = fd >= 0 && connect (fd, (struct sockaddr *) &addr, sizeof addr) == 0;
+        if (fd >= 0)
+            close (fd);
+    }
+    free (endpoint);
+    return up;
+}
+
 static int
 s_cli_usage (FILE *err)
 {
@@ -932,6 +955,11 @@ mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err)
         const char *v;
         if (!strcmp (argv[i], "--json") || !strcmp (argv[i], "-j"))
             json = true;
+        else
+        if (!strcmp (argv[i], "--help") || !strcmp (argv[i], "-h")) {
+            s_cli_usage (out);          //  asked for: stdout, 0 (meshctl(1))
+            return 0;
+        }
         else
         if ((v = s_opt (argc, argv, &i, "--config")) || (v = s_opt (argc, argv, &i, "-c")))
             config = v;
@@ -1044,8 +1072,17 @@ mesh_silences_cli (int argc, char **argv, FILE *out, FILE *err)
         else {
             char until[40];
             mesh_silence_format_time (ends, until, sizeof until);
-            fprintf (out, "silence %s added, until %s; agents follow it within a second\n",
-                     added, until);
+            if (cfg && !s_meshd_listening (cfg->runtime_dir))
+                fprintf (out, "silence %s added, until %s; stored in %s: meshd is not "
+                         "running, it applies when meshd starts\n", added, until, path);
+            else
+            if (cfg)
+                fprintf (out, "silence %s added, until %s; agents follow it within a "
+                         "second\n", added, until);
+            else
+                fprintf (out, "silence %s added, until %s; stored in %s: a running meshd's "
+                         "agents follow it within a second, otherwise it applies when "
+                         "meshd starts\n", added, until, path);
         }
     }
     else

@@ -5,6 +5,9 @@
  *                                       (--check-config FILE is the same)
  *      meshd --set-aside-log [--config FILE]   move a log that fails verification
  *                                       aside intact and start a new one; exit 0/1
+ *      meshd --version | --help         print to stdout, exit 0 (usage errors: stderr, 64)
+ *      --log auto|journal|stderr        where diagnostics go (common/log.h); the agents
+ *                                       inherit the choice through $MESH_LOG_TARGET
  *
  *  Startup order: config (refuse to start on any problem) -> directories ->
  *  embedded broker (if configured) -> decision ledger (verifies chain, MACs and
@@ -48,6 +51,7 @@
 #include "ship.h"
 #include "supervise.h"
 #include "tokens.h"
+#include "version.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -63,7 +67,6 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#define MESHD_VERSION "0.1.0"
 
 typedef struct {
     mesh_config_t *cfg;                 //  in force
@@ -896,6 +899,13 @@ s_reload_finish (s_config_state_t *st, mesh_supervise_t *sup, mesh_ledger_t *led
     st->last = json_pack ("{sb sI sO sO}", "ok", 1, "at", (json_int_t) time (NULL), "reload",
                           json_object_get (plan, "reload"), "restart",
                           json_object_get (plan, "restart"));
+    //  The rule set each agent runs from now on: meshctl reload waits until they report it.
+    json_t *hashes = json_object ();
+    for (size_t a = 0; a < st->cfg->agent_count; a++)
+        if (st->cfg->agents[a].rules_hash)
+            json_object_set_new (hashes, st->cfg->agents[a].name,
+                                 json_string (st->cfg->agents[a].rules_hash));
+    json_object_set_new (st->last, "rules_hash", hashes);
     return json_pack ("{sb sO}", "ok", 1, "result", st->last);
 }
 
@@ -1220,7 +1230,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     int64_t started = zclock_mono (), next_status = 0, next_watchdog = 0, deadline = 0;
     int64_t next_checkpoint = started + (int64_t) cfg->checkpoint_interval_s * 1000;
     char *last_summary = NULL;
-    mesh_notice ("meshd %s started: %zu agent(s), decision log %s", MESHD_VERSION,
+    mesh_notice ("meshd %s started: %zu agent(s), decision log %s", mesh_version (),
                  cfg->agent_count, cfg->decision_log);
     while (true) {
         if (s_stop && !deadline) {
@@ -1266,7 +1276,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         else
         if (which == control) {
             json_t *status = json_pack (
-                "{si ss ss ss ss sI sI sb sf}", "pid", (int) getpid (), "version", MESHD_VERSION,
+                "{si ss ss ss ss sI sI sb sf}", "pid", (int) getpid (), "version", mesh_version (),
                 "config", config_path, "decision_log", mesh_ledger_path (ledger), "brokers",
                 brokers, "uptime_s", (json_int_t) ((zclock_mono () - started) / 1000),
                 "ledger_seq", (json_int_t) mesh_ledger_seq (ledger), "ready", ready,
@@ -1381,6 +1391,16 @@ done:
 }
 
 static void
+s_usage (FILE *out)
+{
+    fprintf (out, "usage: meshd [--config FILE] [--log auto|journal|stderr]\n"
+                  "       meshd --check-config[=FILE]\n"
+                  "       meshd --set-aside-log [--config FILE]\n"
+                  "       meshd --list-config-keys\n"
+                  "       meshd --version | --help\n");
+}
+
+static void
 s_print_key (const char *key, void *arg)
 {
     (void) arg;
@@ -1392,9 +1412,10 @@ main (int argc, char **argv)
 {
     const char *config = "/etc/meshd/meshd.yaml";
     bool check = false, set_aside = false;
+    const char *log_target = NULL;
     static struct option opts[] = {{"config", 1, 0, 'c'},  {"check-config", 2, 0, 'k'},
                                    {"version", 0, 0, 'V'}, {"help", 0, 0, 'h'},
-                                   {"set-aside-log", 0, 0, 'A'},
+                                   {"set-aside-log", 0, 0, 'A'}, {"log", 1, 0, 'L'},
                                    {"list-config-keys", 0, 0, 'K'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long (argc, argv, "c:kVh", opts, NULL)) != -1) {
@@ -1409,20 +1430,28 @@ main (int argc, char **argv)
             case 'K':                   //  every key the loader accepts, one a line
                 mesh_config_list_keys (s_print_key, NULL);
                 return 0;
-            case 'V': printf ("meshd %s\n", MESHD_VERSION); return 0;
-            case 'h':
-                printf ("usage: meshd [--config FILE] | --check-config[=FILE] | "
-                        "--set-aside-log [--config FILE] | --version\n");
-                printf ("       meshd --list-config-keys\n");
-                return 0;
-            default: return 64;
+            case 'L': log_target = optarg; break;
+            case 'V': mesh_version_print (stdout, "meshd"); return 0;
+            case 'h': s_usage (stdout); return 0;
+            default: s_usage (stderr); return 64;
         }
     }
     if (check && optind < argc)
         config = argv[optind++];
     if (optind < argc) {
         fprintf (stderr, "meshd: unexpected argument '%s'\n", argv[optind]);
+        s_usage (stderr);
         return 64;
+    }
+    mesh_log_target_t target = MESH_LOG_AUTO;
+    if (log_target && mesh_log_target_parse (log_target, &target) != 0) {
+        fprintf (stderr, "meshd: --log '%s': expected auto, journal or stderr\n", log_target);
+        return 64;
+    }
+    if (log_target) {
+        mesh_log_set_target (target);
+        //  The agents (execv keeps the environment) log where the supervisor does.
+        setenv ("MESH_LOG_TARGET", mesh_log_target () == MESH_LOG_JOURNAL ? "journal" : "stderr", 1);
     }
     mesh_log_set_tag ("supervisor");
     mesh_config_t *cfg = NULL;

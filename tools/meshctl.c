@@ -2,7 +2,7 @@
  *
  *      meshctl [--json] [--config FILE] status
  *      meshctl [--json] [--config FILE] audit list [--agent A] [--verdict V] [--action X]
- *                                       [--since EPOCH_S] [--until EPOCH_S] [--log FILE]
+ *                                       [--since TIME] [--until TIME] [--log FILE]
  *      meshctl [--json] [--config FILE] audit show ID [--log FILE]
  *      meshctl [--json] [--config FILE] audit verify [--log FILE] [--key FILE]
  *                                       [--head-advisory]
@@ -10,11 +10,22 @@
  *      meshctl [--json] [--config FILE] reload
  *      meshctl [--json] [--config FILE] budget
  *
+ *      meshctl --version | --help
+ *
  *  Human tables by default, --json for scripts.  The config (default
  *  /etc/meshd/meshd.yaml, or $MESHD_CONFIG) says where the runtime directory and
  *  the decision log are; --log overrides the log.  Exit codes scripts can rely
- *  on: 0 ok; 1 the answer is "no" (verify failed, id not found); 2 cannot read
- *  the log; 3 meshd not reachable; 64 usage; 78 config unusable.
+ *  on: 0 ok; 1 the answer is "no" (verify failed, id not found, a reload refused or not
+ *  taken up by every agent in time); 2 cannot read the log; 3 meshd not reachable
+ *  (summary: after printing what the decision log alone gives); 64 usage; 78 config
+ *  unusable.  --help and --version print to stdout and exit 0; usage errors go to
+ *  stderr.  Every error line starts "meshctl: ".
+ *
+ *  TIME (--since, --until): RFC 3339 (2026-12-05T07:44:26Z, 2026-12-05T08:44:26+01:00,
+ *  fractional seconds allowed), "now", a duration back from now (2h, 90m, 1d12h, or
+ *  -2h), @SECONDS (epoch seconds, as date(1) takes them), or a bare number of epoch
+ *  seconds from 10^9 up (2001 onwards; "2026" is refused, not read as 1970 plus 2026
+ *  seconds).  Anything else is a usage error.
  */
 #include "audit.h"
 #include "audit_cli.h"
@@ -24,8 +35,12 @@
 #include "proto.h"
 #include "ruletest.h"
 #include "silence.h"
+#include "version.h"
 
 #include <czmq.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -47,11 +62,16 @@ typedef struct {
     mesh_audit_cli_t audit;         //  the audit commands' own options (audit_cli.h)
 } s_opts_t;
 
+//  The verdicts a decision record can carry (agents/reason.c, agents/agent.c).
+static const char *const s_verdicts[] = {"accepted", "rejected", "model_failed",
+                                         "budget_exhausted", "shed"};
+
 static void
-s_usage (void)
+s_usage_to (FILE *out)
 {
-    fprintf (stderr,
+    fprintf (out,
              "usage: meshctl [--json] [--config FILE] COMMAND\n"
+             "       meshctl --version | --help\n"
              "  status                         agents with pid, state, restarts, counters,\n"
              "                                 and each agent's backends: circuit, latency\n"
              "  audit list [filters]           decisions (--agent --verdict --action --since "
@@ -83,7 +103,83 @@ s_usage (void)
              "                                 remaining, burn rate, when it frees\n"
              "  rules test [DIR|FILE]... | rules check FILE|DIR...  rule tests; load rules\n"
              "  silence add --match F=V [--match F=~RE] --for 2h [--comment C] | list | expire ID\n"
-             "  options: --log FILE (decision log), --json (machine-readable)\n");
+             "  options: --log FILE (decision log), --json (machine-readable)\n"
+             "  --verdict: accepted, rejected, model_failed, budget_exhausted, shed\n"
+             "  TIME: RFC 3339 (2026-12-05T07:44:26Z), now, a duration ago (2h, 90m, 1d),\n"
+             "        @EPOCH_SECONDS, or epoch seconds >= 1000000000\n"
+             "  exit: 0 ok, 1 no, 2 cannot read the log, 3 meshd not reachable, 64 usage,\n"
+             "        78 config unusable (meshctl(1))\n");
+}
+
+//  A usage error: the usage on stderr; EXIT_USAGE.
+static int
+s_usage_error (void)
+{
+    s_usage_to (stderr);
+    return EXIT_USAGE;
+}
+
+//  TIME (see the top of the file) into epoch milliseconds *MS.  0, or -1.
+static int
+s_parse_when (const char *text, int64_t *ms)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int64_t length;
+    if (!text || !*text)
+        return -1;
+    if (strcmp (text, "now") == 0) {
+        *ms = now_ms;
+        return 0;
+    }
+    if (mesh_silence_parse_time (text, ms) == 0)
+        return 0;
+    const char *d = *text == '-' ? text + 1 : text;
+    if (isdigit ((unsigned char) *d) && !isdigit ((unsigned char) d[strlen (d) - 1])
+        && mesh_silence_parse_duration (d, &length) == 0) {
+        *ms = now_ms - length;
+        return 0;
+    }
+    bool at = *text == '@';
+    const char *n = at ? text + 1 : text;
+    if (!isdigit ((unsigned char) *n) || strspn (n, "0123456789.") != strlen (n))
+        return -1;                      //  decimal only: no 0x10, 1e9, inf
+    char *end = NULL;
+    errno = 0;
+    double seconds = strtod (n, &end);
+    if (errno || !end || *end || !isfinite (seconds) || seconds > 1e11
+        || (!at && seconds < 1e9))
+        return -1;
+    *ms = (int64_t) llround (seconds * 1000);
+    return 0;
+}
+
+//  --since / --until: 0, or a usage error said.
+static int
+s_time_option (const char *name, const char *text, int64_t *ms)
+{
+    if (s_parse_when (text, ms) == 0)
+        return 0;
+    fprintf (stderr, "meshctl: %s '%.64s' is not a time: use RFC 3339 "
+                     "(2026-12-05T07:44:26Z, with an offset or fractional seconds), now, a "
+                     "duration ago (2h, 90m, 1d), @EPOCH_SECONDS, or epoch seconds >= "
+                     "1000000000\n", name, text);
+    return -1;
+}
+
+//  --verdict: 0 if TEXT is a verdict, else a usage error said.
+static int
+s_verdict_option (const char *text)
+{
+    for (size_t i = 0; i < sizeof s_verdicts / sizeof s_verdicts[0]; i++)
+        if (strcmp (text, s_verdicts[i]) == 0)
+            return 0;
+    fprintf (stderr, "meshctl: --verdict '%.64s' is not a verdict; one of:", text);
+    for (size_t i = 0; i < sizeof s_verdicts / sizeof s_verdicts[0]; i++)
+        fprintf (stderr, " %s", s_verdicts[i]);
+    fprintf (stderr, "\n");
+    return -1;
 }
 
 static int
@@ -290,6 +386,54 @@ s_resolve (s_opts_t *o, bool approve, const char *id)
     return 0;
 }
 
+//  After a reload: wait (at most S_RELOAD_WAIT_MS) until every running agent process reports
+//  the rule set meshd gave its agent (HASHES: {agent: hash}, from the reply), so that a
+//  status right after shows it.  0, or -1 having said which did not.
+#define S_RELOAD_WAIT_MS 15000
+static const char *s_str (json_t *object, const char *key);
+static int
+s_reload_wait (s_opts_t *o, json_t *hashes)
+{
+    if (!json_is_object (hashes))
+        return 0;                       //  an older meshd: nothing to wait for
+    int64_t deadline = zclock_mono () + S_RELOAD_WAIT_MS;
+    char *late = NULL;
+    while (true) {
+        free (late);
+        late = NULL;
+        size_t size = 0;
+        FILE *list = open_memstream (&late, &size);
+        json_t *status = s_request (o, "status");
+        int waiting = status ? 0 : -1;
+        size_t i;
+        json_t *a;
+        json_array_foreach (json_object_get (status, "agents"), i, a) {
+            const char *want = json_string_value (json_object_get (
+                hashes, json_string_value (json_object_get (a, "agent")) ?: ""));
+            const char *has = json_string_value (json_object_get (a, "rules_hash"));
+            if (want && (!has || strcmp (want, has) != 0)) {
+                fprintf (list, "%s%s (%s)", waiting++ ? ", " : "", s_str (a, "name"),
+                         has ? "old rules" : "not reporting");
+            }
+        }
+        json_decref (status);
+        fclose (list);
+        if (waiting == 0) {
+            free (late);
+            return 0;
+        }
+        if (waiting < 0 || zclock_mono () >= deadline)
+            break;
+        zclock_sleep (100);
+    }
+    fprintf (stderr, "meshctl: the reload is in force in meshd, but after %d s %s: %s\n",
+             S_RELOAD_WAIT_MS / 1000, late && *late ? "these agents do not run the new rules yet"
+                                                  : "meshd stopped answering",
+             late && *late ? late : "status failed");
+    free (late);
+    return -1;
+}
+
 //  Validate and apply the config and rules on disk; the old ones stay if anything is wrong.
 static int
 s_reload (s_opts_t *o)
@@ -309,8 +453,12 @@ s_reload (s_opts_t *o)
                 json_array_size (json_object_get (r, "reload")),
                 json_array_size (json_object_get (r, "restart")));
     }
+    if (ok && s_reload_wait (o, json_object_get (json_object_get (reply, "result"),
+                                                 "rules_hash")) != 0)
+        ok = false;
     else
-        fprintf (stderr, "reload refused; the running config and rules stay in force:\n%s",
+        fprintf (stderr, "meshctl: reload refused; the running config and rules stay in "
+                         "force:\n%s",
                  json_string_value (json_object_get (reply, "error")));
     json_decref (reply);
     return ok ? 0 : EXIT_NO;
@@ -1011,15 +1159,21 @@ s_summary (s_opts_t *o)
         mesh_audit_each_decision (log, s_score_one, &sc);
         mesh_labels_score_end (sc.labels, &sc.score);
     }
+    //  meshd down: the live counters are unknown (null, "n/a"), never zeros; the rest
+    //  comes from the decision log, and the exit status is EXIT_DOWN.
+#define S_LIVE(v) (status ? json_integer (v) : json_null ())
     json_t *out = json_pack (
-        "{sI sI sI sI sI sI sI s{sI sI sI sI sI sI} sI sf ss}", "events", events, "malformed",
-        malformed, "anomalies", anomalies, "incidents", incidents, "suppressed", suppressed,
-        "reasoning_loops", loops, "restarts", restarts, "decisions", "total",
+        "{so so so so so so so s{sI sI sI sI sI sI} sI sf ss}", "events", S_LIVE (events),
+        "malformed", S_LIVE (malformed), "anomalies", S_LIVE (anomalies), "incidents",
+        S_LIVE (incidents), "suppressed", S_LIVE (suppressed), "reasoning_loops", S_LIVE (loops),
+        "restarts", S_LIVE (restarts), "decisions", "total",
         (json_int_t) st.decisions, "accepted", (json_int_t) st.accepted, "rejected",
         (json_int_t) st.rejected, "fallback", (json_int_t) st.fallback, "budget_exhausted",
         (json_int_t) st.budget_exhausted, "outcomes", (json_int_t) st.outcomes, "tokens",
         (json_int_t) st.tokens, "tokens_per_accepted", st.tokens_per_accepted, "decision_log",
         log);
+#undef S_LIVE
+    json_object_set_new (out, "meshd", json_string (status ? "running" : "not running"));
     //  Economics: tokens per accepted decision, waste by cause, and what a naive loop
     //  (one call per anomalous point, at the mean tokens per call measured here) would
     //  have spent on the same stream.
@@ -1075,13 +1229,19 @@ s_summary (s_opts_t *o)
         printf ("\n");
     }
     else {
-        printf ("meshd summary\n");
-        printf ("  events consumed          %lld (+%lld malformed, counted and skipped)\n",
-                (long long) events, (long long) malformed);
-        printf ("  anomalies                %lld\n", (long long) anomalies);
-        printf ("  incidents                %lld (%lld anomalous points suppressed by cooldown)\n",
-                (long long) incidents, (long long) suppressed);
-        printf ("  reasoning loops          %lld\n", (long long) loops);
+        printf ("meshd summary%s\n", status ? "" : " (meshd not running: live counters n/a, "
+                                                    "the rest from the decision log)");
+        if (status) {
+            printf ("  events consumed          %lld (+%lld malformed, counted and skipped)\n",
+                    (long long) events, (long long) malformed);
+            printf ("  anomalies                %lld\n", (long long) anomalies);
+            printf ("  incidents                %lld (%lld anomalous points suppressed by "
+                    "cooldown)\n", (long long) incidents, (long long) suppressed);
+            printf ("  reasoning loops          %lld\n", (long long) loops);
+        }
+        else
+            printf ("  events consumed          n/a\n  anomalies                n/a\n"
+                    "  incidents                n/a\n  reasoning loops          n/a\n");
         printf ("  decisions                %llu: %llu accepted, %llu rejected, %llu fallback, "
                 "%llu budget exhausted\n",
                 (unsigned long long) st.decisions, (unsigned long long) st.accepted,
@@ -1117,14 +1277,18 @@ s_summary (s_opts_t *o)
                     (unsigned long long) sc.score.windows_hit,
                     (unsigned long long) sc.score.windows);
         s_backends_print (json_object_get (out, "backends"), json_object_get (out, "cascade"));
-        printf ("  agent restarts           %lld\n", (long long) restarts);
+        if (status)
+            printf ("  agent restarts           %lld\n", (long long) restarts);
+        else
+            printf ("  agent restarts           n/a\n");
         printf ("  decision log             %s\n", log);
     }
+    bool live = status != NULL;
     json_decref (out);
     json_decref (eco.waste);
     json_decref (status);
     mesh_labels_destroy (&sc.labels);
-    return 0;
+    return live ? 0 : EXIT_DOWN;
 }
 
 //  audit verify, with the MAC key if given (read, used, wiped).
@@ -1182,8 +1346,7 @@ static int
 s_audit (s_opts_t *o, int argc, char **argv)
 {
     if (argc < 1) {
-        s_usage ();
-        return EXIT_USAGE;
+        return s_usage_error ();
     }
     //  A proof is checked with nothing but the file and the key; a key made with nothing
     //  but a path: no config needed for those.
@@ -1223,14 +1386,14 @@ s_audit (s_opts_t *o, int argc, char **argv)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp (argv[0], cmds[i].name) == 0)
             return cmds[i].fn (a, stdout);
-    s_usage ();
-    return EXIT_USAGE;
+    return s_usage_error ();
 }
 
 int
 main (int argc, char **argv)
 {
     mesh_log_set_tag ("meshctl");
+    mesh_log_set_cli ("meshctl");           //  library lines read "meshctl: ..." too
     if (mesh_silences_is_command (argc, argv))      //  its own options: common/silence.c
         return mesh_silences_cli (argc, argv, stdout, stderr);
     s_opts_t o = {.config_path = getenv ("MESHD_CONFIG") ?: "/etc/meshd/meshd.yaml"};
@@ -1239,7 +1402,7 @@ main (int argc, char **argv)
         {"labels", 1, 0, 'L'}, {"agent", 1, 0, 'a'},  {"verdict", 1, 0, 'v'},
         {"action", 1, 0, 'x'}, {"since", 1, 0, 's'},  {"until", 1, 0, 'u'},
         {"help", 0, 0, 'h'},  {"key", 1, 0, 'K'},     {"head-advisory", 0, 0, 'H'},
-        {"comment", 1, 0, 'C'},
+        {"comment", 1, 0, 'C'}, {"version", 0, 0, 'W'},
         {"pubkey", 1, 0, 'P'},  {"from", 1, 0, 'F'},  {"to", 1, 0, 'T'},
         {"rules", 1, 0, 'R'},   {"by", 1, 0, 'B'},    {"csv", 0, 0, 'V'},
         {0, 0, 0, 0}};
@@ -1252,10 +1415,20 @@ main (int argc, char **argv)
             case 'l': o.log = optarg; break;
             case 'L': o.labels = optarg; break;
             case 'a': o.filter.agent = optarg; break;
-            case 'v': o.filter.verdict = optarg; break;
+            case 'v':
+                if (s_verdict_option (optarg) != 0)
+                    return EXIT_USAGE;
+                o.filter.verdict = optarg;
+                break;
             case 'x': o.filter.action = optarg; break;
-            case 's': o.filter.since_ms = (int64_t) (atof (optarg) * 1000); break;
-            case 'u': o.filter.until_ms = (int64_t) (atof (optarg) * 1000); break;
+            case 's':
+                if (s_time_option ("--since", optarg, &o.filter.since_ms) != 0)
+                    return EXIT_USAGE;
+                break;
+            case 'u':
+                if (s_time_option ("--until", optarg, &o.filter.until_ms) != 0)
+                    return EXIT_USAGE;
+                break;
             case 'K': o.key = optarg; break;
             case 'H': o.head_advisory = true; break;
             case 'C': o.comment = optarg; break;
@@ -1265,13 +1438,13 @@ main (int argc, char **argv)
             case 'R': o.audit.rules = optarg; break;
             case 'B': o.audit.by = optarg; break;
             case 'V': o.audit.csv = true; break;
-            case 'h': s_usage (); return 0;
-            default: s_usage (); return EXIT_USAGE;
+            case 'h': s_usage_to (stdout); return 0;
+            case 'W': mesh_version_print (stdout, "meshctl"); return 0;
+            default: return s_usage_error ();
         }
     }
     if (optind >= argc) {
-        s_usage ();
-        return EXIT_USAGE;
+        return s_usage_error ();
     }
     zsys_init ();
     zsys_set_logstream (NULL);
@@ -1303,10 +1476,8 @@ main (int argc, char **argv)
     else
     if (strcmp (cmd, "rules") == 0)
         rc = mesh_ruletest_main (argc - optind - 1, argv + optind + 1, stdout, stderr);
-    else {
-        s_usage ();
-        rc = EXIT_USAGE;
-    }
+    else
+        rc = s_usage_error ();
     mesh_config_destroy (&o.cfg);
     return rc;
 }

@@ -64,8 +64,13 @@ with open(sys.argv[2], "w") as f:
                                 cascade([], "small"))) + "\n")
 PY
 
-# No config and no meshd: the counters are missing, the log's figures are not.
-SUMMARY() { "$BIN/meshctl" --config "$T/none.yaml" --log "$1" "${@:2}" summary 2> "$T/stderr"; }
+# No config and no meshd: the counters are missing, the log's figures are not; meshctl
+# says so with its exit status 3 (meshd not reachable), which is what SUMMARY expects.
+SUMMARY() {
+    local rc=0
+    "$BIN/meshctl" --config "$T/none.yaml" --log "$1" "${@:2}" summary 2> "$T/stderr" || rc=$?
+    [ "$rc" = 3 ] || { echo "summary exited $rc, not 3 (meshd down)" >&2; return 1; }
+}
 
 SUMMARY "$T/decisions.jsonl" > "$T/summary.txt" || fail "summary failed: $(cat "$T/stderr")"
 cat "$T/summary.txt"
