@@ -4,7 +4,8 @@
 #  1. meshd starts with the config written from config/demo.yaml into $B/demo/meshd.yaml:
 #     embedded broker, two agents, scripted backend (or the server at $MESH_LLM_URL with
 #     model $MESH_LLM_MODEL, flavor $MESH_LLM_FLAVOR);
-#  2. mesh-gen feeds it a labelled synthetic metric stream (plus a few malformed messages);
+#  2. mesh-gen feeds it a labelled synthetic metric stream (plus a few malformed messages;
+#     MESH_SEED, default 42, and DEMO_POINTS, default 720 per series, choose the stream);
 #  3. one agent is killed with SIGKILL mid-stream, to show it coming back;
 #  4. when every event is handled, the summary is printed; then one restart_service held
 #     for approval is approved with meshctl, meshd runs it (actions/demo-note, an exec
@@ -81,7 +82,7 @@ BROKERS=$(cat "$DEMO/run/brokers")
 say "meshd ready (pid $pid), embedded broker at $BROKERS"
 
 say "producing the synthetic stream"
-"$B/mesh-gen" --brokers "$BROKERS" --topic metrics --points "$POINTS" --malformed 6 \
+"$B/mesh-gen" --brokers "$BROKERS" --topic metrics --points "$POINTS" --malformed 6 --seed "${MESH_SEED:-42}" \
     --labels "$DEMO/labels.json" &
 gen=$!
 
