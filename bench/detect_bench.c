@@ -145,7 +145,17 @@ main (int argc, char **argv)
 {
     if (argc > 2 && !strcmp (argv[1], "rss"))
         return s_rss_mode (argv[2]);
-    size_t events = argc > 1 ? strtoul (argv[1], NULL, 10) : 1000000;
+    size_t events = 1000000;
+    if (argc > 1) {
+        char *end = NULL;
+        unsigned long long n = strtoull (argv[1], &end, 10);
+        if (argc > 2 || !*argv[1] || *end || n < 1000 || n > 1000000000ull) {
+            fprintf (stderr, "usage: detect_bench [EVENTS]   (1000..1000000000, default 1000000)\n"
+                             "       detect_bench rss FAMILY\n");
+            return 2;
+        }
+        events = (size_t) n;
+    }
     char *key_fields[] = { "host", "metric" };
     mesh_agent_config_t agent = {
         .name = "bench", .key_fields = key_fields, .key_field_count = 2,
