@@ -37,8 +37,9 @@ DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
         libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
 # Only the tests need these (immutable directories, another user, dropping privileges,
-# curl for the test inference server's self-check).
-TEST_DEBS := e2fsprogs passwd util-linux curl
+# curl for the test inference server's self-check and the HTTP listener, prometheus for
+# promtool and a real Prometheus scraping /metrics).
+TEST_DEBS := e2fsprogs passwd util-linux curl prometheus
 # Only `make deb` needs these (and tests/integration/deb_package.sh, through it).
 DEB_DEBS  := debhelper dpkg-dev fakeroot lintian
 
@@ -172,6 +173,7 @@ install: $(INSTALL_BINS)
 	  $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
 	install -m 0755 $(INSTALL_BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 rules/*.lua $(DESTDIR)$(PREFIX)/share/meshd/rules/
+	install -m 0644 config/meshd-alerts.yml $(DESTDIR)$(PREFIX)/share/meshd/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
