@@ -34,11 +34,16 @@ DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
         libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
 # Only the tests need these (immutable directories, another user, dropping privileges,
-# curl for the test inference server's self-check).
-TEST_DEBS := e2fsprogs passwd util-linux curl
+# curl for the test inference server's self-check, chromium for the status page's
+# browser test).
+TEST_DEBS := e2fsprogs passwd util-linux curl chromium
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c audit/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
+# The status page's files (daemon/statuspage/*) compiled in as C arrays (a generated
+# source in $(B)/gen/), so meshd serves them without reading anything at run time.
+SP_ASSETS := $(sort $(wildcard daemon/statuspage/*))
+LIBOBJ   += $(B)/obj/gen/statuspage_assets.o
 TOOLS    := $(patsubst tools/%.c,$(B)/%,$(wildcard tools/*.c))
 UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 HELPERS  := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*.c))
@@ -58,6 +63,13 @@ deps:
 	fi
 
 $(B)/obj/%.o: %.c $(wildcard common/*.h audit/*.h agents/*.h agents/*/*.h lua/*.h daemon/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
+
+$(B)/gen/statuspage_assets.c: $(SP_ASSETS) tools/statuspage_embed.py
+	@mkdir -p $(dir $@)
+	python3 tools/statuspage_embed.py $@ $(SP_ASSETS)
+$(B)/obj/gen/statuspage_assets.o: $(B)/gen/statuspage_assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 

@@ -566,17 +566,41 @@ mesh_audit_load_key (const char *path, bool strict, unsigned char *key, char *wh
 
 typedef void (s_record_fn) (json_t *record, void *arg);
 
+//  The last MAX_BYTES of the active file PATH, from the first whole line in them (0: the
+//  whole log, its segments included).  A reader that must stay cheap (the status page,
+//  on meshd's own thread) reads only this far back.
 static int
-s_each_record (const char *path, s_record_fn *fn, void *arg)
+s_each_record_tail (const char *path, size_t max_bytes, s_record_fn *fn, void *arg)
 {
-    FILE *file = s_open (path);
-    if (!file)
+    FILE *file = max_bytes ? (path ? fopen (path, "re") : NULL) : s_open (path);
+    if (!file) {
+        if (max_bytes)
+            mesh_err ("audit: cannot read %s: %s", path ? path : "(null)",
+                      path ? strerror (errno) : "no path");
         return 2;
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int64_t lineno = 0, skipped = 0, first_skipped = 0;
-    while ((n = getline (&line, &cap, file)) >= 0) {
+    uint64_t budget = UINT64_MAX;
+    if (max_bytes) {
+        struct stat st;
+        if (fstat (fileno (file), &st) == 0 && (uint64_t) st.st_size > max_bytes) {
+            //  Start after the newline that ends the line cut by the window, if any.
+            int c = 0;
+            if (fseeko (file, st.st_size - (off_t) max_bytes - 1, SEEK_SET) == 0)
+                c = fgetc (file);
+            if (c != '\n' && getline (&line, &cap, file) < 0) {
+                free (line);
+                fclose (file);
+                return 0;
+            }
+        }
+        budget = max_bytes;
+    }
+    while (budget > 0 && (n = getline (&line, &cap, file)) >= 0) {
+        budget = (uint64_t) n < budget ? budget - (uint64_t) n : 0;
         lineno++;
         json_t *record = json_loadb (line, (size_t) n, 0, NULL);
         if (json_is_object (record))
@@ -597,6 +621,19 @@ s_each_record (const char *path, s_record_fn *fn, void *arg)
     free (line);
     fclose (file);
     return rc;
+}
+
+static int
+s_each_record (const char *path, s_record_fn *fn, void *arg)
+{
+    return s_each_record_tail (path, 0, fn, arg);
+}
+
+int
+mesh_audit_each_record_tail (const char *path, size_t max_bytes,
+                             void (*fn) (json_t *record, void *arg), void *arg)
+{
+    return s_each_record_tail (path, max_bytes, fn, arg);
 }
 
 static bool
@@ -711,6 +748,27 @@ s_integer_or_null (json_t *value)
     return json_is_integer (value) ? json_incref (value) : json_null ();
 }
 
+json_t *
+mesh_audit_list_row (json_t *d, const char *outcome)
+{
+    char time[40];
+    s_iso (json_object_get (d, "ts"), time, sizeof time);
+    json_t *action = json_object_get (json_object_get (d, "action"), "name");
+    json_t *row = json_object ();
+    json_object_set_new (row, "seq", s_integer_or_null (json_object_get (d, "seq")));
+    json_object_set_new (row, "ts", s_integer_or_null (json_object_get (d, "ts")));
+    json_object_set_new (row, "time", json_string (time));
+    json_object_set_new (row, "id", s_string_or_null (s_str (d, "id")));
+    json_object_set_new (row, "agent", s_string_or_null (s_str (d, "agent")));
+    json_object_set_new (row, "verdict", s_string_or_null (s_str (d, "verdict")));
+    json_object_set_new (row, "action", s_string_or_null (json_string_value (action)));
+    json_object_set_new (row, "tokens", s_integer_or_null (json_object_get (d, "tokens")));
+    json_object_set_new (row, "fallback",
+                         json_boolean (json_is_true (json_object_get (d, "fallback"))));
+    json_object_set_new (row, "outcome", s_string_or_null (outcome));
+    return row;
+}
+
 int
 mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, FILE *out)
 {
@@ -731,25 +789,8 @@ mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, FILE
             json_t *tokens = json_object_get (d, "tokens");
             const char *outcome = id ? json_string_value (json_object_get (self.outcomes, id))
                                      : NULL;
-            if (json) {
-                json_t *agent = json_object_get (d, "agent");
-                json_t *verdict = json_object_get (d, "verdict");
-                json_t *row = json_object ();
-                json_object_set_new (row, "seq", s_integer_or_null (json_object_get (d, "seq")));
-                json_object_set_new (row, "ts", s_integer_or_null (json_object_get (d, "ts")));
-                json_object_set_new (row, "time", json_string (time));
-                json_object_set_new (row, "id", s_string_or_null (id));
-                json_object_set_new (row, "agent", s_string_or_null (json_string_value (agent)));
-                json_object_set_new (row, "verdict",
-                                     s_string_or_null (json_string_value (verdict)));
-                json_object_set_new (row, "action",
-                                     s_string_or_null (json_string_value (action)));
-                json_object_set_new (row, "tokens", s_integer_or_null (tokens));
-                json_object_set_new (row, "fallback",
-                                     json_boolean (json_is_true (json_object_get (d, "fallback"))));
-                json_object_set_new (row, "outcome", s_string_or_null (outcome));
-                json_array_append_new (rows, row);
-            }
+            if (json)
+                json_array_append_new (rows, mesh_audit_list_row (d, outcome));
             else {
                 char c_id[13], c_agent[64], c_verdict[64], c_action[64], c_outcome[32];
                 char c_seq[24], c_tokens[24];
@@ -1135,48 +1176,44 @@ s_show_timeline (FILE *out, json_t *d, json_t *outcome, json_t *approvals)
 }
 
 int
-mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
+mesh_audit_show_find (const char *path, const char *id, size_t max_bytes, json_t **result_p,
+                      char *why, size_t why_size)
 {
+    *result_p = NULL;
     if (!id || !*id) {
-        mesh_err ("audit show: no decision id given");
+        snprintf (why, why_size, "audit show: no decision id given");
         return 1;
     }
     s_show_t self = { .id = id, .id_len = strlen (id), .prefix = strlen (id) >= 8,
                       .outcomes = json_object (), .approvals = json_object () };
-    int rc = s_each_record (path, s_show_fn, &self);
-    if (rc == 0) {
+    int rc = s_each_record_tail (path, max_bytes, s_show_fn, &self);
+    if (rc != 0)
+        snprintf (why, why_size, "audit: cannot read %s", path ? path : "(null)");
+    else {
         const char *found = self.decision ? s_str (self.decision, "id") : NULL;
         bool exact = s_eq (found, id);
         if (!found) {
             if (strlen (id) < 8)
-                mesh_err ("audit show: no decision with id '%s' (an id prefix needs at least "
-                          "8 characters)", id);
+                snprintf (why, why_size, "audit show: no decision with id '%s' (an id prefix "
+                          "needs at least 8 characters)", id);
             else
-                mesh_err ("audit show: no decision with id or id prefix '%s'", id);
+                snprintf (why, why_size, "audit show: no decision with id or id prefix '%s'",
+                          id);
             rc = 1;
         }
         else
         if (!exact && self.other_id) {
-            mesh_err ("audit show: id prefix '%s' is ambiguous: it matches %s and %s; give "
-                      "more characters", id, found, self.other_id);
+            snprintf (why, why_size, "audit show: id prefix '%s' is ambiguous: it matches %s "
+                      "and %s; give more characters", id, found, self.other_id);
             rc = 1;
         }
         else {
             json_t *outcome = json_object_get (self.outcomes, found);
             json_t *approvals = json_object_get (self.approvals, found);
-            if (json) {
-                json_t *res = json_pack ("{s:O, s:O, s:o}", "decision", self.decision,
-                                         "outcome", outcome ? outcome : json_null (),
-                                         "approvals", approvals ? json_incref (approvals)
-                                                                : json_array ());
-                char *text = mesh_jsonout_dumps (res);
-                if (text)
-                    fprintf (out, "%s\n", text);
-                free (text);
-                json_decref (res);
-            }
-            else
-                s_show_timeline (out, self.decision, outcome, approvals);
+            *result_p = json_pack ("{s:O, s:O, s:o}", "decision", self.decision,
+                                   "outcome", outcome ? outcome : json_null (),
+                                   "approvals", approvals ? json_incref (approvals)
+                                                          : json_array ());
         }
     }
     json_decref (self.decision);
@@ -1184,6 +1221,33 @@ mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
     json_decref (self.approvals);
     free (self.other_id);
     return rc;
+}
+
+int
+mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
+{
+    json_t *res = NULL;
+    char why[1024];
+    int rc = mesh_audit_show_find (path, id, 0, &res, why, sizeof why);
+    if (rc == 1)
+        mesh_err ("%s", why);           //  (2: s_open logged why)
+    if (rc != 0)
+        return rc;
+    if (json) {
+        char *text = mesh_jsonout_dumps (res);
+        if (text)
+            fprintf (out, "%s\n", text);
+        free (text);
+    }
+    else {
+        json_t *outcome = json_object_get (res, "outcome");
+        json_t *approvals = json_object_get (res, "approvals");
+        s_show_timeline (out, json_object_get (res, "decision"),
+                         json_is_null (outcome) ? NULL : outcome,
+                         json_array_size (approvals) ? approvals : NULL);
+    }
+    json_decref (res);
+    return 0;
 }
 
 //  ---------------------------------------------------------------------------------------
