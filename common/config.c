@@ -4057,6 +4057,55 @@ s_ship_free (mesh_ship_config_t *ship)
 }
 
 //  --------------------------------------------------------------------------
+//  http: the listener (daemon/http.c).  An address literal only: no name to resolve at
+//  start, and what it binds is what the file says.
+
+static void
+s_http_address (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    const char *text;
+    char shown [64];
+    unsigned char addr [sizeof (struct in6_addr)];
+    if (!s_get_string (ctx, node, path, &text))
+        return;
+    if (inet_pton (AF_INET, text, addr) != 1 && inet_pton (AF_INET6, text, addr) != 1) {
+        s_at (ctx, node, "%s: expected an IPv4 or IPv6 address (127.0.0.1, ::1, 0.0.0.0), got "
+              "'%s'", path, s_show (text, shown, sizeof shown));
+        return;
+    }
+    free (cfg->http_address);
+    cfg->http_address = s_strdup (ctx, text);
+}
+
+enum { H_LISTEN, H_ADDRESS, H_PORT, H_MAX, H_PER_IP, H_TIMEOUT, H_REQUEST };
+static const s_field_t s_http_fields [] = {
+    [H_LISTEN] = { .key = "listen", .type = F_BOOL, .offset = offsetof (mesh_config_t,
+                                                                        http_listen) },
+    [H_ADDRESS] = { .key = "address", .type = F_CALL, .handler = s_http_address },
+    [H_PORT] = S_NUM ("port", mesh_config_t, http_port, F_INT, 1, 65535),
+    [H_MAX] = S_NUM ("max_connections", mesh_config_t, http_max_connections, F_INT, 1, 1024),
+    [H_PER_IP] = S_NUM ("max_connections_per_ip", mesh_config_t, http_max_connections_per_ip,
+                        F_INT, 1, 1024),
+    [H_TIMEOUT] = S_NUM ("timeout_s", mesh_config_t, http_timeout_s, F_INT, 1, 3600),
+    [H_REQUEST] = S_NUM ("max_request_bytes", mesh_config_t, http_max_request_bytes, F_SIZE,
+                         1024, 1048576),
+    { NULL }
+};
+
+static void
+s_http (s_ctx_t *ctx, s_node_t *node, const char *path, void *base)
+{
+    mesh_config_t *cfg = base;
+    s_node_t *seen [S_MAX_FIELDS];
+    s_walk (ctx, node, path, s_http_fields, cfg, seen);
+    if (cfg->http_max_connections_per_ip > cfg->http_max_connections)
+        s_at (ctx, s_either (seen [H_PER_IP], seen [H_MAX], node),
+              "%s.max_connections_per_ip: must be at most max_connections (%d), got %d", path,
+              cfg->http_max_connections, cfg->http_max_connections_per_ip);
+}
+
+//  --------------------------------------------------------------------------
 //  The top level.
 
 static void
@@ -4075,6 +4124,7 @@ static const s_field_t s_root_fields [] = {
     { .key = "sandbox", .type = F_CALL, .handler = s_sandbox },
     { .key = "budget", .type = F_CALL, .handler = s_root_budget },
     { .key = "audit", .type = F_CALL, .handler = s_audit },
+    { .key = "http", .type = F_CALL, .handler = s_http },
     { NULL }
 };
 
@@ -4085,6 +4135,12 @@ s_config_defaults (s_ctx_t *ctx, mesh_config_t *cfg, const char *path)
     cfg->runtime_dir = s_strdup (ctx, "/run/meshd");
     cfg->state_dir = s_strdup (ctx, "/var/lib/meshd");
     cfg->heartbeat_ms = 1000;
+    cfg->http_address = s_strdup (ctx, "127.0.0.1");
+    cfg->http_port = 9464;
+    cfg->http_max_connections = 32;
+    cfg->http_max_connections_per_ip = 8;
+    cfg->http_timeout_s = 10;
+    cfg->http_max_request_bytes = 8192;
     cfg->liveness_timeout_ms = 10000;
     cfg->backoff_initial_ms = 100;
     cfg->backoff_max_ms = 30000;
@@ -4454,6 +4510,7 @@ mesh_config_destroy (mesh_config_t **self_p)
     free (self->runtime_dir);
     free (self->state_dir);
     free (self->operator_group);
+    free (self->http_address);
     free (self->decision_log);
     free (self->agent_binary);
     free (self->brokers);

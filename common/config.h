@@ -467,6 +467,14 @@ typedef struct {
     //  while the log's files hold more than max_bytes (defaults 0: keep everything)
     int retain_max_age_days;
     size_t retain_max_bytes;
+    //  http: meshd's HTTP listener (/metrics, /healthz, /readyz, the status page); off by default
+    bool http_listen;               //  http.listen; default false
+    char *http_address;             //  http.address: an IPv4 or IPv6 literal; default 127.0.0.1
+    int http_port;                  //  http.port; default 9464
+    int http_max_connections;       //  http.max_connections: at once, in all; default 32
+    int http_max_connections_per_ip;    //  http.max_connections_per_ip; default 8
+    int http_timeout_s;             //  http.timeout_s: an idle connection is closed; default 10
+    size_t http_max_request_bytes;  //  http.max_request_bytes: request line and headers; default 8192
 } mesh_config_t;
 
 //  Load and validate PATH.  Returns the number of problems found; each is printed

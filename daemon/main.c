@@ -39,6 +39,8 @@
 #include "control.h"
 #include "gate.h"
 #include "actions.h"
+#include "http.h"
+#include "metrics.h"
 #include "backend.h"
 #include "ledger.h"
 #include "log.h"
@@ -102,6 +104,7 @@ typedef struct {
     bool sync_each_grant;               //  daemon.token_sync (as at start)
     mesh_actions_t *actions;            //  pause, rate limits, exec and webhook actions
     zsock_t *agents_sock;               //  where act replies go
+    mesh_metrics_t *metrics;            //  histograms the daemon measures (ledger fsync)
 } s_daemon_t;
 
 //  A reply held until the token journal is synced past SEQ (s_send_synced).
@@ -111,6 +114,21 @@ typedef struct {
     json_t *body;
     uint64_t seq;
 } s_deferred_t;
+
+//  What the HTTP routes and the status read: the main loop's state, borrowed (every route
+//  runs on the main loop's thread, inside mesh_http_wait).
+typedef struct {
+    s_daemon_t *d;
+    s_config_state_t *st;
+    const char *config_path;
+    const char *brokers;
+    int64_t started;
+    bool ready;                         //  as the loop last computed it
+    mesh_ship_t *ship;
+    const char *ship_why;
+    mesh_metrics_t *metrics;            //  the daemon's own histograms
+    mesh_http_t *http;                  //  NULL unless http.listen
+} s_view_t;
 
 static volatile sig_atomic_t s_stop;
 static volatile sig_atomic_t s_hup;
@@ -248,9 +266,13 @@ typedef struct {
 static void
 s_commit (s_daemon_t *d, zsock_t *sock)
 {
+    bool wrote = zlist_size (d->acks) > 0;
     int rc = mesh_ledger_commit (d->ledger);
     if (rc != 0)
         d->storage_suspect = true;
+    else
+    if (wrote)
+        mesh_metrics_ledger_fsync (d->metrics, mesh_ledger_last_fsync_ms (d->ledger) / 1000.0);
     s_ack_t *ack;
     while ((ack = (s_ack_t *) zlist_pop (d->acks))) {
         json_t *reply = rc == 0 ? json_pack ("{ss sI}", "id", ack->id, "seq", (json_int_t) ack->seq)
@@ -637,6 +659,121 @@ s_who (const mesh_msg_t *msg)
     struct passwd *pw = msg->peer_uid >= 0 ? getpwuid ((uid_t) msg->peer_uid) : NULL;
     return json_pack ("{s:I, s:s?}", "uid", (json_int_t) msg->peer_uid, "user",
                       pw ? pw->pw_name : NULL);
+}
+
+//  The daemon's part of `meshctl status` (caller owns).
+static json_t *
+s_daemon_status (s_view_t *v)
+{
+    s_daemon_t *d = v->d;
+    json_t *status = json_pack (
+        "{si ss ss ss ss sI sI sb sf}", "pid", (int) getpid (), "version", MESHD_VERSION,
+        "config", v->config_path, "decision_log", mesh_ledger_path (d->ledger), "brokers",
+        v->brokers, "uptime_s", (json_int_t) ((zclock_mono () - v->started) / 1000),
+        "ledger_seq", (json_int_t) mesh_ledger_seq (d->ledger), "ready", v->ready,
+        "ledger_fsync_ms", mesh_ledger_last_fsync_ms (d->ledger));
+    json_object_set (status, "last_reload", v->st->last ? v->st->last : json_null ());
+    json_object_set_new (status, "storage", json_string (d->storage_down ? "down" : "up"));
+    json_object_set_new (status, "storage_error", d->storage_down
+                                                      ? json_string (d->storage_error)
+                                                      : json_null ());
+    json_object_set_new (status, "dropped", mesh_ratelog_counts (d->drops));
+    json_object_set_new (status, "actions", d->actions ? mesh_actions_status (d->actions)
+                                                       : json_null ());
+    json_object_set_new (status, "ship",
+                         v->ship ? mesh_ship_status (v->ship)
+                         : v->ship_why[0] ? json_pack ("{ss}", "error", v->ship_why)
+                                          : json_null ());
+    return status;
+}
+
+//  --- HTTP routes (http.listen) ----------------------------------------------------------
+
+//  Everything `meshctl --json status` shows, plus the token ledger's scopes and the
+//  daemon's histograms: {"daemon", "agents", "budget", "histograms"} (caller owns).
+static json_t *
+s_full_status (s_view_t *v)
+{
+    json_t *agents = mesh_supervise_status (v->d->sup);
+    s_add_budgets (agents, v->d->tokens);
+    json_t *all = json_pack ("{so so}", "daemon", s_daemon_status (v), "agents", agents);
+    json_object_set_new (all, "budget", v->d->tokens ? mesh_tokens_status (v->d->tokens)
+                                                     : json_null ());
+    return all;
+}
+
+static int
+s_http_metrics (void *arg, const char *path, const char *query, mesh_http_reply_t *reply)
+{
+    s_view_t *v = arg;
+    if (strcmp (path, "/metrics") != 0)
+        return -1;
+    json_t *all = s_full_status (v);
+    mesh_http_stats_t stats = {0};
+    if (v->http)
+        mesh_http_stats (v->http, &stats);
+    json_object_set_new (all, "http", json_pack ("{sI sI sI}", "requests",
+                                                 (json_int_t) stats.requests, "refused",
+                                                 (json_int_t) stats.refused, "connections",
+                                                 (json_int_t) stats.connections));
+    reply->body = mesh_metrics_render (v->metrics, all, MESHD_VERSION, &reply->len);
+    json_decref (all);
+    if (!reply->body)
+        return -1;
+    reply->status = 200;
+    reply->content_type = MESH_METRICS_CONTENT_TYPE;
+    return 0;
+}
+
+static int
+s_http_healthz (void *arg, const char *path, const char *query, mesh_http_reply_t *reply)
+{
+    if (strcmp (path, "/healthz") != 0)
+        return -1;
+    reply->status = 200;
+    reply->content_type = "text/plain; charset=utf-8";
+    reply->body = strdup ("ok\n");
+    reply->len = reply->body ? 3 : 0;
+    return 0;
+}
+
+//  200 "ready" when every agent is ready and the ledger is writable; else 503 and why.
+static int
+s_http_readyz (void *arg, const char *path, const char *query, mesh_http_reply_t *reply)
+{
+    s_view_t *v = arg;
+    if (strcmp (path, "/readyz") != 0)
+        return -1;
+    s_daemon_t *d = v->d;
+    char *why = NULL;
+    if (d->storage_down)
+        why = zsys_sprintf ("not ready: the ledger is not writable: %s\n", d->storage_error);
+    else
+    if (!mesh_supervise_ready (d->sup)) {
+        char *agents = mesh_supervise_summary (d->sup);
+        why = zsys_sprintf ("not ready: agents: %s\n", agents);
+        free (agents);
+    }
+    else
+    if (s_stop)
+        why = strdup ("not ready: stopping\n");
+    reply->status = why ? 503 : 200;
+    reply->content_type = "text/plain; charset=utf-8";
+    reply->body = why ? why : strdup ("ready\n");
+    reply->len = reply->body ? strlen (reply->body) : 0;
+    return 0;
+}
+
+//  The routes on the listener.  INTEGRATION: further modules register their routes here
+//  (the status page takes "/", the fallback: mesh_http_route (http, "/", fn, arg)); they
+//  may read the daemon through s_full_status (view), on the main loop's thread.
+static void
+s_http_routes (mesh_http_t *http, s_view_t *view)
+{
+    mesh_http_route (http, "/metrics", s_http_metrics, view);
+    mesh_http_route (http, "/healthz", s_http_healthz, view);
+    mesh_http_route (http, "/readyz", s_http_readyz, view);
+    //  INTEGRATION: the status page's routes go here.
 }
 
 static void
@@ -1098,6 +1235,16 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         free (error);
         json_decref (checked);
     }
+    //  http.listen: bound now, so a port that is taken stops meshd before anything runs.
+    mesh_http_t *http = NULL;
+    if (records && cfg->http_listen) {
+        char http_why[512] = "out of memory";
+        if (!(http = mesh_http_new (cfg, http_why, sizeof http_why))) {
+            mesh_err ("http: %s", http_why);
+            json_decref (records);
+            records = NULL;
+        }
+    }
     if (!records) {
         json_decref (st.tree);
         mesh_config_destroy (&st.cfg);
@@ -1109,6 +1256,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     if (cfg->embedded) {
         broker = mesh_broker_new (cfg);
         if (!broker) {
+            mesh_http_destroy (&http);
             json_decref (st.tree);
             mesh_config_destroy (&st.cfg);
             mesh_agent_user_destroy (&au);
@@ -1178,7 +1326,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     s_daemon_t d = {.ledger = ledger, .sup = sup, .drops = mesh_ratelog_new (S_DROP_LOG_MS),
                     .state_dir = strdup (cfg->state_dir), .backlog = json_array (),
                     .tokens = tokens, .deferred = zlist_new (), .acks = zlist_new (),
-                    .sync_each_grant = cfg->token_sync == MESH_TOKEN_SYNC_EACH_GRANT};
+                    .sync_each_grant = cfg->token_sync == MESH_TOKEN_SYNC_EACH_GRANT,
+                    .metrics = mesh_metrics_new ()};
     mesh_supervise_set_recorder (sup, s_record_agent, &d);
     mesh_tokens_set_recorder (tokens, s_record_agent, &d);
     mesh_supervise_set_death_hook (sup, s_instance_died, &d);
@@ -1214,10 +1363,18 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     zpoller_t *poller = zpoller_new (agents, control, synced, NULL);
     if (actions)
         zpoller_add (poller, mesh_actions_sock (actions));
+    s_view_t view = {.d = &d, .st = &st, .config_path = config_path, .brokers = brokers,
+                     .ship = ship, .ship_why = ship_why, .metrics = d.metrics, .http = http};
+    if (http) {                         //  served by this loop (mesh_http_wait below)
+        s_http_routes (http, &view);
+        mesh_notice ("http: serving /metrics, /healthz, /readyz on %s", mesh_http_bound (http));
+    }
+    void *readers[] = {agents, control, synced, actions ? mesh_actions_sock (actions) : NULL};
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled (0, &watchdog_usec) > 0;
-    bool ready = false, told_ready = false, last_down = false;
+    bool told_ready = false, last_down = false;
     int64_t started = zclock_mono (), next_status = 0, next_watchdog = 0, deadline = 0;
+    view.started = started;
     int64_t next_checkpoint = started + (int64_t) cfg->checkpoint_interval_s * 1000;
     char *last_summary = NULL;
     mesh_notice ("meshd %s started: %zu agent(s), decision log %s", MESHD_VERSION,
@@ -1241,7 +1398,9 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         }
         s_reload_poll (&st, sup, ledger, control);
         cfg = st.cfg;
-        void *which = zpoller_wait (poller, 100);
+        void *which = view.http ? mesh_http_wait (view.http, readers,
+                                                  sizeof readers / sizeof readers[0], 100)
+                                : zpoller_wait (poller, 100);
         if (which == agents) {
             //  What is waiting, up to a bound, then one ledger fsync for every record
             //  (group commit) and one journal sync for every token reply.
@@ -1265,24 +1424,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         }
         else
         if (which == control) {
-            json_t *status = json_pack (
-                "{si ss ss ss ss sI sI sb sf}", "pid", (int) getpid (), "version", MESHD_VERSION,
-                "config", config_path, "decision_log", mesh_ledger_path (ledger), "brokers",
-                brokers, "uptime_s", (json_int_t) ((zclock_mono () - started) / 1000),
-                "ledger_seq", (json_int_t) mesh_ledger_seq (ledger), "ready", ready,
-                "ledger_fsync_ms", mesh_ledger_last_fsync_ms (ledger));
-            json_object_set (status, "last_reload", st.last ? st.last : json_null ());
-            json_object_set_new (status, "storage", json_string (d.storage_down ? "down" : "up"));
-            json_object_set_new (status, "storage_error", d.storage_down
-                                                              ? json_string (d.storage_error)
-                                                              : json_null ());
-            json_object_set_new (status, "dropped", mesh_ratelog_counts (d.drops));
-            json_object_set_new (status, "actions", actions ? mesh_actions_status (actions)
-                                                            : json_null ());
-            json_object_set_new (status, "ship",
-                                 ship ? mesh_ship_status (ship)
-                                 : ship_why[0] ? json_pack ("{ss}", "error", ship_why)
-                                               : json_null ());
+            json_t *status = s_daemon_status (&view);
             s_serve_control (control, status, sup, &st, ledger, d.drops);
             cfg = st.cfg;
             json_decref (status);
@@ -1308,7 +1450,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
             sd_notify (0, "READY=1");
             mesh_notice ("ready: every agent said hello");
         }
-        ready = ready_now;
+        view.ready = ready_now;
         if (now >= next_status || d.storage_down != last_down) {
             char *agents_line = mesh_supervise_summary (sup);
             char *summary = d.storage_down
@@ -1344,6 +1486,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
     st.tokens = NULL;
     mesh_tokens_destroy (&d.tokens);
     mesh_ratelog_destroy (&d.drops);
+    mesh_metrics_destroy (&d.metrics);
     json_decref (d.backlog);
     free (d.state_dir);
     //  The last word of a clean stop: a checkpoint of everything written.
@@ -1357,6 +1500,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
                  (long long) mesh_ledger_seq (ledger));
     rc = 0;
 done:
+    mesh_http_destroy (&http);
     zsock_destroy (&control);
     zsock_destroy (&agents);
     unlink (agents_ep + strlen ("ipc://"));

@@ -144,8 +144,8 @@ mesh_reload_plan (const char *path, json_t *old_tree, mesh_config_t **new_p, jso
     if (problems == 0)
         tree = json_incref (cfg->tree);     //  from the one parse, never a second
     if (problems == 0) {
-        const char *fixed[] = {"daemon", "kafka"};
-        for (size_t i = 0; i < 2; i++)
+        const char *fixed[] = {"daemon", "kafka", "http"};
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (!s_same (json_object_get (old_tree, fixed[i]), json_object_get (tree, fixed[i]))) {
                 s_where (out, cfg, fixed[i], NULL);
                 fprintf (out, "the '%s' section changed: restart meshd to apply it\n", fixed[i]);
