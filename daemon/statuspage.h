@@ -7,7 +7,7 @@
  *                              circuit), budgets (used, limit, remaining, burn), daemon
  *      GET /api/decisions?limit=N   the latest N (1..100, default 20) decisions of the log
  *      GET /api/decision?id=ID      one decision as `meshctl --json audit show ID` has it
- *                              (the audit module's reader), plus its timeline's steps
+ *                              (the audit module's reader); the page draws its timeline
  *      GET /api/incidents      open incident groups, from the agents' incident state files
  *      GET /api/series         events/s and tokens/min, one sample per 10 s, last hour
  *
@@ -24,33 +24,17 @@
 #ifndef MESH_STATUSPAGE_H
 #define MESH_STATUSPAGE_H
 
-#if defined(__has_include)
-#if __has_include("http.h")
 #include "http.h"
-#define MESH_STATUSPAGE_HAVE_HTTP_H 1
-#endif
-#endif
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#ifndef MESH_STATUSPAGE_HAVE_HTTP_H
-//  The listener's route API (daemon/http.h), for a tree that does not have it yet.
-typedef struct {
-    int status;
-    const char *content_type;
-    char *body;                         //  malloc'd; the listener frees it
-    size_t len;
-    const char *csp;                    //  NULL: the listener's default policy
-} mesh_http_reply_t;
-#endif
-
 typedef struct _mesh_statuspage_t mesh_statuspage_t;
 
-//  A snapshot of the daemon for the page (caller owns it): {"daemon": {...}, "agents":
-//  [what mesh_supervise_status returns, each with "budget"], "budgets": what
-//  mesh_tokens_status returns}.  Any part may be missing or null.
+//  A snapshot of the daemon for the page (caller owns it), as `meshctl --json status` and
+//  `budget` show it: {"daemon": {...}, "agents": [what mesh_supervise_status returns],
+//  "budget": what mesh_tokens_status returns}.  Any part may be missing or null.
 typedef json_t *(mesh_statuspage_status_fn) (void *arg);
 
 //  The Content-Security-Policy of every reply: nothing from elsewhere, no inline script.

@@ -60,7 +60,13 @@ function drawStatus(s) {
     cell(a.name), cell(a.state, cls("s-", a.state)), numCell(a.pid), numCell(a.restarts), numCell(a.events),
     numCell(a.incidents), numCell(a.loops), numCell(a.accepted), numCell(a.tokens), numCell(a.lag))),
     "no agents", 10);
-  fill("backends", (s.backends || []).map(b => el("tr", { "data-backend": b.backend },
+  const backends = (s.backends || []).slice();
+  for (const b of s.budgets || []) {       // configured backends the health table does not know
+    const name = typeof b.scope === "string" && b.scope.startsWith("backend:") ? b.scope.slice(8) : null;
+    if (name && !backends.some(x => x.backend === name))
+      backends.push({ backend: name, state: "unknown", detail: "no health data (no HTTP call to it yet, or a scripted backend)" });
+  }
+  fill("backends", backends.map(b => el("tr", { "data-backend": b.backend },
     cell(b.backend), cell(b.agent), cell(b.state, cls("s-", b.state)), numCell(b.calls), numCell(b.failures),
     numCell(b.latency_ms && b.latency_ms.p50), cell(b.detail))),
     "no backend has been called yet", 7);
@@ -94,21 +100,37 @@ function svg(tag, attrs) {
   return e;
 }
 
+// A chart of the last hour: x is time (up to the newest sample, at most an hour back), y
+// from 0 to the largest value; the samples as a line over a shaded area, and as dots.
 function chart(id, nowId, samples, key, unit) {
   const box = document.getElementById(id);
-  const vals = samples.map(s => (typeof s[key] === "number" && isFinite(s[key]) ? s[key] : 0));
-  const max = Math.max(1, ...vals);
-  const w = 300, h = 80, pad = 12;
-  const n = Math.max(vals.length, 2);
-  const pts = vals.map((v, i) => ((i / (n - 1)) * w).toFixed(1) + "," + (h - pad - (v / max) * (h - 2 * pad)).toFixed(1));
+  const pts = samples.filter(s => typeof s.t === "number")
+    .map(s => [s.t, typeof s[key] === "number" && isFinite(s[key]) ? s[key] : 0]);
+  const max = Math.max(1, ...pts.map(p => p[1]));
+  const w = 600, h = 120, top = 18, bottom = 104;
+  // the span shown: the last hour, or less while meshd has been up for less
+  const end = pts.length ? pts[pts.length - 1][0] : Date.now();
+  const start = Math.max(end - 3600 * 1000, pts.length > 1 ? pts[0][0] : end - 60 * 1000);
+  const x = t => Math.max(0, Math.min(w, ((t - start) / (end - start)) * w));
+  const y = v => bottom - (v / max) * (bottom - top);
   while (box.firstChild) box.removeChild(box.firstChild);
-  box.appendChild(svg("line", { x1: 0, y1: h - pad, x2: w, y2: h - pad }));
-  const line = svg("polyline", { points: pts.join(" "), "data-points": vals.length, "data-max": max.toFixed(2) });
-  box.appendChild(line);
-  const label = svg("text", { x: 2, y: 9 });
-  label.textContent = "max " + max.toFixed(1) + " " + unit + (vals.length ? "" : " (no samples yet: one every 10 s)");
-  box.appendChild(label);
-  const last = vals.length ? vals[vals.length - 1] : null;
+  box.appendChild(svg("line", { x1: 0, y1: bottom, x2: w, y2: bottom, class: "axis" }));
+  const xy = pts.map(p => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1));
+  if (pts.length > 1)
+    box.appendChild(svg("polygon", { class: "area", points: x(pts[0][0]).toFixed(1) + "," + bottom + " " + xy.join(" ") + " " + x(end).toFixed(1) + "," + bottom }));
+  box.appendChild(svg("polyline", { points: xy.join(" "), "data-points": pts.length, "data-max": max.toFixed(2) }));
+  for (const p of pts.slice(-120)) box.appendChild(svg("circle", { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 2.5 }));
+  const span = Math.round((end - start) / 1000);
+  const ago = span >= 120 ? "-" + Math.round(span / 60) + " min" : "-" + span + " s";
+  for (const [label, at, anchor] of [[ago, 2, "start"], ["now", w - 2, "end"]]) {
+    const t = svg("text", { x: at, y: h - 2, "text-anchor": anchor });
+    t.textContent = label;
+    box.appendChild(t);
+  }
+  const top_ = svg("text", { x: 2, y: 11 });
+  top_.textContent = pts.length ? "max " + max.toFixed(1) + " " + unit : "no samples yet (one every 10 s)";
+  box.appendChild(top_);
+  const last = pts.length ? pts[pts.length - 1][1] : null;
   document.getElementById(nowId).textContent = last === null ? "" : "now " + last.toFixed(1);
 }
 
