@@ -112,7 +112,7 @@ s_totals (json_t *snapshot, double *events, double *tokens)
                    + (double) json_integer_value (json_object_get (c, "malformed"));
     }
     *tokens = (double) json_integer_value (
-        json_object_get (json_object_get (json_object_get (snapshot, "budgets"), "run"),
+        json_object_get (json_object_get (json_object_get (snapshot, "budget"), "run"),
                          "charged"));
 }
 
@@ -269,7 +269,7 @@ s_status (mesh_statuspage_t *self)
         }
     }
     json_t *scope;
-    json_t *tokens = json_object_get (snap, "budgets");
+    json_t *tokens = json_object_get (snap, "budget");
     json_array_foreach (json_object_get (tokens, "scopes"), i, scope) {
         json_t *brow = json_pack (
             "{s:O? s:O? s:O? s:O? s:O? s:O? s:O? s:O?}", "scope", json_object_get (scope, "scope"),

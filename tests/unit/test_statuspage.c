@@ -40,7 +40,7 @@ s_status (void *arg)
         "agents", "name", "ops", "agent", "ops", "pid", 4242, "state", "running", "restarts", 1,
         "counters", "events", f->events, "malformed", (json_int_t) 0, "incidents", 3,
         "backends", "scripted", "state", "open", "detail", HOSTILE, "calls", 7,
-        "budgets", "scopes", "scope", "agent:ops", "used", 500, "reserved", 0, "limit", 1000,
+        "budget", "scopes", "scope", "agent:ops", "used", 500, "reserved", 0, "limit", 1000,
         "remaining", 500, "burn_per_min", 12, "run", "charged", f->charged);
 }
 
