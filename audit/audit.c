@@ -566,15 +566,21 @@ mesh_audit_load_key (const char *path, bool strict, unsigned char *key, char *wh
 
 typedef void (s_record_fn) (json_t *record, void *arg);
 
-//  The last MAX_BYTES of the active file PATH, from the first whole line in them (0: the
-//  whole log, its segments included).  A reader that must stay cheap (the status page,
-//  on meshd's own thread) reads only this far back.
+//  The reader behind every view.  MAX_BYTES 0 and FROM < 0: the whole log, its segments
+//  included.  Otherwise the active file PATH only: from byte FROM (< 0: its end), but never
+//  more than its last MAX_BYTES (then from the first whole line in them); a last line
+//  without its newline (being written) is left for the next read, and *END_P (may be NULL)
+//  is where the next read goes on.  NEEDLE (may be NULL): lines that do not hold it (any
+//  case) are skipped before they are parsed, for a reader that wants one id.  A reader
+//  that must stay cheap (the status page, on meshd's own thread) reads only this much.
 static int
-s_each_record_tail (const char *path, size_t max_bytes, s_record_fn *fn, void *arg)
+s_each_record_range (const char *path, int64_t from, size_t max_bytes, const char *needle,
+                     s_record_fn *fn, void *arg, uint64_t *end_p)
 {
-    FILE *file = max_bytes ? (path ? fopen (path, "re") : NULL) : s_open (path);
+    bool whole = max_bytes == 0 && from < 0;
+    FILE *file = whole ? s_open (path) : path ? fopen (path, "re") : NULL;
     if (!file) {
-        if (max_bytes)
+        if (!whole)
             mesh_err ("audit: cannot read %s: %s", path ? path : "(null)",
                       path ? strerror (errno) : "no path");
         return 2;
@@ -583,25 +589,34 @@ s_each_record_tail (const char *path, size_t max_bytes, s_record_fn *fn, void *a
     size_t cap = 0;
     ssize_t n;
     int64_t lineno = 0, skipped = 0, first_skipped = 0;
-    uint64_t budget = UINT64_MAX;
-    if (max_bytes) {
+    uint64_t budget = UINT64_MAX, at = 0;
+    if (!whole) {
         struct stat st;
-        if (fstat (fileno (file), &st) == 0 && (uint64_t) st.st_size > max_bytes) {
-            //  Start after the newline that ends the line cut by the window, if any.
-            int c = 0;
-            if (fseeko (file, st.st_size - (off_t) max_bytes - 1, SEEK_SET) == 0)
-                c = fgetc (file);
-            if (c != '\n' && getline (&line, &cap, file) < 0) {
-                free (line);
-                fclose (file);
-                return 0;
-            }
+        uint64_t size = fstat (fileno (file), &st) == 0 ? (uint64_t) st.st_size : 0;
+        uint64_t start = from < 0 || (uint64_t) from > size ? size : (uint64_t) from;
+        bool cut = max_bytes && size - start > max_bytes;
+        if (cut)
+            start = size - max_bytes;
+        budget = size - start;
+        at = start;
+        int c = '\n';
+        if (start > 0 && fseeko (file, (off_t) start - (cut ? 1 : 0), SEEK_SET) == 0 && cut)
+            c = fgetc (file);
+        if (c != '\n') {               //  the window cuts a line: start after it
+            n = getline (&line, &cap, file);
+            uint64_t used = n > 0 ? (uint64_t) n : budget;
+            at += used;
+            budget = used < budget ? budget - used : 0;
         }
-        budget = max_bytes;
     }
     while (budget > 0 && (n = getline (&line, &cap, file)) >= 0) {
-        budget = (uint64_t) n < budget ? budget - (uint64_t) n : 0;
+        if (!whole && (line[n - 1] != '\n' || (uint64_t) n > budget))
+            break;                      //  not written whole yet: the next read has it
+        budget = whole ? budget : budget - (uint64_t) n;
+        at += (uint64_t) n;
         lineno++;
+        if (needle && !strcasestr (line, needle))
+            continue;
         json_t *record = json_loadb (line, (size_t) n, 0, NULL);
         if (json_is_object (record))
             fn (record, arg);
@@ -609,6 +624,8 @@ s_each_record_tail (const char *path, size_t max_bytes, s_record_fn *fn, void *a
             first_skipped = lineno;
         json_decref (record);
     }
+    if (end_p)
+        *end_p = at;
     int rc = 0;
     if (ferror (file)) {
         mesh_err ("audit: read error in %s at line %" PRId64 ": %s", path, lineno + 1,
@@ -626,14 +643,15 @@ s_each_record_tail (const char *path, size_t max_bytes, s_record_fn *fn, void *a
 static int
 s_each_record (const char *path, s_record_fn *fn, void *arg)
 {
-    return s_each_record_tail (path, 0, fn, arg);
+    return s_each_record_range (path, -1, 0, NULL, fn, arg, NULL);
 }
 
 int
-mesh_audit_each_record_tail (const char *path, size_t max_bytes,
-                             void (*fn) (json_t *record, void *arg), void *arg)
+mesh_audit_each_record_from (const char *path, int64_t from, size_t max_bytes,
+                             void (*fn) (json_t *record, void *arg), void *arg,
+                             uint64_t *end_p)
 {
-    return s_each_record_tail (path, max_bytes, fn, arg);
+    return s_each_record_range (path, from < 0 ? 0 : from, max_bytes, NULL, fn, arg, end_p);
 }
 
 static bool
@@ -1186,7 +1204,9 @@ mesh_audit_show_find (const char *path, const char *id, size_t max_bytes, json_t
     }
     s_show_t self = { .id = id, .id_len = strlen (id), .prefix = strlen (id) >= 8,
                       .outcomes = json_object (), .approvals = json_object () };
-    int rc = s_each_record_tail (path, max_bytes, s_show_fn, &self);
+    //  With a window: only lines that hold the id are parsed (ids are hex, written as is).
+    int rc = s_each_record_range (path, max_bytes ? 0 : -1, max_bytes, max_bytes ? id : NULL,
+                                  s_show_fn, &self, NULL);
     if (rc != 0)
         snprintf (why, why_size, "audit: cannot read %s", path ? path : "(null)");
     else {

@@ -98,11 +98,15 @@ int mesh_audit_show_find (const char *path, const char *id, size_t max_bytes, js
 //  "outcome"}.  Caller owns the result.
 json_t *mesh_audit_list_row (json_t *d, const char *outcome);
 
-//  Calls FN for every line that is a JSON object among the last MAX_BYTES of the active
-//  file PATH (from the first whole line in them), in log order; 0 reads the whole log, its
-//  segments included.  Returns 0, or 2 cannot read.
-int mesh_audit_each_record_tail (const char *path, size_t max_bytes,
-                                 void (*fn) (json_t *record, void *arg), void *arg);
+//  Calls FN for every line that is a JSON object in the active file PATH from byte FROM,
+//  in log order, but at most its last MAX_BYTES (0: no bound; a window that cuts a line
+//  starts after it).  A last line without its newline (being written) is not read; *END_P
+//  (may be NULL) is set to the offset after the last line read, where the next call goes
+//  on.  A reader that follows the log: call again with FROM = *END_P; FROM past the end
+//  reads nothing.  Returns 0, or 2 cannot read.
+int mesh_audit_each_record_from (const char *path, int64_t from, size_t max_bytes,
+                                 void (*fn) (json_t *record, void *arg), void *arg,
+                                 uint64_t *end_p);
 
 //  Aggregates over the log for summaries.  records counts every JSON record (ledger events
 //  included); accepted/rejected/budget_exhausted count decision verdicts; fallback counts

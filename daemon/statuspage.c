@@ -1,9 +1,11 @@
 /*  statuspage - the read-only status page and its JSON (see statuspage.h).
  *
  *  Shaped around one rule: it runs on meshd's own thread, between the agents' messages,
- *  so nothing it does may take long or grow without a bound.  The decision log is read
- *  backwards only so far (the audit module's tolerant reader, from a byte offset near the
- *  end: the same parsing as `meshctl audit list/show`, never a second one); the incident
+ *  so nothing it does may take long or grow without a bound.  The decision log is followed:
+ *  each request for the latest decisions parses only what was appended since the last one
+ *  (at most the last S_TAIL_BYTES), into a ring of rows; one decision is looked up in the
+ *  last S_DETAIL_BYTES, parsing only the lines that hold its id.  Both use the audit
+ *  module's reader, the parsing of `meshctl audit list/show`, never a second one; the incident
  *  state files are read only up to a size; the samples for the charts live in a fixed
  *  ring filled on the daemon's timer; and every reply is built whole, checked against a
  *  size, and handed to the listener, which frees it.
@@ -64,6 +66,12 @@ struct _mesh_statuspage_t {
     size_t head, count;                 //  next slot; samples held
     int64_t next_ms, last_ms;           //  next sample due; the last one (0: none yet)
     double last_events, last_tokens;    //  the totals at the last sample
+    //  The latest decisions, the log followed from where the last request left it, so a
+    //  request parses only what was written since (at most S_TAIL_BYTES)
+    json_t *recent;                     //  rows (audit list's, with series), oldest first
+    uint64_t offset;                    //  where the next read goes on
+    dev_t dev;                          //  the file it is in (a rotation starts a new one)
+    ino_t ino;
 };
 
 mesh_statuspage_t *
@@ -78,7 +86,9 @@ mesh_statuspage_new (const char *decision_log, const char *state_dir,
     self->state_dir = state_dir ? strdup (state_dir) : NULL;
     self->status = status;
     self->arg = arg;
-    if ((decision_log && !self->decision_log) || (state_dir && !self->state_dir))
+    self->recent = json_array ();
+    if ((decision_log && !self->decision_log) || (state_dir && !self->state_dir)
+        || !self->recent)
         mesh_statuspage_destroy (&self);
     return self;
 }
@@ -91,6 +101,7 @@ mesh_statuspage_destroy (mesh_statuspage_t **self_p)
     mesh_statuspage_t *self = *self_p;
     free (self->decision_log);
     free (self->state_dir);
+    json_decref (self->recent);
     free (self);
     *self_p = NULL;
 }
@@ -299,39 +310,67 @@ s_status (mesh_statuspage_t *self)
 //  ---------------------------------------------------------------------------------------
 //  /api/decisions
 
-typedef struct {
-    json_t *ring;                       //  the last LIMIT decisions, oldest first
-    size_t limit;
-    json_t *outcomes;                   //  id -> its first outcome's status
-} s_latest_t;
-
+//  One record of the log, read in order: a decision becomes a row of the ring, an outcome
+//  fills in its decision's row.
 static void
-s_latest_fn (json_t *record, void *arg)
+s_follow_fn (json_t *record, void *arg)
 {
-    s_latest_t *self = arg;
+    mesh_statuspage_t *self = arg;
     const char *type = json_string_value (json_object_get (record, "type"));
     const char *id = json_string_value (json_object_get (record, "id"));
     if (!type || !id)
         return;
     if (!strcmp (type, "decision")) {
-        if (json_array_size (self->ring) >= self->limit)
-            json_array_remove (self->ring, 0);
-        json_array_append (self->ring, record);
+        json_t *row = mesh_audit_list_row (record, NULL);
+        json_t *series = json_object_get (json_object_get (record, "incident"), "series");
+        json_object_set (row, "series", json_is_string (series) ? series : json_null ());
+        json_array_append_new (self->recent, row);
+        while (json_array_size (self->recent) > S_LIMIT_MAX)
+            json_array_remove (self->recent, 0);
     }
     else
-    if (!strcmp (type, "outcome") && !json_object_get (self->outcomes, id)) {
-        //  only for decisions in view: a bound on the map as well
-        size_t i;
-        json_t *d;
-        json_array_foreach (self->ring, i, d)
-            if (!strcmp (json_string_value (json_object_get (d, "id")), id)) {
+    if (!strcmp (type, "outcome")) {
+        for (size_t i = json_array_size (self->recent); i-- > 0;) {
+            json_t *row = json_array_get (self->recent, i);
+            const char *rid = json_string_value (json_object_get (row, "id"));
+            if (rid && !strcmp (rid, id)) {
                 json_t *status = json_object_get (record, "status");
-                json_object_set_new (self->outcomes, id,
-                                     json_is_string (status) ? json_incref (status)
+                if (json_is_null (json_object_get (row, "outcome")))
+                    json_object_set_new (row, "outcome", json_is_string (status)
+                                                             ? json_incref (status)
                                                              : json_string ("-"));
                 break;
             }
+        }
     }
+}
+
+//  Read what the log gained since the last request (a new file after a rotation: from its
+//  start).  0, or 2 cannot read.
+static int
+s_follow (mesh_statuspage_t *self)
+{
+    struct stat st;
+    if (!self->decision_log || stat (self->decision_log, &st) != 0) {
+        mesh_err ("statuspage: cannot read %s: %s", self->decision_log ? self->decision_log
+                                                                      : "(no log)",
+                  strerror (errno));
+        return 2;
+    }
+    if (st.st_dev != self->dev || st.st_ino != self->ino
+        || (uint64_t) st.st_size < self->offset) {
+        if ((uint64_t) st.st_size < self->offset && st.st_ino == self->ino)
+            json_array_clear (self->recent);        //  the same file, shorter: start over
+        self->offset = 0;
+        self->dev = st.st_dev;
+        self->ino = st.st_ino;
+    }
+    uint64_t end = self->offset;
+    int rc = mesh_audit_each_record_from (self->decision_log, (int64_t) self->offset,
+                                          S_TAIL_BYTES, s_follow_fn, self, &end);
+    if (rc == 0)
+        self->offset = end;
+    return rc;
 }
 
 static int
@@ -350,26 +389,13 @@ s_decisions (mesh_statuspage_t *self, const char *query, mesh_http_reply_t *repl
         if (errno || !*buf || *end || limit < 1 || limit > S_LIMIT_MAX)
             return s_reply_error (reply, 400, "bad limit: expected an integer from 1 to 100");
     }
-    s_latest_t latest = { json_array (), (size_t) limit, json_object () };
-    int rc = mesh_audit_each_record_tail (self->decision_log, S_TAIL_BYTES, s_latest_fn,
-                                          &latest);
-    json_t *rows = json_array ();
-    for (size_t i = json_array_size (latest.ring); i-- > 0;) {       //  newest first
-        json_t *d = json_array_get (latest.ring, i);
-        const char *id = json_string_value (json_object_get (d, "id"));
-        json_t *row = mesh_audit_list_row (
-            d, json_string_value (json_object_get (latest.outcomes, id)));
-        json_t *series = json_object_get (json_object_get (d, "incident"), "series");
-        json_object_set (row, "series", json_is_string (series) ? series : json_null ());
-        json_array_append_new (rows, row);
-    }
-    json_decref (latest.ring);
-    json_decref (latest.outcomes);
-    if (rc != 0) {
-        json_decref (rows);
+    if (s_follow (self) != 0)
         return s_reply_error (reply, 503, "the decision log cannot be read (meshd's log says "
                                           "why)");
-    }
+    json_t *rows = json_array ();
+    for (size_t i = json_array_size (self->recent);                     //  newest first
+         i-- > 0 && json_array_size (rows) < (size_t) limit;)
+        json_array_append (rows, json_array_get (self->recent, i));
     return s_reply_json (reply, 200,
                          json_pack ("{s:o s:i s:i}", "decisions", rows, "limit", (int) limit,
                                     "window_bytes", S_TAIL_BYTES));

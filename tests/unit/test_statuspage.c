@@ -255,6 +255,51 @@ test_decisions_bounded_tail (void **state)
     json_decref (j);
 }
 
+//  The list follows the log: what was appended since the last request, a line being
+//  written only once whole, and a new file after a rotation.
+static void
+test_decisions_follow (void **state)
+{
+    fixture_t *f = *state;
+    json_t *j;
+    assert_int_equal (s_get (f, "/api/decisions", "limit=1", &j, NULL), 200);
+    char id[65];
+    snprintf (id, sizeof id, "%064x", 30);
+    assert_string_equal (json_string_value (json_object_get (json_array_get (
+                             json_object_get (j, "decisions"), 0), "id")), id);
+    json_decref (j);
+    FILE *out = fopen (f->log, "a");
+    const char *rec = "{\"seq\":61,\"ts\":1,\"type\":\"decision\",\"id\":\"00000000000000000000"
+                      "000000000000000000000000000000000000000000ab\",\"agent\":\"ops\","
+                      "\"verdict\":\"shed\"}";
+    fprintf (out, "%.40s", rec);            //  half a line: not read yet
+    fflush (out);
+    assert_int_equal (s_get (f, "/api/decisions", "limit=1", &j, NULL), 200);
+    assert_string_equal (json_string_value (json_object_get (json_array_get (
+                             json_object_get (j, "decisions"), 0), "id")), id);
+    json_decref (j);
+    fprintf (out, "%s\n{\"type\":\"outcome\",\"id\":\"%.64s\",\"status\":\"failed\"}\n",
+             rec + 40, strstr (rec, "0000"));
+    fclose (out);
+    assert_int_equal (s_get (f, "/api/decisions", "limit=2", &j, NULL), 200);
+    json_t *first = json_array_get (json_object_get (j, "decisions"), 0);
+    assert_string_equal (json_string_value (json_object_get (first, "verdict")), "shed");
+    assert_string_equal (json_string_value (json_object_get (first, "outcome")), "failed");
+    assert_string_equal (json_string_value (json_object_get (json_array_get (
+                             json_object_get (j, "decisions"), 1), "id")), id);
+    json_decref (j);
+    //  a rotation: the log moved aside, a new one in its place
+    char aside[160];
+    snprintf (aside, sizeof aside, "%s.1", f->log);
+    assert_int_equal (rename (f->log, aside), 0);
+    s_write_log (f, 2, "fresh");
+    assert_int_equal (s_get (f, "/api/decisions", "limit=100", &j, NULL), 200);
+    first = json_array_get (json_object_get (j, "decisions"), 0);
+    assert_string_equal (json_string_value (json_object_get (first, "agent")), "fresh");
+    assert_int_equal (json_array_size (json_object_get (j, "decisions")), 33);
+    json_decref (j);
+}
+
 static void
 test_decision (void **state)
 {
@@ -378,6 +423,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_status, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_decisions, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_decisions_bounded_tail, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_decisions_follow, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_decision, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_incidents, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_series, s_setup, s_teardown),
