@@ -34,9 +34,10 @@ DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua
         libyaml-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libsodium-dev \
         libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
 # Only the tests need these (immutable directories, another user, dropping privileges,
-# curl for the test inference server's self-check, chromium for the status page's
-# browser test).
-TEST_DEBS := e2fsprogs passwd util-linux curl chromium
+# curl for the test inference server's self-check and the HTTP listener, prometheus for
+# promtool and a real Prometheus scraping /metrics, chromium for the status page's browser
+# test).
+TEST_DEBS := e2fsprogs passwd util-linux curl prometheus chromium
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c audit/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
@@ -157,6 +158,7 @@ install: $(BINS)
 	  $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
 	install -m 0755 $(B)/meshd $(B)/mesh-agent $(B)/meshctl $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 rules/*.lua $(DESTDIR)$(PREFIX)/share/meshd/rules/
+	install -m 0644 config/meshd-alerts.yml $(DESTDIR)$(PREFIX)/share/meshd/
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 docs/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -24,6 +24,7 @@
 #include "event_kafka.h"
 #include "gate.h"
 #include "health.h"
+#include "hist.h"
 #include "incident.h"
 #include "inflight.h"
 #include "log.h"
@@ -483,6 +484,15 @@ s_heartbeat (mesh_agent_t *self)
     pthread_mutex_unlock (&self->lock);
     //  Each backend's circuit and latency figures, for `meshctl status` (health's own lock).
     json_object_set_new (body, "backends", mesh_health_json (mesh_health_now_ms ()));
+    //  For meshd's /metrics: latency histograms (fixed buckets, common/hist.h) and the lag
+    //  of each assigned partition (the MESH_PROTO_MAX_LAG_PARTITIONS largest).
+    json_t *hist = mesh_health_hist_json (), *own = mesh_hist_global_json ();
+    json_object_update (hist, own);
+    json_decref (own);
+    json_object_set_new (body, "hist", hist);
+    json_object_set_new (body, "lag_partitions",
+                         mesh_event_kafka_lag_partitions (self->events,
+                                                          MESH_PROTO_MAX_LAG_PARTITIONS));
     mesh_proto_send (self->ctl, NULL, MESH_MSG_HEARTBEAT, body);
     json_decref (body);
 }

@@ -53,6 +53,7 @@
  *  The actions (the built-in check) come from the config in force, not the archive.
  */
 #include "gate.h"
+#include "hist.h"
 #include "log.h"
 #include "sandbox.h"
 #include "vm.h"
@@ -823,7 +824,10 @@ mesh_gate_check (mesh_gate_t *self, json_t *proposal, json_t *ctx, json_t *verdi
 {
     assert (self);
     s_known_t known = { self->actions, self->action_count, self->allowed };
-    return s_check (self, &known, proposal, ctx, verdicts, fail_p);
+    double start = mesh_hist_now ();
+    bool accepted = s_check (self, &known, proposal, ctx, verdicts, fail_p);
+    mesh_hist_global_observe (MESH_HIST_GATE, mesh_hist_now () - start);
+    return accepted;
 }
 
 json_t *

@@ -18,6 +18,7 @@
  *  socket made here sends AUTH right after connecting (ZeroMQ keeps a pipe's order,
  *  so it arrives before the first request).
  */
+#include "hist.h"
 #include "record.h"
 #include "log.h"
 #include "proto.h"
@@ -355,11 +356,14 @@ s_reserve (void *arg, const mesh_tokens_ask_t *ask, mesh_tokens_grant_t *grant)
                               ask->backend ? ask->backend : "", "priority",
                               ask->high ? "high" : "normal");
     json_object_set_new (body, "action", ask->action ? json_string (ask->action) : json_null ());
+    double start = mesh_hist_now ();
     int rc = mesh_proto_send (self->sock, NULL, MESH_MSG_RESERVE, body);
     json_decref (body);
     if (rc != 0)
         return -1;
     mesh_msg_t *reply = s_await (self, id, MESH_MSG_RESERVE_REPLY);
+    if (reply)
+        mesh_hist_global_observe (MESH_HIST_RESERVATION, mesh_hist_now () - start);
     if (!reply || reply->type != MESH_MSG_RESERVE_REPLY) {
         if (reply)
             mesh_err ("record: the supervisor refused the reservation: %s",

@@ -2,7 +2,9 @@
 #include "hist.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 const double mesh_hist_bounds[MESH_HIST_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -65,4 +67,46 @@ mesh_hist_from_json (mesh_hist_t *self, const json_t *array)
     h.sum = json_number_value (sum);
     *self = h;
     return 0;
+}
+
+static pthread_mutex_t s_global_lock = PTHREAD_MUTEX_INITIALIZER;
+static mesh_hist_t s_global[MESH_HIST_GLOBAL_COUNT_];
+static const char *const s_global_names[MESH_HIST_GLOBAL_COUNT_] = {"gate_seconds",
+                                                                    "reservation_seconds"};
+
+const char *
+mesh_hist_global_name (mesh_hist_global_t which)
+{
+    return which < MESH_HIST_GLOBAL_COUNT_ ? s_global_names[which] : "?";
+}
+
+void
+mesh_hist_global_observe (mesh_hist_global_t which, double seconds)
+{
+    if (which >= MESH_HIST_GLOBAL_COUNT_)
+        return;
+    pthread_mutex_lock (&s_global_lock);
+    mesh_hist_observe (&s_global[which], seconds);
+    pthread_mutex_unlock (&s_global_lock);
+}
+
+json_t *
+mesh_hist_global_json (void)
+{
+    mesh_hist_t copy[MESH_HIST_GLOBAL_COUNT_];
+    pthread_mutex_lock (&s_global_lock);
+    memcpy (copy, s_global, sizeof copy);
+    pthread_mutex_unlock (&s_global_lock);
+    json_t *all = json_object ();
+    for (int i = 0; i < MESH_HIST_GLOBAL_COUNT_; i++)
+        json_object_set_new (all, s_global_names[i], mesh_hist_json (&copy[i]));
+    return all;
+}
+
+double
+mesh_hist_now (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }

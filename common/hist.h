@@ -30,4 +30,15 @@ json_t *mesh_hist_json (const mesh_hist_t *self);
 //  Back from that form: 0, or -1 (not an array of MESH_HIST_BUCKETS + 2 numbers >= 0).
 int mesh_hist_from_json (mesh_hist_t *self, const json_t *array);
 
+//  Process-wide histograms of an agent (any thread; one lock): what its heartbeat carries
+//  under "hist" beside the backends' own (agents/backend/health.c).
+typedef enum { MESH_HIST_GATE, MESH_HIST_RESERVATION, MESH_HIST_GLOBAL_COUNT_ } mesh_hist_global_t;
+//  The heartbeat key of each: "gate_seconds", "reservation_seconds".
+const char *mesh_hist_global_name (mesh_hist_global_t which);
+void mesh_hist_global_observe (mesh_hist_global_t which, double seconds);
+//  {"gate_seconds": [...], "reservation_seconds": [...]} (caller owns).
+json_t *mesh_hist_global_json (void);
+//  Seconds on the monotonic clock, for measuring.
+double mesh_hist_now (void);
+
 #endif

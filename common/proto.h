@@ -32,10 +32,14 @@
 #define MESH_PROTO_MAX_FRAME (MESH_PROTO_MAX_BODY + 4096)
 //  An agent's token: random bytes, 64 lower-case hex digits in AUTH.
 #define MESH_PROTO_TOKEN_SIZE 32
+//  A heartbeat's "lag_partitions": at most this many (the largest lags).
+#define MESH_PROTO_MAX_LAG_PARTITIONS 64
 
 typedef enum {
     MESH_MSG_HELLO = 1,         //  agent -> sup   {agent, instance, pid}
-    MESH_MSG_HEARTBEAT,         //  agent -> sup   {instance, counters{}}
+    MESH_MSG_HEARTBEAT,         //  agent -> sup   {instance, counters{}}; optional (older
+                                //  agents omit them, older daemons ignore them): backends{},
+                                //  rules_hash, hist{} (common/hist.h), lag_partitions[]
     MESH_MSG_SHUTDOWN,          //  sup -> agent   {reason}: drain, store offsets, exit 0
     MESH_MSG_DECISION,          //  agent -> sup   {record{type:"decision", id, agent}}
     MESH_MSG_OUTCOME,           //  agent -> sup   {record{type:"outcome", id, agent, status}}

@@ -178,7 +178,7 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
                                                        MHD_HTTP_HEADER_TRANSFER_ENCODING);
     if ((length && strcmp (length, "0") != 0) || chunked) {
         self->stats.refused++;
-        return s_text (connection, MHD_HTTP_PAYLOAD_TOO_LARGE,
+        return s_text (connection, 413 /* Content Too Large */,
                        "a request body is not accepted\n", NULL);
     }
     if (!request || !url || url[0] != '/') {

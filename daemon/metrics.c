@@ -93,8 +93,12 @@ s_value (char *buf, size_t size, double v)
     else
     if (v == floor (v) && fabs (v) < 1e15)
         snprintf (buf, size, "%.0f", v);
-    else
-        snprintf (buf, size, "%.17g", v);
+    else {
+        //  The shortest of %.15g and %.17g that reads back as V.
+        snprintf (buf, size, "%.15g", v);
+        if (strtod (buf, NULL) != v)
+            snprintf (buf, size, "%.17g", v);
+    }
 }
 
 //  One sample: NAME{L1="v1",L2="v2"} VALUE, with up to three label pairs (NULL ends).
@@ -171,8 +175,10 @@ static void
 s_emit_build (s_out_t *out, const s_metric_t *m, const json_t *status, mesh_metrics_t *self)
 {
     const char *version = json_string_value (json_object_get (status, "version"));
+    char protocol[16];
+    snprintf (protocol, sizeof protocol, "%d", MESH_PROTO_VERSION);
     s_sample (out, m->info.name, 1, "version", version ? version : "unknown", "protocol",
-              "1", NULL, NULL);
+              protocol, NULL, NULL);
 }
 
 //  A number from the daemon's status (KEY), a bool as 0/1; "storage" up as 1.
@@ -520,7 +526,7 @@ static const char *const s_outcomes[] = {
 #define S_ROW(n, t, l, h, e, k, m) {{(n), (t), (l), (h)}, (e), (k), (m)}
 static const s_metric_t s_table[] = {
     S_ROW ("meshd_build_info", "gauge", "version,protocol",
-           "meshd's version; always 1", s_emit_build, NULL, NULL),
+           "meshd's version and its agent protocol's; always 1", s_emit_build, NULL, NULL),
     S_ROW ("meshd_ready", "gauge", "",
            "1 when every agent is ready and the storage takes writes (as /readyz)",
            s_emit_daemon, "ready", NULL),

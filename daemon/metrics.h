@@ -14,6 +14,7 @@
 #define MESH_METRICS_H
 
 #include "hist.h"
+#include "proto.h"
 #include <jansson.h>
 #include <stddef.h>
 
@@ -21,7 +22,7 @@
 //  A reply is cut (and says so in a comment line) past this many bytes.
 #define MESH_METRICS_MAX_BYTES (4u << 20)
 //  Consumer lag series per agent: at most this many topic-partitions (the largest lags).
-#define MESH_METRICS_MAX_PARTITIONS 64
+#define MESH_METRICS_MAX_PARTITIONS MESH_PROTO_MAX_LAG_PARTITIONS
 
 typedef struct _mesh_metrics_t mesh_metrics_t;
 

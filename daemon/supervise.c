@@ -32,6 +32,7 @@
  */
 #include "supervise.h"
 #include "agent_user.h"
+#include "hist.h"
 #include "inflight.h"
 #include "log.h"
 #include "proto.h"
@@ -72,6 +73,9 @@ typedef struct {
     json_t *life;                       //  counters of this life (latest heartbeat)
     json_t *totals;                     //  counters of earlier lives, summed
     json_t *backends;                   //  the latest heartbeat's "backends", or NULL
+    json_t *hist_life;                  //  the latest heartbeat's "hist" (this life), or NULL
+    json_t *hist_totals;                //  histograms of earlier lives, summed, or NULL
+    json_t *lag_parts;                  //  the latest heartbeat's "lag_partitions", or NULL
     uint8_t token[MESH_PROTO_TOKEN_SIZE];   //  this life's secret
     bool token_live;                    //  false once the life is over (or never began)
     char **peers;                       //  routing ids authenticated in this life
@@ -111,9 +115,51 @@ s_is_gauge (const char *key)
            || !strcmp (key, "incident_pending") || !strcmp (key, "silences_active");
 }
 
+//  Histograms (common/hist.h) of FROM added into INTO: {name: [...]} or {name: {backend:
+//  [...]}}, as a heartbeat's "hist" carries them (both already checked).
+static void
+s_hist_merge (json_t *into, json_t *from)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach (from, key, value) {
+        mesh_hist_t sum = {0}, one;
+        if (json_is_array (value)) {
+            mesh_hist_from_json (&sum, json_object_get (into, key));
+            if (mesh_hist_from_json (&one, value) == 0)
+                mesh_hist_add (&sum, &one);
+            json_object_set_new (into, key, mesh_hist_json (&sum));
+            continue;
+        }
+        json_t *mine = json_object_get (into, key);
+        if (!json_is_object (mine)) {
+            mine = json_object ();
+            json_object_set_new (into, key, mine);
+        }
+        const char *backend;
+        json_t *array;
+        json_object_foreach (value, backend, array) {
+            mesh_hist_t total = {0};
+            if (!json_object_get (mine, backend) && json_object_size (mine) >= S_MAX_BACKENDS)
+                continue;
+            mesh_hist_from_json (&total, json_object_get (mine, backend));
+            if (mesh_hist_from_json (&one, array) == 0)
+                mesh_hist_add (&total, &one);
+            json_object_set_new (mine, backend, mesh_hist_json (&total));
+        }
+    }
+}
+
 static void
 s_fold (s_instance_t *in)
 {
+    if (in->hist_life) {
+        if (!in->hist_totals)
+            in->hist_totals = json_object ();
+        s_hist_merge (in->hist_totals, in->hist_life);
+        json_decref (in->hist_life);
+        in->hist_life = NULL;
+    }
     const char *key;
     json_t *value;
     json_object_foreach (in->life, key, value) {
@@ -138,6 +184,8 @@ s_forget (s_instance_t *in)
     in->peer_count = 0;
     json_decref (in->backends);         //  a dead life's backends describe nothing now
     in->backends = NULL;
+    json_decref (in->lag_parts);        //  nor its partitions
+    in->lag_parts = NULL;
 }
 
 //  A start that could not happen: the instance waits its backoff, which doubles (up to
@@ -340,6 +388,9 @@ mesh_supervise_destroy (mesh_supervise_t **self_p)
         free (self->inst[i].rules_hash);
         json_decref (self->inst[i].life);
         json_decref (self->inst[i].totals);
+        json_decref (self->inst[i].hist_life);
+        json_decref (self->inst[i].hist_totals);
+        json_decref (self->inst[i].lag_parts);
         json_decref (self->inst[i].backends);
         if (self->inst[i].inflight_fd >= 0)
             close (self->inst[i].inflight_fd);
@@ -700,6 +751,68 @@ s_take_backends (mesh_supervise_t *self, s_instance_t *in, const char *routing_i
                                   "object of at most 64 objects, 64 KiB; dropped");
 }
 
+//  A heartbeat's "hist" (VALUE, may be NULL: an agent from before it) replaces this life's
+//  when it is an object of at most 8 histograms, each an array as mesh_hist_json makes it
+//  or an object of at most S_MAX_BACKENDS of them; anything else is dropped as a bug.
+static void
+s_take_hist (mesh_supervise_t *self, s_instance_t *in, const char *routing_id, json_t *value)
+{
+    if (!value)
+        return;
+    mesh_hist_t h;
+    bool fits = json_is_object (value) && json_object_size (value) <= 8;
+    const char *key;
+    json_t *entry;
+    if (fits)
+        json_object_foreach (value, key, entry) {
+            if (json_is_array (entry)) {
+                fits = fits && mesh_hist_from_json (&h, entry) == 0;
+                continue;
+            }
+            fits = fits && json_is_object (entry) && json_object_size (entry) <= S_MAX_BACKENDS;
+            const char *backend;
+            json_t *array;
+            if (fits)
+                json_object_foreach (entry, backend, array)
+                    fits = fits && strlen (backend) < 128 && mesh_hist_from_json (&h, array) == 0;
+        }
+    if (!fits) {
+        mesh_supervise_agent_bug (self, routing_id, "heartbeat: \"hist\" must be an object of "
+                                  "at most 8 histograms (arrays of 17 numbers, or objects of "
+                                  "at most 64 of them); dropped");
+        return;
+    }
+    json_decref (in->hist_life);
+    in->hist_life = json_deep_copy (value);
+}
+
+//  A heartbeat's "lag_partitions": at most MESH_PROTO_MAX_LAG_PARTITIONS objects {topic,
+//  partition, lag}; anything else is dropped as a bug.
+static void
+s_take_lag (mesh_supervise_t *self, s_instance_t *in, const char *routing_id, json_t *value)
+{
+    json_decref (in->lag_parts);
+    in->lag_parts = NULL;
+    if (!value)
+        return;
+    bool fits = json_is_array (value) && json_array_size (value) <= MESH_PROTO_MAX_LAG_PARTITIONS;
+    size_t i;
+    json_t *part;
+    if (fits)
+        json_array_foreach (value, i, part) {
+            const char *topic = json_string_value (json_object_get (part, "topic"));
+            fits = fits && topic && strlen (topic) < 256
+                   && json_is_integer (json_object_get (part, "partition"))
+                   && json_integer_value (json_object_get (part, "lag")) >= 0
+                   && json_is_integer (json_object_get (part, "lag"));
+        }
+    if (fits)
+        in->lag_parts = json_deep_copy (value);
+    else
+        mesh_supervise_agent_bug (self, routing_id, "heartbeat: \"lag_partitions\" must be an "
+                                  "array of at most 64 {topic, partition, lag}; dropped");
+}
+
 void
 mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t *body)
 {
@@ -709,6 +822,8 @@ mesh_supervise_heartbeat (mesh_supervise_t *self, const char *routing_id, json_t
     in->last_beat = zclock_mono ();
     json_object_update (in->life, json_object_get (body, "counters"));
     s_take_backends (self, in, routing_id, json_object_get (body, "backends"));
+    s_take_hist (self, in, routing_id, json_object_get (body, "hist"));
+    s_take_lag (self, in, routing_id, json_object_get (body, "lag_partitions"));
     const char *hash = json_string_value (json_object_get (body, "rules_hash"));
     if (hash && (!in->rules_hash || strcmp (hash, in->rules_hash) != 0)) {
         free (in->rules_hash);
@@ -948,6 +1063,15 @@ mesh_supervise_status (mesh_supervise_t *self)
                                                     self->quarantine, in->cfg->name)));
         json_object_set_new (entry, "backends",
                              in->backends ? json_deep_copy (in->backends) : json_object ());
+        //  For /metrics: the histograms of every life, and this life's partitions' lag.
+        json_t *hist = json_object ();
+        if (in->hist_totals)
+            s_hist_merge (hist, in->hist_totals);
+        if (in->hist_life)
+            s_hist_merge (hist, in->hist_life);
+        json_object_set_new (entry, "hist", hist);
+        if (in->lag_parts)
+            json_object_set_new (entry, "lag_partitions", json_deep_copy (in->lag_parts));
     }
     return list;
 }

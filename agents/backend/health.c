@@ -1,5 +1,6 @@
 /*  health - circuit breaker, probed server facts and latency figures (see health.h).  */
 #include "health.h"
+#include "hist.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ struct _mesh_health_t {
     mesh_health_server_t server;
     long latency[S_RING], ttft[S_RING];
     size_t ring_count, ring_next, ttft_count, ttft_next;
+    mesh_hist_t latency_hist, ttft_hist;    //  every call of this process, for /metrics
 };
 
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -152,6 +154,9 @@ mesh_health_result (mesh_health_t *self, long now_ms, mesh_fail_t fail, long lat
 {
     pthread_mutex_lock (&s_lock);
     self->calls++;
+    mesh_hist_observe (&self->latency_hist, latency_ms / 1000.0);
+    if (ttft_ms >= 0)
+        mesh_hist_observe (&self->ttft_hist, ttft_ms / 1000.0);
     self->latency[self->ring_next] = latency_ms;
     self->ring_next = (self->ring_next + 1) % S_RING;
     if (self->ring_count < S_RING)
@@ -314,4 +319,20 @@ mesh_health_json (long now_ms)
     }
     pthread_mutex_unlock (&s_lock);
     return all;
+}
+
+json_t *
+mesh_health_hist_json (void)
+{
+    json_t *latency = json_object (), *ttft = json_object ();
+    pthread_mutex_lock (&s_lock);
+    for (size_t i = 0; i < s_entry_count; i++) {
+        mesh_health_t *self = s_entries[i];
+        if (self->refs == 0 || mesh_hist_count (&self->latency_hist) == 0)
+            continue;
+        json_object_set_new (latency, self->name, mesh_hist_json (&self->latency_hist));
+        json_object_set_new (ttft, self->name, mesh_hist_json (&self->ttft_hist));
+    }
+    pthread_mutex_unlock (&s_lock);
+    return json_pack ("{so so}", "model_call_seconds", latency, "model_ttft_seconds", ttft);
 }

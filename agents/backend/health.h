@@ -74,6 +74,9 @@ void mesh_health_loading (mesh_health_t *self, long now_ms);
 //  flavor, context_tokens, calls, failures, consecutive_failures, latency_ms: {p50,
 //  p95, p99}, ttft_ms: {p50, p95, p99}, open_until_s}} over the last 512 calls.
 json_t *mesh_health_json (long now_ms);
+//  Every backend's model call and time-to-first-token histograms (common/hist.h) of this
+//  process: {"model_call_seconds": {name: [...]}, "model_ttft_seconds": {name: [...]}}.
+json_t *mesh_health_hist_json (void);
 //  Monotonic milliseconds (the clock every function above takes).
 long mesh_health_now_ms (void);
 

@@ -810,6 +810,55 @@ mesh_event_kafka_lag (mesh_event_kafka_t *self)
     return lag;
 }
 
+static int
+s_by_lag (const void *a, const void *b)
+{
+    json_int_t x = json_integer_value (json_object_get (*(json_t *const *) a, "lag"));
+    json_int_t y = json_integer_value (json_object_get (*(json_t *const *) b, "lag"));
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+json_t *
+mesh_event_kafka_lag_partitions (mesh_event_kafka_t *self, size_t max)
+{
+    json_t *out = json_array ();
+    rd_kafka_topic_partition_list_t *list = NULL;
+    if (rd_kafka_assignment (self->rk, &list) != 0 || !list || list->cnt == 0) {
+        if (list)
+            rd_kafka_topic_partition_list_destroy (list);
+        return out;
+    }
+    rd_kafka_position (self->rk, list);
+    json_t **items = calloc ((size_t) list->cnt, sizeof *items);
+    size_t n = 0;
+    for (int i = 0; items && i < list->cnt; i++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_get_watermark_offsets (self->rk, list->elems[i].topic,
+                                            list->elems[i].partition, &lo, &hi) != 0
+            || hi < 0)
+            continue;
+        s_partition_t *p = s_partition (self, list->elems[i].topic, list->elems[i].partition,
+                                        false);
+        int64_t pos = list->elems[i].offset >= 0         ? list->elems[i].offset
+                      : p && p->committed >= 0 ? p->committed
+                                               : lo > 0 ? lo : 0;
+        items[n++] = json_pack ("{ss si sI}", "topic", list->elems[i].topic, "partition",
+                                (int) list->elems[i].partition, "lag",
+                                (json_int_t) (hi > pos ? hi - pos : 0));
+    }
+    rd_kafka_topic_partition_list_destroy (list);
+    if (items)
+        qsort (items, n, sizeof *items, s_by_lag);
+    for (size_t i = 0; i < n; i++) {
+        if (i < max && items[i])
+            json_array_append_new (out, items[i]);
+        else
+            json_decref (items[i]);
+    }
+    free (items);
+    return out;
+}
+
 size_t
 mesh_event_kafka_held (const mesh_event_kafka_t *self)
 {

@@ -132,6 +132,9 @@ bool mesh_event_kafka_paused (const mesh_event_kafka_t *self);
 //  watermark or position is not yet known (just after an assignment, before the first
 //  fetch answered) - never 0 for "not yet looked".
 int64_t mesh_event_kafka_lag (mesh_event_kafka_t *self);
+//  The same per assigned partition, for /metrics: [{"topic","partition","lag"}], the MAX
+//  largest lags (partitions whose lag is not known yet are left out).  Caller owns.
+json_t *mesh_event_kafka_lag_partitions (mesh_event_kafka_t *self, size_t max);
 //  Events held (in flight) right now.
 size_t mesh_event_kafka_held (const mesh_event_kafka_t *self);
 //  Poison messages: FN (ARG, topic, partition, offset) is called for every message before
