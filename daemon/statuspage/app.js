@@ -16,7 +16,7 @@ function el(tag, attrs, ...children) {
     if (v !== undefined && v !== null) e.setAttribute(k, String(v));
   }
   for (const c of children) {
-    if (c === undefined || c === null) continue;
+    if (c === undefined || c === null || c === "") continue;
     e.appendChild(typeof c === "object" && c.nodeType ? c : document.createTextNode(text(c)));
   }
   return e;
@@ -48,7 +48,7 @@ function fill(id, rows, empty, cols) {
   tbody.replaceWith(fresh);
 }
 
-function cell(v, c) { return el("td", { class: c || null }, v); }
+function cell(v, c) { return el("td", { class: c || null }, v === "" || v === undefined || v === null ? "-" : v); }
 function numCell(v) { return el("td", { class: "num" }, num(v)); }
 
 function drawStatus(s) {
@@ -149,7 +149,7 @@ function wantedId() {
 }
 
 function step(when, name, ...parts) {
-  return el("li", { class: "event", "data-step": name }, el("span", { class: "when" }, iso(when)),
+  return el("li", { class: "event", "data-step": name }, el("span", { class: "when" }, when ? iso(when) : ""),
     el("span", { class: "step" }, name), " ", ...parts);
 }
 
@@ -169,7 +169,8 @@ function drawDetail(res) {
                 ["outcome", o ? o.status : "none recorded"]];
   for (const [k, v] of rows) {
     dl.appendChild(el("dt", {}, k));
-    dl.appendChild(el("dd", { "data-field": k, class: k === "verdict" ? cls("v-", v) : null }, v));
+    dl.appendChild(el("dd", { "data-field": k, class: k === "verdict" ? cls("v-", v) : null },
+                      v === undefined || v === null || v === "" ? "-" : v));
   }
   const ol = document.createElement("ol");
   ol.id = "timeline";
@@ -228,6 +229,7 @@ async function refresh() {
   let ok = true;
   if (id) {
     ok = await refreshDetail(id);
+    try { drawStatus(await getJSON("/api/status")); } catch (e) { ok = false; }
   } else {
     const parts = [["/api/status", drawStatus], ["/api/incidents", drawIncidents],
                    ["/api/decisions?limit=20", drawDecisions], ["/api/series", drawSeries]];

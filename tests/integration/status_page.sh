@@ -4,7 +4,8 @@
 # DOM it ends with shows the agents meshctl shows, decisions with verdicts, and a chart
 # with samples.  The detail view of one decision (#decision=ID) shows what
 # `meshctl --json audit show ID` says (id, verdict, action, outcome).  The page's own
-# requests are GETs; a POST is refused.  A screenshot goes to $B/status-page.png.
+# requests are GETs; a POST is refused.  Screenshots go to $B/status-page.png and
+# $B/status-page-decision.png (the detail view).
 # meshd-test: no-asan
 source "$(dirname "$0")/lib.sh"
 
@@ -136,6 +137,9 @@ PY
 browse --screenshot="$ROOT/$B/status-page.png" --window-size=1280,1600 "$URL/" > /dev/null \
     || fail "chromium could not take the screenshot"
 [ -s "$ROOT/$B/status-page.png" ] || fail "no screenshot"
-note "screenshot: $B/status-page.png ($(stat -c %s "$ROOT/$B/status-page.png") bytes)"
+browse --screenshot="$ROOT/$B/status-page-decision.png" --window-size=1280,1400 \
+    "$URL/#decision=$id" > /dev/null || fail "chromium could not take the detail view's screenshot"
+note "screenshots: $B/status-page.png ($(stat -c %s "$ROOT/$B/status-page.png") bytes)," \
+    "$B/status-page-decision.png ($(stat -c %s "$ROOT/$B/status-page-decision.png") bytes)"
 stop_meshd
 echo ok
