@@ -511,6 +511,10 @@ s_serve_agent (s_daemon_t *d, zsock_t *sock)
                 seq = -1;               //  held: do not hammer a full or read-only disk
             else
                 seq = s_append (d, record);
+            if (seq > 0 && msg->type == MESH_MSG_OUTCOME)
+                mesh_metrics_outcome (d->metrics,
+                                      json_string_value (json_object_get (record, "action")),
+                                      json_string_value (json_object_get (record, "status")));
             if (seq > 0) {
                 //  Acknowledged after the batch's fsync (s_commit), not before.
                 s_ack_t *ack = (s_ack_t *) calloc (1, sizeof *ack);

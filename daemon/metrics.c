@@ -15,8 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define S_MAX_OUTCOME_SERIES 512         //  distinct (action, outcome) pairs kept
+
+typedef struct {
+    char action[65];
+    char outcome[24];
+    uint64_t count;
+} s_outcome_t;
+
 struct _mesh_metrics_t {
     mesh_hist_t ledger_fsync;
+    s_outcome_t outcomes[S_MAX_OUTCOME_SERIES];
+    size_t outcome_count;
 };
 
 //  The growing text; FULL once past MESH_METRICS_MAX_BYTES (then nothing more is added).
@@ -450,6 +460,14 @@ s_hist (s_out_t *out, const char *name, const mesh_hist_t *h, const char *l1, co
 }
 
 static void
+s_emit_outcomes (s_out_t *out, const s_metric_t *m, const json_t *status, mesh_metrics_t *self)
+{
+    for (size_t i = 0; self && i < self->outcome_count; i++)
+        s_sample (out, m->info.name, (double) self->outcomes[i].count, "action",
+                  self->outcomes[i].action, "outcome", self->outcomes[i].outcome, NULL, NULL);
+}
+
+static void
 s_emit_ledger_fsync (s_out_t *out, const s_metric_t *m, const json_t *status,
                      mesh_metrics_t *self)
 {
@@ -555,6 +573,9 @@ static const s_metric_t s_table[] = {
            "Decisions made, by verdict", s_emit_agent_map, "verdict", s_verdicts),
     S_ROW ("meshd_actions_total", "counter", "agent,outcome",
            "Actions by outcome", s_emit_agent_map, "outcome", s_outcomes),
+    S_ROW ("meshd_action_outcomes_total", "counter", "action,outcome",
+           "Outcome records the agents wrote to the decision log since meshd started, by "
+           "action and status", s_emit_outcomes, NULL, NULL),
     S_ROW ("meshd_tokens_used_total", "counter", "agent",
            "Model tokens charged to the agents' decisions", s_emit_agent_counter, "tokens",
            NULL),
@@ -645,6 +666,57 @@ mesh_metrics_ledger_fsync (mesh_metrics_t *self, double seconds)
 {
     if (self)
         mesh_hist_observe (&self->ledger_fsync, seconds);
+}
+
+//  An action name as a label: a config name ([A-Za-z0-9_.-], at most 64), else "other".
+static const char *
+s_action_label (const char *action)
+{
+    size_t n = action ? strlen (action) : 0;
+    if (n == 0 || n > 64)
+        return "other";
+    for (size_t i = 0; i < n; i++) {
+        char c = action[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '_' || c == '-' || c == '.'))
+            return "other";
+    }
+    return action;
+}
+
+void
+mesh_metrics_outcome (mesh_metrics_t *self, const char *action, const char *status)
+{
+    static const char *const known[] = {"done", "failed", "observed", "skipped", "refused",
+                                        "outcome_unknown", "resolved", "denied", "expired",
+                                        NULL};
+    if (!self)
+        return;
+    const char *outcome = "other";
+    for (int i = 0; status && known[i]; i++)
+        if (!strcmp (status, known[i]))
+            outcome = known[i];
+    const char *label = s_action_label (action);
+    for (size_t i = 0; i < self->outcome_count; i++)
+        if (!strcmp (self->outcomes[i].action, label)
+            && !strcmp (self->outcomes[i].outcome, outcome)) {
+            self->outcomes[i].count++;
+            return;
+        }
+    if (self->outcome_count >= S_MAX_OUTCOME_SERIES - 16)
+        label = "other";                //  past the bound: one series per outcome (kept room)
+    for (size_t i = 0; i < self->outcome_count; i++)
+        if (!strcmp (self->outcomes[i].action, label)
+            && !strcmp (self->outcomes[i].outcome, outcome)) {
+            self->outcomes[i].count++;
+            return;
+        }
+    if (self->outcome_count == S_MAX_OUTCOME_SERIES)
+        return;
+    s_outcome_t *o = &self->outcomes[self->outcome_count++];
+    snprintf (o->action, sizeof o->action, "%s", label);
+    snprintf (o->outcome, sizeof o->outcome, "%s", outcome);
+    o->count = 1;
 }
 
 char *

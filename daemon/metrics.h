@@ -42,6 +42,11 @@ void mesh_metrics_destroy (mesh_metrics_t **self_p);
 
 //  The daemon's own measurements.
 void mesh_metrics_ledger_fsync (mesh_metrics_t *self, double seconds);
+//  An outcome record written to the decision log: ACTION (a name of at most 64 characters
+//  [A-Za-z0-9_.-], else counted as "other") and STATUS (the outcome statuses of
+//  docs/audit.md, else "other").  At most 512 (action, outcome) series; past them, new
+//  actions count as "other".
+void mesh_metrics_outcome (mesh_metrics_t *self, const char *action, const char *status);
 
 //  The exposition for STATUS ({"daemon", "agents", "budget", "http"} as main.c builds it;
 //  any part may be missing) and VERSION: a malloc'd text and its length, or NULL.

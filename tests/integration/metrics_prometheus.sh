@@ -32,7 +32,7 @@ promtool check metrics < "$T/metrics.txt" > "$T/promtool.out" 2>&1 || { cat "$T/
 note "promtool check metrics: ok ($(wc -l < "$T/metrics.txt") lines, $(wc -c < "$T/metrics.txt") bytes)"
 for m in meshd_build_info meshd_events_consumed_total meshd_decisions_total meshd_ledger_fsync_seconds_bucket \
          meshd_agent_restarts_total meshd_consumer_lag_messages meshd_gate_evaluation_seconds_bucket \
-         meshd_token_reservation_seconds_count; do
+         meshd_token_reservation_seconds_count meshd_action_outcomes_total; do
     grep -q "^$m" "$T/metrics.txt" || fail "$m missing from /metrics"
 done
 # The scripted backend has no circuit: the family is declared, without samples.

@@ -105,8 +105,26 @@ static void
 test_samples (void **state)
 {
     mesh_metrics_t *metrics = mesh_metrics_new ();
+    mesh_metrics_outcome (metrics, "scale_out", "done");
+    mesh_metrics_outcome (metrics, "scale_out", "done");
+    mesh_metrics_outcome (metrics, "scale_out", "no such status");
+    mesh_metrics_outcome (metrics, "bad name\"{}", "failed");
+    //  Bounded: a flood of distinct names ends in "other".
+    for (int i = 0; i < 2000; i++) {
+        char name[32];
+        snprintf (name, sizeof name, "a%d", i);
+        mesh_metrics_outcome (metrics, name, "done");
+    }
     json_t *status = s_status ();
     char *text = s_render (metrics, status);
+    assert_true (s_has_line (text, "meshd_action_outcomes_total{action=\"scale_out\",outcome=\"done\"} 2"));
+    assert_true (s_has_line (text, "meshd_action_outcomes_total{action=\"scale_out\",outcome=\"other\"} 1"));
+    assert_true (s_has_line (text, "meshd_action_outcomes_total{action=\"other\",outcome=\"failed\"} 1"));
+    int series = 0;
+    for (const char *p = text; (p = strstr (p, "\nmeshd_action_outcomes_total{")); p++)
+        series++;
+    assert_true (series <= 512);
+    assert_non_null (strstr (text, "meshd_action_outcomes_total{action=\"other\",outcome=\"done\"} "));
     //  Summed over the agent's two replicas; one series per agent, not per instance.
     assert_true (s_has_line (text, "meshd_events_consumed_total{agent=\"ops\"} 150"));
     assert_null (strstr (text, "ops-0"));

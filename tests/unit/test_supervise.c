@@ -14,6 +14,7 @@
  *  before its backoff is over), never upper bounds a slow machine could miss.
  */
 #include "supervise.h"
+#include "hist.h"
 #include "inflight.h"
 #include "log.h"
 #include "proto.h"
@@ -670,6 +671,126 @@ test_heartbeat_backends (void **state)
     json_decref (got);
 }
 
+//  Instance I's field KEY in the status (caller owns; NULL if absent).
+static json_t *
+s_status_field (mesh_supervise_t *sup, size_t i, const char *key)
+{
+    json_t *status = mesh_supervise_status (sup);
+    json_t *value = json_incref (json_object_get (json_array_get (status, i), key));
+    json_decref (status);
+    return value;
+}
+
+//  The count of histogram KEY (an array, or BACKEND's in an object) in instance 0's "hist".
+static uint64_t
+s_hist_count (mesh_supervise_t *sup, const char *key, const char *backend)
+{
+    json_t *hist = s_status_field (sup, 0, "hist");
+    assert_true (json_is_object (hist));
+    json_t *array = json_object_get (hist, key);
+    if (backend)
+        array = json_object_get (array, backend);
+    mesh_hist_t h = {0};
+    if (array)
+        assert_int_equal (mesh_hist_from_json (&h, array), 0);
+    json_decref (hist);
+    return mesh_hist_count (&h);
+}
+
+//  A heartbeat's "hist" and "lag_partitions" (for /metrics): kept, the histograms summed
+//  over lives like counters (a heartbeat carries the life's running totals), the lag only
+//  the present life's; junk is dropped as the agent's bug, not punished; a heartbeat
+//  without them (an older agent) is fine.
+static void
+test_heartbeat_hist_and_lag (void **state)
+{
+    fixture_t *fx = (fixture_t *) *state;
+    mesh_supervise_t *sup = s_start (fx, fx->sleeper, 1);
+    int pid = s_snap_pid (sup, 0);
+    assert_null (s_auth (fx, 0, "cpu/0"));
+    s_hello (sup, "cpu/0", "cpu", pid);
+    assert_int_equal (s_hist_count (sup, "gate_seconds", NULL), 0);
+
+    mesh_hist_t two = {0}, three = {0};
+    mesh_hist_observe (&two, 0.01);
+    mesh_hist_observe (&two, 0.2);
+    three = two;
+    mesh_hist_observe (&three, 5);
+    json_t *beat = json_pack ("{ss s{si} s{so s{so}} s[{ss si si}]}", "instance", "cpu",
+                              "counters", "events", 1, "hist", "gate_seconds",
+                              mesh_hist_json (&two), "model_call_seconds", "llm",
+                              mesh_hist_json (&two), "lag_partitions", "topic", "metrics",
+                              "partition", 2, "lag", 17);
+    mesh_supervise_heartbeat (sup, "cpu/0", beat);
+    json_decref (beat);
+    assert_int_equal (s_hist_count (sup, "gate_seconds", NULL), 2);
+    assert_int_equal (s_hist_count (sup, "model_call_seconds", "llm"), 2);
+    json_t *lag = s_status_field (sup, 0, "lag_partitions");
+    assert_int_equal (json_integer_value (json_object_get (json_array_get (lag, 0), "lag")), 17);
+    json_decref (lag);
+    //  The next heartbeat replaces this life's (running totals, not increments).
+    beat = json_pack ("{ss s{si} s{so s{so}}}", "instance", "cpu", "counters", "events", 1,
+                      "hist", "gate_seconds", mesh_hist_json (&three), "model_call_seconds",
+                      "llm", mesh_hist_json (&two));
+    mesh_supervise_heartbeat (sup, "cpu/0", beat);
+    json_decref (beat);
+    assert_int_equal (s_hist_count (sup, "gate_seconds", NULL), 3);
+    assert_int_equal (s_hist_count (sup, "model_call_seconds", "llm"), 2);
+    assert_null (s_status_field (sup, 0, "lag_partitions"));     //  not sent: none
+
+    //  Junk: each dropped (this life's histograms stay as they were), one agent_error.
+    json_t *bad_array = mesh_hist_json (&two);
+    json_array_set_new (bad_array, 0, json_integer (-5));
+    json_t *many = json_object ();
+    for (int i = 0; i < 65; i++) {
+        char name[16];
+        snprintf (name, sizeof name, "b%d", i);
+        json_object_set_new (many, name, mesh_hist_json (&two));
+    }
+    json_t *lags = json_array ();
+    for (int i = 0; i < MESH_PROTO_MAX_LAG_PARTITIONS + 1; i++)
+        json_array_append_new (lags, json_pack ("{ss si si}", "topic", "t", "partition", i,
+                                                "lag", 1));
+    json_t *junk[] = {json_string ("x"), json_pack ("{s[iii]}", "gate_seconds", 1, 2, 3),
+                      json_pack ("{so}", "gate_seconds", bad_array),
+                      json_pack ("{s{so}}", "model_call_seconds", "llm", json_string ("x")),
+                      json_pack ("{so}", "model_call_seconds", many)};
+    for (size_t k = 0; k < sizeof junk / sizeof junk[0]; k++) {
+        beat = json_pack ("{ss s{si} so}", "instance", "cpu", "counters", "events", 1, "hist",
+                          junk[k]);
+        mesh_supervise_heartbeat (sup, "cpu/0", beat);
+        json_decref (beat);
+        assert_int_equal (s_hist_count (sup, "gate_seconds", NULL), 3);
+    }
+    json_t *lag_junk[] = {json_string ("x"), lags,
+                          json_pack ("[{ss si si}]", "topic", "t", "partition", 0, "lag", -1),
+                          json_pack ("[{si si}]", "partition", 0, "lag", 1)};
+    for (size_t k = 0; k < sizeof lag_junk / sizeof lag_junk[0]; k++) {
+        beat = json_pack ("{ss s{si} so}", "instance", "cpu", "counters", "events", 1,
+                          "lag_partitions", lag_junk[k]);
+        mesh_supervise_heartbeat (sup, "cpu/0", beat);
+        json_decref (beat);
+        assert_null (s_status_field (sup, 0, "lag_partitions"));
+    }
+    assert_int_equal (json_array_size (fx->records), 1);           //  rate-limited
+    assert_int_equal (mesh_supervise_alive (sup), 1);
+
+    //  A death folds this life's histograms into the totals; the next life adds to them.
+    assert_int_equal (kill ((pid_t) pid, SIGKILL), 0);
+    assert_true (s_tick_until (sup, 0, "backoff", 5000));
+    assert_int_equal (s_hist_count (sup, "gate_seconds", NULL), 3);
+    assert_int_equal (s_hist_count (sup, "model_call_seconds", "llm"), 2);
+    assert_true (s_tick_until (sup, 0, "starting", 5000));
+    pid = s_snap_pid (sup, 0);
+    assert_null (s_auth (fx, 0, "cpu/0"));
+    s_hello (sup, "cpu/0", "cpu", pid);
+    beat = json_pack ("{ss s{si} s{so}}", "instance", "cpu", "counters", "events", 1, "hist",
+                      "gate_seconds", mesh_hist_json (&two));
+    mesh_supervise_heartbeat (sup, "cpu/0", beat);
+    json_decref (beat);
+    assert_int_equal (s_hist_count (sup, "gate_seconds", NULL), 5);
+}
+
 static void
 test_liveness_kills_the_silent (void **state)
 {
@@ -1106,6 +1227,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_hello_running_ready, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_counters_survive_death, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_heartbeat_backends, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_heartbeat_hist_and_lag, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_liveness_kills_the_silent, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_punish_kills, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stop, s_setup, s_teardown),
