@@ -47,6 +47,10 @@ scraped=$(sed -n 's/^meshd_events_consumed_total{agent="ops"} //p' "$T/metrics.t
 fsyncs=$(sed -n 's/^meshd_ledger_fsync_seconds_count //p' "$T/metrics.txt")
 [ "${fsyncs:-0}" -gt 0 ] || fail "no ledger fsync counted"
 note "events consumed: $events in both; ledger fsyncs observed: $fsyncs"
+# What a scrape costs the main loop (it renders on the loop's thread): 50 in a row.
+t0=$(date +%s%N)
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/metrics" || fail "a scrape failed"; done
+note "50 scrapes: $(( ($(date +%s%N) - t0) / 50000 )) us each on average (curl included)"
 
 # A real Prometheus scraping meshd every second.
 cat > "$T/prometheus.yml" <<YAML

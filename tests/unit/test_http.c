@@ -269,6 +269,55 @@ test_taken_port (void **state)
     assert_non_null (strstr (why, want));
 }
 
+//  An IPv6 address: bound and served (skipped where the host has no IPv6 loopback).
+static void
+test_ipv6 (void **state)
+{
+    fixture_t *fx = *state;
+    mesh_config_t cfg = {0};
+    cfg.http_address = "::1";
+    cfg.http_max_connections = 2;
+    cfg.http_max_connections_per_ip = 2;
+    cfg.http_timeout_s = 5;
+    cfg.http_max_request_bytes = 4096;
+    char why[256] = "";
+    mesh_http_t *v6 = NULL;
+    for (int attempt = 0; attempt < 20 && !v6; attempt++) {
+        cfg.http_port = 20000 + (int) (randof (30000));
+        v6 = mesh_http_new (&cfg, why, sizeof why);
+        if (!v6 && strstr (why, "Cannot assign requested address"))
+            skip ();
+    }
+    assert_non_null (v6);
+    char bound[64];
+    snprintf (bound, sizeof bound, "[::1]:%d", cfg.http_port);
+    assert_string_equal (mesh_http_bound (v6), bound);
+    //  Served by the fixture's thread in place of its own listener.
+    atomic_store (&fx->stop, true);
+    s_start (fx);
+    pthread_join (fx->thread, NULL);
+    mesh_http_destroy (&fx->http);
+    fx->http = v6;
+    atomic_store (&fx->stop, false);
+    assert_int_equal (mesh_http_route (v6, "/healthz", s_named, "v6"), 0);
+    s_start (fx);
+    s_answer_t a;
+    memset (&a, 0, sizeof a);
+    CURL *curl = curl_easy_init ();
+    char url[128];
+    snprintf (url, sizeof url, "http://[::1]:%d/healthz", cfg.http_port);
+    curl_easy_setopt (curl, CURLOPT_URL, url);
+    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_body_cb);
+    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 5000L);
+    long code = 0;
+    if (curl_easy_perform (curl) == CURLE_OK)
+        curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup (curl);
+    assert_int_equal (code, 200);
+    assert_string_equal (a.body, "v6 /healthz");
+}
+
 int
 main (void)
 {
@@ -277,6 +326,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_routes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_no_fallback_is_404, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_taken_port, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_ipv6, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     curl_global_cleanup ();
