@@ -4,7 +4,8 @@
 # DOM it ends with shows the agents meshctl shows, decisions with verdicts, and a chart
 # with samples.  The detail view of one decision (#decision=ID) shows what
 # `meshctl --json audit show ID` says (id, verdict, action, outcome).  The page's own
-# requests are GETs; a POST is refused.  Screenshots go to $B/status-page.png and
+# requests are GETs; a POST is refused.  A decision whose action carries markup and script
+# (from the scripted model) shows them as text, and nothing of them runs.  Screenshots go to $B/status-page.png and
 # $B/status-page-decision.png (the detail view).
 # meshd-test: no-asan
 source "$(dirname "$0")/lib.sh"
@@ -33,6 +34,21 @@ write_config "  - name: ops
     reason: { backend: scripted, workers: 1 }
     actions: [escalate]
     fallback: escalate"
+# The scripted model's outputs: the demo's, and as many again whose summary and rationale
+# are markup and script, to see them shown as text.
+python3 - "$ROOT/config/demo-responses.jsonl" "$T/responses.jsonl" <<'PY'
+import json, sys
+lines = [l for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+evil = "<img src=x onerror=\"document.title='pwned'\"></td><script>document.title='pwned'</script>"
+with open(sys.argv[2], "w") as out:
+    out.writelines(lines)
+    for i in range(len(lines)):
+        proposal = {"action": "escalate", "params": {"summary": "%d %s" % (i, evil)},
+                    "confidence": 0.9, "rationale": "<b>bold</b> " + evil}
+        out.write(json.dumps({"content": json.dumps(proposal)}) + "\n")
+PY
+sed -i "s#file: $ROOT/config/demo-responses.jsonl#file: $T/responses.jsonl#" "$T/meshd.yaml"
+grep -q "file: $T/responses.jsonl" "$T/meshd.yaml" || fail "the responses file was not replaced"
 cat >> "$T/meshd.yaml" <<YAML
 http:
   listen: true
@@ -132,6 +148,39 @@ assert p.fields.get("action") == ((d.get("action") or {}).get("name") or "-"), p
 assert p.fields.get("outcome") == (o["status"] if o else "none recorded"), p.fields.get("outcome")
 assert p.steps[:2] == ["event", "incident"] and p.steps[-1] == "outcome", p.steps
 assert sum(s.startswith("model call") for s in p.steps) == len(d.get("attempts") or []), p.steps
+PY
+
+# A decision whose action carries the markup: the detail view shows it as text, and nothing
+# in it ran (no element from it, the title unchanged).
+hid=$(python3 - "$T/state/decisions.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("type") == "decision" and "<script>" in json.dumps((r.get("action") or {}).get("params")):
+        print(r["id"]); break
+PY
+)
+[ -n "$hid" ] || fail "no decision took a markup proposal (the scripted backend draws at random: run again)"
+browse --dump-dom "$URL/#decision=$hid" > "$T/hostile.html" || fail "chromium failed on the hostile decision"
+python3 - "$T/hostile.html" <<'PY' || fail "markup from a decision was not shown as text"
+import html.parser, sys
+class P(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(); self.tags = []; self.text = ""; self.title = ""; self.in_title = False
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs))); self.in_title = tag == "title"
+    def handle_endtag(self, tag): self.in_title = False
+    def handle_data(self, data):
+        self.text += data
+        if self.in_title: self.title += data
+p = P(); p.feed(open(sys.argv[1]).read())
+imgs = [t for t in p.tags if t[0] in ("img", "b")]
+scripts = [a.get("src") for t, a in p.tags if t == "script"]
+print("title:", p.title, "scripts:", scripts, "img/b elements:", imgs)
+assert p.title == "meshd status", p.title
+assert not imgs, imgs
+assert scripts == ["app.js"], scripts
+assert "<img src=x onerror=" in p.text and "<script>document.title" in p.text, "the markup is not shown"
 PY
 
 browse --screenshot="$ROOT/$B/status-page.png" --window-size=1280,1600 "$URL/" > /dev/null \
