@@ -72,6 +72,7 @@ struct _mesh_statuspage_t {
     uint64_t offset;                    //  where the next read goes on
     dev_t dev;                          //  the file it is in (a rotation starts a new one)
     ino_t ino;
+    bool told;                          //  that the log cannot be read (logged once)
 };
 
 mesh_statuspage_t *
@@ -352,11 +353,14 @@ s_follow (mesh_statuspage_t *self)
 {
     struct stat st;
     if (!self->decision_log || stat (self->decision_log, &st) != 0) {
-        mesh_err ("statuspage: cannot read %s: %s", self->decision_log ? self->decision_log
-                                                                      : "(no log)",
-                  strerror (errno));
+        if (!self->told)                //  once, not at every refresh of every page
+            mesh_err ("statuspage: cannot read %s: %s", self->decision_log
+                                                             ? self->decision_log : "(no log)",
+                      strerror (errno));
+        self->told = true;
         return 2;
     }
+    self->told = false;
     if (st.st_dev != self->dev || st.st_ino != self->ino
         || (uint64_t) st.st_size < self->offset) {
         if ((uint64_t) st.st_size < self->offset && st.st_ino == self->ino)
