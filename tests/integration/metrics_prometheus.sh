@@ -18,6 +18,13 @@ write_config "  - name: ops
     detector: { kind: ewma, alpha: 0.1, warmup: 5, threshold: 0.5 }
     reason: { backend: scripted }
     actions: [scale_out, escalate]
+    fallback: escalate
+  - name: blind
+    topics: [metrics]
+    fields: { key: [host, metric], value: value, time: ts }
+    detector: { kind: ewma, alpha: 0.1, warmup: 5, threshold: 0.5 }
+    reason: { backend: dead }
+    actions: [scale_out, escalate]
     fallback: escalate"
 printf 'http:\n  listen: true\n  port: %s\n' "$PORT" >> "$T/meshd.yaml"
 start_meshd
@@ -35,13 +42,17 @@ for m in meshd_build_info meshd_events_consumed_total meshd_decisions_total mesh
          meshd_token_reservation_seconds_count meshd_action_outcomes_total; do
     grep -q "^$m" "$T/metrics.txt" || fail "$m missing from /metrics"
 done
-# The scripted backend has no circuit: the family is declared, without samples.
-grep -q "^# TYPE meshd_backend_circuit_state gauge" "$T/metrics.txt" || fail "no meshd_backend_circuit_state family"
+# The agent whose backend refuses connections: its circuit and its model calls' latency.
+grep -q '^meshd_backend_circuit_state{agent="blind",backend="dead",state="open"} [01]$' "$T/metrics.txt" \
+    || fail "no circuit state for the dead backend"
+calls=$(sed -n 's/^meshd_model_call_duration_seconds_count{agent="blind",backend="dead"} //p' "$T/metrics.txt")
+[ "${calls:-0}" -gt 0 ] || fail "no model call latency for the dead backend"
+note "dead backend: $calls model calls measured, circuit $(grep '^meshd_backend_circuit_state{agent="blind".* 1$' "$T/metrics.txt" | sed 's/.*state="\([a-z_]*\)".*/\1/')"
 gates=$(sed -n 's/^meshd_gate_evaluation_seconds_count{agent="ops"} //p' "$T/metrics.txt")
 [ "${gates:-0}" -gt 0 ] || fail "no gate evaluation reported by the agent"
 parts=$(grep -c '^meshd_consumer_lag_messages{agent="ops",topic="metrics",partition="[0-9]*"}' "$T/metrics.txt" || true)
 [ "$parts" = 4 ] || fail "lag of $parts partitions of topic metrics, expected 4"
-events=$(status_json | jq_py 'print(sum(a["counters"]["events"] for a in d["agents"]))')
+events=$(status_json | jq_py 'print(sum(a["counters"]["events"] for a in d["agents"] if a["agent"] == "ops"))')
 scraped=$(sed -n 's/^meshd_events_consumed_total{agent="ops"} //p' "$T/metrics.txt")
 [ "$scraped" = "$events" ] || fail "/metrics says $scraped events, meshctl status $events"
 fsyncs=$(sed -n 's/^meshd_ledger_fsync_seconds_count //p' "$T/metrics.txt")
@@ -76,7 +87,7 @@ for _ in $(seq 120); do
     sleep 0.5
 done
 [ -n "$got" ] || { tail -20 "$T/prometheus.log"; fail "Prometheus never stored meshd_events_consumed_total"; }
-events=$(status_json | jq_py 'print(sum(a["counters"]["events"] for a in d["agents"]))')
+events=$(status_json | jq_py 'print(sum(a["counters"]["events"] for a in d["agents"] if a["agent"] == "ops"))')
 [ "$got" = "$events" ] || fail "Prometheus has $got events consumed, meshctl status $events"
 up=$(query 'up{job="meshd"}')
 [ "$up" = 1 ] || fail "Prometheus's up{job=\"meshd\"} is '$up'"
