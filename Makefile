@@ -38,13 +38,18 @@ DEBS := build-essential pkg-config libczmq-dev libzmq3-dev librdkafka-dev liblua
         libsystemd-dev libmicrohttpd-dev libseccomp-dev kcat python3
 # Only the tests need these (immutable directories, another user, dropping privileges,
 # curl for the test inference server's self-check and the HTTP listener, prometheus for
-# promtool and a real Prometheus scraping /metrics).
-TEST_DEBS := e2fsprogs passwd util-linux curl prometheus
+# promtool and a real Prometheus scraping /metrics, chromium for the status page's browser
+# test).
+TEST_DEBS := e2fsprogs passwd util-linux curl prometheus chromium
 # Only `make deb` needs these (and tests/integration/deb_package.sh, through it).
 DEB_DEBS  := debhelper dpkg-dev fakeroot lintian
 
 LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c audit/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
+# The status page's files (daemon/statuspage/*) compiled in as C arrays (a generated
+# source in $(B)/gen/), so meshd serves them without reading anything at run time.
+SP_ASSETS := $(sort $(wildcard daemon/statuspage/*))
+LIBOBJ   += $(B)/obj/gen/statuspage_assets.o
 TOOLS    := $(patsubst tools/%.c,$(B)/%,$(wildcard tools/*.c))
 UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 HELPERS  := $(patsubst tests/helpers/%.c,$(B)/tests/%,$(wildcard tests/helpers/*.c))
@@ -81,6 +86,13 @@ $(B)/obj/common/version.o: $(B)/version.stamp VERSION
 $(B)/obj/common/version.o: XCFLAGS += -DMESH_VERSION='"$(MESH_VERSION)"' \
   -DMESH_GIT_COMMIT='"$(MESH_COMMIT)"' -DMESH_GIT_DESCRIBE='"$(MESH_DESCRIBE)"' \
   -DMESH_BUILD_DATE='"$(MESH_DATE)"'
+
+$(B)/gen/statuspage_assets.c: $(SP_ASSETS) tools/statuspage_embed.py
+	@mkdir -p $(dir $@)
+	python3 tools/statuspage_embed.py $@ $(SP_ASSETS)
+$(B)/obj/gen/statuspage_assets.o: $(B)/gen/statuspage_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 
 $(B)/libmesh.a: $(LIBOBJ)
 	@rm -f $@

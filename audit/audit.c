@@ -566,18 +566,57 @@ mesh_audit_load_key (const char *path, bool strict, unsigned char *key, char *wh
 
 typedef void (s_record_fn) (json_t *record, void *arg);
 
+//  The reader behind every view.  MAX_BYTES 0 and FROM < 0: the whole log, its segments
+//  included.  Otherwise the active file PATH only: from byte FROM (< 0: its end), but never
+//  more than its last MAX_BYTES (then from the first whole line in them); a last line
+//  without its newline (being written) is left for the next read, and *END_P (may be NULL)
+//  is where the next read goes on.  NEEDLE (may be NULL): lines that do not hold it (any
+//  case) are skipped before they are parsed, for a reader that wants one id.  A reader
+//  that must stay cheap (the status page, on meshd's own thread) reads only this much.
 static int
-s_each_record (const char *path, s_record_fn *fn, void *arg)
+s_each_record_range (const char *path, int64_t from, size_t max_bytes, const char *needle,
+                     s_record_fn *fn, void *arg, uint64_t *end_p)
 {
-    FILE *file = s_open (path);
-    if (!file)
+    bool whole = max_bytes == 0 && from < 0;
+    FILE *file = whole ? s_open (path) : path ? fopen (path, "re") : NULL;
+    if (!file) {
+        if (!whole)
+            mesh_err ("audit: cannot read %s: %s", path ? path : "(null)",
+                      path ? strerror (errno) : "no path");
         return 2;
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int64_t lineno = 0, skipped = 0, first_skipped = 0;
-    while ((n = getline (&line, &cap, file)) >= 0) {
+    uint64_t budget = UINT64_MAX, at = 0;
+    if (!whole) {
+        struct stat st;
+        uint64_t size = fstat (fileno (file), &st) == 0 ? (uint64_t) st.st_size : 0;
+        uint64_t start = from < 0 || (uint64_t) from > size ? size : (uint64_t) from;
+        bool cut = max_bytes && size - start > max_bytes;
+        if (cut)
+            start = size - max_bytes;
+        budget = size - start;
+        at = start;
+        int c = '\n';
+        if (start > 0 && fseeko (file, (off_t) start - (cut ? 1 : 0), SEEK_SET) == 0 && cut)
+            c = fgetc (file);
+        if (c != '\n') {               //  the window cuts a line: start after it
+            n = getline (&line, &cap, file);
+            uint64_t used = n > 0 ? (uint64_t) n : budget;
+            at += used;
+            budget = used < budget ? budget - used : 0;
+        }
+    }
+    while (budget > 0 && (n = getline (&line, &cap, file)) >= 0) {
+        if (!whole && (line[n - 1] != '\n' || (uint64_t) n > budget))
+            break;                      //  not written whole yet: the next read has it
+        budget = whole ? budget : budget - (uint64_t) n;
+        at += (uint64_t) n;
         lineno++;
+        if (needle && !strcasestr (line, needle))
+            continue;
         json_t *record = json_loadb (line, (size_t) n, 0, NULL);
         if (json_is_object (record))
             fn (record, arg);
@@ -585,6 +624,8 @@ s_each_record (const char *path, s_record_fn *fn, void *arg)
             first_skipped = lineno;
         json_decref (record);
     }
+    if (end_p)
+        *end_p = at;
     int rc = 0;
     if (ferror (file)) {
         mesh_err ("audit: read error in %s at line %" PRId64 ": %s", path, lineno + 1,
@@ -597,6 +638,20 @@ s_each_record (const char *path, s_record_fn *fn, void *arg)
     free (line);
     fclose (file);
     return rc;
+}
+
+static int
+s_each_record (const char *path, s_record_fn *fn, void *arg)
+{
+    return s_each_record_range (path, -1, 0, NULL, fn, arg, NULL);
+}
+
+int
+mesh_audit_each_record_from (const char *path, int64_t from, size_t max_bytes,
+                             void (*fn) (json_t *record, void *arg), void *arg,
+                             uint64_t *end_p)
+{
+    return s_each_record_range (path, from < 0 ? 0 : from, max_bytes, NULL, fn, arg, end_p);
 }
 
 static bool
@@ -711,6 +766,27 @@ s_integer_or_null (json_t *value)
     return json_is_integer (value) ? json_incref (value) : json_null ();
 }
 
+json_t *
+mesh_audit_list_row (json_t *d, const char *outcome)
+{
+    char time[40];
+    s_iso (json_object_get (d, "ts"), time, sizeof time);
+    json_t *action = json_object_get (json_object_get (d, "action"), "name");
+    json_t *row = json_object ();
+    json_object_set_new (row, "seq", s_integer_or_null (json_object_get (d, "seq")));
+    json_object_set_new (row, "ts", s_integer_or_null (json_object_get (d, "ts")));
+    json_object_set_new (row, "time", json_string (time));
+    json_object_set_new (row, "id", s_string_or_null (s_str (d, "id")));
+    json_object_set_new (row, "agent", s_string_or_null (s_str (d, "agent")));
+    json_object_set_new (row, "verdict", s_string_or_null (s_str (d, "verdict")));
+    json_object_set_new (row, "action", s_string_or_null (json_string_value (action)));
+    json_object_set_new (row, "tokens", s_integer_or_null (json_object_get (d, "tokens")));
+    json_object_set_new (row, "fallback",
+                         json_boolean (json_is_true (json_object_get (d, "fallback"))));
+    json_object_set_new (row, "outcome", s_string_or_null (outcome));
+    return row;
+}
+
 int
 mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, FILE *out)
 {
@@ -731,25 +807,8 @@ mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, FILE
             json_t *tokens = json_object_get (d, "tokens");
             const char *outcome = id ? json_string_value (json_object_get (self.outcomes, id))
                                      : NULL;
-            if (json) {
-                json_t *agent = json_object_get (d, "agent");
-                json_t *verdict = json_object_get (d, "verdict");
-                json_t *row = json_object ();
-                json_object_set_new (row, "seq", s_integer_or_null (json_object_get (d, "seq")));
-                json_object_set_new (row, "ts", s_integer_or_null (json_object_get (d, "ts")));
-                json_object_set_new (row, "time", json_string (time));
-                json_object_set_new (row, "id", s_string_or_null (id));
-                json_object_set_new (row, "agent", s_string_or_null (json_string_value (agent)));
-                json_object_set_new (row, "verdict",
-                                     s_string_or_null (json_string_value (verdict)));
-                json_object_set_new (row, "action",
-                                     s_string_or_null (json_string_value (action)));
-                json_object_set_new (row, "tokens", s_integer_or_null (tokens));
-                json_object_set_new (row, "fallback",
-                                     json_boolean (json_is_true (json_object_get (d, "fallback"))));
-                json_object_set_new (row, "outcome", s_string_or_null (outcome));
-                json_array_append_new (rows, row);
-            }
+            if (json)
+                json_array_append_new (rows, mesh_audit_list_row (d, outcome));
             else {
                 char c_id[13], c_agent[64], c_verdict[64], c_action[64], c_outcome[32];
                 char c_seq[24], c_tokens[24];
@@ -1135,48 +1194,46 @@ s_show_timeline (FILE *out, json_t *d, json_t *outcome, json_t *approvals)
 }
 
 int
-mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
+mesh_audit_show_find (const char *path, const char *id, size_t max_bytes, json_t **result_p,
+                      char *why, size_t why_size)
 {
+    *result_p = NULL;
     if (!id || !*id) {
-        mesh_err ("audit show: no decision id given");
+        snprintf (why, why_size, "audit show: no decision id given");
         return 1;
     }
     s_show_t self = { .id = id, .id_len = strlen (id), .prefix = strlen (id) >= 8,
                       .outcomes = json_object (), .approvals = json_object () };
-    int rc = s_each_record (path, s_show_fn, &self);
-    if (rc == 0) {
+    //  With a window: only lines that hold the id are parsed (ids are hex, written as is).
+    int rc = s_each_record_range (path, max_bytes ? 0 : -1, max_bytes, max_bytes ? id : NULL,
+                                  s_show_fn, &self, NULL);
+    if (rc != 0)
+        snprintf (why, why_size, "audit: cannot read %s", path ? path : "(null)");
+    else {
         const char *found = self.decision ? s_str (self.decision, "id") : NULL;
         bool exact = s_eq (found, id);
         if (!found) {
             if (strlen (id) < 8)
-                mesh_err ("audit show: no decision with id '%s' (an id prefix needs at least "
-                          "8 characters)", id);
+                snprintf (why, why_size, "audit show: no decision with id '%s' (an id prefix "
+                          "needs at least 8 characters)", id);
             else
-                mesh_err ("audit show: no decision with id or id prefix '%s'", id);
+                snprintf (why, why_size, "audit show: no decision with id or id prefix '%s'",
+                          id);
             rc = 1;
         }
         else
         if (!exact && self.other_id) {
-            mesh_err ("audit show: id prefix '%s' is ambiguous: it matches %s and %s; give "
-                      "more characters", id, found, self.other_id);
+            snprintf (why, why_size, "audit show: id prefix '%s' is ambiguous: it matches %s "
+                      "and %s; give more characters", id, found, self.other_id);
             rc = 1;
         }
         else {
             json_t *outcome = json_object_get (self.outcomes, found);
             json_t *approvals = json_object_get (self.approvals, found);
-            if (json) {
-                json_t *res = json_pack ("{s:O, s:O, s:o}", "decision", self.decision,
-                                         "outcome", outcome ? outcome : json_null (),
-                                         "approvals", approvals ? json_incref (approvals)
-                                                                : json_array ());
-                char *text = mesh_jsonout_dumps (res);
-                if (text)
-                    fprintf (out, "%s\n", text);
-                free (text);
-                json_decref (res);
-            }
-            else
-                s_show_timeline (out, self.decision, outcome, approvals);
+            *result_p = json_pack ("{s:O, s:O, s:o}", "decision", self.decision,
+                                   "outcome", outcome ? outcome : json_null (),
+                                   "approvals", approvals ? json_incref (approvals)
+                                                          : json_array ());
         }
     }
     json_decref (self.decision);
@@ -1184,6 +1241,33 @@ mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
     json_decref (self.approvals);
     free (self.other_id);
     return rc;
+}
+
+int
+mesh_audit_show (const char *path, const char *id, bool json, FILE *out)
+{
+    json_t *res = NULL;
+    char why[1024];
+    int rc = mesh_audit_show_find (path, id, 0, &res, why, sizeof why);
+    if (rc == 1)
+        mesh_err ("%s", why);           //  (2: s_open logged why)
+    if (rc != 0)
+        return rc;
+    if (json) {
+        char *text = mesh_jsonout_dumps (res);
+        if (text)
+            fprintf (out, "%s\n", text);
+        free (text);
+    }
+    else {
+        json_t *outcome = json_object_get (res, "outcome");
+        json_t *approvals = json_object_get (res, "approvals");
+        s_show_timeline (out, json_object_get (res, "decision"),
+                         json_is_null (outcome) ? NULL : outcome,
+                         json_array_size (approvals) ? approvals : NULL);
+    }
+    json_decref (res);
+    return 0;
 }
 
 //  ---------------------------------------------------------------------------------------

@@ -85,6 +85,29 @@ int mesh_audit_list (const char *path, const mesh_audit_filter_t *f, bool json, 
 //  (logged), 2 cannot read.
 int mesh_audit_show (const char *path, const char *id, bool json, FILE *out);
 
+//  The same answer as JSON, for a caller that shows it itself (the status page): 0 and
+//  *RESULT_P (caller owns) {"decision","outcome","approvals"}; 1 not found or ambiguous, 2
+//  cannot read, with WHY (WHY_SIZE bytes) saying so (not logged here, except a read error).
+//  MAX_BYTES > 0 reads only the last MAX_BYTES of the active file PATH (a decision older
+//  than that is not found); 0 reads the whole log, as mesh_audit_show does.
+int mesh_audit_show_find (const char *path, const char *id, size_t max_bytes, json_t **result_p,
+                          char *why, size_t why_size);
+
+//  One row of `audit list --json` for decision record D (borrowed) and its outcome status
+//  (NULL: none): {"seq","ts","time","id","agent","verdict","action","tokens","fallback",
+//  "outcome"}.  Caller owns the result.
+json_t *mesh_audit_list_row (json_t *d, const char *outcome);
+
+//  Calls FN for every line that is a JSON object in the active file PATH from byte FROM,
+//  in log order, but at most its last MAX_BYTES (0: no bound; a window that cuts a line
+//  starts after it).  A last line without its newline (being written) is not read; *END_P
+//  (may be NULL) is set to the offset after the last line read, where the next call goes
+//  on.  A reader that follows the log: call again with FROM = *END_P; FROM past the end
+//  reads nothing.  Returns 0, or 2 cannot read.
+int mesh_audit_each_record_from (const char *path, int64_t from, size_t max_bytes,
+                                 void (*fn) (json_t *record, void *arg), void *arg,
+                                 uint64_t *end_p);
+
 //  Aggregates over the log for summaries.  records counts every JSON record (ledger events
 //  included); accepted/rejected/budget_exhausted count decision verdicts; fallback counts
 //  decisions with "fallback": true; outcomes_failed counts outcomes with status "failed";

@@ -51,6 +51,7 @@
 #include "ratelog.h"
 #include "reload.h"
 #include "ship.h"
+#include "statuspage.h"
 #include "supervise.h"
 #include "tokens.h"
 #include "version.h"
@@ -780,7 +781,13 @@ s_http_routes (mesh_http_t *http, s_view_t *view)
     mesh_http_route (http, "/metrics", s_http_metrics, view);
     mesh_http_route (http, "/healthz", s_http_healthz, view);
     mesh_http_route (http, "/readyz", s_http_readyz, view);
-    //  INTEGRATION: the status page's routes go here.
+}
+
+//  The status page's view of the daemon (statuspage.h): what s_full_status has.
+static json_t *
+s_page_status (void *arg)
+{
+    return s_full_status ((s_view_t *) arg);
 }
 
 static void
@@ -1379,9 +1386,18 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
         zpoller_add (poller, mesh_actions_sock (actions));
     s_view_t view = {.d = &d, .st = &st, .config_path = config_path, .brokers = brokers,
                      .ship = ship, .ship_why = ship_why, .metrics = d.metrics, .http = http};
+    //  The read-only status page takes "/" (the fallback) and "/api/".
+    mesh_statuspage_t *page = http ? mesh_statuspage_new (mesh_ledger_path (ledger),
+                                                          d.state_dir, s_page_status, &view)
+                                   : NULL;
     if (http) {                         //  served by this loop (mesh_http_wait below)
         s_http_routes (http, &view);
-        mesh_notice ("http: serving /metrics, /healthz, /readyz on %s", mesh_http_bound (http));
+        if (page) {
+            mesh_http_route (http, "/", mesh_statuspage_handle, page);
+            mesh_http_route (http, "/api/", mesh_statuspage_handle, page);
+        }
+        mesh_notice ("http: serving /metrics, /healthz, /readyz%s on %s",
+                     page ? " and the status page at /" : "", mesh_http_bound (http));
     }
     void *readers[] = {agents, control, synced, actions ? mesh_actions_sock (actions) : NULL};
     uint64_t watchdog_usec = 0;
@@ -1465,6 +1481,8 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
             mesh_notice ("ready: every agent said hello");
         }
         view.ready = ready_now;
+        if (page)                       //  the page's charts: a sample every 10 s
+            mesh_statuspage_tick (page, zclock_time ());
         if (now >= next_status || d.storage_down != last_down) {
             char *agents_line = mesh_supervise_summary (sup);
             char *summary = d.storage_down
@@ -1487,6 +1505,7 @@ s_run (mesh_config_t *cfg_at_start, mesh_agent_user_t *au)
             next_watchdog = now + (int64_t) (watchdog_usec / 2000);
         }
     }
+    mesh_statuspage_destroy (&page);    //  no request is served after the loop
     free (last_summary);
     zpoller_destroy (&poller);
     if (actions)
