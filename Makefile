@@ -1,7 +1,7 @@
 # meshd - build, test, demo.
 #
-# Every .c under common/ audit/ lua/ agents/ (and its stage folders agents/*/) daemon/
-# (except each binary's main.c) goes into one static library; binaries and tests link against it, so a new
+# Every .c under common/ audit/ lua/ agents/ (and its stage folders agents/*/) daemon/ (and
+# daemon/*/) (except each binary's main.c) goes into one static library; binaries and tests link against it, so a new
 # module needs no Makefile edit.  tools/<name>.c is the binary build/<name>;
 # tests/unit/test_<x>.c is build/tests/test_<x>; tests/helpers/<x>.c is
 # build/tests/<x>.
@@ -23,7 +23,7 @@ CC       ?= cc
 PKGS     := libczmq libzmq rdkafka lua5.4 yaml-0.1 libcurl jansson libsodium libsystemd libmicrohttpd libseccomp
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration \
-            -Icommon -Iaudit -Iagents $(addprefix -I,$(wildcard agents/*/)) -Ilua -Idaemon -D_GNU_SOURCE \
+            -Icommon -Iaudit -Iagents $(addprefix -I,$(wildcard agents/*/)) -Ilua -Idaemon $(addprefix -I,$(wildcard daemon/*/)) -D_GNU_SOURCE \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Lua links statically: the gates call into it a few hundred times per decision, and
 # calls through the shared library's PLT cost about a tenth of the chain's time
@@ -44,11 +44,11 @@ TEST_DEBS := e2fsprogs passwd util-linux curl prometheus chromium
 # Only `make deb` needs these (and tests/integration/deb_package.sh, through it).
 DEB_DEBS  := debhelper dpkg-dev fakeroot lintian
 
-LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c audit/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c))
+LIBSRC   := $(filter-out %/main.c,$(wildcard common/*.c audit/*.c lua/*.c agents/*.c agents/*/*.c daemon/*.c daemon/*/*.c))
 LIBOBJ   := $(LIBSRC:%.c=$(B)/obj/%.o)
-# The status page's files (daemon/statuspage/*) compiled in as C arrays (a generated
+# The status page's files (daemon/http/statuspage/*) compiled in as C arrays (a generated
 # source in $(B)/gen/), so meshd serves them without reading anything at run time.
-SP_ASSETS := $(sort $(wildcard daemon/statuspage/*))
+SP_ASSETS := $(sort $(wildcard daemon/http/statuspage/*))
 LIBOBJ   += $(B)/obj/gen/statuspage_assets.o
 TOOLS    := $(patsubst tools/%.c,$(B)/%,$(wildcard tools/*.c))
 UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
@@ -68,7 +68,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(B)/obj/%.o: %.c $(wildcard common/*.h audit/*.h agents/*.h agents/*/*.h lua/*.h daemon/*.h)
+$(B)/obj/%.o: %.c $(wildcard common/*.h audit/*.h agents/*.h agents/*/*.h lua/*.h daemon/*.h daemon/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 

@@ -4078,7 +4078,7 @@ s_ship_free (mesh_ship_config_t *ship)
 }
 
 //  --------------------------------------------------------------------------
-//  http: the listener (daemon/http.c).  An address literal only: no name to resolve at
+//  http: the listener (daemon/http/http.c).  An address literal only: no name to resolve at
 //  start, and what it binds is what the file says.
 
 static void

@@ -5,5 +5,5 @@
 out=$1; shift
 PKGS="libczmq libzmq rdkafka lua5.4 yaml-0.1 libcurl jansson libsodium libsystemd libmicrohttpd cmocka"
 exec ${CC:-cc} -std=gnu11 -O1 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE \
-  -Icommon -Iaudit -Iagents -Ilua -Idaemon $(pkg-config --cflags $PKGS) ${EXTRA_CFLAGS:-} \
+  -Icommon -Iaudit -Iagents -Ilua -Idaemon -Idaemon/http $(pkg-config --cflags $PKGS) ${EXTRA_CFLAGS:-} \
   "$@" -o "$out" $(pkg-config --libs $PKGS) -lpthread -lm

@@ -1,4 +1,4 @@
-/*  test_http - the HTTP listener's route API (daemon/http.c).
+/*  test_http - the HTTP listener's route API (daemon/http/http.c).
  *
  *  Usage example: make a listener on a free loopback port, register routes, serve it from
  *  a thread that calls mesh_http_wait as the main loop does, and ask it with libcurl: the

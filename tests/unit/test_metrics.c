@@ -1,4 +1,4 @@
-/*  test_metrics - the Prometheus exposition of daemon/metrics.c.
+/*  test_metrics - the Prometheus exposition of daemon/http/metrics.c.
  *
  *  Usage example: build a status tree as main.c does (daemon, agents with counters over
  *  two replicas, budget scopes, histograms), render it, and read the text: every metric of
@@ -246,7 +246,7 @@ test_docs_match (void **state)
         while (i < count && strcmp (mesh_metrics_info (i)->name, name) != 0)
             i++;
         if (i == count)
-            fail_msg ("docs/metrics.md lists %s, which daemon/metrics.c does not export", name);
+            fail_msg ("docs/metrics.md lists %s, which daemon/http/metrics.c does not export", name);
         const mesh_metric_info_t *m = mesh_metrics_info (i);
         seen[i]++;
         assert_string_equal (type, m->type);

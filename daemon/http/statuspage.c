@@ -10,7 +10,7 @@
  *  ring filled on the daemon's timer; and every reply is built whole, checked against a
  *  size, and handed to the listener, which frees it.
  *
- *  The assets (index.html, app.js, app.css) are compiled in from daemon/statuspage/ by
+ *  The assets (index.html, app.js, app.css) are compiled in from daemon/http/statuspage/ by
  *  tools/statuspage_embed.py ($(B)/gen/statuspage_assets.c), so the binary needs no files
  *  at run time and the page needs nothing from elsewhere (its CSP forbids it).
  */

@@ -1,7 +1,7 @@
 /*  statuspage - the read-only status page on meshd's HTTP listener, and its JSON.
  *
  *      GET /                   index.html   (the page: plain HTML, CSS and JavaScript,
- *      GET /app.js             app.js        embedded in the binary from daemon/statuspage/,
+ *      GET /app.js             app.js        embedded in the binary from daemon/http/statuspage/,
  *      GET /app.css            app.css       no external assets, no inline script)
  *      GET /api/status         agents (state, pid, restarts, counters), backends (health,
  *                              circuit), budgets (used, limit, remaining, burn), daemon
