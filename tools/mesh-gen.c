@@ -21,7 +21,9 @@
  *    drift        a ramp over 30 points up to 8 sigma, which then persists.
  *  Everything is deterministic from --seed (our own splitmix64 + Box-Muller, so
  *  the stream is the same on every libc).  Each series draws its noise from its
- *  own generator, so a series does not change when --hosts or --metrics do.
+ *  own generator, started at a hashed state (not a fixed step from the others',
+ *  which made every series a delayed copy of one noise sequence), so series are
+ *  independent and a series does not change when --hosts or --metrics do.
  *
  *  --labels FILE writes (atomically: temporary file, fsync, rename) the ground
  *  truth that common/labels.c scores incidents against; each anomaly's window
@@ -152,6 +154,18 @@ s_rng_next (s_rng_t *rng)
     return z ^ (z >> 31);
 }
 
+//  The starting state of stream INDEX of a family BASE.  A splitmix64 state steps by
+//  the golden gamma, so states BASE + INDEX * gamma would be one stream shifted by INDEX
+//  draws (series i's noise series 0's, i points late, correlated across series); each
+//  stream starts instead at a hashed state, a random distance along the cycle.
+static uint64_t
+s_rng_stream (uint64_t base, uint64_t index)
+{
+    s_rng_t mix = { .state = base ^ (index * 0xD6E8FEB86659FD93ull) };
+    s_rng_next (&mix);
+    return s_rng_next (&mix);
+}
+
 //  Uniform in [0,1).
 static double
 s_rng_uniform (s_rng_t *rng)
@@ -244,7 +258,7 @@ s_series_plan (s_series_t *series, int count, const s_options_t *opt)
         s_rng_t host = { .state = opt->seed ^ (0xA5A5A5A5ull * (uint64_t) (h + 1)) };
         s->phase = 0.3 * (s_rng_uniform (&host) - 0.5);
         s->level = s->metric->level * (0.9 + 0.2 * s_rng_uniform (&host));
-        s->rng.state = opt->seed * 0x100000001B3ull + (uint64_t) i * 0x9E3779B97F4A7C15ull + 1;
+        s->rng.state = s_rng_stream (opt->seed * 0x100000001B3ull + 1, (uint64_t) i);
     }
     //  Storm mode: storms instead (s_storm_plan).
     if (opt->storms > 0)
@@ -395,8 +409,9 @@ static void
 s_flap_init (s_flap_t *flap, const s_options_t *opt, int e, int h)
 {
     memset (flap, 0, sizeof *flap);
-    flap->rng.state = opt->seed * 0x2545F4914F6CDD1Dull + (uint64_t) (e + 1) * 0x9E3779B97F4A7C15ull
-                      + (uint64_t) (h + 1) * 0xD1B54A32D192ED03ull;
+    flap->rng.state = s_rng_stream (opt->seed * 0x2545F4914F6CDD1Dull
+                                    + (uint64_t) (h + 1) * 0xD1B54A32D192ED03ull,
+                                    (uint64_t) (e + 1));
     flap->flap = opt->storm_flap;
     flap->magnitude = opt->storm_sigmas * (0.8 + 0.4 * s_rng_uniform (&flap->rng));
     int max_onset = opt->storm_spread < opt->storm_length - 1 ? opt->storm_spread
