@@ -81,8 +81,8 @@ s_config (const char *kind, size_t max_series)
     cfg.knn.k = 3;
     cfg.context.levels = 8;
     cfg.context.length = 3;
-    cfg.context.slots = 128;
-    cfg.bocpd.hazard = 0.004;
+    cfg.context.slots = 176;
+    cfg.bocpd.hazard = 0.001;
     cfg.bocpd.hypotheses = 12;
     return cfg;
 }

@@ -3778,8 +3778,8 @@ s_agent_defaults (s_ctx_t *ctx, mesh_agent_config_t *agent)
     agent->detector.knn.k = 3;
     agent->detector.context.levels = 8;
     agent->detector.context.length = 3;
-    agent->detector.context.slots = 128;
-    agent->detector.bocpd.hazard = 0.004;
+    agent->detector.context.slots = 176;
+    agent->detector.bocpd.hazard = 0.001;
     agent->detector.bocpd.hypotheses = 12;
     agent->incident.group_wait_s = 0;
     agent->incident.group_interval_s = 300;

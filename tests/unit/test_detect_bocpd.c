@@ -289,7 +289,7 @@ test_config_loader (void **state)
         fail_msg ("%s", out);
     const mesh_detector_config_t *det = &cfg->agents[0].detector;
     assert_string_equal (det->kind, "bocpd");
-    assert_true (det->bocpd.hazard == 0.004);
+    assert_true (det->bocpd.hazard == 0.001);
     assert_int_equal (det->bocpd.hypotheses, 12);
     mesh_config_destroy (&cfg);
     free (out);

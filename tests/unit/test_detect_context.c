@@ -331,7 +331,7 @@ test_config_loader (void **state)
     assert_string_equal (det->kind, "context");
     assert_int_equal (det->context.levels, 8);
     assert_int_equal (det->context.length, 3);
-    assert_int_equal (det->context.slots, 128);
+    assert_int_equal (det->context.slots, 176);
     mesh_config_destroy (&cfg);
     free (out);
     //  Given keys.
