@@ -94,6 +94,9 @@ $(B)/obj/gen/statuspage_assets.o: $(B)/gen/statuspage_assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 
+# The unit tests' shared headers (tests/unit/*.h) are prerequisites of the tests only.
+$(UNITS:$(B)/tests/%=$(B)/obj/tests/unit/%.o): $(wildcard tests/unit/*.h)
+
 $(B)/libmesh.a: $(LIBOBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -17,26 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct {
-    uint64_t state;
-} rng_t;
-
-static uint64_t
-rng_next (rng_t *r)
-{
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double
-rng_gauss (rng_t *r)
-{
-    double u1 = 1.0 - (double) (rng_next (r) >> 11) * 0x1.0p-53;
-    double u2 = (double) (rng_next (r) >> 11) * 0x1.0p-53;
-    return sqrt (-2.0 * log (u1)) * cos (2 * M_PI * u2);
-}
+#include "detect_props.h"     //  rng_t, rng_next, rng_gauss
 
 static mesh_detector_config_t
 config (void)
